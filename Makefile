@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+APT_PACKAGES := bubblewrap chromium
+
+.PHONY: install system-packages run demo test bench clean
+
+install: system-packages $(STAMP)
+
+# Debian packages the sandbox and the browser tests need; installed only when missing.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(PY) -m frontend
+
+demo: install
+	$(PY) -m agent_sandbox run --output /tmp/agent-sandbox-demo samples/plate_reader.csv
+
+test: install
+	$(PY) -m pytest -q -ra
+
+bench: install
+	$(PY) -m pip install -q -e '.[test,bench]'
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

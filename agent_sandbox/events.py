@@ -1,0 +1,146 @@
+"""The event protocol: one versioned JSON object per line on the agent's stdout.
+
+The agent writes events with `EventWriter`; the host turns each stdout line back
+into an event with `parse_line`. A line that is not one of our events is kept
+as a `raw` event, never dropped, so nothing the sandbox prints is lost.
+
+    {"v":1,"seq":12,"ts":1764160000.12,"type":"command_started","step":3,"data":{...}}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+PROTOCOL_VERSION = 1
+
+# Event types. The agent emits the first group; the host adds the second.
+RUN_STARTED = "run_started"          # data: environment, model, limits, workspace, outputs
+STEP = "step"                        # data: thought/plan text for this step
+COMMAND_STARTED = "command_started"  # data: kind (shell|python|write_file), command, timeout
+OUTPUT = "output"                    # data: stream (stdout|stderr), text, truncated
+COMMAND_FINISHED = "command_finished"  # data: exit_code, duration, timed_out, truncated
+FILE_WRITTEN = "file_written"        # data: path, size
+MESSAGE = "message"                  # data: text (a summary or note for the user)
+WARNING = "warning"                  # data: message
+ERROR = "error"                      # data: message
+RUN_FINISHED = "run_finished"        # data: status, reason, steps
+
+RAW = "raw"                          # host: a stdout/stderr line that is not an event; data: stream, text
+STATUS = "status"                    # host: job lifecycle; data: status, message
+RESULT = "result"                    # host: outputs collected; data: status, reason, files, skipped
+
+AGENT_TYPES = frozenset({RUN_STARTED, STEP, COMMAND_STARTED, OUTPUT, COMMAND_FINISHED,
+                         FILE_WRITTEN, MESSAGE, WARNING, ERROR, RUN_FINISHED})
+HOST_TYPES = frozenset({RAW, STATUS, RESULT})
+ALL_TYPES = AGENT_TYPES | HOST_TYPES
+
+# Final statuses of a run, shared by the agent, every backend and the web app.
+SUCCEEDED = "succeeded"
+FAILED = "failed"                    # the agent reported failure or exited non-zero
+TIMEOUT = "timeout"                  # whole-run time limit
+COMMAND_TIMEOUT = "command_timeout"  # one command ran past its limit
+IDLE_TIMEOUT = "idle_timeout"        # no output for too long
+CANCELLED = "cancelled"
+ERROR_STATUS = "error"               # infrastructure failure (sandbox could not start, ...)
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMEOUT, COMMAND_TIMEOUT, IDLE_TIMEOUT,
+                            CANCELLED, ERROR_STATUS})
+
+
+def make_event(type: str, data: dict[str, Any] | None = None, *, seq: int = 0,
+               step: int | None = None, ts: float | None = None) -> dict[str, Any]:
+    event = {"v": PROTOCOL_VERSION, "seq": seq, "ts": time.time() if ts is None else ts,
+             "type": type, "data": data or {}}
+    if step is not None:
+        event["step"] = step
+    return event
+
+
+def encode(event: dict[str, Any]) -> str:
+    """One line of JSON; non-ASCII kept readable, never a raw newline inside."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def parse_line(line: str | bytes, stream: str = "stdout") -> dict[str, Any]:
+    """Turn one line from the sandbox into an event; anything else becomes `raw`."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    text = line.rstrip("\r\n")
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+        if (isinstance(obj, dict) and obj.get("v") == PROTOCOL_VERSION
+                and isinstance(obj.get("type"), str) and isinstance(obj.get("data", {}), dict)):
+            obj.setdefault("data", {})
+            return obj
+    return make_event(RAW, {"stream": stream, "text": text})
+
+
+class EventWriter:
+    """Writes events as JSON lines, flushed per line, numbered from 1.
+
+    Thread-safe: the agent's output readers and its main loop share one writer.
+    An optional `mirror` file (Docker: /outputs/agent.log) gets the same lines.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, mirror: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self.mirror = mirror
+        self.seq = 0
+        self._lock = threading.Lock()
+
+    def emit(self, type: str, data: dict[str, Any] | None = None,
+             step: int | None = None) -> dict[str, Any]:
+        with self._lock:
+            self.seq += 1
+            event = make_event(type, data, seq=self.seq, step=step)
+            line = encode(event) + "\n"
+            self.stream.write(line)
+            self.stream.flush()
+            if self.mirror is not None:
+                self.mirror.write(line)
+                self.mirror.flush()
+        return event
+
+
+def render(event: dict[str, Any]) -> str:
+    """A readable one-or-more-line rendering for the CLI (the web page has its own)."""
+    t, d = event.get("type"), event.get("data", {})
+    step = event.get("step")
+    prefix = f"[{step}] " if step is not None else ""
+    if t == RUN_STARTED:
+        return (f"== run started: model {d.get('model')} in {d.get('environment')} "
+                f"environment")
+    if t == STEP:
+        return f"{prefix}{d.get('text', '')}"
+    if t == COMMAND_STARTED:
+        return f"{prefix}$ {d.get('command', '')}"
+    if t == OUTPUT:
+        text = d.get("text", "").rstrip("\n")
+        return text + ("\n  ... (output truncated)" if d.get("truncated") else "")
+    if t == COMMAND_FINISHED:
+        extra = " (timed out)" if d.get("timed_out") else ""
+        return f"{prefix}-> exit {d.get('exit_code')} in {d.get('duration', 0):.2f}s{extra}"
+    if t == FILE_WRITTEN:
+        return f"{prefix}wrote {d.get('path')} ({d.get('size')} bytes)"
+    if t == MESSAGE:
+        return d.get("text", "")
+    if t == WARNING:
+        return f"warning: {d.get('message', '')}"
+    if t == ERROR:
+        return f"error: {d.get('message', '')}"
+    if t == RUN_FINISHED:
+        return f"== run finished: {d.get('status')}" + (f" ({d['reason']})" if d.get("reason") else "")
+    if t == RAW:
+        return d.get("text", "")
+    if t == STATUS:
+        return f"-- {d.get('status')}: {d.get('message', '')}".rstrip(": ")
+    if t == RESULT:
+        return (f"== result: {d.get('status')}, {d.get('files', 0)} files collected, "
+                f"{d.get('skipped', 0)} skipped")
+    return encode(event)

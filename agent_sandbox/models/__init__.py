@@ -1,0 +1,104 @@
+"""Models decide the agent's next action. One Protocol fits a scripted playbook
+and a tool-calling LLM alike: the model sees the task and the history of
+(action, observation) pairs and returns the next Action.
+
+Models are registered by prefix and imported on demand:
+    "offline"            the built-in playbook (no network, no key)
+    "scripted"           a fixed list of actions from AGENT_SCRIPT (tests)
+    "openai:<name>"      any OpenAI-compatible endpoint
+    "anthropic:<name>"   Anthropic
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+SHELL = "shell"            # run `command` with /bin/sh in the workspace
+PYTHON = "python"          # run `code` with the sandbox's Python
+WRITE_FILE = "write_file"  # write `content` to `path` (relative to the outputs folder)
+FINISH = "finish"          # stop; `message` is the summary, `status` succeeded|failed
+ACTION_KINDS = (SHELL, PYTHON, WRITE_FILE, FINISH)
+
+
+@dataclass
+class Action:
+    kind: str
+    thought: str = ""          # why: shown in the log as the step's text
+    command: str = ""          # SHELL
+    code: str = ""             # PYTHON
+    path: str = ""             # WRITE_FILE
+    content: str = ""          # WRITE_FILE
+    message: str = ""          # FINISH
+    status: str = "succeeded"  # FINISH
+    call_id: str = ""          # tool-call id, for LLMs that need it echoed back
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACTION_KINDS:
+            raise ValueError(f"unknown action kind {self.kind!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Action":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+
+
+@dataclass
+class Observation:
+    exit_code: int | None
+    output: str                # stdout and stderr, interleaved, capped
+    truncated: bool = False
+    timed_out: bool = False
+    duration: float = 0.0
+
+
+@dataclass
+class Task:
+    """What the model is asked to do, and where."""
+    instructions: str
+    workspace: str             # absolute path of the inputs (read them here)
+    outputs: str               # absolute path where results must be written
+    files: list[dict[str, Any]] = field(default_factory=list)  # [{path, size}] of the workspace
+    environment: str = "local"
+
+
+@dataclass
+class Turn:
+    action: Action
+    observation: Observation | None = None
+
+
+class Model(Protocol):
+    name: str
+
+    def next_action(self, task: Task, history: list[Turn]) -> Action: ...
+
+
+# prefix -> "module:Class"; the part after "prefix:" is passed as `name`.
+MODELS: dict[str, str] = {
+    "offline": "agent_sandbox.models.offline:OfflinePlaybook",
+    "scripted": "agent_sandbox.models.scripted:ScriptedModel",
+    "openai": "agent_sandbox.models.openai:OpenAIModel",
+    "anthropic": "agent_sandbox.models.anthropic:AnthropicModel",
+}
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+def get_model(spec: str) -> Model:
+    prefix, _, name = spec.partition(":")
+    target = MODELS.get(prefix)
+    if target is None:
+        raise UnknownModel(f"unknown model {spec!r}; use offline, openai:<name> or anthropic:<name>")
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UnknownModel(f"model {spec!r} is not available here: {exc}") from None
+    return getattr(module, class_name)(name)

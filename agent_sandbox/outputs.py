@@ -1,0 +1,165 @@
+"""Bring a sandbox's outputs back to the host, safely, with a manifest.
+
+Every backend lists what the sandbox left in /outputs as `OutputEntry`s (path,
+kind, size) through an `OutputSource`; `collect_outputs` decides what comes
+back and writes `manifest.json`:
+
+    {"files":   [{"path", "size", "sha256"}, ...],
+     "skipped": [{"path", "size", "reason"}, ...]}
+
+Only regular files are copied. Symlinks and special files (FIFOs, sockets,
+devices) are never followed or opened; files over the per-file limit, past the
+total limit or past the file-count limit are listed with the reason instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Iterable, Iterator, Protocol
+
+from agent_sandbox.spec import Limits
+
+FILE, DIR, SYMLINK, SPECIAL = "file", "dir", "symlink", "special"
+MANIFEST = "manifest.json"
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class OutputEntry:
+    path: str   # relative, POSIX separators
+    kind: str   # FILE | DIR | SYMLINK | SPECIAL
+    size: int
+
+
+class OutputSource(Protocol):
+    def entries(self) -> Iterable[OutputEntry]: ...
+
+    def open(self, path: str) -> BinaryIO:
+        """Open a regular file for reading; must refuse symlinks."""
+        ...
+
+
+class DirectorySource:
+    """Outputs in a host folder (local and Docker backends). Never follows links."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def entries(self) -> Iterator[OutputEntry]:
+        # os.walk with followlinks=False lists a symlink to a dir as a dir name;
+        # lstat each name ourselves so links are reported, never entered.
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            rel_dir = Path(dirpath).relative_to(self.root)
+            for name in sorted(dirnames + filenames):
+                full = Path(dirpath, name)
+                rel = (rel_dir / name).as_posix()
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    yield OutputEntry(rel, SYMLINK, st.st_size)
+                elif stat.S_ISDIR(st.st_mode):
+                    yield OutputEntry(rel, DIR, 0)
+                elif stat.S_ISREG(st.st_mode):
+                    yield OutputEntry(rel, FILE, st.st_size)
+                else:
+                    yield OutputEntry(rel, SPECIAL, st.st_size)
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+    def open(self, path: str) -> BinaryIO:
+        full = safe_join(self.root, path)
+        # O_NOFOLLOW refuses a final-component symlink swapped in after listing;
+        # O_NONBLOCK keeps a FIFO swapped in from blocking us forever.
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.fdopen(fd, "rb")
+
+
+class UnsafePath(ValueError):
+    pass
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing absolute paths, `..` and anything outside root."""
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    if rel.is_absolute() or any(part in ("..", "") for part in rel.parts) or not rel.parts:
+        raise UnsafePath(f"unsafe path: {relative!r}")
+    full = Path(root, *rel.parts)
+    if os.path.commonpath([os.path.abspath(full), os.path.abspath(root)]) != os.path.abspath(root):
+        raise UnsafePath(f"unsafe path: {relative!r}")
+    return full
+
+
+def collect_outputs(source: OutputSource, results: Path, limits: Limits,
+                    extra_skipped: Iterable[dict] = ()) -> dict:
+    """Copy what may come back from `source` into `results`; write and return the manifest."""
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    files: list[dict] = []
+    skipped: list[dict] = list(extra_skipped)
+    total = 0
+    for entry in sorted(source.entries(), key=lambda e: e.path):
+        if entry.kind == DIR:
+            continue
+        if entry.path == MANIFEST:
+            skipped.append(_skip(entry, "reserved name (the host writes the manifest)"))
+            continue
+        if entry.kind == SYMLINK:
+            skipped.append(_skip(entry, "symlink (never followed)"))
+            continue
+        if entry.kind != FILE:
+            skipped.append(_skip(entry, "not a regular file"))
+            continue
+        if entry.size > limits.max_file_bytes:
+            skipped.append(_skip(entry, f"larger than the per-file limit of {limits.max_file_bytes} bytes"))
+            continue
+        if total + entry.size > limits.max_total_bytes:
+            skipped.append(_skip(entry, f"past the total limit of {limits.max_total_bytes} bytes"))
+            continue
+        if len(files) >= limits.max_files:
+            skipped.append(_skip(entry, f"past the limit of {limits.max_files} files"))
+            continue
+        try:
+            record = _copy(source, entry, results, limits.max_file_bytes)
+        except (OSError, UnsafePath) as exc:
+            skipped.append(_skip(entry, f"could not be read: {exc.strerror if isinstance(exc, OSError) else exc}"))
+            continue
+        if record is None:
+            skipped.append(_skip(entry, f"larger than the per-file limit of {limits.max_file_bytes} bytes"))
+            continue
+        total += record["size"]
+        files.append(record)
+    manifest = {"files": files, "skipped": skipped}
+    tmp = results / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(results / MANIFEST)
+    return manifest
+
+
+def _skip(entry: OutputEntry, reason: str) -> dict:
+    return {"path": entry.path, "size": entry.size, "reason": reason}
+
+
+def _copy(source: OutputSource, entry: OutputEntry, results: Path, max_bytes: int) -> dict | None:
+    dest = safe_join(results, entry.path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    tmp = dest.with_name(dest.name + ".partial")
+    with source.open(entry.path) as src, open(tmp, "wb") as out:
+        while chunk := src.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:  # the file grew after it was listed
+                out.close()
+                tmp.unlink()
+                return None
+            digest.update(chunk)
+            out.write(chunk)
+    tmp.replace(dest)
+    return {"path": entry.path, "size": size, "sha256": digest.hexdigest()}

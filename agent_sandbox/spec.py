@@ -1,0 +1,102 @@
+"""What a run needs (RunSpec, Limits) and what it gives back (RunResult).
+
+These are shared by every backend, the CLI and the web app.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MB = 1024 * 1024
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+@dataclass
+class Limits:
+    """Limits enforced on one run. Defaults come from AGENT_SANDBOX_* variables."""
+
+    run_timeout: float = 1800.0        # seconds for the whole run
+    command_timeout: float = 300.0     # seconds for one command the agent runs
+    idle_timeout: float = 600.0        # seconds without any output before the run is stopped
+    cpu: float = 1.0                   # CPU cores (where the backend can enforce it)
+    memory_mb: int = 2048              # memory (where the backend can enforce it)
+    max_steps: int = 40                # agent steps before it must stop
+    max_output_chars: int = 20000      # captured output per command kept for the model and log
+    max_file_bytes: int = 5 * MB       # one output file larger than this is not brought back
+    max_total_bytes: int = 200 * MB    # outputs past this total are not brought back
+    max_files: int = 1000              # outputs past this count are not brought back
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "Limits":
+        limits = cls()
+        for name, value in asdict(limits).items():
+            env = os.environ.get(f"AGENT_SANDBOX_{name.upper()}")
+            if env not in (None, ""):
+                setattr(limits, name, type(value)(float(env)) if isinstance(value, int) else float(env))
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(limits, name, value)
+        return limits
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunSpec:
+    """One run of the agent: the inputs, the model, the limits, where results go."""
+
+    job_id: str
+    workspace: Path                    # prepared folder; becomes /workspace (never modified)
+    results: Path                      # collected outputs and manifest.json land here
+    instructions: str = ""
+    model: str = "offline"             # "offline" | "openai:<name>" | "anthropic:<name>" | "scripted:<file>"
+    secrets: dict[str, str] = field(default_factory=dict)  # e.g. model API keys; never logged
+    env: dict[str, str] = field(default_factory=dict)      # non-secret settings for the agent
+    limits: Limits = field(default_factory=Limits)
+    network: bool | None = None        # None: only when the model needs an API
+
+    def __post_init__(self) -> None:
+        self.workspace = Path(self.workspace)
+        self.results = Path(self.results)
+
+    @property
+    def needs_network(self) -> bool:
+        if self.network is not None:
+            return self.network
+        return not (self.model == "offline" or self.model.startswith("scripted"))
+
+    def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs") -> list[str]:
+        """Arguments for `python -m agent_sandbox.coding_agent` inside the sandbox."""
+        args = ["--workspace", workspace, "--outputs", outputs, "--model", self.model,
+                "--max-steps", str(self.limits.max_steps),
+                "--command-timeout", str(self.limits.command_timeout),
+                "--max-output-chars", str(self.limits.max_output_chars)]
+        if self.instructions:
+            args += ["--instructions", self.instructions]
+        return args
+
+
+@dataclass
+class RunResult:
+    """How a run ended. `status` is one of events.FINAL_STATUSES."""
+
+    status: str
+    reason: str = ""
+    exit_code: int | None = None
+    duration: float = 0.0
+    manifest: dict[str, Any] = field(default_factory=lambda: {"files": [], "skipped": []})
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
