@@ -1,0 +1,263 @@
+"""Clean one table in DuckDB and record every change in an audit.
+
+Cleaning, in order: unique snake_case column names; text trimmed; common
+missing markers (empty, NA, N/A, -, null, ...) made missing; text columns
+parsed as integers, numbers, dates or date-times when at least 95% of their
+values parse (the rest become missing and are counted); empty columns, empty
+rows and exact duplicate rows (compared after cleaning) dropped, keeping the
+first occurrence and the original row order.
+
+Types are guessed on the first rows, then checked with one aggregate pass over
+the whole table, so a 1 GB file is never held in memory.
+
+Self-contained: depends on duckdb only.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MISSING_MARKERS = ["", "na", "n/a", "n.a.", "nan", "null", "-", "--", "#n/a"]
+WHITESPACE = " \t\r\n\u00a0"
+PARSE_SHARE = 0.95          # a column is converted when this share of its values parses
+SAMPLE_ROWS = 20000
+INT_RE = r"[+-]?[0-9]+"
+NUM_RE = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+NUM_COMMA_RE = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)([eE][+-]?[0-9]+)?"
+# Day-first before month-first: when both fit equally we read 03/04 as 3 April.
+DATE_FORMATS = [
+    "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d",
+    "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y",
+]
+ISO = "ISO 8601"
+
+
+def sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def snake_case(name: str) -> str:
+    text = str(name).replace("µ", "u").replace("μ", "u").replace("%", " pct ").replace("#", " num ")
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = re.sub(r"([a-z0-9])([A-Z][a-z])", r"\1_\2", text)
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+    if text and text[0].isdigit():
+        text = "col_" + text
+    return text
+
+
+def unique_snake_names(names: list[str]) -> list[str]:
+    out, seen = [], set()
+    for i, name in enumerate(names):
+        base = snake_case(name) or f"column_{i + 1}"
+        new, n = base, 1
+        while new in seen:
+            n += 1
+            new = f"{base}_{n}"
+        seen.add(new)
+        out.append(new)
+    return out
+
+
+def _swap(fmt: str) -> str:
+    return fmt.replace("%d", "%X").replace("%m", "%d").replace("%X", "%m")
+
+
+class Cleaner:
+    def __init__(self, con, view: str, names: list[str], decimal_comma: bool = False):
+        self.con, self.view, self.original = con, view, names
+        self.decimal_comma = decimal_comma
+        self.names = unique_snake_names(names)
+        rel = con.sql(f"SELECT * FROM {view} LIMIT 0")
+        self.raw_cols = list(rel.columns)
+        self.is_text = [str(t) == "VARCHAR" for t in rel.types]
+        self.sql_types = [str(t) for t in rel.types]
+        self.audit: list[dict] = []
+
+    # -- expressions --------------------------------------------------------
+    def value(self, i: int) -> str:
+        """The cell after trimming and missing markers (still text)."""
+        col = sql_ident(self.raw_cols[i])
+        if not self.is_text[i]:
+            return col
+        trimmed = f"trim({col}, {sql_str(WHITESPACE)})"
+        markers = ", ".join(sql_str(m) for m in MISSING_MARKERS)
+        return f"(CASE WHEN lower({trimmed}) IN ({markers}) THEN NULL ELSE {trimmed} END)"
+
+    def number(self, v: str) -> str:
+        return f"TRY_CAST(replace({v}, ',', '.') AS DOUBLE)" if self.decimal_comma else f"TRY_CAST({v} AS DOUBLE)"
+
+    def parsed(self, v: str, kind: str, formats: list[str]) -> str:
+        if kind == "integer":  # the regex keeps TRY_CAST from rounding '3.5' or reading '1e3'
+            return f"(CASE WHEN regexp_full_match({v}, {sql_str(INT_RE)}) THEN TRY_CAST({v} AS BIGINT) END)"
+        if kind == "number":
+            return f"(CASE WHEN regexp_full_match({v}, {sql_str(NUM_COMMA_RE if self.decimal_comma else NUM_RE)}) THEN {self.number(v)} END)"
+        parts = [f"TRY_CAST({v} AS TIMESTAMP)" if f == ISO else f"try_strptime({v}, {sql_str(f)})" for f in formats]
+        ts = parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
+        return f"CAST({ts} AS DATE)" if kind == "date" else ts
+
+    # -- type guess on a sample ---------------------------------------------
+    def guess_types(self) -> list[tuple[str, list[str]]]:
+        """(kind, date formats) per column from the first rows; kind 'text' keeps it as is."""
+        text_cols = [i for i in range(len(self.raw_cols)) if self.is_text[i]]
+        guesses = [("keep", [])] * len(self.raw_cols)
+        if not text_cols:
+            return guesses
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS}")
+        num_re = NUM_COMMA_RE if self.decimal_comma else NUM_RE
+        for i in text_cols:
+            v = self.value(i)
+            fmts = [ISO] + DATE_FORMATS
+            checks = [f"count({v})", f"count_if(regexp_full_match({v}, {sql_str(INT_RE)}))",
+                      f"count_if(regexp_full_match({v}, {sql_str(num_re)}))"]
+            checks += [f"count_if({self.parsed(v, 'datetime', [f])} IS NOT NULL)" for f in fmts]
+            present, ints, nums, *dates = self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()
+            if present == 0:
+                guesses[i] = ("text", [])
+            elif ints == present:
+                guesses[i] = ("integer", [])
+            elif nums >= PARSE_SHARE * present:
+                guesses[i] = ("number", [])
+            else:
+                chosen = self._pick_formats(v, dict(zip(fmts, dates)), present)
+                guesses[i] = ("datetime", chosen) if chosen else ("text", [])
+        return guesses
+
+    def _pick_formats(self, v: str, hits: dict[str, int], present: int) -> list[str]:
+        chosen: list[str] = []
+        covered = 0
+        for fmt, count in sorted(hits.items(), key=lambda kv: -kv[1]):
+            if count == 0 or _swap(fmt) in chosen:
+                continue
+            trial = chosen + [fmt]
+            n = self.con.execute(f"SELECT count_if({self.parsed(v, 'datetime', trial)} IS NOT NULL) FROM guess_sample").fetchone()[0]
+            if n > covered:
+                chosen, covered = trial, n
+        return chosen if covered >= PARSE_SHARE * present else []
+
+    # -- full pass ------------------------------------------------------------
+    def run(self, out_table: str) -> dict:
+        guesses = self.guess_types()
+        n = len(self.raw_cols)
+        values = [self.value(i) for i in range(n)]
+        aggs = ["count(*)", "count_if(" + " AND ".join(f"{v} IS NULL" for v in values) + ")"]
+        for i, v in enumerate(values):
+            col = sql_ident(self.raw_cols[i])
+            aggs.append(f"count({col})")
+            aggs.append(f"count({v})")
+            if self.is_text[i]:
+                aggs.append(f"count_if({v} IS NOT NULL AND {v} <> {col})")
+            else:
+                aggs.append("0")
+            kind, fmts = guesses[i]
+            if kind in ("integer", "number"):
+                aggs.append(f"count({self.parsed(v, 'integer', [])})")
+                aggs.append(f"count({self.parsed(v, 'number', [])})")
+            elif kind == "datetime":
+                ts = self.parsed(v, "datetime", fmts)
+                aggs.append(f"count({ts})")
+                aggs.append(f"count_if({ts} <> date_trunc('day', {ts}))")
+            else:
+                aggs += ["0", "0"]
+        row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {self.view}").fetchone()
+        rows_before, empty_rows = row[0], row[1]
+
+        for i, name in enumerate(self.names):
+            if name != self.original[i]:
+                self._note("renamed column", name, detail=f"{self.original[i]!r} -> {name}")
+        final_exprs, final_names, columns = [], [], []
+        for i in range(n):
+            nonnull, present, trimmed, ok_a, ok_b = row[2 + 5 * i: 7 + 5 * i]
+            name, v = self.names[i], values[i]
+            if trimmed:
+                self._note("trimmed whitespace", name, cells=trimmed)
+            if nonnull - present:
+                self._note("missing markers set to missing", name, cells=nonnull - present,
+                           detail="markers: " + ", ".join(self._markers_seen(i)))
+            if present == 0:
+                self._note("dropped empty column", name, detail=f"{self.original[i]!r} had no values")
+                continue
+            kind, fmts = guesses[i]
+            expr, ctype = v, "text" if self.is_text[i] else self._kind_of(self.sql_types[i])
+            if kind in ("integer", "number"):
+                if ok_a == present:
+                    expr, ctype = self.parsed(v, "integer", []), "integer"
+                elif ok_b >= PARSE_SHARE * present:
+                    expr, ctype = self.parsed(v, "number", []), "number"
+                    self._parse_loss(i, v, expr, present - ok_b, "numbers")
+                if ctype != "text":
+                    self._note_parse(name, ctype, present, "decimal comma" if self.decimal_comma and ctype == "number" else "")
+            elif kind == "datetime" and ok_a >= PARSE_SHARE * present:
+                ctype = "datetime" if ok_b else "date"
+                expr = self.parsed(v, ctype, fmts)
+                self._parse_loss(i, v, expr, present - ok_a, "dates")
+                self._note_parse(name, ctype, present, "formats: " + ", ".join(fmts))
+            final_exprs.append(f"{expr} AS {sql_ident(name)}")
+            final_names.append(name)
+            columns.append({"name": name, "original": self.original[i], "type": ctype})
+
+        if not final_exprs:
+            raise ValueError("every column is empty")
+        typed = (f"SELECT row_number() OVER () AS __rn, {', '.join(final_exprs)} FROM {self.view}"
+                 f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
+        cols = ", ".join(sql_ident(c) for c in final_names)
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {out_table} AS SELECT {cols} FROM "
+            f"(SELECT {cols}, min(__rn) AS __first FROM ({typed}) GROUP BY ALL) ORDER BY __first")
+        rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
+        if empty_rows:
+            self._note("dropped empty rows", None, rows=empty_rows)
+        duplicates = rows_before - empty_rows - rows_after
+        if duplicates:
+            self._note("dropped duplicate rows", None, rows=duplicates, detail="exact copies of an earlier row after cleaning; the first is kept")
+        return {"rows_before": rows_before, "columns_before": n, "rows_after": rows_after,
+                "columns_after": len(final_names), "empty_rows": empty_rows, "duplicate_rows": duplicates,
+                "columns": columns, "audit": self.audit}
+
+    # -- helpers --------------------------------------------------------------
+    @staticmethod
+    def _kind_of(sql_type: str) -> str:
+        t = sql_type.upper()
+        if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"):
+            return "integer"
+        if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+            return "number"
+        if t == "DATE":
+            return "date"
+        if t.startswith("TIMESTAMP"):
+            return "datetime"
+        if t == "BOOLEAN":
+            return "boolean"
+        return "text" if t == "VARCHAR" else t.lower()
+
+    def _note(self, action: str, column: str | None, rows: int | None = None, cells: int | None = None, detail: str = "") -> None:
+        self.audit.append({"action": action, "column": column, "rows": rows, "cells": cells, "detail": detail})
+
+    def _note_parse(self, name: str, ctype: str, present: int, detail: str) -> None:
+        label = {"integer": "parsed as integer", "number": "parsed as number", "date": "parsed as date",
+                 "datetime": "parsed as date-time"}[ctype]
+        self._note(label, name, cells=present, detail=detail)
+
+    def _markers_seen(self, i: int) -> list[str]:
+        col = sql_ident(self.raw_cols[i])
+        rows = self.con.execute(
+            f"SELECT DISTINCT {col} FROM guess_sample WHERE {col} IS NOT NULL AND {self.value(i)} IS NULL LIMIT 8").fetchall()
+        return [repr(r[0]) for r in rows] or ["(beyond the first rows)"]
+
+    def _parse_loss(self, i: int, v: str, expr: str, lost: int, what: str) -> None:
+        if lost <= 0:
+            return
+        examples = self.con.execute(
+            f"SELECT DISTINCT {v} FROM {self.view} WHERE {v} IS NOT NULL AND {expr} IS NULL LIMIT 5").fetchall()
+        self._note(f"values that are not {what} set to missing", self.names[i], cells=lost,
+                   detail="e.g. " + ", ".join(repr(e[0]) for e in examples))
+
+
+def clean_table(con, view: str, names: list[str], out_table: str, decimal_comma: bool = False) -> dict:
+    return Cleaner(con, view, names, decimal_comma).run(out_table)
