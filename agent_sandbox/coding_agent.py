@@ -13,6 +13,7 @@ Exit code: 0 when the run succeeded, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -134,11 +135,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--command-timeout", type=float, default=300.0)
     p.add_argument("--max-output-chars", type=int, default=20000)
+    p.add_argument("--secrets-from-stdin", action="store_true",
+                   help="read a JSON object of secrets (API keys) from the first line of stdin")
     return p.parse_args(argv)
+
+
+def protect_secrets(from_stdin: bool) -> None:
+    """Keep secrets where only the agent can read them.
+
+    Secrets arrive on stdin (local, Docker) or in the environment (Modal
+    secrets). Either way they end up in os.environ for the model's SDK, and
+    the process is made non-dumpable so commands (which run without
+    capabilities) cannot read them from /proc/<agent>/environ or memory.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
+    except (OSError, AttributeError):
+        pass
+    if from_stdin:
+        line = sys.stdin.readline()
+        if line.strip():
+            os.environ.update({str(k): str(v) for k, v in json.loads(line).items()})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    protect_secrets(args.secrets_from_stdin)
     sys.stdout.reconfigure(line_buffering=True)
     outputs = Path(args.outputs)
     outputs.mkdir(parents=True, exist_ok=True)

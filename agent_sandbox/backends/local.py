@@ -9,6 +9,7 @@ model needs an API), all capabilities dropped, killed with its parent.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -63,10 +64,11 @@ class LocalBackend:
 
     def command(self, spec: RunSpec, outputs: Path, scratch: Path) -> list[str]:
         """The full argv: bubblewrap around `python -m agent_sandbox.coding_agent`."""
-        agent = [self.config.python, "-m", "agent_sandbox.coding_agent", *spec.agent_args()]
+        agent = [self.config.python, "-m", "agent_sandbox.coding_agent", *spec.agent_args(),
+                 "--secrets-from-stdin"]
         if not self.config.bwrap:
             return [self.config.python, "-m", "agent_sandbox.coding_agent",
-                    *spec.agent_args(str(spec.workspace), str(outputs))]
+                    *spec.agent_args(str(spec.workspace), str(outputs)), "--secrets-from-stdin"]
         args = [self.config.bwrap, "--die-with-parent", "--new-session", "--unshare-all",
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
         if spec.needs_network:
@@ -94,8 +96,7 @@ class LocalBackend:
                "PYTHONPATH": AGENT_ROOT if self.config.bwrap else str(PACKAGE_DIR.parent),
                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
                "MPLCONFIGDIR": "/tmp/matplotlib"}
-        env.update(spec.env)
-        env.update(spec.secrets)  # the agent needs its API key; its commands never see it (tools.py)
+        env.update(spec.env)  # secrets go on stdin instead: bwrap's own environ is readable in the jail
         return env
 
     def run(self, spec: RunSpec, on_event: EventCallback,
@@ -132,8 +133,13 @@ class LocalBackend:
 
     def _supervise(self, spec: RunSpec, monitor: RunMonitor, outputs: Path, scratch: Path) -> int | None:
         proc = subprocess.Popen(self.command(spec, outputs, scratch), env=self.environment(spec),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
+        try:  # one JSON line of secrets; the agent reads it before anything else
+            proc.stdin.write((json.dumps(spec.secrets) + "\n").encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
         readers = [threading.Thread(target=monitor.pump, args=(proc.stdout, "stdout"), daemon=True),
                    threading.Thread(target=monitor.pump, args=(proc.stderr, "stderr"), daemon=True)]
         for r in readers:
