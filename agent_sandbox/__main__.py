@@ -1,0 +1,89 @@
+"""Host CLI: run the agent on some files in a sandbox and keep the results.
+
+    python -m agent_sandbox run [--backend local] [--model offline] \
+        [--instructions TEXT] [--json] --output DIR FILE...
+
+Prints the live log (with --json: the raw events), leaves the outputs and
+manifest.json in DIR, exits 0 on success and non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from agent_sandbox import events as ev
+from agent_sandbox.backends import UnknownBackend, get_backend
+from agent_sandbox.outputs import UnsafePath
+from agent_sandbox.spec import Limits, RunSpec
+from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
+
+# API keys the agent may need, passed as secrets (never into events or commands).
+MODEL_KEY_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m agent_sandbox")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent on FILEs in a sandbox")
+    run.add_argument("files", nargs="+", metavar="FILE")
+    run.add_argument("--output", required=True, metavar="DIR", help="where results and manifest.json go")
+    run.add_argument("--backend", default=os.environ.get("AGENT_SANDBOX_BACKEND", "local"))
+    run.add_argument("--model", default=os.environ.get("AGENT_SANDBOX_MODEL", "offline"))
+    run.add_argument("--instructions", default="")
+    run.add_argument("--json", action="store_true", help="print raw JSON events")
+    run.add_argument("--my-files", default=os.environ.get("AGENT_SANDBOX_MY_FILES", str(DEFAULT_MY_FILES)))
+    run.add_argument("--workdir", default=os.environ.get("AGENT_SANDBOX_OUTPUTS", ""),
+                     help="root for uploaded_files/<job_id> (default: a temporary folder)")
+    run.add_argument("--run-timeout", type=float)
+    run.add_argument("--command-timeout", type=float)
+    run.add_argument("--idle-timeout", type=float)
+    run.add_argument("--max-steps", type=int)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()):
+        print(f"error: output folder {output} is not empty", file=sys.stderr)
+        return 2
+    job_id = secrets.token_hex(8)
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="agent-sandbox-"))
+    try:
+        workspace = prepare_workspace(root, job_id, args.files, Path(args.my_files) if args.my_files else None)
+        backend = get_backend(args.backend)
+    except (FileNotFoundError, UnsafePath, UnknownBackend) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    limits = Limits.from_env(run_timeout=args.run_timeout, command_timeout=args.command_timeout,
+                             idle_timeout=args.idle_timeout, max_steps=args.max_steps)
+    spec = RunSpec(job_id=job_id, workspace=workspace, results=output, instructions=args.instructions,
+                   model=args.model, limits=limits,
+                   secrets={k: os.environ[k] for k in MODEL_KEY_NAMES if os.environ.get(k)},
+                   env={k: os.environ[k] for k in ("AGENT_SCRIPT",) if k in os.environ})
+
+    def on_event(event: dict) -> None:
+        line = ev.encode(event) if args.json else ev.render(event)
+        print(line, flush=True)
+
+    cancel = threading.Event()
+    try:
+        result = backend.run(spec, on_event, cancel)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if result.ok:
+        print(f"results in {output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
+        return 0
+    print(f"error: run {result.status}: {result.reason}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

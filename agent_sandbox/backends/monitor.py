@@ -1,0 +1,93 @@
+"""What every backend does while a sandbox runs, whatever the sandbox is.
+
+`RunMonitor` turns the sandbox's stdout/stderr lines into events, forwards them,
+watches the whole-run and no-output limits and the cancel flag, and decides the
+final status. A backend feeds it lines, asks `should_stop()` while waiting, and
+stops the sandbox when told to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterable
+
+from agent_sandbox import events as ev
+from agent_sandbox.backends import EventCallback
+from agent_sandbox.spec import RunSpec
+
+STDERR_TAIL = 20
+
+
+class RunMonitor:
+    def __init__(self, spec: RunSpec, on_event: EventCallback, cancel: threading.Event | None):
+        self.spec = spec
+        self.on_event = on_event
+        self.cancel = cancel or threading.Event()
+        self.started = time.monotonic()
+        self.last_output = self.started
+        self.final: dict[str, Any] | None = None   # the agent's run_finished data
+        self.stopped: tuple[str, str] | None = None  # (status, reason) when the host stopped it
+        self.stderr_tail: list[str] = []
+        self._lock = threading.Lock()
+
+    def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
+        self.forward(ev.make_event(type, data))
+
+    def status(self, status: str, message: str = "") -> None:
+        self.emit(ev.STATUS, {"status": status, "message": message})
+
+    def forward(self, event: dict[str, Any]) -> None:
+        with self._lock:  # stdout and stderr readers call in from two threads
+            self.on_event(event)
+
+    def feed(self, line: str | bytes, stream: str = "stdout") -> None:
+        event = ev.parse_line(line, stream)
+        self.last_output = time.monotonic()
+        if event["type"] == ev.RAW and stream == "stderr":
+            self.stderr_tail = (self.stderr_tail + [event["data"]["text"]])[-STDERR_TAIL:]
+        if event["type"] == ev.RUN_FINISHED:
+            self.final = event["data"]
+        self.forward(event)
+
+    def pump(self, lines: Iterable[str | bytes], stream: str) -> None:
+        """Feed every line of one stream (run it in a thread per stream)."""
+        for line in lines:
+            self.feed(line, stream)
+
+    def should_stop(self) -> tuple[str, str] | None:
+        """(status, reason) if the sandbox must be stopped now, else None."""
+        if self.stopped:
+            return self.stopped
+        limits = self.spec.limits
+        now = time.monotonic()
+        if self.cancel.is_set():
+            self.stopped = (ev.CANCELLED, "cancelled by the user")
+        elif now - self.started > limits.run_timeout:
+            self.stopped = (ev.TIMEOUT, f"the run took longer than {limits.run_timeout:g}s")
+        elif now - self.last_output > limits.idle_timeout:
+            self.stopped = (ev.IDLE_TIMEOUT, f"no output for {limits.idle_timeout:g}s")
+        return self.stopped
+
+    def outcome(self, exit_code: int | None) -> tuple[str, str]:
+        """The final (status, reason) once the sandbox is gone."""
+        if self.stopped:
+            return self.stopped
+        if self.final is not None:
+            status = self.final.get("status", ev.FAILED)
+            if status not in ev.FINAL_STATUSES:
+                status = ev.FAILED
+            return status, self.final.get("reason", "")
+        tail = " | ".join(self.stderr_tail[-3:])
+        return ev.ERROR_STATUS, (f"the agent exited with code {exit_code} without finishing"
+                                 + (f": {tail}" if tail else ""))
+
+    @property
+    def duration(self) -> float:
+        return time.monotonic() - self.started
+
+    def result_event(self, status: str, reason: str, manifest: dict) -> None:
+        self.emit(ev.RESULT, {"status": status, "reason": reason,
+                              "files": len(manifest.get("files", [])),
+                              "skipped": len(manifest.get("skipped", [])),
+                              "duration": round(self.duration, 3)})

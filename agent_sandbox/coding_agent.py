@@ -1,0 +1,202 @@
+"""The coding agent, run INSIDE the sandbox:
+
+    python -m agent_sandbox.coding_agent --workspace /workspace --outputs /outputs \
+        [--instructions TEXT | --instructions-file F] [--model offline] \
+        [--max-steps N] [--command-timeout S]
+
+The model proposes an action, the tool runs it in the workspace, the
+observation goes back to the model, until it finishes or the step limit.
+Everything is reported as JSON-line events on stdout (agent_sandbox.events).
+Exit code: 0 when the run succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from agent_sandbox import events as ev
+from agent_sandbox.environment import DOCKER, detect_environment, environment_details
+from agent_sandbox.models import (FINISH, PYTHON, SHELL, WRITE_FILE, Action, Model,
+                                  Observation, Task, Turn, UnknownModel, get_model)
+from agent_sandbox.outputs import UnsafePath, safe_join
+from agent_sandbox.tools import become_subreaper, run_command
+
+DEFAULT_INSTRUCTIONS = ("Profile and clean every dataset in the workspace; write cleaned "
+                        "tables, plots and a report to the outputs folder.")
+MAX_LISTED_FILES = 500
+
+
+def list_workspace(workspace: Path) -> list[dict]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(workspace):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath, name)
+            if full.is_symlink() or not full.is_file():
+                continue
+            files.append({"path": full.relative_to(workspace).as_posix(), "size": full.stat().st_size})
+            if len(files) >= MAX_LISTED_FILES:
+                return files
+    return files
+
+
+class Agent:
+    def __init__(self, model: Model, task: Task, writer: ev.EventWriter, *,
+                 max_steps: int, command_timeout: float, max_output_chars: int):
+        self.model = model
+        self.task = task
+        self.writer = writer
+        self.max_steps = max_steps
+        self.command_timeout = command_timeout
+        self.max_output_chars = max_output_chars
+        self.stop = threading.Event()   # set by SIGTERM: kill the running command
+        self.history: list[Turn] = []
+
+    def run(self) -> tuple[str, str]:
+        """Returns (status, reason)."""
+        for step in range(1, self.max_steps + 1):
+            if self.stop.is_set():
+                return ev.CANCELLED, "stopped by the host"
+            try:
+                action = self.model.next_action(self.task, self.history)
+            except Exception as exc:  # a model failure ends the run; it must be reported, not crash
+                self.writer.emit(ev.ERROR, {"message": f"model error: {exc}"}, step=step)
+                return ev.FAILED, f"model error: {type(exc).__name__}: {exc}"
+            if action.thought:
+                self.writer.emit(ev.STEP, {"text": action.thought}, step=step)
+            if action.kind == FINISH:
+                if action.message:
+                    self.writer.emit(ev.MESSAGE, {"text": action.message}, step=step)
+                status = ev.SUCCEEDED if action.status == ev.SUCCEEDED else ev.FAILED
+                return status, "" if status == ev.SUCCEEDED else (action.message or "the agent gave up")
+            observation = self.execute(action, step)
+            self.history.append(Turn(action, observation))
+            if observation.timed_out:
+                if self.stop.is_set():
+                    return ev.CANCELLED, "stopped by the host"
+                return ev.COMMAND_TIMEOUT, f"a command ran longer than {self.command_timeout:g}s"
+        return ev.FAILED, f"step limit of {self.max_steps} reached"
+
+    def execute(self, action: Action, step: int) -> Observation:
+        if action.kind == WRITE_FILE:
+            return self.write_file(action, step)
+        if action.kind == SHELL:
+            argv, shown = ["/bin/sh", "-c", action.command], action.command
+        else:  # PYTHON
+            argv, shown = [sys.executable, "-c", action.code], action.code
+        self.writer.emit(ev.COMMAND_STARTED, {"kind": action.kind, "command": shown,
+                                              "timeout": self.command_timeout}, step=step)
+
+        def on_output(stream: str, text: str) -> None:
+            self.writer.emit(ev.OUTPUT, {"stream": stream, "text": text}, step=step)
+
+        obs = run_command(argv, cwd=self.task.workspace, timeout=self.command_timeout,
+                          max_chars=self.max_output_chars, on_output=on_output, stop=self.stop)
+        if obs.truncated:
+            self.writer.emit(ev.OUTPUT, {"stream": "stdout", "text": "",
+                                         "truncated": True}, step=step)
+        self.writer.emit(ev.COMMAND_FINISHED, {"exit_code": obs.exit_code, "duration": round(obs.duration, 3),
+                                               "timed_out": obs.timed_out, "truncated": obs.truncated},
+                         step=step)
+        return obs
+
+    def write_file(self, action: Action, step: int) -> Observation:
+        self.writer.emit(ev.COMMAND_STARTED, {"kind": WRITE_FILE, "command": f"write {action.path}"}, step=step)
+        try:
+            dest = safe_join(Path(self.task.outputs), action.path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            data = action.content.encode("utf-8")
+            if dest.is_symlink():
+                raise UnsafePath(f"refusing to write through a symlink: {action.path}")
+            dest.write_bytes(data)
+        except (OSError, UnsafePath) as exc:
+            self.writer.emit(ev.COMMAND_FINISHED, {"exit_code": 1, "duration": 0.0, "timed_out": False}, step=step)
+            return Observation(exit_code=1, output=f"could not write {action.path}: {exc}")
+        self.writer.emit(ev.FILE_WRITTEN, {"path": action.path, "size": len(data)}, step=step)
+        self.writer.emit(ev.COMMAND_FINISHED, {"exit_code": 0, "duration": 0.0, "timed_out": False}, step=step)
+        return Observation(exit_code=0, output=f"wrote {len(data)} bytes to {dest}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m agent_sandbox.coding_agent",
+                                description="Run the coding agent (inside a sandbox).")
+    p.add_argument("--workspace", required=True, help="folder with the inputs")
+    p.add_argument("--outputs", required=True, help="folder for the results")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--instructions", default=None)
+    group.add_argument("--instructions-file", default=None)
+    p.add_argument("--model", default="offline")
+    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--command-timeout", type=float, default=300.0)
+    p.add_argument("--max-output-chars", type=int, default=20000)
+    p.add_argument("--secrets-from-stdin", action="store_true",
+                   help="read a JSON object of secrets (API keys) from the first line of stdin")
+    return p.parse_args(argv)
+
+
+def protect_secrets(from_stdin: bool) -> None:
+    """Keep secrets where only the agent can read them.
+
+    Secrets arrive on stdin (local, Docker) or in the environment (Modal
+    secrets). Either way they end up in os.environ for the model's SDK, and
+    the process is made non-dumpable so commands (which run without
+    capabilities) cannot read them from /proc/<agent>/environ or memory.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
+    except (OSError, AttributeError):
+        pass
+    if from_stdin:
+        line = sys.stdin.readline()
+        if line.strip():
+            os.environ.update({str(k): str(v) for k, v in json.loads(line).items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    protect_secrets(args.secrets_from_stdin)
+    sys.stdout.reconfigure(line_buffering=True)
+    outputs = Path(args.outputs)
+    outputs.mkdir(parents=True, exist_ok=True)
+    environment = detect_environment()
+    # On Docker the container's stdout may be all an operator sees later: keep a copy.
+    mirror = open(outputs / "agent.log", "a", encoding="utf-8") if environment == DOCKER else None
+    writer = ev.EventWriter(sys.stdout, mirror)
+    become_subreaper()
+
+    instructions = args.instructions
+    if args.instructions_file:
+        instructions = Path(args.instructions_file).read_text(encoding="utf-8")
+    task = Task(instructions=instructions or DEFAULT_INSTRUCTIONS, workspace=str(Path(args.workspace)),
+                outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment)
+    limits = {"max_steps": args.max_steps, "command_timeout": args.command_timeout,
+              "max_output_chars": args.max_output_chars}
+    writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,
+                                 "limits": limits, "workspace": task.workspace, "outputs": task.outputs,
+                                 "files": len(task.files), "python": sys.version.split()[0]})
+    try:
+        model = get_model(args.model)
+    except UnknownModel as exc:
+        writer.emit(ev.ERROR, {"message": str(exc)})
+        writer.emit(ev.RUN_FINISHED, {"status": ev.FAILED, "reason": str(exc), "steps": 0})
+        return 1
+
+    agent = Agent(model, task, writer, max_steps=args.max_steps, command_timeout=args.command_timeout,
+                  max_output_chars=args.max_output_chars)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
+    status, reason = agent.run()
+    writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history)})
+    if mirror:
+        mirror.close()
+    return 0 if status == ev.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The backend conformance suite: the same behaviour on every backend.
+
+Each test drives the real agent (scripted model) in a real sandbox of the
+backend under test and checks what came back: events, status, outputs,
+manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from agent_sandbox import events as ev
+from agent_sandbox.spec import MB, Limits
+from tests.conftest import make_spec
+
+SECRET = "sk-conformance-7f3a9c1e5b"
+
+
+def shell(command: str, thought: str = "") -> dict:
+    return {"kind": "shell", "command": command, "thought": thought}
+
+
+def test_streams_events_live_and_reports_environment(backend, expected_environment, tmp_path, recorder):
+    spec = make_spec(tmp_path, [shell("echo first-line; sleep 2; echo second-line", "two lines")])
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    started = recorder.of_type(ev.RUN_STARTED)
+    assert started and started[0]["data"]["environment"] == expected_environment
+    outputs = [(e, t) for e, t in zip(recorder.events, recorder.arrivals) if e["type"] == ev.OUTPUT]
+    first = next(t for e, t in outputs if "first-line" in e["data"]["text"])
+    second = next(t for e, t in outputs if "second-line" in e["data"]["text"])
+    # Live: the first line reached us while the command was still sleeping.
+    assert second - first > 1.0
+    assert recorder.of_type(ev.RUN_FINISHED)[-1]["data"]["status"] == ev.SUCCEEDED
+    assert recorder.of_type(ev.RESULT)[-1]["data"]["status"] == ev.SUCCEEDED
+
+
+def test_outputs_come_back_with_manifest_and_limits(backend, tmp_path, recorder):
+    script = [
+        {"kind": "write_file", "path": "notes/résumé.txt", "content": "naïve café ✓\n"},
+        shell("head -c 6000000 /dev/urandom > /outputs/big.bin"),
+        shell("head -c 1000 /dev/urandom > /outputs/small.bin"),
+        shell("ln -s /etc/passwd /outputs/passwd-link; ln -s small.bin /outputs/inner-link"),
+        shell("mkfifo /outputs/a-fifo"),
+        shell("cat /workspace/data.csv > /outputs/copy.csv"),
+    ]
+    spec = make_spec(tmp_path, script)
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    files = {f["path"]: f for f in result.manifest["files"]}
+    skipped = {s["path"]: s["reason"] for s in result.manifest["skipped"]}
+    assert set(files) == {"notes/résumé.txt", "small.bin", "copy.csv"}
+    assert (spec.results / "notes/résumé.txt").read_text(encoding="utf-8") == "naïve café ✓\n"
+    assert (spec.results / "copy.csv").read_bytes() == b"a,b\n1,2\n"
+    data = (spec.results / "small.bin").read_bytes()
+    assert files["small.bin"]["size"] == 1000
+    assert files["small.bin"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert "per-file limit" in skipped["big.bin"] and not (spec.results / "big.bin").exists()
+    assert "symlink" in skipped["passwd-link"] and not (spec.results / "passwd-link").exists()
+    assert "symlink" in skipped["inner-link"]
+    assert "not a regular file" in skipped["a-fifo"]
+    assert (spec.results / "manifest.json").exists()
+
+
+def test_output_total_and_count_limits(backend, tmp_path, recorder):
+    limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=60,
+                    max_total_bytes=2500, max_files=3)
+    spec = make_spec(tmp_path, [shell("for i in 1 2 3 4 5; do head -c 1000 /dev/zero > /outputs/f$i; done")],
+                     limits=limits)
+    result = backend.run(spec, recorder)
+    assert [f["path"] for f in result.manifest["files"]] == ["f1", "f2"]
+    reasons = {s["path"]: s["reason"] for s in result.manifest["skipped"]}
+    assert set(reasons) == {"f3", "f4", "f5"} and all("total limit" in r for r in reasons.values())
+
+
+def test_command_timeout_ends_run_and_keeps_partial_outputs(backend, tmp_path, recorder):
+    limits = Limits(run_timeout=120, command_timeout=2, idle_timeout=60)
+    spec = make_spec(tmp_path, [shell("echo kept > /outputs/partial.txt"),
+                                shell("(sleep 30; echo late > /outputs/late.txt) & echo started; sleep 30")],
+                     limits=limits)
+    t0 = time.monotonic()
+    result = backend.run(spec, recorder)
+    assert result.status == ev.COMMAND_TIMEOUT
+    assert time.monotonic() - t0 < 25
+    assert (spec.results / "partial.txt").read_text() == "kept\n"
+    assert not (spec.results / "late.txt").exists()
+    finished = [e for e in recorder.of_type(ev.COMMAND_FINISHED) if e["data"]["timed_out"]]
+    assert finished, "the timed-out command is reported"
+    assert any("started" in e["data"].get("text", "") for e in recorder.of_type(ev.OUTPUT))
+
+
+def test_whole_run_timeout(backend, tmp_path, recorder):
+    limits = Limits(run_timeout=4, command_timeout=100, idle_timeout=100)
+    spec = make_spec(tmp_path, [shell("echo kept > /outputs/partial.txt"),
+                                shell("while true; do echo tick; sleep 0.5; done")], limits=limits)
+    t0 = time.monotonic()
+    result = backend.run(spec, recorder)
+    assert result.status == ev.TIMEOUT
+    assert time.monotonic() - t0 < 30
+    assert (spec.results / "partial.txt").exists()
+    assert any("tick" in e["data"].get("text", "") for e in recorder.of_type(ev.OUTPUT))
+    assert recorder.of_type(ev.RESULT)[-1]["data"]["status"] == ev.TIMEOUT
+
+
+def test_idle_timeout(backend, tmp_path, recorder):
+    limits = Limits(run_timeout=100, command_timeout=100, idle_timeout=3)
+    spec = make_spec(tmp_path, [shell("echo before; sleep 60")], limits=limits)
+    result = backend.run(spec, recorder)
+    assert result.status == ev.IDLE_TIMEOUT
+    assert "no output" in result.reason
+
+
+def test_cancel_stops_the_sandbox(backend, tmp_path, recorder):
+    cancel = threading.Event()
+
+    def on_event(event):
+        recorder(event)
+        if event["type"] == ev.OUTPUT and "waiting" in event["data"].get("text", ""):
+            cancel.set()
+
+    spec = make_spec(tmp_path, [shell("echo waiting; sleep 60; echo never > /outputs/never.txt")])
+    t0 = time.monotonic()
+    result = backend.run(spec, on_event, cancel)
+    assert result.status == ev.CANCELLED
+    assert time.monotonic() - t0 < 30
+    assert not (spec.results / "never.txt").exists()
+
+
+def test_secrets_never_reach_commands_or_events(backend, tmp_path, recorder):
+    spec = make_spec(tmp_path, [shell("env; cat /proc/self/environ | tr '\\0' '\\n'"),
+                                {"kind": "python", "code": "import os; print(sorted(os.environ))"},
+                                shell("env > /outputs/env.txt")],
+                     secrets={"OPENAI_API_KEY": SECRET})
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    assert "PATH=" in recorder.text()  # the commands did print their environment
+    assert SECRET not in recorder.text()
+    assert "OPENAI_API_KEY" not in recorder.text()
+    assert SECRET not in (spec.results / "env.txt").read_text()
+
+
+def test_agent_failure_is_reported(backend, tmp_path, recorder):
+    spec = make_spec(tmp_path, [{"kind": "finish", "status": "failed", "message": "could not parse"}])
+    result = backend.run(spec, recorder)
+    assert result.status == ev.FAILED
+    assert "could not parse" in result.reason
+
+
+def test_unknown_model_fails_clearly(backend, tmp_path, recorder):
+    spec = make_spec(tmp_path, [], model="no-such-model")
+    result = backend.run(spec, recorder)
+    assert result.status == ev.FAILED
+    assert "unknown model" in result.reason
+
+
+def test_crashing_agent_output_is_kept_as_raw(backend, tmp_path, recorder):
+    # A broken script makes the agent crash before its loop: its traceback is not
+    # made of events, yet it must arrive (as raw lines) and explain the failure.
+    spec = make_spec(tmp_path, [], env={"AGENT_SCRIPT": "{not json"})
+    result = backend.run(spec, recorder)
+    assert result.status == ev.ERROR_STATUS
+    raw = [e["data"]["text"] for e in recorder.of_type(ev.RAW)]
+    assert any("Traceback" in line for line in raw)
+    assert "JSONDecodeError" in result.reason
