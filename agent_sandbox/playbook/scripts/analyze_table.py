@@ -126,7 +126,7 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
         if not record["tables"]:
             record.update(status="skipped", reason="no sheet holds a table")
     except NotATable as exc:
-        record.update(status="skipped", reason=f"not a table: {exc}")
+        record.update(status="skipped", reason=str(exc))
         print(f"skipped {label}: {exc}", flush=True)
     except Exception as exc:  # any failure is reported for this file; the others go on
         record.update(status="failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])

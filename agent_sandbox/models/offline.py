@@ -1,0 +1,224 @@
+"""The offline playbook: a deterministic model that needs no network and no key.
+
+It works like a careful analyst with a fixed method. It writes the analysis
+scripts (agent_sandbox/playbook/scripts) into <outputs>/scripts/, runs
+analyze_table.py once per input file, smallest first, then make_report.py, and
+finishes with a summary. Because every step is a real command, the log shows
+what ran and the results can be reproduced from scripts/ without the agent.
+
+It reacts to what it observes: a file whose analysis fails gets a warning and
+the others go on; the run fails only when no table could be analysed. Files
+that are not tables (a README) are skipped by the script with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Action, Task, Turn
+from agent_sandbox.playbook import SCRIPT_NAMES, script_source
+from agent_sandbox.playbook.scripts.clean_table import snake_case
+
+STEP_BUDGET = 40            # the agent's default --max-steps; Task does not carry it
+BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
+
+
+@dataclass
+class Step:
+    kind: str                                  # "write" | "analyze" | "report"
+    script: str = ""                           # write
+    files: list[dict] = field(default_factory=list)  # analyze: [{path, size, name}]
+    preliminary: bool = False                  # report
+
+
+def table_base_names(paths: list[str]) -> dict[str, str]:
+    """A unique snake_case base name per input path (file stem, then folder, then extension)."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for path in paths:
+        p = PurePosixPath(path)
+        candidates = [snake_case(p.stem), snake_case("_".join(p.parts[:-1] + (p.stem,))),
+                      snake_case(f"{p.stem}_{p.suffix.lstrip('.')}")]
+        name = next((c for c in candidates if c and c not in used), None)
+        base, n = name or candidates[0] or "file", 1
+        while name is None or name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names[path] = name
+    return names
+
+
+def plan(task: Task) -> list[Step]:
+    files = sorted(task.files, key=lambda f: (f.get("size", 0), f["path"]))
+    names = table_base_names([f["path"] for f in files])
+    files = [dict(f, name=names[f["path"]]) for f in files]
+    steps = [Step("write", script=s) for s in SCRIPT_NAMES]
+    budget = max(1, STEP_BUDGET - len(steps) - 3)  # final report, finish, maybe a first report
+    per_step = -(-len(files) // budget) if files else 1
+    batches = [files[i:i + per_step] for i in range(0, len(files), per_step)]
+    for batch in batches:
+        if batch[-1].get("size", 0) >= BIG_FILE and len(steps) > len(SCRIPT_NAMES):
+            steps.append(Step("report", preliminary=True))
+        steps.append(Step("analyze", files=batch))
+    steps.append(Step("report"))
+    return steps
+
+
+def parse_results(output: str) -> list[dict]:
+    """The `RESULT {...}` lines our scripts print last."""
+    results = []
+    for line in output.splitlines():
+        if line.startswith("RESULT "):
+            try:
+                results.append(json.loads(line[len("RESULT "):]))
+            except ValueError:
+                pass
+    return results
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("RESULT ")]
+    return lines[-1][:300] if lines else "no output"
+
+
+class OfflinePlaybook:
+    def __init__(self, name: str = ""):
+        self.name = "offline"
+
+    # -- the loop's entry point ---------------------------------------------
+    def next_action(self, task: Task, history: list[Turn]) -> Action:
+        steps = plan(task)
+        done = list(zip(steps, history))
+        for step, turn in done:
+            if step.kind == "write" and turn.observation and turn.observation.exit_code != 0:
+                return Action(FINISH, status="failed", thought="The analysis scripts could not be written.",
+                              message=f"Could not write scripts/{step.script}: {last_line(turn.observation.output)}")
+        if not task.files:
+            return Action(FINISH, status="failed", thought="The workspace is empty.",
+                          message="No input files were found in the workspace, so there was nothing to analyse.")
+        if len(history) >= len(steps):
+            return self.finish(task, done)
+        step = steps[len(history)]
+        warning = self.warning(done[-1] if done else None)
+        if step.kind == "write":
+            return self.write_script(task, step, first=not history)
+        if step.kind == "analyze":
+            return self.analyze(task, step, warning)
+        return self.report(task, step, done, warning)
+
+    # -- actions ------------------------------------------------------------
+    def write_script(self, task: Task, step: Step, first: bool) -> Action:
+        thought = f"Write scripts/{step.script}, part of the analysis kept with the results so it can be rerun."
+        if first:
+            listed = ", ".join(f"{f['path']} ({human_size(f.get('size', 0))})" for f in task.files[:20])
+            more = f" and {len(task.files) - 20} more" if len(task.files) > 20 else ""
+            thought = (f"{len(task.files)} input file(s): {listed}{more}. Plan: write the analysis scripts, "
+                       f"analyse each file (read, clean, profile, plot), then write report.md and report.html. "
+                       + self.instructions_note(task) + thought)
+        return Action(WRITE_FILE, thought=thought, path=f"scripts/{step.script}", content=script_source(step.script))
+
+    def analyze(self, task: Task, step: Step, warning: str) -> Action:
+        scripts = f"{task.outputs}/scripts"
+        commands = [
+            " ".join(["python", shlex.quote(f"{scripts}/analyze_table.py"),
+                      shlex.quote(f"{task.workspace}/{f['path']}"), "--out", shlex.quote(task.outputs),
+                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])])
+            for f in step.files]
+        if len(commands) == 1:
+            command = commands[0]
+            what = f"{step.files[0]['path']} ({human_size(step.files[0].get('size', 0))})"
+        else:  # many files: one command for several, still reporting each one's failure
+            command = "status=0; " + " ".join(f"{c} || status=1;" for c in commands) + " exit $status"
+            what = f"{len(commands)} files: " + ", ".join(f["path"] for f in step.files)
+        thought = f"Analyse {what}: detect its format, clean it with an audit, profile it, plot it."
+        return Action(SHELL, thought=(warning + " " + thought).strip(), command=command)
+
+    def report(self, task: Task, step: Step, done: list[tuple[Step, Turn]], warning: str) -> Action:
+        failed = self.failures(done)
+        args = ["python", shlex.quote(f"{task.outputs}/scripts/make_report.py"), "--out", shlex.quote(task.outputs)]
+        for path, reason in failed.items():
+            args += ["--failed", shlex.quote(f"{path}={reason}")]
+        thought = ("Write a first report now: the next file is large, and if it runs out of time the "
+                   "results so far are still described." if step.preliminary
+                   else "Write report.md and report.html from the profiles, audits and plots.")
+        return Action(SHELL, thought=(warning + " " + thought).strip(), command=" ".join(args))
+
+    def finish(self, task: Task, done: list[tuple[Step, Turn]]) -> Action:
+        records = [r for step, turn in done if step.kind == "analyze" and turn.observation
+                   for r in parse_results(turn.observation.output)]
+        failed = self.failures(done)
+        tables = [t for r in records if r.get("status") == "ok" for t in r.get("tables", [])]
+        skipped = [f"{r['file']} ({r['reason']})" for r in records if r.get("status") == "skipped"]
+        report_turn = done[-1][1] if done and done[-1][0].kind == "report" else None
+        report_ok = bool(report_turn and report_turn.observation and report_turn.observation.exit_code == 0)
+        table_lines = []
+        summary = parse_results(report_turn.observation.output) if report_ok else []
+        for t in (summary[0]["tables"] if summary else []):
+            table_lines.append(f"{t['table']}: {t['rows_before']:,} -> {t['rows_after']:,} rows, "
+                               f"{t['columns_before']} -> {t['columns_after']} columns")
+        analysed = len({r["file"] for r in records if r.get("status") == "ok"})
+        parts = [f"Analysed {analysed} of {len(task.files)} file(s) into {len(tables)} table(s)."]
+        if table_lines:
+            parts.append("; ".join(table_lines) + ".")
+        if skipped:
+            parts.append("Skipped: " + "; ".join(skipped) + ".")
+        if failed:
+            parts.append("Failed: " + "; ".join(f"{p} ({r})" for p, r in failed.items()) + ".")
+        parts.append("See report.md / report.html; cleaned CSV and Parquet, profile JSON with the cleaning audit "
+                     "and plots are in one folder per table; scripts/ reproduces everything."
+                     if report_ok else "The report could not be written: "
+                     + (last_line(report_turn.observation.output) if report_turn and report_turn.observation else "no report step"))
+        status = "succeeded" if tables else "failed"
+        thought = "Done." if tables else "Nothing could be analysed."
+        return Action(FINISH, thought=thought, message=" ".join(parts), status=status)
+
+    # -- reading observations -----------------------------------------------
+    @staticmethod
+    def failures(done: list[tuple[Step, Turn]]) -> dict[str, str]:
+        """Input path -> reason, for every file whose analysis failed."""
+        failed: dict[str, str] = {}
+        for step, turn in done:
+            if step.kind != "analyze" or turn.observation is None:
+                continue
+            obs = turn.observation
+            by_file = {r.get("file"): r for r in parse_results(obs.output)}
+            for f in step.files:
+                record = by_file.get(f["path"])
+                if record is not None:
+                    if record.get("status") == "failed":
+                        failed[f["path"]] = record.get("reason") or "the analysis failed"
+                elif obs.exit_code != 0 or obs.timed_out:
+                    failed[f["path"]] = f"exit code {obs.exit_code}: {last_line(obs.output)}"
+        return failed
+
+    def warning(self, last: tuple[Step, Turn] | None) -> str:
+        if not last or last[0].kind == "write" or last[1].observation is None:
+            return ""
+        step, turn = last
+        if step.kind == "analyze":
+            failed = self.failures([last])
+            if failed:
+                return ("Warning: " + "; ".join(f"the analysis of {p} failed ({r})" for p, r in failed.items())
+                        + ". Continuing with the other files.")
+        elif turn.observation.exit_code != 0:
+            return f"Warning: the first report failed ({last_line(turn.observation.output)}). Continuing."
+        return ""
+
+    @staticmethod
+    def instructions_note(task: Task) -> str:
+        from agent_sandbox.coding_agent import DEFAULT_INSTRUCTIONS
+        if task.instructions and task.instructions.strip() != DEFAULT_INSTRUCTIONS:
+            return ("(The offline playbook runs its standard analysis; free-text instructions need an LLM model.) ")
+        return ""
+
+
+def human_size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} bytes"

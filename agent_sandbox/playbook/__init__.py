@@ -1,0 +1,20 @@
+"""The offline playbook's analysis code.
+
+The real work is in `scripts/`: self-contained Python files (duckdb, pandas,
+pyarrow, openpyxl, matplotlib; nothing from agent_sandbox) that the offline
+model writes into `<outputs>/scripts/` and runs as shell commands, so the log
+shows real steps and anyone can rerun them without the agent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
+# Modules first, then the two entry points the playbook runs.
+SCRIPT_NAMES = ["read_table.py", "clean_table.py", "profile_table.py", "plot_table.py",
+                "analyze_table.py", "make_report.py"]
+
+
+def script_source(name: str) -> str:
+    return (SCRIPTS_DIR / name).read_text(encoding="utf-8")

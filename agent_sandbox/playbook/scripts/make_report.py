@@ -1,0 +1,240 @@
+"""Write report.md and report.html from what analyze_table.py left in the results folder.
+
+    python make_report.py --out RESULTS [--failed FILE=REASON ...]
+
+It reads RESULTS/inputs/*.json (one per input file) and each table's
+<table>/<table>.profile.json. The report is built once as a list of blocks and
+rendered twice, so the Markdown and the HTML always say the same thing. The
+HTML is static (no JavaScript) and refers to the plots by relative path.
+--failed adds files whose analysis crashed before it could record anything.
+Self-contained: standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import json
+import shutil
+import sys
+from pathlib import Path
+
+MB = 1024 * 1024
+STAT_FIELDS = ("min", "max", "mean", "std", "median")
+
+
+# ---------------------------------------------------------------- blocks
+
+def h(level: int, text: str) -> tuple:
+    return ("h", level, text)
+
+
+def p(text: str) -> tuple:
+    return ("p", text)
+
+
+def ul(items: list[str]) -> tuple:
+    return ("ul", items)
+
+
+def table(header: list[str], rows: list[list]) -> tuple:
+    return ("table", header, rows)
+
+
+def img(path: str, alt: str) -> tuple:
+    return ("img", path, alt)
+
+
+def code(text: str) -> tuple:
+    return ("code", text)
+
+
+def _md_cell(value) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h":
+            out.append("#" * b[1] + " " + b[2])
+        elif b[0] == "p":
+            out.append(b[1])
+        elif b[0] == "ul":
+            out.append("\n".join(f"- {item}" for item in b[1]))
+        elif b[0] == "table":
+            lines = ["| " + " | ".join(_md_cell(c) for c in b[1]) + " |", "|" + "---|" * len(b[1])]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b[2]]
+            out.append("\n".join(lines))
+        elif b[0] == "img":
+            out.append(f"![{b[2]}]({b[1]})")
+        elif b[0] == "code":
+            out.append("```\n" + b[1] + "\n```")
+    return "\n\n".join(out) + "\n"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}img{max-width:48%;margin:.3em;border:1px solid #eee}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
+h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}"""
+
+
+def to_html(blocks: list[tuple], title: str) -> str:
+    e = html.escape
+    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+           f"<style>{CSS}</style></head><body>"]
+    for b in blocks:
+        if b[0] == "h":
+            out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            out.append(f"<p>{e(b[1])}</p>")
+        elif b[0] == "ul":
+            out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{e(str(c))}</th>" for c in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{e('' if c is None else str(c))}</td>" for c in row) + "</tr>"
+                           for row in b[2])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif b[0] == "img":
+            out.append(f"<img src=\"{e(b[1], quote=True)}\" alt=\"{e(b[2], quote=True)}\" loading=\"lazy\">")
+        elif b[0] == "code":
+            out.append(f"<pre>{e(b[1])}</pre>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- content
+
+def fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def column_rows(profile: dict) -> list[list]:
+    rows = []
+    for c in profile["columns"]:
+        if c["type"] in ("integer", "number"):
+            summary = ", ".join(f"{k} {fmt(c.get(k))}" for k in STAT_FIELDS if c.get(k) is not None)
+        elif c["type"] in ("date", "datetime"):
+            summary = f"from {c.get('first')} to {c.get('last')}"
+        else:
+            summary = "; ".join(f"{t['value']} ({t['count']:,})" for t in c.get("top", []))
+        rows.append([c["name"], c["type"], fmt(c["missing"]), f"{c['missing_pct']}%", fmt(c["distinct"]), summary])
+    return rows
+
+
+def table_blocks(profile: dict) -> list[tuple]:
+    name = profile["table"]
+    where = profile["source"] + (f", sheet {profile['sheet']!r}" if profile.get("sheet") else "")
+    blocks = [h(2, f"{name} (from {where})")]
+    reader = profile["reader"]
+    if reader.get("format") in ("delimited", "excel"):
+        how = [f"delimiter {reader['delimiter']!r}" if reader["format"] == "delimited" else "Excel sheet",
+               f"encoding {reader['encoding']}" if reader["format"] == "delimited" else "",
+               "decimal comma" if reader.get("decimal_comma") else "",
+               f"header on line {reader['header_line'] + 1}" if reader.get("header_line") is not None else "no header row",
+               f"{len(profile['metadata'])} metadata line(s) above the header" if profile.get("metadata") else ""]
+        blocks.append(p("Read as: " + ", ".join(x for x in how if x) + "."))
+    else:
+        blocks.append(p(f"Read as {reader.get('format')} (nested fields flattened to parent.child columns)."))
+    if profile.get("metadata"):
+        blocks.append(p("Metadata above the table:"))
+        blocks.append(code("\n".join(profile["metadata"])))
+    blocks.append(table(["", "before cleaning", "after cleaning"], [
+        ["rows", fmt(profile["rows_before"]), fmt(profile["rows_after"])],
+        ["columns", fmt(profile["columns_before"]), fmt(profile["columns_after"])]]))
+    facts = [f"{fmt(profile['empty_rows_dropped'])} empty row(s) and {fmt(profile['duplicate_rows_dropped'])} "
+             f"duplicate row(s) dropped."]
+    files = profile["files"]
+    facts.append(f"Cleaned data: {files['csv']['path']} ({files['csv']['size'] / MB:.2f} MB), "
+                 f"{files['parquet']['path']} ({files['parquet']['size'] / MB:.2f} MB); "
+                 f"profile and audit: {name}/{name}.profile.json.")
+    facts += [n[0].upper() + n[1:] + "." for n in profile.get("notes", [])]
+    blocks.append(ul(facts))
+    blocks.append(h(3, "Columns"))
+    blocks.append(table(["column", "type", "missing", "missing %", "distinct", "summary"], column_rows(profile)))
+    blocks.append(h(3, "Cleaning audit"))
+    if profile["audit"]:
+        blocks.append(table(["change", "column", "rows", "cells", "detail"],
+                            [[a["action"], a["column"] or "(all)", fmt(a["rows"]), fmt(a["cells"]), a["detail"]]
+                             for a in profile["audit"]]))
+    else:
+        blocks.append(p("Nothing needed changing."))
+    if profile["plots"]:
+        blocks.append(h(3, "Plots"))
+        blocks += [img(pl["path"], pl["title"]) for pl in profile["plots"]]
+    return blocks
+
+
+def build(out: Path, failed: dict[str, str]) -> tuple[list[tuple], dict]:
+    records = []
+    for path in sorted((out / "inputs").glob("*.json")):
+        records.append(json.loads(path.read_text(encoding="utf-8")))
+    known = {r["file"] for r in records}
+    records += [{"file": f, "status": "failed", "reason": reason, "tables": []}
+                for f, reason in failed.items() if f not in known]
+    profiles = []
+    for r in records:
+        for t in r.get("tables", []):
+            path = out / t / f"{t}.profile.json"
+            if path.exists():
+                profiles.append(json.loads(path.read_text(encoding="utf-8")))
+    ok = [r for r in records if r["status"] == "ok"]
+    skipped = [r for r in records if r["status"] == "skipped"]
+    bad = [r for r in records if r["status"] == "failed"]
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    blocks = [h(1, "Data report"),
+              p(f"{len(records)} input file(s): {len(ok)} analysed into {len(profiles)} table(s), "
+                f"{len(skipped)} skipped, {len(bad)} failed. Generated {now} by the offline playbook.")]
+    if profiles:
+        blocks.append(table(["table", "source", "rows before", "rows after", "columns before", "columns after",
+                             "duplicates dropped", "audit entries", "plots"],
+                            [[pr["table"], pr["source"] + (f" [{pr['sheet']}]" if pr.get("sheet") else ""),
+                              fmt(pr["rows_before"]), fmt(pr["rows_after"]), fmt(pr["columns_before"]),
+                              fmt(pr["columns_after"]), fmt(pr["duplicate_rows_dropped"]), len(pr["audit"]),
+                              len(pr["plots"])] for pr in profiles]))
+    notes = [f"{r['file']}: skipped, {r['reason']}" for r in skipped]
+    notes += [f"{r['file']}: FAILED, {r['reason']}" for r in bad]
+    notes += [f"{r['file']}: sheet {s['sheet']!r} skipped, {s['reason']}"
+              for r in records for s in r.get("skipped_sheets", [])]
+    if notes:
+        blocks += [h(2, "Files not analysed"), ul(notes)]
+    for pr in profiles:
+        blocks += table_blocks(pr)
+    blocks += [h(2, "Reproduce"),
+               p("Every step ran as a script kept in scripts/ (Python with duckdb, pandas, pyarrow, openpyxl, "
+                 "matplotlib). From this folder, with the input files in INPUT_DIR:"),
+               code("\n".join([f"python scripts/analyze_table.py INPUT_DIR/{r['file']} --out . --name {r['name']}"
+                               for r in records if r.get("name")] + ["python scripts/make_report.py --out ."]))]
+    summary = {"files": len(records), "analysed": len(ok), "skipped": len(skipped), "failed": len(bad),
+               "tables": [{"table": pr["table"], "rows_before": pr["rows_before"], "rows_after": pr["rows_after"],
+                           "columns_before": pr["columns_before"], "columns_after": pr["columns_after"]}
+                          for pr in profiles]}
+    return blocks, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--failed", action="append", default=[], metavar="FILE=REASON",
+                        help="a file whose analysis crashed without recording anything")
+    args = parser.parse_args(argv)
+    failed = dict(item.split("=", 1) if "=" in item else (item, "the analysis failed") for item in args.failed)
+    shutil.rmtree(args.out / ".scratch", ignore_errors=True)  # left by an analysis that was killed
+    blocks, summary = build(args.out, failed)
+    (args.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
+    (args.out / "report.html").write_text(to_html(blocks, "Data report"), encoding="utf-8")
+    print(f"wrote report.md and report.html: {summary['tables'] and len(summary['tables'])} table(s), "
+          f"{summary['skipped']} skipped, {summary['failed']} failed")
+    print("RESULT " + json.dumps(summary, ensure_ascii=False), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
