@@ -43,6 +43,7 @@ def connect(scratch: Path, memory_limit: str, threads: int):
     con.execute(f"SET temp_directory = {sql_str(str(scratch / 'spill'))}")
     con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

@@ -145,6 +145,9 @@ class Cleaner:
     def run(self, out_table: str) -> dict:
         guesses = self.guess_types()
         n = len(self.raw_cols)
+        # Parse the source once: later passes read this columnar copy, numbered in file order.
+        self.con.execute(f"CREATE OR REPLACE TABLE numbered AS SELECT row_number() OVER () AS __rn, * FROM {self.view}")
+        self.view = "numbered"
         values = [self.value(i) for i in range(n)]
         aggs = ["count(*)", "count_if(" + " AND ".join(f"{v} IS NULL" for v in values) + ")"]
         for i, v in enumerate(values):
@@ -204,13 +207,14 @@ class Cleaner:
 
         if not final_exprs:
             raise ValueError("every column is empty")
-        typed = (f"SELECT row_number() OVER () AS __rn, {', '.join(final_exprs)} FROM {self.view}"
+        typed = (f"SELECT __rn, {', '.join(final_exprs)} FROM {self.view}"
                  f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
         cols = ", ".join(sql_ident(c) for c in final_names)
         self.con.execute(
             f"CREATE OR REPLACE TABLE {out_table} AS SELECT {cols} FROM "
             f"(SELECT {cols}, min(__rn) AS __first FROM ({typed}) GROUP BY ALL) ORDER BY __first")
         rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
+        self.con.execute("DROP TABLE numbered")
         if empty_rows:
             self._note("dropped empty rows", None, rows=empty_rows)
         duplicates = rows_before - empty_rows - rows_after
