@@ -102,10 +102,12 @@ def sniff_lines(lines: list[str], delimiters: list[str] = DELIMITERS, single_col
         start = next(i for i in nonblank if counts[i] == width)
         rest = [counts[i] for i in nonblank if i >= start]
         score = sum(c == width for c in rest) / len(rest)
-        key = (width >= 2 and score >= 0.8, round(score, 2), width)
+        # ties go to the delimiter whose table starts earlier: with decimal commas and
+        # `;`, a comma split can look just as regular but would lose the header line
+        key = (width >= 2 and score >= 0.8, round(score, 2), -start, width)
         if best is None or key > best[0]:
             best = (key, delim, width, start)
-    (is_table, score, width), delim, width, start = best
+    (is_table, score, _, _), delim, width, start = best
     if not is_table and not (single_column_ok and width == 1):
         raise NotATable("no consistent columns found (it does not look like a delimited table)")
     first = next(csv.reader([lines[start]], delimiter=delim))

@@ -1,0 +1,282 @@
+"""The playbook's analysis scripts, run as the agent runs them (a real subprocess),
+on real data shipped by palmerpenguins and on generated messy lab files.
+
+Expected numbers are computed here independently (csv module, plain Python)
+from the same bytes the script reads, never copied from its output.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib.resources
+import io
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_sandbox.playbook import SCRIPTS_DIR
+
+PENGUINS_RAW = importlib.resources.files("palmerpenguins") / "data" / "penguins-raw.csv"
+MISSING = {"", "NA", "N/A", "-", "null"}
+
+
+def analyze(path: Path, out: Path, name: str | None = None) -> dict:
+    args = [sys.executable, str(SCRIPTS_DIR / "analyze_table.py"), str(path), "--out", str(out)]
+    if name:
+        args += ["--name", name]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
+    assert proc.returncode == (1 if result["status"] == "failed" else 0), proc.stderr
+    return result
+
+
+def profile(out: Path, table: str) -> dict:
+    return json.loads((out / table / f"{table}.profile.json").read_text(encoding="utf-8"))
+
+
+def column(prof: dict, name: str) -> dict:
+    return next(c for c in prof["columns"] if c["name"] == name)
+
+
+def audit(prof: dict, action: str, col: str | None = None) -> list[dict]:
+    return [a for a in prof["audit"] if a["action"] == action and (col is None or a["column"] == col)]
+
+
+def test_penguins_raw(tmp_path):
+    with PENGUINS_RAW.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    result = analyze(Path(str(PENGUINS_RAW)), tmp_path, "penguins")
+    assert result["status"] == "ok" and result["tables"] == ["penguins"]
+    prof = profile(tmp_path, "penguins")
+    assert (prof["rows_before"], prof["columns_before"]) == (len(rows), len(rows[0]))
+    unique = {tuple(r.values()) for r in rows}
+    assert prof["rows_after"] == len(unique) and prof["duplicate_rows_dropped"] == len(rows) - len(unique)
+
+    mass = [float(r["Body Mass (g)"]) for r in rows if r["Body Mass (g)"] not in MISSING]
+    c = column(prof, "body_mass_g")
+    assert c["type"] == "integer" and c["original"] == "Body Mass (g)"
+    assert c["missing"] == len(rows) - len(mass)
+    assert c["min"] == min(mass) and c["max"] == max(mass)
+    assert c["mean"] == pytest.approx(statistics.mean(mass), rel=1e-6)
+    assert c["std"] == pytest.approx(statistics.stdev(mass), rel=1e-6)
+    assert c["median"] == pytest.approx(statistics.median(mass))
+
+    culmen = [float(r["Culmen Length (mm)"]) for r in rows if r["Culmen Length (mm)"] not in MISSING]
+    assert column(prof, "culmen_length_mm")["type"] == "number"
+    assert column(prof, "culmen_length_mm")["mean"] == pytest.approx(statistics.mean(culmen), rel=1e-6)
+
+    eggs = sorted(r["Date Egg"] for r in rows)
+    assert column(prof, "date_egg")["type"] == "date"
+    assert (column(prof, "date_egg")["first"], column(prof, "date_egg")["last"]) == (eggs[0], eggs[-1])
+
+    sexes = [r["Sex"] for r in rows if r["Sex"] not in MISSING]
+    top = {t["value"]: t["count"] for t in column(prof, "sex")["top"]}
+    assert top["MALE"] == sexes.count("MALE") and top["FEMALE"] == sexes.count("FEMALE")
+    na_sex = sum(r["Sex"] in MISSING for r in rows)
+    assert audit(prof, "missing markers set to missing", "sex")[0]["cells"] == na_sex
+    assert column(prof, "study_name")["original"] == "studyName"
+
+    # cleaned outputs hold the same rows; plots exist and are capped
+    with open(tmp_path / "penguins" / "penguins.csv", encoding="utf-8") as f:
+        cleaned = list(csv.DictReader(f))
+    assert len(cleaned) == prof["rows_after"] and "body_mass_g" in cleaned[0]
+    import pyarrow.parquet as pq
+    assert pq.read_table(tmp_path / "penguins" / "penguins.parquet").num_rows == prof["rows_after"]
+    assert 1 <= len(prof["plots"]) <= 12
+    assert all((tmp_path / p["path"]).stat().st_size > 1000 for p in prof["plots"])
+    assert any(p["kind"] == "timeseries" and p["column"] == "date_egg" for p in prof["plots"])
+
+
+def test_latin1_semicolons_decimal_comma(tmp_path):
+    body = [("Probe", "Température (°C)", "Wert µM")]
+    for i in range(30):
+        body.append((f"é{i}", f"{36 + i / 10:.1f}".replace(".", ","), f"{i * 1.25:.2f}".replace(".", ",")))
+    text = "\n".join(";".join(r) for r in body) + "\n"
+    path = tmp_path / "messung.csv"
+    path.write_bytes(text.encode("latin-1"))
+    result = analyze(path, tmp_path / "out")
+    prof = profile(tmp_path / "out", result["tables"][0])
+    reader = prof["reader"]
+    assert (reader["delimiter"], reader["encoding"], reader["decimal_comma"]) == (";", "latin-1", True)
+    assert [c["name"] for c in prof["columns"]] == ["probe", "temperature_c", "wert_um"]
+    temps = [float(r[1].replace(",", ".")) for r in body[1:]]
+    t = column(prof, "temperature_c")
+    assert t["type"] == "number" and t["mean"] == pytest.approx(statistics.mean(temps))
+    assert column(prof, "probe")["top"][0]["value"].startswith("é")
+    assert audit(prof, "parsed as number", "wert_um")[0]["cells"] == 30
+
+
+def test_metadata_preamble_and_duplicates(tmp_path):
+    sample = Path(__file__).resolve().parent.parent / "samples" / "plate_reader.csv"
+    lines = sample.read_text(encoding="utf-8").splitlines()
+    header_at = next(i for i, line in enumerate(lines) if line.count(";") >= 2)
+    data = [line.split(";") for line in lines[header_at + 1:] if line.strip()]
+    result = analyze(sample, tmp_path)
+    prof = profile(tmp_path, result["tables"][0])
+    assert prof["metadata"] == [line for line in lines[:header_at] if line.strip()]
+    assert prof["reader"]["header_line"] == header_at
+    assert prof["rows_before"] == len(data)
+    unique = {tuple(r) for r in data}
+    assert prof["duplicate_rows_dropped"] == len(data) - len(unique) >= 1
+    assert prof["rows_after"] == len(unique)
+    absorbance = column(prof, "absorbance")
+    na = sum(r[3] == "NA" for r in unique)
+    assert absorbance["type"] == "number" and absorbance["missing"] == na
+    assert column(prof, "read_time")["type"] == "datetime"
+
+
+def messy_rows():
+    """40 distinct records with BOM, duplicate headers, padding, markers, mixed dates."""
+    rows = []
+    base = dt.date(2026, 3, 1)
+    for i in range(40):
+        day = base + dt.timedelta(days=i)
+        date = day.isoformat() if i % 2 else day.strftime("%d/%m/%Y")
+        value = "oops" if i == 7 else f" {i * 0.5} "
+        note = ["NA", "-", "null", "", "ok"][i % 5]
+        rows.append([str(i), value, f"rep{i % 3}", date, note])
+    return rows
+
+
+def test_bom_duplicate_headers_blank_lines_mixed_types(tmp_path):
+    rows = messy_rows()
+    out = io.StringIO()
+    out.write("Sample ID,Value,Value,Date,Note\n")
+    for i, r in enumerate(rows):
+        out.write(",".join(r) + "\n")
+        if i in (5, 20):
+            out.write("\n")  # blank lines are not rows
+    out.write(",,,,\n")  # an empty record
+    for r in (rows[3], rows[11], rows[11]):  # exact duplicates
+        out.write(",".join(r) + "\n")
+    path = tmp_path / "messy.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+    result = analyze(path, tmp_path / "out")
+    prof = profile(tmp_path / "out", result["tables"][0])
+    assert prof["reader"]["encoding"] == "utf-8-sig"
+    assert [c["original"] for c in prof["columns"]] == ["Sample ID", "Value", "Value", "Date", "Note"]
+    assert [c["name"] for c in prof["columns"]] == ["sample_id", "value", "value_2", "date", "note"]
+    assert prof["rows_before"] == len(rows) + 1 + 3
+    assert prof["empty_rows_dropped"] == 1 and prof["duplicate_rows_dropped"] == 3
+    assert prof["rows_after"] == len(rows)
+    by_type = {c["name"]: c["type"] for c in prof["columns"]}
+    assert by_type == {"sample_id": "integer", "value": "number", "value_2": "text", "date": "date", "note": "text"}
+    loss = audit(prof, "values that are not numbers set to missing", "value")
+    assert loss and loss[0]["cells"] == 1 and "oops" in loss[0]["detail"]
+    padded = sum(r[1] != r[1].strip() for r in rows + [rows[3], rows[11], rows[11]])
+    assert audit(prof, "trimmed whitespace", "value")[0]["cells"] == padded
+    dates = column(prof, "date")
+    assert (dates["first"], dates["last"]) == ("2026-03-01", (dt.date(2026, 3, 1) + dt.timedelta(days=39)).isoformat())
+    markers = sum(r[4] in MISSING for r in rows + [rows[3], rows[11], rows[11]])
+    empty = sum(r[4] == "" for r in rows + [rows[3], rows[11], rows[11]])
+    # empty cells are already missing when read; the markers that were text are counted
+    assert audit(prof, "missing markers set to missing", "note")[0]["cells"] == markers - empty
+    assert column(prof, "note")["missing"] == sum(r[4] in MISSING for r in rows)
+    assert audit(prof, "dropped duplicate rows")[0]["rows"] == 3
+
+
+def test_two_sheet_excel(tmp_path):
+    import openpyxl
+    book = openpyxl.Workbook()
+    growth = book.active
+    growth.title = "Growth Curve"
+    growth.append(["Strain: K12"])
+    growth.append([])
+    growth.append(["Time (h)", "OD600", "Measured"])
+    for h in range(24):
+        growth.append([h, round(0.05 * 1.3 ** (h / 3), 4), dt.datetime(2026, 3, 14, h, 0)])
+    growth.append([3, round(0.05 * 1.3 ** 1, 4), dt.datetime(2026, 3, 14, 3, 0)])  # duplicate of hour 3
+    plates = book.create_sheet("Plates")
+    plates.append(["plate", "wells", "site"])
+    for i in range(5):
+        plates.append([f"P{i}", 96, "north" if i % 2 else "south"])
+    book.create_sheet("Empty")
+    path = tmp_path / "run.xlsx"
+    book.save(path)
+    result = analyze(path, tmp_path / "out", "run")
+    assert result["tables"] == ["run__growth_curve", "run__plates"]
+    assert result["skipped_sheets"] == [{"sheet": "Empty", "reason": "the sheet is empty"}]
+    g = profile(tmp_path / "out", "run__growth_curve")
+    assert g["metadata"] == ["Strain: K12"] and g["sheet"] == "Growth Curve"
+    assert (g["rows_before"], g["rows_after"], g["duplicate_rows_dropped"]) == (25, 24, 1)
+    assert {c["name"]: c["type"] for c in g["columns"]} == {"time_h": "integer", "od600": "number", "measured": "datetime"}
+    assert column(g, "od600")["max"] == pytest.approx(round(0.05 * 1.3 ** (23 / 3), 4))
+    p = profile(tmp_path / "out", "run__plates")
+    assert (p["rows_after"], p["columns_after"]) == (5, 3)
+    assert {t["value"]: t["count"] for t in column(p, "site")["top"]} == {"north": 2, "south": 3}
+
+
+def test_jsonl_nested_fields(tmp_path):
+    records = [{"id": i, "meta": {"site": ["north", "south"][i % 2], "temp": {"c": 20 + i / 4}},
+                "tags": ["a", "b"][: i % 3]} for i in range(12)]
+    records.append(records[4])
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    result = analyze(path, tmp_path / "out")
+    prof = profile(tmp_path / "out", result["tables"][0])
+    assert [c["original"] for c in prof["columns"]] == ["id", "meta.site", "meta.temp.c", "tags"]
+    assert [c["name"] for c in prof["columns"]] == ["id", "meta_site", "meta_temp_c", "tags"]
+    assert (prof["rows_before"], prof["rows_after"]) == (13, 12)
+    temps = [r["meta"]["temp"]["c"] for r in records[:12]]
+    assert column(prof, "meta_temp_c")["mean"] == pytest.approx(statistics.mean(temps))
+
+
+def test_parquet_with_text_numbers(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    values = [f"{i * 1.5}" for i in range(20)] + ["n/a"]
+    pq.write_table(pa.table({"Run": list(range(21)), "Yield %": values}), tmp_path / "yield.parquet")
+    result = analyze(tmp_path / "yield.parquet", tmp_path / "out")
+    prof = profile(tmp_path / "out", result["tables"][0])
+    assert {c["name"]: c["type"] for c in prof["columns"]} == {"run": "integer", "yield_pct": "number"}
+    assert column(prof, "yield_pct")["missing"] == 1
+    assert column(prof, "yield_pct")["max"] == pytest.approx(19 * 1.5)
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("notes.md", b"# Notes\n\nSome, text; here.\n", "Markdown text, not a table"),
+    ("blob.dat", b"\x00\x01\x02binary" * 10, "binary content, not text"),
+    ("empty.csv", b"", "the file is empty"),
+    ("prose.txt", b"This is a sentence.\nAnother line, with a comma.\nA third; odd one.\nEnd\n", "no consistent columns"),
+])
+def test_not_a_table_is_skipped_with_a_note(tmp_path, name, data, reason):
+    path = tmp_path / name
+    path.write_bytes(data)
+    result = analyze(path, tmp_path / "out")
+    assert result["status"] == "skipped" and reason in result["reason"] and result["tables"] == []
+    record = json.loads((tmp_path / "out" / "inputs" / f"{path.stem}.json").read_text())
+    assert record["status"] == "skipped"
+    assert not (tmp_path / "out" / ".scratch").exists()
+
+
+def test_corrupt_file_fails_cleanly(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"this is not parquet at all\n")
+    result = analyze(path, tmp_path / "out")
+    assert result["status"] == "failed" and result["reason"]
+    assert "Traceback" not in result["reason"]
+    assert not (tmp_path / "out" / ".scratch").exists()
+
+
+def test_report_from_results(tmp_path):
+    out = tmp_path / "out"
+    analyze(Path(str(PENGUINS_RAW)), out, "penguins")
+    (tmp_path / "README.md").write_text("# hi\n")
+    analyze(tmp_path / "README.md", out)
+    proc = subprocess.run([sys.executable, str(SCRIPTS_DIR / "make_report.py"), "--out", str(out),
+                           "--failed", "huge.csv=killed"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    prof = profile(out, "penguins")
+    assert f"| penguins | penguins-raw.csv | {prof['rows_before']} | {prof['rows_after']} |" in md
+    assert "README.md: skipped, Markdown text, not a table" in md and "huge.csv: FAILED, killed" in md
+    for plot in prof["plots"]:
+        assert f"]({plot['path']})" in md and f'src="{plot["path"]}"' in html
+    assert "<script" not in html.lower()
+    assert "parsed as date" in html and "body_mass_g" in html
