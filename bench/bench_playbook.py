@@ -44,15 +44,15 @@ def generate(path: Path, megabytes: int) -> int:
     con.execute("SET enable_progress_bar = false")
     con.execute(f"""
         COPY (
-          SELECT (i % {rows - rows // 100}) AS sample_id,
-                 TIMESTAMP '2026-01-01' + to_seconds((i % {rows - rows // 100}) * 7) AS read_time,
-                 'site-' || ((i * 7919) % 12)::VARCHAR AS site,
-                 CASE (i * 31) % 5 WHEN 0 THEN 'ctrl' WHEN 1 THEN 'low' WHEN 2 THEN 'mid' WHEN 3 THEN 'high' ELSE 'max' END AS dose,
-                 round(((i * 2654435761) % 100000) / 1000.0, 3)::VARCHAR AS absorbance,
-                 CASE WHEN i % 97 = 0 THEN 'NA' ELSE round(36.0 + ((i * 40503) % 2000) / 1000.0, 3)::VARCHAR END AS temperature,
-                 ((i * 48271) % 5000)::VARCHAR AS counts,
-                 CASE WHEN i % 13 = 0 THEN '' ELSE 'operator ' || ((i * 17) % 9)::VARCHAR END AS operator
-          FROM range({rows}) t(i)
+          SELECT j AS sample_id,
+                 TIMESTAMP '2026-01-01' + to_seconds(j * 7) AS read_time,
+                 'site-' || ((j * 7919) % 12)::VARCHAR AS site,
+                 CASE (j * 31) % 5 WHEN 0 THEN 'ctrl' WHEN 1 THEN 'low' WHEN 2 THEN 'mid' WHEN 3 THEN 'high' ELSE 'max' END AS dose,
+                 round(((j * 2654435761) % 100000) / 1000.0, 3)::VARCHAR AS absorbance,
+                 CASE WHEN j % 97 = 0 THEN 'NA' ELSE round(36.0 + ((j * 40503) % 2000) / 1000.0, 3)::VARCHAR END AS temperature,
+                 ((j * 48271) % 5000)::VARCHAR AS counts,
+                 CASE WHEN j % 13 = 0 THEN '' ELSE 'operator ' || ((j * 17) % 9)::VARCHAR END AS operator
+          FROM (SELECT i % {rows - rows // 100} AS j FROM range({rows}) t(i))  -- the last 1% repeat earlier rows
         ) TO '{path}' (FORMAT CSV, HEADER)""")
     return rows
 

@@ -178,6 +178,9 @@ def test_bom_duplicate_headers_blank_lines_mixed_types(tmp_path):
     assert audit(prof, "missing markers set to missing", "note")[0]["cells"] == markers - empty
     assert column(prof, "note")["missing"] == sum(r[4] in MISSING for r in rows)
     assert audit(prof, "dropped duplicate rows")[0]["rows"] == 3
+    with open(tmp_path / "out" / "messy" / "messy.csv", encoding="utf-8") as f:
+        cleaned = list(csv.DictReader(f))
+    assert [r["sample_id"] for r in cleaned] == [r[0] for r in rows]  # first occurrences, in file order
 
 
 def test_two_sheet_excel(tmp_path):

@@ -207,14 +207,14 @@ class Cleaner:
 
         if not final_exprs:
             raise ValueError("every column is empty")
-        typed = (f"SELECT __rn, {', '.join(final_exprs)} FROM {self.view}"
-                 f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
         cols = ", ".join(sql_ident(c) for c in final_names)
         self.con.execute(
-            f"CREATE OR REPLACE TABLE {out_table} AS SELECT {cols} FROM "
-            f"(SELECT {cols}, min(__rn) AS __first FROM ({typed}) GROUP BY ALL) ORDER BY __first")
-        rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
+            f"CREATE OR REPLACE TABLE {out_table} AS SELECT __rn, {', '.join(final_exprs)} FROM {self.view}"
+            f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
         self.con.execute("DROP TABLE numbered")
+        drop_duplicates(self.con, out_table, cols)
+        self.con.execute(f"ALTER TABLE {out_table} DROP COLUMN __rn")
+        rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
         if empty_rows:
             self._note("dropped empty rows", None, rows=empty_rows)
         duplicates = rows_before - empty_rows - rows_after
@@ -261,6 +261,22 @@ class Cleaner:
             f"SELECT DISTINCT {v} FROM {self.view} WHERE {v} IS NOT NULL AND {expr} IS NULL LIMIT 5").fetchall()
         self._note(f"values that are not {what} set to missing", self.names[i], cells=lost,
                    detail="e.g. " + ", ".join(repr(e[0]) for e in examples))
+
+
+def drop_duplicates(con, table: str, cols: str) -> None:
+    """Delete every row that repeats an earlier one, keeping table order.
+
+    Rows are first compared by a hash: one narrow GROUP BY over the whole
+    table. Only rows whose hash repeats are then compared column by column, so
+    a big table with few duplicates is never grouped on all its columns.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({cols}) AS h FROM {table} "
+                "GROUP BY 1 HAVING count(*) > 1")
+    if con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
+        candidates = f"hash({cols}) IN (SELECT h FROM dup_hashes)"
+        con.execute(f"DELETE FROM {table} WHERE {candidates} AND __rn NOT IN "
+                    f"(SELECT min(__rn) FROM {table} WHERE {candidates} GROUP BY {cols})")
+    con.execute("DROP TABLE dup_hashes")
 
 
 def clean_table(con, view: str, names: list[str], out_table: str, decimal_comma: bool = False) -> dict:
