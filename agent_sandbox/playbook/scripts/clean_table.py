@@ -19,7 +19,8 @@ import re
 import unicodedata
 
 MISSING_MARKERS = ["", "na", "n/a", "n.a.", "nan", "null", "-", "--", "#n/a"]
-WHITESPACE = " \t\r\n\u00a0"
+EDGE_SPACE = r"^[\s\xa0]|[\s\xa0]$"        # leading or trailing whitespace, no-break space included
+EDGE_SPACES = r"^[\s\xa0]+|[\s\xa0]+$"
 PARSE_SHARE = 0.95          # a column is converted when this share of its values parses
 SAMPLE_ROWS = 20000
 INT_RE = r"[+-]?[0-9]+"
@@ -32,6 +33,8 @@ DATE_FORMATS = [
     "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y",
 ]
 ISO = "ISO 8601"
+# A cheap pre-check before trying every format: 2026-03-14, 14/03/2026, 14 Mar 2026, Mar 14, 2026
+DATE_LIKE = r"^([0-9]{1,4}[-/. ][0-9A-Za-z]{1,9}[-/., ]+[0-9]{2,4}|[A-Za-z]{3,9}\.? [0-9]{1,2},? [0-9]{4})"
 
 
 def sql_str(value: str) -> str:
@@ -65,6 +68,20 @@ def unique_snake_names(names: list[str]) -> list[str]:
     return out
 
 
+def trim(col: str) -> str:
+    # trim() with a character list is several times slower than this check-then-strip
+    return (f"CASE WHEN regexp_matches({col}, {sql_str(EDGE_SPACE)}) "
+            f"THEN regexp_replace({col}, {sql_str(EDGE_SPACES)}, '', 'g') ELSE {col} END")
+
+
+def is_marker(text: str) -> str:
+    return f"lower({text}) IN ({', '.join(sql_str(m) for m in MISSING_MARKERS)})"
+
+
+def marker_to_null(text: str) -> str:
+    return f"(CASE WHEN {is_marker(text)} THEN NULL ELSE {text} END)"
+
+
 def _swap(fmt: str) -> str:
     return fmt.replace("%d", "%X").replace("%m", "%d").replace("%X", "%m")
 
@@ -84,11 +101,7 @@ class Cleaner:
     def value(self, i: int) -> str:
         """The cell after trimming and missing markers (still text)."""
         col = sql_ident(self.raw_cols[i])
-        if not self.is_text[i]:
-            return col
-        trimmed = f"trim({col}, {sql_str(WHITESPACE)})"
-        markers = ", ".join(sql_str(m) for m in MISSING_MARKERS)
-        return f"(CASE WHEN lower({trimmed}) IN ({markers}) THEN NULL ELSE {trimmed} END)"
+        return marker_to_null(trim(col)) if self.is_text[i] else col
 
     def number(self, v: str) -> str:
         return f"TRY_CAST(replace({v}, ',', '.') AS DOUBLE)" if self.decimal_comma else f"TRY_CAST({v} AS DOUBLE)"
@@ -111,22 +124,30 @@ class Cleaner:
             return guesses
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS}")
         num_re = NUM_COMMA_RE if self.decimal_comma else NUM_RE
+        checks = []
         for i in text_cols:
             v = self.value(i)
-            fmts = [ISO] + DATE_FORMATS
-            checks = [f"count({v})", f"count_if(regexp_full_match({v}, {sql_str(INT_RE)}))",
-                      f"count_if(regexp_full_match({v}, {sql_str(num_re)}))"]
-            checks += [f"count_if({self.parsed(v, 'datetime', [f])} IS NOT NULL)" for f in fmts]
-            present, ints, nums, *dates = self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()
+            checks += [f"count({v})", f"count_if(regexp_full_match({v}, {sql_str(INT_RE)}))",
+                       f"count_if(regexp_full_match({v}, {sql_str(num_re)}))",
+                       f"count_if(regexp_matches({v}, {sql_str(DATE_LIKE)}))"]
+        counts = self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()
+        for k, i in enumerate(text_cols):
+            present, ints, nums, datelike = counts[4 * k: 4 * k + 4]
             if present == 0:
                 guesses[i] = ("text", [])
             elif ints == present:
                 guesses[i] = ("integer", [])
             elif nums >= PARSE_SHARE * present:
                 guesses[i] = ("number", [])
-            else:
-                chosen = self._pick_formats(v, dict(zip(fmts, dates)), present)
+            elif datelike >= PARSE_SHARE * present:  # only then try the date formats one by one
+                v = self.value(i)
+                fmts = [ISO] + DATE_FORMATS
+                hits = self.con.execute("SELECT " + ", ".join(
+                    f"count_if({self.parsed(v, 'datetime', [f])} IS NOT NULL)" for f in fmts) + " FROM guess_sample").fetchone()
+                chosen = self._pick_formats(v, dict(zip(fmts, hits)), present)
                 guesses[i] = ("datetime", chosen) if chosen else ("text", [])
+            else:
+                guesses[i] = ("text", [])
         return guesses
 
     def _pick_formats(self, v: str, hits: dict[str, int], present: int) -> list[str]:
@@ -145,19 +166,31 @@ class Cleaner:
     def run(self, out_table: str) -> dict:
         guesses = self.guess_types()
         n = len(self.raw_cols)
-        # Parse the source once: later passes read this columnar copy, numbered in file order.
-        self.con.execute(f"CREATE OR REPLACE TABLE numbered AS SELECT row_number() OVER () AS __rn, * FROM {self.view}")
+        # Parse the source once into a columnar copy stored in file order, holding each
+        # cell trimmed with markers made missing (v<i>) and what that changed (f<i>:
+        # 1 trimmed, 2 was a marker), so later passes never redo the text work.
+        inner, outer = [], []
+        for i, raw in enumerate(self.raw_cols):
+            inner.append(f"{sql_ident(raw)} AS r{i}")
+            if self.is_text[i]:
+                inner.append(f"{trim(sql_ident(raw))} AS t{i}")
+                outer.append(f"{marker_to_null(f't{i}')} AS v{i}")
+                outer.append(f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 "
+                             f"WHEN t{i} <> r{i} THEN 1 ELSE 0 END AS UTINYINT) AS f{i}")
+            else:
+                outer.append(f"r{i} AS v{i}")
+        # The row numbers are DuckDB's rowid: with preserve_insertion_order the copy is stored
+        # in file order, where a row_number() window would serialise this pass.
+        self.con.execute(f"CREATE OR REPLACE TABLE numbered AS SELECT {', '.join(outer)} "
+                         f"FROM (SELECT {', '.join(inner)} FROM {self.view})")
         self.view = "numbered"
-        values = [self.value(i) for i in range(n)]
+        values = [f"v{i}" for i in range(n)]
         aggs = ["count(*)", "count_if(" + " AND ".join(f"{v} IS NULL" for v in values) + ")"]
         for i, v in enumerate(values):
-            col = sql_ident(self.raw_cols[i])
-            aggs.append(f"count({col})")
-            aggs.append(f"count({v})")
             if self.is_text[i]:
-                aggs.append(f"count_if({v} IS NOT NULL AND {v} <> {col})")
+                aggs += [f"count({v}) + count_if(f{i} = 2)", f"count({v})", f"count_if(f{i} = 1)"]
             else:
-                aggs.append("0")
+                aggs += [f"count({v})", f"count({v})", "0"]
             kind, fmts = guesses[i]
             if kind in ("integer", "number"):
                 aggs.append(f"count({self.parsed(v, 'integer', [])})")
@@ -209,7 +242,7 @@ class Cleaner:
             raise ValueError("every column is empty")
         cols = ", ".join(sql_ident(c) for c in final_names)
         self.con.execute(
-            f"CREATE OR REPLACE TABLE {out_table} AS SELECT __rn, {', '.join(final_exprs)} FROM {self.view}"
+            f"CREATE OR REPLACE TABLE {out_table} AS SELECT rowid AS __rn, {', '.join(final_exprs)} FROM {self.view}"
             f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
         self.con.execute("DROP TABLE numbered")
         drop_duplicates(self.con, out_table, cols)
