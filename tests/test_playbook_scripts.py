@@ -283,3 +283,15 @@ def test_report_from_results(tmp_path):
         assert f"]({plot['path']})" in md and f'src="{plot["path"]}"' in html
     assert "<script" not in html.lower()
     assert "parsed as date" in html and "body_mass_g" in html
+
+
+def test_ragged_lines_are_read_and_noted(tmp_path):
+    lines = ["a,b", "1,2", "3,4,5", "6", "7,8"]
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = analyze(path, tmp_path / "out")
+    prof = profile(tmp_path / "out", result["tables"][0])
+    assert (prof["rows_before"], prof["columns_before"]) == (len(lines) - 1, 2)
+    long_lines = sum(line.count(",") + 1 > 2 for line in lines)
+    assert any(n.startswith(f"{long_lines} of the first lines have more fields") for n in prof["notes"])
+    assert column(prof, "b")["missing"] == 1  # the short line is padded with a missing value

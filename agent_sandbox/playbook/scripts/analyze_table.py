@@ -87,6 +87,9 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     profile = profile_table(con, "clean", cleaned["columns"])
     plots = plot_table(con, "clean", profile, out / name / "plots", name)
     files, notes = save_table(con, out, name, max_file_bytes)
+    if reader.get("long_lines"):
+        notes.append(f"{reader['long_lines']} of the first lines have more fields than the header; "
+                     f"their extra fields were not read")
     if profile["approximate"]:
         notes.append("distinct counts and quartiles are approximate (more than 1,000,000 rows)")
     print(f"[{name}] profiled {profile['columns']} columns, {len(plots)} plots, "

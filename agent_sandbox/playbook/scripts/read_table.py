@@ -104,11 +104,12 @@ def sniff_lines(lines: list[str], delimiters: list[str] = DELIMITERS, single_col
         score = sum(c == width for c in rest) / len(rest)
         # ties go to the delimiter whose table starts earlier: with decimal commas and
         # `;`, a comma split can look just as regular but would lose the header line
-        key = (width >= 2 and score >= 0.8, round(score, 2), -start, width)
+        # a ragged table (half its lines regular) still beats reading it as one column
+        key = (width >= 2 and score >= 0.8, width >= 2 and score >= 0.5, round(score, 2), -start, width)
         if best is None or key > best[0]:
             best = (key, delim, width, start)
-    (is_table, score, _, _), delim, width, start = best
-    if not is_table and not (single_column_ok and width == 1):
+    (regular, ragged, *_), delim, width, start = best
+    if not (regular or ragged) and not (single_column_ok and width == 1):
         raise NotATable("no consistent columns found (it does not look like a delimited table)")
     first = next(csv.reader([lines[start]], delimiter=delim))
     has_header = not all(_looks_numeric(v) or not v.strip() for v in first)
@@ -116,7 +117,9 @@ def sniff_lines(lines: list[str], delimiters: list[str] = DELIMITERS, single_col
                    for v in next(csv.reader([line], delimiter=delim))]
     comma = sum(bool(_DEC_COMMA.match(v)) for v in body_values)
     dot = sum(bool(_DEC_DOT.match(v)) for v in body_values)
+    counts = _field_counts(lines, delim)
     return {
+        "long_lines": sum(c > width for c in counts[start:]),  # their extra fields are not read
         "delimiter": delim,
         "width": width,
         "header_line": start if has_header else None,
