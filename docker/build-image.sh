@@ -70,6 +70,11 @@ start=$SECONDS
 # The classic builder: it needs no buildx plugin, and the build uses nothing newer.
 DOCKER_BUILDKIT=0 "$DOCKER" build --build-arg "BASE=$BASE" --label "agent-sandbox.content-hash=$hash" \
     -t "$IMAGE:$hash" -t "$IMAGE:latest" "$context" >"$context.log" 2>&1 \
-    || { tail -30 "$context.log" >&2; log "build failed (full log: $context.log)"; exit 1; }
+    || { tail -30 "$context.log" >&2; log "build failed (full log: $context.log)"
+         if grep -q CERTIFICATE_VERIFY_FAILED "$context.log"; then
+             log "TLS is intercepted here: pass the CA bundle this machine trusts, e.g." \
+                 "--ca-bundle /etc/ssl/certs/ca-certificates.crt"
+         fi
+         exit 1; }
 rm -f "$context.log"
 log "built $IMAGE:$hash in $((SECONDS - start))s"
