@@ -5,9 +5,10 @@
 #
 # 1. The base image (NAME default agent-sandbox-base:bookworm) is made with
 #    debootstrap when missing: no container registry is needed.
-# 2. The agent image is tagged IMAGE:<content hash> (and IMAGE:latest), where
-#    the hash covers the Dockerfile, requirements.txt, agent_sandbox/ and the
-#    CA bundle; when that tag exists nothing is rebuilt.
+# 2. The agent image (NAME default agent-sandbox:latest, the backend's
+#    AGENT_SANDBOX_DOCKER_IMAGE) is also tagged REPO:<content hash>, where the
+#    hash covers the Dockerfile, requirements.txt, agent_sandbox/ and the CA
+#    bundle; when that tag exists nothing is rebuilt, only NAME re-pointed.
 #
 # --ca-bundle FILE (or AGENT_SANDBOX_DOCKER_CA_BUNDLE): PEM certificates the
 # image must trust, e.g. a TLS-intercepting proxy's; pip inside the build and
@@ -16,7 +17,6 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 IMAGE="${AGENT_SANDBOX_DOCKER_IMAGE:-agent-sandbox:latest}"
-IMAGE="${IMAGE%:*}"  # the repository part; tags are ours
 BASE="${AGENT_SANDBOX_DOCKER_BASE:-agent-sandbox-base:bookworm}"
 MIRROR="${AGENT_SANDBOX_DOCKER_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${AGENT_SANDBOX_DOCKER_CA_BUNDLE:-}"
@@ -25,10 +25,10 @@ DOCKER="${DOCKER:-docker}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --ca-bundle) CA_BUNDLE="$2"; shift 2 ;;
-        --image) IMAGE="${2%:*}"; shift 2 ;;
+        --image) IMAGE="$2"; shift 2 ;;
         --base) BASE="$2"; shift 2 ;;
         --mirror) MIRROR="$2"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "build-image.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +37,10 @@ if [ -n "$CA_BUNDLE" ] && [ ! -r "$CA_BUNDLE" ]; then
 fi
 
 log() { echo "build-image.sh: $*" >&2; }
+case "${IMAGE##*/}" in  # REPO[:TAG], where REPO may hold a registry's host:port
+    *:*) REPO="${IMAGE%:*}" ;;
+    *) REPO="$IMAGE"; IMAGE="$IMAGE:latest" ;;
+esac
 
 if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
     command -v debootstrap >/dev/null || { log "debootstrap is missing (apt-get install debootstrap)"; exit 1; }
@@ -60,16 +64,16 @@ cp "$ROOT/docker/Dockerfile" "$ROOT/docker/requirements.txt" "$context/"
 if [ -n "$CA_BUNDLE" ]; then cp "$CA_BUNDLE" "$context/extra-ca.crt"; else : >"$context/extra-ca.crt"; fi
 
 hash="$(cd "$context" && { echo "$BASE"; find . -type f | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)"
-if "$DOCKER" image inspect "$IMAGE:$hash" >/dev/null 2>&1; then
-    "$DOCKER" tag "$IMAGE:$hash" "$IMAGE:latest"
-    log "$IMAGE:$hash is up to date"
+if "$DOCKER" image inspect "$REPO:$hash" >/dev/null 2>&1; then
+    "$DOCKER" tag "$REPO:$hash" "$IMAGE"
+    log "$IMAGE ($REPO:$hash) is up to date"
     exit 0
 fi
-log "building $IMAGE:$hash"
+log "building $IMAGE ($REPO:$hash)"
 start=$SECONDS
 # The classic builder: it needs no buildx plugin, and the build uses nothing newer.
 DOCKER_BUILDKIT=0 "$DOCKER" build --build-arg "BASE=$BASE" --label "agent-sandbox.content-hash=$hash" \
-    -t "$IMAGE:$hash" -t "$IMAGE:latest" "$context" >"$context.log" 2>&1 \
+    -t "$REPO:$hash" -t "$IMAGE" "$context" >"$context.log" 2>&1 \
     || { tail -30 "$context.log" >&2; log "build failed (full log: $context.log)"
          if grep -q CERTIFICATE_VERIFY_FAILED "$context.log"; then
              log "TLS is intercepted here: pass the CA bundle this machine trusts, e.g." \
@@ -77,4 +81,7 @@ DOCKER_BUILDKIT=0 "$DOCKER" build --build-arg "BASE=$BASE" --label "agent-sandbo
          fi
          exit 1; }
 rm -f "$context.log"
-log "built $IMAGE:$hash in $((SECONDS - start))s"
+log "built $IMAGE ($REPO:$hash) in $((SECONDS - start))s"
+# Older content-hash tags are superseded (their layers are mostly shared anyway).
+"$DOCKER" images "$REPO" --format '{{.Tag}}' | grep -E '^[0-9a-f]{16}$' | grep -vx "$hash" \
+    | sed "s|^|$REPO:|" | xargs -r "$DOCKER" rmi >/dev/null 2>&1 || true

@@ -19,7 +19,6 @@ def require_docker() -> DockerBackend:
     except (DockerUnavailable, OSError) as exc:
         if os.environ.get("AGENT_SANDBOX_SKIP_DOCKER") == "1":
             pytest.skip(f"Docker tests skipped (AGENT_SANDBOX_SKIP_DOCKER=1): {exc}")
-        pytest.fail(f"Docker backend tests need an engine and the image: {exc}. "
-                    "Run scripts/docker-engine.sh (make test does), or set "
-                    "AGENT_SANDBOX_SKIP_DOCKER=1 to skip them.", pytrace=False)
+        pytest.fail(f"Docker backend tests need an engine and the image: {exc} "
+                    "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
     return backend

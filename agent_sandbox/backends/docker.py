@@ -53,7 +53,7 @@ class DockerConfig:
     pids_limit: int = field(default_factory=lambda: int(_env("PIDS_LIMIT", "512")))  # max processes in a container
     tmp_mb: int = field(default_factory=lambda: int(_env("TMP_MB", "512")))  # size of the tmpfs at /tmp (counts as memory)
     scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs
-    stop_grace: int = 2  # seconds between SIGTERM and SIGKILL when stopping a container
+    stop_grace: int = field(default_factory=lambda: int(_env("STOP_GRACE", "2")))  # seconds between SIGTERM and SIGKILL on stop
 
 
 class DockerUnavailable(RuntimeError):
