@@ -37,7 +37,7 @@ test: install docker-engine
 docker-engine:
 	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || scripts/docker-engine.sh
 
-bench: install
+bench: install docker-engine
 	$(PY) -m pip install -q -e '.[test,bench]'
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
