@@ -74,6 +74,11 @@ def test_agent_loop_processes_every_file_and_survives_a_failure(tmp_path):
     first = json.loads((out / "penguins_raw" / "penguins_raw.profile.json").read_text())
     second = json.loads((again / "penguins_raw" / "penguins_raw.profile.json").read_text())
     assert first["columns"] == second["columns"] and first["audit"] == second["audit"]
+    # and rerunning it inside the results replaces that file's tables rather than adding copies
+    before = sorted(p.name for p in out.iterdir())
+    subprocess.run([sys.executable, str(out / "scripts" / "analyze_table.py"), str(ws / "penguins-raw.csv"),
+                    "--out", str(out), "--name", "penguins_raw"], check=True, capture_output=True, timeout=120)
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_nothing_to_analyse_fails(tmp_path):

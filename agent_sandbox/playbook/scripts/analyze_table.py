@@ -111,10 +111,25 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     return result
 
 
+def forget_previous_run(out: Path, base: str) -> None:
+    """Rerunning a file replaces the tables it produced last time instead of adding copies."""
+    record = out / "inputs" / f"{base}.json"
+    if not record.is_file():
+        return
+    try:
+        tables = json.loads(record.read_text(encoding="utf-8")).get("tables", [])
+    except ValueError:
+        return
+    for table in tables:
+        if isinstance(table, str) and table and "/" not in table and table not in (".", "..", "inputs", "scripts"):
+            shutil.rmtree(out / table, ignore_errors=True)
+
+
 def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str = "1GB",
                  threads: int = 2, max_file_bytes: int = 5 * MB) -> dict:
     started = time.time()
     record = {"file": label, "name": base, "status": "ok", "reason": "", "tables": [], "skipped_sheets": []}
+    forget_previous_run(out, base)
     scratch = out / ".scratch" / base
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
