@@ -120,7 +120,7 @@ def test_model_reacts_to_a_crash_without_result_line():
     ok = {"file": "b.csv", "status": "ok", "tables": ["b"], "reason": ""}
     history.append(Turn(action, Observation(exit_code=0, output="RESULT " + json.dumps(ok))))
     action = model.next_action(task, history)
-    assert "make_report.py" in action.command and "--failed 'a.csv=exit code 137: Killed'" in action.command
+    assert "make_report.py" in action.command and "--failed a.csv 'exit code 137: Killed'" in action.command
     history.append(Turn(action, Observation(exit_code=0, output='RESULT {"tables": []}')))
     action = model.next_action(task, history)
     assert action.kind == FINISH and action.status == "succeeded" and "a.csv (exit code 137" in action.message

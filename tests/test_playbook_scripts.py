@@ -272,13 +272,13 @@ def test_report_from_results(tmp_path):
     (tmp_path / "README.md").write_text("# hi\n")
     analyze(tmp_path / "README.md", out)
     proc = subprocess.run([sys.executable, str(SCRIPTS_DIR / "make_report.py"), "--out", str(out),
-                           "--failed", "huge.csv=killed"], capture_output=True, text=True, timeout=60)
+                           "--failed", "conc=5.csv", "killed"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     prof = profile(out, "penguins")
     assert f"| penguins | penguins-raw.csv | {prof['rows_before']} | {prof['rows_after']} |" in md
-    assert "README.md: skipped, Markdown text, not a table" in md and "huge.csv: FAILED, killed" in md
+    assert "README.md: skipped, Markdown text, not a table" in md and "conc=5.csv: FAILED, killed" in md
     for plot in prof["plots"]:
         assert f"]({plot['path']})" in md and f'src="{plot["path"]}"' in html
     assert "<script" not in html.lower()

@@ -141,7 +141,7 @@ class OfflinePlaybook:
         failed = self.failures(done)
         args = ["python", shlex.quote(f"{task.outputs}/scripts/make_report.py"), "--out", shlex.quote(task.outputs)]
         for path, reason in failed.items():
-            args += ["--failed", shlex.quote(f"{path}={reason}")]
+            args += ["--failed", shlex.quote(path), shlex.quote(reason)]
         thought = ("Write a first report now: the next file is large, and if it runs out of time the "
                    "results so far are still described." if step.preliminary
                    else "Write report.md and report.html from the profiles, audits and plots.")

@@ -10,8 +10,9 @@ and always inputs/<NAME>.json: what happened to the file (ok, skipped, failed).
 The last line printed is `RESULT {...}` for whoever drives this script.
 
 Exit code 0 when the file was analysed or skipped as not a table, 1 when it failed.
-Work happens in an on-disk DuckDB database under RESULTS/.scratch, with a memory
-limit, so files far larger than memory are processed; the scratch is removed.
+Work happens in DuckDB with a memory limit: in memory for inputs up to 128 MB, in a database
+file under RESULTS/.scratch above that, so files far larger than memory are processed; the
+scratch is removed.
 Self-contained: needs duckdb, openpyxl, matplotlib and the sibling scripts.
 """
 
@@ -33,12 +34,15 @@ from profile_table import profile_table  # noqa: E402
 from read_table import NotATable, open_tables, sql_str  # noqa: E402
 
 MB = 1024 * 1024
+IN_MEMORY_BYTES = 128 * MB  # inputs up to this size are worked on in memory (a few times their size)
 
 
-def connect(scratch: Path, memory_limit: str, threads: int):
+def connect(scratch: Path, memory_limit: str, threads: int, in_memory: bool):
+    """DuckDB in memory for small inputs (writing tables to disk would double the time),
+    in a database file under the scratch folder for big ones, so memory stays bounded."""
     import duckdb
 
-    con = duckdb.connect(str(scratch / "work.duckdb"))
+    con = duckdb.connect(":memory:" if in_memory else str(scratch / "work.duckdb"))
     con.execute(f"SET memory_limit = {sql_str(memory_limit)}")
     con.execute(f"SET temp_directory = {sql_str(str(scratch / 'spill'))}")
     con.execute(f"SET threads = {int(threads)}")
@@ -135,7 +139,7 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
     scratch.mkdir(parents=True)
     con = None
     try:
-        con = connect(scratch, memory_limit, threads)
+        con = connect(scratch, memory_limit, threads, path.stat().st_size <= IN_MEMORY_BYTES)
         for spec in open_tables(con, path, scratch):
             if spec.get("skipped"):
                 record["skipped_sheets"].append({"sheet": spec["sheet"], "reason": spec["skipped"]})

@@ -1,6 +1,6 @@
 """Write report.md and report.html from what analyze_table.py left in the results folder.
 
-    python make_report.py --out RESULTS [--failed FILE=REASON ...]
+    python make_report.py --out RESULTS [--failed FILE REASON ...]
 
 It reads RESULTS/inputs/*.json (one per input file) and each table's
 <table>/<table>.profile.json. The report is built once as a list of blocks and
@@ -222,10 +222,10 @@ def build(out: Path, failed: dict[str, str]) -> tuple[list[tuple], dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument("--failed", action="append", default=[], metavar="FILE=REASON",
+    parser.add_argument("--failed", action="append", nargs=2, default=[], metavar=("FILE", "REASON"),
                         help="a file whose analysis crashed without recording anything")
     args = parser.parse_args(argv)
-    failed = dict(item.split("=", 1) if "=" in item else (item, "the analysis failed") for item in args.failed)
+    failed = dict(args.failed)
     shutil.rmtree(args.out / ".scratch", ignore_errors=True)  # left by an analysis that was killed
     blocks, summary = build(args.out, failed)
     (args.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
