@@ -77,16 +77,18 @@ def plot_table(con, table: str, profile: dict, plots_dir: Path, prefix: str) -> 
         data = con.execute(
             f"SELECT date_trunc('{unit}', {sql_ident(d['name'])}) AS t, {aggs} FROM {table} "
             f"WHERE {sql_ident(d['name'])} IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
-        fig, ax = plt.subplots(figsize=(7, 3.5))
+        # one panel per measurement: their scales differ, one shared axis would flatten them
         labels = [f"mean {c['name']}" for c in series] or ["rows"]
+        fig, axes = plt.subplots(len(labels), 1, figsize=(7, 1.2 + 1.6 * len(labels)), sharex=True, squeeze=False)
         for k, label in enumerate(labels):
-            ax.plot([r[0] for r in data], [r[k + 1] for r in data], marker="." if len(data) < 60 else None, label=label)
-        ax.set_title(f"{', '.join(labels)} per {unit} of {d['name']}")
-        ax.set_xlabel(d["name"])
-        if len(labels) > 1:
-            ax.legend(fontsize=8)
+            ax = axes[k][0]
+            ax.plot([r[0] for r in data], [r[k + 1] for r in data], marker="." if len(data) < 60 else None)
+            ax.set_ylabel(label, fontsize=8)
+        title = f"{'Means' if series else 'Rows'} per {unit} of {d['name']}"
+        axes[0][0].set_title(title)
+        axes[-1][0].set_xlabel(d["name"])
         fig.autofmt_xdate()
-        save(fig, "timeseries", d["name"], f"{', '.join(labels)} per {unit} of {d['name']}")
+        save(fig, "timeseries", d["name"], title)
 
     for c in numeric[:MAX_HISTOGRAMS]:
         if len(made) >= MAX_PLOTS:
