@@ -295,3 +295,26 @@ def test_ragged_lines_are_read_and_noted(tmp_path):
     long_lines = sum(line.count(",") + 1 > 2 for line in lines)
     assert any(n.startswith(f"{long_lines} of the first lines have more fields") for n in prof["notes"])
     assert column(prof, "b")["missing"] == 1  # the short line is padded with a missing value
+
+
+def test_header_only_file_is_skipped(tmp_path):
+    (tmp_path / "header.csv").write_text("x,y\n")
+    result = analyze(tmp_path / "header.csv", tmp_path / "out")
+    assert (result["status"], result["reason"]) == ("skipped", "no data rows below the header")
+    assert not (tmp_path / "out" / "header").exists()
+
+
+def test_line_breaks_inside_quotes_early_and_late(tmp_path):
+    # late: past the 256 KB the sniffer reads, so DuckDB's parallel reader meets it unprepared
+    filler = [f"{i},plain {i}" for i in range(30000)]
+    for where, rows in (("early", ['1,"two\nlines"'] + filler), ("late", filler + ['1,"two\nlines"'])):
+        path = tmp_path / f"{where}.csv"
+        path.write_text("id,note\n" + "\n".join(rows) + "\n")
+        with open(path, newline="") as f:
+            expected = list(csv.reader(f))[1:]
+        result = analyze(path, tmp_path / "out")
+        prof = profile(tmp_path / "out", result["tables"][0])
+        assert prof["rows_before"] == len(expected), where
+        with open(tmp_path / "out" / where / f"{where}.csv", newline="") as f:
+            notes = [r[1] for r in csv.reader(f)][1:]
+        assert "two\nlines" in notes

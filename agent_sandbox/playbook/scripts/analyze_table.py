@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clean_table import clean_table, snake_case  # noqa: E402
+from clean_table import EmptyTable, clean_table, snake_case  # noqa: E402
 from plot_table import plot_table  # noqa: E402
 from profile_table import profile_table  # noqa: E402
 from read_table import NotATable, open_tables, sql_str  # noqa: E402
@@ -84,7 +84,11 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     print(f"[{name}] reading {source}" + (f" sheet {spec['sheet']!r}" if spec["sheet"] else "")
           + (f" (delimiter {reader['delimiter']!r}, encoding {reader['encoding']}, "
              f"data from line {reader['data_line'] + 1})" if reader.get("delimiter") else f" ({reader['format']})"), flush=True)
-    cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False))
+    try:
+        cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False))
+    except EmptyTable:
+        shutil.rmtree(out / name)
+        raise
     print(f"[{name}] cleaned: {cleaned['rows_before']} -> {cleaned['rows_after']} rows, "
           f"{cleaned['columns_before']} -> {cleaned['columns_after']} columns, "
           f"{len(cleaned['audit'])} audit entries", flush=True)
@@ -129,6 +133,20 @@ def forget_previous_run(out: Path, base: str) -> None:
             shutil.rmtree(out / table, ignore_errors=True)
 
 
+def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base: str,
+                   max_file_bytes: int, serial: bool) -> None:
+    for spec in open_tables(con, path, scratch, serial):
+        if not spec.get("skipped"):
+            try:
+                record["tables"].append(analyze_one(con, spec, record["file"], out, base, max_file_bytes)["table"])
+                continue
+            except EmptyTable as exc:
+                spec["skipped"] = str(exc)
+        record["skipped_sheets"].append({"sheet": spec["sheet"], "reason": spec["skipped"]})
+        if spec["sheet"] is not None:
+            print(f"skipped sheet {spec['sheet']!r} of {record['file']}: {spec['skipped']}", flush=True)
+
+
 def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str = "1GB",
                  threads: int = 2, max_file_bytes: int = 5 * MB) -> dict:
     started = time.time()
@@ -139,15 +157,26 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
     scratch.mkdir(parents=True)
     con = None
     try:
-        con = connect(scratch, memory_limit, threads, path.stat().st_size <= IN_MEMORY_BYTES)
-        for spec in open_tables(con, path, scratch):
-            if spec.get("skipped"):
-                record["skipped_sheets"].append({"sheet": spec["sheet"], "reason": spec["skipped"]})
-                print(f"skipped sheet {spec['sheet']!r} of {label}: {spec['skipped']}", flush=True)
-                continue
-            record["tables"].append(analyze_one(con, spec, label, out, base, max_file_bytes)["table"])
+        for serial in (False, True):
+            con = connect(scratch, memory_limit, threads, path.stat().st_size <= IN_MEMORY_BYTES)
+            try:
+                analyze_tables(con, path, scratch, record, out, base, max_file_bytes, serial)
+                break
+            except Exception as exc:
+                # quoted line breaks past the sniffed sample: DuckDB asks for a one-thread read
+                if serial or "parallel=false" not in str(exc):
+                    raise
+                print("line breaks inside quoted fields: reading again in one thread", flush=True)
+                for table in record["tables"]:
+                    shutil.rmtree(out / table, ignore_errors=True)
+                record.update(tables=[], skipped_sheets=[])
+                con.close()
         if not record["tables"]:
-            record.update(status="skipped", reason="no sheet holds a table")
+            reasons = [s["reason"] for s in record["skipped_sheets"]]
+            record.update(status="skipped", reason=reasons[0] if len(reasons) == 1 else "no sheet holds a table")
+            if path.suffix.lower() not in (".xlsx", ".xlsm"):
+                record["skipped_sheets"] = []
+            print(f"skipped {label}: {record['reason']}", flush=True)
     except NotATable as exc:
         record.update(status="skipped", reason=str(exc))
         print(f"skipped {label}: {exc}", flush=True)

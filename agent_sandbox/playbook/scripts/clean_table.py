@@ -86,6 +86,10 @@ def _swap(fmt: str) -> str:
     return fmt.replace("%d", "%X").replace("%m", "%d").replace("%X", "%m")
 
 
+class EmptyTable(Exception):
+    """The table has no values at all (for example a header with no rows)."""
+
+
 class Cleaner:
     def __init__(self, con, view: str, names: list[str], decimal_comma: bool = False):
         self.con, self.view, self.original = con, view, names
@@ -202,7 +206,10 @@ class Cleaner:
             else:
                 aggs += ["0", "0"]
         row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {self.view}").fetchone()
+        row = [0 if x is None else x for x in row]  # count_if over no rows is NULL
         rows_before, empty_rows = row[0], row[1]
+        if rows_before == empty_rows:
+            raise EmptyTable("no data rows below the header" if rows_before == 0 else "every row is empty")
 
         for i, name in enumerate(self.names):
             if name != self.original[i]:
@@ -238,8 +245,6 @@ class Cleaner:
             final_names.append(name)
             columns.append({"name": name, "original": self.original[i], "type": ctype})
 
-        if not final_exprs:
-            raise ValueError("every column is empty")
         cols = ", ".join(sql_ident(c) for c in final_names)
         self.con.execute(
             f"CREATE OR REPLACE TABLE {out_table} AS SELECT rowid AS __rn, {', '.join(final_exprs)} FROM {self.view}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import re
 from collections import Counter
 from pathlib import Path
@@ -118,7 +119,11 @@ def sniff_lines(lines: list[str], delimiters: list[str] = DELIMITERS, single_col
     comma = sum(bool(_DEC_COMMA.match(v)) for v in body_values)
     dot = sum(bool(_DEC_DOT.match(v)) for v in body_values)
     counts = _field_counts(lines, delim)
+    body_text = "\n".join(lines[start:])
+    quoted_newlines = '"' in body_text and any(
+        "\n" in f for row in csv.reader(io.StringIO(body_text), delimiter=delim) for f in row)
     return {
+        "quoted_newlines": quoted_newlines,  # DuckDB must then read the file in one thread
         "long_lines": sum(c > width for c in counts[start:]),  # their extra fields are not read
         "delimiter": delim,
         "width": width,
@@ -169,7 +174,8 @@ def delimited_view(con, path: Path, info: dict, view: str, scratch: Path) -> Non
         f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_csv({sql_str(str(source))}, "
         f"auto_detect=false, header=false, skip={info['data_line']}, delim={sql_str(info['delimiter'])}, "
         f"quote='\"', escape='\"', columns={columns}, null_padding=true, strict_mode=false, "
-        f"encoding={sql_str(encoding)}, max_line_size=10000000)")
+        f"encoding={sql_str(encoding)}, max_line_size=10000000"
+        + (", parallel=false" if info.get("quoted_newlines") or info.get("serial") else "") + ")")
     con.execute(f"SELECT count(*) FROM {view}").fetchone()  # fail now on undecodable bytes
 
 
@@ -269,7 +275,7 @@ def file_kind(path: Path) -> str:
     return "delimited"
 
 
-def open_tables(con, path: Path, scratch: Path) -> list[dict]:
+def open_tables(con, path: Path, scratch: Path, serial: bool = False) -> list[dict]:
     """Create one VARCHAR-or-typed view per table in `path`.
 
     Returns [{view, sheet, names, reader}] where `names` are the original column
@@ -279,6 +285,7 @@ def open_tables(con, path: Path, scratch: Path) -> list[dict]:
     kind = file_kind(path)
     if kind == "delimited":
         info = sniff_text(path, single_column_ok=path.suffix.lower() in {".csv", ".tsv"})
+        info["serial"] = serial
         try:
             delimited_view(con, path, info, "raw_0", scratch)
         except Exception as exc:  # non-UTF-8 bytes after the sniffed sample
@@ -295,6 +302,7 @@ def open_tables(con, path: Path, scratch: Path) -> list[dict]:
                 continue
             try:
                 info = sniff_text(csv_path, single_column_ok=True, delimiters=[","])
+                info["serial"] = serial
                 delimited_view(con, csv_path, info, f"raw_{index}", scratch)
             except NotATable as exc:
                 tables.append({"sheet": sheet, "skipped": str(exc)})
