@@ -10,6 +10,7 @@ Self-contained: depends on duckdb and matplotlib only.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 MAX_PLOTS = 12
@@ -17,17 +18,22 @@ MAX_HISTOGRAMS = 8
 BINS = 30
 TOP_BARS = 10
 MAX_POINTS = 300
+DPI = 80
+# Identifiers are numbers too, but their distribution or mean over time says nothing.
+ID_NAME = re.compile(r"(^|_)(id|no|num|number|index|idx|row)$")
 
 
 def sql_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def new_figure(width: float, height: float, rows: int = 1):
+    """A bare Figure: pyplot's import and tight_layout would cost more than drawing the plots."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)
+    return fig, [a[0] for a in axes]
 
 
 def histogram(con, table: str, col: str, lo: float, hi: float) -> tuple[list[float], list[int], float]:
@@ -53,20 +59,19 @@ def _time_unit(first, last) -> str:
 
 def plot_table(con, table: str, profile: dict, plots_dir: Path, prefix: str) -> list[dict]:
     """Draw the plots; returns [{path, kind, column, title}] with paths relative to plots_dir's parent."""
-    plt = _pyplot()
     plots_dir.mkdir(parents=True, exist_ok=True)
     cols = profile["column_profiles"]
     rows = profile["rows"]
     made: list[dict] = []
 
-    def save(fig, kind: str, column: str, title: str) -> None:
+    def save(fig, kind: str, column: str, title: str, left: float = 0.14, bottom: float = 0.17) -> None:
         name = f"{prefix}_{kind}_{column}.png"
-        fig.tight_layout()
-        fig.savefig(plots_dir / name, dpi=80)
-        plt.close(fig)
+        fig.subplots_adjust(left=left, bottom=bottom, right=0.97, top=1 - 0.35 / fig.get_figheight())
+        fig.savefig(plots_dir / name, dpi=DPI, pil_kwargs={"compress_level": 3})
         made.append({"path": f"{plots_dir.name}/{name}", "kind": kind, "column": column, "title": title})
 
-    numeric = [c for c in cols if c["type"] in ("integer", "number") and c.get("min") is not None]
+    numeric = [c for c in cols if c["type"] in ("integer", "number") and c.get("min") is not None
+               and not ID_NAME.search(c["name"])]
     dates = [c for c in cols if c["type"] in ("date", "datetime") and c.get("first") and c.get("first") != c.get("last")]
     if dates:
         d = dates[0]
@@ -79,16 +84,16 @@ def plot_table(con, table: str, profile: dict, plots_dir: Path, prefix: str) -> 
             f"WHERE {sql_ident(d['name'])} IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
         # one panel per measurement: their scales differ, one shared axis would flatten them
         labels = [f"mean {c['name']}" for c in series] or ["rows"]
-        fig, axes = plt.subplots(len(labels), 1, figsize=(7, 1.2 + 1.6 * len(labels)), sharex=True, squeeze=False)
+        fig, axes = new_figure(7, 1.2 + 1.6 * len(labels), len(labels))
         for k, label in enumerate(labels):
-            ax = axes[k][0]
+            ax = axes[k]
             ax.plot([r[0] for r in data], [r[k + 1] for r in data], marker="." if len(data) < 60 else None)
             ax.set_ylabel(label, fontsize=8)
         title = f"{'Means' if series else 'Rows'} per {unit} of {d['name']}"
-        axes[0][0].set_title(title)
-        axes[-1][0].set_xlabel(d["name"])
+        axes[0].set_title(title)
+        axes[-1].set_xlabel(d["name"])
         fig.autofmt_xdate()
-        save(fig, "timeseries", d["name"], title)
+        save(fig, "timeseries", d["name"], title, left=0.12, bottom=0.9 / fig.get_figheight())
 
     for c in numeric[:MAX_HISTOGRAMS]:
         if len(made) >= MAX_PLOTS:
@@ -97,7 +102,7 @@ def plot_table(con, table: str, profile: dict, plots_dir: Path, prefix: str) -> 
         if lo == hi:
             continue
         edges, counts, width = histogram(con, table, c["name"], lo, hi)
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+        fig, (ax,) = new_figure(5, 3.2)
         ax.bar(edges, counts, width=width, align="edge", edgecolor="white")
         ax.set_title(f"Distribution of {c['name']}")
         ax.set_xlabel(c["name"])
@@ -114,10 +119,14 @@ def plot_table(con, table: str, profile: dict, plots_dir: Path, prefix: str) -> 
         col = sql_ident(c["name"])
         top = con.execute(f"SELECT {col}, count(*) AS n FROM {table} WHERE {col} IS NOT NULL "
                           f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP_BARS}").fetchall()
-        fig, ax = plt.subplots(figsize=(5, 0.6 + 0.3 * len(top)))
         labels = [str(v)[:40] for v, _ in top][::-1]
+        # room on the left for the longest label: about 0.075 inch per character at this size
+        label_inches = 0.3 + 0.075 * max(len(label) for label in labels)
+        width, height = 3.5 + label_inches, 1.0 + 0.3 * len(top)
+        fig, (ax,) = new_figure(width, height)
         ax.barh(labels, [n for _, n in top][::-1])
-        ax.set_title(f"Most common values of {c['name']}")
+        fig.suptitle(f"Most common values of {c['name']}", fontsize=11)
         ax.set_xlabel("rows")
-        save(fig, "top", c["name"], f"Most common values of {c['name']}")
+        save(fig, "top", c["name"], f"Most common values of {c['name']}", left=label_inches / width,
+             bottom=0.55 / height)
     return made
