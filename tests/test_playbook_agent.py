@@ -99,6 +99,11 @@ def test_plan_fits_the_step_budget_and_names_are_unique(tmp_path):
     assert len(steps) + 1 <= 40
     analysed = [f["path"] for s in steps if s.kind == "analyze" for f in s.files]
     assert sorted(analysed) == sorted(f["path"] for f in files)
+    big = Task(instructions="", workspace="/w", outputs="/o",
+               files=[{"path": "huge.csv", "size": 300 * 1024 * 1024}, {"path": "small.csv", "size": 10}])
+    kinds = [(s.kind, s.preliminary, [f["path"] for f in s.files]) for s in plan(big) if s.kind != "write"]
+    assert kinds == [("analyze", False, ["small.csv"]), ("report", True, []), ("analyze", False, ["huge.csv"]),
+                     ("report", False, [])]
     names = table_base_names(["a/data.csv", "b/data.csv", "data.json", "data.csv"])
     assert len(set(names.values())) == 4 and names["a/data.csv"] == "data"
 
