@@ -166,13 +166,16 @@ class Cleaner:
                 chosen, covered = trial, n
         return chosen if covered >= PARSE_SHARE * present else []
 
-    # -- full pass ------------------------------------------------------------
-    def run(self, out_table: str) -> dict:
-        guesses = self.guess_types()
-        n = len(self.raw_cols)
-        # Parse the source once into a columnar copy stored in file order, holding each
-        # cell trimmed with markers made missing (v<i>) and what that changed (f<i>:
-        # 1 trimmed, 2 was a marker), so later passes never redo the text work.
+    # -- full passes ------------------------------------------------------------
+    def stage(self) -> list[str]:
+        """Parse the source once into a columnar copy stored in file order.
+
+        It holds each cell trimmed with markers made missing (v<i>) and what
+        that changed (f<i>: 1 trimmed, 2 was a marker), so later passes never
+        redo the text work. Row numbers are DuckDB's rowid: with
+        preserve_insertion_order the copy keeps file order, where a
+        row_number() window would serialise this pass.
+        """
         inner, outer = [], []
         for i, raw in enumerate(self.raw_cols):
             inner.append(f"{sql_ident(raw)} AS r{i}")
@@ -183,12 +186,15 @@ class Cleaner:
                              f"WHEN t{i} <> r{i} THEN 1 ELSE 0 END AS UTINYINT) AS f{i}")
             else:
                 outer.append(f"r{i} AS v{i}")
-        # The row numbers are DuckDB's rowid: with preserve_insertion_order the copy is stored
-        # in file order, where a row_number() window would serialise this pass.
-        self.con.execute(f"CREATE OR REPLACE TABLE numbered AS SELECT {', '.join(outer)} "
+        self.con.execute(f"CREATE OR REPLACE TABLE staged AS SELECT {', '.join(outer)} "
                          f"FROM (SELECT {', '.join(inner)} FROM {self.view})")
-        self.view = "numbered"
-        values = [f"v{i}" for i in range(n)]
+        self.view = "staged"
+        return [f"v{i}" for i in range(len(self.raw_cols))]
+
+    def count(self, values: list[str], guesses: list[tuple[str, list[str]]]) -> list[int]:
+        """One aggregate pass: rows, empty rows, then per column five counts:
+        non-null cells, cells with a value, cells trimmed, and two parse counts
+        (integer and number, or date-times and date-times with a time of day)."""
         aggs = ["count(*)", "count_if(" + " AND ".join(f"{v} IS NULL" for v in values) + ")"]
         for i, v in enumerate(values):
             if self.is_text[i]:
@@ -206,7 +212,13 @@ class Cleaner:
             else:
                 aggs += ["0", "0"]
         row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {self.view}").fetchone()
-        row = [0 if x is None else x for x in row]  # count_if over no rows is NULL
+        return [0 if x is None else x for x in row]  # count_if over no rows is NULL
+
+    def run(self, out_table: str) -> dict:
+        guesses = self.guess_types()
+        n = len(self.raw_cols)
+        values = self.stage()
+        row = self.count(values, guesses)
         rows_before, empty_rows = row[0], row[1]
         if rows_before == empty_rows:
             raise EmptyTable("no data rows below the header" if rows_before == 0 else "every row is empty")
@@ -249,7 +261,7 @@ class Cleaner:
         self.con.execute(
             f"CREATE OR REPLACE TABLE {out_table} AS SELECT rowid AS __rn, {', '.join(final_exprs)} FROM {self.view}"
             f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
-        self.con.execute("DROP TABLE numbered")
+        self.con.execute("DROP TABLE staged")
         drop_duplicates(self.con, out_table, cols)
         self.con.execute(f"ALTER TABLE {out_table} DROP COLUMN __rn")
         rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
