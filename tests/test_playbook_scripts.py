@@ -229,6 +229,17 @@ def test_jsonl_nested_fields(tmp_path):
     assert column(prof, "meta_temp_c")["mean"] == pytest.approx(statistics.mean(temps))
 
 
+def test_json_document_wrapping_its_records(tmp_path):
+    doc = {"instrument": "X200", "data": [{"well": f"A{i}", "od": {"600": i / 10}} for i in range(1, 9)]}
+    (tmp_path / "plate.json").write_text(json.dumps(doc))
+    result = analyze(tmp_path / "plate.json", tmp_path / "out")
+    prof = profile(tmp_path / "out", result["tables"][0])
+    assert prof["metadata"] == ["instrument: X200"]
+    assert [c["original"] for c in prof["columns"]] == ["well", "od.600"]
+    assert prof["rows_after"] == len(doc["data"])
+    assert column(prof, "od_600")["max"] == pytest.approx(max(r["od"]["600"] for r in doc["data"]))
+
+
 def test_parquet_with_text_numbers(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

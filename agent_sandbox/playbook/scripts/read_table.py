@@ -232,13 +232,19 @@ def _flatten(type_, expr: str, name: str) -> list[tuple[str, str]]:
     return [(expr, name)]
 
 
-def flat_view(con, source_sql: str, view: str) -> list[str]:
-    """A view with nested fields flattened; returns the original (dotted) names."""
+def flat_view(con, source_sql: str, view: str) -> tuple[list[str], list[str]]:
+    """A view with nested fields flattened; returns the original (dotted) names and
+    the metadata fields of a document that wraps its records."""
+    metadata: list[str] = []
     rel = con.sql(f"SELECT * FROM {source_sql}")
-    if len(rel.columns) == 1 and rel.types[0].id == "list":
-        # a JSON document holding one array of records: one row per record
-        inner = sql_ident(rel.columns[0])
-        source_sql = f"(SELECT unnest({inner}) AS record FROM {source_sql})"
+    lists = [name for name, t in zip(rel.columns, rel.types) if t.id == "list"]
+    if len(lists) == 1 and (len(rel.columns) == 1 or con.execute(f"SELECT count(*) FROM {source_sql}").fetchone()[0] == 1):
+        # one document holding one array of records (beside some metadata fields): a row per record
+        others = [c for c in rel.columns if c != lists[0]]
+        if others:
+            row = con.execute(f"SELECT {', '.join(sql_ident(c) for c in others)} FROM {source_sql}").fetchone()
+            metadata += [f"{name}: {value}" for name, value in zip(others, row)]
+        source_sql = f"(SELECT unnest({sql_ident(lists[0])}) AS record FROM {source_sql})"
         rel = con.sql(f"SELECT * FROM {source_sql}")
     pairs = []
     for name, type_ in zip(rel.columns, rel.types):
@@ -248,7 +254,7 @@ def flat_view(con, source_sql: str, view: str) -> list[str]:
     pairs = [(e, n[len("record."):] if n.startswith("record.") else n) for e, n in pairs]
     select = ", ".join(f"{expr} AS c{i}" for i, (expr, _) in enumerate(pairs))
     con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {source_sql}")
-    return [n for _, n in pairs]
+    return [n for _, n in pairs], metadata
 
 
 # ---------------------------------------------------------------- entry point
@@ -313,8 +319,8 @@ def open_tables(con, path: Path, scratch: Path, serial: bool = False) -> list[di
         return tables
     if kind == "json":
         source = f"read_json({sql_str(str(path))}, format='auto', maximum_object_size=268435456)"
-        names = flat_view(con, source, "raw_0")
-        return [{"view": "raw_0", "sheet": None, "names": names, "reader": {"format": "json", "decimal_comma": False}}]
+        names, metadata = flat_view(con, source, "raw_0")
+        return [{"view": "raw_0", "sheet": None, "names": names, "reader": {"format": "json", "metadata": metadata}}]
     source = f"read_parquet({sql_str(str(path))})"
-    names = flat_view(con, source, "raw_0")
-    return [{"view": "raw_0", "sheet": None, "names": names, "reader": {"format": "parquet", "decimal_comma": False}}]
+    names, metadata = flat_view(con, source, "raw_0")
+    return [{"view": "raw_0", "sheet": None, "names": names, "reader": {"format": "parquet", "metadata": metadata}}]
