@@ -1,0 +1,73 @@
+"""Start the emulator: one gRPC port (control plane and command router) and
+one HTTP port (blobs, volume blocks, admin)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+from grpclib.server import Server
+
+from modal_proto import api_grpc, api_pb2, task_command_router_grpc
+
+from modal_emulator.command_router import CommandRouter
+from modal_emulator.control_plane import ControlPlane
+from modal_emulator.faults import parse_faults
+from modal_emulator.grpc_service import build_service
+from modal_emulator.state import EmulatorState
+
+log = logging.getLogger("modal_emulator")
+EPHEMERAL_SWEEP_SECONDS = 60
+EPHEMERAL_MAX_SILENCE = 900   # an ephemeral volume whose client stopped heartbeating goes away
+
+
+class Emulator:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: int = 0,
+                 state_dir: str | Path | None = None, faults: str = ""):
+        self.host, self.port, self.http_port = host, port, http_port
+        folder = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="modal-emulator-"))
+        self.state = EmulatorState(folder)
+        for fault in parse_faults(faults):
+            self.state.faults.add(fault)
+        self._grpc: Server | None = None
+        self._http: web.AppRunner | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from modal_emulator.http_server import make_app
+
+        faults = self.state.faults
+        self._grpc = Server([
+            build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),
+            build_service(task_command_router_grpc.TaskCommandRouterBase, CommandRouter(self.state), faults),
+        ])
+        await self._grpc.start(self.host, self.port)
+        self.port = self._grpc._server.sockets[0].getsockname()[1]
+        self._http = web.AppRunner(make_app(self.state), access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.host, self.http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]
+        self.state.grpc_url = f"http://{self.host}:{self.port}"
+        self.state.http_url = f"http://{self.host}:{self.http_port}"
+        self._sweeper = asyncio.create_task(self._sweep_ephemeral())
+
+    async def _sweep_ephemeral(self) -> None:
+        while True:
+            await asyncio.sleep(EPHEMERAL_SWEEP_SECONDS)
+            for volume_id in self.state.volumes.expire_ephemeral(EPHEMERAL_MAX_SILENCE):
+                log.info("ephemeral volume %s expired", volume_id)
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for sandbox in list(self.state.sandboxes.values()):
+            await sandbox.end(api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, 0, "emulator shut down")
+        if self._grpc:
+            self._grpc.close()
+            await self._grpc.wait_closed()
+        if self._http:
+            await self._http.cleanup()

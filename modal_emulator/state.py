@@ -1,0 +1,71 @@
+"""Everything the emulator knows, shared by its gRPC and HTTP sides."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modal_emulator.faults import FaultInjector
+from modal_emulator.images import ImageRegistry
+from modal_emulator.sandbox import Sandbox
+from modal_emulator.storage import ContentStore
+from modal_emulator.volumes import VolumeStore
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:22]}"
+
+
+def fake_jwt(**claims) -> str:
+    """An unsigned JWT: the client only reads its `exp` to know when to refresh."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'exp': int(time.time()) + 3600, **claims})}.emulator"
+
+
+@dataclass
+class MountRecord:
+    mount_id: str
+    files: list[tuple[str, str, int]]   # (absolute path in the container, sha256, mode)
+
+
+@dataclass
+class EmulatorState:
+    folder: Path
+    grpc_url: str = ""                  # where the command router is reached (the same port)
+    http_url: str = ""                  # blob and volume block URLs
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    apps: dict[tuple[str, str], str] = field(default_factory=dict)   # (environment, name) -> app id
+    app_ids: set[str] = field(default_factory=set)
+    images: ImageRegistry = field(default_factory=ImageRegistry)
+    mounts: dict[str, MountRecord] = field(default_factory=dict)
+    sandboxes: dict[str, Sandbox] = field(default_factory=dict)
+    by_task: dict[str, Sandbox] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+        self.content = ContentStore(self.folder)
+        self.volumes = VolumeStore(self.folder)
+        (self.folder / "sandboxes").mkdir(parents=True, exist_ok=True)
+
+    def summary(self) -> dict:
+        """For the admin endpoint: what runs, what ended, what is pending."""
+        return {
+            "sandboxes": [
+                {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
+                 "running": sb.running,
+                 "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
+                for sb in self.sandboxes.values()],
+            "volumes": sorted(self.volumes.by_id),
+            "faults": self.faults.pending(),
+            "faults_fired": dict(self.faults.fired),
+        }
+
+
+def api_status_name(status: int) -> str:
+    from modal_proto import api_pb2
+    return api_pb2.GenericResult.GenericStatus.Name(status).removeprefix("GENERIC_STATUS_")
