@@ -11,6 +11,7 @@ from agent_sandbox.backends import get_backend
 # backend name -> (fixture that yields a ready backend, environment the agent must report)
 BACKENDS = {
     "local": ("local_backend", "local"),
+    "modal": ("modal_backend", "modal"),
 }
 
 
@@ -28,3 +29,15 @@ def expected_environment(request, backend) -> str:
 @pytest.fixture
 def local_backend():
     return get_backend("local")
+
+
+@pytest.fixture
+def modal_backend():
+    """The Modal backend, through the real `modal` client, against our local
+    Modal API emulator (one per session, see tests/modal_support.py)."""
+    from tests.modal_support import shared_emulator
+
+    emulator = shared_emulator()
+    yield get_backend("modal")
+    left = emulator.running_sandboxes()
+    assert not left, f"sandboxes left running: {left}"
