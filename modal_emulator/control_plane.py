@@ -68,10 +68,13 @@ class ControlPlane:
     # -- images --------------------------------------------------------------
     async def ImageGetOrCreate(self, request):
         record = self.state.images.get_or_create(request.image)
+        result = self._build_result(record)
         if self.state.faults.take("ImageGetOrCreate", kind=BUILD_FAILURE):
-            record.error = "injected build failure"
-        return api_pb2.ImageGetOrCreateResponse(
-            image_id=record.image_id, result=self._build_result(record), metadata=images.metadata())
+            # This build fails; the next request for the same image builds again, as on Modal.
+            result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
+                                           exception="injected build failure")
+        return api_pb2.ImageGetOrCreateResponse(image_id=record.image_id, result=result,
+                                                metadata=images.metadata())
 
     async def ImageJoinStreaming(self, request):
         record = self.state.images.by_id[request.image_id]

@@ -55,6 +55,7 @@ class EmulatorState:
     def summary(self) -> dict:
         """For the admin endpoint: what runs, what ended, what is pending."""
         return {
+            "apps": {name: app_id for (_, name), app_id in self.apps.items()},
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
                  "running": sb.running,

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import modal
 import modal.exception as mexc
+from grpclib.exceptions import StreamTerminatedError
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
@@ -46,7 +47,8 @@ ENV_PREFIX = "AGENT_SANDBOX_MODAL_"
 
 # Creation failures worth another try: Modal busy, rate limited or briefly unreachable.
 TRANSIENT_ERRORS = (mexc.ServiceError, mexc.InternalError, mexc.ResourceExhaustedError,
-                    mexc.TimeoutError, mexc.ConnectionError, ConnectionError, OSError)
+                    mexc.TimeoutError, mexc.ConnectionError, ConnectionError, OSError,
+                    StreamTerminatedError)
 
 
 def _split(value: str) -> list[str]:
@@ -189,7 +191,7 @@ class ModalBackend:
                 return self._finish(monitor, status, reason, exit_code, VolumeSource(volume), spec)
         except ModalRunError as exc:
             return self._error(monitor, str(exc))
-        except (mexc.Error, ConnectionError, OSError) as exc:
+        except TRANSIENT_ERRORS + (mexc.Error,) as exc:
             return self._error(monitor, describe_error(exc))
 
     def sweep_orphans(self) -> int:
@@ -363,9 +365,9 @@ def describe_error(exc: BaseException) -> str:
         (mexc.SandboxTimeoutError, "the sandbox hit its time limit"),
         (mexc.SandboxTerminatedError, "the sandbox was terminated"),
         ((mexc.ServiceError, mexc.InternalError), "Modal had a service error"),
-        ((ConnectionError, OSError, mexc.ConnectionError), "could not reach Modal"),
+        ((ConnectionError, OSError, mexc.ConnectionError, StreamTerminatedError), "could not reach Modal"),
     ]
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = " ".join(str(exc).split())[:500] or type(exc).__name__   # one line, however Modal wraps it
     for types, text in kinds:
         if isinstance(exc, types):
             return f"{text}: {detail}"
