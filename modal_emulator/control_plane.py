@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path, PurePosixPath
@@ -24,7 +25,7 @@ from modal_emulator import images
 from modal_emulator.faults import BUILD_FAILURE
 from modal_emulator.jail import SYSTEM_DIRS, JailLayout, bwrap_available
 from modal_emulator.sandbox import Sandbox
-from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, new_id
+from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
 from modal_emulator.volumes import copy_tree
 
 log = logging.getLogger("modal_emulator")
@@ -185,7 +186,11 @@ class ControlPlane:
         folder = self.state.folder / "sandboxes" / sandbox_id
         mounts = [self.state.mounts[m] for m in definition.mount_ids]
         volume_mounts = {vm.mount_path: self.state.volumes.get(vm.volume_id) for vm in definition.volume_mounts}
-        layout = await asyncio.to_thread(self._prepare_folder, folder, mounts, volume_mounts)
+        try:
+            layout = await asyncio.to_thread(self._prepare_folder, folder, mounts, volume_mounts)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            raise
         layout.block_network = (definition.block_network or definition.network_access.network_access_type
                                 == api_pb2.NetworkAccess.BLOCKED)
         env: dict[str, str] = {}
@@ -203,7 +208,9 @@ class ControlPlane:
         sandbox.start()
         log.info("sandbox %s created: app=%s timeout=%ss workdir=%s network=%s volumes=%s",
                  sandbox_id, request.app_id, definition.timeout_secs, definition.workdir or "/",
-                 "blocked" if layout.block_network else "open", sorted(volume_mounts))
+                 network_policy(sandbox), sorted(volume_mounts))
+        if network_policy(sandbox).startswith("allowlist"):
+            log.warning("sandbox %s: outbound allowlists are not enforced here; its network is open", sandbox_id)
         return api_pb2.SandboxCreateV2Response(
             sandbox_id=sandbox_id, task_id=task_id,
             command_router_access=api_pb2.CommandRouterAccess(

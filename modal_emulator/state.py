@@ -58,7 +58,7 @@ class EmulatorState:
             "apps": {name: app_id for (_, name), app_id in self.apps.items()},
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
-                 "running": sb.running,
+                 "running": sb.running, "network": network_policy(sb),
                  "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
                 for sb in self.sandboxes.values()],
             "volumes": sorted(self.volumes.by_id),
@@ -70,3 +70,14 @@ class EmulatorState:
 def api_status_name(status: int) -> str:
     from modal_proto import api_pb2
     return api_pb2.GenericResult.GenericStatus.Name(status).removeprefix("GENERIC_STATUS_")
+
+
+def network_policy(sandbox: Sandbox) -> str:
+    """What the sandbox asked for: blocked, open, or allowlist:<domains and cidrs>."""
+    from modal_proto import api_pb2
+    access = sandbox.definition.network_access
+    if sandbox.layout.block_network:
+        return "blocked"
+    if access.network_access_type == api_pb2.NetworkAccess.ALLOWLIST:
+        return "allowlist:" + ",".join([*access.allowed_domains, *access.allowed_cidrs])
+    return "open"

@@ -68,6 +68,15 @@ def test_runs_in_the_configured_app_tagged_and_reports_modal(emulator, tmp_path,
     assert started["environment"] == "modal" and started["modal_task_id"].startswith("ta-")
 
 
+def test_network_blocked_for_offline_models_allowlisted_for_api_models(emulator, tmp_path, recorder):
+    backend = ModalBackend(outbound_domains=["api.openai.com"])
+    offline = make_spec(tmp_path / "a", TRIVIAL)
+    api = make_spec(tmp_path / "b", TRIVIAL, network=True)
+    assert backend.run(offline, recorder).ok and backend.run(api, recorder).ok
+    assert sandbox_of(emulator, offline.job_id)["network"] == "blocked"
+    assert sandbox_of(emulator, api.job_id)["network"] == "allowlist:api.openai.com"
+
+
 def test_transient_creation_failures_are_retried(backend, emulator, tmp_path, recorder):
     emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED", count=2)
     result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
@@ -213,3 +222,28 @@ def test_lost_connection_is_an_error_not_a_crash(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == ev.ERROR_STATUS
     assert "could not reach Modal" in result["reason"]
+
+
+def test_concurrent_jobs_stay_apart(emulator, tmp_path):
+    # The web app runs several jobs at once through one backend (and one client).
+    backend = ModalBackend()
+    jobs = {}
+    for name in ("alpha", "beta", "gamma"):
+        spec = make_spec(tmp_path / name, [{"kind": "shell",
+                                            "command": f"sleep 1; echo {name} > /outputs/who.txt; echo {name}"}])
+        jobs[name] = (spec, [], {})
+
+    def run(name):
+        spec, events, result = jobs[name]
+        result["r"] = backend.run(spec, events.append)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for name, (spec, events, result) in jobs.items():
+        assert result["r"].status == ev.SUCCEEDED, result["r"].reason
+        assert (spec.results / "who.txt").read_text() == f"{name}\n"
+        printed = {e["data"]["text"].strip() for e in events if e["type"] == ev.OUTPUT}
+        assert printed == {name}
