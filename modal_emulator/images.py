@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import re
 import shlex
 import sys
@@ -24,6 +25,7 @@ from modal_proto import api_pb2
 _PIP = re.compile(r"^RUN\s+(?:\S*/)?(?:uv\s+)?(?:python3?\s+-m\s+)?pip\s+install\s+(?P<args>.*)$")
 _REQ_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 IMAGE_BUILDER_VERSION = "2025.06"
+log = logging.getLogger("modal_emulator")
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ImageRegistry:
             base_image_ids=[b.image_id for b in image.base_images],
         )
         record.error = missing_packages_error(record.commands)
+        warn_if_other_python(record.commands)
         self.by_id[record.image_id] = record
         self._by_key[key] = record.image_id
         return record
@@ -80,6 +83,18 @@ def missing_packages_error(commands: list[str]) -> str:
     return (f"ERROR: No matching distribution found for {', '.join(missing)} "
             f"(the emulator maps images to its host environment and downloads nothing; "
             f"install them there)")
+
+
+_FROM_PYTHON = re.compile(r"^FROM\s+python:(\d+)\.(\d+)")
+
+
+def warn_if_other_python(commands: list[str]) -> None:
+    """The host's Python stands in for the image's; say so when they differ."""
+    for command in commands:
+        match = _FROM_PYTHON.match(command.strip())
+        if match and (int(match.group(1)), int(match.group(2))) != sys.version_info[:2]:
+            log.warning("image asks for Python %s.%s; sandboxes run the host's %d.%d",
+                        match.group(1), match.group(2), *sys.version_info[:2])
 
 
 def _installed(name: str) -> bool:

@@ -148,6 +148,19 @@ def test_modals_own_time_limit_is_reported_as_timeout(backend, tmp_path, recorde
     assert (spec.results / "a.txt").read_text() == "kept\n"   # synced at Modal's termination
 
 
+def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backend, tmp_path, recorder):
+    def on_event(event):
+        recorder(event)
+        if event["type"] == ev.OUTPUT and "waiting" in event["data"].get("text", ""):
+            # As a restarted web app's start-up sweep would (same owner).
+            threading.Thread(target=ModalBackend().sweep_orphans).start()
+
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo kept > /outputs/a.txt; echo waiting; sleep 30"}])
+    result = backend.run(spec, on_event)
+    assert result.status == ev.ERROR_STATUS and "terminated outside this run" in result.reason
+    assert (spec.results / "a.txt").read_text() == "kept\n"
+
+
 def test_cancel_before_the_sandbox_starts(backend, tmp_path, recorder):
     cancel = threading.Event()
     cancel.set()
@@ -210,8 +223,10 @@ def test_lost_connection_is_an_error_not_a_crash(tmp_path):
         "from agent_sandbox.backends import get_backend\n"
         "from tests.conftest import make_spec\n"
         "spec = make_spec(pathlib.Path(sys.argv[1]), [])\n"
-        "r = get_backend('modal').run(spec, lambda e: None)\n"
-        "print(json.dumps({'status': r.status, 'reason': r.reason}))\n")
+        "backend = get_backend('modal')\n"
+        "swept = backend.sweep_orphans()\n"
+        "r = backend.run(spec, lambda e: None)\n"
+        "print(json.dumps({'status': r.status, 'reason': r.reason, 'swept': swept}))\n")
     env = {**os.environ, "MODAL_SERVER_URL": f"http://127.0.0.1:{server.getsockname()[1]}",
            "AGENT_SANDBOX_MODAL_CREATE_ATTEMPTS": "2", "AGENT_SANDBOX_MODAL_RETRY_DELAY": "0.01"}
     try:
@@ -222,6 +237,7 @@ def test_lost_connection_is_an_error_not_a_crash(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == ev.ERROR_STATUS
     assert "could not reach Modal" in result["reason"]
+    assert result["swept"] == 0 and "orphan sweep incomplete" in out.stderr   # logged, not raised
 
 
 def test_concurrent_jobs_stay_apart(emulator, tmp_path):

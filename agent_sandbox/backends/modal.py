@@ -21,6 +21,7 @@ AGENT_SANDBOX_MODAL_* variables (see ModalConfig).
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 import sys
@@ -44,6 +45,7 @@ RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1"
 JOB_TAG, OWNER_TAG = "agent_sandbox_job", "agent_sandbox_owner"
 MAX_MODAL_TIMEOUT = 24 * 3600
 ENV_PREFIX = "AGENT_SANDBOX_MODAL_"
+log = logging.getLogger(__name__)
 
 # Creation failures worth another try: Modal busy, rate limited or briefly unreachable.
 TRANSIENT_ERRORS = (mexc.ServiceError, mexc.InternalError, mexc.ResourceExhaustedError,
@@ -195,15 +197,21 @@ class ModalBackend:
             return self._error(monitor, describe_error(exc))
 
     def sweep_orphans(self) -> int:
-        """Terminate this owner's sandboxes still running in the app (a crashed process left them)."""
+        """Terminate this owner's sandboxes still running in the app (a crashed process left them).
+
+        Meant for start-up, before this process starts jobs of its own. Modal
+        being unreachable is logged, not raised: it must not stop a web app.
+        """
+        swept = 0
         try:
             app = modal.App.lookup(self.config.app_name, **self._env_kwargs())
+            for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={OWNER_TAG: self.config.owner}):
+                sandbox.terminate()
+                swept += 1
         except mexc.NotFoundError:
-            return 0
-        swept = 0
-        for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={OWNER_TAG: self.config.owner}):
-            sandbox.terminate()
-            swept += 1
+            pass  # no app yet: nothing can be left over
+        except TRANSIENT_ERRORS + (mexc.Error,) as exc:
+            log.warning("orphan sweep incomplete (%d terminated): %s", swept, describe_error(exc))
         return swept
 
     # -- steps --------------------------------------------------------------
@@ -291,7 +299,13 @@ class ModalBackend:
             raise ModalRunError(f"lost the agent's output stream: {describe_error(errors[0])}")
         try:
             return process.wait()
-        except mexc.Error:
+        except mexc.Error as exc:
+            # No exit status: the sandbox went away under the agent. Say who ended it.
+            ended = _poll_quietly(sandbox)
+            if ended == 124:
+                return -1
+            monitor.stopped = (ev.ERROR_STATUS, "the sandbox was terminated outside this run"
+                               if ended == 137 else f"lost the agent: {describe_error(exc)}")
             return None
 
     def _terminate(self, sandbox: modal.Sandbox, monitor: RunMonitor, wait: bool = True) -> None:
@@ -348,6 +362,13 @@ class _EmptySource:
 
     def open(self, path: str):
         raise OSError(path)
+
+
+def _poll_quietly(sandbox: modal.Sandbox) -> int | None:
+    try:
+        return sandbox.poll()
+    except (mexc.Error, OSError):
+        return None
 
 
 def _modal_seconds(seconds: float) -> int:
