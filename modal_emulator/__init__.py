@@ -18,4 +18,5 @@ Modules, one concept each:
     storage         content-addressed files (mount uploads) and blobs
     http_server     blob uploads, volume block downloads, the admin endpoints
     faults          failures injected on request (for retry and error tests)
+    ratelimit       the sandbox-creation rate limit (off unless asked for)
 """

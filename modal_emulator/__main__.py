@@ -1,4 +1,5 @@
-"""python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC] [-v]"""
+"""python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
+[--create-rate R] [-v]"""
 
 from __future__ import annotations
 
@@ -21,13 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", default=None, help="folder for uploads, volumes and sandboxes (default: a temp dir)")
     parser.add_argument("--faults", default=os.environ.get("MODAL_EMULATOR_FAULTS", ""),
                         help='failures to inject, e.g. "SandboxCreateV2:UNAVAILABLE:2"')
+    parser.add_argument("--create-rate", type=float, default=0.0,
+                        help="sandbox creations allowed per second, as Modal rate limits them (0: no limit)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s modal-emulator %(levelname)s %(message)s")
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     logging.getLogger("grpclib").setLevel(logging.WARNING)
-    asyncio.run(_serve(Emulator(args.host, args.port, args.http_port, args.state, args.faults)))
+    asyncio.run(_serve(Emulator(args.host, args.port, args.http_port, args.state, args.faults,
+                                 args.create_rate)))
     return 0
 
 

@@ -181,6 +181,8 @@ class ControlPlane:
     async def SandboxCreateV2(self, request):
         definition = request.definition
         self._validate(request)
+        if not self.state.create_rate.take():
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later")
         sandbox_id = f"sb-{uuid.uuid4().hex}"            # not the 22-char V1 shape -> V2
         task_id = f"ta-{uuid.uuid4().hex[:21]}V"          # "V" marks a V2 task for the client
         folder = self.state.folder / "sandboxes" / sandbox_id

@@ -7,6 +7,7 @@ plus the emulator's admin endpoints.
     GET  /emulator/state                      sandboxes, volumes, faults (for tests)
     POST /emulator/faults                     {"rpc", "status", "count", "message", "kind"}
     DELETE /emulator/faults                   clear pending faults
+    POST /emulator/limits                     {"create_rate": sandboxes per second, 0 = off}
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def make_app(state: EmulatorState) -> web.Application:
         state.faults.add(fault)
         return web.json_response({"pending": state.faults.pending()})
 
+    async def set_limits(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            state.create_rate.set_rate(float(body.get("create_rate", 0)))
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=f"bad limits: {exc}") from None
+        return web.json_response({"create_rate": state.create_rate.rate})
+
     async def clear_faults(request: web.Request) -> web.Response:
         state.faults.clear()
         return web.json_response({"pending": []})
@@ -72,6 +81,7 @@ def make_app(state: EmulatorState) -> web.Application:
     app.router.add_get("/emulator/state", get_state)
     app.router.add_post("/emulator/faults", add_fault)
     app.router.add_delete("/emulator/faults", clear_faults)
+    app.router.add_post("/emulator/limits", set_limits)
     return app
 
 

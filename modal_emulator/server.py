@@ -26,10 +26,11 @@ EPHEMERAL_MAX_SILENCE = 900   # an ephemeral volume whose client stopped heartbe
 
 class Emulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: int = 0,
-                 state_dir: str | Path | None = None, faults: str = ""):
+                 state_dir: str | Path | None = None, faults: str = "", create_rate: float = 0.0):
         self.host, self.port, self.http_port = host, port, http_port
         folder = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="modal-emulator-"))
         self.state = EmulatorState(folder)
+        self.state.create_rate.set_rate(create_rate)
         for fault in parse_faults(faults):
             self.state.faults.add(fault)
         self._grpc: Server | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
+from modal_emulator.ratelimit import TokenBucket
 from modal_emulator.sandbox import Sandbox
 from modal_emulator.storage import ContentStore
 from modal_emulator.volumes import VolumeStore
@@ -39,6 +40,7 @@ class EmulatorState:
     grpc_url: str = ""                  # where the command router is reached (the same port)
     http_url: str = ""                  # blob and volume block URLs
     faults: FaultInjector = field(default_factory=FaultInjector)
+    create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
     apps: dict[tuple[str, str], str] = field(default_factory=dict)   # (environment, name) -> app id
     app_ids: set[str] = field(default_factory=set)
     images: ImageRegistry = field(default_factory=ImageRegistry)
@@ -64,6 +66,7 @@ class EmulatorState:
             "volumes": sorted(self.volumes.by_id),
             "faults": self.faults.pending(),
             "faults_fired": dict(self.faults.fired),
+            "create_rate": self.create_rate.rate,
         }
 
 

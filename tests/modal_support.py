@@ -60,6 +60,9 @@ class EmulatorProcess:
     def inject(self, rpc: str, status: str = "UNAVAILABLE", count: int = 1, kind: str = "grpc_error") -> None:
         self.admin("POST", "/emulator/faults", {"rpc": rpc, "status": status, "count": count, "kind": kind})
 
+    def set_create_rate(self, per_second: float) -> None:
+        self.admin("POST", "/emulator/limits", {"create_rate": per_second})
+
     def clear_faults(self) -> None:
         self.admin("DELETE", "/emulator/faults")
 

@@ -112,6 +112,13 @@ def test_invalid_request_is_not_retried(backend, emulator, tmp_path, recorder):
     assert not recorder.of_type(ev.WARNING)
 
 
+def test_rejected_credentials_are_not_retried(backend, emulator, tmp_path, recorder):
+    emulator.inject("AppGetOrCreate", "UNAUTHENTICATED")
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS and "refused the credentials" in result.reason
+    assert not recorder.of_type(ev.WARNING)
+
+
 def test_image_build_failure(emulator, tmp_path, recorder):
     backend = ModalBackend(extra_packages=["no-such-package-for-the-emulator"])
     result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
@@ -263,3 +270,27 @@ def test_concurrent_jobs_stay_apart(emulator, tmp_path):
         assert (spec.results / "who.txt").read_text() == f"{name}\n"
         printed = {e["data"]["text"].strip() for e in events if e["type"] == ev.OUTPUT}
         assert printed == {name}
+
+
+def test_creation_rate_limit_is_absorbed_by_backoff(emulator, tmp_path):
+    # Modal rate-limits sandbox creation; a burst of jobs must all start anyway.
+    backend = ModalBackend(retry_delay=0.3, create_attempts=6)
+    specs = [make_spec(tmp_path / str(i), TRIVIAL) for i in range(4)]
+    events: list[dict] = []
+    results = [None] * len(specs)
+
+    def run(i):
+        results[i] = backend.run(specs[i], events.append)
+
+    emulator.set_create_rate(2)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(specs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        emulator.set_create_rate(0)
+    assert [r.status for r in results] == [ev.SUCCEEDED] * len(specs)
+    warnings = [e["data"]["message"] for e in events if e["type"] == ev.WARNING]
+    assert warnings and all("rate limit" in w for w in warnings)

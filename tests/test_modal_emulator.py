@@ -215,3 +215,24 @@ def test_secrets_are_not_logged(sandboxes, emulator):
     run(sandbox, "true", secrets=[modal.Secret.from_dict({"OTHER_KEY": secret})])
     assert "SandboxCreateV2" in emulator.log_text()   # the log is verbose: every RPC
     assert secret not in emulator.log_text()
+
+
+def test_fault_spec_from_the_command_line():
+    from modal_emulator.faults import BUILD_FAILURE, parse_faults
+
+    faults = parse_faults("SandboxCreateV2:UNAVAILABLE:2, ImageGetOrCreate:build_failure ,AppGetOrCreate")
+    assert [(f.rpc, f.kind, f.status, f.count) for f in faults] == [
+        ("SandboxCreateV2", "grpc_error", "UNAVAILABLE", 2),
+        ("ImageGetOrCreate", BUILD_FAILURE, "UNAVAILABLE", 1),
+        ("AppGetOrCreate", "grpc_error", "UNAVAILABLE", 1)]
+    with pytest.raises(ValueError, match="NO_SUCH_STATUS"):
+        parse_faults("SandboxCreateV2:NO_SUCH_STATUS")
+
+
+def test_bad_admin_requests_are_refused_plainly(emulator):
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as error:
+        emulator.admin("POST", "/emulator/faults", {"rpc": "SandboxCreateV2", "status": "NOPE"})
+    assert error.value.code == 400
+    assert emulator.state()["faults"] == []
