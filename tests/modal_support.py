@@ -29,7 +29,7 @@ class EmulatorProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"), "-v"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True)
+            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
         self.grpc_url = self.http_url = ""
         ready = threading.Event()
 
@@ -85,6 +85,18 @@ class EmulatorProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the test process dies without cleaning up.
+
+    (The signal follows the thread that started the child: start it from the
+    main thread, as fixtures are.)
+    """
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 _shared: EmulatorProcess | None = None
