@@ -103,20 +103,22 @@ _base_lock = threading.Lock()
 
 
 def base_image(config: ModalConfig) -> modal.Image:
-    """The part of the image every job shares; defined once per process."""
+    """The part of the image every job shares, defined (and uploaded) once per process.
+
+    The agent's package is a local layer; a job's workspace is the only other
+    one, and Modal allows local layers only at the end.
+    """
     key = (config.python_version, tuple(config.extra_packages))
     with _base_lock:
         if key not in _base_images:
             _base_images[key] = (modal.Image.debian_slim(python_version=config.python_version)
-                                 .pip_install(*RUNTIME_PACKAGES, *config.extra_packages))
+                                 .pip_install(*RUNTIME_PACKAGES, *config.extra_packages)
+                                 .add_local_python_source("agent_sandbox"))
         return _base_images[key]
 
 
 def job_image(config: ModalConfig, spec: RunSpec) -> modal.Image:
-    # add_local_* must come last (Modal refuses build steps after them unless copy=True).
-    return (base_image(config)
-            .add_local_python_source("agent_sandbox")
-            .add_local_dir(str(spec.workspace), "/workspace"))
+    return base_image(config).add_local_dir(str(spec.workspace), "/workspace")
 
 
 class VolumeSource:
@@ -290,7 +292,7 @@ class ModalBackend:
             if monitor.should_stop():
                 self._terminate(sandbox, monitor, wait=False)
                 break
-            time.sleep(0.05)
+            next(r for r in readers if r.is_alive()).join(0.05)   # returns early when it ends
         for reader in readers:
             reader.join(timeout=10)
         if monitor.stopped:
@@ -301,7 +303,7 @@ class ModalBackend:
             return process.wait()
         except mexc.Error as exc:
             # No exit status: the sandbox went away under the agent. Say who ended it.
-            ended = _poll_quietly(sandbox)
+            ended = _wait_for_end(sandbox, 10)
             if ended == 124:
                 return -1
             monitor.stopped = (ev.ERROR_STATUS, "the sandbox was terminated outside this run"
@@ -318,15 +320,8 @@ class ModalBackend:
             monitor.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
         if not wait:
             return
-        deadline = time.monotonic() + self.config.terminate_wait
-        while time.monotonic() < deadline:
-            try:
-                if sandbox.poll() is not None:
-                    return
-            except (mexc.Error, OSError):
-                pass
-            time.sleep(0.1)
-        monitor.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
+        if _wait_for_end(sandbox, self.config.terminate_wait) is None:
+            monitor.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
 
     def _outcome(self, monitor: RunMonitor, sandbox: modal.Sandbox, exit_code: int | None) -> tuple[str, str]:
         if monitor.stopped or monitor.final is not None:
@@ -362,6 +357,23 @@ class _EmptySource:
 
     def open(self, path: str):
         raise OSError(path)
+
+
+def _wait_for_end(sandbox: modal.Sandbox, timeout: float) -> int | None:
+    """The sandbox's return code once it has ended; None if it has not within `timeout`."""
+    ended = threading.Event()
+
+    def wait() -> None:   # a long poll: returns as soon as the sandbox has ended
+        try:
+            sandbox.wait(raise_on_termination=False)
+        except (mexc.Error, OSError):   # ended by its own time limit, or Modal unreachable
+            pass
+        finally:
+            ended.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    ended.wait(timeout)
+    return _poll_quietly(sandbox)
 
 
 def _poll_quietly(sandbox: modal.Sandbox) -> int | None:
