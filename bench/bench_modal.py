@@ -1,7 +1,7 @@
 """Submit -> first event, and whole-job time, on the Modal backend (through
 the local Modal API emulator) beside the local backend, same trivial job.
 
-    python bench/bench_modal.py [--runs N]
+    .venv/bin/python bench/bench_modal.py [N]
 
 The job: the scripted model runs one `echo` and finishes, so what is measured
 is the backend's overhead (image definition, mounts upload, sandbox creation,
@@ -52,7 +52,7 @@ def one_run(backend) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("runs", nargs="?", type=int, default=10, help="runs per backend")
     args = parser.parse_args()
     emulator = shared_emulator()
     local, modal = get_backend("local"), get_backend("modal")
