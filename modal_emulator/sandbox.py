@@ -102,6 +102,7 @@ class Sandbox:
     _last_active: float = field(default_factory=time.monotonic)
     _timers: list[asyncio.Handle | asyncio.Task] = field(default_factory=list)
     _end_task: asyncio.Task | None = None   # keeps a scheduled end alive until it ran
+    ended_at: float | None = None           # monotonic time the result was published
 
     @property
     def running(self) -> bool:
@@ -181,6 +182,7 @@ class Sandbox:
             except OSError:
                 log.exception("sandbox %s: could not commit volume %s", self.sandbox_id, volume.volume_id)
         self.result = api_pb2.GenericResult(status=status, exitcode=exitcode, exception=reason)
+        self.ended_at = time.monotonic()
         self.finished.set()
         log.info("sandbox %s ended: %s %s", self.sandbox_id, STATUS.GenericStatus.Name(status), reason)
         await asyncio.to_thread(shutil.rmtree, self.folder, True)

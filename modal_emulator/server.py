@@ -20,8 +20,9 @@ from modal_emulator.grpc_service import build_service
 from modal_emulator.state import EmulatorState
 
 log = logging.getLogger("modal_emulator")
-EPHEMERAL_SWEEP_SECONDS = 60
+SWEEP_SECONDS = 60
 EPHEMERAL_MAX_SILENCE = 900   # an ephemeral volume whose client stopped heartbeating goes away
+ENDED_SANDBOX_KEPT = 600      # an ended sandbox stays queryable this long, then is forgotten
 
 
 class Emulator:
@@ -54,13 +55,15 @@ class Emulator:
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.state.grpc_url = f"http://{self.host}:{self.port}"
         self.state.http_url = f"http://{self.host}:{self.http_port}"
-        self._sweeper = asyncio.create_task(self._sweep_ephemeral())
+        self._sweeper = asyncio.create_task(self._sweep())
 
-    async def _sweep_ephemeral(self) -> None:
+    async def _sweep(self) -> None:
+        """Keep a long-running emulator small: expire what Modal would have let go."""
         while True:
-            await asyncio.sleep(EPHEMERAL_SWEEP_SECONDS)
+            await asyncio.sleep(SWEEP_SECONDS)
             for volume_id in self.state.volumes.expire_ephemeral(EPHEMERAL_MAX_SILENCE):
                 log.info("ephemeral volume %s expired", volume_id)
+            self.state.forget_ended(ENDED_SANDBOX_KEPT)
 
     async def stop(self) -> None:
         if self._sweeper:

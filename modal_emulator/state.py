@@ -54,6 +54,15 @@ class EmulatorState:
         self.volumes = VolumeStore(self.folder)
         (self.folder / "sandboxes").mkdir(parents=True, exist_ok=True)
 
+    def forget_ended(self, max_age: float) -> list[str]:
+        """Drop sandboxes (and their kept output) that ended more than `max_age` s ago."""
+        now = time.monotonic()
+        gone = [sb for sb in self.sandboxes.values() if sb.ended_at is not None and now - sb.ended_at > max_age]
+        for sb in gone:
+            del self.sandboxes[sb.sandbox_id]
+            self.by_task.pop(sb.task_id, None)
+        return [sb.sandbox_id for sb in gone]
+
     def summary(self) -> dict:
         """For the admin endpoint: what runs, what ended, what is pending."""
         return {

@@ -236,3 +236,26 @@ def test_bad_admin_requests_are_refused_plainly(emulator):
         emulator.admin("POST", "/emulator/faults", {"rpc": "SandboxCreateV2", "status": "NOPE"})
     assert error.value.code == 400
     assert emulator.state()["faults"] == []
+
+
+def test_long_running_emulator_lets_go_of_old_state(tmp_path):
+    import time
+    from types import SimpleNamespace
+
+    from modal_emulator.state import EmulatorState
+
+    state = EmulatorState(tmp_path)
+    now = time.monotonic()
+    for sandbox_id, ended_at in (("sb-old", now - 700), ("sb-recent", now - 10), ("sb-running", None)):
+        sb = SimpleNamespace(sandbox_id=sandbox_id, task_id="ta-" + sandbox_id, ended_at=ended_at)
+        state.sandboxes[sandbox_id], state.by_task[sb.task_id] = sb, sb
+    assert state.forget_ended(600) == ["sb-old"]
+    assert set(state.sandboxes) == {"sb-recent", "sb-running"} and "ta-sb-old" not in state.by_task
+
+    silent = state.volumes.get_or_create("", ephemeral=True, create=True)
+    beating = state.volumes.get_or_create("", ephemeral=True, create=True)
+    named = state.volumes.get_or_create("kept", ephemeral=False, create=True)
+    silent.last_heartbeat = now - 1000
+    named.last_heartbeat = now - 1000
+    assert state.volumes.expire_ephemeral(900) == [silent.volume_id]
+    assert not silent.root.exists() and beating.root.exists() and named.root.exists()

@@ -266,7 +266,8 @@ class ModalBackend:
         raise AssertionError("unreachable")
 
     def _supervise(self, spec: RunSpec, monitor: RunMonitor, sandbox: modal.Sandbox) -> int | None:
-        env = {**spec.env}
+        # add_local_python_source puts the package in /root; say so rather than rely on the image.
+        env = {**spec.env, "PYTHONPATH": "/root"}
         if spec.secrets:  # names (not values) so the agent hides them from its commands
             env["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(spec.secrets))
         secrets = [modal.Secret.from_dict(dict(spec.secrets))] if spec.secrets else []
