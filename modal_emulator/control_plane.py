@@ -23,7 +23,7 @@ from modal_proto import api_pb2
 
 from modal_emulator import images
 from modal_emulator.faults import BUILD_FAILURE
-from modal_emulator.jail import SYSTEM_DIRS, JailLayout, bwrap_available
+from modal_emulator.jail import SYSTEM_DIRS, JailLayout, bwrap_path
 from modal_emulator.sandbox import Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
 from modal_emulator.volumes import copy_tree
@@ -240,7 +240,7 @@ class ControlPlane:
                 raise GRPCError(Status.NOT_FOUND, f"Volume {vm.volume_id} not found")
             if not vm.mount_path.startswith("/") or vm.mount_path.rstrip("/") in ("", "/tmp"):
                 raise GRPCError(Status.INVALID_ARGUMENT, f"bad volume mount path {vm.mount_path}")
-        if not bwrap_available():
+        if not bwrap_path():
             raise GRPCError(Status.FAILED_PRECONDITION, "the emulator needs bubblewrap (bwrap) to run sandboxes")
 
     def _prepare_folder(self, folder: Path, mounts: list[MountRecord], volume_mounts: dict) -> JailLayout:
@@ -294,7 +294,7 @@ class ControlPlane:
     async def SandboxTerminateV2(self, request):
         sandbox = self.state.sandboxes[request.sandbox_id]
         # Like Modal, terminate returns at once; wait() reports the end (volumes committed).
-        sandbox._end_soon(api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, 0, "Sandbox terminated")
+        sandbox.end_soon(api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, 0, "Sandbox terminated")
         return api_pb2.SandboxTerminateResponse()
 
     async def SandboxListV2(self, request):

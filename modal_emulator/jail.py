@@ -38,8 +38,9 @@ def image_path_env() -> str:
     return f"{sys.prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def bwrap_available() -> bool:
-    return shutil.which("bwrap") is not None
+def bwrap_path() -> str:
+    """Where bubblewrap is ("" if it is not installed)."""
+    return shutil.which("bwrap") or ""
 
 
 @dataclass

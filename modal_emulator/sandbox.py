@@ -23,7 +23,7 @@ from pathlib import Path
 from modal_proto import api_pb2
 
 from modal_emulator import volumes as volumes_mod
-from modal_emulator.jail import JailLayout, encode_options, image_path_env
+from modal_emulator.jail import JailLayout, bwrap_path, encode_options, image_path_env
 
 log = logging.getLogger("modal_emulator")
 
@@ -112,7 +112,7 @@ class Sandbox:
         loop = asyncio.get_running_loop()
         if self.definition.timeout_secs:
             self._timers.append(loop.call_later(
-                self.definition.timeout_secs, self._end_soon, STATUS.GENERIC_STATUS_TIMEOUT, 0,
+                self.definition.timeout_secs, self.end_soon, STATUS.GENERIC_STATUS_TIMEOUT, 0,
                 f"Sandbox timed out after {self.definition.timeout_secs}s"))
         if self.definition.idle_timeout_secs:
             self._timers.append(asyncio.create_task(self._watch_idle(self.definition.idle_timeout_secs)))
@@ -145,9 +145,9 @@ class Sandbox:
             args_file.seek(0)
             fd = args_file.fileno()
             process = await asyncio.create_subprocess_exec(
-                "bwrap", "--args", str(fd), "--", *args, pass_fds=(fd,),
+                bwrap_path(), "--args", str(fd), "--", *args, pass_fds=(fd,),
                 stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, start_new_session=True)
+                env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
         ex = Exec(exec_id, process)
         self.execs[exec_id] = ex
         self._last_active = time.monotonic()
@@ -158,7 +158,7 @@ class Sandbox:
     def _touch(self) -> None:
         self._last_active = time.monotonic()
 
-    def _end_soon(self, status: int, exitcode: int, reason: str) -> None:
+    def end_soon(self, status: int, exitcode: int, reason: str) -> None:
         self._end_task = asyncio.create_task(self.end(status, exitcode, reason))
 
     async def end(self, status: int, exitcode: int = 0, reason: str = "") -> None:
