@@ -6,6 +6,15 @@ MODAL_SERVER_URL points here, so the backend is tested offline end to end:
     python -m modal_emulator --port 50551
     MODAL_SERVER_URL=http://127.0.0.1:50551 MODAL_TOKEN_ID=x MODAL_TOKEN_SECRET=y python ...
 
+Covered: App.lookup, Image (any definition; see images), Mount uploads (inline
+and blob), Secret.from_dict, Volume.ephemeral/listdir/read_file, Sandbox
+create/exec/stdio/wait/poll/terminate/list/tags, entrypoint sandboxes, idle
+and lifetime timeouts, exec timeouts, block_network, injected failures and an
+optional creation rate limit. Not covered (answered UNIMPLEMENTED or ignored):
+Functions, Queues, Dicts, named Secrets, snapshots, tunnels, PTYs, sandbox
+stdin and entrypoint stdio, enforced CPU/memory limits, outbound allowlists
+(the network is open), Docker-built images, processes outliving their exec.
+
 Modules, one concept each:
     server          wires the gRPC services and the HTTP server together
     grpc_service    adapts a handler object to a generated grpclib service base

@@ -119,6 +119,15 @@ def test_rejected_credentials_are_not_retried(backend, emulator, tmp_path, recor
     assert not recorder.of_type(ev.WARNING)
 
 
+def test_oversized_instructions_fail_clearly_and_leave_nothing(backend, emulator, tmp_path, recorder):
+    # Modal caps a command line at 64 KiB; the instructions travel on it.
+    spec = make_spec(tmp_path, TRIVIAL, instructions="x" * 70_000)
+    result = backend.run(spec, recorder)
+    assert result.status == ev.ERROR_STATUS
+    assert "could not start the agent" in result.reason and "cannot exceed" in result.reason
+    assert sandbox_of(emulator, spec.job_id)["status"] == "TERMINATED"
+
+
 def test_image_build_failure(emulator, tmp_path, recorder):
     backend = ModalBackend(extra_packages=["no-such-package-for-the-emulator"])
     result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
