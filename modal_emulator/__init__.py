@@ -12,8 +12,10 @@ create/exec/stdio/wait/poll/terminate/list/tags, entrypoint sandboxes, idle
 and lifetime timeouts, exec timeouts, block_network, injected failures and an
 optional creation rate limit. Not covered (answered UNIMPLEMENTED or ignored):
 Functions, Queues, Dicts, named Secrets, snapshots, tunnels, PTYs, sandbox
-stdin and entrypoint stdio, enforced CPU/memory limits, outbound allowlists
-(the network is open), Docker-built images, processes outliving their exec.
+stdin and entrypoint stdio, outbound allowlists (the network is open), image
+builds (a definition maps to the host's environment or one local Docker
+image). With bubblewrap, CPU/memory limits are not enforced and processes do
+not outlive their exec; with Docker they are and they do.
 
 Modules, one concept each:
     server          wires the gRPC services and the HTTP server together
@@ -21,7 +23,8 @@ Modules, one concept each:
     control_plane   the control-plane RPCs (apps, images, mounts, volumes, sandboxes)
     command_router  the worker-side TaskCommandRouter RPCs (exec, stdio, wait)
     sandbox         one sandbox's lifecycle: timeouts, execs, termination
-    jail            the bubblewrap command line a sandbox's processes run in
+    jail            the bubblewrap jail a sandbox's processes run in (BwrapRuntime)
+    docker_runtime  or a Docker container per sandbox, when an engine is reachable
     images          what an image definition maps to (the host's environment)
     volumes         volume storage, synced from the sandbox only at termination
     storage         content-addressed files (mount uploads) and blobs

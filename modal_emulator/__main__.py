@@ -1,5 +1,5 @@
 """python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
-[--create-rate R] [-v]"""
+[--create-rate R] [--runtime auto|bwrap|docker] [--docker-image IMAGE] [-v]"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 
+from modal_emulator.docker_runtime import DEFAULT_IMAGE
 from modal_emulator.server import Emulator
 
 
@@ -24,14 +25,19 @@ def main(argv: list[str] | None = None) -> int:
                         help='failures to inject, e.g. "SandboxCreateV2:UNAVAILABLE:2"')
     parser.add_argument("--create-rate", type=float, default=0.0,
                         help="sandbox creations allowed per second, as Modal rate limits them (0: no limit)")
+    parser.add_argument("--runtime", choices=("auto", "bwrap", "docker"), default="auto",
+                        help="run sandboxes in Docker containers or bubblewrap jails "
+                             "(auto: Docker when an engine answers and has --docker-image)")
+    parser.add_argument("--docker-image", default=DEFAULT_IMAGE,
+                        help="local image every image definition maps to with the Docker runtime")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+    # Only our own logger gets DEBUG: the HTTP/2 libraries would log request headers (tokens).
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s modal-emulator %(levelname)s %(message)s")
-    logging.getLogger("asyncio").setLevel(logging.WARNING)
-    logging.getLogger("grpclib").setLevel(logging.WARNING)
+    logging.getLogger("modal_emulator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     asyncio.run(_serve(Emulator(args.host, args.port, args.http_port, args.state, args.faults,
-                                 args.create_rate)))
+                                 args.create_rate, args.runtime, args.docker_image)))
     return 0
 
 
@@ -39,7 +45,7 @@ async def _serve(emulator: Emulator) -> None:
     await emulator.start()
     # One machine-readable line on stdout: tests and scripts wait for it.
     print(f"modal-emulator ready grpc={emulator.state.grpc_url} http={emulator.state.http_url} "
-          f"state={emulator.state.folder}", flush=True)
+          f"runtime={emulator.state.runtime} state={emulator.state.folder}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

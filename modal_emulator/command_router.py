@@ -50,7 +50,8 @@ class CommandRouter:
                 stdout=request.stdout_config != sr_pb2.TaskExecStdoutConfig.TASK_EXEC_STDOUT_CONFIG_DEVNULL,
                 stderr=request.stderr_config != sr_pb2.TaskExecStderrConfig.TASK_EXEC_STDERR_CONFIG_DEVNULL)
         except SandboxFinished:
-            raise GRPCError(Status.NOT_FOUND, f"Sandbox {sandbox.sandbox_id} has finished") from None
+            why = f": {sandbox.result.exception}" if sandbox.result and sandbox.result.exception else ""
+            raise GRPCError(Status.NOT_FOUND, f"Sandbox {sandbox.sandbox_id} has finished{why}") from None
         return sr_pb2.TaskExecStartResponse()
 
     async def TaskExecStdioRead(self, request):

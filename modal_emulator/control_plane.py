@@ -23,8 +23,9 @@ from modal_proto import api_pb2
 
 from modal_emulator import images
 from modal_emulator.faults import BUILD_FAILURE
-from modal_emulator.jail import SYSTEM_DIRS, JailLayout, bwrap_path
-from modal_emulator.sandbox import Sandbox
+from modal_emulator.docker_runtime import DockerRuntime
+from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, bwrap_path
+from modal_emulator.sandbox import Runtime, Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
 from modal_emulator.volumes import copy_tree
 
@@ -204,7 +205,8 @@ class ControlPlane:
         sandbox = Sandbox(
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
             tags={t.tag_name: t.tag_value for t in request.tags}, env=env, folder=folder,
-            layout=layout, volume_mounts=volume_mounts)
+            layout=layout, runtime=self._runtime(layout, sandbox_id, definition),
+            volume_mounts=volume_mounts)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
         sandbox.start()
@@ -218,6 +220,13 @@ class ControlPlane:
             command_router_access=api_pb2.CommandRouterAccess(
                 url=self.state.grpc_url, jwt=fake_jwt(task_id=task_id)),
             metadata=api_pb2.SandboxHandleMetadata(app_id=request.app_id))
+
+    def _runtime(self, layout: JailLayout, sandbox_id: str, definition: api_pb2.Sandbox) -> Runtime:
+        if self.state.runtime == "docker":
+            return DockerRuntime(layout, self.state.docker_image, f"modal-emulator-{sandbox_id}",
+                                 cpu=definition.resources.milli_cpu / 1000,
+                                 memory_mb=definition.resources.memory_mb)
+        return BwrapRuntime(layout)
 
     def _validate(self, request) -> None:
         d = request.definition
@@ -240,7 +249,7 @@ class ControlPlane:
                 raise GRPCError(Status.NOT_FOUND, f"Volume {vm.volume_id} not found")
             if not vm.mount_path.startswith("/") or vm.mount_path.rstrip("/") in ("", "/tmp"):
                 raise GRPCError(Status.INVALID_ARGUMENT, f"bad volume mount path {vm.mount_path}")
-        if not bwrap_path():
+        if self.state.runtime == "bwrap" and not bwrap_path():
             raise GRPCError(Status.FAILED_PRECONDITION, "the emulator needs bubblewrap (bwrap) to run sandboxes")
 
     def _prepare_folder(self, folder: Path, mounts: list[MountRecord], volume_mounts: dict) -> JailLayout:

@@ -8,6 +8,7 @@ plus the emulator's admin endpoints.
     POST /emulator/faults                     {"rpc", "status", "count", "message", "kind"}
     DELETE /emulator/faults                   clear pending faults
     POST /emulator/limits                     {"create_rate": sandboxes per second, 0 = off}
+    POST /emulator/runtime                    {"runtime": "bwrap"|"docker", "docker_image"} for new sandboxes
 """
 
 from __future__ import annotations
@@ -70,6 +71,17 @@ def make_app(state: EmulatorState) -> web.Application:
             raise web.HTTPBadRequest(text=f"bad limits: {exc}") from None
         return web.json_response({"create_rate": state.create_rate.rate})
 
+    async def set_runtime(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            runtime, image = body["runtime"], body.get("docker_image", state.docker_image)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise web.HTTPBadRequest(text=f"bad runtime request: {exc}") from None
+        if runtime not in ("bwrap", "docker") or not isinstance(image, str) or not image:
+            raise web.HTTPBadRequest(text=f"unknown runtime {runtime!r}; use bwrap or docker")
+        state.runtime, state.docker_image = runtime, image
+        return web.json_response({"runtime": state.runtime, "docker_image": state.docker_image})
+
     async def clear_faults(request: web.Request) -> web.Response:
         state.faults.clear()
         return web.json_response({"pending": []})
@@ -82,6 +94,7 @@ def make_app(state: EmulatorState) -> web.Application:
     app.router.add_post("/emulator/faults", add_fault)
     app.router.add_delete("/emulator/faults", clear_faults)
     app.router.add_post("/emulator/limits", set_limits)
+    app.router.add_post("/emulator/runtime", set_runtime)
     return app
 
 

@@ -16,9 +16,12 @@ environment or command line: bwrap's init is PID 1 in the jail and its
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,3 +89,44 @@ def encode_options(options: list[str]) -> bytes:
     if any("\0" in option for option in options):
         raise ValueError("a NUL byte in a jail option")
     return b"".join(option.encode() + b"\0" for option in options)
+
+
+class BwrapRuntime:
+    """Runs a sandbox's execs as bubblewrap jails over its JailLayout."""
+
+    name = "bwrap"
+
+    def __init__(self, layout: JailLayout):
+        self.layout = layout
+        self.env: dict[str, str] = {}
+
+    async def start(self, env: dict[str, str]) -> None:
+        """Nothing runs until the first exec; `env` is the container's environment."""
+        self.env = {"PATH": image_path_env(), **env}
+
+    async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
+                    stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
+        options = self.layout.options(workdir, {**self.env, **env})
+        pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+        with tempfile.TemporaryFile() as args_file:
+            args_file.write(encode_options(options))
+            args_file.seek(0)
+            fd = args_file.fileno()
+            return await asyncio.create_subprocess_exec(
+                bwrap_path(), "--args", str(fd), "--", *args, pass_fds=(fd,),
+                stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+                env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
+
+    async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
+        kill_group(process)
+
+    async def stop(self) -> None:
+        """Execs are killed one by one; nothing else to stop."""
+
+
+def kill_group(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        try:  # started in its own session: its group holds everything it started
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

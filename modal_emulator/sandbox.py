@@ -12,24 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
-import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from modal_proto import api_pb2
 
 from modal_emulator import volumes as volumes_mod
-from modal_emulator.jail import JailLayout, bwrap_path, encode_options, image_path_env
+from modal_emulator.jail import JailLayout, kill_group
 
 log = logging.getLogger("modal_emulator")
 
 STATUS = api_pb2.GenericResult
 STDOUT, STDERR = 1, 2
 IDLE_CHECK_SECONDS = 1.0
+
+
+class Runtime(Protocol):
+    """Where a sandbox's processes run (jail.BwrapRuntime, docker_runtime.DockerRuntime)."""
+
+    name: str
+
+    async def start(self, env: dict[str, str]) -> None: ...
+
+    async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
+                    stdout: bool, stderr: bool) -> asyncio.subprocess.Process: ...
+
+    async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class SandboxFinished(Exception):
@@ -39,9 +52,10 @@ class SandboxFinished(Exception):
 class Exec:
     """One command running in the sandbox, with its output kept for readers."""
 
-    def __init__(self, exec_id: str, process: asyncio.subprocess.Process):
+    def __init__(self, exec_id: str, process: asyncio.subprocess.Process, runtime: Runtime):
         self.exec_id = exec_id
         self.process = process
+        self.runtime = runtime
         self.output = {STDOUT: bytearray(), STDERR: bytearray()}
         self.changed = asyncio.Condition()
         self.done = False
@@ -54,8 +68,8 @@ class Exec:
                  asyncio.create_task(self._pump(self.process.stderr, STDERR))]
         try:
             await asyncio.wait_for(self.process.wait(), timeout)
-        except asyncio.TimeoutError:
-            self.kill()
+        except asyncio.TimeoutError:   # the exec's own timeout: kill its whole process tree
+            await self.runtime.kill(self.exec_id, self.process)
             await self.process.wait()
         await asyncio.gather(*pumps)
         async with self.changed:
@@ -72,11 +86,8 @@ class Exec:
                 self.changed.notify_all()
 
     def kill(self) -> None:
-        if self.process.returncode is None:
-            try:  # bwrap runs in its own session; its group holds everything it started
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Kill the local process (the jail, or the docker CLI of a removed container)."""
+        kill_group(self.process)
 
     async def wait(self) -> None:
         async with self.changed:
@@ -93,6 +104,7 @@ class Sandbox:
     env: dict[str, str]                 # secrets and env of the sandbox, for every exec
     folder: Path                        # private state of this sandbox (mounts, tmp, volume copies)
     layout: JailLayout
+    runtime: Runtime                    # runs the processes: bubblewrap jails or a Docker container
     volume_mounts: dict[str, volumes_mod.Volume]   # mount path -> volume
     created_at: float = field(default_factory=time.time)
     execs: dict[str, Exec] = field(default_factory=dict)
@@ -103,6 +115,7 @@ class Sandbox:
     _timers: list[asyncio.Handle | asyncio.Task] = field(default_factory=list)
     _end_task: asyncio.Task | None = None   # keeps a scheduled end alive until it ran
     ended_at: float | None = None           # monotonic time the result was published
+    _boot: asyncio.Task | None = None
 
     @property
     def running(self) -> bool:
@@ -116,12 +129,22 @@ class Sandbox:
                 f"Sandbox timed out after {self.definition.timeout_secs}s"))
         if self.definition.idle_timeout_secs:
             self._timers.append(asyncio.create_task(self._watch_idle(self.definition.idle_timeout_secs)))
+        self._boot = asyncio.create_task(self._boot_runtime())
         if self.definition.entrypoint_args:
             self._timers.append(asyncio.create_task(self._run_entrypoint(list(self.definition.entrypoint_args))))
 
+    async def _boot_runtime(self) -> None:
+        # As on Modal, create returns before the container is up; a container that
+        # fails to start ends the sandbox, and the first exec then finds it gone.
+        try:
+            await self.runtime.start(self.image_env())
+        except Exception as exc:
+            log.warning("sandbox %s did not start: %s", self.sandbox_id, exc)
+            await self.end(STATUS.GENERIC_STATUS_FAILURE, 1, str(exc))
+
     def image_env(self) -> dict[str, str]:
         """What every process sees, as in a Modal container (MODAL_TASK_ID etc.)."""
-        env = {"PATH": image_path_env(), "HOME": "/root", "PYTHONPATH": "/root",
+        env = {"HOME": "/root", "PYTHONPATH": "/root",
                "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                "MODAL_TASK_ID": self.task_id, "MODAL_IMAGE_ID": self.definition.image_id,
                "MODAL_REGION": "local", "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_LOCAL",
@@ -137,18 +160,20 @@ class Sandbox:
             raise SandboxFinished(self.sandbox_id)
         if exec_id in self.execs:  # the client retries with the same id: idempotent
             return self.execs[exec_id]
-        options = self.layout.options(workdir or self.definition.workdir or "/",
-                                      {**self.image_env(), **(env or {})})
-        pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        with tempfile.TemporaryFile() as args_file:
-            args_file.write(encode_options(options))
-            args_file.seek(0)
-            fd = args_file.fileno()
-            process = await asyncio.create_subprocess_exec(
-                bwrap_path(), "--args", str(fd), "--", *args, pass_fds=(fd,),
-                stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
-                env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
-        ex = Exec(exec_id, process)
+        if self._boot is not None:
+            await asyncio.shield(self._boot)   # the container must be up (or known dead) first
+            if not self.running:
+                raise SandboxFinished(self.sandbox_id)
+        try:
+            process = await self.runtime.spawn(exec_id, args, workdir or self.definition.workdir or "/",
+                                               env or {}, stdout, stderr)
+        except SandboxFinished:
+            raise
+        except Exception as exc:
+            if not self.running:
+                raise SandboxFinished(self.sandbox_id) from exc
+            raise
+        ex = Exec(exec_id, process, self.runtime)
         self.execs[exec_id] = ex
         self._last_active = time.monotonic()
         ex.task = asyncio.create_task(ex.run(timeout or None))
@@ -168,13 +193,16 @@ class Sandbox:
             return
         self._ending = True
         current = asyncio.current_task()
+        if self._boot is not None and self._boot is not current:
+            await asyncio.gather(self._boot, return_exceptions=True)   # never stop a half-started container
         for timer in self._timers:
             if timer is not current:
                 timer.cancel()
         for ex in self.execs.values():
-            if not ex.done:
-                ex.killed_by_sandbox_end = True
-                ex.kill()
+            ex.killed_by_sandbox_end = not ex.done
+        await self.runtime.stop()
+        for ex in self.execs.values():
+            ex.kill()
         await asyncio.gather(*(ex.wait() for ex in self.execs.values()))
         for mount_path, volume in self.volume_mounts.items():
             try:

@@ -15,6 +15,7 @@ from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
+from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available
 from modal_emulator.faults import parse_faults
 from modal_emulator.grpc_service import build_service
 from modal_emulator.state import EmulatorState
@@ -25,13 +26,25 @@ EPHEMERAL_MAX_SILENCE = 900   # an ephemeral volume whose client stopped heartbe
 ENDED_SANDBOX_KEPT = 600      # an ended sandbox stays queryable this long, then is forgotten
 
 
+async def choose_runtime(requested: str, docker_image: str) -> str:
+    """"auto": Docker when an engine answers and has the image, else bubblewrap."""
+    if requested not in ("auto", "bwrap", "docker"):
+        raise ValueError(f"unknown runtime {requested!r}; use auto, bwrap or docker")
+    if requested != "auto":
+        return requested
+    return "docker" if await image_available(docker_image) else "bwrap"
+
+
 class Emulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: int = 0,
-                 state_dir: str | Path | None = None, faults: str = "", create_rate: float = 0.0):
+                 state_dir: str | Path | None = None, faults: str = "", create_rate: float = 0.0,
+                 runtime: str = "auto", docker_image: str = DEFAULT_IMAGE):
         self.host, self.port, self.http_port = host, port, http_port
         folder = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="modal-emulator-"))
         self.state = EmulatorState(folder)
         self.state.create_rate.set_rate(create_rate)
+        self.state.docker_image = docker_image
+        self.requested_runtime = runtime
         for fault in parse_faults(faults):
             self.state.faults.add(fault)
         self._grpc: Server | None = None
@@ -41,6 +54,7 @@ class Emulator:
     async def start(self) -> None:
         from modal_emulator.http_server import make_app
 
+        self.state.runtime = await choose_runtime(self.requested_runtime, self.state.docker_image)
         faults = self.state.faults
         self._grpc = Server([
             build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),

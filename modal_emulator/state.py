@@ -41,6 +41,8 @@ class EmulatorState:
     http_url: str = ""                  # blob and volume block URLs
     faults: FaultInjector = field(default_factory=FaultInjector)
     create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
+    runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
+    docker_image: str = "agent-sandbox:latest"   # the local image every image definition maps to (docker)
     apps: dict[tuple[str, str], str] = field(default_factory=dict)   # (environment, name) -> app id
     app_ids: set[str] = field(default_factory=set)
     images: ImageRegistry = field(default_factory=ImageRegistry)
@@ -69,13 +71,14 @@ class EmulatorState:
             "apps": {name: app_id for (_, name), app_id in self.apps.items()},
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
-                 "running": sb.running, "network": network_policy(sb),
+                 "running": sb.running, "network": network_policy(sb), "runtime": sb.runtime.name,
                  "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
                 for sb in self.sandboxes.values()],
             "volumes": sorted(self.volumes.by_id),
             "faults": self.faults.pending(),
             "faults_fired": dict(self.faults.fired),
             "create_rate": self.create_rate.rate,
+            "runtime": self.runtime,
         }
 
 

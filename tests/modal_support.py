@@ -28,7 +28,10 @@ class EmulatorProcess:
         self.log_path = self.folder / "emulator.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"), "-v"],
+            # bubblewrap by default, whatever this machine has: the same sandboxes everywhere;
+            # tests switch to Docker explicitly (use_runtime).
+            [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"),
+             "--runtime", "bwrap", "-v"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
         self.grpc_url = self.http_url = ""
         ready = threading.Event()
@@ -62,6 +65,10 @@ class EmulatorProcess:
 
     def set_create_rate(self, per_second: float) -> None:
         self.admin("POST", "/emulator/limits", {"create_rate": per_second})
+
+    def use_runtime(self, runtime: str, docker_image: str = "") -> None:
+        """Run sandboxes created from now on with "bwrap" or "docker" (and that image)."""
+        self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image or DOCKER_IMAGE})
 
     def clear_faults(self) -> None:
         self.admin("DELETE", "/emulator/faults")
@@ -97,6 +104,27 @@ def _die_with_parent() -> None:
     import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+DOCKER_IMAGE = "agent-sandbox:latest"   # what the emulator's Docker runtime runs (the Docker backend's image)
+
+
+def require_docker_runtime() -> None:
+    """The emulator's Docker runtime needs an engine and the image. Like the Docker
+    backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
+    import pytest
+
+    try:
+        found = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+                               timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        found = False
+    if found:
+        return
+    if os.environ.get("AGENT_SANDBOX_SKIP_DOCKER") == "1":
+        pytest.skip("Docker tests skipped (AGENT_SANDBOX_SKIP_DOCKER=1)")
+    pytest.fail(f"the emulator's Docker runtime needs an engine and the image {DOCKER_IMAGE} "
+                "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
 
 
 _shared: EmulatorProcess | None = None

@@ -215,6 +215,7 @@ def test_secrets_are_not_logged(sandboxes, emulator):
     run(sandbox, "true", secrets=[modal.Secret.from_dict({"OTHER_KEY": secret})])
     assert "SandboxCreateV2" in emulator.log_text()   # the log is verbose: every RPC
     assert secret not in emulator.log_text()
+    assert emulator.env()["MODAL_TOKEN_SECRET"] not in emulator.log_text()   # nor the client's token
 
 
 def test_fault_spec_from_the_command_line():

@@ -13,6 +13,7 @@ BACKENDS = {
     "local": ("local_backend", "local"),
     "docker": ("docker_backend", "docker"),
     "modal": ("modal_backend", "modal"),
+    "modal-docker": ("modal_docker_backend", "modal"),
 }
 
 
@@ -46,5 +47,21 @@ def modal_backend():
 
     emulator = shared_emulator()
     yield get_backend("modal")
+    left = emulator.running_sandboxes()
+    assert not left, f"sandboxes left running: {left}"
+
+
+@pytest.fixture
+def modal_docker_backend():
+    """The same, with the emulator running sandboxes as Docker containers."""
+    from tests.modal_support import require_docker_runtime, shared_emulator
+
+    emulator = shared_emulator()
+    require_docker_runtime()
+    emulator.use_runtime("docker")
+    try:
+        yield get_backend("modal")
+    finally:
+        emulator.use_runtime("bwrap")
     left = emulator.running_sandboxes()
     assert not left, f"sandboxes left running: {left}"
