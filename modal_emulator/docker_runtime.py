@@ -26,6 +26,7 @@ from modal_emulator.sandbox import SandboxFinished
 
 log = logging.getLogger("modal_emulator")
 DEFAULT_IMAGE = "agent-sandbox:latest"
+OWNER_LABEL = "modal-emulator.pid"   # which emulator process started a container
 PIDS = "/run/modal-emulator"   # tmpfs in the container: each exec's process group id
 # Run the command in a new session (its pgid = its pid), noting that id for kill.
 _WRAPPER = f'echo $$ > {PIDS}/"$0"; exec "$@"'
@@ -49,6 +50,36 @@ async def image_available(image: str) -> bool:
         return False
 
 
+async def remove_orphans() -> list[str]:
+    """Remove containers left by emulator processes that are gone (killed, crashed).
+
+    Containers of emulators still running (another test session) are left alone.
+    """
+    code, out = await _output([docker_path(), "ps", "--all", "--filter", f"label={OWNER_LABEL}",
+                               "--format", f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}'])
+    if code != 0:
+        return []
+    orphans = []
+    for line in out.splitlines():
+        name, _, pid = line.partition(" ")
+        if pid.isdigit() and not _alive(int(pid)):
+            orphans.append(name)
+    if orphans:
+        await _run([docker_path(), "rm", "--force", *orphans], {})
+        log.info("removed %d containers left by a previous emulator", len(orphans))
+    return orphans
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ContainerStartError(SandboxFinished):
     """The container did not start: the sandbox is over before it began."""
 
@@ -64,7 +95,7 @@ class DockerRuntime:
     async def start(self, env: dict[str, str]) -> None:
         argv = [docker_path(), "run", "--detach", "--rm", "--init", "--name", self.container,
                 "--hostname", "modal", "--user", "0", "--tmpfs", PIDS,
-                "--label", "modal-emulator=1"]
+                "--label", f"{OWNER_LABEL}={os.getpid()}"]
         if self.layout.block_network:
             argv += ["--network", "none"]
         if self.cpu:
@@ -114,6 +145,14 @@ def _cli_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
             "DOCKER_TLS_VERIFY")
     return {k: v for k, v in os.environ.items() if k in keep}
+
+
+async def _output(argv: list[str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env=_cli_env())
+    out, _ = await process.communicate()
+    return process.returncode, out.decode(errors="replace")
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
-from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available
+from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available, remove_orphans
 from modal_emulator.faults import parse_faults
 from modal_emulator.grpc_service import build_service
 from modal_emulator.state import EmulatorState
@@ -55,6 +55,8 @@ class Emulator:
         from modal_emulator.http_server import make_app
 
         self.state.runtime = await choose_runtime(self.requested_runtime, self.state.docker_image)
+        if self.state.runtime == "docker":
+            await remove_orphans()
         faults = self.state.faults
         self._grpc = Server([
             build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),

@@ -97,3 +97,25 @@ def test_a_container_that_cannot_start_shows_at_the_first_exec(emulator, app, tm
         emulator.use_runtime("docker")
     assert result.status == ev.ERROR_STATUS
     assert "could not start the agent" in result.reason and "could not start the container" in result.reason
+
+
+def test_containers_of_a_dead_emulator_are_removed_not_those_of_a_live_one(emulator):
+    import asyncio
+    import os
+    import uuid
+
+    from modal_emulator.docker_runtime import OWNER_LABEL, remove_orphans
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()   # its pid now belongs to no process: an emulator that died
+    names = {f"modal-emulator-test-{uuid.uuid4().hex[:8]}": pid for pid in (finished.pid, os.getpid())}
+    for name, pid in names.items():
+        subprocess.run(["docker", "run", "--detach", "--label", f"{OWNER_LABEL}={pid}", "--name", name,
+                        "agent-sandbox:latest", "sleep", "300"], check=True, capture_output=True)
+    try:
+        removed = asyncio.run(remove_orphans())
+        dead, alive = names
+        assert dead in removed and alive not in removed
+        assert subprocess.run(["docker", "inspect", alive], capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["docker", "rm", "--force", *names], capture_output=True)
