@@ -1,5 +1,7 @@
 """Submit -> first event, and whole-job time, on the Modal backend (through
-the local Modal API emulator) beside the local backend, same trivial job.
+the local Modal API emulator, its sandboxes as bubblewrap jails and, when an
+engine and the agent-sandbox image are there, as Docker containers) beside the
+local backend, same trivial job.
 
     .venv/bin/python bench/bench_modal.py [N]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from agent_sandbox import events as ev  # noqa: E402
 from agent_sandbox.backends import get_backend  # noqa: E402
 from tests.conftest import make_spec  # noqa: E402
-from tests.modal_support import shared_emulator  # noqa: E402
+from tests.modal_support import DOCKER_IMAGE, shared_emulator  # noqa: E402
 
 JOB = [{"kind": "shell", "command": "echo hello > /outputs/hello.txt; echo done"}]
 
@@ -57,21 +60,36 @@ def main() -> None:
     emulator = shared_emulator()
     local, modal = get_backend("local"), get_backend("modal")
     cold = one_run(modal)
-    samples = {"local": [one_run(local) for _ in range(args.runs)],
+    columns = {"local": [one_run(local) for _ in range(args.runs)],
                "modal": [one_run(modal) for _ in range(args.runs)]}
+    if docker_image_present():   # the emulator's Docker runtime: a container per sandbox
+        emulator.use_runtime("docker")
+        columns["modal/docker"] = [one_run(modal) for _ in range(args.runs)]
+        emulator.use_runtime("bwrap")
     emulator.stop()
 
-    print(f"Modal backend (local emulator, bubblewrap) vs local backend; trivial scripted job, "
-          f"median of {args.runs} runs; first event = the agent's run_started")
-    print(f"{'metric':<34}{'local':>10}{'modal':>10}{'ratio':>9}")
+    print(f"Modal backend through the local emulator (sandboxes as bubblewrap jails, and as Docker "
+          f"containers when available) vs the local backend; trivial scripted job, median of "
+          f"{args.runs} runs; first event = the agent's run_started; ratio = x local")
+    names = list(columns)
+    print(f"{'metric':<36}" + "".join(f"{n:>14}" for n in names))
     for key, label in (("agent_started", "submit -> first event (s)"),
                        ("first_output", "submit -> first command output (s)"),
                        ("whole_job", "whole job (s)")):
-        lo = statistics.median(m[key] for m in samples["local"])
-        mo = statistics.median(m[key] for m in samples["modal"])
-        print(f"{label:<34}{lo:>10.3f}{mo:>10.3f}{mo / lo:>8.2f}x")
+        medians = {n: statistics.median(m[key] for m in columns[n]) for n in names}
+        cells = [f"{medians[n]:.3f}" + ("" if n == "local" else f" ({medians[n] / medians['local']:.1f}x)")
+                 for n in names]
+        print(f"{label:<36}" + "".join(f"{c:>14}" for c in cells))
     print(f"first Modal run (cold: uploads agent_sandbox, defines the image): "
-          f"run_started {cold['agent_started']:.3f}s, whole job {cold['whole_job']:.3f}s")
+          f"first event {cold['agent_started']:.3f}s, whole job {cold['whole_job']:.3f}s")
+
+
+def docker_image_present() -> bool:
+    try:
+        return subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 if __name__ == "__main__":
