@@ -50,7 +50,7 @@
     step: (d, e) => line("step", `Step ${e.step ?? ""}${d.text ? " · " + d.text : ""}`),
     command_started: d => {
       const block = el("div", "cmd");
-      const label = d.kind === "write_file" ? "write " : d.kind === "python" ? "python ▸ " : "$ ";
+      const label = d.kind === "write_file" ? "" : d.kind === "python" ? "python ▸ " : "$ ";
       block.appendChild(el("div", "cmd-line", label + (d.command || d.path || "")));
       current = el("div", "cmd-out");
       block.appendChild(current);
