@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True, backend_
         JSON_SORT_KEYS=False,
     )
     store = JobStore(settings.database)
-    hub = FeedHub(store, settings.poll_seconds)
+    hub = FeedHub(store, settings.poll_seconds, settings.heartbeat_seconds)
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}
     executor = JobExecutor(settings, store, hub, **kwargs)
     app.extensions["jobs"] = Services(settings, store, hub, executor)
