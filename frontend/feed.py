@@ -43,6 +43,11 @@ def end_frame(status: str) -> bytes:
     return f"event: end\ndata: {json.dumps({'status': status})}\n\n".encode()
 
 
+def _chunk(data: bytes) -> bytes:
+    # HTTP/1.1 chunked coding, so clients see each frame as soon as it arrives.
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class JobFeed:
     """The recent tail of one job's events, shared by all of its viewers."""
 
@@ -233,8 +238,9 @@ class FeedHub:
                 rows += batch
                 after = batch[-1][0]
             feed.add(rows, last_seq, status)
+            shared: dict[int, tuple[int, bytes]] = {}  # pos -> (new pos, chunk): built once, sent to many
             for viewer in list(feed.sockets):
-                self._pump(viewer)
+                self._pump(viewer, shared)
 
     def _adopt(self, job_id: str, after: int, sock: socket.socket) -> None:
         try:
@@ -248,25 +254,32 @@ class FeedHub:
         self._send(viewer, RETRY)
         self._pump(viewer)
 
-    def _pump(self, viewer: SocketViewer) -> None:
+    def _pump(self, viewer: SocketViewer, shared: dict | None = None) -> None:
         """Send the viewer everything it has not had yet, until its socket is full."""
         feed = viewer.feed
         while not viewer.pending and not viewer.ending and viewer.sock.fileno() != -1:
+            if shared is not None and viewer.pos in shared:
+                viewer.pos, chunk = shared[viewer.pos]
+                self._send(viewer, chunk, framed=True)
+                continue
             frames = feed.frames_after(viewer.pos)
             if frames is None:
                 frames = self._history(feed.job_id, viewer.pos)
             if frames:
+                chunk = _chunk(b"".join(frame for _, frame in frames))
+                if shared is not None:
+                    shared[viewer.pos] = (frames[-1][0], chunk)
                 viewer.pos = frames[-1][0]
-                self._send(viewer, b"".join(frame for _, frame in frames))
+                self._send(viewer, chunk, framed=True)
             elif feed.finished:
                 viewer.ending = True
                 self._send(viewer, end_frame(feed.status))
             else:
                 return
 
-    def _send(self, viewer: SocketViewer, data: bytes) -> None:
-        # HTTP/1.1 chunked coding, so clients see each frame as soon as it arrives.
-        data = b"%x\r\n%s\r\n" % (len(data), data)
+    def _send(self, viewer: SocketViewer, data: bytes, framed: bool = False) -> None:
+        if not framed:
+            data = _chunk(data)
         if viewer.ending:
             data += b"0\r\n\r\n"
         if viewer.pending:
