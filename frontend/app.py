@@ -33,7 +33,7 @@ class Services:
         self.settings, self.store, self.hub, self.executor = settings, store, hub, executor
 
 
-def create_app(settings: Settings | None = None, run_jobs: bool = True, backend_factory=None) -> Flask:
+def create_app(settings: Settings | None = None, run_jobs: bool | None = None, backend_factory=None) -> Flask:
     settings = settings or Settings.from_env()
     settings.outputs.mkdir(parents=True, exist_ok=True)
     tmp_dir = settings.outputs / "tmp"
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True, backend_
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}
     executor = JobExecutor(settings, store, hub, **kwargs)
     app.extensions["jobs"] = Services(settings, store, hub, executor)
-    if run_jobs:
+    if settings.run_jobs if run_jobs is None else run_jobs:
         executor.start()
 
     app.register_blueprint(api)

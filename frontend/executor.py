@@ -1,16 +1,18 @@
 """JobExecutor: a bounded pool of threads that run queued jobs through a backend.
 
-At most `settings.workers` sandboxes run at once; other jobs wait in a FIFO
-queue (their position is shown). Admission caps (queued+running, globally and
-per owner) are checked by the API before a job is created. Every event the
-backend reports is stored under the job's next sequence number, then the feed
-hub is told so live viewers see it at once.
+At most `settings.workers` sandboxes run at once; other jobs wait, oldest
+first (their position is shown). The queue is the jobs table itself: workers
+claim the oldest queued job in a transaction, so a job submitted (or a cancel
+asked for) through any process sharing the database is seen by the one
+process that runs jobs. Admission caps (queued+running, globally and per
+owner) are checked in the same transaction that creates a job. Every event
+the backend reports is stored under the job's next sequence number, then the
+feed hub is told so live viewers see it at once.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 import traceback
@@ -36,20 +38,22 @@ class JobExecutor:
         self.store = store
         self.hub = hub
         self.backend_factory = backend_factory
-        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
                          for i in range(settings.workers)]
 
     def start(self) -> None:
+        """Run jobs in this process (exactly one process per database should)."""
         self.recover()
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+        self._stopping.set()
+        self._wake.set()
 
     # -- admission and control ---------------------------------------------
 
@@ -63,26 +67,27 @@ class JobExecutor:
         return None
 
     def submit(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Create and enqueue a job, unless a cap is reached (then None)."""
-        with self._lock:  # check-and-create as one step so concurrent submits respect the caps
-            if self.admission_error(job["owner"]):
-                return None
-            job = self.store.create_job(job)
-            self.emit(job["id"], ev.make_event(ev.STATUS, {"status": QUEUED,
-                                                           "message": "waiting for a free sandbox"}))
-        self._queue.put(job["id"])
+        """Create a queued job, unless a cap is reached (then None). Works in any process."""
+        job = self.store.create_job(job, self.settings.max_active_per_owner, self.settings.max_active_jobs)
+        if job is None:
+            return None
+        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": QUEUED,
+                                                       "message": "waiting for a free sandbox"}))
+        self._wake.set()
         return job
 
     def cancel(self, job_id: str) -> None:
+        """Queued: cancelled at once. Running: the sandbox is stopped (by whichever process runs it)."""
+        if self.store.update_job(job_id, only_if_status=(QUEUED,), status=ev.CANCELLED,
+                                 finished=time.time(), reason="cancelled before it started"):
+            self.emit(job_id, ev.make_event(ev.STATUS, {"status": ev.CANCELLED,
+                                                        "message": "cancelled before it started"}))
+            return
+        self.store.update_job(job_id, only_if_status=(RUNNING,), cancel_requested=1)
         with self._lock:
-            if self.store.update_job(job_id, only_if_status=(QUEUED,), status=ev.CANCELLED,
-                                     finished=time.time(), reason="cancelled before it started"):
-                self.emit(job_id, ev.make_event(ev.STATUS, {"status": ev.CANCELLED,
-                                                            "message": "cancelled before it started"}))
-                return
             flag = self._cancels.get(job_id)
         if flag is not None:
-            flag.set()  # the backend stops the sandbox; the run ends as "cancelled"
+            flag.set()  # running here: stop now rather than at the next check of the flag
 
     def emit(self, job_id: str, event: dict[str, Any]) -> int:
         seq = self.store.append_event(job_id, event)
@@ -90,7 +95,7 @@ class JobExecutor:
         return seq
 
     def recover(self) -> None:
-        """After a restart: running jobs are interrupted (their sandboxes swept), queued ones re-run."""
+        """After a restart: running jobs are interrupted (their sandboxes swept); queued ones still run."""
         interrupted = self.store.jobs_with_status(RUNNING)
         for job in interrupted:
             message = "the server restarted while this job was running; it was stopped"
@@ -103,25 +108,35 @@ class JobExecutor:
                 self.backend_factory(name).sweep_orphans()
             except Exception as exc:  # a backend that cannot load must not stop the app
                 print(f"sweep_orphans({name}) failed: {exc!r}", flush=True)
-        for job in self.store.jobs_with_status(QUEUED):
-            self._queue.put(job["id"])
 
     # -- running ------------------------------------------------------------
 
     def _work(self) -> None:
-        while (job_id := self._queue.get()) is not None:
+        # Jobs are claimed from the database, so jobs submitted by any process run here.
+        while not self._stopping.is_set():
             try:
+                job_id = self.store.claim_next()
+                if job_id is None:
+                    self._wake.wait(self.settings.poll_seconds)
+                    self._wake.clear()
+                    continue
                 self._run(job_id)
             except Exception:  # never lose a worker thread
                 traceback.print_exc()
+                time.sleep(1)
+
+    def _watch_cancel(self, job_id: str, cancel: threading.Event, done: threading.Event) -> None:
+        while not done.wait(0.5):
+            job = self.store.get_job(job_id)
+            if job is None or job["cancel_requested"]:
+                cancel.set()
+                return
 
     def _run(self, job_id: str) -> None:
-        cancel = threading.Event()
+        cancel, done = threading.Event(), threading.Event()
         with self._lock:
-            if not self.store.update_job(job_id, only_if_status=(QUEUED,), status=RUNNING,
-                                         started=time.time()):
-                return  # cancelled while queued
             self._cancels[job_id] = cancel
+        threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
         job = self.store.get_job(job_id)
         self.emit(job_id, ev.make_event(ev.STATUS, {"status": RUNNING,
                                                     "message": "a worker picked up the job"}))
@@ -136,6 +151,7 @@ class JobExecutor:
             self.emit(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
             traceback.print_exc()
         finally:
+            done.set()
             with self._lock:
                 self._cancels.pop(job_id, None)
         if status not in ev.FINAL_STATUSES:

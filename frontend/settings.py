@@ -26,6 +26,7 @@ DOCUMENTED = {
     "APP_MODELS": ("offline", "comma-separated models users may pick"),
     "APP_DEFAULT_BACKEND": ("first of APP_BACKENDS", "backend used when the request names none"),
     "APP_DEFAULT_MODEL": ("first of APP_MODELS", "model used when the request names none"),
+    "APP_RUN_JOBS": ("1", "1: this process runs jobs (exactly one per database); 0: it only serves pages, API and streams"),
     "APP_WORKERS": ("2", "jobs running at once (sandboxes); the rest wait in the queue"),
     "APP_MAX_ACTIVE_JOBS": ("100", "queued+running jobs for everybody; beyond it 429"),
     "APP_MAX_ACTIVE_PER_OWNER": ("5", "queued+running jobs per owner; beyond it 429"),
@@ -81,6 +82,7 @@ class Settings:
     models: list[str] = field(default_factory=lambda: ["offline"])
     default_backend: str = "local"
     default_model: str = "offline"
+    run_jobs: bool = True
     workers: int = 2
     max_active_jobs: int = 100
     max_active_per_owner: int = 5
@@ -120,6 +122,7 @@ class Settings:
             models=models,
             default_backend=env.get("APP_DEFAULT_BACKEND") or backends[0],
             default_model=env.get("APP_DEFAULT_MODEL") or models[0],
+            run_jobs=env.get("APP_RUN_JOBS", "1").lower() not in ("0", "false", "no", "off"),
             workers=int(env.get("APP_WORKERS", 2)),
             max_active_jobs=int(env.get("APP_MAX_ACTIVE_JOBS", 100)),
             max_active_per_owner=int(env.get("APP_MAX_ACTIVE_PER_OWNER", 5)),

@@ -50,10 +50,16 @@ def _m1_jobs_and_events(db: sqlite3.Connection) -> None:
         PRIMARY KEY (job_id, seq)) WITHOUT ROWID""")
 
 
-MIGRATIONS = [_m1_jobs_and_events]
+def _m2_cancel_requested(db: sqlite3.Connection) -> None:
+    # A cancel asked for in one process reaches the process running the job through this flag.
+    db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
-              "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq")
+              "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
+              "cancel_requested")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -94,16 +100,50 @@ class JobStore:
 
     # -- jobs ---------------------------------------------------------------
 
-    def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
+    def create_job(self, job: dict[str, Any], max_per_owner: int | None = None,
+                   max_total: int | None = None) -> dict[str, Any] | None:
+        """Insert a job; with caps, only if the owner and everybody stay within them (else None).
+
+        The count and the insert are one transaction, so the caps hold across
+        threads and processes.
+        """
         row = {k: job.get(k) for k in JOB_FIELDS}
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
-                   instructions=job.get("instructions") or "", reason="", error="", last_seq=0)
+                   instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
+                   cancel_requested=0)
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
+        db = self._db()
         with self._write_lock:
-            self._db().execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
-                               list(row.values()))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if ((max_per_owner is not None and self.count_active(row["owner"]) >= max_per_owner)
+                        or (max_total is not None and self.count_active() >= max_total)):
+                    db.execute("ROLLBACK")
+                    return None
+                db.execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
+                           list(row.values()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return self.get_job(row["id"])
+
+    def claim_next(self) -> str | None:
+        """Move the oldest queued job to running and return its id (None if the queue is empty)."""
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT id FROM jobs WHERE status=? ORDER BY created LIMIT 1",
+                                 (QUEUED,)).fetchone()
+                if row:
+                    db.execute("UPDATE jobs SET status=?, started=? WHERE id=?", (RUNNING, time.time(), row[0]))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return row[0] if row else None
 
     def get_job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
         sql, args = "SELECT * FROM jobs WHERE id=?", [job_id]

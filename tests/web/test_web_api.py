@@ -8,7 +8,7 @@ import json
 import time
 import zipfile
 
-import pytest
+import requests
 
 from web_helpers import only_events, sandbox_processes
 
@@ -19,6 +19,9 @@ import matplotlib.pyplot as plt
 os.makedirs('/outputs/plots', exist_ok=True)
 plt.plot([1, 2, 3], [2, 4, 3]); plt.savefig('/outputs/plots/trend.png')
 open('/outputs/clean.csv', 'w').write('sample,value\\nA,1.5\\nB,2.5\\n')
+import pandas as pd
+pd.DataFrame({'sample': ['A', 'B', 'C'], 'value': [1.5, 2.5, 3.5]}).to_parquet('/outputs/clean.parquet')
+os.symlink('/etc/passwd', '/outputs/passwd-link')
 """
 FULL_SCRIPT = [
     {"kind": "shell", "thought": "look at the data", "command": "ls /workspace; cat /workspace/data.csv"},
@@ -42,6 +45,9 @@ def run_to_end(client, actions, **kw) -> tuple[dict, list[dict]]:
 
 def test_upload_stream_results(server):
     c = server.client()
+    cookie = c.http.get(server.base + "/api/session").headers.get("Set-Cookie", "") or \
+        requests.get(server.base + "/api/session").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie, "the identity cookie is HttpOnly"
     job, frames = run_to_end(c, FULL_SCRIPT, instructions="plot the values")
     assert job["status"] == "queued" and len(job["id"]) >= 20
     events = only_events(frames)
@@ -77,6 +83,11 @@ def test_upload_stream_results(server):
 
     preview = c.get(f"/api/jobs/{job['id']}/preview/clean.csv").json()
     assert preview["columns"] == ["sample", "value"] and preview["rows"] == [["A", "1.5"], ["B", "2.5"]]
+    preview = c.get(f"/api/jobs/{job['id']}/preview/clean.parquet").json()
+    assert preview["columns"] == ["sample", "value"] and preview["total_rows"] == 3
+    assert preview["rows"][2] == ["C", "3.5"]
+    assert manifest["skipped"][0]["path"] == "passwd-link" and "symlink" in manifest["skipped"][0]["reason"]
+    assert c.get(f"/api/jobs/{job['id']}/outputs/passwd-link").status_code == 404
 
     z = c.get(f"/api/jobs/{job['id']}/outputs.zip")
     assert z.status_code == 200 and z.headers["Content-Type"] == "application/zip"
@@ -92,7 +103,8 @@ def test_upload_stream_results(server):
     assert page.status_code == 200 and "<h1>Findings</h1>" in page.text
     assert f'src="/api/jobs/{job["id"]}/outputs/plots/trend.png"' in page.text
     assert "<script>alert(1)</script>" not in page.text, "raw HTML in the report is escaped"
-    assert "<td>A</td>" in page.text, "the CSV preview is on the page"
+    assert "<td>A</td>" in page.text and "<td>C</td>" in page.text, "CSV and Parquet previews are on the page"
+    assert "passwd-link" in page.text and "symlink (never followed)" in page.text, "skipped files, with why"
     assert job["id"][:8] in c.get("/").text, "the job is in the history"
 
     replay = c.events(job["id"])

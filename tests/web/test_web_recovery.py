@@ -62,3 +62,28 @@ def test_store_numbers_events_contiguously_under_concurrent_writers(tmp_path):
     assert sorted(e["data"]["text"] for e in events) == sorted(f"{n}-{i}" for n in range(4) for i in range(50))
     again = JobStore(tmp_path / "jobs.sqlite3")  # migrations run once; reopening keeps the data
     assert again.get_job("job1")["last_seq"] == 200
+
+
+def test_a_second_process_serves_streams_submits_and_cancels(start_server, tmp_path):
+    runner = start_server(tmp_path / "shared")                    # runs the jobs
+    front = start_server(tmp_path / "shared", APP_RUN_JOBS="0")   # pages, API and streams only
+    c = front.client()
+    done = c.submit([{"kind": "shell", "command": "echo from the runner"}]).json()
+    frames = c.events(done["id"])  # streamed by the front process from the shared database
+    assert frames[-1]["data"]["status"] == "succeeded"
+    assert any("from the runner" in f["data"]["data"].get("text", "") for f in only_events(frames)
+               if f["event"] == "output")
+    runner_view = runner.client()
+    runner_view.http.cookies = c.http.cookies  # same browser, other process: same owner, same events
+    runner_view.base = runner.base
+    assert only_events(runner_view.events(done["id"])) == only_events(frames)
+
+    slow = c.submit([{"kind": "shell", "command": "echo started; sleep 300"}]).json()
+    c.wait_for_event(slow["id"], lambda f: f["event"] == "output")
+    assert sandbox_processes(slow["id"])
+    assert c.post(f"/api/jobs/{slow['id']}/cancel").status_code == 202  # asked in the front process
+    assert c.events(slow["id"])[-1]["data"]["status"] == "cancelled"
+    deadline = time.time() + 10
+    while sandbox_processes(slow["id"]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert sandbox_processes(slow["id"]) == []
