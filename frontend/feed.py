@@ -24,6 +24,7 @@ import selectors
 import socket
 import threading
 import time
+import traceback
 from typing import Iterator
 
 from frontend.store import ACTIVE, JobStore
@@ -187,30 +188,34 @@ class FeedHub:
     # -- the hub thread -------------------------------------------------------
 
     def _run(self) -> None:
-        next_poll = next_beat = time.monotonic()
+        self._next_poll = self._next_beat = time.monotonic()
         while not self._stop.is_set():
-            timeout = max(0.0, min(next_poll, next_beat) - time.monotonic())
-            for key, mask in self._selector.select(timeout):
-                if key.data is None:
-                    self._drain_wake()
-                else:
-                    self._on_socket(key.data, mask)
             try:
-                while True:
-                    self._adopt(*self._arrivals.get_nowait())
+                self._tick()
+            except Exception:  # one bad socket or query must not end every live log
+                traceback.print_exc()
+                time.sleep(0.1)
+
+    def _tick(self) -> None:
+        timeout = max(0.0, min(self._next_poll, self._next_beat) - time.monotonic())
+        for key, mask in self._selector.select(timeout):
+            if key.data is None:
+                self._drain_wake()
+            else:
+                self._on_socket(key.data, mask)
+        while True:
+            try:
+                self._adopt(*self._arrivals.get_nowait())
             except queue.Empty:
-                pass
-            now = time.monotonic()
-            if self._dirty.is_set() or now >= next_poll:
-                self._dirty.clear()
-                next_poll = now + self.poll_seconds
-                try:
-                    self.refresh()
-                except Exception as exc:  # keep serving; the next poll retries
-                    print(f"feed hub: {exc!r}", flush=True)
-            if now >= next_beat:
-                next_beat = now + min(self.heartbeat, 1.0)
-                self._keep_alive(now)
+                break
+        now = time.monotonic()
+        if self._dirty.is_set() or now >= self._next_poll:
+            self._dirty.clear()
+            self._next_poll = now + self.poll_seconds
+            self.refresh()
+        if now >= self._next_beat:
+            self._next_beat = now + min(self.heartbeat, 1.0)
+            self._keep_alive(now)
 
     def _drain_wake(self) -> None:
         try:
