@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := bubblewrap chromium
 
-.PHONY: install system-packages run demo test bench clean
+.PHONY: install system-packages docker-engine run demo test bench clean
 
 install: system-packages $(STAMP)
 
@@ -29,10 +29,15 @@ run: install
 demo: install
 	$(PY) -m agent_sandbox run --output /tmp/agent-sandbox-demo samples/plate_reader.csv
 
-test: install
+test: install docker-engine
 	$(PY) -m pytest -q -ra
 
-bench: install
+# The Docker backend's tests need a running engine and the sandbox image; both are
+# set up only when missing or out of date. AGENT_SANDBOX_SKIP_DOCKER=1 skips them.
+docker-engine:
+	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || scripts/docker-engine.sh
+
+bench: install docker-engine
 	$(PY) -m pip install -q -e '.[test,bench]'
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 

@@ -8,7 +8,7 @@ from agent_sandbox.tools import command_env, run_command
 
 def test_output_is_captured_streamed_and_capped():
     seen = []
-    obs = run_command(["/bin/sh", "-c", "echo one; echo two >&2; seq 1 5000"], cwd="/", timeout=30,
+    obs = run_command(["/bin/sh", "-c", "echo one; echo two >&2; sleep 0.3; seq 1 5000"], cwd="/", timeout=30,
                       max_chars=100, on_output=lambda s, t: seen.append((s, t)))
     assert obs.exit_code == 0 and obs.truncated and len(obs.output) == 100
     assert "one\n" in obs.output and "two\n" in obs.output

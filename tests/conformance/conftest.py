@@ -11,6 +11,7 @@ from agent_sandbox.backends import get_backend
 # backend name -> (fixture that yields a ready backend, environment the agent must report)
 BACKENDS = {
     "local": ("local_backend", "local"),
+    "docker": ("docker_backend", "docker"),
 }
 
 
@@ -28,3 +29,9 @@ def expected_environment(request, backend) -> str:
 @pytest.fixture
 def local_backend():
     return get_backend("local")
+
+
+@pytest.fixture
+def docker_backend():
+    from tests.docker_engine import require_docker
+    return require_docker()

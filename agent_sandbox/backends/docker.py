@@ -1,0 +1,229 @@
+"""The Docker backend: the agent in a throwaway container, one per run.
+
+The container gets the workspace read-only at /workspace, a fresh host folder
+at /outputs (collected after the container is gone), a tmpfs /tmp, and
+nothing else writable: read-only root filesystem, no capabilities, no new
+privileges, a non-root user, memory/CPU/process limits, no network unless the
+model needs an API. Secrets go in on stdin, never in its environment or
+command line (`docker inspect` would show those). Labels name the app, the job
+and the owning process, so `sweep_orphans()` can remove what a crashed process
+left behind. The agent's own agent.log is not brought back: the host got
+every event in it live. Uses the docker CLI: no SDK to install.
+
+The image comes from docker/build-image.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets as random
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_sandbox import events as ev
+from agent_sandbox.backends import EventCallback
+from agent_sandbox.backends.monitor import RunMonitor
+from agent_sandbox.outputs import DirectorySource, collect_outputs
+from agent_sandbox.spec import RunResult, RunSpec
+
+LABEL = "agent-sandbox"  # label prefix: agent-sandbox.app, .job, .owner
+CLI_TIMEOUT = 60.0       # seconds for one docker CLI call other than `run`
+AGENT_LOG = "agent.log"  # the agent mirrors its events there when it runs in Docker
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"AGENT_SANDBOX_DOCKER_{name}") or default
+
+
+@dataclass
+class DockerConfig:
+    docker: str = field(default_factory=lambda: _env("CLI", shutil.which("docker") or ""))  # the docker CLI; "" if missing
+    host: str = field(default_factory=lambda: _env("HOST", ""))  # DOCKER_HOST for the CLI; "" keeps docker's own default
+    image: str = field(default_factory=lambda: _env("IMAGE", "agent-sandbox:latest"))  # image built by docker/build-image.sh
+    app: str = field(default_factory=lambda: _env("APP", "agent-sandbox"))  # label value that marks our containers
+    user: str = field(default_factory=lambda: _env("USER", "10001:10001"))  # container uid:gid when the host runs as root
+    pids_limit: int = field(default_factory=lambda: int(_env("PIDS_LIMIT", "512")))  # max processes in a container
+    tmp_mb: int = field(default_factory=lambda: int(_env("TMP_MB", "512")))  # size of the tmpfs at /tmp (counts as memory)
+    scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs
+    stop_grace: int = field(default_factory=lambda: int(_env("STOP_GRACE", "2")))  # seconds between SIGTERM and SIGKILL on stop
+
+
+class DockerUnavailable(RuntimeError):
+    pass
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, **config):
+        self.config = DockerConfig(**config)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- the docker CLI ---------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        if not self.config.docker:
+            raise DockerUnavailable("the docker CLI is not installed (see scripts/docker-engine.sh)")
+        proc = subprocess.run([self.config.docker, *args], env=self.cli_env(), capture_output=True,
+                              text=True, timeout=CLI_TIMEOUT)
+        if check and proc.returncode != 0:
+            raise DockerUnavailable(_cli_problem(args, proc.stderr))
+        return proc
+
+    def cli_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.config.host:
+            env["DOCKER_HOST"] = self.config.host
+        return env
+
+    def check_image(self) -> None:
+        """Raise DockerUnavailable with what to do when the engine or the image is missing."""
+        proc = self.cli("image", "inspect", "--format", "{{.Id}}", self.config.image, check=False)
+        if proc.returncode == 0:
+            return
+        if "no such image" in proc.stderr.lower():
+            raise DockerUnavailable(f"Docker image {self.config.image} not found; build it with docker/build-image.sh")
+        raise DockerUnavailable(_cli_problem(("image",), proc.stderr))
+
+    def containers(self, *filters: str) -> list[tuple[str, str]]:
+        """(id, owner label) of our containers, running or not, matching the label filters."""
+        args = ["ps", "-a", "--no-trunc", "--filter", f"label={LABEL}.app={self.config.app}"]
+        for f in filters:
+            args += ["--filter", f"label={f}"]
+        out = self.cli(*args, "--format", f'{{{{.ID}}}} {{{{.Label "{LABEL}.owner"}}}}').stdout
+        return [tuple((line.split(" ", 1) + [""])[:2]) for line in out.splitlines() if line.strip()]
+
+    def remove(self, *containers: str) -> None:
+        if containers:
+            self.cli("rm", "-f", *containers, check=False)
+
+    def sweep_orphans(self) -> int:
+        """Remove our containers whose owning process is gone; returns how many."""
+        orphans = [cid for cid, owner in self.containers() if not _owner_alive(owner)]
+        self.remove(*orphans)
+        return len(orphans)
+
+    # -- one run ----------------------------------------------------------
+
+    def command(self, spec: RunSpec, name: str, outputs: Path) -> list[str]:
+        """The full argv: `docker run` around `python -m agent_sandbox.coding_agent`."""
+        limits = spec.limits
+        user = self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+        args = [self.config.docker, "run", "-i", "--rm", "--init", "--pull", "never", "--name", name,
+                "--label", f"{LABEL}.app={self.config.app}", "--label", f"{LABEL}.job={spec.job_id}",
+                "--label", f"{LABEL}.owner={self.owner}",
+                "--user", user, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
+                "--cpus", f"{limits.cpu:g}", "--pids-limit", str(self.config.pids_limit),
+                "--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777",
+                "--mount", f"type=bind,src={spec.workspace.resolve()},dst=/workspace,readonly",
+                "--mount", f"type=bind,src={outputs},dst=/outputs",
+                "--workdir", "/workspace"]
+        if not spec.needs_network:
+            args += ["--network", "none"]
+        for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
+            args += ["--env", f"{key}={value}"]
+        return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
+                       *spec.agent_args(), "--secrets-from-stdin"]
+
+    def run(self, spec: RunSpec, on_event: EventCallback,
+            cancel: threading.Event | None = None) -> RunResult:
+        monitor = RunMonitor(spec, on_event, cancel)
+        try:
+            if not spec.workspace.is_dir():
+                raise DockerUnavailable(f"workspace {spec.workspace} does not exist")
+            self.check_image()
+        except (DockerUnavailable, OSError, subprocess.TimeoutExpired) as exc:
+            reason = str(exc)
+            monitor.emit(ev.ERROR, {"message": reason})
+            return RunResult(status=ev.ERROR_STATUS, reason=reason)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{spec.job_id}-", dir=self.config.scratch_root))
+        outputs = run_dir / "outputs"
+        outputs.mkdir()
+        if os.geteuid() == 0:  # the container's non-root user must be able to write /outputs
+            uid, _, gid = self.config.user.partition(":")
+            os.chown(outputs, int(uid), int(gid or uid))
+        name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
+        try:
+            monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
+            exit_code = self._supervise(spec, monitor, name, outputs)
+            status, reason = monitor.outcome(exit_code)
+            monitor.status("collecting", "collecting outputs")
+            log = outputs / AGENT_LOG
+            if log.is_symlink() or log.is_file():
+                # The agent's own copy of its events: every line already reached us live,
+                # and as a result it would count against the output limits.
+                log.unlink()
+            manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
+            monitor.result_event(status, reason, manifest)
+            return RunResult(status=status, reason=reason, exit_code=exit_code,
+                             duration=monitor.duration, manifest=manifest)
+        finally:
+            self.remove(name)  # --rm covers a normal exit; this covers everything else
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _supervise(self, spec: RunSpec, monitor: RunMonitor, name: str, outputs: Path) -> int | None:
+        proc = subprocess.Popen(self.command(spec, name, outputs), env=self.cli_env(),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:  # one JSON line of secrets; the agent reads it before anything else
+            proc.stdin.write((json.dumps(spec.secrets) + "\n").encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        readers = [threading.Thread(target=monitor.pump, args=(proc.stdout, "stdout"), daemon=True),
+                   threading.Thread(target=monitor.pump, args=(proc.stderr, "stderr"), daemon=True)]
+        for r in readers:
+            r.start()
+        try:
+            while proc.poll() is None:
+                if monitor.should_stop():
+                    self._stop(name, proc)
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:  # an exception (or KeyboardInterrupt) must not leave a container behind
+                self._stop(name, proc)
+            proc.wait()
+            for r in readers:
+                r.join(timeout=5)
+        return proc.returncode
+
+    def _stop(self, name: str, proc: subprocess.Popen) -> None:
+        """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""
+        self.cli("stop", "--time", str(self.config.stop_grace), name, check=False)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # the CLI hangs on a gone container: end it ourselves
+            proc.kill()
+
+
+def _cli_problem(args: tuple[str, ...], stderr: str) -> str:
+    detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no answer"
+    if "connect" in detail.lower() or "daemon running" in detail.lower():
+        return f"the Docker engine is not reachable ({detail}); start it with scripts/docker-engine.sh"
+    return f"docker {args[0]} failed: {detail}"
+
+
+def _owner_alive(owner: str) -> bool:
+    """Is the process that started a container (label "host:pid") still running?"""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return bool(host)  # another machine's process is not ours to judge; no label: orphan
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        pass
+    return True

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make the Docker backend usable on this machine, doing only what is missing:
+#   1. install docker.io and debootstrap (Debian packages),
+#   2. start dockerd in the background when no engine answers (log: $DOCKERD_LOG),
+#   3. build the sandbox image (docker/build-image.sh; rebuilt only on changes).
+# The image trusts this machine's CA bundle too (TLS-intercepting proxies):
+# AGENT_SANDBOX_DOCKER_CA_BUNDLE=FILE picks another one, empty for none.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/agent-sandbox-dockerd.log}"
+CA_BUNDLE="${AGENT_SANDBOX_DOCKER_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+log() { echo "docker-engine.sh: $*" >&2; }
+
+missing=""
+command -v dockerd >/dev/null || missing="$missing docker.io"
+command -v debootstrap >/dev/null || missing="$missing debootstrap"
+if [ -n "$missing" ]; then
+    log "installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    $SUDO sh -c "setsid nohup dockerd >'$DOCKERD_LOG' 2>&1 </dev/null &"
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+        log "dockerd did not come up within 60s; the end of its log:"
+        tail -20 "$DOCKERD_LOG" >&2 || true
+        exit 1
+    fi
+fi
+
+if [ -n "$CA_BUNDLE" ] && [ -r "$CA_BUNDLE" ]; then
+    exec "$ROOT/docker/build-image.sh" --ca-bundle "$CA_BUNDLE"
+fi
+exec "$ROOT/docker/build-image.sh"
