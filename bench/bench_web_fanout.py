@@ -175,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(mkdtemp(prefix="bench-web-fanout-"))
     server = Server(root, {"APP_MODELS": "scripted", "APP_HEARTBEAT_SECONDS": "15",
-                           "APP_SERVER_THREADS": "64", "APP_SERVER_MAX_THREADS": "10000"}).start()
+                           "APP_SERVER_THREADS": "64"}).start()  # the default server settings
     try:
         base_rss = rss_mb(server.proc.pid)[0]
         print(f"load average before: {os.getloadavg()[0]:.1f}")

@@ -117,7 +117,7 @@ def bench_latency(server: Server, runs: int) -> None:
 def bench_overhead(server: Server, runs: int) -> None:
     model = "offline" if HAVE_PLAYBOOK else "scripted"
     client = server.client()
-    web, cli = [], []
+    web, cli, bare = [], [], []
     env = dict(os.environ, AGENT_SCRIPT=json.dumps(WORK))
     for i in range(runs):  # interleaved so machine noise hits both alike
         t0 = time.perf_counter()
@@ -132,10 +132,19 @@ def bench_overhead(server: Server, runs: int) -> None:
                         "--output", str(out), str(SAMPLE)], env=env, cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cli.append(time.perf_counter() - t0)
-    w, c = statistics.median(web), statistics.median(cli)
+        root = Path(tempfile.mkdtemp(prefix="bench-bare-"))
+        (root / "ws").mkdir()
+        (root / "ws" / SAMPLE.name).write_bytes(SAMPLE.read_bytes())
+        spec = RunSpec(job_id=f"over{i}", workspace=root / "ws", results=root / "results", model=model,
+                       env={"AGENT_SCRIPT": json.dumps(WORK)})
+        t0 = time.perf_counter()
+        get_backend("local").run(spec, lambda e: None)
+        bare.append(time.perf_counter() - t0)
+    w, c, b = statistics.median(web), statistics.median(cli), statistics.median(bare)
     print(f"\n2. orchestration overhead, model {model}, median of {runs}")
     print(f"   web job (POST -> end event) {w:.2f} s   CLI run (process start -> exit) {c:.2f} s   "
-          f"ratio {w / c:.3f}")
+          f"ratio web/CLI {w / c:.3f}")
+    print(f"   (backend.run() alone, in this process: {b:.2f} s; web/bare {w / b:.3f})")
 
 
 def bench_burst(total: int, root: Path) -> None:

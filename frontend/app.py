@@ -56,8 +56,8 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_PARTS=settings.max_files + 20,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,  # the text fields (instructions, script)
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False
     store = JobStore(settings.database)
     hub = FeedHub(store, settings.poll_seconds, settings.heartbeat_seconds)
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}

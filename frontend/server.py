@@ -33,6 +33,10 @@ SSE_HEADERS = (b"HTTP/1.1 200 OK\r\n"
                b"Connection: close\r\n\r\n")
 
 
+# Idle keep-alive connections wait in cheroot's selector without a thread; cheroot's default is 10.
+KEEP_ALIVE_LIMIT = 10000
+
+
 class HandoffGateway(wsgi.Gateway_10):
     """Offers the app `environ["frontend.handoff"](hub, job_id, after)`.
 
@@ -98,7 +102,7 @@ def make_server(app, host: str, port: int, threads: int, max_threads: int) -> ws
                          request_queue_size=4096, timeout=30, shutdown_timeout=2,
                          server_name="sandbox-app")
     server.gateway = HandoffGateway
-    server.keep_alive_conn_limit = max_threads
+    server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
     return server
 
 

@@ -37,9 +37,9 @@ DOCUMENTED = {
     "APP_SECRET_KEY_FILE": ("<APP_OUTPUTS>/secret_key", "where the generated secret key is kept"),
     "APP_TRUSTED_USER_HEADER": ("(off)", "header set by an authenticating proxy naming the user, e.g. X-Forwarded-User"),
     "APP_SERVER_THREADS": ("64", "server threads started up front (the pool grows on demand)"),
-    "APP_SERVER_MAX_THREADS": ("10000", "most server threads: one per open event stream or request"),
+    "APP_SERVER_MAX_THREADS": ("1000", "most server threads, one per request in progress (event streams hold none)"),
     "APP_HEARTBEAT_SECONDS": ("15", "comment line sent on idle event streams"),
-    "APP_POLL_SECONDS": ("0.5", "how often the event broadcaster checks the database for other processes' events"),
+    "APP_POLL_SECONDS": ("0.5", "how often the database is checked for work of other processes (events, queued jobs)"),
     "APP_ENV_FILE": (".env", "optional file of KEY=VALUE lines read at start"),
 }
 
@@ -94,14 +94,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5000
     server_threads: int = 64
-    server_max_threads: int = 10000
+    server_max_threads: int = 1000
     heartbeat_seconds: float = 15.0
     poll_seconds: float = 0.5
     limits: Limits = field(default_factory=Limits)
-
-    @property
-    def uploads_root(self) -> Path:
-        return self.outputs  # job_workspace() adds uploaded_files/<job_id>
 
     def results_dir(self, job_id: str) -> Path:
         return self.outputs / "results" / job_id
@@ -133,7 +129,7 @@ class Settings:
             host=env.get("APP_HOST", "127.0.0.1"),
             port=int(env.get("APP_PORT", 5000)),
             server_threads=int(env.get("APP_SERVER_THREADS", 64)),
-            server_max_threads=int(env.get("APP_SERVER_MAX_THREADS", 10000)),
+            server_max_threads=int(env.get("APP_SERVER_MAX_THREADS", 1000)),
             heartbeat_seconds=float(env.get("APP_HEARTBEAT_SECONDS", 15)),
             poll_seconds=float(env.get("APP_POLL_SECONDS", 0.5)),
             limits=Limits.from_env(),
