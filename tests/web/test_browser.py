@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import palmerpenguins
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from web_helpers import REPO
+from web_helpers import REPO, sandbox_processes
 
 PENGUINS = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
 ARTIFACTS = REPO / "test-artifacts"
@@ -108,3 +109,26 @@ def test_upload_watch_live_and_get_results(start_server, browser):
     expect(page.locator("table.history tbody tr")).to_have_count(1)
     expect(page.locator("table.history")).to_contain_text("succeeded")
     assert errors == [], errors
+
+
+def test_cancel_button_stops_the_job(start_server, browser):
+    server = start_server()
+    client = server.client()
+    job = client.submit([{"kind": "shell", "command": "echo waiting; sleep 300"}]).json()
+    context = browser.new_context()
+    context.add_cookies([{"name": k, "value": v, "url": server.base} for k, v in client.http.cookies.items()])
+    page = context.new_page()
+    page.goto(server.base + job["urls"]["page"])
+    expect(page.locator("#log")).to_contain_text("waiting", timeout=30_000)
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator("#cancel")).to_be_hidden()
+    assert sandbox_processes(job["id"]) == [] or _gone_soon(job["id"])
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+def _gone_soon(job_id: str) -> bool:
+    deadline = time.time() + 10
+    while sandbox_processes(job_id) and time.time() < deadline:
+        time.sleep(0.2)
+    return sandbox_processes(job_id) == []
