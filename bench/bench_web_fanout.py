@@ -21,7 +21,6 @@ import os
 import selectors
 import socket
 import re
-import statistics
 import sys
 import threading
 import time
