@@ -2,7 +2,8 @@
 
 The emulator cannot download anything, so it does not build images: every
 image runs on the host's project environment (the Python that runs the
-emulator, with its packages), read-only inside the jail. What it does check is
+emulator, with its packages), read-only inside the jail, or with the Docker
+runtime on one prebuilt local image (docker_runtime). What it does check is
 what would make a real build fail in a way our code must handle: a
 `pip install` of a package that is not in that environment ends the "build"
 with a failure (the client raises ImageBuildError), as a missing package would
