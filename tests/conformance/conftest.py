@@ -12,6 +12,8 @@ from agent_sandbox.backends import get_backend
 BACKENDS = {
     "local": ("local_backend", "local"),
     "docker": ("docker_backend", "docker"),
+    "modal": ("modal_backend", "modal"),
+    "modal-docker": ("modal_docker_backend", "modal"),
 }
 
 
@@ -35,3 +37,31 @@ def local_backend():
 def docker_backend():
     from tests.docker_engine import require_docker
     return require_docker()
+
+
+@pytest.fixture
+def modal_backend():
+    """The Modal backend, through the real `modal` client, against our local
+    Modal API emulator (one per session, see tests/modal_support.py)."""
+    from tests.modal_support import shared_emulator
+
+    emulator = shared_emulator()
+    yield get_backend("modal")
+    left = emulator.running_sandboxes()
+    assert not left, f"sandboxes left running: {left}"
+
+
+@pytest.fixture
+def modal_docker_backend():
+    """The same, with the emulator running sandboxes as Docker containers."""
+    from tests.modal_support import require_docker_runtime, shared_emulator
+
+    emulator = shared_emulator()
+    require_docker_runtime()
+    emulator.use_runtime("docker")
+    try:
+        yield get_backend("modal")
+    finally:
+        emulator.use_runtime("bwrap")
+    left = emulator.running_sandboxes()
+    assert not left, f"sandboxes left running: {left}"

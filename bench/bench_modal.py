@@ -1,0 +1,96 @@
+"""Submit -> first event, and whole-job time, on the Modal backend (through
+the local Modal API emulator, its sandboxes as bubblewrap jails and, when an
+engine and the agent-sandbox image are there, as Docker containers) beside the
+local backend, same trivial job.
+
+    .venv/bin/python bench/bench_modal.py [N]
+
+The job: the scripted model runs one `echo` and finishes, so what is measured
+is the backend's overhead (image definition, mounts upload, sandbox creation,
+exec, streaming, terminate + volume sync, output download), not the agent's
+work. The first Modal run is reported apart: it uploads the agent package and
+defines the image; later runs reuse both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agent_sandbox import events as ev  # noqa: E402
+from agent_sandbox.backends import get_backend  # noqa: E402
+from tests.conftest import make_spec  # noqa: E402
+from tests.modal_support import DOCKER_IMAGE, shared_emulator  # noqa: E402
+
+JOB = [{"kind": "shell", "command": "echo hello > /outputs/hello.txt; echo done"}]
+
+
+def one_run(backend) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = make_spec(Path(tmp), JOB)
+        marks: dict[str, float] = {}
+        t0 = time.perf_counter()
+
+        def on_event(event: dict) -> None:
+            now = time.perf_counter() - t0
+            if event["type"] == ev.RUN_STARTED:   # the first event from inside the sandbox
+                marks.setdefault("agent_started", now)
+            if event["type"] == ev.OUTPUT:
+                marks.setdefault("first_output", now)
+
+        result = backend.run(spec, on_event)
+        marks["whole_job"] = time.perf_counter() - t0
+        if result.status != ev.SUCCEEDED or not (spec.results / "hello.txt").exists():
+            raise SystemExit(f"{backend.name}: the job failed: {result.status} {result.reason}")
+        return marks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("runs", nargs="?", type=int, default=10, help="runs per backend")
+    args = parser.parse_args()
+    emulator = shared_emulator()
+    local, modal = get_backend("local"), get_backend("modal")
+    cold = one_run(modal)
+    columns = {"local": [one_run(local) for _ in range(args.runs)],
+               "modal": [one_run(modal) for _ in range(args.runs)]}
+    if docker_image_present():   # the emulator's Docker runtime: a container per sandbox
+        emulator.use_runtime("docker")
+        columns["modal/docker"] = [one_run(modal) for _ in range(args.runs)]
+        emulator.use_runtime("bwrap")
+    emulator.stop()
+
+    print(f"Modal backend through the local emulator (sandboxes as bubblewrap jails, and as Docker "
+          f"containers when available) vs the local backend; trivial scripted job, median of "
+          f"{args.runs} runs; first event = the agent's run_started; ratio = x local")
+    names = list(columns)
+    print(f"{'metric':<36}" + "".join(f"{n:>14}" for n in names))
+    for key, label in (("agent_started", "submit -> first event (s)"),
+                       ("first_output", "submit -> first command output (s)"),
+                       ("whole_job", "whole job (s)")):
+        medians = {n: statistics.median(m[key] for m in columns[n]) for n in names}
+        cells = [f"{medians[n]:.3f}" + ("" if n == "local" else f" ({medians[n] / medians['local']:.1f}x)")
+                 for n in names]
+        print(f"{label:<36}" + "".join(f"{c:>14}" for c in cells))
+    print(f"first Modal run (cold: uploads agent_sandbox, defines the image): "
+          f"first event {cold['agent_started']:.3f}s, whole job {cold['whole_job']:.3f}s")
+
+
+def docker_image_present() -> bool:
+    try:
+        return subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+if __name__ == "__main__":
+    main()

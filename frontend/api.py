@@ -1,0 +1,200 @@
+"""The JSON API (the pages use it; so do scripts and tests). Errors are JSON too."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
+
+from agent_sandbox.workspace import job_workspace
+from frontend import results as res
+from frontend.identity import csrf_token, current_owner
+from frontend.uploads import UploadError, save_uploads
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+class TooManyJobs(HTTPException):
+    code = 429
+    description = "too many jobs"
+
+
+def services():
+    return current_app.extensions["jobs"]
+
+
+def owned_job(job_id: str) -> dict[str, Any]:
+    """The caller's job, or 404 (another owner's job is indistinguishable from none)."""
+    job = services().store.get_job(job_id, owner=current_owner())
+    if job is None:
+        raise NotFound(f"no job {job_id!r} here")
+    return job
+
+
+def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    store = services().store
+    end = job["finished"] or (time.time() if job["started"] else None)
+    return {
+        "id": job["id"], "status": job["status"], "created": job["created"],
+        "started": job["started"], "finished": job["finished"],
+        "duration": round(end - job["started"], 3) if end and job["started"] else None,
+        "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
+        "files": job["files"], "limits": job["limits"], "reason": job["reason"],
+        "error": job["error"], "exit_code": job["exit_code"], "events": job["last_seq"],
+        "queue_position": store.queue_position(job),
+        "urls": {"page": url_for("pages.job_page", job_id=job["id"]),
+                 "events": url_for("api.job_events", job_id=job["id"]),
+                 "outputs": url_for("api.job_outputs", job_id=job["id"]),
+                 "zip": url_for("api.job_zip", job_id=job["id"])},
+    }
+
+
+@api.get("/session")
+def session_info():
+    s = current_app.config["SETTINGS"]
+    return jsonify(owner=current_owner(), csrf_token=csrf_token(), backends=s.backends,
+                   models=s.models, default_backend=s.default_backend, default_model=s.default_model,
+                   max_files=s.max_files, max_file_bytes=s.max_file_bytes,
+                   max_request_bytes=s.max_request_bytes)
+
+
+@api.post("/jobs")
+def create_job():
+    s = current_app.config["SETTINGS"]
+    svc = services()
+    owner = current_owner()
+    if reason := svc.executor.admission_error(owner):  # refuse before reading a large body
+        _drain_body()
+        raise TooManyJobs(reason)
+    form = request.form  # parses the body: files stream to capped temp files
+    backend = form.get("backend") or s.default_backend
+    model = form.get("model") or s.default_model
+    if backend not in s.backends:
+        raise BadRequest(f"backend {backend!r} is not allowed here; choose one of {', '.join(s.backends)}")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    env = {}
+    if model.partition(":")[0] == "scripted" and form.get("script"):
+        env["AGENT_SCRIPT"] = _script(form["script"])
+    job_id = secrets.token_urlsafe(16)
+    workspace = job_workspace(s.outputs, job_id)
+    try:
+        files = save_uploads(request.files.getlist("files"), workspace, s.my_files, s.max_files,
+                             s.max_file_bytes)
+    except UploadError as exc:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise BadRequest(str(exc)) from None
+    except BaseException:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise
+    job = svc.executor.submit({"id": job_id, "owner": owner, "backend": backend, "model": model,
+                               "instructions": form.get("instructions", "").strip()[:20000],
+                               "files": files, "limits": s.limits.to_dict(), "env": env})
+    if job is None:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise TooManyJobs(svc.executor.admission_error(owner) or "too many jobs; try again shortly")
+    return jsonify(job_json(job)), 201
+
+
+def _script(text: str) -> str:
+    try:
+        actions = json.loads(text)
+    except ValueError:
+        raise BadRequest("script must be a JSON list of actions") from None
+    if not isinstance(actions, list):
+        raise BadRequest("script must be a JSON list of actions")
+    return json.dumps(actions)
+
+
+def _drain_body() -> None:
+    # Read (and drop) the upload so the client sees our answer instead of a reset connection.
+    stream = request.stream
+    while stream.read(1024 * 1024):
+        pass
+
+
+@api.get("/jobs")
+def list_jobs():
+    return jsonify(jobs=[job_json(j) for j in services().store.list_jobs(current_owner())])
+
+
+@api.get("/jobs/<job_id>")
+def get_job(job_id):
+    return jsonify(job_json(owned_job(job_id)))
+
+
+@api.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id):
+    job = owned_job(job_id)
+    services().executor.cancel(job["id"])
+    return jsonify(job_json(services().store.get_job(job["id"]))), 202
+
+
+@api.get("/jobs/<job_id>/events")
+def job_events(job_id):
+    job = owned_job(job_id)
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    try:
+        after = max(0, int(after))
+    except ValueError:
+        raise BadRequest("Last-Event-ID / after must be an event number") from None
+    s = current_app.config["SETTINGS"]
+    handoff = request.environ.get("frontend.handoff")
+    if handoff is not None:  # our server: the hub's selector thread takes the socket over
+        handoff(services().hub, job["id"], after)
+        return Response(status=200)
+    stream = services().hub.stream(job["id"], after, s.heartbeat_seconds)
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@api.get("/jobs/<job_id>/outputs")
+def job_outputs(job_id):
+    job = owned_job(job_id)
+    manifest = res.load_manifest(current_app.config["SETTINGS"].results_dir(job["id"]))
+    if manifest is None:
+        return jsonify(ready=False, status=job["status"], files=[], skipped=[])
+    return jsonify(ready=True, status=job["status"], **manifest)
+
+
+@api.get("/jobs/<job_id>/outputs/<path:path>")
+def job_output_file(job_id, path):
+    job = owned_job(job_id)
+    results = current_app.config["SETTINGS"].results_dir(job["id"])
+    full = res.listed_file(results, res.load_manifest(results), path)
+    if full is None:
+        raise NotFound(f"no output file {path!r} in this job")
+    resp = send_file(full, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
+                     download_name=full.name, conditional=True, max_age=0)
+    resp.headers["Content-Security-Policy"] = res.CSP_SANDBOX
+    return resp
+
+
+@api.get("/jobs/<job_id>/preview/<path:path>")
+def job_output_preview(job_id, path):
+    job = owned_job(job_id)
+    results = current_app.config["SETTINGS"].results_dir(job["id"])
+    full = res.listed_file(results, res.load_manifest(results), path)
+    if full is None or not path.lower().endswith(res.TABLE_TYPES):
+        raise NotFound(f"no table {path!r} in this job")
+    try:
+        return jsonify(path=path, **res.preview_table(full))
+    except Exception as exc:  # a malformed file is the agent's output, not our crash
+        return jsonify(path=path, columns=[], rows=[], error=f"cannot preview: {exc}"), 422
+
+
+@api.get("/jobs/<job_id>/outputs.zip")
+def job_zip(job_id):
+    job = owned_job(job_id)
+    results = current_app.config["SETTINGS"].results_dir(job["id"])
+    manifest = res.load_manifest(results)
+    if manifest is None:
+        abort(409, "this job has no results yet")
+    name = f"job-{job['id']}"
+    return Response(res.stream_zip(results, manifest, name), mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})

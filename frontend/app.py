@@ -1,0 +1,102 @@
+"""The Flask app factory: settings, job store, event broadcaster, executor, routes.
+
+    app = create_app()              # settings from the environment
+    app = create_app(settings)      # tests build their own Settings
+
+One process runs the jobs (the executor lives here); any process sharing the
+database can serve pages and event streams.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from frontend.api import api
+from frontend.executor import JobExecutor
+from frontend.feed import FeedHub
+from frontend.identity import check_csrf, csrf_token
+from frontend.pages import pages
+from frontend.settings import Settings
+from frontend.store import JobStore
+from frontend.uploads import UploadRequest
+
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'; form-action 'self'")
+
+
+class Services:
+    def __init__(self, settings: Settings, store: JobStore, hub: FeedHub, executor: JobExecutor):
+        self.settings, self.store, self.hub, self.executor = settings, store, hub, executor
+
+
+def create_app(settings: Settings | None = None, run_jobs: bool | None = None, backend_factory=None) -> Flask:
+    settings = settings or Settings.from_env()
+    settings.outputs.mkdir(parents=True, exist_ok=True)
+    tmp_dir = settings.outputs / "tmp"
+    tmp_dir.mkdir(exist_ok=True)
+
+    class Request(UploadRequest):
+        max_file_bytes = settings.max_file_bytes
+
+    Request.tmp_dir = tmp_dir
+
+    app = Flask(__name__)
+    app.request_class = Request
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="sandbox_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=365),
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_FORM_PARTS=settings.max_files + 20,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,  # the text fields (instructions, script)
+    )
+    app.json.sort_keys = False
+    store = JobStore(settings.database)
+    hub = FeedHub(store, settings.poll_seconds, settings.heartbeat_seconds)
+    kwargs = {"backend_factory": backend_factory} if backend_factory else {}
+    executor = JobExecutor(settings, store, hub, **kwargs)
+    app.extensions["jobs"] = Services(settings, store, hub, executor)
+    if settings.run_jobs if run_jobs is None else run_jobs:
+        executor.start()
+
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    app.before_request(check_csrf)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.after_request
+    def security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/") or not _wants_html():
+            resp = jsonify(error=exc.description, status=exc.code)
+        else:
+            resp = app.make_response((render_template("error.html", error=exc), exc.code))
+        resp.status_code = exc.code or 500
+        if exc.code == 429:
+            resp.headers["Retry-After"] = "10"
+        return resp
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):
+        app.logger.exception("unhandled error")
+        return jsonify(error="internal error; the server log has the details", status=500), 500
+
+    return app
+
+
+def _wants_html() -> bool:
+    return request.accept_mimetypes.accept_html

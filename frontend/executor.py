@@ -1,0 +1,174 @@
+"""JobExecutor: a bounded pool of threads that run queued jobs through a backend.
+
+At most `settings.workers` sandboxes run at once; other jobs wait, oldest
+first (their position is shown). The queue is the jobs table itself: workers
+claim the oldest queued job in a transaction, so a job submitted (or a cancel
+asked for) through any process sharing the database is seen by the one
+process that runs jobs. Admission caps (queued+running, globally and per
+owner) are checked in the same transaction that creates a job. Every event
+the backend reports is stored under the job's next sequence number, then the
+feed hub is told so live viewers see it at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from agent_sandbox import events as ev
+from agent_sandbox.backends import get_backend
+from agent_sandbox.spec import Limits, RunSpec
+from agent_sandbox.workspace import job_workspace
+from frontend.feed import FeedHub
+from frontend.settings import Settings
+from frontend.store import INTERRUPTED, QUEUED, RUNNING, JobStore
+
+# API keys handed to the model inside the sandbox as secrets (never logged).
+MODEL_SECRETS = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",)}
+MODEL_ENV = {"openai": ("OPENAI_BASE_URL",), "anthropic": ("ANTHROPIC_BASE_URL",)}
+
+
+class JobExecutor:
+    def __init__(self, settings: Settings, store: JobStore, hub: FeedHub,
+                 backend_factory: Callable[[str], Any] = get_backend):
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.backend_factory = backend_factory
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
+                         for i in range(settings.workers)]
+
+    def start(self) -> None:
+        """Run jobs in this process (exactly one process per database should)."""
+        self.recover()
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    # -- admission and control ---------------------------------------------
+
+    def admission_error(self, owner: str) -> str | None:
+        """Why a new job from `owner` must wait (429), or None."""
+        if self.store.count_active(owner) >= self.settings.max_active_per_owner:
+            return (f"you already have {self.settings.max_active_per_owner} jobs queued or running; "
+                    "wait for one to finish")
+        if self.store.count_active() >= self.settings.max_active_jobs:
+            return "the server is at its limit of queued and running jobs; try again shortly"
+        return None
+
+    def submit(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a queued job, unless a cap is reached (then None). Works in any process."""
+        job = self.store.create_job(job, self.settings.max_active_per_owner, self.settings.max_active_jobs)
+        if job is None:
+            return None
+        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": QUEUED,
+                                                       "message": "waiting for a free sandbox"}))
+        self._wake.set()
+        return job
+
+    def cancel(self, job_id: str) -> None:
+        """Queued: cancelled at once. Running: the sandbox is stopped (by whichever process runs it)."""
+        if self.store.update_job(job_id, only_if_status=(QUEUED,), status=ev.CANCELLED,
+                                 finished=time.time(), reason="cancelled before it started"):
+            self.emit(job_id, ev.make_event(ev.STATUS, {"status": ev.CANCELLED,
+                                                        "message": "cancelled before it started"}))
+            return
+        self.store.update_job(job_id, only_if_status=(RUNNING,), cancel_requested=1)
+        with self._lock:
+            flag = self._cancels.get(job_id)
+        if flag is not None:
+            flag.set()  # running here: stop now rather than at the next check of the flag
+
+    def emit(self, job_id: str, event: dict[str, Any]) -> int:
+        seq = self.store.append_event(job_id, event)
+        self.hub.notify(job_id)
+        return seq
+
+    def recover(self) -> None:
+        """After a restart: running jobs are interrupted (their sandboxes swept); queued ones still run."""
+        interrupted = self.store.jobs_with_status(RUNNING)
+        for job in interrupted:
+            message = "the server restarted while this job was running; it was stopped"
+            self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
+            self.emit(job["id"], ev.make_event(ev.STATUS, {"status": INTERRUPTED, "message": message}))
+            self.store.update_job(job["id"], status=INTERRUPTED, finished=time.time(),
+                                  reason=message, error=message)
+        for name in {j["backend"] for j in interrupted} | {self.settings.default_backend}:
+            try:
+                self.backend_factory(name).sweep_orphans()
+            except Exception as exc:  # a backend that cannot load must not stop the app
+                print(f"sweep_orphans({name}) failed: {exc!r}", flush=True)
+
+    # -- running ------------------------------------------------------------
+
+    def _work(self) -> None:
+        # Jobs are claimed from the database, so jobs submitted by any process run here.
+        while not self._stopping.is_set():
+            try:
+                job_id = self.store.claim_next()
+                if job_id is None:
+                    self._wake.wait(self.settings.poll_seconds)
+                    self._wake.clear()
+                    continue
+                self._run(job_id)
+            except Exception:  # never lose a worker thread
+                traceback.print_exc()
+                time.sleep(1)
+
+    def _watch_cancel(self, job_id: str, cancel: threading.Event, done: threading.Event) -> None:
+        while not done.wait(0.5):
+            job = self.store.get_job(job_id)
+            if job is None or job["cancel_requested"]:
+                cancel.set()
+                return
+
+    def _run(self, job_id: str) -> None:
+        cancel, done = threading.Event(), threading.Event()
+        with self._lock:
+            self._cancels[job_id] = cancel
+        threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
+        job = self.store.get_job(job_id)
+        self.emit(job_id, ev.make_event(ev.STATUS, {"status": RUNNING,
+                                                    "message": "a worker picked up the job"}))
+        status, reason, exit_code, error = ev.ERROR_STATUS, "", None, ""
+        try:
+            spec = self.build_spec(job)
+            result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
+            status, reason, exit_code = result.status, result.reason, result.exit_code
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            reason = "the sandbox could not be run"
+            self.emit(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
+            traceback.print_exc()
+        finally:
+            done.set()
+            with self._lock:
+                self._cancels.pop(job_id, None)
+        if status not in ev.FINAL_STATUSES:
+            status = ev.ERROR_STATUS
+        # The final status is written last: a viewer that sees it has every event.
+        self.emit(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
+        self.store.update_job(job_id, status=status, reason=reason, exit_code=exit_code,
+                              error=error, finished=time.time())
+        self.hub.notify(job_id)
+
+    def build_spec(self, job: dict[str, Any]) -> RunSpec:
+        prefix = job["model"].partition(":")[0]
+        secrets = {k: os.environ[k] for k in MODEL_SECRETS.get(prefix, ()) if os.environ.get(k)}
+        env = {k: os.environ[k] for k in MODEL_ENV.get(prefix, ()) if os.environ.get(k)}
+        env.update(job["env"])
+        limits = Limits(**job["limits"]) if job["limits"] else self.settings.limits
+        return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),
+                       results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
+                       model=job["model"], secrets=secrets, env=env, limits=limits)
+

@@ -1,0 +1,178 @@
+"""A finished job's results: the manifest, single files, table previews, the report, the zip.
+
+Only files listed in the job's manifest.json are ever served, each through
+`safe_join` under the job's results folder, so no request path can reach
+anything else. Agent-written HTML is served under `Content-Security-Policy:
+sandbox`, so it cannot run scripts on our origin.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import mimetypes
+import posixpath
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from markdown_it import MarkdownIt
+
+from agent_sandbox.outputs import MANIFEST, safe_join
+
+CHUNK = 1024 * 1024
+PREVIEW_ROWS = 20
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+TABLE_TYPES = (".csv", ".tsv", ".parquet")
+# Already compressed: stored as-is in the zip rather than deflated again.
+COMPRESSED = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".parquet", ".zip", ".gz", ".xz", ".bz2", ".pdf")
+TEXT_TYPES = {".md": "text/markdown", ".csv": "text/csv", ".tsv": "text/tab-separated-values",
+              ".log": "text/plain", ".py": "text/x-python", ".json": "application/json",
+              ".txt": "text/plain", ".sql": "text/plain", ".yaml": "text/plain", ".yml": "text/plain"}
+CSP_SANDBOX = "sandbox"
+
+
+def load_manifest(results: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((results / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def listed_file(results: Path, manifest: dict[str, Any] | None, path: str) -> Path | None:
+    """The on-disk file for `path` if the manifest lists it, else None."""
+    if not manifest or path not in {f["path"] for f in manifest.get("files", [])}:
+        return None
+    full = safe_join(results, path)
+    if full.is_symlink() or not full.is_file():
+        return None
+    return full
+
+
+def content_type(path: str) -> str:
+    ext = posixpath.splitext(path)[1].lower()
+    if ext in TEXT_TYPES:
+        kind = TEXT_TYPES[ext]
+    else:
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind in ("application/json", "image/svg+xml"):
+        kind += "; charset=utf-8"
+    return kind
+
+
+def describe(manifest: dict[str, Any]) -> dict[str, list]:
+    """Group the manifest's files for the results page."""
+    files = manifest.get("files", [])
+    by_ext = lambda exts: [f for f in files if f["path"].lower().endswith(exts)]  # noqa: E731
+    return {"images": by_ext(IMAGE_TYPES), "tables": by_ext(TABLE_TYPES), "files": files,
+            "skipped": manifest.get("skipped", [])}
+
+
+def preview_table(path: Path, rows: int = PREVIEW_ROWS) -> dict[str, Any]:
+    """The first rows of a CSV/TSV/Parquet file: {columns, rows, note}."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+        pf = pq.ParquetFile(path)
+        batch = next(pf.iter_batches(batch_size=rows), None)
+        columns = pf.schema_arrow.names
+        data = batch.to_pylist() if batch is not None else []
+        return {"columns": columns, "rows": [[_cell(r.get(c)) for c in columns] for r in data],
+                "total_rows": pf.metadata.num_rows}
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        head = f.read(64 * 1024)
+        f.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(head, delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+        reader = csv.reader(f, dialect)
+        header = next(reader, [])
+        body = [next(reader, None) for _ in range(rows)]
+    return {"columns": header, "rows": [r for r in body if r is not None], "total_rows": None}
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def find_report(manifest: dict[str, Any]) -> dict[str, str]:
+    """Paths of the report files, preferring top-level ones: {"md": ..., "html": ...}."""
+    found: dict[str, str] = {}
+    for f in sorted(manifest.get("files", []), key=lambda f: (f["path"].count("/"), f["path"])):
+        name = posixpath.basename(f["path"]).lower()
+        if name in ("report.md", "readme.md") and "md" not in found:
+            found["md"] = f["path"]
+        elif name in ("report.html", "report.htm") and "html" not in found:
+            found["html"] = f["path"]
+    return found
+
+
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def render_markdown(text: str, base_path: str, url_for_output) -> str:
+    """Markdown to HTML without any raw HTML; relative links and images point at our outputs."""
+    tokens = _markdown.parse(text)
+    base_dir = posixpath.dirname(base_path)
+
+    def rewrite(url: str) -> str:
+        if not url or url.startswith(("#", "/")) or ":" in url.split("/")[0]:
+            return url
+        target = posixpath.normpath(posixpath.join(base_dir, url.split("#")[0]))
+        return url if target.startswith("..") else url_for_output(target)
+
+    def walk(tokens):
+        for tok in tokens:
+            if tok.type == "image":
+                tok.attrSet("src", rewrite(tok.attrGet("src") or ""))
+            elif tok.type == "link_open":
+                tok.attrSet("href", rewrite(tok.attrGet("href") or ""))
+            if tok.children:
+                walk(tok.children)
+
+    walk(tokens)
+    return _markdown.renderer.render(tokens, _markdown.options, {})
+
+
+class _ZipSink:
+    """A write-only stream for zipfile; the generator drains it as it goes."""
+
+    def __init__(self):
+        self._chunks: list[bytes] = []
+        self._pos = 0
+
+    def write(self, data) -> int:
+        self._chunks.append(bytes(data))
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def stream_zip(results: Path, manifest: dict[str, Any], folder: str) -> Iterator[bytes]:
+    """The listed files plus the manifest as one zip, produced chunk by chunk (never whole in memory)."""
+    sink = _ZipSink()
+    with zipfile.ZipFile(sink, "w") as zf:
+        for entry in manifest.get("files", []):
+            src = listed_file(results, manifest, entry["path"])
+            if src is None:
+                continue
+            method = zipfile.ZIP_STORED if src.suffix.lower() in COMPRESSED else zipfile.ZIP_DEFLATED
+            info = zipfile.ZipInfo.from_file(src, f"{folder}/{entry['path']}")
+            info.compress_type = method
+            with open(src, "rb") as inp, zf.open(info, "w", force_zip64=True) as out:
+                while chunk := inp.read(CHUNK):
+                    out.write(chunk)
+                    yield sink.drain()
+            yield sink.drain()
+        zf.writestr(f"{folder}/{MANIFEST}", json.dumps(manifest, indent=2))
+    yield sink.drain()

@@ -1,0 +1,239 @@
+"""JobStore: jobs and their events in one SQLite file.
+
+The events table is the single source for every live log: the executor
+appends, the event broadcaster (feed.py) reads. Each job's events are numbered
+by the host 1, 2, 3... with no gaps (that number is the SSE `id:`), because
+the number is assigned inside the same transaction that stores the event.
+
+Schema changes are a list of small migration functions; PRAGMA user_version
+records how many have run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+QUEUED, RUNNING, INTERRUPTED = "queued", "running", "interrupted"
+ACTIVE = (QUEUED, RUNNING)
+
+
+def _m1_jobs_and_events(db: sqlite3.Connection) -> None:
+    db.execute("""CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        backend TEXT NOT NULL,
+        model TEXT NOT NULL,
+        instructions TEXT NOT NULL DEFAULT '',
+        files TEXT NOT NULL DEFAULT '[]',
+        limits TEXT NOT NULL DEFAULT '{}',
+        env TEXT NOT NULL DEFAULT '{}',
+        reason TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        exit_code INTEGER,
+        last_seq INTEGER NOT NULL DEFAULT 0)""")
+    db.execute("CREATE INDEX jobs_owner_created ON jobs(owner, created)")
+    db.execute("CREATE INDEX jobs_status_created ON jobs(status, created)")
+    db.execute("""CREATE TABLE events (
+        job_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)) WITHOUT ROWID""")
+
+
+def _m2_cancel_requested(db: sqlite3.Connection) -> None:
+    # A cancel asked for in one process reaches the process running the job through this flag.
+    db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested]
+
+JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
+              "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
+              "cancel_requested")
+_JSON_FIELDS = ("files", "limits", "env")
+
+
+class JobStore:
+    """Thread-safe access to the jobs database: one connection per thread, one writer lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self.migrate()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    def migrate(self) -> None:
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                for n, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                    migration(db)
+                    db.execute(f"PRAGMA user_version={n}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # -- jobs ---------------------------------------------------------------
+
+    def create_job(self, job: dict[str, Any], max_per_owner: int | None = None,
+                   max_total: int | None = None) -> dict[str, Any] | None:
+        """Insert a job; with caps, only if the owner and everybody stay within them (else None).
+
+        The count and the insert are one transaction, so the caps hold across
+        threads and processes.
+        """
+        row = {k: job.get(k) for k in JOB_FIELDS}
+        row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
+                   instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
+                   cancel_requested=0)
+        for k in _JSON_FIELDS:
+            row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if ((max_per_owner is not None and self.count_active(row["owner"]) >= max_per_owner)
+                        or (max_total is not None and self.count_active() >= max_total)):
+                    db.execute("ROLLBACK")
+                    return None
+                db.execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
+                           list(row.values()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return self.get_job(row["id"])
+
+    def claim_next(self) -> str | None:
+        """Move the oldest queued job to running and return its id (None if the queue is empty)."""
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT id FROM jobs WHERE status=? ORDER BY created LIMIT 1",
+                                 (QUEUED,)).fetchone()
+                if row:
+                    db.execute("UPDATE jobs SET status=?, started=? WHERE id=?", (RUNNING, time.time(), row[0]))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return row[0] if row else None
+
+    def get_job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        sql, args = "SELECT * FROM jobs WHERE id=?", [job_id]
+        if owner is not None:
+            sql, args = sql + " AND owner=?", args + [owner]
+        row = self._db().execute(sql, args).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(self, owner: str, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self._db().execute("SELECT * FROM jobs WHERE owner=? ORDER BY created DESC LIMIT ?",
+                                  (owner, limit)).fetchall()
+        return [_job(r) for r in rows]
+
+    def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(statuses))
+        rows = self._db().execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created",
+                                  statuses).fetchall()
+        return [_job(r) for r in rows]
+
+    def count_active(self, owner: str | None = None) -> int:
+        sql, args = "SELECT COUNT(*) FROM jobs WHERE status IN (?,?)", list(ACTIVE)
+        if owner is not None:
+            sql, args = sql + " AND owner=?", args + [owner]
+        return self._db().execute(sql, args).fetchone()[0]
+
+    def queue_position(self, job: dict[str, Any]) -> int | None:
+        """1 for the next job to start; None unless queued."""
+        if job["status"] != QUEUED:
+            return None
+        ahead = self._db().execute("SELECT COUNT(*) FROM jobs WHERE status=? AND created<?",
+                                   (QUEUED, job["created"])).fetchone()[0]
+        return ahead + 1
+
+    def update_job(self, job_id: str, only_if_status: tuple[str, ...] = (), **fields: Any) -> bool:
+        """Set fields; with only_if_status, only when the job is in one of those states."""
+        for k in _JSON_FIELDS:
+            if k in fields:
+                fields[k] = json.dumps(fields[k])
+        sets = ",".join(f"{k}=?" for k in fields)
+        sql, args = f"UPDATE jobs SET {sets} WHERE id=?", [*fields.values(), job_id]
+        if only_if_status:
+            sql += f" AND status IN ({','.join('?' * len(only_if_status))})"
+            args += list(only_if_status)
+        with self._write_lock:
+            return self._db().execute(sql, args).rowcount == 1
+
+    # -- events -------------------------------------------------------------
+
+    def append_event(self, job_id: str, event: dict[str, Any]) -> int:
+        """Store one event under the job's next sequence number; returns it."""
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = db.execute("SELECT last_seq FROM jobs WHERE id=?", (job_id,)).fetchone()[0] + 1
+                stored = dict(event, seq=seq)
+                db.execute("INSERT INTO events (job_id, seq, type, event) VALUES (?,?,?,?)",
+                           (job_id, seq, str(stored.get("type", "raw")),
+                            json.dumps(stored, ensure_ascii=False, separators=(",", ":"), default=str)))
+                db.execute("UPDATE jobs SET last_seq=? WHERE id=?", (seq, job_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return seq
+
+    def events_after(self, job_id: str, after: int, limit: int = 500) -> list[tuple[int, str, str]]:
+        """(seq, type, event JSON) for events with seq > after, oldest first."""
+        return [tuple(r) for r in self._db().execute(
+            "SELECT seq, type, event FROM events WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (job_id, after, limit))]
+
+    def iter_events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        after = 0
+        while batch := self.events_after(job_id, after):
+            for seq, _, text in batch:
+                yield json.loads(text)
+            after = batch[-1][0]
+
+    def progress(self, job_ids: list[str]) -> dict[str, tuple[int, str]]:
+        """job id -> (last_seq, status) for many jobs in one query (the broadcaster's poll)."""
+        if not job_ids:
+            return {}
+        marks = ",".join("?" * len(job_ids))
+        rows = self._db().execute(f"SELECT id, last_seq, status FROM jobs WHERE id IN ({marks})", job_ids)
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _job(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    for k in _JSON_FIELDS:
+        job[k] = json.loads(job[k])
+    return job

@@ -1,0 +1,76 @@
+"""Uploads streamed to disk with limits, then placed in the job's workspace.
+
+Werkzeug parses the multipart body in chunks and asks the request for a file
+object per part; `UploadRequest` hands it a temporary file that refuses to
+grow past the per-file limit, so a file is never held whole in memory and an
+oversized one is stopped as soon as it crosses the limit.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from agent_sandbox.workspace import add_upload, copy_my_files
+
+
+class CappedTempFile:
+    """A temporary file that raises 413 once more than `max_bytes` are written to it."""
+
+    def __init__(self, max_bytes: int, filename: str | None, tmp_dir: Path | None):
+        self._file = tempfile.TemporaryFile(dir=tmp_dir)
+        self._max = max_bytes
+        self._name = filename or "upload"
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._written += len(data)
+        if self._written > self._max:
+            self._file.close()
+            raise RequestEntityTooLarge(
+                f"{self._name!r} is larger than the per-file limit of {_mb(self._max)}")
+        return self._file.write(data)
+
+    def __getattr__(self, name):  # read, seek, tell, close... go to the real file
+        return getattr(self._file, name)
+
+
+class UploadRequest(Request):
+    max_file_bytes: int = 1 << 30
+    tmp_dir: Path | None = None
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return CappedTempFile(self.max_file_bytes, filename, self.tmp_dir)
+
+
+class UploadError(ValueError):
+    pass
+
+
+def save_uploads(files: list, workspace: Path, my_files: Path | None, max_files: int,
+                 max_file_bytes: int) -> list[dict]:
+    """Move the request's files into `workspace` (created here); returns [{name, size}]."""
+    files = [f for f in files if f and f.filename]
+    if not files:
+        raise UploadError("no files were uploaded; choose at least one file")
+    if len(files) > max_files:
+        raise UploadError(f"too many files: {len(files)} (the limit is {max_files} per job)")
+    workspace.mkdir(parents=True, exist_ok=False)
+    saved = []
+    for f in files:
+        try:
+            dest = add_upload(workspace, f.filename, f.stream, max_file_bytes)
+        except ValueError as exc:  # UnsafePath or over the limit
+            raise UploadError(str(exc)) from None
+        finally:
+            f.stream.close()
+        saved.append({"name": dest.relative_to(workspace).as_posix(), "size": dest.stat().st_size})
+    copy_my_files(workspace, my_files)
+    return saved
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MB"

@@ -1,0 +1,58 @@
+"""python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
+[--create-rate R] [--runtime auto|bwrap|docker] [--docker-image IMAGE] [-v]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from modal_emulator.docker_runtime import DEFAULT_IMAGE
+from modal_emulator.server import Emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modal_emulator",
+                                     description="Local emulator of the Modal API our Modal backend uses.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=50551, help="gRPC port (0: any free port)")
+    parser.add_argument("--http-port", type=int, default=0, help="blob/volume/admin HTTP port (0: any free port)")
+    parser.add_argument("--state", default=None, help="folder for uploads, volumes and sandboxes (default: a temp dir)")
+    parser.add_argument("--faults", default=os.environ.get("MODAL_EMULATOR_FAULTS", ""),
+                        help='failures to inject, e.g. "SandboxCreateV2:UNAVAILABLE:2"')
+    parser.add_argument("--create-rate", type=float, default=0.0,
+                        help="sandbox creations allowed per second, as Modal rate limits them (0: no limit)")
+    parser.add_argument("--runtime", choices=("auto", "bwrap", "docker"), default="auto",
+                        help="run sandboxes in Docker containers or bubblewrap jails "
+                             "(auto: Docker when an engine answers and has --docker-image)")
+    parser.add_argument("--docker-image", default=DEFAULT_IMAGE,
+                        help="local image every image definition maps to with the Docker runtime")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
+    args = parser.parse_args(argv)
+    # Only our own logger gets DEBUG: the HTTP/2 libraries would log request headers (tokens).
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s modal-emulator %(levelname)s %(message)s")
+    logging.getLogger("modal_emulator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    asyncio.run(_serve(Emulator(args.host, args.port, args.http_port, args.state, args.faults,
+                                 args.create_rate, args.runtime, args.docker_image)))
+    return 0
+
+
+async def _serve(emulator: Emulator) -> None:
+    await emulator.start()
+    # One machine-readable line on stdout: tests and scripts wait for it.
+    print(f"modal-emulator ready grpc={emulator.state.grpc_url} http={emulator.state.http_url} "
+          f"runtime={emulator.state.runtime} state={emulator.state.folder}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await emulator.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

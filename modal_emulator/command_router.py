@@ -1,0 +1,89 @@
+"""The worker-side TaskCommandRouter RPCs: start a command, stream its output,
+report its exit.
+
+The real client reaches this service at the URL SandboxCreateV2 returns; here
+it shares the control plane's port. Output is kept per exec and streamed from
+the offset the client asks for, so the client's resume-after-error works.
+A sandbox that has ended answers NOT_FOUND, as on Modal.
+"""
+
+from __future__ import annotations
+
+from grpclib import GRPCError, Status
+
+from modal_proto import task_command_router_pb2 as sr_pb2
+
+from modal_emulator.sandbox import STDERR, STDOUT, Exec, Sandbox, SandboxFinished
+from modal_emulator.state import EmulatorState
+
+
+class CommandRouter:
+    def __init__(self, state: EmulatorState):
+        self.state = state
+
+    def _sandbox(self, task_id: str) -> Sandbox:
+        sandbox = self.state.by_task.get(task_id)
+        if sandbox is None:
+            raise GRPCError(Status.NOT_FOUND, f"Task {task_id} not found")
+        return sandbox
+
+    def _exec(self, task_id: str, exec_id: str) -> Exec:
+        sandbox = self._sandbox(task_id)
+        ex = sandbox.execs.get(exec_id)
+        if ex is None:
+            raise GRPCError(Status.NOT_FOUND, f"Exec {exec_id} not found")
+        return ex
+
+    async def TaskExecStart(self, request):
+        sandbox = self._sandbox(request.task_id)
+        env = dict(request.env)
+        for source in request.secret_sources:
+            if source.WhichOneof("source") == "env":
+                env.update(source.env.contents)
+        if not request.command_args:
+            raise GRPCError(Status.INVALID_ARGUMENT, "exec needs a command")
+        try:
+            await sandbox.exec(
+                request.exec_id, list(request.command_args),
+                workdir=request.workdir if request.HasField("workdir") else None, env=env,
+                timeout=request.timeout_secs or None,
+                stdout=request.stdout_config != sr_pb2.TaskExecStdoutConfig.TASK_EXEC_STDOUT_CONFIG_DEVNULL,
+                stderr=request.stderr_config != sr_pb2.TaskExecStderrConfig.TASK_EXEC_STDERR_CONFIG_DEVNULL)
+        except SandboxFinished:
+            why = f": {sandbox.result.exception}" if sandbox.result and sandbox.result.exception else ""
+            raise GRPCError(Status.NOT_FOUND, f"Sandbox {sandbox.sandbox_id} has finished{why}") from None
+        return sr_pb2.TaskExecStartResponse()
+
+    async def TaskExecStdioRead(self, request):
+        ex = self._exec(request.task_id, request.exec_id)
+        fd = STDERR if request.file_descriptor == sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDERR else STDOUT
+        offset = request.offset
+        while True:
+            async with ex.changed:
+                await ex.changed.wait_for(lambda: len(ex.output[fd]) > offset or ex.done)
+                data = bytes(ex.output[fd][offset:offset + 1024 * 1024])
+                done = ex.done
+            if data:
+                offset += len(data)
+                yield sr_pb2.TaskExecStdioReadResponse(data=data)
+            elif done:
+                return
+
+    async def TaskExecWait(self, request):
+        ex = self._exec(request.task_id, request.exec_id)
+        await ex.wait()
+        return _exit_status(sr_pb2.TaskExecWaitResponse, ex)
+
+    async def TaskExecPoll(self, request):
+        ex = self._exec(request.task_id, request.exec_id)
+        if not ex.done:
+            return sr_pb2.TaskExecPollResponse()
+        return _exit_status(sr_pb2.TaskExecPollResponse, ex)
+
+
+def _exit_status(response_cls, ex: Exec):
+    if ex.killed_by_sandbox_end:
+        # The container is gone with the process in it: no exit status to give.
+        raise GRPCError(Status.NOT_FOUND, f"Exec {ex.exec_id} ended with its sandbox")
+    code = ex.returncode if ex.returncode is not None else -1
+    return response_cls(signal=-code) if code < 0 else response_cls(code=code)

@@ -1,0 +1,104 @@
+"""Plain HTTP beside the gRPC port: what Modal serves from object storage,
+plus the emulator's admin endpoints.
+
+    PUT  /blobs/{id}                          blob upload (answers ETag: "<md5>")
+    GET  /blobs/{id}                          blob download
+    GET  /volumes/{id}/blocks/{n}/{path}      one 8 MiB block of a volume file
+    GET  /emulator/state                      sandboxes, volumes, faults (for tests)
+    POST /emulator/faults                     {"rpc", "status", "count", "message", "kind"}
+    DELETE /emulator/faults                   clear pending faults
+    POST /emulator/limits                     {"create_rate": sandboxes per second, 0 = off}
+    POST /emulator/runtime                    {"runtime": "bwrap"|"docker", "docker_image"} for new sandboxes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from aiohttp import web
+
+from modal_emulator.control_plane import BLOCK_SIZE
+from modal_emulator.faults import Fault
+from modal_emulator.state import EmulatorState
+
+
+def make_app(state: EmulatorState) -> web.Application:
+    async def put_blob(request: web.Request) -> web.Response:
+        data = await request.read()
+        try:
+            await asyncio.to_thread(state.content.put_blob, request.match_info["blob_id"], data)
+        except KeyError:
+            raise web.HTTPBadRequest(text="bad blob id") from None
+        return web.Response(headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+
+    async def get_blob(request: web.Request) -> web.StreamResponse:
+        try:
+            path = state.content.blob_path(request.match_info["blob_id"])
+        except KeyError:
+            path = None
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    async def get_block(request: web.Request) -> web.Response:
+        try:
+            volume = state.volumes.get(request.match_info["volume_id"])
+            path = volume.regular_file(request.match_info["path"])
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        index = int(request.match_info["index"])
+        data = await asyncio.to_thread(_read_block, path, index)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def get_state(request: web.Request) -> web.Response:
+        return web.json_response(state.summary())
+
+    async def add_fault(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            fault = Fault(**{k: body[k] for k in ("rpc", "status", "count", "message", "kind") if k in body})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise web.HTTPBadRequest(text=f"bad fault: {exc}") from None
+        state.faults.add(fault)
+        return web.json_response({"pending": state.faults.pending()})
+
+    async def set_limits(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            state.create_rate.set_rate(float(body.get("create_rate", 0)))
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=f"bad limits: {exc}") from None
+        return web.json_response({"create_rate": state.create_rate.rate})
+
+    async def set_runtime(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            runtime, image = body["runtime"], body.get("docker_image", state.docker_image)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise web.HTTPBadRequest(text=f"bad runtime request: {exc}") from None
+        if runtime not in ("bwrap", "docker") or not isinstance(image, str) or not image:
+            raise web.HTTPBadRequest(text=f"unknown runtime {runtime!r}; use bwrap or docker")
+        state.runtime, state.docker_image = runtime, image
+        return web.json_response({"runtime": state.runtime, "docker_image": state.docker_image})
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        state.faults.clear()
+        return web.json_response({"pending": []})
+
+    app = web.Application(client_max_size=1024 ** 3)
+    app.router.add_put("/blobs/{blob_id}", put_blob)
+    app.router.add_get("/blobs/{blob_id}", get_blob)
+    app.router.add_get("/volumes/{volume_id}/blocks/{index:\\d+}/{path:.+}", get_block)
+    app.router.add_get("/emulator/state", get_state)
+    app.router.add_post("/emulator/faults", add_fault)
+    app.router.add_delete("/emulator/faults", clear_faults)
+    app.router.add_post("/emulator/limits", set_limits)
+    app.router.add_post("/emulator/runtime", set_runtime)
+    return app
+
+
+def _read_block(path, index: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(index * BLOCK_SIZE)
+        return f.read(BLOCK_SIZE)

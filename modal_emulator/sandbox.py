@@ -1,0 +1,236 @@
+"""One sandbox's lifecycle, as Modal runs it.
+
+A sandbox starts with its image's mounts materialised in a private folder and
+private copies of its volumes; `exec` runs commands in the jail (jail.py).
+It ends at most once, by terminate, its lifetime timeout, its idle timeout or
+its entrypoint exiting: every process is killed, the volumes are committed
+(volumes.commit), then the result is published, so `wait` returning means the
+volumes are in sync. After that, exec fails with NOT_FOUND, as on Modal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from modal_proto import api_pb2
+
+from modal_emulator import volumes as volumes_mod
+from modal_emulator.jail import JailLayout, kill_group
+
+log = logging.getLogger("modal_emulator")
+
+STATUS = api_pb2.GenericResult
+STDOUT, STDERR = 1, 2
+IDLE_CHECK_SECONDS = 1.0
+
+
+class Runtime(Protocol):
+    """Where a sandbox's processes run (jail.BwrapRuntime, docker_runtime.DockerRuntime)."""
+
+    name: str
+
+    async def start(self, env: dict[str, str]) -> None: ...
+
+    async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
+                    stdout: bool, stderr: bool) -> asyncio.subprocess.Process: ...
+
+    async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class SandboxFinished(Exception):
+    """The sandbox is no longer running; its processes cannot be reached."""
+
+
+class Exec:
+    """One command running in the sandbox, with its output kept for readers."""
+
+    def __init__(self, exec_id: str, process: asyncio.subprocess.Process, runtime: Runtime):
+        self.exec_id = exec_id
+        self.process = process
+        self.runtime = runtime
+        self.output = {STDOUT: bytearray(), STDERR: bytearray()}
+        self.changed = asyncio.Condition()
+        self.done = False
+        self.returncode: int | None = None
+        self.killed_by_sandbox_end = False
+        self.task: asyncio.Task | None = None
+
+    async def run(self, timeout: float | None) -> None:
+        pumps = [asyncio.create_task(self._pump(self.process.stdout, STDOUT)),
+                 asyncio.create_task(self._pump(self.process.stderr, STDERR))]
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:   # the exec's own timeout: kill its whole process tree
+            await self.runtime.kill(self.exec_id, self.process)
+            await self.process.wait()
+        await asyncio.gather(*pumps)
+        async with self.changed:
+            self.returncode = self.process.returncode
+            self.done = True
+            self.changed.notify_all()
+
+    async def _pump(self, stream: asyncio.StreamReader | None, fd: int) -> None:
+        if stream is None:
+            return
+        while chunk := await stream.read(65536):
+            async with self.changed:
+                self.output[fd] += chunk
+                self.changed.notify_all()
+
+    def kill(self) -> None:
+        """Kill the local process (the jail, or the docker CLI of a removed container)."""
+        kill_group(self.process)
+
+    async def wait(self) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.done)
+
+
+@dataclass
+class Sandbox:
+    sandbox_id: str
+    task_id: str
+    app_id: str
+    definition: api_pb2.Sandbox
+    tags: dict[str, str]
+    env: dict[str, str]                 # secrets and env of the sandbox, for every exec
+    folder: Path                        # private state of this sandbox (mounts, tmp, volume copies)
+    layout: JailLayout
+    runtime: Runtime                    # runs the processes: bubblewrap jails or a Docker container
+    volume_mounts: dict[str, volumes_mod.Volume]   # mount path -> volume
+    created_at: float = field(default_factory=time.time)
+    execs: dict[str, Exec] = field(default_factory=dict)
+    result: api_pb2.GenericResult | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    _ending: bool = False
+    _last_active: float = field(default_factory=time.monotonic)
+    _timers: list[asyncio.Handle | asyncio.Task] = field(default_factory=list)
+    _end_task: asyncio.Task | None = None   # keeps a scheduled end alive until it ran
+    ended_at: float | None = None           # monotonic time the result was published
+    _boot: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self._ending
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.definition.timeout_secs:
+            self._timers.append(loop.call_later(
+                self.definition.timeout_secs, self.end_soon, STATUS.GENERIC_STATUS_TIMEOUT, 0,
+                f"Sandbox timed out after {self.definition.timeout_secs}s"))
+        if self.definition.idle_timeout_secs:
+            self._timers.append(asyncio.create_task(self._watch_idle(self.definition.idle_timeout_secs)))
+        self._boot = asyncio.create_task(self._boot_runtime())
+        if self.definition.entrypoint_args:
+            self._timers.append(asyncio.create_task(self._run_entrypoint(list(self.definition.entrypoint_args))))
+
+    async def _boot_runtime(self) -> None:
+        # As on Modal, create returns before the container is up; a container that
+        # fails to start ends the sandbox, and the first exec then finds it gone.
+        try:
+            await self.runtime.start(self.image_env())
+        except Exception as exc:
+            log.warning("sandbox %s did not start: %s", self.sandbox_id, exc)
+            await self.end(STATUS.GENERIC_STATUS_FAILURE, 1, str(exc))
+
+    def image_env(self) -> dict[str, str]:
+        """What every process sees, as in a Modal container (MODAL_TASK_ID etc.)."""
+        env = {"HOME": "/root", "PYTHONPATH": "/root",
+               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+               "MODAL_TASK_ID": self.task_id, "MODAL_IMAGE_ID": self.definition.image_id,
+               "MODAL_REGION": "local", "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_LOCAL",
+               "MODAL_ENVIRONMENT": "main"}
+        env.update(self.definition.environment_variables.contents)
+        env.update(self.env)
+        return env
+
+    async def exec(self, exec_id: str, args: list[str], *, workdir: str | None = None,
+                   env: dict[str, str] | None = None, timeout: float | None = None,
+                   stdout: bool = True, stderr: bool = True) -> Exec:
+        if not self.running:
+            raise SandboxFinished(self.sandbox_id)
+        if exec_id in self.execs:  # the client retries with the same id: idempotent
+            return self.execs[exec_id]
+        if self._boot is not None:
+            await asyncio.shield(self._boot)   # the container must be up (or known dead) first
+            if not self.running:
+                raise SandboxFinished(self.sandbox_id)
+        try:
+            process = await self.runtime.spawn(exec_id, args, workdir or self.definition.workdir or "/",
+                                               env or {}, stdout, stderr)
+        except SandboxFinished:
+            raise
+        except Exception as exc:
+            if not self.running:
+                raise SandboxFinished(self.sandbox_id) from exc
+            raise
+        ex = Exec(exec_id, process, self.runtime)
+        self.execs[exec_id] = ex
+        self._last_active = time.monotonic()
+        ex.task = asyncio.create_task(ex.run(timeout or None))
+        ex.task.add_done_callback(lambda _: self._touch())
+        return ex
+
+    def _touch(self) -> None:
+        self._last_active = time.monotonic()
+
+    def end_soon(self, status: int, exitcode: int, reason: str) -> None:
+        self._end_task = asyncio.create_task(self.end(status, exitcode, reason))
+
+    async def end(self, status: int, exitcode: int = 0, reason: str = "") -> None:
+        """Stop everything, commit the volumes, then publish the result. Idempotent."""
+        if self._ending:
+            await self.finished.wait()
+            return
+        self._ending = True
+        current = asyncio.current_task()
+        if self._boot is not None and self._boot is not current:
+            await asyncio.gather(self._boot, return_exceptions=True)   # never stop a half-started container
+        for timer in self._timers:
+            if timer is not current:
+                timer.cancel()
+        for ex in self.execs.values():
+            ex.killed_by_sandbox_end = not ex.done
+        await self.runtime.stop()
+        for ex in self.execs.values():
+            ex.kill()
+        await asyncio.gather(*(ex.wait() for ex in self.execs.values()))
+        for mount_path, volume in self.volume_mounts.items():
+            try:
+                await asyncio.to_thread(volumes_mod.commit, volume, self.layout.volumes[mount_path])
+            except OSError:
+                log.exception("sandbox %s: could not commit volume %s", self.sandbox_id, volume.volume_id)
+        self.result = api_pb2.GenericResult(status=status, exitcode=exitcode, exception=reason)
+        self.ended_at = time.monotonic()
+        self.finished.set()
+        log.info("sandbox %s ended: %s %s", self.sandbox_id, STATUS.GenericStatus.Name(status), reason)
+        await asyncio.to_thread(shutil.rmtree, self.folder, True)
+
+    async def _watch_idle(self, idle_timeout: int) -> None:
+        # Modal's idle: no exec running (and no stdin/connection activity, not modelled).
+        while True:
+            await asyncio.sleep(IDLE_CHECK_SECONDS)
+            busy = any(not ex.done for ex in self.execs.values())
+            if busy:
+                self._last_active = time.monotonic()
+            elif time.monotonic() - self._last_active >= idle_timeout:
+                await self.end(STATUS.GENERIC_STATUS_TIMEOUT, 0, f"Sandbox idle for {idle_timeout}s")
+                return
+
+    async def _run_entrypoint(self, args: list[str]) -> None:
+        ex = await self.exec("entrypoint", args)
+        await ex.wait()
+        if ex.killed_by_sandbox_end:
+            return
+        code = ex.returncode or 0
+        status = STATUS.GENERIC_STATUS_SUCCESS if code == 0 else STATUS.GENERIC_STATUS_FAILURE
+        await self.end(status, code)

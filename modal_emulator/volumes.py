@@ -1,0 +1,156 @@
+"""Volume storage, with Modal's sync semantics.
+
+A sandbox never writes into a volume directly: it gets a private copy (taken
+when it starts) and that copy is committed back into the volume only when the
+sandbox terminates. So, as on Modal, the host sees a sandbox's writes only
+after terminate + wait, and a backend that forgets to terminate finds the
+volume empty instead of passing by accident.
+
+Symlinks, FIFOs and sockets are copied as what they are (never followed) and
+listed with their own types, so the client sees what the sandbox left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from modal_proto import api_pb2
+
+_TYPES = {
+    stat.S_IFREG: api_pb2.FileEntry.FILE,
+    stat.S_IFDIR: api_pb2.FileEntry.DIRECTORY,
+    stat.S_IFLNK: api_pb2.FileEntry.SYMLINK,
+    stat.S_IFIFO: api_pb2.FileEntry.FIFO,
+    stat.S_IFSOCK: api_pb2.FileEntry.SOCKET,
+}
+
+
+@dataclass
+class Volume:
+    volume_id: str
+    root: Path
+    name: str = ""
+    ephemeral: bool = False
+    last_heartbeat: float = field(default_factory=time.monotonic)
+
+    def resolve(self, path: str) -> Path:
+        """A path inside the volume; refuses `..` (symlinks are never resolved)."""
+        parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
+        if ".." in parts:
+            raise KeyError(path)
+        return self.root.joinpath(*parts)
+
+    def list(self, path: str, recursive: bool) -> list[api_pb2.FileEntry]:
+        base = self.resolve(path)
+        try:
+            st = os.lstat(base)
+        except FileNotFoundError:
+            raise KeyError(path) from None
+        if not stat.S_ISDIR(st.st_mode):
+            return [self._entry(base, st)]
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            for name in sorted(dirnames + filenames):
+                full = Path(dirpath, name)
+                entries.append(self._entry(full, os.lstat(full)))
+            if not recursive:
+                break
+        return entries
+
+    def regular_file(self, path: str) -> Path:
+        """The file at `path` if it is a regular file (a symlink is not)."""
+        full = self.resolve(path)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            raise KeyError(path) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyError(path)
+        return full
+
+    def _entry(self, full: Path, st: os.stat_result) -> api_pb2.FileEntry:
+        return api_pb2.FileEntry(
+            path=full.relative_to(self.root).as_posix(),
+            type=_TYPES.get(stat.S_IFMT(st.st_mode), api_pb2.FileEntry.UNSPECIFIED),
+            mtime=int(st.st_mtime),
+            size=st.st_size,
+        )
+
+
+class VolumeStore:
+    def __init__(self, root: Path):
+        self.root = Path(root) / "volumes"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.by_id: dict[str, Volume] = {}
+        self._by_name: dict[str, str] = {}
+
+    def get_or_create(self, name: str, ephemeral: bool, create: bool) -> Volume:
+        if name and name in self._by_name:
+            return self.by_id[self._by_name[name]]
+        if not create:
+            raise KeyError(name)
+        volume_id = f"vo-{uuid.uuid4().hex[:22]}"
+        volume = Volume(volume_id, self.root / volume_id, name=name, ephemeral=ephemeral)
+        volume.root.mkdir()
+        self.by_id[volume_id] = volume
+        if name:
+            self._by_name[name] = volume_id
+        return volume
+
+    def get(self, volume_id: str) -> Volume:
+        return self.by_id[volume_id]
+
+    def delete(self, volume_id: str) -> None:
+        volume = self.by_id.pop(volume_id)
+        self._by_name.pop(volume.name, None)
+        shutil.rmtree(volume.root, ignore_errors=True)
+
+    def expire_ephemeral(self, max_age: float) -> list[str]:
+        """Delete ephemeral volumes whose client stopped heartbeating."""
+        now = time.monotonic()
+        stale = [v.volume_id for v in self.by_id.values()
+                 if v.ephemeral and now - v.last_heartbeat > max_age]
+        for volume_id in stale:
+            self.delete(volume_id)
+        return stale
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy `src` into `dst` (created), keeping symlinks and FIFOs as such.
+
+    Devices are skipped: a jail cannot create them and a volume never holds them.
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        rel = Path(dirpath).relative_to(src)
+        target_dir = dst / rel
+        for name in dirnames + filenames:
+            source, target = Path(dirpath, name), target_dir / name
+            mode = os.lstat(source).st_mode
+            if stat.S_ISLNK(mode):
+                os.symlink(os.readlink(source), target)
+            elif stat.S_ISDIR(mode):
+                target.mkdir(exist_ok=True)
+            elif stat.S_ISREG(mode):
+                shutil.copyfile(source, target, follow_symlinks=False)
+            elif stat.S_ISFIFO(mode):
+                os.mkfifo(target)
+        # os.walk lists a symlinked directory among dirnames; never descend into it
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+
+def commit(volume: Volume, private: Path) -> None:
+    """Replace the volume's contents with what the sandbox left in `private`."""
+    staging = volume.root.with_name(volume.root.name + ".commit")
+    shutil.rmtree(staging, ignore_errors=True)
+    copy_tree(private, staging)
+    old = volume.root.with_name(volume.root.name + ".old")
+    volume.root.rename(old)
+    staging.rename(volume.root)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,146 @@
+"""The local Modal API emulator as a test service.
+
+Started once per test session (`python -m modal_emulator` on free ports, as a
+user would start it) and shared by the Modal tests and the conformance suite.
+The real `modal` client is pointed at it through MODAL_SERVER_URL and
+throwaway tokens.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 30
+
+
+class EmulatorProcess:
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="modal-emulator-test-"))
+        self.log_path = self.folder / "emulator.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            # bubblewrap by default, whatever this machine has: the same sandboxes everywhere;
+            # tests switch to Docker explicitly (use_runtime).
+            [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"),
+             "--runtime", "bwrap", "-v"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
+        self.grpc_url = self.http_url = ""
+        ready = threading.Event()
+
+        def read_ready_line() -> None:
+            line = self.proc.stdout.readline()
+            if line.startswith("modal-emulator ready"):
+                fields = dict(part.split("=", 1) for part in line.split()[2:])
+                self.grpc_url, self.http_url = fields["grpc"], fields["http"]
+            ready.set()
+
+        threading.Thread(target=read_ready_line, daemon=True).start()
+        if not ready.wait(READY_TIMEOUT) or not self.grpc_url:
+            self.stop()
+            raise RuntimeError(f"the emulator did not start; log:\n{self.log_text()}")
+
+    def env(self) -> dict[str, str]:
+        """What the real client needs to talk to us."""
+        return {"MODAL_SERVER_URL": self.grpc_url, "MODAL_TOKEN_ID": "ak-emulator-test",
+                "MODAL_TOKEN_SECRET": "as-emulator-test"}
+
+    def admin(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.http_url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def inject(self, rpc: str, status: str = "UNAVAILABLE", count: int = 1, kind: str = "grpc_error") -> None:
+        self.admin("POST", "/emulator/faults", {"rpc": rpc, "status": status, "count": count, "kind": kind})
+
+    def set_create_rate(self, per_second: float) -> None:
+        self.admin("POST", "/emulator/limits", {"create_rate": per_second})
+
+    def use_runtime(self, runtime: str, docker_image: str = "") -> None:
+        """Run sandboxes created from now on with "bwrap" or "docker" (and that image)."""
+        self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image or DOCKER_IMAGE})
+
+    def clear_faults(self) -> None:
+        self.admin("DELETE", "/emulator/faults")
+
+    def state(self) -> dict:
+        return self.admin("GET", "/emulator/state")
+
+    def running_sandboxes(self) -> list[dict]:
+        return [sb for sb in self.state()["sandboxes"] if sb["running"]]
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the test process dies without cleaning up.
+
+    (The signal follows the thread that started the child: start it from the
+    main thread, as fixtures are.)
+    """
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+DOCKER_IMAGE = "agent-sandbox:latest"   # what the emulator's Docker runtime runs (the Docker backend's image)
+
+
+def require_docker_runtime() -> None:
+    """The emulator's Docker runtime needs an engine and the image. Like the Docker
+    backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
+    import pytest
+
+    try:
+        found = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+                               timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        found = False
+    if found:
+        return
+    if os.environ.get("AGENT_SANDBOX_SKIP_DOCKER") == "1":
+        pytest.skip("Docker tests skipped (AGENT_SANDBOX_SKIP_DOCKER=1)")
+    pytest.fail(f"the emulator's Docker runtime needs an engine and the image {DOCKER_IMAGE} "
+                "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
+
+
+_shared: EmulatorProcess | None = None
+_lock = threading.Lock()
+
+
+def shared_emulator() -> EmulatorProcess:
+    """One emulator per test process, with the client's environment pointed at it.
+
+    The `modal` client caches its connection per process, so every test must
+    use the same server; the environment is set for the whole session.
+    """
+    global _shared
+    with _lock:
+        if _shared is None:
+            _shared = EmulatorProcess()
+            os.environ.update(_shared.env())
+            atexit.register(_shared.stop)
+        return _shared

@@ -1,0 +1,305 @@
+"""The Modal backend beyond the conformance suite: settings, error mapping,
+creation retries, orphan sweep, secrets. Real `modal` client, our emulator;
+failures are injected in the emulator, never mocked in the client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+
+import modal
+import pytest
+
+from agent_sandbox import events as ev
+from agent_sandbox.backends import get_backend
+from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, ModalBackend, ModalConfig
+from agent_sandbox.spec import Limits
+from tests.conftest import REPO, make_spec
+from tests.modal_support import shared_emulator
+
+TRIVIAL = [{"kind": "shell", "command": "echo hello"}]
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    return shared_emulator()
+
+
+@pytest.fixture
+def backend(emulator):
+    yield ModalBackend(retry_delay=0.01, create_attempts=3)
+    emulator.clear_faults()
+    assert not emulator.running_sandboxes(), "a sandbox was left running"
+
+
+def sandbox_of(emulator, job_id: str) -> dict:
+    [sandbox] = [sb for sb in emulator.state()["sandboxes"] if sb["tags"].get(JOB_TAG) == job_id]
+    return sandbox
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("AGENT_SANDBOX_MODAL_APP_NAME", "lab-jobs")
+    monkeypatch.setenv("AGENT_SANDBOX_MODAL_EXTRA_PACKAGES", "scipy, seaborn")
+    monkeypatch.setenv("AGENT_SANDBOX_MODAL_TIMEOUT_MARGIN", "15")
+    monkeypatch.setenv("AGENT_SANDBOX_MODAL_CREATE_ATTEMPTS", "2")
+    config = get_backend("modal").config
+    assert (config.app_name, config.extra_packages, config.timeout_margin, config.create_attempts) == (
+        "lab-jobs", ["scipy", "seaborn"], 15.0, 2)
+    assert get_backend("modal", app_name="explicit").config.app_name == "explicit"
+    with pytest.raises(TypeError, match="no_such_setting"):
+        ModalConfig.from_env(no_such_setting=1)
+
+
+def test_runs_in_the_configured_app_tagged_and_reports_modal(emulator, tmp_path, recorder, monkeypatch):
+    monkeypatch.setenv("AGENT_SANDBOX_MODAL_APP_NAME", "configured-app")
+    spec = make_spec(tmp_path, TRIVIAL)
+    backend = get_backend("modal")
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    sandbox = sandbox_of(emulator, spec.job_id)
+    assert sandbox["app_id"] == emulator.state()["apps"]["configured-app"]
+    assert sandbox["tags"][OWNER_TAG] == backend.config.owner and sandbox["status"] == "TERMINATED"
+    started = recorder.of_type(ev.RUN_STARTED)[0]["data"]
+    assert started["environment"] == "modal" and started["modal_task_id"].startswith("ta-")
+
+
+def test_network_blocked_for_offline_models_allowlisted_for_api_models(emulator, tmp_path, recorder):
+    backend = ModalBackend(outbound_domains=["api.openai.com"])
+    offline = make_spec(tmp_path / "a", TRIVIAL)
+    api = make_spec(tmp_path / "b", TRIVIAL, network=True)
+    assert backend.run(offline, recorder).ok and backend.run(api, recorder).ok
+    assert sandbox_of(emulator, offline.job_id)["network"] == "blocked"
+    assert sandbox_of(emulator, api.job_id)["network"] == "allowlist:api.openai.com"
+
+
+def test_transient_creation_failures_are_retried(backend, emulator, tmp_path, recorder):
+    emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED", count=2)
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    warnings = [e["data"]["message"] for e in recorder.of_type(ev.WARNING)]
+    assert len(warnings) == 2 and all("retrying" in w and "capacity" in w for w in warnings)
+
+
+def test_unavailable_is_retried_by_the_client_then_by_us(backend, emulator, tmp_path, recorder):
+    # The client retries UNAVAILABLE 3 times itself; the 5th failure reaches our retry.
+    emulator.inject("SandboxCreateV2", "UNAVAILABLE", count=5)
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    assert len(recorder.of_type(ev.WARNING)) == 1
+    assert emulator.state()["faults"] == []
+
+
+def test_persistent_creation_failure_ends_with_a_clear_error(backend, emulator, tmp_path, recorder):
+    emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED", count=-1)
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS
+    assert "after 3 attempts" in result.reason and "out of capacity" in result.reason
+    assert recorder.of_type(ev.ERROR)[0]["data"]["message"] == result.reason
+    assert recorder.of_type(ev.RESULT)[-1]["data"]["status"] == ev.ERROR_STATUS
+
+
+def test_invalid_request_is_not_retried(backend, emulator, tmp_path, recorder):
+    fired = emulator.state()["faults_fired"].get("SandboxCreateV2", 0)
+    emulator.inject("SandboxCreateV2", "INVALID_ARGUMENT", count=3)
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS and "invalid" in result.reason
+    assert emulator.state()["faults_fired"]["SandboxCreateV2"] == fired + 1
+    assert not recorder.of_type(ev.WARNING)
+
+
+def test_rejected_credentials_are_not_retried(backend, emulator, tmp_path, recorder):
+    emulator.inject("AppGetOrCreate", "UNAUTHENTICATED")
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS and "refused the credentials" in result.reason
+    assert not recorder.of_type(ev.WARNING)
+
+
+def test_oversized_instructions_fail_clearly_and_leave_nothing(backend, emulator, tmp_path, recorder):
+    # Modal caps a command line at 64 KiB; the instructions travel on it.
+    spec = make_spec(tmp_path, TRIVIAL, instructions="x" * 70_000)
+    result = backend.run(spec, recorder)
+    assert result.status == ev.ERROR_STATUS
+    assert "could not start the agent" in result.reason and "cannot exceed" in result.reason
+    assert sandbox_of(emulator, spec.job_id)["status"] == "TERMINATED"
+
+
+def test_image_build_failure(emulator, tmp_path, recorder):
+    backend = ModalBackend(extra_packages=["no-such-package-for-the-emulator"])
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS
+    assert "image could not be built" in result.reason and "no-such-package-for-the-emulator" in result.reason
+
+
+def test_agent_that_cannot_start_ends_the_run_and_the_sandbox(backend, emulator, tmp_path, recorder):
+    emulator.inject("TaskExecStart", "NOT_FOUND")
+    spec = make_spec(tmp_path, TRIVIAL)
+    result = backend.run(spec, recorder)
+    assert result.status == ev.ERROR_STATUS and "could not start the agent" in result.reason
+    assert sandbox_of(emulator, spec.job_id)["status"] == "TERMINATED"
+
+
+def test_output_stream_errors_resume_without_losing_events(backend, emulator, tmp_path, recorder):
+    emulator.inject("TaskExecStdioRead", "UNAVAILABLE", count=2)
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": "seq 1 200"}])
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    seqs = [e["seq"] for e in recorder.events if e["type"] in ev.AGENT_TYPES]
+    assert seqs == list(range(1, len(seqs) + 1))   # nothing lost, nothing twice
+    text = "".join(e["data"]["text"] for e in recorder.of_type(ev.OUTPUT))
+    assert text.split() == [str(i) for i in range(1, 201)]
+
+
+def test_modals_own_time_limit_is_reported_as_timeout(backend, tmp_path, recorder):
+    backend.config.timeout_margin = -27   # Modal's limit (3 s) now comes before ours (30 s)
+    limits = Limits(run_timeout=30, command_timeout=25, idle_timeout=30)
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo kept > /outputs/a.txt; sleep 20"}],
+                     limits=limits)
+    result = backend.run(spec, recorder)
+    assert result.status == ev.TIMEOUT and "Modal ended the sandbox" in result.reason
+    assert (spec.results / "a.txt").read_text() == "kept\n"   # synced at Modal's termination
+
+
+def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backend, tmp_path, recorder):
+    def on_event(event):
+        recorder(event)
+        if event["type"] == ev.OUTPUT and "waiting" in event["data"].get("text", ""):
+            # As a restarted web app's start-up sweep would (same owner).
+            threading.Thread(target=ModalBackend().sweep_orphans).start()
+
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo kept > /outputs/a.txt; echo waiting; sleep 30"}])
+    result = backend.run(spec, on_event)
+    assert result.status == ev.ERROR_STATUS and "terminated outside this run" in result.reason
+    assert (spec.results / "a.txt").read_text() == "kept\n"
+
+
+def test_cancel_before_the_sandbox_starts(backend, tmp_path, recorder):
+    cancel = threading.Event()
+    cancel.set()
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder, cancel)
+    assert result.status == ev.CANCELLED
+    assert not recorder.of_type(ev.RUN_STARTED)
+
+
+def test_secrets_stay_out_of_image_logs_and_events(backend, emulator, tmp_path, recorder):
+    secret = f"sk-{uuid.uuid4().hex}"
+    spec = make_spec(tmp_path, [{"kind": "python", "code": "import os; print(sorted(os.environ))"}],
+                     secrets={"ANTHROPIC_API_KEY": secret, "LAB_ACCESS": secret})
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    assert "MODAL_TASK_ID" in recorder.text()              # the command did print its environment
+    assert secret not in recorder.text() and "LAB_ACCESS" not in recorder.text()
+    assert secret not in emulator.log_text()
+    stored = emulator.folder / "state" / "files"           # everything uploaded for images and mounts
+    assert not any(secret.encode() in f.read_bytes() for f in stored.iterdir())
+
+
+def test_orphan_sweep_terminates_only_this_owners_sandboxes(backend, emulator):
+    app = modal.App.lookup(backend.config.app_name, create_if_missing=True)
+    image = modal.Image.debian_slim()
+    mine = [modal.Sandbox.create(app=app, image=image, timeout=60,
+                                 tags={OWNER_TAG: backend.config.owner, JOB_TAG: f"crashed-{i}"})
+            for i in range(2)]
+    other = modal.Sandbox.create(app=app, image=image, timeout=60,
+                                 tags={OWNER_TAG: "another-host", JOB_TAG: "theirs"})
+    try:
+        assert backend.sweep_orphans() == 2
+        for sandbox in mine:
+            sandbox.wait(raise_on_termination=False)
+            assert sandbox.returncode == 137
+        assert other.poll() is None
+        assert backend.sweep_orphans() == 0
+    finally:
+        other.terminate()
+        other.wait(raise_on_termination=False)
+
+
+def test_lost_connection_is_an_error_not_a_crash(tmp_path):
+    # A server that accepts connections and drops them: the client gives up
+    # after its own retries and the backend reports it plainly.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+
+    def drop_all() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=drop_all, daemon=True).start()
+    script = (
+        "import json, pathlib, sys\n"
+        "from agent_sandbox.backends import get_backend\n"
+        "from tests.conftest import make_spec\n"
+        "spec = make_spec(pathlib.Path(sys.argv[1]), [])\n"
+        "backend = get_backend('modal')\n"
+        "swept = backend.sweep_orphans()\n"
+        "r = backend.run(spec, lambda e: None)\n"
+        "print(json.dumps({'status': r.status, 'reason': r.reason, 'swept': swept}))\n")
+    env = {**os.environ, "MODAL_SERVER_URL": f"http://127.0.0.1:{server.getsockname()[1]}",
+           "AGENT_SANDBOX_MODAL_CREATE_ATTEMPTS": "2", "AGENT_SANDBOX_MODAL_RETRY_DELAY": "0.01"}
+    try:
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == ev.ERROR_STATUS
+    assert "could not reach Modal" in result["reason"]
+    assert result["swept"] == 0 and "orphan sweep incomplete" in out.stderr   # logged, not raised
+
+
+def test_concurrent_jobs_stay_apart(emulator, tmp_path):
+    # The web app runs several jobs at once through one backend (and one client).
+    backend = ModalBackend()
+    jobs = {}
+    for name in ("alpha", "beta", "gamma"):
+        spec = make_spec(tmp_path / name, [{"kind": "shell",
+                                            "command": f"sleep 1; echo {name} > /outputs/who.txt; echo {name}"}])
+        jobs[name] = (spec, [], {})
+
+    def run(name):
+        spec, events, result = jobs[name]
+        result["r"] = backend.run(spec, events.append)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for name, (spec, events, result) in jobs.items():
+        assert result["r"].status == ev.SUCCEEDED, result["r"].reason
+        assert (spec.results / "who.txt").read_text() == f"{name}\n"
+        printed = {e["data"]["text"].strip() for e in events if e["type"] == ev.OUTPUT}
+        assert printed == {name}
+
+
+def test_creation_rate_limit_is_absorbed_by_backoff(emulator, tmp_path):
+    # Modal rate-limits sandbox creation; a burst of jobs must all start anyway.
+    backend = ModalBackend(retry_delay=0.3, create_attempts=6)
+    specs = [make_spec(tmp_path / str(i), TRIVIAL) for i in range(4)]
+    events: list[dict] = []
+    results = [None] * len(specs)
+
+    def run(i):
+        results[i] = backend.run(specs[i], events.append)
+
+    emulator.set_create_rate(2)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(specs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        emulator.set_create_rate(0)
+    assert [r.status for r in results] == [ev.SUCCEEDED] * len(specs)
+    warnings = [e["data"]["message"] for e in events if e["type"] == ev.WARNING]
+    assert warnings and all("rate limit" in w for w in warnings)

@@ -1,0 +1,262 @@
+"""The emulator's fidelity where our Modal backend depends on it, checked with
+the real `modal` client: lifecycle, volumes synced only at termination,
+timeouts, network blocking, status codes and injected faults."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+
+import modal
+import modal.exception as mexc
+import pytest
+
+from tests.modal_support import shared_emulator
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    return shared_emulator()
+
+
+@pytest.fixture(scope="module")
+def app(emulator):
+    return modal.App.lookup("emulator-tests", create_if_missing=True)
+
+
+@pytest.fixture(scope="module")
+def image(emulator):
+    return modal.Image.debian_slim()
+
+
+@pytest.fixture
+def sandboxes(app, image):
+    """Creates sandboxes and makes sure none outlives the test."""
+    made = []
+
+    def create(*args, **kwargs):
+        kwargs.setdefault("timeout", 60)
+        sandbox = modal.Sandbox.create(*args, app=app, image=kwargs.pop("image", image), **kwargs)
+        made.append(sandbox)
+        return sandbox
+
+    yield create
+    for sandbox in made:
+        sandbox.terminate()
+        try:
+            sandbox.wait(raise_on_termination=False)
+        except mexc.SandboxTimeoutError:   # it had ended by its own time limit
+            pass
+
+
+def run(sandbox, *command, **kwargs) -> tuple[int, str, str]:
+    process = sandbox.exec(*command, **kwargs)
+    out, err = process.stdout.read(), process.stderr.read()
+    return process.wait(), out, err
+
+
+def test_volume_sees_writes_only_after_termination(sandboxes):
+    with modal.Volume.ephemeral() as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        code, _, _ = run(sandbox, "sh", "-c", "echo hi > /outputs/a.txt; mkdir -p /outputs/d; echo x > /outputs/d/b")
+        assert code == 0
+        assert list(volume.listdir("/", recursive=True)) == []   # not synced while it runs
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        entries = {e.path: e for e in volume.listdir("/", recursive=True)}
+        assert set(entries) == {"a.txt", "d", "d/b"}
+        assert entries["a.txt"].size == 3
+        assert b"".join(volume.read_file("a.txt")) == b"hi\n"
+
+
+def test_symlinks_and_fifos_are_listed_as_such_and_never_read(sandboxes):
+    with modal.Volume.ephemeral() as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        run(sandbox, "sh", "-c", "ln -s /etc/passwd /outputs/link; mkfifo /outputs/fifo")
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        kinds = {e.path: e.type for e in volume.listdir("/")}
+        assert kinds == {"link": modal.volume.FileEntryType.SYMLINK, "fifo": modal.volume.FileEntryType.FIFO}
+        with pytest.raises(FileNotFoundError):
+            b"".join(volume.read_file("link"))
+
+
+def test_exec_after_termination_is_not_found(sandboxes):
+    sandbox = sandboxes()
+    assert run(sandbox, "true")[0] == 0
+    sandbox.terminate()
+    sandbox.wait(raise_on_termination=False)
+    assert sandbox.returncode == 137
+    with pytest.raises(mexc.NotFoundError):
+        sandbox.exec("true")
+
+
+def test_sandbox_lifetime_timeout(sandboxes):
+    sandbox = sandboxes(timeout=2)
+    with pytest.raises(mexc.SandboxTimeoutError):
+        sandbox.wait()
+    assert sandbox.returncode == 124
+
+
+def test_idle_timeout_ends_a_sandbox_with_nothing_running(sandboxes):
+    sandbox = sandboxes(idle_timeout=1)
+    with pytest.raises(mexc.SandboxTimeoutError):
+        sandbox.wait()
+
+
+def test_exec_timeout_ends_the_stream_and_kills_the_command(sandboxes, tmp_path):
+    sandbox = sandboxes()
+    process = sandbox.exec("sh", "-c", "echo start; sleep 30; echo never", timeout=1, bufsize=1)
+    assert list(process.stdout) == ["start\n"]
+    assert process.wait() == -1    # the client's documented answer to an exec timeout
+    # The command is gone too (the emulator kills it at its own deadline).
+    assert run(sandbox, "sh", "-c", "ps -eo args | grep -c '[s]leep 30' || true")[1].strip() == "0"
+
+
+def test_entrypoint_exit_code_ends_the_sandbox(sandboxes):
+    sandbox = sandboxes("sh", "-c", "exit 3")
+    sandbox.wait()
+    assert sandbox.returncode == 3
+
+
+def test_terminate_kills_every_process_of_a_running_exec(sandboxes):
+    marker = f"sleep {300 + uuid.uuid4().int % 1000}"
+    sandbox = sandboxes()
+    process = sandbox.exec("sh", "-c", f"{marker} & echo started; wait", bufsize=1)
+    assert next(iter(process.stdout)) == "started\n"
+    assert _host_processes(marker), "the child runs on the host, in the jail"
+    sandbox.terminate()
+    sandbox.wait(raise_on_termination=False)
+    assert not _host_processes(marker)
+
+
+def _host_processes(pattern: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return out.split()
+
+
+def test_block_network_is_honoured(sandboxes, emulator):
+    port = emulator.http_url.rsplit(":", 1)[1]
+    probe = ("import socket,sys\ntry:\n socket.create_connection(('127.0.0.1', %s), timeout=2); print('open')\n"
+             "except OSError as e: print('blocked')" % port)
+    assert run(sandboxes(block_network=True), "python", "-c", probe)[1].strip() == "blocked"
+    assert run(sandboxes(), "python", "-c", probe)[1].strip() == "open"
+
+
+def test_environment_is_like_a_modal_container(sandboxes):
+    sandbox = sandboxes(secrets=[modal.Secret.from_dict({"SANDBOX_SECRET": "in-env"})], workdir="/tmp")
+    code, out, _ = run(sandbox, "sh", "-c", "echo $MODAL_TASK_ID $MODAL_IMAGE_ID $SANDBOX_SECRET; pwd; "
+                                            "tr '\\0' '\\n' < /proc/1/environ")
+    task, image, secret, cwd, *pid1_env = out.split()
+    assert code == 0 and task.startswith("ta-") and image.startswith("im-")
+    assert secret == "in-env" and cwd == "/tmp"
+    # bwrap's init (PID 1 in the jail) holds no environment at all: it is readable there.
+    assert pid1_env == []
+
+
+def test_large_mount_file_and_multi_block_volume_file(sandboxes, tmp_path):
+    data = os.urandom(9 * 1024 * 1024)   # > 4 MiB: uploaded as a blob; > 8 MiB: two volume blocks
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "big.bin").write_bytes(data)
+    image = modal.Image.debian_slim().add_local_dir(str(tmp_path / "ws"), "/workspace")
+    with modal.Volume.ephemeral() as volume:
+        sandbox = sandboxes(image=image, volumes={"/outputs": volume})
+        code, out, _ = run(sandbox, "sh", "-c", "sha256sum /workspace/big.bin; cp /workspace/big.bin /outputs/")
+        assert code == 0 and out.split()[0] == hashlib.sha256(data).hexdigest()
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        assert b"".join(volume.read_file("big.bin")) == data
+
+
+def test_missing_pip_package_fails_the_image_build(app):
+    image = modal.Image.debian_slim().pip_install("no-such-package-for-the-emulator")
+    with pytest.raises(mexc.ImageBuildError, match="no-such-package-for-the-emulator"):
+        modal.Sandbox.create(app=app, image=image)
+
+
+def test_injected_faults_map_to_the_clients_exceptions(app, image, emulator):
+    emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED")
+    with pytest.raises(mexc.ResourceExhaustedError):
+        modal.Sandbox.create(app=app, image=image)
+    emulator.inject("ImageGetOrCreate", kind="build_failure")
+    with pytest.raises(mexc.ImageBuildError):
+        modal.Sandbox.create(app=app, image=modal.Image.debian_slim().pip_install("pandas"))
+    # UNAVAILABLE is transient: the client itself retries it (up to 3 times) and succeeds.
+    fired = emulator.state()["faults_fired"].get("SandboxCreateV2", 0)
+    emulator.inject("SandboxCreateV2", "UNAVAILABLE", count=2)
+    sandbox = modal.Sandbox.create(app=app, image=image)
+    sandbox.terminate()
+    assert emulator.state()["faults_fired"]["SandboxCreateV2"] == fired + 2
+    assert emulator.state()["faults"] == []
+
+
+def test_unimplemented_rpcs_fail_at_once(emulator):
+    with pytest.raises(mexc.UnimplementedError):
+        with modal.Queue.ephemeral():
+            pass
+
+
+def test_list_by_app_and_tags_shows_running_sandboxes_only(sandboxes, app):
+    tag = uuid.uuid4().hex
+    first, second = sandboxes(tags={"t": tag, "n": "1"}), sandboxes(tags={"t": tag, "n": "2"})
+    found = {sb.object_id for sb in modal.Sandbox.list(app_id=app.app_id, tags={"t": tag})}
+    assert found == {first.object_id, second.object_id}
+    second.terminate()
+    second.wait(raise_on_termination=False)
+    assert [sb.object_id for sb in modal.Sandbox.list(app_id=app.app_id, tags={"t": tag})] == [first.object_id]
+    assert list(modal.Sandbox.list(app_id=app.app_id, tags={"t": tag, "n": "2"})) == []
+
+
+def test_secrets_are_not_logged(sandboxes, emulator):
+    secret = f"sk-log-{uuid.uuid4().hex}"
+    sandbox = sandboxes(secrets=[modal.Secret.from_dict({"API_KEY": secret})])
+    run(sandbox, "true", secrets=[modal.Secret.from_dict({"OTHER_KEY": secret})])
+    assert "SandboxCreateV2" in emulator.log_text()   # the log is verbose: every RPC
+    assert secret not in emulator.log_text()
+    assert emulator.env()["MODAL_TOKEN_SECRET"] not in emulator.log_text()   # nor the client's token
+
+
+def test_fault_spec_from_the_command_line():
+    from modal_emulator.faults import BUILD_FAILURE, parse_faults
+
+    faults = parse_faults("SandboxCreateV2:UNAVAILABLE:2, ImageGetOrCreate:build_failure ,AppGetOrCreate")
+    assert [(f.rpc, f.kind, f.status, f.count) for f in faults] == [
+        ("SandboxCreateV2", "grpc_error", "UNAVAILABLE", 2),
+        ("ImageGetOrCreate", BUILD_FAILURE, "UNAVAILABLE", 1),
+        ("AppGetOrCreate", "grpc_error", "UNAVAILABLE", 1)]
+    with pytest.raises(ValueError, match="NO_SUCH_STATUS"):
+        parse_faults("SandboxCreateV2:NO_SUCH_STATUS")
+
+
+def test_bad_admin_requests_are_refused_plainly(emulator):
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as error:
+        emulator.admin("POST", "/emulator/faults", {"rpc": "SandboxCreateV2", "status": "NOPE"})
+    assert error.value.code == 400
+    assert emulator.state()["faults"] == []
+
+
+def test_long_running_emulator_lets_go_of_old_state(tmp_path):
+    import time
+    from types import SimpleNamespace
+
+    from modal_emulator.state import EmulatorState
+
+    state = EmulatorState(tmp_path)
+    now = time.monotonic()
+    for sandbox_id, ended_at in (("sb-old", now - 700), ("sb-recent", now - 10), ("sb-running", None)):
+        sb = SimpleNamespace(sandbox_id=sandbox_id, task_id="ta-" + sandbox_id, ended_at=ended_at)
+        state.sandboxes[sandbox_id], state.by_task[sb.task_id] = sb, sb
+    assert state.forget_ended(600) == ["sb-old"]
+    assert set(state.sandboxes) == {"sb-recent", "sb-running"} and "ta-sb-old" not in state.by_task
+
+    silent = state.volumes.get_or_create("", ephemeral=True, create=True)
+    beating = state.volumes.get_or_create("", ephemeral=True, create=True)
+    named = state.volumes.get_or_create("kept", ephemeral=False, create=True)
+    silent.last_heartbeat = now - 1000
+    named.last_heartbeat = now - 1000
+    assert state.volumes.expire_ephemeral(900) == [silent.volume_id]
+    assert not silent.root.exists() and beating.root.exists() and named.root.exists()

@@ -1,0 +1,134 @@
+"""A real browser (Debian's Chromium, driven by Playwright) against a real server and sandbox.
+
+Upload a real dataset on /, watch the log arrive live on /jobs/<id>, see the
+plot inline, the rendered report and a table preview, download the zip, and
+keep a screenshot in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import palmerpenguins
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from web_helpers import REPO, sandbox_processes
+
+PENGUINS = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+HAVE_PLAYBOOK = importlib.util.find_spec("agent_sandbox.models.offline") is not None
+
+ANALYSIS = """
+import os, pandas as pd, matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+df = pd.read_csv('/workspace/penguins.csv').dropna()
+os.makedirs('/outputs/plots', exist_ok=True)
+df.to_csv('/outputs/penguins_clean.csv', index=False)
+ax = df.groupby('species')['body_mass_g'].mean().plot.bar(title='Mean body mass')
+plt.tight_layout(); plt.savefig('/outputs/plots/body_mass.png')
+"""
+# Used when the offline playbook is not on this branch: the same kinds of outputs, scripted.
+SCRIPT = [
+    {"kind": "shell", "thought": "Look at the upload",
+     "command": "head -3 /workspace/penguins.csv; for i in 1 2 3 4 5; do echo reading $i; sleep 0.4; done"},
+    {"kind": "python", "thought": "Clean and plot", "code": ANALYSIS},
+    {"kind": "write_file", "path": "report.md",
+     "content": "# Penguin report\n\nBody mass differs by species.\n\n![Body mass](plots/body_mass.png)\n"},
+    {"kind": "finish", "message": "Report written"},
+]
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_upload_watch_live_and_get_results(start_server, browser):
+    model = "offline" if HAVE_PLAYBOOK else "scripted"
+    server = start_server(APP_MODELS=f"{model},scripted" if model == "offline" else "scripted,offline")
+    page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.base + "/")
+    expect(page.locator("h1")).to_have_text("New job")
+
+    page.set_input_files("#file-input", str(PENGUINS))
+    # and a second file by drag and drop
+    drop = page.evaluate_handle("""() => { const dt = new DataTransfer();
+        dt.items.add(new File(['measured at station B'], 'notes.txt', {type: 'text/plain'})); return dt; }""")
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": drop})
+    expect(page.locator("#file-list li")).to_have_count(2)
+    page.fill("#instructions", "Compare body mass by species")
+    page.select_option("select[name=model]", model)
+    if model == "scripted":  # the scripted model reads its actions from this form field
+        page.evaluate("""(s) => { const i = document.createElement('input'); i.type = 'hidden';
+            i.name = 'script'; i.value = s; document.getElementById('upload-form').appendChild(i); }""",
+                      json.dumps(SCRIPT))
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+
+    # Log lines arrive while the job is still running.
+    expect(page.locator("#log .cmd-line").first).to_be_visible(timeout=30_000)
+    live_badge = page.locator("#status").inner_text()
+    expect(page.locator("#log")).to_contain_text("penguins.csv", timeout=30_000)
+    assert live_badge not in ("succeeded", "failed", "error"), "the log was seen before the end"
+
+    expect(page.locator("#status")).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#report h1")).to_be_visible(timeout=10_000)
+    img = page.locator(".gallery img").first
+    expect(img).to_be_visible()
+    page.wait_for_function("() => [...document.querySelectorAll('.gallery img')].every(i => i.naturalWidth > 0)")
+    expect(page.locator("table.preview").first).to_contain_text("species")
+    expect(page.locator("#cancel")).to_be_hidden()
+    assert page.locator("#elapsed").inner_text().endswith("s")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-job.png"), full_page=True)
+
+    with page.expect_download() as info:
+        page.click("#zip")
+    data = Path(info.value.path()).read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+    assert any(n.endswith("report.md") for n in names)
+    assert any(n.endswith(".png") for n in names) and any(n.endswith("manifest.json") for n in names)
+
+    page.goto(server.base + "/")
+    expect(page.locator("table.history tbody tr")).to_have_count(1)
+    expect(page.locator("table.history")).to_contain_text("succeeded")
+    assert errors == [], errors
+
+
+def test_cancel_button_stops_the_job(start_server, browser):
+    server = start_server()
+    client = server.client()
+    job = client.submit([{"kind": "shell", "command": "echo waiting; sleep 300"}]).json()
+    context = browser.new_context()
+    context.add_cookies([{"name": k, "value": v, "url": server.base} for k, v in client.http.cookies.items()])
+    page = context.new_page()
+    page.goto(server.base + job["urls"]["page"])
+    expect(page.locator("#log")).to_contain_text("waiting", timeout=30_000)
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator("#cancel")).to_be_hidden()
+    assert sandbox_processes(job["id"]) == [] or _gone_soon(job["id"])
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+def _gone_soon(job_id: str) -> bool:
+    deadline = time.time() + 10
+    while sandbox_processes(job_id) and time.time() < deadline:
+        time.sleep(0.2)
+    return sandbox_processes(job_id) == []

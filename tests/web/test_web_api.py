@@ -1,0 +1,216 @@
+"""The JSON API and SSE through a real server process and the real local backend."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import zipfile
+
+import requests
+
+from web_helpers import only_events, sandbox_processes
+
+PLOT_CODE = """
+import os, matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+os.makedirs('/outputs/plots', exist_ok=True)
+plt.plot([1, 2, 3], [2, 4, 3]); plt.savefig('/outputs/plots/trend.png')
+open('/outputs/clean.csv', 'w').write('sample,value\\nA,1.5\\nB,2.5\\n')
+import pandas as pd
+pd.DataFrame({'sample': ['A', 'B', 'C'], 'value': [1.5, 2.5, 3.5]}).to_parquet('/outputs/clean.parquet')
+os.symlink('/etc/passwd', '/outputs/passwd-link')
+"""
+FULL_SCRIPT = [
+    {"kind": "shell", "thought": "look at the data", "command": "ls /workspace; cat /workspace/data.csv"},
+    {"kind": "python", "thought": "plot it", "code": PLOT_CODE},
+    {"kind": "write_file", "path": "report.md",
+     "content": "# Findings\n\nValues **rise**.\n\n![trend](plots/trend.png)\n\n<script>alert(1)</script>\n"},
+    {"kind": "write_file", "path": "page.html", "content": "<html><script>alert(1)</script></html>"},
+    {"kind": "finish", "message": "all done"},
+]
+SLOW_SCRIPT = [{"kind": "shell", "command": "for i in $(seq 1 12); do echo tick $i; sleep 0.15; done"}]
+SLEEP_SCRIPT = [{"kind": "shell", "command": "echo started; sleep 300"}]
+
+
+def run_to_end(client, actions, **kw) -> tuple[dict, list[dict]]:
+    resp = client.submit(actions, **kw)
+    assert resp.status_code == 201, resp.text
+    job = resp.json()
+    frames = client.events(job["id"])
+    return job, frames
+
+
+def test_upload_stream_results(server):
+    c = server.client()
+    cookie = c.http.get(server.base + "/api/session").headers.get("Set-Cookie", "") or \
+        requests.get(server.base + "/api/session").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie, "the identity cookie is HttpOnly"
+    job, frames = run_to_end(c, FULL_SCRIPT, instructions="plot the values")
+    assert job["status"] == "queued" and len(job["id"]) >= 20
+    events = only_events(frames)
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1)), "ids are contiguous from 1"
+    assert frames[-1]["event"] == "end" and frames[-1]["data"]["status"] == "succeeded"
+    types = [e["event"] for e in events]
+    for t in ("status", "run_started", "step", "command_started", "output", "command_finished",
+              "file_written", "run_finished", "result"):
+        assert t in types, f"no {t} event"
+    assert any("1,2" in e["data"]["data"].get("text", "") for e in events if e["event"] == "output")
+    assert all(e["data"]["seq"] == e["id"] for e in events)
+
+    info = c.get(f"/api/jobs/{job['id']}").json()
+    assert info["status"] == "succeeded" and info["finished"] >= info["started"] >= info["created"]
+    assert info["files"] == [{"name": "data.csv", "size": 12}] and info["instructions"] == "plot the values"
+    assert info["limits"]["max_steps"] > 0 and info["queue_position"] is None
+
+    manifest = c.get(f"/api/jobs/{job['id']}/outputs").json()
+    paths = {f["path"]: f for f in manifest["files"]}
+    assert {"report.md", "plots/trend.png", "clean.csv", "page.html"} <= set(paths)
+
+    csv = c.get(f"/api/jobs/{job['id']}/outputs/clean.csv")
+    assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
+    assert csv.content == b"sample,value\nA,1.5\nB,2.5\n"
+    png = c.get(f"/api/jobs/{job['id']}/outputs/plots/trend.png")
+    assert png.headers["Content-Type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    assert hashlib.sha256(png.content).hexdigest() == paths["plots/trend.png"]["sha256"]
+    # Agent-written HTML cannot run scripts on our origin.
+    html = c.get(f"/api/jobs/{job['id']}/outputs/page.html")
+    assert html.headers["Content-Security-Policy"] == "sandbox"
+    assert c.get(f"/api/jobs/{job['id']}/outputs/page.html?download=1").headers[
+        "Content-Disposition"].startswith("attachment")
+
+    preview = c.get(f"/api/jobs/{job['id']}/preview/clean.csv").json()
+    assert preview["columns"] == ["sample", "value"] and preview["rows"] == [["A", "1.5"], ["B", "2.5"]]
+    preview = c.get(f"/api/jobs/{job['id']}/preview/clean.parquet").json()
+    assert preview["columns"] == ["sample", "value"] and preview["total_rows"] == 3
+    assert preview["rows"][2] == ["C", "3.5"]
+    assert manifest["skipped"][0]["path"] == "passwd-link" and "symlink" in manifest["skipped"][0]["reason"]
+    assert c.get(f"/api/jobs/{job['id']}/outputs/passwd-link").status_code == 404
+
+    z = c.get(f"/api/jobs/{job['id']}/outputs.zip")
+    assert z.status_code == 200 and z.headers["Content-Type"] == "application/zip"
+    assert "Content-Length" not in z.headers, "the zip is streamed"
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        names = zf.namelist()
+        prefix = f"job-{job['id']}/"
+        assert prefix + "manifest.json" in names
+        for path, entry in paths.items():
+            assert hashlib.sha256(zf.read(prefix + path)).hexdigest() == entry["sha256"]
+
+    page = c.get(f"/jobs/{job['id']}")
+    assert page.status_code == 200 and "<h1>Findings</h1>" in page.text
+    assert f'src="/api/jobs/{job["id"]}/outputs/plots/trend.png"' in page.text
+    assert "<script>alert(1)</script>" not in page.text, "raw HTML in the report is escaped"
+    assert "<td>A</td>" in page.text and "<td>C</td>" in page.text, "CSV and Parquet previews are on the page"
+    assert "passwd-link" in page.text and "symlink (never followed)" in page.text, "skipped files, with why"
+    assert job["id"][:8] in c.get("/").text, "the job is in the history"
+
+    replay = c.events(job["id"])
+    assert only_events(replay) == events, "a finished job replays in full"
+
+
+def test_resume_with_last_event_id_loses_and_repeats_nothing(server):
+    c = server.client()
+    job = c.submit(SLOW_SCRIPT).json()
+    first = only_events(c.events(job["id"], stop_after=6))
+    assert len(first) == 6
+    last = first[-1]["id"]
+    rest = c.events(job["id"], last_event_id=last)
+    assert rest[-1]["event"] == "end"
+    resumed = first + only_events(rest)
+    full = only_events(c.events(job["id"]))
+    assert [e["id"] for e in resumed] == [e["id"] for e in full] == list(range(1, len(full) + 1))
+    assert resumed == full
+    ticks = [e["data"]["data"]["text"] for e in full if e["event"] == "output"]
+    assert "".join(ticks).count("tick") == 12
+    after = only_events(c.events(job["id"], after=len(full) - 2))
+    assert [e["id"] for e in after] == [len(full) - 1, len(full)]
+    # an idle live stream carries heartbeat comments (APP_HEARTBEAT_SECONDS=1 in the tests)
+    job2 = c.submit([{"kind": "shell", "command": "sleep 2.5; echo late"}]).json()
+    frames = c.events(job2["id"])
+    assert any("comment" in f for f in frames) and frames[-1]["event"] == "end"
+
+
+def test_two_owners_cannot_see_each_others_jobs(server):
+    alice, bob = server.client(), server.client()
+    job, _ = run_to_end(alice, FULL_SCRIPT)
+    jid = job["id"]
+    assert alice.get(f"/api/jobs/{jid}").status_code == 200
+    for path in (f"/api/jobs/{jid}", f"/api/jobs/{jid}/events", f"/api/jobs/{jid}/outputs",
+                 f"/api/jobs/{jid}/outputs/clean.csv", f"/api/jobs/{jid}/outputs.zip",
+                 f"/api/jobs/{jid}/preview/clean.csv", f"/jobs/{jid}", f"/jobs/{jid}/results"):
+        resp = bob.get(path)
+        assert resp.status_code == 404, path
+        assert jid[:8] not in resp.text or "no job" in resp.text
+    assert bob.post(f"/api/jobs/{jid}/cancel").status_code == 404
+    assert jid not in json.dumps(bob.get("/api/jobs").json())
+    assert jid[:8] not in bob.get("/").text
+    assert jid in json.dumps(alice.get("/api/jobs").json())
+    err = bob.get(f"/api/jobs/{jid}").json()
+    assert err["status"] == 404 and "no job" in err["error"]
+
+
+def test_paths_never_escape_the_results(server):
+    c = server.client()
+    job, _ = run_to_end(c, FULL_SCRIPT)
+    jid = job["id"]
+    for path in ("../../secret_key", "..%2F..%2Fsecret_key", "%2e%2e/%2e%2e/jobs.sqlite3",
+                 "/etc/passwd", "plots/../../manifest.json", "manifest.json", "missing.txt"):
+        resp = c.get(f"/api/jobs/{jid}/outputs/{path}")
+        assert resp.status_code == 404, path
+        assert b"sqlite" not in resp.content.lower() or b"no output" in resp.content
+
+
+def test_csrf_is_required_for_posts(server):
+    c = server.client()
+    r = c.http.post(server.base + "/api/jobs", files=[("files", ("a.csv", b"x"))])
+    assert r.status_code == 403 and "CSRF" in r.json()["error"]
+    r = c.http.post(server.base + "/api/jobs", files=[("files", ("a.csv", b"x"))],
+                    headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    other = server.client()  # a token from another session is no good either
+    r = c.http.post(server.base + "/api/jobs", files=[("files", ("a.csv", b"x"))],
+                    headers={"X-CSRF-Token": other.csrf})
+    assert r.status_code == 403
+    assert c.get("/api/jobs").json()["jobs"] == []
+
+
+def test_bad_uploads_are_refused_clearly(server):
+    c = server.client()
+    r = c.post("/api/jobs", data={"model": "scripted"})
+    assert r.status_code == 400 and "no files" in r.json()["error"]
+    r = c.submit([], files={"../escape.csv": b"a"})
+    assert r.status_code == 400 and "refused" in r.json()["error"]
+    r = c.submit([], backend="docker-on-the-moon")
+    assert r.status_code == 400 and "not allowed" in r.json()["error"]
+    r = c.submit([], model="openai:gpt-x")
+    assert r.status_code == 400 and "not allowed" in r.json()["error"]
+    r = c.submit([{"kind": "shell", "command": "cd /workspace && find . -type f"}],
+                 files={'weird <b>"name"</b>.csv': b"a,b\n"})
+    assert r.status_code == 201
+    name = r.json()["files"][0]["name"]
+    assert "<" not in name and '"' not in name and name.endswith(".csv")
+    frames = c.events(r.json()["id"])
+    assert any(name in e["data"]["data"].get("text", "") for e in only_events(frames)
+               if e["event"] == "output")
+    assert c.get("/api/jobs/not-a-job").status_code == 404
+
+
+def test_cancel_stops_the_sandbox(server):
+    c = server.client()
+    job = c.submit(SLEEP_SCRIPT).json()
+    c.wait_for_event(job["id"], lambda f: f["event"] == "output" and "started" in f["data"]["data"]["text"])
+    assert sandbox_processes(job["id"]), "the sandbox is running"
+    t0 = time.time()
+    r = c.post(f"/api/jobs/{job['id']}/cancel")
+    assert r.status_code == 202
+    frames = c.events(job["id"])
+    assert frames[-1]["data"]["status"] == "cancelled"
+    assert time.time() - t0 < 20
+    assert c.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+    deadline = time.time() + 10
+    while sandbox_processes(job["id"]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert sandbox_processes(job["id"]) == [], "no process of the job is left"

@@ -1,0 +1,171 @@
+"""Helpers for the web app's tests: a real server process on 127.0.0.1, real HTTP clients.
+
+`start_server(**env)` runs `python -m frontend --port <free>` in a temporary
+folder with its own database and outputs, and the real local (bubblewrap)
+backend; jobs use the "scripted" model so they are fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, root: Path, env: dict[str, str]):
+        self.root = root
+        self.env = env
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "APP_OUTPUTS": str(self.root / "outputs"),
+               "APP_DATABASE": str(self.root / "outputs" / "jobs.sqlite3"),
+               "APP_ENV_FILE": str(self.root / "no.env"), "APP_MODELS": "scripted,offline",
+               "APP_HEARTBEAT_SECONDS": "1", "APP_WORKERS": "2", "APP_MAX_ACTIVE_PER_OWNER": "20",
+               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
+        self.log = open(self.root / f"server-{self.port}.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],
+                                     cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.read_log()}")
+            try:
+                requests.get(self.base + "/api/session", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.read_log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def restart_on_same_data(self) -> "Server":
+        again = Server(self.root, self.env)
+        return again.start()
+
+    def read_log(self) -> str:
+        return (self.root / f"server-{self.port}.log").read_text(errors="replace")
+
+    def client(self, **headers) -> "Client":
+        return Client(self.base, headers)
+
+
+class Client:
+    """One visitor: its own cookie jar (so its own identity) and CSRF token."""
+
+    def __init__(self, base: str, headers: dict[str, str] | None = None):
+        self.base = base
+        self.http = requests.Session()
+        self.http.headers.update(headers or {})
+        self.csrf = self.http.get(base + "/api/session", timeout=10).json()["csrf_token"]
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.http.get(self.base + path, timeout=kw.pop("timeout", 30), **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        headers = {"X-CSRF-Token": self.csrf, **kw.pop("headers", {})}
+        return self.http.post(self.base + path, headers=headers, timeout=kw.pop("timeout", 60), **kw)
+
+    def submit(self, actions: list[dict] | None = None, files: dict[str, bytes] | None = None,
+               **data) -> requests.Response:
+        files = files if files is not None else {"data.csv": b"a,b\n1,2\n3,4\n"}
+        form = {"model": "scripted", "script": json.dumps(actions or []), **data}
+        return self.post("/api/jobs", data=form, files=[("files", (n, b)) for n, b in files.items()])
+
+    def events(self, job_id: str, after: int | None = None, last_event_id: int | None = None,
+               stop_after: int | None = None, timeout: float = 60) -> list[dict]:
+        """Read the SSE stream: a list of {id, event, data}; ends at `event: end` or after stop_after events."""
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        params = {"after": after} if after is not None else {}
+        out: list[dict] = []
+        with self.http.get(f"{self.base}/api/jobs/{job_id}/events", headers=headers, params=params,
+                           stream=True, timeout=timeout) as resp:
+            assert resp.status_code == 200, resp.text
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            frame: dict = {}
+            for line in resp.iter_lines(decode_unicode=True):
+                if line == "":
+                    if "event" in frame:
+                        out.append(frame)
+                        if frame["event"] == "end" or (stop_after and len(out) >= stop_after):
+                            return out
+                    frame = {}
+                elif line.startswith(":"):
+                    out.append({"comment": line})
+                else:
+                    key, _, value = line.partition(": ")
+                    if key == "data":
+                        frame["data"] = json.loads(value)
+                    elif key == "id":
+                        frame["id"] = int(value)
+                    elif key == "event":
+                        frame["event"] = value
+        return out
+
+    def wait_for_event(self, job_id: str, predicate, timeout: float = 60) -> dict:
+        """Follow the stream until an event matches (the matching event is returned)."""
+        deadline = time.time() + timeout
+        with self.http.get(f"{self.base}/api/jobs/{job_id}/events", stream=True, timeout=timeout) as resp:
+            frame: dict = {}
+            for line in resp.iter_lines(decode_unicode=True):
+                if time.time() > deadline:
+                    break
+                if line == "" and "event" in frame:
+                    if frame["event"] == "end":
+                        break
+                    if predicate(frame):
+                        return frame
+                    frame = {}
+                elif line.startswith("data: "):
+                    frame["data"] = json.loads(line[6:])
+                elif line.startswith("event: "):
+                    frame["event"] = line[7:]
+                elif line.startswith("id: "):
+                    frame["id"] = int(line[4:])
+        raise AssertionError("the awaited event never came")
+
+
+def only_events(frames: list[dict]) -> list[dict]:
+    return [f for f in frames if "event" in f and f["event"] != "end"]
+
+
+def sandbox_processes(job_id: str) -> list[int]:
+    """PIDs whose command line mentions the job (its bubblewrap jail and agent)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if job_id.encode() in cmdline and b"agent_sandbox" in cmdline:
+            pids.append(int(entry.name))
+    return pids
