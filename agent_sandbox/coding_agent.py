@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox.environment import DOCKER, detect_environment, environment_details
-from agent_sandbox.models import (FINISH, PYTHON, SHELL, WRITE_FILE, Action, Model,
+from agent_sandbox.models import (FINISH, SHELL, WRITE_FILE, Action, Model,
                                   Observation, Task, Turn, UnknownModel, get_model)
 from agent_sandbox.outputs import UnsafePath, safe_join
 from agent_sandbox.tools import become_subreaper, run_command

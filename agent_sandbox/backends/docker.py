@@ -15,7 +15,6 @@ The image comes from docker/build-image.sh.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets as random
@@ -24,7 +23,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,7 +152,8 @@ class DockerBackend:
         name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
         try:
             monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
-            exit_code = self._supervise(spec, monitor, name, outputs)
+            exit_code = monitor.supervise(self.command(spec, name, outputs), self.cli_env(),
+                                           lambda proc: self._stop(name, proc))
             status, reason = monitor.outcome(exit_code)
             monitor.status("collecting", "collecting outputs")
             log = outputs / AGENT_LOG
@@ -169,33 +168,6 @@ class DockerBackend:
         finally:
             self.remove(name)  # --rm covers a normal exit; this covers everything else
             shutil.rmtree(run_dir, ignore_errors=True)
-
-    def _supervise(self, spec: RunSpec, monitor: RunMonitor, name: str, outputs: Path) -> int | None:
-        proc = subprocess.Popen(self.command(spec, name, outputs), env=self.cli_env(),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        try:  # one JSON line of secrets; the agent reads it before anything else
-            proc.stdin.write((json.dumps(spec.secrets) + "\n").encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        readers = [threading.Thread(target=monitor.pump, args=(proc.stdout, "stdout"), daemon=True),
-                   threading.Thread(target=monitor.pump, args=(proc.stderr, "stderr"), daemon=True)]
-        for r in readers:
-            r.start()
-        try:
-            while proc.poll() is None:
-                if monitor.should_stop():
-                    self._stop(name, proc)
-                    break
-                time.sleep(0.05)
-        finally:
-            if proc.poll() is None:  # an exception (or KeyboardInterrupt) must not leave a container behind
-                self._stop(name, proc)
-            proc.wait()
-            for r in readers:
-                r.join(timeout=5)
-        return proc.returncode
 
     def _stop(self, name: str, proc: subprocess.Popen) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""

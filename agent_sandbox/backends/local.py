@@ -9,7 +9,6 @@ model needs an API), all capabilities dropped, killed with its parent.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +119,7 @@ class LocalBackend:
             if not self.config.bwrap:
                 monitor.emit(ev.WARNING, {"message": "running without a sandbox: "
                                           "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
-            exit_code = self._supervise(spec, monitor, outputs, scratch)
+            exit_code = monitor.supervise(self.command(spec, outputs, scratch), self.environment(spec), self._stop)
             status, reason = monitor.outcome(exit_code)
             monitor.status("collecting", "collecting outputs")
             manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
@@ -130,33 +128,6 @@ class LocalBackend:
                              duration=monitor.duration, manifest=manifest)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-
-    def _supervise(self, spec: RunSpec, monitor: RunMonitor, outputs: Path, scratch: Path) -> int | None:
-        proc = subprocess.Popen(self.command(spec, outputs, scratch), env=self.environment(spec),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        try:  # one JSON line of secrets; the agent reads it before anything else
-            proc.stdin.write((json.dumps(spec.secrets) + "\n").encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        readers = [threading.Thread(target=monitor.pump, args=(proc.stdout, "stdout"), daemon=True),
-                   threading.Thread(target=monitor.pump, args=(proc.stderr, "stderr"), daemon=True)]
-        for r in readers:
-            r.start()
-        try:
-            while proc.poll() is None:
-                if monitor.should_stop():
-                    self._stop(proc)
-                    break
-                time.sleep(0.05)
-        finally:
-            if proc.poll() is None:  # an exception (or KeyboardInterrupt) must not leave a jail behind
-                self._stop(proc)
-            proc.wait()
-            for r in readers:
-                r.join(timeout=5)
-        return proc.returncode
 
     def _stop(self, proc: subprocess.Popen) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""

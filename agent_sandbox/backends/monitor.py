@@ -8,9 +8,11 @@ stops the sandbox when told to.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
@@ -54,6 +56,36 @@ class RunMonitor:
         """Feed every line of one stream (run it in a thread per stream)."""
         for line in lines:
             self.feed(line, stream)
+
+    def supervise(self, argv: list[str], env: dict[str, str],
+                  stop: Callable[[subprocess.Popen], None]) -> int | None:
+        """Start the sandbox process, give the agent its secrets on stdin (one JSON
+        line: never in an environment or a command line), stream both outputs, and
+        call `stop(proc)` when a limit or cancel says so. Returns the exit code."""
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            proc.stdin.write((json.dumps(self.spec.secrets) + "\n").encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        readers = [threading.Thread(target=self.pump, args=(proc.stdout, "stdout"), daemon=True),
+                   threading.Thread(target=self.pump, args=(proc.stderr, "stderr"), daemon=True)]
+        for r in readers:
+            r.start()
+        try:
+            while proc.poll() is None:
+                if self.should_stop():
+                    stop(proc)
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:  # an exception (or KeyboardInterrupt) must not leave a sandbox behind
+                stop(proc)
+            proc.wait()
+            for r in readers:
+                r.join(timeout=5)
+        return proc.returncode
 
     def should_stop(self) -> tuple[str, str] | None:
         """(status, reason) if the sandbox must be stopped now, else None."""

@@ -12,7 +12,7 @@ import threading
 import time
 
 from agent_sandbox import events as ev
-from agent_sandbox.spec import MB, Limits
+from agent_sandbox.spec import Limits
 from tests.conftest import make_spec
 
 SECRET = "sk-conformance-7f3a9c1e5b"
