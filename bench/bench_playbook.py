@@ -6,7 +6,16 @@ and reports wall time and the child's peak RSS (from wait4). ydata-profiling
 runs in minimal mode on the 10 MB and 100 MB files (its own child process, on
 a pandas DataFrame of the file, which is how it is used). Prints a table.
 
-    python bench/bench_playbook.py [--sizes 10,100,1000] [--no-ydata]
+    python bench/bench_playbook.py [--sizes 10,100,1000] [--no-ydata] [--ydata-python PATH]
+
+The playbook runs under this interpreter (the project's .venv). ydata-profiling
+pins older pandas/numpy/matplotlib, so keep it out of the project's venv and
+give it its own, then point --ydata-python (or env YDATA_PYTHON) at it:
+
+    python3 -m venv /tmp/ydata-venv && /tmp/ydata-venv/bin/pip install ydata-profiling duckdb
+    .venv/bin/python bench/bench_playbook.py --sizes 10,100 --ydata-python /tmp/ydata-venv/bin/python
+
+Without either, ydata runs under this interpreter if it can import it.
 
 Each case runs once: the machine is shared, the figures are indicative.
 """
@@ -76,13 +85,13 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,100,1000", help="CSV sizes in MB")
     parser.add_argument("--ydata-max-mb", type=int, default=100, help="largest size given to ydata-profiling")
     parser.add_argument("--no-ydata", action="store_true")
+    parser.add_argument("--ydata-python", default=os.environ.get("YDATA_PYTHON") or sys.executable,
+                        help="interpreter that has ydata-profiling (default: env YDATA_PYTHON, else this one)")
     args = parser.parse_args()
-    try:
-        import ydata_profiling  # noqa: F401
-        have_ydata = not args.no_ydata
-    except ImportError:
-        have_ydata = False
-        print("ydata-profiling is not installed (pip install ydata-profiling): its column is left empty")
+    have_ydata = not args.no_ydata and subprocess.run(
+        [args.ydata_python, "-c", "import ydata_profiling"], capture_output=True).returncode == 0
+    if not have_ydata and not args.no_ydata:
+        print(f"ydata-profiling cannot be imported by {args.ydata_python} (see --ydata-python): its column is left empty")
 
     rows_out = []
     with tempfile.TemporaryDirectory(prefix="bench_playbook_") as tmp:
@@ -98,7 +107,7 @@ def main() -> int:
             print(f"  playbook: {wall:.1f}s, peak RSS {rss:.0f} MB, exit {code}", flush=True)
             y_wall = y_rss = None
             if have_ydata and mb <= args.ydata_max_mb:
-                y_wall, y_rss, y_code = run_measured([sys.executable, "-c", YDATA, str(csv), str(tmp / f"y_{mb}.html")])
+                y_wall, y_rss, y_code = run_measured([args.ydata_python, "-c", YDATA, str(csv), str(tmp / f"y_{mb}.html")])
                 print(f"  ydata-profiling minimal: {y_wall:.1f}s, peak RSS {y_rss:.0f} MB, exit {y_code}", flush=True)
             rows_out.append((size, rows, wall, rss, y_wall, y_rss))
             shutil.rmtree(out, ignore_errors=True)
