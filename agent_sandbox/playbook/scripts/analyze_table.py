@@ -13,7 +13,7 @@ Exit code 0 when the file was analysed or skipped as not a table, 1 when it fail
 Work happens in DuckDB with a memory limit: in memory for inputs up to 128 MB, in a database
 file under RESULTS/.scratch above that, so files far larger than memory are processed; the
 scratch is removed.
-Self-contained: needs duckdb, openpyxl, matplotlib and the sibling scripts.
+Self-contained: needs duckdb, openpyxl, Pillow and the sibling scripts.
 """
 
 from __future__ import annotations

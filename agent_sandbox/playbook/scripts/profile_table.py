@@ -1,7 +1,8 @@
 """Profile a cleaned DuckDB table with out-of-core aggregates.
 
 Per column: type, missing and distinct counts; min/max/mean/std/quartiles for
-numbers; first and last date for dates; the most common values for text.
+numbers; first and last date for dates; the most common values for text
+(`top_values` keeps a few more of them, for the bar charts).
 Above APPROX_ROWS rows, distinct counts and quartiles are approximate (DuckDB's
 HyperLogLog and t-digest) so the profile stays one streaming pass.
 
@@ -14,7 +15,8 @@ import datetime as dt
 import math
 
 APPROX_ROWS = 1_000_000
-TOP_VALUES = 5
+TOP_VALUES = 5          # listed in the profile
+TOP_FETCHED = 10        # fetched once, the plots' bar charts show this many
 MAX_TOP_COLUMNS = 40
 
 
@@ -64,10 +66,13 @@ def profile_table(con, table: str, columns: list[dict]) -> dict:
         entry["missing_pct"] = round(100.0 * entry["missing"] / rows, 2) if rows else 0.0
         out.append({key: plain(v) for key, v in entry.items()})
     text_cols = [c for c in out if c["type"] in ("text", "boolean")][:MAX_TOP_COLUMNS]
+    top_values = {}
     for c in text_cols:
         col = sql_ident(c["name"])
         top = con.execute(
             f"SELECT {col}, count(*) AS n FROM {table} WHERE {col} IS NOT NULL "
-            f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP_VALUES}").fetchall()
-        c["top"] = [{"value": plain(v), "count": n} for v, n in top]
-    return {"rows": rows, "columns": len(columns), "approximate": approx, "column_profiles": out}
+            f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP_FETCHED}").fetchall()
+        c["top"] = [{"value": plain(v), "count": n} for v, n in top[:TOP_VALUES]]
+        top_values[c["name"]] = top
+    return {"rows": rows, "columns": len(columns), "approximate": approx, "column_profiles": out,
+            "top_values": top_values}
