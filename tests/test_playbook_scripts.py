@@ -329,3 +329,18 @@ def test_line_breaks_inside_quotes_early_and_late(tmp_path):
         with open(tmp_path / "out" / where / f"{where}.csv", newline="") as f:
             notes = [r[1] for r in csv.reader(f)][1:]
         assert "two\nlines" in notes
+
+
+def test_latin1_bytes_past_the_sniffed_sample(tmp_path):
+    # the first 256 KB are plain ASCII, so the sniffer says UTF-8; DuckDB meets the é later
+    rows = ["id,probe,value"] + [f"{i},plain {i},{i / 3:.3f}" for i in range(20000)] + ["20000,caf\xe9,1.5"]
+    path = tmp_path / "late.csv"
+    path.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    result = analyze(path, tmp_path / "out")
+    assert result["status"] == "ok" and result["tables"] == ["late"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inputs", "late"]  # no half-written retry left
+    prof = profile(tmp_path / "out", "late")
+    assert prof["reader"]["encoding"] == "latin-1" and "256 KB" in prof["reader"]["encoding_note"]
+    assert prof["rows_before"] == prof["rows_after"] == 20001
+    with open(tmp_path / "out" / "late" / "late.csv", encoding="utf-8", newline="") as f:
+        assert list(csv.reader(f))[-1] == ["20000", "café", "1.5"]

@@ -86,7 +86,7 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
              f"data from line {reader['data_line'] + 1})" if reader.get("delimiter") else f" ({reader['format']})"), flush=True)
     try:
         cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False))
-    except EmptyTable:
+    except Exception:  # an empty table, or a read to retry with other options: leave nothing behind
         shutil.rmtree(out / name)
         raise
     print(f"[{name}] cleaned: {cleaned['rows_before']} -> {cleaned['rows_after']} rows, "
@@ -133,9 +133,19 @@ def forget_previous_run(out: Path, base: str) -> None:
             shutil.rmtree(out / table, ignore_errors=True)
 
 
+def read_retry(exc: Exception, options: dict) -> tuple[str, str] | None:
+    """The reader option that gets past this failure and a line for the log, or None."""
+    text = str(exc)
+    if "parallel=false" in text and not options.get("serial"):  # quoted line breaks past the sniffed sample
+        return "serial", "line breaks inside quoted fields: reading again in one thread"
+    if "unicode" in text.lower() and not options.get("latin1"):  # non-UTF-8 bytes past the sniffed sample
+        return "latin1", "bytes that are not UTF-8 past the first 256 KB: reading again as latin-1"
+    return None
+
+
 def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base: str,
-                   max_file_bytes: int, serial: bool) -> None:
-    for spec in open_tables(con, path, scratch, serial):
+                   max_file_bytes: int, options: dict) -> None:
+    for spec in open_tables(con, path, scratch, **options):
         if not spec.get("skipped"):
             try:
                 record["tables"].append(analyze_one(con, spec, record["file"], out, base, max_file_bytes)["table"])
@@ -157,16 +167,18 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
     scratch.mkdir(parents=True)
     con = None
     try:
-        for serial in (False, True):
+        options: dict = {}
+        while True:
             con = connect(scratch, memory_limit, threads, path.stat().st_size <= IN_MEMORY_BYTES)
             try:
-                analyze_tables(con, path, scratch, record, out, base, max_file_bytes, serial)
+                analyze_tables(con, path, scratch, record, out, base, max_file_bytes, options)
                 break
             except Exception as exc:
-                # quoted line breaks past the sniffed sample: DuckDB asks for a one-thread read
-                if serial or "parallel=false" not in str(exc):
+                retry = read_retry(exc, options)
+                if retry is None:
                     raise
-                print("line breaks inside quoted fields: reading again in one thread", flush=True)
+                options[retry[0]] = True
+                print(retry[1], flush=True)
                 for table in record["tables"]:
                     shutil.rmtree(out / table, ignore_errors=True)
                 record.update(tables=[], skipped_sheets=[])

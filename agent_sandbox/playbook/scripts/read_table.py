@@ -176,7 +176,6 @@ def delimited_view(con, path: Path, info: dict, view: str, scratch: Path) -> Non
         f"quote='\"', escape='\"', columns={columns}, null_padding=true, strict_mode=false, "
         f"encoding={sql_str(encoding)}, max_line_size=10000000"
         + (", parallel=false" if info.get("quoted_newlines") or info.get("serial") else "") + ")")
-    con.execute(f"SELECT count(*) FROM {view}").fetchone()  # fail now on undecodable bytes
 
 
 # ---------------------------------------------------------------- excel
@@ -281,24 +280,23 @@ def file_kind(path: Path) -> str:
     return "delimited"
 
 
-def open_tables(con, path: Path, scratch: Path, serial: bool = False) -> list[dict]:
+def open_tables(con, path: Path, scratch: Path, serial: bool = False, latin1: bool = False) -> list[dict]:
     """Create one VARCHAR-or-typed view per table in `path`.
 
     Returns [{view, sheet, names, reader}] where `names` are the original column
     names and `reader` the options used (recorded in the profile for reproducibility).
     Sheets that are empty or hold no table come back with `skipped` set.
+    The views are lazy: a problem past the sniffed sample surfaces when they are
+    first read in full, and the caller reads again with `serial` (quoted line
+    breaks) or `latin1` (bytes that are not UTF-8) set.
     """
     kind = file_kind(path)
     if kind == "delimited":
         info = sniff_text(path, single_column_ok=path.suffix.lower() in {".csv", ".tsv"})
         info["serial"] = serial
-        try:
-            delimited_view(con, path, info, "raw_0", scratch)
-        except Exception as exc:  # non-UTF-8 bytes after the sniffed sample
-            if info["duckdb_encoding"] != "utf-8" or "unicode" not in str(exc).lower():
-                raise
+        if latin1 and info["duckdb_encoding"] == "utf-8":
             info.update(encoding="latin-1", duckdb_encoding="latin-1", encoding_note="not valid UTF-8 past the first 256 KB")
-            delimited_view(con, path, info, "raw_0", scratch)
+        delimited_view(con, path, info, "raw_0", scratch)
         return [{"view": "raw_0", "sheet": None, "names": header_names(info), "reader": {"format": "delimited", **info}}]
     if kind == "excel":
         tables = []
