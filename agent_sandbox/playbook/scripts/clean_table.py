@@ -8,7 +8,8 @@ rows and exact duplicate rows (compared after cleaning) dropped, keeping the
 first occurrence and the original row order.
 
 Types are guessed on the first rows, then checked with one aggregate pass over
-the whole table, so a 1 GB file is never held in memory.
+the whole table, so a 1 GB file is never held in memory. The text is read and
+parsed once, into a wide table that becomes the cleaned one (see Cleaner.load).
 
 Self-contained: depends on duckdb only.
 """
@@ -176,69 +177,83 @@ class Cleaner:
         return chosen if covered >= PARSE_SHARE * present else []
 
     # -- full passes ------------------------------------------------------------
-    def stage(self) -> list[str]:
-        """Parse the source once into a columnar copy stored in file order.
+    def load(self, table: str, guesses: list[tuple[str, list[str]]]) -> None:
+        """Parse the source once into a wide table stored in file order.
 
-        It holds each cell trimmed with markers made missing (v<i>) and what
-        that changed (f<i>: 1 trimmed, 2 was a marker), so later passes never
-        redo the text work. Row numbers are DuckDB's rowid: with
-        preserve_insertion_order the copy keeps file order, where a
-        row_number() window would serialise this pass.
+        Per column i it holds the cell trimmed with markers made missing
+        (__v<i>), what that changed (__f<i>: 1 trimmed, 2 was a marker) and,
+        when the sample says numbers or dates, the parsed candidates (__a<i>:
+        integer or date-time, __b<i>: number). Counting them is then cheap, and
+        the cleaned table is this one with the unchosen columns dropped: the
+        text is parsed once and the data copied once. Rows keep file order
+        (preserve_insertion_order), so rowid is the row number.
         """
-        inner, outer = [], []
+        inner, middle, outer = [], [], []
         for i, raw in enumerate(self.raw_cols):
-            inner.append(f"{sql_ident(raw)} AS r{i}")
+            v = f"__v{i}"
             if self.is_text[i]:
-                inner.append(f"{trim(sql_ident(raw))} AS t{i}")
-                outer.append(f"{marker_to_null(f't{i}')} AS v{i}")
-                outer.append(f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 "
-                             f"WHEN t{i} <> r{i} THEN 1 ELSE 0 END AS UTINYINT) AS f{i}")
+                inner += [f"{sql_ident(raw)} AS r{i}", f"{trim(sql_ident(raw))} AS t{i}"]
+                middle += [f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 "
+                           f"WHEN t{i} <> r{i} THEN 1 ELSE 0 END AS UTINYINT) AS __f{i}", f"t{i}"]
+                outer += [f"CASE WHEN __f{i} = 2 THEN NULL ELSE t{i} END AS {v}", f"__f{i}"]
             else:
-                outer.append(f"r{i} AS v{i}")
-        self.con.execute(f"CREATE OR REPLACE TABLE staged AS SELECT {', '.join(outer)} "
-                         f"FROM (SELECT {', '.join(inner)} FROM {self.view})")
-        self.view = "staged"
-        return [f"v{i}" for i in range(len(self.raw_cols))]
+                inner.append(f"{sql_ident(raw)} AS {v}")
+                middle.append(v)
+                outer.append(v)
+        final = []
+        for i in range(len(self.raw_cols)):
+            kind, fmts = guesses[i]
+            final += [f"__v{i}"] + ([f"__f{i}"] if self.is_text[i] else [])
+            if kind in ("integer", "number"):
+                final += [f"{self.parsed(f'__v{i}', 'integer', [])} AS __a{i}",
+                          f"{self.parsed(f'__v{i}', 'number', [])} AS __b{i}"]
+            elif kind == "datetime":
+                final.append(f"{self.parsed(f'__v{i}', 'datetime', fmts)} AS __a{i}")
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(final)} FROM (SELECT {', '.join(outer)} "
+            f"FROM (SELECT {', '.join(middle)} FROM (SELECT {', '.join(inner)} FROM {self.view})))")
 
-    def count(self, values: list[str], guesses: list[tuple[str, list[str]]]) -> list[int]:
+    def count(self, table: str, guesses: list[tuple[str, list[str]]]) -> list[int]:
         """One aggregate pass: rows, empty rows, then per column five counts:
         non-null cells, cells with a value, cells trimmed, and two parse counts
         (integer and number, or date-times and date-times with a time of day)."""
-        aggs = ["count(*)", "count_if(" + " AND ".join(f"{v} IS NULL" for v in values) + ")"]
-        for i, v in enumerate(values):
+        n = len(self.raw_cols)
+        aggs = ["count(*)", "count_if(" + " AND ".join(f"__v{i} IS NULL" for i in range(n)) + ")"]
+        for i in range(n):
+            v = f"__v{i}"
             if self.is_text[i]:
-                aggs += [f"count({v}) + count_if(f{i} = 2)", f"count({v})", f"count_if(f{i} = 1)"]
+                aggs += [f"count({v}) + count_if(__f{i} = 2)", f"count({v})", f"count_if(__f{i} = 1)"]
             else:
                 aggs += [f"count({v})", f"count({v})", "0"]
-            kind, fmts = guesses[i]
+            kind, _ = guesses[i]
             if kind in ("integer", "number"):
-                aggs.append(f"count({self.parsed(v, 'integer', [])})")
-                aggs.append(f"count({self.parsed(v, 'number', [])})")
+                aggs += [f"count(__a{i})", f"count(__b{i})"]
             elif kind == "datetime":
-                ts = self.parsed(v, "datetime", fmts)
-                aggs.append(f"count({ts})")
-                aggs.append(f"count_if({ts} <> date_trunc('day', {ts}))")
+                aggs += [f"count(__a{i})", f"count_if(__a{i} <> date_trunc('day', __a{i}))"]
             else:
                 aggs += ["0", "0"]
-        row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {self.view}").fetchone()
+        row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {table}").fetchone()
         return [0 if x is None else x for x in row]  # count_if over no rows is NULL
 
     def run(self, out_table: str) -> dict:
         guesses = self.guess_types()
         n = len(self.raw_cols)
-        values = self.stage()
-        row = self.count(values, guesses)
+        self.load(out_table, guesses)
+        row = self.count(out_table, guesses)
         rows_before, empty_rows = row[0], row[1]
         if rows_before == empty_rows:
+            self.con.execute(f"DROP TABLE {out_table}")
             raise EmptyTable("no data rows below the header" if rows_before == 0 else "every row is empty")
+        if empty_rows:
+            self.con.execute(f"DELETE FROM {out_table} WHERE " + " AND ".join(f"__v{i} IS NULL" for i in range(n)))
 
         for i, name in enumerate(self.names):
             if name != self.original[i]:
                 self._note("renamed column", name, detail=f"{self.original[i]!r} -> {name}")
-        final_exprs, final_names, columns = [], [], []
+        keep, columns = {}, []  # wide column -> final name
         for i in range(n):
             nonnull, present, trimmed, ok_a, ok_b = row[2 + 5 * i: 7 + 5 * i]
-            name, v = self.names[i], values[i]
+            name, v = self.names[i], f"__v{i}"
             if trimmed:
                 self._note("trimmed whitespace", name, cells=trimmed)
             if nonnull - present:
@@ -248,31 +263,30 @@ class Cleaner:
                 self._note("dropped empty column", name, detail=f"{self.original[i]!r} had no values")
                 continue
             kind, fmts = guesses[i]
-            expr, ctype = v, "text" if self.is_text[i] else self._kind_of(self.sql_types[i])
+            chosen, ctype = v, "text" if self.is_text[i] else self._kind_of(self.sql_types[i])
             if kind in ("integer", "number"):
                 if ok_a == present:
-                    expr, ctype = self.parsed(v, "integer", []), "integer"
+                    chosen, ctype = f"__a{i}", "integer"
                 elif ok_b >= PARSE_SHARE * present:
-                    expr, ctype = self.parsed(v, "number", []), "number"
-                    self._parse_loss(i, v, expr, present - ok_b, "numbers")
+                    chosen, ctype = f"__b{i}", "number"
+                    self._parse_loss(out_table, i, chosen, present - ok_b, "numbers")
                 if ctype != "text":
                     self._note_parse(name, ctype, present, "decimal comma" if self.decimal_comma and ctype == "number" else "")
             elif kind == "datetime" and ok_a >= PARSE_SHARE * present:
-                ctype = "datetime" if ok_b else "date"
-                expr = self.parsed(v, ctype, fmts)
-                self._parse_loss(i, v, expr, present - ok_a, "dates")
+                chosen, ctype = f"__a{i}", "datetime" if ok_b else "date"
+                self._parse_loss(out_table, i, chosen, present - ok_a, "dates")
                 self._note_parse(name, ctype, present, "formats: " + ", ".join(fmts))
-            final_exprs.append(f"{expr} AS {sql_ident(name)}")
-            final_names.append(name)
+                if ctype == "date":
+                    self.con.execute(f"ALTER TABLE {out_table} ALTER COLUMN {chosen} TYPE DATE")
+            keep[chosen] = name
             columns.append({"name": name, "original": self.original[i], "type": ctype})
 
-        cols = ", ".join(sql_ident(c) for c in final_names)
-        self.con.execute(
-            f"CREATE OR REPLACE TABLE {out_table} AS SELECT rowid AS __rn, {', '.join(final_exprs)} FROM {self.view}"
-            f" WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in values)})")
-        self.con.execute("DROP TABLE staged")
-        drop_duplicates(self.con, out_table, cols)
-        self.con.execute(f"ALTER TABLE {out_table} DROP COLUMN __rn")
+        # the wide table becomes the cleaned one: dropping and renaming columns copies no data
+        for col in [c for c in self.con.sql(f"SELECT * FROM {out_table} LIMIT 0").columns if c not in keep]:
+            self.con.execute(f"ALTER TABLE {out_table} DROP COLUMN {col}")
+        for col, name in keep.items():
+            self.con.execute(f"ALTER TABLE {out_table} RENAME COLUMN {col} TO {sql_ident(name)}")
+        drop_duplicates(self.con, out_table, ", ".join(sql_ident(c["name"]) for c in columns))
         rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
         if empty_rows:
             self._note("dropped empty rows", None, rows=empty_rows)
@@ -280,7 +294,7 @@ class Cleaner:
         if duplicates:
             self._note("dropped duplicate rows", None, rows=duplicates, detail="exact copies of an earlier row after cleaning; the first is kept")
         return {"rows_before": rows_before, "columns_before": n, "rows_after": rows_after,
-                "columns_after": len(final_names), "empty_rows": empty_rows, "duplicate_rows": duplicates,
+                "columns_after": len(columns), "empty_rows": empty_rows, "duplicate_rows": duplicates,
                 "columns": columns, "audit": self.audit}
 
     # -- helpers --------------------------------------------------------------
@@ -313,17 +327,17 @@ class Cleaner:
             f"SELECT DISTINCT {col} FROM guess_sample WHERE {col} IS NOT NULL AND {self.value(i)} IS NULL LIMIT 8").fetchall()
         return [repr(r[0]) for r in rows] or ["(beyond the first rows)"]
 
-    def _parse_loss(self, i: int, v: str, expr: str, lost: int, what: str) -> None:
+    def _parse_loss(self, table: str, i: int, parsed: str, lost: int, what: str) -> None:
         if lost <= 0:
             return
         examples = self.con.execute(
-            f"SELECT DISTINCT {v} FROM {self.view} WHERE {v} IS NOT NULL AND {expr} IS NULL LIMIT 5").fetchall()
+            f"SELECT DISTINCT __v{i} FROM {table} WHERE __v{i} IS NOT NULL AND {parsed} IS NULL LIMIT 5").fetchall()
         self._note(f"values that are not {what} set to missing", self.names[i], cells=lost,
                    detail="e.g. " + ", ".join(repr(e[0]) for e in examples))
 
 
 def drop_duplicates(con, table: str, cols: str) -> None:
-    """Delete every row that repeats an earlier one, keeping table order.
+    """Delete every row that repeats an earlier one, keeping table order (rowid).
 
     Rows are first compared by a hash: one narrow GROUP BY over the whole
     table. Only rows whose hash repeats are then compared column by column, so
@@ -333,8 +347,8 @@ def drop_duplicates(con, table: str, cols: str) -> None:
                 "GROUP BY 1 HAVING count(*) > 1")
     if con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
         candidates = f"hash({cols}) IN (SELECT h FROM dup_hashes)"
-        con.execute(f"DELETE FROM {table} WHERE {candidates} AND __rn NOT IN "
-                    f"(SELECT min(__rn) FROM {table} WHERE {candidates} GROUP BY {cols})")
+        con.execute(f"DELETE FROM {table} WHERE {candidates} AND rowid NOT IN "
+                    f"(SELECT min(rowid) FROM {table} WHERE {candidates} GROUP BY {cols})")
     con.execute("DROP TABLE dup_hashes")
 
 
