@@ -344,3 +344,21 @@ def test_latin1_bytes_past_the_sniffed_sample(tmp_path):
     assert prof["rows_before"] == prof["rows_after"] == 20001
     with open(tmp_path / "out" / "late" / "late.csv", encoding="utf-8", newline="") as f:
         assert list(csv.reader(f))[-1] == ["20000", "café", "1.5"]
+
+
+def test_wide_plate_reader_table(tmp_path):
+    # a 384-well plate read over time: hundreds of columns, some with padded text
+    header = ["time"] + [f"{r}{c}" for r in "ABCDEFGHIJKLMNOP" for c in range(1, 25)]
+    lines = [",".join(header)]
+    for t in range(300):
+        lines.append(",".join([f"2026-01-01 00:{t // 60:02d}:{t % 60:02d}"]
+                              + [f"{(t * 7 + w) % 1000 / 1000:.3f}" if w % 5 else f" s{w % 3} " for w in range(384)]))
+    path = tmp_path / "plate.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = analyze(path, tmp_path / "out")
+    assert result["status"] == "ok", result["reason"]
+    prof = profile(tmp_path / "out", "plate")
+    assert (prof["rows_after"], prof["columns_after"]) == (300, 385)
+    assert column(prof, "a2")["type"] == "number" and column(prof, "a1")["type"] == "text"
+    assert audit(prof, "trimmed whitespace", "a1")[0]["cells"] == 300
+    assert column(prof, "time")["type"] == "datetime"

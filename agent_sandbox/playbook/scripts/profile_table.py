@@ -18,6 +18,7 @@ APPROX_ROWS = 1_000_000
 TOP_VALUES = 5          # listed in the profile
 TOP_FETCHED = 10        # fetched once, the plots' bar charts show this many
 MAX_TOP_COLUMNS = 40
+AGGREGATES_PER_PASS = 200
 
 
 def sql_ident(name: str) -> str:
@@ -53,7 +54,11 @@ def profile_table(con, table: str, columns: list[dict]) -> dict:
             aggs += [f"min({col})", f"max({col})"]
             fields += ["first", "last"]
         slots.append(fields)
-    values = con.execute(f"SELECT {', '.join(aggs)} FROM {table}").fetchone() if aggs else []
+    # One pass for a usual table; a few for a wide one, whose hundreds of exact distinct
+    # counts and quantiles in one query would exceed DuckDB's memory limit.
+    values = []
+    for start in range(0, len(aggs), AGGREGATES_PER_PASS):
+        values += con.execute(f"SELECT {', '.join(aggs[start:start + AGGREGATES_PER_PASS])} FROM {table}").fetchone()
     out, k = [], 0
     for c, fields in zip(columns, slots):
         entry = dict(c)
