@@ -208,8 +208,8 @@ def build(out: Path, failed: dict[str, str]) -> tuple[list[tuple], dict]:
     for pr in profiles:
         blocks += table_blocks(pr)
     blocks += [h(2, "Reproduce"),
-               p("Every step ran as a script kept in scripts/ (Python with duckdb, pandas, pyarrow, openpyxl, "
-                 "matplotlib). From this folder, with the input files in INPUT_DIR:"),
+               p("Every step ran as a script kept in scripts/ (Python with duckdb, openpyxl and Pillow). "
+                 "From this folder, with the input files in INPUT_DIR:"),
                code("\n".join([f"python scripts/analyze_table.py INPUT_DIR/{r['file']} --out . --name {r['name']}"
                                for r in records if r.get("name")] + ["python scripts/make_report.py --out ."]))]
     summary = {"files": len(records), "analysed": len(ok), "skipped": len(skipped), "failed": len(bad),
