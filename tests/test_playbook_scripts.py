@@ -362,3 +362,25 @@ def test_wide_plate_reader_table(tmp_path):
     assert column(prof, "a2")["type"] == "number" and column(prof, "a1")["type"] == "text"
     assert audit(prof, "trimmed whitespace", "a1")[0]["cells"] == 300
     assert column(prof, "time")["type"] == "datetime"
+
+
+def test_integers_in_the_sample_then_decimals_and_words_below(tmp_path):
+    # types are guessed on the first 20,000 rows; the rows below decide what they become
+    n = 20500
+    lines = ["run,count,dose"]
+    for i in range(n):
+        below = i >= 20000
+        dose = ("n/d" if i % 50 == 0 else f"{i}.5") if below else str(i)
+        lines.append(f"{i},{i % 7}{'.25' if below else ''},{dose}")
+    path = tmp_path / "late_types.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert analyze(path, tmp_path / "out")["status"] == "ok"
+    prof = profile(tmp_path / "out", "late_types")
+    assert [column(prof, c)["type"] for c in ("run", "count", "dose")] == ["integer", "number", "number"]
+    assert column(prof, "count")["max"] == pytest.approx(6.25)
+    lost = audit(prof, "values that are not numbers set to missing", "dose")
+    assert lost[0]["cells"] == 10 and "'n/d'" in lost[0]["detail"]
+    assert column(prof, "dose")["missing"] == 10
+    with open(tmp_path / "out" / "late_types" / "late_types.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[20001]["dose"] == "20001.5" and rows[19999]["dose"] == "19999.0"

@@ -183,8 +183,9 @@ class Cleaner:
 
         Per column i it holds the cell trimmed with markers made missing
         (__v<i>), what that changed (__f<i>: 1 trimmed, 2 was a marker) and,
-        when the sample says numbers or dates, the parsed candidates (__a<i>:
-        integer or date-time, __b<i>: number). Counting them is then cheap, and
+        when the sample says integers, numbers or dates, the value parsed that
+        way (__p<i>; a sample with non-integers needs no integer parse, as
+        those rows are in the table too). Counting them is then cheap, and
         the cleaned table is this one with the unchosen columns dropped: the
         text is parsed once and the data copied once. Rows keep file order
         (preserve_insertion_order), so rowid is the row number.
@@ -205,11 +206,8 @@ class Cleaner:
         for i in range(len(self.raw_cols)):
             kind, fmts = guesses[i]
             final += [f"__v{i}"] + ([f"__f{i}"] if self.is_text[i] else [])
-            if kind in ("integer", "number"):
-                final += [f"{self.parsed(f'__v{i}', 'integer', [])} AS __a{i}",
-                          f"{self.parsed(f'__v{i}', 'number', [])} AS __b{i}"]
-            elif kind == "datetime":
-                final.append(f"{self.parsed(f'__v{i}', 'datetime', fmts)} AS __a{i}")
+            if kind in ("integer", "number", "datetime"):
+                final.append(f"{self.parsed(f'__v{i}', kind, fmts)} AS __p{i}")
         self.con.execute(
             f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(final)} FROM (SELECT {', '.join(outer)} "
             f"FROM (SELECT {', '.join(middle)} FROM (SELECT {', '.join(inner)} FROM {self.view})))")
@@ -228,9 +226,9 @@ class Cleaner:
                 aggs += [f"count({v})", f"count({v})", "0"]
             kind, _ = guesses[i]
             if kind in ("integer", "number"):
-                aggs += [f"count(__a{i})", f"count(__b{i})"]
+                aggs += [f"count(__p{i})", "0"]
             elif kind == "datetime":
-                aggs += [f"count(__a{i})", f"count_if(__a{i} <> date_trunc('day', __a{i}))"]
+                aggs += [f"count(__p{i})", f"count_if(__p{i} <> date_trunc('day', __p{i}))"]
             else:
                 aggs += ["0", "0"]
         row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {table}").fetchone()
@@ -253,7 +251,7 @@ class Cleaner:
                 self._note("renamed column", name, detail=f"{self.original[i]!r} -> {name}")
         keep, columns = {}, []  # wide column -> final name
         for i in range(n):
-            nonnull, present, trimmed, ok_a, ok_b = row[2 + 5 * i: 7 + 5 * i]
+            nonnull, present, trimmed, parsed, with_time = row[2 + 5 * i: 7 + 5 * i]
             name, v = self.names[i], f"__v{i}"
             if trimmed:
                 self._note("trimmed whitespace", name, cells=trimmed)
@@ -265,17 +263,21 @@ class Cleaner:
                 continue
             kind, fmts = guesses[i]
             chosen, ctype = v, "text" if self.is_text[i] else self._kind_of(self.sql_types[i])
-            if kind in ("integer", "number"):
-                if ok_a == present:
-                    chosen, ctype = f"__a{i}", "integer"
-                elif ok_b >= PARSE_SHARE * present:
-                    chosen, ctype = f"__b{i}", "number"
-                    self._parse_loss(out_table, i, chosen, present - ok_b, "numbers")
-                if ctype != "text":
-                    self._note_parse(name, ctype, present, "decimal comma" if self.decimal_comma and ctype == "number" else "")
-            elif kind == "datetime" and ok_a >= PARSE_SHARE * present:
-                chosen, ctype = f"__a{i}", "datetime" if ok_b else "date"
-                self._parse_loss(out_table, i, chosen, present - ok_a, "dates")
+            if kind == "integer" and parsed < present:
+                # integers in the sampled first rows but not below them: try them as numbers
+                number = self.parsed(v, "number", [])
+                parsed = self.con.execute(f"SELECT count({number}) FROM {out_table}").fetchone()[0]
+                kind = "number"
+                if parsed >= PARSE_SHARE * present:
+                    self.con.execute(f"ALTER TABLE {out_table} ALTER COLUMN __p{i} TYPE DOUBLE USING {number}")
+            if kind == "integer" or (kind == "number" and parsed >= PARSE_SHARE * present):
+                chosen, ctype = f"__p{i}", kind
+                if kind == "number":
+                    self._parse_loss(out_table, i, chosen, present - parsed, "numbers")
+                self._note_parse(name, ctype, present, "decimal comma" if self.decimal_comma and ctype == "number" else "")
+            elif kind == "datetime" and parsed >= PARSE_SHARE * present:
+                chosen, ctype = f"__p{i}", "datetime" if with_time else "date"
+                self._parse_loss(out_table, i, chosen, present - parsed, "dates")
                 self._note_parse(name, ctype, present, "formats: " + ", ".join(fmts))
                 if ctype == "date":
                     self.con.execute(f"ALTER TABLE {out_table} ALTER COLUMN {chosen} TYPE DATE")
