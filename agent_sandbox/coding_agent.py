@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.instructions_file:
         instructions = Path(args.instructions_file).read_text(encoding="utf-8")
     task = Task(instructions=instructions or DEFAULT_INSTRUCTIONS, workspace=str(Path(args.workspace)),
-                outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment)
+                outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment,
+                max_steps=args.max_steps)
     limits = {"max_steps": args.max_steps, "command_timeout": args.command_timeout,
               "max_output_chars": args.max_output_chars}
     writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,

@@ -75,9 +75,11 @@ class JailLayout:
         for child in sorted(self.root_dirs.iterdir()):
             if child.is_dir() and not child.is_symlink():
                 argv += ["--bind", str(child), "/" + child.name]
+        # /tmp before the prefixes too: a Python environment under /tmp (a clone
+        # there) must be bound on top of the sandbox's /tmp, not hidden by it.
+        argv += ["--bind", str(self.tmp), "/tmp"]
         for prefix in python_prefixes():
             argv += ["--ro-bind", prefix, prefix]
-        argv += ["--bind", str(self.tmp), "/tmp"]
         for mount_path, private in sorted(self.volumes.items()):
             argv += ["--bind", str(private), mount_path]
         argv += ["--chdir", workdir or "/"]

@@ -64,3 +64,15 @@ def test_missing_workspace_is_a_clear_error(tmp_path, recorder):
     spec.workspace = tmp_path / "nope"
     result = get_backend("local").run(spec, recorder)
     assert result.status == ev.ERROR_STATUS and "does not exist" in result.reason
+
+
+def test_runs_with_a_python_environment_under_tmp(tmp_path, recorder):
+    """A clone (and its venv) under /tmp must not be hidden by the jail's own /tmp."""
+    import subprocess
+    import sys
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    spec = make_spec(tmp_path, [shell("echo from-tmp-venv; ls /tmp")])
+    result = get_backend("local", python=str(venv / "bin" / "python")).run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    assert "from-tmp-venv" in outputs_text(recorder)

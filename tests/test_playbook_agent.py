@@ -95,10 +95,12 @@ def test_plan_fits_the_step_budget_and_names_are_unique(tmp_path):
     files = [{"path": f"d{i % 3}/data.csv", "size": i} for i in range(3)]
     files += [{"path": f"f{i}.csv", "size": 10 + i} for i in range(60)]
     task = Task(instructions="", workspace="/workspace", outputs="/outputs", files=files)
-    steps = plan(task)
-    assert len(steps) + 1 <= 40
-    analysed = [f["path"] for s in steps if s.kind == "analyze" for f in s.files]
-    assert sorted(analysed) == sorted(f["path"] for f in files)
+    for max_steps in (40, 15):
+        task.max_steps = max_steps
+        steps = plan(task)
+        assert len(steps) + 1 <= max_steps
+        analysed = [f["path"] for s in steps if s.kind == "analyze" for f in s.files]
+        assert sorted(analysed) == sorted(f["path"] for f in files)
     big = Task(instructions="", workspace="/w", outputs="/o",
                files=[{"path": "huge.csv", "size": 300 * 1024 * 1024}, {"path": "small.csv", "size": 10}])
     kinds = [(s.kind, s.preliminary, [f["path"] for f in s.files]) for s in plan(big) if s.kind != "write"]

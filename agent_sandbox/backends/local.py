@@ -71,19 +71,23 @@ class LocalBackend:
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
         if spec.needs_network:
             args.append("--share-net")
+        # /tmp first: the Python environment may live under /tmp (a clone there)
+        # and must be bound on top of the scratch folder, not hidden by it.
+        args += ["--bind", str(scratch), "/tmp"]
         for top in ("bin", "lib", "lib64", "sbin"):
             if os.path.islink(f"/{top}"):
                 args += ["--symlink", os.readlink(f"/{top}"), f"/{top}"]
             elif os.path.isdir(f"/{top}"):
                 args += ["--ro-bind", f"/{top}", f"/{top}"]
         paths = SYSTEM_PATHS + (NETWORK_PATHS if spec.needs_network else [])
-        paths += sorted({sys.base_prefix, sys.prefix, str(Path(self.config.python).resolve().parent.parent)})
+        python = Path(self.config.python)
+        paths += sorted({sys.base_prefix, sys.prefix, str(python.parent.parent),
+                         str(python.resolve().parent.parent)})
         for path in paths:
             args += ["--ro-bind-try", path, path]
         args += ["--ro-bind", str(PACKAGE_DIR), f"{AGENT_ROOT}/agent_sandbox",
                  "--ro-bind", str(spec.workspace), "/workspace",
                  "--bind", str(outputs), "/outputs",
-                 "--bind", str(scratch), "/tmp",
                  "--chdir", "/workspace", "--"]
         return args + agent
 

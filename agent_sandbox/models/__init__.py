@@ -64,6 +64,7 @@ class Task:
     outputs: str               # absolute path where results must be written
     files: list[dict[str, Any]] = field(default_factory=list)  # [{path, size}] of the workspace
     environment: str = "local"
+    max_steps: int = 40        # actions the model may take before the run is stopped
 
 
 @dataclass

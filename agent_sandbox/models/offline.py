@@ -22,7 +22,6 @@ from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Action, Task, Turn
 from agent_sandbox.playbook import SCRIPT_NAMES, script_source
 from agent_sandbox.playbook.scripts.clean_table import snake_case
 
-STEP_BUDGET = 40            # the agent's default --max-steps; Task does not carry it
 BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
 
 
@@ -57,7 +56,7 @@ def plan(task: Task) -> list[Step]:
     names = table_base_names([f["path"] for f in files])
     files = [dict(f, name=names[f["path"]]) for f in files]
     steps = [Step("write", script=s) for s in SCRIPT_NAMES]
-    budget = max(1, STEP_BUDGET - len(steps) - 3)  # final report, finish, maybe a first report
+    budget = max(1, task.max_steps - len(steps) - 3)  # final report, finish, maybe a first report
     per_step = -(-len(files) // budget) if files else 1
     batches = [files[i:i + per_step] for i in range(0, len(files), per_step)]
     for batch in batches:
