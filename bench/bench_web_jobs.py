@@ -34,6 +34,7 @@ from web_helpers import Server  # noqa: E402
 
 from agent_sandbox.backends import get_backend  # noqa: E402
 from agent_sandbox.spec import RunSpec  # noqa: E402
+from agent_sandbox.workspace import copy_my_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "plate_reader.csv"
@@ -135,6 +136,7 @@ def bench_overhead(server: Server, runs: int) -> None:
         root = Path(tempfile.mkdtemp(prefix="bench-bare-"))
         (root / "ws").mkdir()
         (root / "ws" / SAMPLE.name).write_bytes(SAMPLE.read_bytes())
+        copy_my_files(root / "ws")  # the same inputs the web app and the CLI give the agent
         spec = RunSpec(job_id=f"over{i}", workspace=root / "ws", results=root / "results", model=model,
                        env={"AGENT_SCRIPT": json.dumps(WORK)})
         t0 = time.perf_counter()
