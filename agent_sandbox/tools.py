@@ -40,6 +40,8 @@ def command_env(environ: dict[str, str] | None = None) -> dict[str, str]:
         environ["PATH"] = f"{bindir}:{path}"
     environ.setdefault("MPLBACKEND", "Agg")
     environ["PYTHONUNBUFFERED"] = "1"
+    # Scripts often live in the outputs folder: no __pycache__ among the results.
+    environ["PYTHONDONTWRITEBYTECODE"] = "1"
     return environ
 
 

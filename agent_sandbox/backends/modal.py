@@ -41,7 +41,8 @@ from agent_sandbox.outputs import DIR, FILE, SPECIAL, SYMLINK, OutputEntry, coll
 from agent_sandbox.spec import RunResult, RunSpec
 
 # What the agent needs inside the sandbox (pyproject's runtime dependencies for it).
-RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8")
+RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8",
+                    "pillow>=9")
 JOB_TAG, OWNER_TAG = "agent_sandbox_job", "agent_sandbox_owner"
 MAX_MODAL_TIMEOUT = 24 * 3600
 ENV_PREFIX = "AGENT_SANDBOX_MODAL_"

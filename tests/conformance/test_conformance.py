@@ -64,6 +64,17 @@ def test_outputs_come_back_with_manifest_and_limits(backend, tmp_path, recorder)
     assert (spec.results / "manifest.json").exists()
 
 
+def test_scripts_in_the_outputs_leave_no_bytecode(backend, tmp_path, recorder):
+    script = [{"kind": "write_file", "path": "scripts/helper.py", "content": "VALUE = 41\n"},
+              {"kind": "write_file", "path": "scripts/main.py",
+               "content": "import helper\nprint('answer', helper.VALUE + 1)\n"},
+              shell("python /outputs/scripts/main.py")]
+    result = backend.run(make_spec(tmp_path, script), recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    assert any("answer 42" in e["data"].get("text", "") for e in recorder.of_type(ev.OUTPUT))
+    assert sorted(f["path"] for f in result.manifest["files"]) == ["scripts/helper.py", "scripts/main.py"]
+
+
 def test_output_total_and_count_limits(backend, tmp_path, recorder):
     limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=60,
                     max_total_bytes=2500, max_files=3)
