@@ -59,7 +59,12 @@
     output: d => {
       const text = (d.text || "") + (d.truncated ? "\n… output truncated" : "");
       const span = el("span", d.stream === "stderr" ? "stderr" : "", text);
-      if (current) { current.appendChild(span); if (follow) log.scrollTop = log.scrollHeight; }
+      if (current) {
+        current.appendChild(span);
+        // A long output scrolls in its own box: follow it there as well as in the log.
+        if (follow) { current.scrollTop = current.scrollHeight; log.scrollTop = log.scrollHeight; }
+        else jump.hidden = false;
+      }
       else line(d.stream === "stderr" ? "stderr" : "raw", text);
     },
     command_finished: d => {

@@ -132,3 +132,31 @@ def _gone_soon(job_id: str) -> bool:
     while sandbox_processes(job_id) and time.time() < deadline:
         time.sleep(0.2)
     return sandbox_processes(job_id) == []
+
+
+def test_log_follows_output_but_not_while_the_user_reads_above(start_server, browser):
+    server = start_server()
+    client = server.client()
+    # Short commands make the log far taller than its box; then one long, slow output.
+    script = [{"kind": "shell", "command": f"echo line {i}"} for i in range(1, 26)]
+    script.append({"kind": "shell", "command": "for i in $(seq 1 80); do echo tick $i; sleep 0.05; done"})
+    job = client.submit(script).json()
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.add_cookies([{"name": k, "value": v, "url": server.base} for k, v in client.http.cookies.items()])
+    page = context.new_page()
+    page.goto(server.base + job["urls"]["page"])
+    log = page.locator("#log")
+    expect(log).to_contain_text("tick 5", timeout=30_000)
+    gap = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
+    assert log.evaluate(gap) < 40, "the log follows new output at the bottom"
+
+    # Only output events arrive from here on: they must not pull the reader down.
+    log.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+    expect(log).to_contain_text("tick 40", timeout=30_000)
+    assert log.evaluate("el => el.scrollTop") == 0, "new output does not pull the reader down"
+    assert "tick 80" not in log.inner_text(), "still running: only output events came meanwhile"
+    assert page.locator("#jump").is_visible(), "the reader is told there is new output below"
+
+    page.click("#jump")
+    expect(log).to_contain_text("tick 70", timeout=30_000)
+    assert log.evaluate(gap) < 40, "after 'new output below' it follows again"
