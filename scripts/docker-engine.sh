@@ -22,7 +22,21 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
+# A dockerd killed without cleaning up (the end of a session, a reboot) leaves pid
+# files that make the next one refuse to start: drop those whose process is gone.
+clear_stale_pid() {
+    pidfile="$1"
+    [ -f "$pidfile" ] || return 0
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        log "removing stale $pidfile"
+        $SUDO rm -f "$pidfile"
+    fi
+}
+
 if ! docker info >/dev/null 2>&1; then
+    clear_stale_pid /var/run/docker.pid
+    clear_stale_pid /var/run/docker/containerd/containerd.pid
     log "starting dockerd (log: $DOCKERD_LOG)"
     $SUDO sh -c "setsid nohup dockerd >'$DOCKERD_LOG' 2>&1 </dev/null &"
     for _ in $(seq 1 60); do
