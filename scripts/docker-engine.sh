@@ -28,7 +28,8 @@ clear_stale_pid() {
     pidfile="$1"
     [ -f "$pidfile" ] || return 0
     pid="$(cat "$pidfile" 2>/dev/null || true)"
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    # gone, or a zombie not yet reaped: either way no engine runs under it
+    if [ -z "$pid" ] || [ ! -d "/proc/$pid" ] || grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then
         log "removing stale $pidfile"
         $SUDO rm -f "$pidfile"
     fi
