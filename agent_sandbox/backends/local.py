@@ -67,7 +67,9 @@ class LocalBackend:
         if not self.config.bwrap:
             return [self.config.python, "-m", "agent_sandbox.coding_agent",
                     *spec.agent_args(str(spec.workspace), str(outputs)), "--secrets-from-stdin"]
-        args = [self.config.bwrap, "--die-with-parent", "--new-session", "--unshare-all",
+        # --as-pid-1: the agent (not dumpable) is PID 1, so no command can reach the
+        # pipe to the host through /proc/1/fd/1 and write events of its own there.
+        args = [self.config.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--as-pid-1",
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
         if spec.needs_network:
             args.append("--share-net")

@@ -19,6 +19,7 @@ from agent_sandbox.backends import EventCallback
 from agent_sandbox.spec import RunSpec
 
 STDERR_TAIL = 20
+MAX_LINE = 1024 * 1024  # bytes of one line from the sandbox kept as one event
 
 
 class RunMonitor:
@@ -45,6 +46,10 @@ class RunMonitor:
 
     def feed(self, line: str | bytes, stream: str = "stdout") -> None:
         event = ev.parse_line(line, stream)
+        if event["type"] not in ev.AGENT_TYPES and event["type"] != ev.RAW:
+            # Only the host writes host events (status, result): from the sandbox
+            # such a line is forged, so it is kept as plain text.
+            event = ev.make_event(ev.RAW, {"stream": stream, "text": ev.encode(event)})
         self.last_output = time.monotonic()
         if event["type"] == ev.RAW and stream == "stderr":
             self.stderr_tail = (self.stderr_tail + [event["data"]["text"]])[-STDERR_TAIL:]
@@ -55,6 +60,16 @@ class RunMonitor:
     def pump(self, lines: Iterable[str | bytes], stream: str) -> None:
         """Feed every line of one stream (run it in a thread per stream)."""
         for line in lines:
+            if len(line) > MAX_LINE:  # a runaway line must not fill the host's memory or store
+                line = line[:MAX_LINE]
+            self.feed(line, stream)
+
+    def pump_file(self, pipe, stream: str) -> None:
+        """`pump` over a binary pipe: at most MAX_LINE bytes of a line are kept, the rest dropped."""
+        while line := pipe.readline(MAX_LINE):
+            if len(line) == MAX_LINE and not line.endswith(b"\n"):
+                while (rest := pipe.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
             self.feed(line, stream)
 
     def supervise(self, argv: list[str], env: dict[str, str],
@@ -69,8 +84,8 @@ class RunMonitor:
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        readers = [threading.Thread(target=self.pump, args=(proc.stdout, "stdout"), daemon=True),
-                   threading.Thread(target=self.pump, args=(proc.stderr, "stderr"), daemon=True)]
+        readers = [threading.Thread(target=self.pump_file, args=(proc.stdout, "stdout"), daemon=True),
+                   threading.Thread(target=self.pump_file, args=(proc.stderr, "stderr"), daemon=True)]
         for r in readers:
             r.start()
         try:
