@@ -19,12 +19,10 @@ from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import UnknownBackend, get_backend
+from agent_sandbox.models import model_environment
 from agent_sandbox.outputs import UnsafePath
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
-
-# API keys the agent may need, passed as secrets (never into events or commands).
-MODEL_KEY_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     limits = Limits.from_env(run_timeout=args.run_timeout, command_timeout=args.command_timeout,
                              idle_timeout=args.idle_timeout, max_steps=args.max_steps)
+    model_secrets, env = model_environment(args.model, dict(os.environ))
+    if "AGENT_SCRIPT" in os.environ:  # the scripted (test) model's actions
+        env["AGENT_SCRIPT"] = os.environ["AGENT_SCRIPT"]
     spec = RunSpec(job_id=job_id, workspace=workspace, results=output, instructions=args.instructions,
-                   model=args.model, limits=limits,
-                   secrets={k: os.environ[k] for k in MODEL_KEY_NAMES if os.environ.get(k)},
-                   env={k: os.environ[k] for k in ("AGENT_SCRIPT",) if k in os.environ})
+                   model=args.model, limits=limits, secrets=model_secrets, env=env)
 
     def on_event(event: dict) -> None:
         line = ev.encode(event) if args.json else ev.render(event)

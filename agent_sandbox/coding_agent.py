@@ -155,8 +155,12 @@ def protect_secrets(from_stdin: bool) -> None:
         pass
     if from_stdin:
         line = sys.stdin.readline()
-        if line.strip():
-            os.environ.update({str(k): str(v) for k, v in json.loads(line).items()})
+        secrets = {str(k): str(v) for k, v in json.loads(line).items()} if line.strip() else {}
+        os.environ.update(secrets)
+        # Commands never see these, whatever their names (tools.command_env).
+        names = {n for n in os.environ.get("AGENT_SANDBOX_SECRET_NAMES", "").split(",") if n} | set(secrets)
+        if names:
+            os.environ["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(names))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,13 +22,10 @@ from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
+from agent_sandbox.models import model_environment
 from frontend.feed import FeedHub
 from frontend.settings import Settings
 from frontend.store import INTERRUPTED, QUEUED, RUNNING, JobStore
-
-# API keys handed to the model inside the sandbox as secrets (never logged).
-MODEL_SECRETS = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",)}
-MODEL_ENV = {"openai": ("OPENAI_BASE_URL",), "anthropic": ("ANTHROPIC_BASE_URL",)}
 
 
 class JobExecutor:
@@ -163,9 +160,7 @@ class JobExecutor:
         self.hub.notify(job_id)
 
     def build_spec(self, job: dict[str, Any]) -> RunSpec:
-        prefix = job["model"].partition(":")[0]
-        secrets = {k: os.environ[k] for k in MODEL_SECRETS.get(prefix, ()) if os.environ.get(k)}
-        env = {k: os.environ[k] for k in MODEL_ENV.get(prefix, ()) if os.environ.get(k)}
+        secrets, env = model_environment(job["model"], dict(os.environ))
         env.update(job["env"])
         limits = Limits(**job["limits"]) if job["limits"] else self.settings.limits
         return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),

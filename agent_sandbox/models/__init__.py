@@ -88,6 +88,19 @@ MODELS: dict[str, str] = {
 }
 
 
+# What an API model needs from the host's environment: its key goes in as a
+# secret (never logged, hidden from commands), its endpoint as a plain setting.
+MODEL_SECRETS = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",)}
+MODEL_SETTINGS = {"openai": ("OPENAI_BASE_URL",), "anthropic": ("ANTHROPIC_BASE_URL",)}
+
+
+def model_environment(model: str, environ: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(secrets, settings) for `model` taken from `environ`."""
+    prefix = model.partition(":")[0]
+    pick = lambda names: {k: environ[k] for k in names if environ.get(k)}  # noqa: E731
+    return pick(MODEL_SECRETS.get(prefix, ())), pick(MODEL_SETTINGS.get(prefix, ()))
+
+
 class UnknownModel(ValueError):
     pass
 

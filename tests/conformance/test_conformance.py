@@ -144,12 +144,12 @@ def test_secrets_never_reach_commands_or_events(backend, tmp_path, recorder):
     spec = make_spec(tmp_path, [shell("env; cat /proc/self/environ | tr '\\0' '\\n'"),
                                 {"kind": "python", "code": "import os; print(sorted(os.environ))"},
                                 shell("env > /outputs/env.txt")],
-                     secrets={"OPENAI_API_KEY": SECRET})
+                     secrets={"OPENAI_API_KEY": SECRET, "LAB_GATEWAY_URL": SECRET + "-url"})
     result = backend.run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     assert "PATH=" in recorder.text()  # the commands did print their environment
-    assert SECRET not in recorder.text()
-    assert "OPENAI_API_KEY" not in recorder.text()
+    assert SECRET not in recorder.text()  # covers the secret whose name looks harmless too
+    assert "OPENAI_API_KEY" not in recorder.text() and "LAB_GATEWAY_URL" not in recorder.text()
     assert SECRET not in (spec.results / "env.txt").read_text()
 
 
