@@ -71,10 +71,19 @@ class DirectorySource:
             dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
     def open(self, path: str) -> BinaryIO:
-        full = safe_join(self.root, path)
-        # O_NOFOLLOW refuses a final-component symlink swapped in after listing;
+        parts = safe_join(self.root, path).relative_to(self.root).parts
+        # Walk down one folder at a time with O_NOFOLLOW, so a symlink swapped in
+        # after listing (as a folder or as the file) is refused at every level;
         # O_NONBLOCK keeps a FIFO swapped in from blocking us forever.
-        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+                os.close(dir_fd)
+                dir_fd = inner
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OSError(errno.EINVAL, "not a regular file", path)

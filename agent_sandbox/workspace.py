@@ -54,7 +54,10 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
     """Stream one upload into the workspace; returns its path. Never overwrites."""
     rel = safe_name(name)
     dest = workspace / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"{rel} clashes with another uploaded file of the same name as its folder") from None
     stem, suffix, n = dest.stem, dest.suffix, 1
     while dest.exists():
         n += 1
@@ -86,7 +89,10 @@ def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES) -> 
             dest = workspace / rel
             if dest.exists():  # an upload of the same name wins
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                continue  # an uploaded file has the name of this folder: the upload wins
             shutil.copyfile(src, dest)
             copied.append(dest)
     return copied

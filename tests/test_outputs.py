@@ -45,10 +45,13 @@ def test_collect_caps_file_count(outputs, tmp_path):
     assert "limit of 1 files" in reasons["sub/b.csv"]
 
 
-def test_open_refuses_a_symlink_swapped_in_after_listing(outputs):
+def test_open_refuses_a_symlink_swapped_in_after_listing(outputs, tmp_path):
     source = DirectorySource(outputs)
     with pytest.raises(OSError):
         source.open("escape")
+    with pytest.raises(OSError):  # a folder on the way is a link to outside
+        source.open("dirlink/host-secret.txt")
+    assert source.open("sub/b.csv").read() == b"x,y\n1,2\n"
     with pytest.raises(OSError):
         source.open("pipe")
 

@@ -45,3 +45,16 @@ def test_prepare_workspace_copies_uploads_and_my_files(tmp_path):
     with pytest.raises(UnsafePath):
         job_workspace(tmp_path, "../x")
     assert copy_my_files(ws, None) == []
+
+
+def test_name_clashes_between_files_and_folders_are_clear_errors(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    add_upload(ws, "runs", io.BytesIO(b"a file called runs"))
+    with pytest.raises(ValueError, match="clashes"):
+        add_upload(ws, "runs/day1.csv", io.BytesIO(b"x"))
+    my_files = tmp_path / "my_files"
+    (my_files / "runs").mkdir(parents=True)
+    (my_files / "runs" / "ref.csv").write_text("r\n")
+    assert copy_my_files(ws, my_files) == []           # the upload named runs wins
+    assert (ws / "runs").read_bytes() == b"a file called runs"

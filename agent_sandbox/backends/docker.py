@@ -154,6 +154,7 @@ class DockerBackend:
             monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
             exit_code = monitor.supervise(self.command(spec, name, outputs), self.cli_env(),
                                            lambda proc: self._stop(name, proc))
+            self.remove(name)  # nothing may still write to /outputs while we collect it
             status, reason = monitor.outcome(exit_code)
             monitor.status("collecting", "collecting outputs")
             log = outputs / AGENT_LOG
