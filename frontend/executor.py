@@ -48,9 +48,17 @@ class JobExecutor:
         for t in self._threads:
             t.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop taking jobs, stop the running sandboxes and record how the jobs ended."""
         self._stopping.set()
         self._wake.set()
+        with self._lock:
+            for cancel in self._cancels.values():
+                cancel.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.monotonic()))
 
     # -- admission and control ---------------------------------------------
 
@@ -134,30 +142,47 @@ class JobExecutor:
         with self._lock:
             self._cancels[job_id] = cancel
         threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
-        job = self.store.get_job(job_id)
-        self.emit(job_id, ev.make_event(ev.STATUS, {"status": RUNNING,
-                                                    "message": "a worker picked up the job"}))
         status, reason, exit_code, error = ev.ERROR_STATUS, "", None, ""
         try:
+            job = self.store.get_job(job_id)
+            self.emit(job_id, ev.make_event(ev.STATUS, {"status": RUNNING,
+                                                        "message": "a worker picked up the job"}))
             spec = self.build_spec(job)
             result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             reason = "the sandbox could not be run"
-            self.emit(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
+            self._emit_quietly(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
             traceback.print_exc()
         finally:
             done.set()
             with self._lock:
                 self._cancels.pop(job_id, None)
-        if status not in ev.FINAL_STATUSES:
-            status = ev.ERROR_STATUS
-        # The final status is written last: a viewer that sees it has every event.
-        self.emit(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
-        self.store.update_job(job_id, status=status, reason=reason, exit_code=exit_code,
-                              error=error, finished=time.time())
-        self.hub.notify(job_id)
+            if status not in ev.FINAL_STATUSES:
+                status = ev.ERROR_STATUS
+            if status == ev.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
+                status, reason = INTERRUPTED, "the server stopped while the job ran"
+            # The final status event goes before the job's status: a viewer that sees the
+            # job finished has every event. The status is written even if that event fails,
+            # so no job stays "running".
+            self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
+            self.store.update_job(job_id, status=status, reason=reason, exit_code=exit_code,
+                                  error=error, finished=time.time())
+            self.hub.notify(job_id)
+
+    def _cancel_requested(self, job_id: str) -> bool:
+        try:
+            job = self.store.get_job(job_id)
+        except Exception:
+            return False
+        return bool(job and job["cancel_requested"])
+
+    def _emit_quietly(self, job_id: str, event: dict[str, Any]) -> None:
+        try:
+            self.emit(job_id, event)
+        except Exception:
+            traceback.print_exc()
 
     def build_spec(self, job: dict[str, Any]) -> RunSpec:
         secrets, env = model_environment(job["model"], dict(os.environ))

@@ -10,6 +10,19 @@ from frontend.store import JobStore
 from web_helpers import only_events, sandbox_processes
 
 
+def test_a_clean_shutdown_stops_running_sandboxes_and_records_it(start_server):
+    server = start_server(APP_WORKERS=1)
+    c = server.client()
+    job = c.submit([{"kind": "shell", "command": "echo started; sleep 300"}]).json()
+    c.wait_for_event(job["id"], lambda f: f["event"] == "output")
+    server.stop(signal.SIGTERM)
+    assert server.proc.returncode is not None
+    assert sandbox_processes(job["id"]) == [], "no sandbox outlives the server"
+    store = JobStore(server.root / "outputs" / "jobs.sqlite3")
+    stored = store.get_job(job["id"])
+    assert stored["status"] == "interrupted" and "server stopped" in stored["reason"]
+
+
 def test_restart_marks_running_jobs_interrupted_and_runs_queued_ones(start_server):
     first = start_server(APP_WORKERS=1)
     c = first.client()
