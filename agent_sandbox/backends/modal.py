@@ -294,7 +294,8 @@ class ModalBackend:
             if monitor.should_stop():
                 self._terminate(sandbox, monitor, wait=False)
                 break
-            next(r for r in readers if r.is_alive()).join(0.05)   # returns early when it ends
+            for reader in readers:   # returns early when a reader ends
+                reader.join(0.025)
         for reader in readers:
             reader.join(timeout=10)
         if monitor.stopped:
