@@ -28,7 +28,9 @@ def test_generator_stream_replays_follows_live_and_ends(tmp_path):
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.extend(hub.stream("j1", 1, heartbeat=0.2)))
     reader.start()
-    time.sleep(0.5)  # idle: heartbeats flow
+    deadline = time.monotonic() + 10  # idle: heartbeats flow (wait for one, however slow the start)
+    while b": keep-alive" not in b"".join(got) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for i in range(3):
         store.append_event("j1", {"type": "output", "data": {"text": f"new {i}"}})
         hub.notify("j1")
