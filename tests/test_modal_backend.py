@@ -16,8 +16,8 @@ import modal
 import pytest
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends import get_backend
-from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, ModalBackend, ModalConfig
+from agent_sandbox.backends import get_backend, this_process
+from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, PROCESS_TAG, ModalBackend, ModalConfig
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO, make_spec
 from tests.modal_support import shared_emulator
@@ -168,8 +168,12 @@ def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backen
     def on_event(event):
         recorder(event)
         if event["type"] == ev.OUTPUT and "waiting" in event["data"].get("text", ""):
-            # As a restarted web app's start-up sweep would (same owner).
-            threading.Thread(target=ModalBackend().sweep_orphans).start()
+            # Someone else ends it: an operator, or Modal itself.
+            def end_it():
+                app = modal.App.lookup(backend.config.app_name)
+                for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={JOB_TAG: spec.job_id}):
+                    sandbox.terminate()
+            threading.Thread(target=end_it).start()
 
     spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo kept > /outputs/a.txt; echo waiting; sleep 30"}])
     result = backend.run(spec, on_event)
@@ -206,16 +210,21 @@ def test_orphan_sweep_terminates_only_this_owners_sandboxes(backend, emulator):
             for i in range(2)]
     other = modal.Sandbox.create(app=app, image=image, timeout=60,
                                  tags={OWNER_TAG: "another-host", JOB_TAG: "theirs"})
+    # A live process of ours (a CLI run, another web app) still owns this one.
+    live = modal.Sandbox.create(app=app, image=image, timeout=60,
+                                tags={OWNER_TAG: backend.config.owner, JOB_TAG: "running",
+                                      PROCESS_TAG: this_process()})
     try:
         assert backend.sweep_orphans() == 2
         for sandbox in mine:
             sandbox.wait(raise_on_termination=False)
             assert sandbox.returncode == 137
-        assert other.poll() is None
+        assert other.poll() is None and live.poll() is None
         assert backend.sweep_orphans() == 0
     finally:
-        other.terminate()
-        other.wait(raise_on_termination=False)
+        for sandbox in (other, live):
+            sandbox.terminate()
+            sandbox.wait(raise_on_termination=False)
 
 
 def test_lost_connection_is_an_error_not_a_crash(tmp_path):

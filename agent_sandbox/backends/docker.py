@@ -19,7 +19,6 @@ import os
 import re
 import secrets as random
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends import EventCallback
+from agent_sandbox.backends import EventCallback, process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.outputs import DirectorySource, collect_outputs
 from agent_sandbox.spec import RunResult, RunSpec
@@ -63,7 +62,7 @@ class DockerBackend:
 
     def __init__(self, **config):
         self.config = DockerConfig(**config)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = this_process()
 
     # -- the docker CLI ---------------------------------------------------
 
@@ -105,7 +104,7 @@ class DockerBackend:
 
     def sweep_orphans(self) -> int:
         """Remove our containers whose owning process is gone; returns how many."""
-        orphans = [cid for cid, owner in self.containers() if not _owner_alive(owner)]
+        orphans = [cid for cid, owner in self.containers() if not process_alive(owner)]
         self.remove(*orphans)
         return len(orphans)
 
@@ -184,19 +183,3 @@ def _cli_problem(args: tuple[str, ...], stderr: str) -> str:
     if "connect" in detail.lower() or "daemon running" in detail.lower():
         return f"the Docker engine is not reachable ({detail}); start it with scripts/docker-engine.sh"
     return f"docker {args[0]} failed: {detail}"
-
-
-def _owner_alive(owner: str) -> bool:
-    """Is the process that started a container (label "host:pid") still running?"""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return bool(host)  # another machine's process is not ours to judge; no label: orphan
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        pass
-    return True

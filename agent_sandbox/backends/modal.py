@@ -35,7 +35,7 @@ import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends import EventCallback
+from agent_sandbox.backends import EventCallback, process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.outputs import DIR, FILE, SPECIAL, SYMLINK, OutputEntry, collect_outputs
 from agent_sandbox.spec import RunResult, RunSpec
@@ -43,7 +43,7 @@ from agent_sandbox.spec import RunResult, RunSpec
 # What the agent needs inside the sandbox (pyproject's runtime dependencies for it).
 RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8",
                     "pillow>=9")
-JOB_TAG, OWNER_TAG = "agent_sandbox_job", "agent_sandbox_owner"
+JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
 ENV_PREFIX = "AGENT_SANDBOX_MODAL_"
 log = logging.getLogger(__name__)
@@ -200,15 +200,18 @@ class ModalBackend:
             return self._error(monitor, describe_error(exc))
 
     def sweep_orphans(self) -> int:
-        """Terminate this owner's sandboxes still running in the app (a crashed process left them).
+        """Terminate this owner's sandboxes whose starting process is gone (it crashed).
 
-        Meant for start-up, before this process starts jobs of its own. Modal
-        being unreachable is logged, not raised: it must not stop a web app.
+        Sandboxes of live processes on this host (a CLI run, another web app)
+        are left alone. Modal being unreachable is logged, not raised: it must
+        not stop a web app.
         """
         swept = 0
         try:
             app = modal.App.lookup(self.config.app_name, **self._env_kwargs())
             for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={OWNER_TAG: self.config.owner}):
+                if process_alive(sandbox.get_tags().get(PROCESS_TAG, "")):
+                    continue
                 sandbox.terminate()
                 swept += 1
         except mexc.NotFoundError:
@@ -238,7 +241,8 @@ class ModalBackend:
                 timeout=_modal_seconds(limits.run_timeout + margin),
                 idle_timeout=_modal_seconds(limits.idle_timeout + margin),
                 cpu=limits.cpu, memory=int(limits.memory_mb),
-                tags={JOB_TAG: spec.job_id, OWNER_TAG: self.config.owner}, **network)
+                tags={JOB_TAG: spec.job_id, OWNER_TAG: self.config.owner, PROCESS_TAG: this_process()},
+                **network)
 
         sandbox = self._retrying(create, monitor, "create the sandbox")
         if monitor.should_stop():
