@@ -18,7 +18,8 @@ from grpclib import Status
 
 GRPC_ERROR = "grpc_error"
 BUILD_FAILURE = "build_failure"
-KINDS = (GRPC_ERROR, BUILD_FAILURE)
+LOST_REPLY = "lost_reply"   # the call takes effect, then the client gets the error status
+KINDS = (GRPC_ERROR, BUILD_FAILURE, LOST_REPLY)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; use one of {KINDS}")
-        if self.kind == GRPC_ERROR and self.status not in Status.__members__:
+        if self.kind in (GRPC_ERROR, LOST_REPLY) and self.status not in Status.__members__:
             raise ValueError(f"unknown gRPC status {self.status!r}")
         if not self.rpc:
             raise ValueError("a fault needs an rpc name")

@@ -17,7 +17,7 @@ from typing import Any
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality
 
-from modal_emulator.faults import FaultInjector
+from modal_emulator.faults import LOST_REPLY, FaultInjector
 
 log = logging.getLogger("modal_emulator")
 
@@ -55,7 +55,12 @@ def _rpc(name: str, impl: Any, faults: FaultInjector):
                 async for response in impl(request):
                     await stream.send_message(response)
             else:
-                await stream.send_message(await impl(request))
+                response = await impl(request)
+                lost = faults.take(name, LOST_REPLY)
+                if lost is not None:
+                    log.info("injected lost reply: %s took effect, answering %s", name, lost.status)
+                    raise GRPCError(lost.grpc_status, lost.message)
+                await stream.send_message(response)
         except GRPCError:
             raise
         except KeyError as exc:

@@ -181,6 +181,15 @@ def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backen
     assert (spec.results / "a.txt").read_text() == "kept\n"
 
 
+def test_a_sandbox_created_behind_a_lost_reply_is_not_left_running(backend, emulator, tmp_path, recorder):
+    # Creation took effect but the answer was an error: our retry must not leave that sandbox behind.
+    emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED", kind="lost_reply")
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    assert any("retrying" in e["data"]["message"] for e in recorder.of_type(ev.WARNING))
+    assert not emulator.running_sandboxes()
+
+
 def test_cancel_before_the_sandbox_starts(backend, tmp_path, recorder):
     cancel = threading.Event()
     cancel.set()

@@ -235,7 +235,13 @@ class ModalBackend:
         if spec.needs_network and self.config.outbound_domains:
             network = {"outbound_domain_allowlist": list(self.config.outbound_domains)}
 
+        attempts = 0
+
         def create() -> modal.Sandbox:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # a lost reply may hide a sandbox that was created after all
+                self._end_job_sandboxes(app, spec.job_id)
             return modal.Sandbox.create(
                 app=app, image=image, volumes={"/outputs": volume}, workdir="/workspace",
                 timeout=_modal_seconds(limits.run_timeout + margin),
@@ -250,6 +256,14 @@ class ModalBackend:
             return None
         monitor.status("running", f"Modal sandbox {sandbox.object_id} started")
         return sandbox
+
+    @staticmethod
+    def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
+        try:
+            for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={JOB_TAG: job_id}):
+                sandbox.terminate()
+        except (mexc.Error, OSError):
+            pass  # best effort: Modal's own timeout ends anything missed
 
     def _retrying(self, call, monitor: RunMonitor | None, what: str):
         """`call()` retried with exponential backoff on transient errors only."""
