@@ -107,12 +107,10 @@ class _Capture:
         self.parts: list[str] = []
         self.kept = 0
         self.truncated = False
-        self.last_output = time.monotonic()
         self.lock = threading.Lock()
 
     def add(self, stream: str, text: str) -> None:
         with self.lock:
-            self.last_output = time.monotonic()
             room = self.limit - self.kept
             if room <= 0:
                 self.truncated = True

@@ -41,8 +41,13 @@ def load_manifest(results: Path) -> dict[str, Any] | None:
 
 def listed_file(results: Path, manifest: dict[str, Any] | None, path: str) -> Path | None:
     """The on-disk file for `path` if the manifest lists it, else None."""
-    if not manifest or path not in {f["path"] for f in manifest.get("files", [])}:
+    if not manifest or not any(f["path"] == path for f in manifest.get("files", [])):
         return None
+    return regular_file(results, path)
+
+
+def regular_file(results: Path, path: str) -> Path | None:
+    """`results/path` if it is a regular file inside the folder (never through a link)."""
     full = safe_join(results, path)
     if full.is_symlink() or not full.is_file():
         return None
@@ -163,7 +168,7 @@ def stream_zip(results: Path, manifest: dict[str, Any], folder: str) -> Iterator
     sink = _ZipSink()
     with zipfile.ZipFile(sink, "w") as zf:
         for entry in manifest.get("files", []):
-            src = listed_file(results, manifest, entry["path"])
+            src = regular_file(results, entry["path"])
             if src is None:
                 continue
             method = zipfile.ZIP_STORED if src.suffix.lower() in COMPRESSED else zipfile.ZIP_DEFLATED
