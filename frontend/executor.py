@@ -83,11 +83,16 @@ class JobExecutor:
 
     def cancel(self, job_id: str) -> None:
         """Queued: cancelled at once. Running: the sandbox is stopped (by whichever process runs it)."""
-        if self.store.update_job(job_id, only_if_status=(QUEUED,), status=ev.CANCELLED,
-                                 finished=time.time(), reason="cancelled before it started"):
+        job = self.store.get_job(job_id)
+        if job is not None and job["status"] == QUEUED:
+            # The event goes first: viewers get `end` only once the job's status is final,
+            # and every event stored before that is delivered before it.
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": ev.CANCELLED,
                                                         "message": "cancelled before it started"}))
-            return
+            if self.store.update_job(job_id, only_if_status=(QUEUED,), status=ev.CANCELLED,
+                                     finished=time.time(), reason="cancelled before it started"):
+                return
+            # A worker took it meanwhile: stop it like any running job.
         self.store.update_job(job_id, only_if_status=(RUNNING,), cancel_requested=1)
         with self._lock:
             flag = self._cancels.get(job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import requests
@@ -54,8 +55,16 @@ def test_caps_give_429_and_the_queue_shows_positions(start_server):
     assert c1.status_code == 429 and "server is at its limit" in c1.json()["error"]
     assert len(workspaces(server)) == 2
 
-    # cancelling the queued job frees a place at once; it never ran
+    # cancelling the queued job frees a place at once; it never ran; a live viewer sees why
+    live: list[dict] = []
+    viewer = threading.Thread(target=lambda: live.extend(bob.events(b1.json()["id"])))
+    viewer.start()
+    bob.wait_for_event(b1.json()["id"], lambda f: True)  # the stream is open and replaying
     assert bob.post(f"/api/jobs/{b1.json()['id']}/cancel").status_code == 202
+    viewer.join(30)
+    assert live and live[-1]["event"] == "end" and live[-1]["data"]["status"] == "cancelled"
+    assert any(f["event"] == "status" and f["data"]["data"]["message"] == "cancelled before it started"
+               for f in live), "the live viewer got the reason before `end`"
     frames = bob.events(b1.json()["id"])
     assert frames[-1]["data"]["status"] == "cancelled"
     assert not any(f["event"] == "run_started" for f in only_events(frames))
