@@ -25,7 +25,8 @@ from modal_emulator.jail import JailLayout, kill_group
 from modal_emulator.sandbox import SandboxFinished
 
 log = logging.getLogger("modal_emulator")
-DEFAULT_IMAGE = "agent-sandbox:latest"
+# The Docker backend's image (AGENT_SANDBOX_DOCKER_IMAGE names another one, as for that backend).
+DEFAULT_IMAGE = os.environ.get("AGENT_SANDBOX_DOCKER_IMAGE") or "agent-sandbox:latest"
 OWNER_LABEL = "modal-emulator.pid"   # which emulator process started a container
 PIDS = "/run/modal-emulator"   # tmpfs in the container: each exec's process group id
 # Run the command in a new session (its pgid = its pid), noting that id for kill.

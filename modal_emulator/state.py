@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modal_emulator.docker_runtime import DEFAULT_IMAGE
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
 from modal_emulator.ratelimit import TokenBucket
@@ -42,7 +43,7 @@ class EmulatorState:
     faults: FaultInjector = field(default_factory=FaultInjector)
     create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
-    docker_image: str = "agent-sandbox:latest"   # the local image every image definition maps to (docker)
+    docker_image: str = DEFAULT_IMAGE   # the local image every image definition maps to (docker)
     apps: dict[tuple[str, str], str] = field(default_factory=dict)   # (environment, name) -> app id
     app_ids: set[str] = field(default_factory=set)
     images: ImageRegistry = field(default_factory=ImageRegistry)

@@ -106,7 +106,8 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-DOCKER_IMAGE = "agent-sandbox:latest"   # what the emulator's Docker runtime runs (the Docker backend's image)
+# What the emulator's Docker runtime runs: the Docker backend's image.
+DOCKER_IMAGE = os.environ.get("AGENT_SANDBOX_DOCKER_IMAGE") or "agent-sandbox:latest"
 
 
 def require_docker_runtime() -> None:

@@ -16,7 +16,7 @@ import pytest
 from agent_sandbox import events as ev
 from agent_sandbox.backends.modal import ModalBackend
 from tests.conftest import make_spec
-from tests.modal_support import require_docker_runtime, shared_emulator
+from tests.modal_support import DOCKER_IMAGE, require_docker_runtime, shared_emulator
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_containers_of_a_dead_emulator_are_removed_not_those_of_a_live_one(emula
     names = {f"modal-emulator-test-{uuid.uuid4().hex[:8]}": pid for pid in (finished.pid, os.getpid())}
     for name, pid in names.items():
         subprocess.run(["docker", "run", "--detach", "--label", f"{OWNER_LABEL}={pid}", "--name", name,
-                        "agent-sandbox:latest", "sleep", "300"], check=True, capture_output=True)
+                        DOCKER_IMAGE, "sleep", "300"], check=True, capture_output=True)
     try:
         removed = asyncio.run(remove_orphans())
         dead, alive = names
