@@ -10,33 +10,51 @@ manifest.json in DIR, exits 0 on success and non-zero with a one-line reason.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent_sandbox import events as ev
+from agent_sandbox import settings
 from agent_sandbox.backends import UnknownBackend, get_backend
 from agent_sandbox.models import model_environment
 from agent_sandbox.outputs import UnsafePath
+from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@dataclass
+class CliSettings:
+    """The CLI's defaults (its options win)."""
+
+    backend: str = setting("AGENT_SANDBOX_BACKEND", "local", "backend (`--backend`)")
+    model: str = setting("AGENT_SANDBOX_MODEL", "offline", "model (`--model`)")
+    my_files: Path | None = setting("AGENT_SANDBOX_MY_FILES", DEFAULT_MY_FILES,
+                                    "folder copied into every workspace (`--my-files`)", shown="`my_files/`")
+    workdir: Path | None = setting("AGENT_SANDBOX_WORKDIR", None,
+                                   "where `uploaded_files/<job_id>/` is prepared (`--workdir`); "
+                                   "`AGENT_SANDBOX_OUTPUTS` is its deprecated name",
+                                   shown="a temporary folder", old=("AGENT_SANDBOX_OUTPUTS",))
+
+
+def parse_args(argv: list[str] | None, defaults: CliSettings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m agent_sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent on FILEs in a sandbox")
     run.add_argument("files", nargs="+", metavar="FILE")
     run.add_argument("--output", required=True, metavar="DIR", help="where results and manifest.json go")
-    run.add_argument("--backend", default=os.environ.get("AGENT_SANDBOX_BACKEND", "local"))
-    run.add_argument("--model", default=os.environ.get("AGENT_SANDBOX_MODEL", "offline"))
+    run.add_argument("--backend", default=defaults.backend)
+    run.add_argument("--model", default=defaults.model)
     run.add_argument("--instructions", default="")
     run.add_argument("--json", action="store_true", help="print raw JSON events")
-    run.add_argument("--my-files", default=os.environ.get("AGENT_SANDBOX_MY_FILES", str(DEFAULT_MY_FILES)))
-    run.add_argument("--workdir", default=os.environ.get("AGENT_SANDBOX_OUTPUTS", ""),
+    run.add_argument("--my-files", default=str(defaults.my_files or ""))
+    run.add_argument("--workdir", default=str(defaults.workdir or ""),
                      help="root for uploaded_files/<job_id> (default: a temporary folder)")
     run.add_argument("--run-timeout", type=float)
     run.add_argument("--command-timeout", type=float)
@@ -46,7 +64,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        args = parse_args(argv, settings.load(CliSettings))
+        given = {"run_timeout": args.run_timeout, "command_timeout": args.command_timeout,
+                 "idle_timeout": args.idle_timeout, "max_steps": args.max_steps}
+        limits = Limits.from_env(**{name: value for name, value in given.items() if value is not None})
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         print(f"error: output folder {output} is not empty", file=sys.stderr)
@@ -56,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workspace = prepare_workspace(root, job_id, args.files, Path(args.my_files) if args.my_files else None)
         backend = get_backend(args.backend)
-    except (FileNotFoundError, UnsafePath, UnknownBackend) as exc:
+    except (FileNotFoundError, UnsafePath, UnknownBackend, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    limits = Limits.from_env(run_timeout=args.run_timeout, command_timeout=args.command_timeout,
-                             idle_timeout=args.idle_timeout, max_steps=args.max_steps)
     model_secrets, env = model_environment(args.model, dict(os.environ))
     if "AGENT_SCRIPT" in os.environ:  # the scripted (test) model's actions
         env["AGENT_SCRIPT"] = os.environ["AGENT_SCRIPT"]

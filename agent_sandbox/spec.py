@@ -5,45 +5,44 @@ These are shared by every backend, the CLI and the web app.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-MB = 1024 * 1024
-
-
-def _env_number(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
+from agent_sandbox import settings
+from agent_sandbox.settings import MB, setting
 
 
 @dataclass
 class Limits:
-    """Limits enforced on one run. Defaults come from AGENT_SANDBOX_* variables."""
+    """Limits enforced on one run; each reads its AGENT_SANDBOX_* variable (see `from_env`)."""
 
-    run_timeout: float = 1800.0        # seconds for the whole run
-    command_timeout: float = 300.0     # seconds for one command the agent runs
-    idle_timeout: float = 600.0        # seconds without any output before the run is stopped
-    cpu: float = 1.0                   # CPU cores (where the backend can enforce it)
-    memory_mb: int = 2048              # memory (where the backend can enforce it)
-    max_steps: int = 40                # agent steps before it must stop
-    max_output_chars: int = 20000      # captured output per command kept for the model and log
-    max_file_bytes: int = 5 * MB       # one output file larger than this is not brought back
-    max_total_bytes: int = 200 * MB    # outputs past this total are not brought back
-    max_files: int = 1000              # outputs past this count are not brought back
+    # A field renamed later maps its old name here, so queued jobs' stored limits still load.
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    run_timeout: float = setting("AGENT_SANDBOX_RUN_TIMEOUT", 1800.0, "seconds for the whole run")
+    command_timeout: float = setting("AGENT_SANDBOX_COMMAND_TIMEOUT", 300.0,
+                                     "seconds for one command (the run ends with `command_timeout`)")
+    idle_timeout: float = setting("AGENT_SANDBOX_IDLE_TIMEOUT", 600.0,
+                                  "seconds without output before the run is stopped")
+    cpu: float = setting("AGENT_SANDBOX_CPU", 1.0, "CPU cores per sandbox (Docker, Modal)")
+    memory_mb: int = setting("AGENT_SANDBOX_MEMORY_MB", 2048, "memory per sandbox in MB (Docker, Modal)")
+    max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop")
+    max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
+                                    "output kept per command, for the model and the log")
+    max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 5 * MB, "largest output file brought back")
+    max_total_bytes: int = setting("AGENT_SANDBOX_MAX_TOTAL_BYTES", 200 * MB, "total output brought back")
+    max_files: int = setting("AGENT_SANDBOX_MAX_FILES", 1000, "output files brought back")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Limits":
-        limits = cls()
-        for name, value in asdict(limits).items():
-            env = os.environ.get(f"AGENT_SANDBOX_{name.upper()}")
-            if env not in (None, ""):
-                setattr(limits, name, type(value)(float(env)) if isinstance(value, int) else float(env))
-        for name, value in overrides.items():
-            if value is not None:
-                setattr(limits, name, value)
-        return limits
+        """The limits from AGENT_SANDBOX_* variables; `overrides` win."""
+        return settings.load(cls, **overrides)
+
+    @classmethod
+    def restore(cls, stored: dict[str, Any], defaults: "Limits") -> "Limits":
+        """Limits stored with a job (maybe by an older version) on top of `defaults`."""
+        return settings.restore(cls, stored, defaults)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +85,7 @@ class RunSpec:
 
 @dataclass
 class RunResult:
-    """How a run ended. `status` is one of events.FINAL_STATUSES."""
+    """How a run ended. `status` is one of events.RUN_END."""
 
     status: str
     reason: str = ""

@@ -19,15 +19,18 @@ Both read the database only to catch up on history older than the tail.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import selectors
 import socket
 import threading
 import time
-import traceback
 from typing import Iterator
 
-from frontend.store import ACTIVE, JobStore
+from agent_sandbox.events import ACTIVE
+from frontend.store import JobStore
+
+log = logging.getLogger(__name__)
 
 TAIL = 2000                    # frames kept in memory per watched job
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one slow socket before it is dropped
@@ -193,7 +196,7 @@ class FeedHub:
             try:
                 self._tick()
             except Exception:  # one bad socket or query must not end every live log
-                traceback.print_exc()
+                log.exception("event broadcaster error")
                 time.sleep(0.1)
 
     def _tick(self) -> None:

@@ -21,48 +21,52 @@ import secrets as random
 import shutil
 import subprocess
 import tempfile
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from agent_sandbox import events as ev
-from agent_sandbox.backends import EventCallback, process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox.outputs import DirectorySource, collect_outputs
-from agent_sandbox.spec import RunResult, RunSpec
+from agent_sandbox import settings
+from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox.backends.monitor import ProcessSandbox, RunMonitor, SandboxBackend, SandboxError, Streams
+from agent_sandbox.events import Status
+from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.settings import setting
+from agent_sandbox.spec import RunSpec
 
 LABEL = "agent-sandbox"  # label prefix: agent-sandbox.app, .job, .owner
 CLI_TIMEOUT = 60.0       # seconds for one docker CLI call other than `run`
 AGENT_LOG = "agent.log"  # the agent mirrors its events there when it runs in Docker
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"AGENT_SANDBOX_DOCKER_{name}") or default
-
-
 @dataclass
 class DockerConfig:
-    docker: str = field(default_factory=lambda: _env("CLI", shutil.which("docker") or ""))  # the docker CLI; "" if missing
-    host: str = field(default_factory=lambda: _env("HOST", ""))  # DOCKER_HOST for the CLI; "" keeps docker's own default
-    image: str = field(default_factory=lambda: _env("IMAGE", "agent-sandbox:latest"))  # image built by docker/build-image.sh
-    app: str = field(default_factory=lambda: _env("APP", "agent-sandbox"))  # label value that marks our containers
-    user: str = field(default_factory=lambda: _env("USER", "10001:10001"))  # container uid:gid when the host runs as root
-    pids_limit: int = field(default_factory=lambda: int(_env("PIDS_LIMIT", "512")))  # max processes in a container
-    tmp_mb: int = field(default_factory=lambda: int(_env("TMP_MB", "512")))  # size of the tmpfs at /tmp (counts as memory)
-    scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs
-    stop_grace: int = field(default_factory=lambda: int(_env("STOP_GRACE", "2")))  # seconds between SIGTERM and SIGKILL on stop
+    docker: str = setting("AGENT_SANDBOX_DOCKER_CLI", factory=lambda: shutil.which("docker") or "",
+                          shown="`docker` on PATH", doc="the docker CLI")
+    host: str = setting("AGENT_SANDBOX_DOCKER_HOST", "", "`DOCKER_HOST` for the CLI (same machine: bind mounts)",
+                        shown="docker's default")
+    image: str = setting("AGENT_SANDBOX_DOCKER_IMAGE", "agent-sandbox:latest",
+                         "image to run (and to build); the emulator's Docker runtime and the tests use it too")
+    app: str = setting("AGENT_SANDBOX_DOCKER_APP", "agent-sandbox", "label value that marks our containers")
+    user: str = setting("AGENT_SANDBOX_DOCKER_USER", "10001:10001",
+                        "container user when the host runs as root (else the host's uid)")
+    pids_limit: int = setting("AGENT_SANDBOX_DOCKER_PIDS_LIMIT", 512, "processes per container")
+    tmp_mb: int = setting("AGENT_SANDBOX_DOCKER_TMP_MB", 512, "size of the `/tmp` tmpfs in MB (counts as memory)")
+    scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir)  # doc: LocalConfig
+    stop_grace: int = setting("AGENT_SANDBOX_DOCKER_STOP_GRACE", 2, "seconds from SIGTERM to SIGKILL on stop")
 
 
-class DockerUnavailable(RuntimeError):
+class DockerUnavailable(SandboxError, RuntimeError):
     pass
 
 
-class DockerBackend:
+class DockerBackend(SandboxBackend):
     name = "docker"
 
     def __init__(self, **config):
-        self.config = DockerConfig(**config)
+        self.config = settings.load(DockerConfig, **config)
         self.owner = this_process()
+
+    def sandbox(self, spec: RunSpec) -> DockerSandbox:
+        return DockerSandbox(self, spec)
 
     # -- the docker CLI ---------------------------------------------------
 
@@ -131,51 +135,58 @@ class DockerBackend:
         return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
                        *spec.agent_args(), "--secrets-from-stdin"]
 
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult:
-        monitor = RunMonitor(spec, on_event, cancel)
-        try:
-            if not spec.workspace.is_dir():
-                raise DockerUnavailable(f"workspace {spec.workspace} does not exist")
-            self.check_image()
-        except (DockerUnavailable, OSError, subprocess.TimeoutExpired) as exc:
-            reason = str(exc)
-            monitor.emit(ev.ERROR, {"message": reason})
-            return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{spec.job_id}-", dir=self.config.scratch_root))
-        outputs = run_dir / "outputs"
+
+
+class DockerSandbox(ProcessSandbox):
+    """One run: a container from the image, its /outputs a host folder collected after it is gone."""
+
+    errors = (OSError, subprocess.TimeoutExpired)
+
+    def __init__(self, backend: DockerBackend, spec: RunSpec):
+        self.backend, self.config, self.spec = backend, backend.config, spec
+        self.run_dir: Path | None = None
+        self.name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
+
+    def create(self, run: RunMonitor) -> None:
+        self.backend.check_image()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{self.spec.job_id}-", dir=self.config.scratch_root))
+        outputs = self.run_dir / "outputs"
         outputs.mkdir()
         if os.geteuid() == 0:  # the container's non-root user must be able to write /outputs
             uid, _, gid = self.config.user.partition(":")
             os.chown(outputs, int(uid), int(gid or uid))
-        name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
-        try:
-            monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
-            exit_code = monitor.supervise(self.command(spec, name, outputs), self.cli_env(),
-                                           lambda proc: self._stop(name, proc))
-            self.remove(name)  # nothing may still write to /outputs while we collect it
-            status, reason = monitor.outcome(exit_code)
-            monitor.status("collecting", "collecting outputs")
-            log = outputs / AGENT_LOG
-            if log.is_symlink() or log.is_file():
-                # The agent's own copy of its events: every line already reached us live,
-                # and as a result it would count against the output limits.
-                log.unlink()
-            manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
-            monitor.result_event(status, reason, manifest)
-            return RunResult(status=status, reason=reason, exit_code=exit_code,
-                             duration=monitor.duration, manifest=manifest)
-        finally:
-            self.remove(name)  # --rm covers a normal exit; this covers everything else
-            shutil.rmtree(run_dir, ignore_errors=True)
+        run.status(Status.STARTING, f"starting Docker container {self.name} from {self.config.image}")
 
-    def _stop(self, name: str, proc: subprocess.Popen) -> None:
+    def start(self, run: RunMonitor) -> Streams:
+        return self.spawn(self.backend.command(self.spec, self.name, self.run_dir / "outputs"),
+                          self.backend.cli_env())
+
+    def stop(self) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""
-        self.cli("stop", "--time", str(self.config.stop_grace), name, check=False)
+        self.backend.cli("stop", "--time", str(self.config.stop_grace), self.name, check=False)
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # the CLI hangs on a gone container: end it ourselves
-            proc.kill()
+            self.proc.kill()
+
+    def end(self) -> None:
+        self.backend.remove(self.name)  # nothing may still write to /outputs while we collect it
+
+    def outputs(self) -> DirectorySource:
+        log = self.run_dir / "outputs" / AGENT_LOG
+        if log.is_symlink() or log.is_file():
+            # The agent's own copy of its events: every line already reached us live,
+            # and as a result it would count against the output limits.
+            log.unlink()
+        return DirectorySource(self.run_dir / "outputs")
+
+    def close(self) -> None:
+        if self.run_dir is None:
+            return
+        self.backend.remove(self.name)  # --rm covers a normal exit; this covers everything else
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def _cli_problem(args: tuple[str, ...], stderr: str) -> str:

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends import EventCallback
-from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox.outputs import DirectorySource, collect_outputs
-from agent_sandbox.spec import RunResult, RunSpec
+from agent_sandbox import settings
+from agent_sandbox.backends.monitor import ProcessSandbox, RunMonitor, SandboxBackend, SandboxError, Streams
+from agent_sandbox.events import Status
+from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.process_group import end_group
+from agent_sandbox.settings import setting
+from agent_sandbox.spec import RunSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../agent_sandbox
 AGENT_ROOT = "/opt/agent"
@@ -33,28 +33,27 @@ SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", 
 NETWORK_PATHS = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf"]
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
-
-
 @dataclass
 class LocalConfig:
-    bwrap: str = field(default_factory=lambda: shutil.which("bwrap") or "")  # path of bubblewrap; "" if missing
-    python: str = sys.executable          # the Python that runs the agent inside the jail
-    allow_unsandboxed: bool = field(default_factory=lambda: _env_flag("AGENT_SANDBOX_ALLOW_UNSANDBOXED"))  # run without bubblewrap (unsafe)
-    scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs and /tmp
-    kill_grace: float = 2.0               # seconds between SIGTERM and SIGKILL when stopping
+    bwrap: str = setting(None, factory=lambda: shutil.which("bwrap") or "",
+                         doc="path of bubblewrap; empty if missing")
+    python: str = setting(None, sys.executable, "the Python that runs the agent inside the jail")
+    allow_unsandboxed: bool = setting("AGENT_SANDBOX_ALLOW_UNSANDBOXED", False,
+                                      "let the local backend run without bubblewrap (unsafe; every run warns)",
+                                      shown="off")
+    scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir, shown="system temp",
+                                doc="where the local and Docker backends keep each run's `/outputs` and `/tmp`")
+    kill_grace: float = setting(None, 2.0, "seconds between SIGTERM and SIGKILL when stopping")
 
 
-class SandboxUnavailable(RuntimeError):
-    pass
-
-
-class LocalBackend:
+class LocalBackend(SandboxBackend):
     name = "local"
 
     def __init__(self, **config):
-        self.config = LocalConfig(**config)
+        self.config = settings.load(LocalConfig, **config)
+
+    def sandbox(self, spec: RunSpec) -> LocalSandbox:
+        return LocalSandbox(self, spec)
 
     def sweep_orphans(self) -> int:
         # Jails run with --die-with-parent: none outlives the process that started it.
@@ -103,47 +102,41 @@ class LocalBackend:
         env.update(spec.env)  # secrets go on stdin instead: bwrap's own environ is readable in the jail
         return env
 
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult:
-        monitor = RunMonitor(spec, on_event, cancel)
-        if not self.config.bwrap and not self.config.allow_unsandboxed:
-            reason = ("bubblewrap (bwrap) is not installed; install it, or set "
-                      "AGENT_SANDBOX_ALLOW_UNSANDBOXED=1 to run without a sandbox")
-            monitor.emit(ev.ERROR, {"message": reason})
-            return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        if not spec.workspace.is_dir():
-            reason = f"workspace {spec.workspace} does not exist"
-            monitor.emit(ev.ERROR, {"message": reason})
-            return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{spec.job_id}-", dir=self.config.scratch_root))
-        outputs, scratch = run_dir / "outputs", run_dir / "tmp"
-        outputs.mkdir()
-        scratch.mkdir()
-        try:
-            monitor.status("starting", "starting the local sandbox" if self.config.bwrap
-                           else "starting WITHOUT a sandbox")
-            if not self.config.bwrap:
-                monitor.emit(ev.WARNING, {"message": "running without a sandbox: "
-                                          "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
-            exit_code = monitor.supervise(self.command(spec, outputs, scratch), self.environment(spec), self._stop)
-            status, reason = monitor.outcome(exit_code)
-            monitor.status("collecting", "collecting outputs")
-            manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
-            monitor.result_event(status, reason, manifest)
-            return RunResult(status=status, reason=reason, exit_code=exit_code,
-                             duration=monitor.duration, manifest=manifest)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
-    def _stop(self, proc: subprocess.Popen) -> None:
+
+class LocalSandbox(ProcessSandbox):
+    """One run: the jail's /outputs and /tmp in a scratch folder, the agent under bwrap."""
+
+    def __init__(self, backend: LocalBackend, spec: RunSpec):
+        self.backend, self.config, self.spec = backend, backend.config, spec
+        self.run_dir: Path | None = None
+
+    def create(self, run: RunMonitor) -> None:
+        if not self.config.bwrap and not self.config.allow_unsandboxed:
+            raise SandboxError("bubblewrap (bwrap) is not installed; install it, or set "
+                               "AGENT_SANDBOX_ALLOW_UNSANDBOXED=1 to run without a sandbox")
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{self.spec.job_id}-", dir=self.config.scratch_root))
+        (self.run_dir / "outputs").mkdir()
+        (self.run_dir / "tmp").mkdir()
+        run.status(Status.STARTING, "starting the local sandbox" if self.config.bwrap
+                   else "starting WITHOUT a sandbox")
+        if not self.config.bwrap:
+            run.emit(ev.WARNING, {"message": "running without a sandbox: "
+                                             "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
+
+    def start(self, run: RunMonitor) -> Streams:
+        return self.spawn(self.backend.command(self.spec, self.run_dir / "outputs", self.run_dir / "tmp"),
+                          self.backend.environment(self.spec))
+
+    def stop(self) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""
-        for sig, wait in ((signal.SIGTERM, self.config.kill_grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        end_group(self.proc, self.config.kill_grace)
+
+    def outputs(self) -> DirectorySource:
+        return DirectorySource(self.run_dir / "outputs")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
