@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := bubblewrap chromium
 
-.PHONY: install system-packages docker-engine run demo test bench clean
+.PHONY: install system-packages docker-engine run demo lint docs test bench clean
 
 install: system-packages $(STAMP)
 
@@ -29,7 +29,16 @@ run: install
 demo: install
 	$(PY) -m agent_sandbox run --output /tmp/agent-sandbox-demo samples/plate_reader.csv
 
-test: install docker-engine
+# ruff (rules in pyproject.toml), and the README's settings tables against their declarations.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m agent_sandbox.settings --check README.md
+
+# Regenerate the README's settings tables from the declarations in the code.
+docs: install
+	$(PY) -m agent_sandbox.settings --write README.md
+
+test: install lint docker-engine
 	$(PY) -m pytest -q -ra
 
 # The Docker backend's tests need a running engine and the sandbox image; both are

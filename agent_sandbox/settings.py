@@ -64,7 +64,7 @@ def setting(env: str | None, default: Any = dataclasses.MISSING, doc: str = "", 
 
 
 def megabytes(raw: str) -> int:
-    """A size given in MB (decimals allowed), in bytes."""
+    """a number of megabytes"""  # (the error message says "expected <this docstring>")
     return int(float(raw) * MB)
 
 
@@ -133,10 +133,9 @@ def parse_value(raw: str, kind: Any, f: dataclasses.Field, variable: str) -> Any
         if parse is not None:
             return parse(raw)
         return _as(kind, raw.strip())
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError):
         expected = _describe(kind) if parse is None else (parse.__doc__ or parse.__name__).strip()
-        raise SettingError(f"{variable}={raw!r} is not valid: expected {expected}"
-                           + (f" ({exc})" if parse is not None else "")) from None
+        raise SettingError(f"{variable}={raw!r} is not valid: expected {expected}") from None
 
 
 def _as(kind: Any, raw: str) -> Any:

@@ -35,8 +35,8 @@ class Services:
 
 def create_app(settings: Settings | None = None, run_jobs: bool | None = None, backend_factory=None) -> Flask:
     settings = settings or Settings.from_env()
-    settings.outputs.mkdir(parents=True, exist_ok=True)
-    tmp_dir = settings.outputs / "tmp"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = settings.data_dir / "tmp"
     tmp_dir.mkdir(exist_ok=True)
 
     class Request(UploadRequest):

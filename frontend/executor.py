@@ -198,7 +198,7 @@ class JobExecutor:
         # Stored when the job was queued, maybe by an older version: fields added since
         # take today's defaults, renamed ones their new names.
         limits = Limits.restore(job["limits"], self.settings.limits) if job["limits"] else self.settings.limits
-        return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),
+        return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.data_dir, job["id"]),
                        results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
                        model=job["model"], secrets=secrets, env=env, limits=limits)
 

@@ -32,6 +32,7 @@ from frontend.store import JobStore
 
 log = logging.getLogger(__name__)
 
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # with text/event-stream
 TAIL = 2000                    # frames kept in memory per watched job
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one slow socket before it is dropped
 RETRY = b"retry: 2000\n\n"

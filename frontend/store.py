@@ -206,7 +206,7 @@ class JobStore:
     def iter_events(self, job_id: str) -> Iterator[dict[str, Any]]:
         after = 0
         while batch := self.events_after(job_id, after):
-            for seq, _, text in batch:
+            for _seq, _type, text in batch:
                 yield json.loads(text)
             after = batch[-1][0]
 

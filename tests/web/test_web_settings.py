@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 
 import pytest
 
+from agent_sandbox.settings import SettingError
 from frontend.settings import Settings
 
-KEYS = ("APP_ENV_FILE", "APP_OUTPUTS", "APP_MODELS", "APP_DEFAULT_MODEL", "APP_WORKERS",
-        "APP_SECRET_KEY", "APP_MAX_FILE_MB", "APP_DATABASE", "APP_SECRET_KEY_FILE")
+KEYS = ("APP_ENV_FILE", "APP_OUTPUTS", "APP_DATA_DIR", "APP_MODELS", "APP_DEFAULT_MODEL", "APP_WORKERS",
+        "APP_SECRET_KEY", "APP_MAX_FILE_MB", "APP_DATABASE", "APP_SECRET_KEY_FILE", "AGENT_SANDBOX_RUN_TIMEOUT")
 
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
     for k in KEYS:
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("APP_OUTPUTS", str(tmp_path / "out"))
+    monkeypatch.setenv("APP_DATA_DIR", str(tmp_path / "out"))
     return monkeypatch
 
 
@@ -47,3 +49,33 @@ def test_a_default_outside_the_allowed_list_is_refused(env, tmp_path):
     env.setenv("APP_DEFAULT_MODEL", "openai:gpt-4o")
     with pytest.raises(ValueError, match="not in APP_MODELS"):
         Settings.from_env()
+
+
+def test_a_bad_value_is_one_line_naming_the_variable(env, tmp_path):
+    env.setenv("APP_ENV_FILE", str(tmp_path / "none.env"))
+    env.setenv("APP_WORKERS", "two")
+    with pytest.raises(SettingError) as caught:
+        Settings.from_env()
+    assert str(caught.value) == "APP_WORKERS='two' is not valid: expected a whole number"
+    env.setenv("APP_WORKERS", "2")
+    env.setenv("AGENT_SANDBOX_RUN_TIMEOUT", "soon")
+    with pytest.raises(SettingError, match="^AGENT_SANDBOX_RUN_TIMEOUT='soon' is not valid: expected a number$"):
+        Settings.from_env()
+
+
+def test_an_unknown_override_is_refused(env, tmp_path):
+    env.setenv("APP_ENV_FILE", str(tmp_path / "none.env"))
+    with pytest.raises(TypeError, match="unknown Settings setting 'worker'"):
+        Settings.from_env(worker=3)
+
+
+def test_the_old_name_of_the_data_folder_still_works_with_a_warning(env, tmp_path, caplog):
+    env.delenv("APP_DATA_DIR")
+    env.setenv("APP_ENV_FILE", str(tmp_path / "none.env"))
+    env.setenv("APP_OUTPUTS", str(tmp_path / "old"))
+    with caplog.at_level(logging.WARNING):
+        s = Settings.from_env()
+    assert s.data_dir == tmp_path / "old" and s.database == tmp_path / "old" / "jobs.sqlite3"
+    assert "APP_OUTPUTS is deprecated; set APP_DATA_DIR instead" in caplog.text
+    env.setenv("APP_DATA_DIR", str(tmp_path / "new"))
+    assert Settings.from_env().data_dir == tmp_path / "new", "the new name wins"
