@@ -10,8 +10,8 @@
   const reason = document.getElementById("reason");
   const jump = document.getElementById("jump");
   const token = document.querySelector('meta[name="csrf-token"]').content;
-  const FINAL = ["succeeded", "failed", "timeout", "command_timeout", "idle_timeout", "cancelled",
-                 "error", "interrupted"];
+  const STATUSES = JSON.parse(job.dataset.statuses);  // {active, final, tones}: from agent_sandbox.events
+  const FINAL = STATUSES.final;
   let started = Number(job.dataset.started) || null;
   let finished = Number(job.dataset.finished) || null;
   let current = null;        // the command block that output events go into
@@ -36,7 +36,7 @@
   function setStatus(status, message) {
     job.dataset.status = status;
     badge.textContent = status;
-    badge.className = "badge status-" + status;
+    badge.className = "badge tone-" + (STATUSES.tones[status] || "waiting");
     const active = !FINAL.includes(status);
     cancel.hidden = !active;
     if (active && status !== "queued" && !started) started = Date.now() / 1000;

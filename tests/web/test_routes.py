@@ -5,13 +5,15 @@ restarts) or a real sandbox is tested in the other files of this folder."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import time
 
 import pytest
 
-from agent_sandbox.events import FINAL
+from agent_sandbox.events import FINAL, Status, statuses_for_pages
 from frontend.app import create_app
 from frontend.settings import Settings
 from web_helpers import StandInBackend
@@ -168,3 +170,14 @@ def test_the_event_stream_goes_through_after_request(app):
     assert resp.headers["X-Content-Type-Options"] == "nosniff", "the app's security headers apply"
     body = resp.get_data(as_text=True)
     assert body.startswith("retry: 2000\n\n") and body.endswith('event: end\ndata: {"status": "succeeded"}\n\n')
+
+
+def test_pages_get_the_statuses_as_data(app):
+    alice = Visitor(app)
+    job = alice.run()
+    page = alice.get(f"/jobs/{job['id']}").text
+    data = json.loads(html.unescape(re.search(r'data-statuses="([^"]*)"', page).group(1)))
+    assert data == statuses_for_pages() and "interrupted" in data["final"]
+    assert set(data["tones"]) == set(Status), "every status has a tone for the page"
+    assert '<span id="status" class="badge tone-ok">succeeded</span>' in page
+    assert 'class="badge tone-ok">succeeded<' in alice.get("/").text
