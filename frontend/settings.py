@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox import settings
+from agent_sandbox.models import UnknownModel, check_model
 from agent_sandbox.settings import MB, SettingError, megabytes, setting
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import DEFAULT_MY_FILES
@@ -111,6 +112,11 @@ class Settings:
         self.default_backend = self.default_backend or (self.backends or [""])[0]
         self.default_model = self.default_model or (self.models or [""])[0]
         self.secret_key = self.secret_key or _secret_key(self.secret_key_file or self.data_dir / "secret_key")
+        for model in self.models:
+            try:
+                check_model(model)
+            except UnknownModel as exc:
+                raise SettingError(f"APP_MODELS: {exc}") from None
         if self.default_backend not in self.backends:
             raise SettingError(f"default backend {self.default_backend!r} is not in APP_BACKENDS {self.backends}")
         if self.default_model not in self.models:
