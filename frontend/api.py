@@ -13,7 +13,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
-from frontend.feed import SSE_HEADERS
+from frontend.sse import SSE_HEADERS
 from frontend.identity import csrf_token, current_owner
 from frontend.uploads import UploadError, save_uploads
 

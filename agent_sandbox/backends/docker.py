@@ -26,7 +26,8 @@ from pathlib import Path
 
 from agent_sandbox import settings
 from agent_sandbox.backends import process_alive, this_process
-from agent_sandbox.backends.monitor import ProcessSandbox, RunMonitor, SandboxBackend, SandboxError, Streams
+from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
+from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.settings import setting

@@ -20,7 +20,6 @@ AGENT_SANDBOX_MODAL_* variables (see ModalConfig).
 
 from __future__ import annotations
 
-import io
 import logging
 import socket
 import sys
@@ -28,7 +27,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import modal
 import modal.exception as mexc
@@ -37,9 +36,10 @@ from grpclib.exceptions import StreamTerminatedError
 from agent_sandbox import events as ev
 from agent_sandbox import settings
 from agent_sandbox.backends import process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor, Sandbox, SandboxBackend, SandboxError, SandboxLost, Streams
+from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
+from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
-from agent_sandbox.outputs import DIR, FILE, SPECIAL, SYMLINK, OutputEntry
+from agent_sandbox.backends.modal_volume import VolumeSource
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 
@@ -109,51 +109,6 @@ def base_image(config: ModalConfig) -> modal.Image:
 
 def job_image(config: ModalConfig, spec: RunSpec) -> modal.Image:
     return base_image(config).add_local_dir(str(spec.workspace), "/workspace")
-
-
-class VolumeSource:
-    """An OutputSource over a Modal volume; opens only what it listed as a regular file."""
-
-    KINDS = {modal.volume.FileEntryType.FILE: FILE, modal.volume.FileEntryType.DIRECTORY: DIR,
-             modal.volume.FileEntryType.SYMLINK: SYMLINK}
-
-    def __init__(self, volume: modal.Volume):
-        self.volume = volume
-        self._files: set[str] = set()
-
-    def entries(self) -> Iterator[OutputEntry]:
-        for entry in self.volume.listdir("/", recursive=True):
-            path = entry.path.lstrip("/")
-            kind = self.KINDS.get(entry.type, SPECIAL)
-            if kind == FILE:
-                self._files.add(path)
-            yield OutputEntry(path, kind, entry.size)
-
-    def open(self, path: str) -> io.BufferedReader:
-        if path not in self._files:
-            raise OSError(f"not a regular file: {path}")
-        return io.BufferedReader(_ChunkReader(self.volume.read_file(path)))
-
-
-class _ChunkReader(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks (Volume.read_file)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            self._pending = next(self._chunks, b"")
-            if not self._pending:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 class ModalBackend(SandboxBackend):

@@ -1,9 +1,8 @@
 """One run, whatever the sandbox: the lifecycle every backend shares.
 
-A backend says only what is particular to it, as a `Sandbox` (one per run):
-how to create it and start the agent in it, what the agent's streams are,
-whether it has exited, how to stop it, and where its outputs are once it has
-ended. `RunMonitor.run(sandbox)` does the rest, the same way on every backend:
+A backend says only what is particular to it, as a `Sandbox` (one per run,
+see sandbox.py), and makes one per run (`SandboxBackend.sandbox`).
+`RunMonitor.run(sandbox)` does the rest, the same way on every backend:
 
 - fail early: a missing workspace, or the sandbox failing to be created or to
   start the agent, ends the run with an `error` event, then a `result` event
@@ -16,108 +15,29 @@ ended. `RunMonitor.run(sandbox)` does the rest, the same way on every backend:
 - finish: end the sandbox, decide the final status, collect the outputs into
   spec.results with manifest.json, send the `result` event, return a RunResult.
 
-The agent's stdin is open to the host for the run: its first line is the
-secrets (never in an environment or a command line), then `send` writes more.
+Where the sandbox gives the agent's stdin, its first line is the secrets
+(never in an environment or a command line); `send` writes further lines while
+it is open. Today it is closed after the secrets; a host that answers the
+agent during the run (a model relay) keeps it open and writes with `send`.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
-from dataclasses import dataclass
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
+from agent_sandbox.backends.sandbox import MAX_LINE, Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
-from agent_sandbox.outputs import OutputSource, collect_outputs
+from agent_sandbox.outputs import collect_outputs
 from agent_sandbox.spec import RunResult, RunSpec
 
 STDERR_TAIL = 20
-MAX_LINE = 1024 * 1024  # bytes of one line from the sandbox kept as one event
 POLL = 0.025            # seconds between checks of the limits while the agent runs
 READER_GRACE = 10.0     # seconds the streams may take to end once the agent has
-
-
-class SandboxError(Exception):
-    """The sandbox could not run the job: the run ends with status "error" and this message."""
-
-
-class SandboxLost(SandboxError):
-    """The sandbox went away under the agent (raised by `Sandbox.wait`)."""
-
-
-@dataclass
-class Streams:
-    """What `Sandbox.start` gives back: the agent's output lines and, if any, its stdin."""
-
-    stdout: Iterable[str | bytes]
-    stderr: Iterable[str | bytes]
-    stdin: IO[bytes] | None = None
-
-
-class Sandbox:
-    """One run's sandbox, as `RunMonitor.run` drives it; backends override what they need.
-
-    Exceptions of the types in `errors` (the backend's SDK, the OS) raised while
-    creating or starting end the run as "error", described by `describe`.
-    """
-
-    errors: tuple[type[BaseException], ...] = (OSError,)
-
-    def describe(self, exc: BaseException) -> str:
-        return str(exc) or type(exc).__name__
-
-    def create(self, run: RunMonitor) -> None:
-        """Everything before the agent starts (checks, folders, the sandbox itself)."""
-
-    def start(self, run: RunMonitor) -> Streams:
-        """Start the agent inside; its streams."""
-        raise NotImplementedError
-
-    def poll(self) -> int | None:
-        """The agent's exit code once it has exited, else None (None: its streams tell)."""
-        return None
-
-    def wait(self) -> int | None:
-        """The agent's exit code (its streams have ended); may raise SandboxLost."""
-        return None
-
-    def stop(self) -> None:
-        """Stop the agent and its sandbox for real (a limit or cancel says so)."""
-
-    def end(self) -> None:
-        """Make sure the sandbox has ended, so its outputs are complete and stay so."""
-
-    def why_ended(self) -> tuple[str, str] | None:
-        """(status, reason) when the sandbox itself ended an agent that did not finish."""
-        return None
-
-    def outputs(self) -> OutputSource:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Clean up whatever is left (always called, once)."""
-
-
-class ProcessSandbox(Sandbox):
-    """A sandbox that is one host process (bubblewrap, `docker run`): its pipes are the streams."""
-
-    proc: subprocess.Popen | None = None
-
-    def spawn(self, argv: list[str], env: dict[str, str]) -> Streams:
-        # A session of its own: stopping it reaches every process it started.
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-        return Streams(pipe_lines(self.proc.stdout), pipe_lines(self.proc.stderr), self.proc.stdin)
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def wait(self) -> int | None:
-        return self.proc.wait()
 
 
 class SandboxBackend:
@@ -134,15 +54,6 @@ class SandboxBackend:
 
     def sweep_orphans(self) -> int:
         return 0
-
-
-def pipe_lines(pipe: IO[bytes]) -> Iterator[bytes]:
-    """The lines of a binary pipe; of a line longer than MAX_LINE, its first MAX_LINE bytes."""
-    while line := pipe.readline(MAX_LINE):
-        if len(line) == MAX_LINE and not line.endswith(b"\n"):
-            while (rest := pipe.readline(MAX_LINE)) and not rest.endswith(b"\n"):
-                pass
-        yield line
 
 
 class RunMonitor:

@@ -21,7 +21,8 @@ from pathlib import Path
 import requests
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends.monitor import Sandbox, SandboxBackend, Streams
+from agent_sandbox.backends.monitor import SandboxBackend
+from agent_sandbox.backends.sandbox import Sandbox, Streams
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.spec import RunSpec
 
