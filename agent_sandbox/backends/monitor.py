@@ -160,7 +160,10 @@ class RunMonitor:
             status, reason = self.outcome(exit_code, sandbox.why_ended())
             return self.finish(sandbox, status, reason, exit_code)
         finally:
-            sandbox.close()
+            try:
+                sandbox.close()
+            except sandbox.errors as exc:  # the run has its result: say so, do not undo it
+                self.emit(ev.WARNING, {"message": f"could not clean up the sandbox: {sandbox.describe(exc)}"})
 
     def fail(self, reason: str) -> RunResult:
         """End the run before the agent ran: an error event, then the result."""
