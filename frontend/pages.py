@@ -91,7 +91,8 @@ def results_context(job: dict) -> dict | None:
     ctx["view_url"] = lambda p: url_for("pages.view_output", job_id=job["id"], path=p)
     ctx["report_html"] = None
     md = ctx["report"].get("md")
-    if md and not ctx["tables"]:  # no tables to show: the report is the result, shown inline
+    # Without profiles the agent's report is the only account of the findings: shown inline.
+    if md and not any(t.get("profile_path") for t in ctx["tables"]):
         entry = next(f for f in ctx["files"] if f["path"] == md)
         full = res.listed_file(results, manifest, md)
         if full is not None and not entry.get("large"):
