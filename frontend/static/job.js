@@ -244,7 +244,8 @@
     const status = JSON.parse(msg.data).status;
     setStatus(status);
     if (lastStep) stepInfo.textContent = `${lastStep} step${lastStep === 1 ? "" : "s"}`;
-    refreshJob().then(loadResults);
+    // A job that had ended before the page loaded already shows its results.
+    if (wasActive) refreshJob().then(loadResults); else document.body.dataset.resultsLoaded = "1";
   });
 
   async function refreshJob() {

@@ -16,14 +16,12 @@ from pathlib import Path
 
 import palmerpenguins
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from web_helpers import REPO, sandbox_processes
 
 PENGUINS = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 HAVE_PLAYBOOK = importlib.util.find_spec("agent_sandbox.models.offline") is not None
 
 ANALYSIS = """
@@ -45,14 +43,6 @@ SCRIPT = [
      "content": "# Penguin report\n\nBody mass differs by species.\n\n![Body mass](plots/body_mass.png)\n"},
     {"kind": "finish", "message": "Report written"},
 ]
-
-
-@pytest.fixture
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_upload_watch_live_and_get_results(start_server, browser):
