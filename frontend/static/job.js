@@ -83,6 +83,7 @@
   }
 
   function setStatus(status, message) {
+    if (status === "starting" || status === "collecting") { setPhase(status); return; }  // phases of "running"
     job.dataset.status = status;
     badge.textContent = status;
     badge.className = "badge status-" + status;
@@ -95,7 +96,6 @@
     if (!active && message && status !== "succeeded") reason.textContent = message;
     if (status !== "queued") queue.textContent = "";
     if (status === "queued") setPhase("queued");
-    else if (status === "starting" || status === "collecting") setPhase(status);
     else if (status === "running" && (!phase || phase === "queued")) setPhase("starting");
     if (!active) { setPhase("done"); say("Finished: " + status); }
   }

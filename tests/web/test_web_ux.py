@@ -137,6 +137,7 @@ def test_upload_progress_with_speed_time_left_and_cancel(app, browser, tmp_path)
     page.goto(app.base + "/")
     page.set_input_files("#file-input", str(big))
     expect(page.locator("#file-list li")).to_have_count(1)
+    expect(page.locator("#upload-status")).to_have_text("")
     expect(page.locator("#submit")).to_be_enabled()
     page.click("#submit")
     expect(page.locator("#progress")).to_be_visible()
@@ -394,6 +395,7 @@ def test_rename_share_rerun_delete(app, browser):
 
     page.goto(app.base + job["urls"]["page"])
     page.click("#share")
+    expect(page.locator("#share-url")).to_have_value(re.compile(r"/shared/"))
     url = page.input_value("#share-url")
     assert url.startswith(app.base + "/shared/")
     colleague = browser.new_context(viewport=PHONE)  # another browser: no cookie of the owner
