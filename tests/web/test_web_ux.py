@@ -377,6 +377,9 @@ def test_nothing_scrolls_sideways_at_360_px(app, browser):
 def test_rename_share_rerun_delete(app, browser):
     owner = app.client()
     job = run_job(owner, model="offline")
+    steps = [e["data"] for e in owner.events(job["id"]) if e.get("event") == "step"]
+    assert [(d["step"], d["data"]["of"]) for d in steps] == [(n, len(steps)) for n in range(1, len(steps) + 1)], \
+        "the playbook says how many steps it plans: step 3 of 12"
     context = browser_context(browser, app, owner, viewport=DESKTOP)
     page = context.new_page()
     page.goto(app.base + "/")
