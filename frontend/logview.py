@@ -172,11 +172,12 @@ def iso(ts: float | None) -> str:
 PHASES = ("queued", "starting", "running", "collecting", "done")
 
 
-def phase(events: Iterable[dict[str, Any]], status: str) -> str:
-    """Where the job is: queued → starting → running → collecting → done."""
+def phase(events: Iterable[dict[str, Any]], status: str, partial: bool = False) -> str:
+    """Where the job is: queued → starting → running → collecting → done (`partial`: the events
+    are the last ones of a long run, which started long ago)."""
     if status not in ("queued", "running"):
         return "done"
-    current = "queued" if status == "queued" else "starting"
+    current = "queued" if status == "queued" else "running" if partial else "starting"
     for event in events:
         kind, data = event.get("type"), event.get("data") or {}
         if kind == "run_started":

@@ -15,6 +15,7 @@ from frontend.api import job_json, job_limits, owned_job, services
 from frontend.identity import current_owner, remember_shared
 
 pages = Blueprint("pages", __name__)
+SERVER_LOG_EVENTS = 5000
 pages.add_app_template_filter(logview.clock, "clock")
 pages.add_app_template_filter(logview.duration, "duration")
 pages.add_app_template_filter(logview.iso, "iso")
@@ -37,12 +38,14 @@ def index():
 def job_page(job_id):
     raw = owned_job(job_id)
     job = job_json(raw)
-    events = list(services().store.iter_events(raw["id"]))
+    # The server-rendered log (for pages without JavaScript) holds the last events of a long run.
+    skipped = max(0, raw["last_seq"] - SERVER_LOG_EVENTS)
+    events = list(services().store.iter_events(raw["id"], after=skipped))
     steps = [e["step"] for e in events if e.get("type") == "step" and e.get("step")]
     return render_template("job.html", job=job, now=time.time(), results=results_context(job),
-                           log=logview.build_log(events), phase=logview.phase(events, job["status"]),
+                           log=logview.build_log(events), phase=logview.phase(events, job["status"], partial=skipped > 0),
                            phases=logview.PHASES, last_step=steps[-1] if steps else None,
-                           shared_view=g.shared_view)
+                           shared_view=g.shared_view, log_skipped=skipped)
 
 
 @pages.get("/jobs/<job_id>/results")

@@ -219,8 +219,9 @@ def stream_zip(results: Path, manifest: dict[str, Any], folder: str) -> Iterator
     """The listed files plus the manifest as one zip, produced chunk by chunk (never whole in memory)."""
     sink = _ZipSink()
     with zipfile.ZipFile(sink, "w") as zf:
-        for entry in manifest.get("files", []):
-            src = None if is_internal(entry["path"]) else regular_file(results, entry["path"])
+        manifest = {**manifest, "files": [f for f in manifest.get("files", []) if not is_internal(f["path"])]}
+        for entry in manifest["files"]:
+            src = regular_file(results, entry["path"])
             if src is None:
                 continue
             method = zipfile.ZIP_STORED if src.suffix.lower() in COMPRESSED else zipfile.ZIP_DEFLATED

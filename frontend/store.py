@@ -254,8 +254,7 @@ class JobStore:
             "SELECT seq, type, event FROM events WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
             (job_id, after, limit))]
 
-    def iter_events(self, job_id: str) -> Iterator[dict[str, Any]]:
-        after = 0
+    def iter_events(self, job_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
         while batch := self.events_after(job_id, after):
             for seq, _, text in batch:
                 yield json.loads(text)
