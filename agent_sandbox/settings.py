@@ -47,15 +47,18 @@ class UnknownSetting(SettingError, TypeError):
 
 def setting(env: str | None, default: Any = dataclasses.MISSING, doc: str = "", *,
             factory: Callable[[], Any] | None = None, parse: Callable[[str], Any] | None = None,
-            shown: str | None = None, also: tuple[str, ...] = (), old: tuple[str, ...] = ()) -> Any:
+            shown: str | None = None, also: tuple[str, ...] = (), old: tuple[str, ...] = (),
+            blank: Any = dataclasses.MISSING) -> Any:
     """A dataclass field read from the variable `env` (None: not from the environment).
 
     `factory` computes the default at load time (shown: how the README says it);
     `parse` turns the variable's text into the value when the type alone does
     not say how (e.g. megabytes to bytes). When `env` is unset, the variables
     in `also` are read instead, then the deprecated ones in `old` (with a warning).
+    A variable set but empty keeps the default, unless `blank` says what it means.
     """
-    metadata = {"env": env, "doc": doc, "parse": parse, "shown": shown, "also": also, "old": old}
+    metadata = {"env": env, "doc": doc, "parse": parse, "shown": shown, "also": also, "old": old,
+                "blank": blank}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     if isinstance(default, (list, dict, set)):
@@ -93,8 +96,10 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None, /, **overrides:
             values[name] = value
             continue
         variable, raw = _read(f, environ)
-        if raw not in (None, ""):
+        if raw:
             values[name] = parse_value(raw, hints[name], f, variable)
+        elif raw == "" and f.metadata.get("blank", dataclasses.MISSING) is not dataclasses.MISSING:
+            values[name] = f.metadata["blank"]
     return cls(**values)
 
 
@@ -117,13 +122,13 @@ def _read(f: dataclasses.Field, environ: Mapping[str, str]) -> tuple[str, str | 
     if not variable:
         return "", None
     for name in (variable, *f.metadata.get("also", ())):
-        if environ.get(name) not in (None, ""):
+        if environ.get(name):
             return name, environ[name]
     for old in f.metadata.get("old", ()):
-        if environ.get(old) not in (None, ""):
+        if environ.get(old):
             log.warning("%s is deprecated; set %s instead", old, variable)
             return old, environ[old]
-    return variable, None
+    return variable, environ.get(variable)  # None (unset) or "" (set but empty)
 
 
 def parse_value(raw: str, kind: Any, f: dataclasses.Field, variable: str) -> Any:

@@ -30,8 +30,12 @@ class Limits:
     max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop")
     max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
                                     "output kept per command, for the model and the log")
-    max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 5 * MB, "largest output file brought back")
-    max_total_bytes: int = setting("AGENT_SANDBOX_MAX_TOTAL_BYTES", 200 * MB, "total output brought back")
+    preview_bytes: int = setting("AGENT_SANDBOX_PREVIEW_BYTES", 5 * MB, "output files larger than this are "
+                                 "flagged `large`: brought back, not previewed inline", shown="`5242880` (5 MB)")
+    max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 2048 * MB, "largest single output file brought back",
+                                  shown="`2147483648` (2 GB)")
+    max_total_bytes: int = setting("AGENT_SANDBOX_MAX_TOTAL_BYTES", 2048 * MB, "outputs brought back per job "
+                                   "(fits `APP_MAX_REQUEST_MB`; raise both together)", shown="`2147483648` (2 GB)")
     max_files: int = setting("AGENT_SANDBOX_MAX_FILES", 1000, "output files brought back")
 
     @classmethod

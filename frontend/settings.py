@@ -24,6 +24,8 @@ from agent_sandbox.settings import MB, SettingError, megabytes, setting
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import DEFAULT_MY_FILES
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def load_env_file(path: Path) -> None:
     """Fill os.environ from KEY=VALUE lines; the real environment wins."""
@@ -92,6 +94,9 @@ class Settings:
     heartbeat_seconds: float = setting("APP_HEARTBEAT_SECONDS", 15.0, "comment line sent on idle event streams")
     poll_seconds: float = setting("APP_POLL_SECONDS", 0.5, "how often the database is checked for work of "
                                                           "other processes (events, queued jobs)")
+    sample_file: Path | None = setting("APP_SAMPLE_FILE", REPO / "samples" / "plate_reader.csv",
+                                       "dataset the start page's \"try it with sample data\" button runs "
+                                       "(empty: no button)", shown="`samples/plate_reader.csv`", blank=None)
     log_level: str = setting("APP_LOG_LEVEL", "INFO", "server log level: DEBUG, INFO, WARNING or ERROR")
     env_file: Path = setting("APP_ENV_FILE", Path(".env"), "optional file of KEY=VALUE lines read at start")
     limits: Limits = field(default_factory=Limits)  # AGENT_SANDBOX_* variables (agent_sandbox.spec.Limits)

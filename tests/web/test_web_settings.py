@@ -16,8 +16,9 @@ KEYS = ("APP_ENV_FILE", "APP_OUTPUTS", "APP_DATA_DIR", "APP_MODELS", "APP_DEFAUL
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    for k in KEYS:
-        monkeypatch.delenv(k, raising=False)
+    for k in KEYS:  # set first, so that monkeypatch also removes what a .env adds to os.environ
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
     monkeypatch.setenv("APP_DATA_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("APP_ENV_FILE", str(tmp_path / "none.env"))
     return monkeypatch
