@@ -31,6 +31,7 @@ class Example:
     folder: Path | None = setting("EX_FOLDER", None, "a path", old=("EX_OLD_FOLDER",))
     size: int = setting("EX_SIZE_MB", settings.MB, "a size", parse=settings.megabytes)
     internal: str = setting(None, "kept", "not from the environment")
+    sample: Path | None = setting("EX_SAMPLE", Path("sample.csv"), "set but empty: none", blank=None)
 
 
 def test_each_type_is_parsed_from_its_variable():
@@ -42,6 +43,7 @@ def test_each_type_is_parsed_from_its_variable():
     assert settings.load(Example, {"EX_FLAG": "off", "EX_COUNT": "1e3"}).count == 1000
     assert settings.load(Example, {}) == Example(), "unset or empty variables keep the defaults"
     assert settings.load(Example, {"EX_COUNT": ""}).count == 3
+    assert settings.load(Example, {"EX_SAMPLE": ""}).sample is None, "unless empty has a meaning"
 
 
 @pytest.mark.parametrize("variable, value, expected", [
