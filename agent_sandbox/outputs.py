@@ -10,6 +10,9 @@ back and writes `manifest.json`:
 Only regular files are copied. Symlinks and special files (FIFOs, sockets,
 devices) are never followed or opened; files over the per-file limit, past the
 total limit or past the file-count limit are listed with the reason instead.
+So is whatever a hostile tree hides: folders nested deeper than MAX_DEPTH are
+listed (once, at the cut) but not brought back, and a listing stops after
+MAX_LISTED entries (agent_sandbox.tree walks without recursion or long paths).
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Iterator, Protocol
 
+from agent_sandbox import tree
 from agent_sandbox.spec import Limits
+from agent_sandbox.tree import DIR, FILE, SPECIAL, SYMLINK
 
-FILE, DIR, SYMLINK, SPECIAL = "file", "dir", "symlink", "special"
 MANIFEST = "manifest.json"
 CHUNK = 1024 * 1024
+MAX_DEPTH = 64          # folders nested deeper than this do not come back
+MAX_LISTED = 100_000    # entries listed from one sandbox's outputs
 
 
 @dataclass
@@ -35,10 +41,28 @@ class OutputEntry:
     path: str   # relative, POSIX separators
     kind: str   # FILE | DIR | SYMLINK | SPECIAL
     size: int
+    problem: str = ""   # why the source could not list or enter it; the entry is skipped with this reason
 
 
 class OutputSource(Protocol):
     def entries(self) -> Iterable[OutputEntry]: ...
+
+    def open(self, path: str) -> BinaryIO:
+        """Open a regular file for reading; must refuse symlinks."""
+        ...
+
+
+class DirectorySource:
+    """Outputs in a host folder (local and Docker backends). Never follows links."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def entries(self) -> Iterator[OutputEntry]:
+        # Never os.walk: it recurses (a deep tree raises RecursionError) and builds
+        # whole paths; tree.walk lists links as links and never enters them.
+        for found in tree.walk(self.root, MAX_DEPTH, MAX_LISTED):
+            yield OutputEntry(found.path, found.kind, found.size, found.problem)
 
     def open(self, path: str) -> BinaryIO:
         """Open a regular file for reading; must refuse symlinks."""
@@ -114,6 +138,16 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
     skipped: list[dict] = list(extra_skipped)
     total = 0
     for entry in sorted(source.entries(), key=lambda e: e.path):
+        depth = entry.path.count("/") + 1
+        if depth > MAX_DEPTH:   # what is deeper still lies inside the folder reported at the cut
+            if depth == MAX_DEPTH + 1:
+                skipped.append(_skip(entry, f"nested deeper than {MAX_DEPTH} folders: "
+                                            + ("its contents were " if entry.kind == DIR else "")
+                                            + "not brought back"))
+            continue
+        if entry.problem:
+            skipped.append(_skip(entry, entry.problem))
+            continue
         if entry.kind == DIR:
             continue
         if entry.path == MANIFEST:

@@ -73,12 +73,12 @@ class RunMonitor:
             self.feed(line, stream)
 
     def supervise(self, argv: list[str], env: dict[str, str],
-                  stop: Callable[[subprocess.Popen], None]) -> int | None:
+                  stop: Callable[[subprocess.Popen], None], pass_fds: tuple[int, ...] = ()) -> int | None:
         """Start the sandbox process, give the agent its secrets on stdin (one JSON
         line: never in an environment or a command line), stream both outputs, and
         call `stop(proc)` when a limit or cancel says so. Returns the exit code."""
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
         try:
             proc.stdin.write((json.dumps(self.spec.secrets) + "\n").encode())
             proc.stdin.close()
