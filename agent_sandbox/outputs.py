@@ -65,36 +65,6 @@ class DirectorySource:
             yield OutputEntry(found.path, found.kind, found.size, found.problem)
 
     def open(self, path: str) -> BinaryIO:
-        """Open a regular file for reading; must refuse symlinks."""
-        ...
-
-
-class DirectorySource:
-    """Outputs in a host folder (local and Docker backends). Never follows links."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def entries(self) -> Iterator[OutputEntry]:
-        # os.walk with followlinks=False lists a symlink to a dir as a dir name;
-        # lstat each name ourselves so links are reported, never entered.
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            rel_dir = Path(dirpath).relative_to(self.root)
-            for name in sorted(dirnames + filenames):
-                full = Path(dirpath, name)
-                rel = (rel_dir / name).as_posix()
-                st = os.lstat(full)
-                if stat.S_ISLNK(st.st_mode):
-                    yield OutputEntry(rel, SYMLINK, st.st_size)
-                elif stat.S_ISDIR(st.st_mode):
-                    yield OutputEntry(rel, DIR, 0)
-                elif stat.S_ISREG(st.st_mode):
-                    yield OutputEntry(rel, FILE, st.st_size)
-                else:
-                    yield OutputEntry(rel, SPECIAL, st.st_size)
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-
-    def open(self, path: str) -> BinaryIO:
         parts = safe_join(self.root, path).relative_to(self.root).parts
         # Walk down one folder at a time with O_NOFOLLOW, so a symlink swapped in
         # after listing (as a folder or as the file) is refused at every level;
