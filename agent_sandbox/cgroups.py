@@ -64,8 +64,9 @@ class RunCgroup:
             if (memory / "memory.memsw.limit_in_bytes").exists():
                 _write(memory / "memory.memsw.limit_in_bytes", memory_mb * MB)
             _write(group.paths["pids"] / "pids.max", max_processes)
-            _write(group.paths["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
-            _write(group.paths["cpu"] / "cpu.cfs_quota_us", max(1000, int(cpu * CPU_PERIOD_US)))
+            if cpu > 0:   # 0: no quota
+                _write(group.paths["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
+                _write(group.paths["cpu"] / "cpu.cfs_quota_us", max(1000, int(cpu * CPU_PERIOD_US)))
         except OSError as exc:
             group.remove()
             raise CgroupUnavailable(f"cgroups not writable ({exc.strerror or exc}: {exc.filename or ''})") from exc
@@ -92,6 +93,11 @@ class RunCgroup:
 
     def kill(self, timeout: float = 10.0) -> bool:
         """SIGKILL everything in the cgroup until it is empty; False if it is not by `timeout`."""
+        if "cpu" in self.paths:   # a process needs CPU to die: a throttled crowd dies slowly
+            try:
+                _write(self.paths["cpu"] / "cpu.cfs_quota_us", -1)
+            except OSError:
+                pass
         deadline = time.monotonic() + timeout
         while pids := self.pids():
             for pid in pids:

@@ -149,7 +149,10 @@ def remove_tree(path: str | Path) -> None:
             _retry_permission(fd, lambda: os.rmdir(name, dir_fd=fd))
     finally:
         os.close(fd)
-    os.rmdir(path)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def _clear_files(fd: int, device: int) -> list[str]:

@@ -129,6 +129,11 @@ class LocalBackend:
                 argv = self.agent_command(spec, enforcement, str(space.outputs), str(spec.workspace))
                 exit_code = monitor.supervise(argv, self.environment(spec), self._stop)
             status, reason = monitor.outcome(exit_code)
+            if cgroup and monitor.final is None and not monitor.stopped and cgroup.counters()["oom_kills"]:
+                # The agent itself was the one killed: say so, the agent could not.
+                status, reason = ev.FAILED, (f"out of memory: the sandbox reached its memory limit "
+                                             f"({spec.limits.memory_mb} MB) and the kernel killed the agent")
+                monitor.emit(ev.ERROR, {"message": reason})
             monitor.status("collecting", "collecting outputs")
             manifest = collect_outputs(DirectorySource(space.outputs), spec.results, spec.limits)
             monitor.result_event(status, reason, manifest)
