@@ -23,9 +23,12 @@ import os
 import re
 import secrets
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from agent_sandbox.backends import process_alive
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "agent-sandbox"
@@ -158,16 +161,7 @@ def leftovers() -> list[RunCgroup]:
             continue
         for name in names:
             owner = name.partition("-")[0]
-            if owner.isdigit() and not _alive(int(owner)) and (parent / name).is_dir():
+            gone = owner.isdigit() and not process_alive(f"{socket.gethostname()}:{owner}")
+            if gone and (parent / name).is_dir():
                 found.setdefault(name, RunCgroup(name)).paths[controller] = parent / name
     return list(found.values())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

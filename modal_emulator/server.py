@@ -13,6 +13,7 @@ from grpclib.server import Server
 
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
+from agent_sandbox.jail import privileged
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
 from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available, remove_orphans
@@ -56,6 +57,9 @@ class Emulator:
         from modal_emulator.http_server import make_app
 
         self.state.runtime = await choose_runtime(self.requested_runtime, self.state.docker_image)
+        if self.state.runtime == "bwrap" and not privileged():
+            log.warning("not root: bubblewrap sandboxes run as this user, and their memory, process "
+                        "and disk limits are not enforced")
         if self.state.runtime == "docker":
             await remove_orphans()
         faults = self.state.faults
