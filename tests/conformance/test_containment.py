@@ -364,6 +364,16 @@ def test_kill_term_1_from_inside_is_not_a_cancel(backend, tmp_path, recorder):
         (result.status, result.reason)
 
 
+def test_killing_the_agent_from_inside_is_a_failure_not_an_error(backend, tmp_path, recorder):
+    spec = make_spec(tmp_path, [shell("kill -KILL $PPID; sleep 2; echo after-kill"),
+                                {"kind": "finish", "status": "succeeded", "message": "done"}], limits=limits())
+    result = backend.run(spec, recorder)
+    # Where the agent is PID 1 of its jail nothing inside can kill it; elsewhere the run
+    # fails and says how (it is not a crash of ours, nor a stop by the host).
+    assert result.status == ev.SUCCEEDED or (result.status == ev.FAILED and "SIGKILL" in result.reason), \
+        (result.status, result.reason)
+
+
 def test_instructions_starting_with_a_dash_reach_the_agent(backend, tmp_path, recorder):
     for i, text in enumerate(["-h", "--max-steps=1 --model=nope"]):
         spec = make_spec(tmp_path / str(i), [shell("echo ran")], instructions=text, limits=limits())
