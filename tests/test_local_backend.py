@@ -166,3 +166,21 @@ def test_leftover_cgroups_of_a_dead_owner_are_found(tmp_path):
         for folder in made:
             if folder.exists():
                 folder.rmdir()
+
+
+def test_a_run_is_refused_at_start_when_the_host_lacks_its_disk(tmp_path, recorder):
+    """The run's disk is reserved up front: no room, no run (and nothing half made)."""
+    import subprocess
+
+    from agent_sandbox.spec import Limits
+    root_only()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "none", str(scratch)], check=True)
+    try:
+        spec = make_spec(tmp_path, [shell("echo never")], limits=Limits(disk_mb=64))
+        result = get_backend("local", scratch_root=str(scratch)).run(spec, recorder)
+        assert result.status == ev.ERROR_STATUS and "MB free" in result.reason and "64 MB" in result.reason
+        assert not recorder.of_type(ev.RUN_STARTED) and list(scratch.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(scratch)], check=True)
