@@ -106,8 +106,13 @@ class RunSpace:
 
 def reserve(path: Path, size: int) -> None:
     """Create `path` with `size` bytes allocated on the host's disk (not a sparse file:
-    the run must not find the disk full later); DiskUnavailable when it has not room."""
+    the run must not find the disk full later); DiskUnavailable when it has not room.
+    On a tmpfs (a /tmp in memory) nothing is reserved: that would take the memory now."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    if filesystem_type(path.parent) == "tmpfs":
+        os.ftruncate(fd, size)
+        os.close(fd)
+        return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.fallocate(fd, 0, ctypes.c_longlong(0), ctypes.c_longlong(size)) != 0:
@@ -122,6 +127,23 @@ def reserve(path: Path, size: int) -> None:
             os.ftruncate(fd, size)   # this filesystem cannot reserve: the cap still holds
     finally:
         os.close(fd)
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding `path` (from /proc/self/mountinfo)."""
+    path, best, kind = os.path.realpath(path), "", ""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                mount_point = fields[4].replace("\\040", " ")
+                fstype = fields[fields.index("-") + 1]
+                inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+                if inside and len(mount_point) >= len(best):
+                    best, kind = mount_point, fstype
+    except (OSError, ValueError, IndexError):
+        pass
+    return kind
 
 
 def run(argv: list[str]) -> None:

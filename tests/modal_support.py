@@ -31,7 +31,7 @@ class EmulatorProcess:
             # bubblewrap by default, whatever this machine has: the same sandboxes everywhere;
             # tests switch to Docker explicitly (use_runtime).
             [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"),
-             "--runtime", runtime, "--docker-image", DOCKER_IMAGE, "-v"],
+             "--runtime", runtime, "--docker-image", DOCKER_IMAGE, "--sandbox-disk-mb", "1024", "-v"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
         self.grpc_url = self.http_url = ""
         ready = threading.Event()

@@ -43,7 +43,7 @@ def probe_result(recorder, tag: str) -> dict:
 
 
 def limits(**overrides) -> Limits:
-    return Limits(**{"run_timeout": 180, "command_timeout": 90, "idle_timeout": 90, **overrides})
+    return Limits(**{"run_timeout": 180, "command_timeout": 90, "idle_timeout": 90, "disk_mb": 1024, **overrides})
 
 
 def enforced(recorder) -> dict:
