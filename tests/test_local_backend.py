@@ -174,9 +174,12 @@ def test_a_run_is_refused_at_start_when_the_host_lacks_its_disk(tmp_path, record
 
     from agent_sandbox.spec import Limits
     root_only()
-    scratch = tmp_path / "scratch"
+    scratch, image = tmp_path / "scratch", tmp_path / "small.img"
     scratch.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "none", str(scratch)], check=True)
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(scratch)], check=True)
+    subprocess.run(["rmdir", str(scratch / "lost+found")], check=True)
     try:
         spec = make_spec(tmp_path, [shell("echo never")], limits=Limits(disk_mb=64))
         result = get_backend("local", scratch_root=str(scratch)).run(spec, recorder)
