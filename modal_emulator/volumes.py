@@ -49,10 +49,14 @@ class Volume:
     last_heartbeat: float = field(default_factory=time.monotonic)
 
     def resolve(self, path: str) -> Path:
-        """A path inside the volume; refuses `..` (symlinks are never resolved)."""
+        """A path inside the volume; refuses `..` and a path through a symlink a sandbox
+        left (`link/shadow` with link -> /etc would read the host's files)."""
         parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
         if ".." in parts:
             raise KeyError(path)
+        for depth in range(1, len(parts)):
+            if os.path.islink(self.root.joinpath(*parts[:depth])):
+                raise KeyError(path)
         return self.root.joinpath(*parts)
 
     def list(self, path: str, recursive: bool) -> list[api_pb2.FileEntry]:

@@ -262,3 +262,21 @@ def test_long_running_emulator_lets_go_of_old_state(tmp_path):
     named.last_heartbeat = now - 1000
     assert state.volumes.expire_ephemeral(900) == [silent.volume_id]
     assert not silent.root.exists() and beating.root.exists() and named.root.exists()
+
+
+def test_a_volume_path_through_a_symlink_is_not_served(sandboxes, emulator):
+    """A sandbox that leaves `esc -> /etc` in a volume must not get host files back
+    through the volume API (`esc/passwd`), from the client or over HTTP."""
+    import urllib.error
+    import urllib.request
+
+    with modal.Volume.ephemeral() as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        run(sandbox, "sh", "-c", "ln -s /etc /outputs/esc")
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        with pytest.raises(FileNotFoundError):
+            b"".join(volume.read_file("esc/passwd"))
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{emulator.http_url}/volumes/{volume.object_id}/blocks/0/esc/passwd", timeout=10)
+        assert error.value.code == 404
