@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sandbox.backends import process_alive
 from agent_sandbox.cgroups import RunCgroup
 
 SANDBOX_UID = SANDBOX_GID = 10001   # the Docker image's user too
@@ -170,12 +172,27 @@ def make_stage() -> Path:
             st = os.lstat(root)
             if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(root) or os.path.islink(root):
                 continue   # not ours alone: someone else could swap what the jail sees
-            stage = Path(tempfile.mkdtemp(prefix="stage-", dir=root))
+            stage = Path(tempfile.mkdtemp(prefix=f"stage-{os.getpid()}-", dir=root))
             os.chmod(stage, 0o711)
             return stage
         except OSError:
             continue
     raise OSError(f"no private folder for the jail's stage in {', '.join(STAGE_ROOTS)}")
+
+
+def leftover_stages() -> list[Path]:
+    """Stages of processes that are gone (named stage-<pid>-...)."""
+    found = []
+    for root in STAGE_ROOTS:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            pid = name.split("-")[1] if name.count("-") >= 2 else ""
+            if pid.isdigit() and not process_alive(f"{socket.gethostname()}:{pid}"):
+                found.append(Path(root, name))
+    return found
 
 
 def remove_stage(stage: Path | None) -> None:

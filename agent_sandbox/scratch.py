@@ -11,6 +11,10 @@ tree inside.
 
 Without root there is no mount: plain folders, and the cap is reported as
 not enforced.
+
+The folder holds an `owner` file naming the host process that made it, so
+`leftovers()` finds the spaces of a process that died before it could remove
+them (a server killed with SIGKILL): their images would hold the disk.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_sandbox.backends import process_alive, this_process
 from agent_sandbox.tree import remove_tree
 
 MB = 1024 * 1024
+OWNER = "owner"
+IMAGE = "disk.img"
 SYSTEM_BIN = "/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin"
 TOOL_TIMEOUT = 60
 
@@ -55,6 +62,7 @@ class RunSpace:
                owner: tuple[int, int] | None = None, folders: tuple[str, ...] = ("outputs", "tmp")) -> "RunSpace":
         """The run's folder with `folders` in its writable space, owned by `owner` (uid, gid)."""
         folder = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_root))
+        (folder / OWNER).write_text(this_process())
         space = cls(folder, folder / "data")
         try:
             why = space._mount(disk_mb, owner) if os.geteuid() == 0 else "needs root (a loop-mounted filesystem)"
@@ -78,7 +86,7 @@ class RunSpace:
         mount = shutil.which("mount", path=SYSTEM_BIN)
         if not mkfs or not mount:
             return "mkfs.ext4 or mount is missing (e2fsprogs, mount)"
-        self.image = self.folder / "disk.img"
+        self.image = self.folder / IMAGE
         reserve(self.image, disk_mb * MB)
         uid, gid = owner or (0, 0)
         run([mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal",
@@ -102,6 +110,25 @@ class RunSpace:
                 # the kernel frees it with the last user.
                 subprocess.run([umount, "-l", str(self.data)], capture_output=True, timeout=TOOL_TIMEOUT)
         remove_tree(self.folder)
+
+
+def leftovers(scratch_root: str | Path, prefix: str = "agent-") -> list[RunSpace]:
+    """The spaces under `scratch_root` whose owning process is gone."""
+    found = []
+    try:
+        names = os.listdir(scratch_root)
+    except OSError:
+        return found
+    for name in names:
+        folder = Path(scratch_root, name)
+        try:
+            owner = (folder / OWNER).read_text() if name.startswith(prefix) else ""
+        except OSError:
+            continue
+        if owner and not process_alive(owner):
+            image = folder / IMAGE
+            found.append(RunSpace(folder, folder / "data", image if image.exists() else None))
+    return found
 
 
 def reserve(path: Path, size: int) -> None:

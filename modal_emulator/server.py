@@ -14,6 +14,7 @@ from grpclib.server import Server
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
 from agent_sandbox.jail import privileged
+from agent_sandbox.scratch import leftovers as leftover_spaces
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
 from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available, remove_orphans
@@ -62,6 +63,9 @@ class Emulator:
                         "and disk limits are not enforced")
         if self.state.runtime == "docker":
             await remove_orphans()
+        # Sandboxes of an emulator killed before it could end them (a reused --state).
+        for space in leftover_spaces(self.state.folder / "sandboxes", prefix="sb-"):
+            await asyncio.to_thread(space.remove)
         faults = self.state.faults
         self._grpc = Server([
             build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),

@@ -1,6 +1,7 @@
 """What the local bubblewrap jail must hide and forbid (beyond the conformance suite)."""
 
 import json
+import os
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
@@ -187,3 +188,39 @@ def test_a_run_is_refused_at_start_when_the_host_lacks_its_disk(tmp_path, record
         assert not recorder.of_type(ev.RUN_STARTED) and list(scratch.iterdir()) == []
     finally:
         subprocess.run(["umount", str(scratch)], check=True)
+
+
+def test_what_a_killed_process_left_is_swept(tmp_path):
+    """A server killed with SIGKILL cannot clean up: its runs' capped filesystems (with
+    their reserved images), cgroups and stages are found by owner and removed."""
+    import subprocess
+
+    from agent_sandbox.cgroups import RunCgroup
+    from agent_sandbox.jail import make_stage
+    from agent_sandbox.scratch import OWNER, RunSpace
+    root_only()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{__import__('socket').gethostname()}:{gone.pid}"
+    space = RunSpace.create(tmp_path, "agent-dead-", 16, (10001, 10001))
+    (space.folder / OWNER).write_text(dead)
+    alive = RunSpace.create(tmp_path, "agent-alive-", 16, (10001, 10001))
+    group = RunCgroup.create("dead", 64, 8, 0)
+    renamed = {}
+    for controller, path in group.paths.items():   # as if a dead process had made it
+        renamed[controller] = path.with_name(f"{gone.pid}-{path.name.partition('-')[2]}")
+        path.rename(renamed[controller])
+    stage = make_stage()
+    dead_stage = stage.with_name(f"stage-{gone.pid}-x")
+    stage.rename(dead_stage)
+    try:
+        assert os.path.ismount(space.data)
+        assert get_backend("local", scratch_root=str(tmp_path)).sweep_orphans() == 1
+        assert not space.folder.exists() and not any(p.exists() for p in renamed.values())
+        assert not dead_stage.exists()
+        assert alive.folder.exists() and os.path.ismount(alive.data)   # a live owner's run is left alone
+    finally:
+        alive.remove()
+        for path in renamed.values():
+            if path.exists():
+                path.rmdir()

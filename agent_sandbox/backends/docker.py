@@ -104,9 +104,13 @@ class DockerBackend:
             self.cli("rm", "-f", *containers, check=False)
 
     def sweep_orphans(self) -> int:
-        """Remove our containers whose owning process is gone; returns how many."""
+        """Remove our containers whose owning process is gone, then the run folders
+        (capped filesystems) they used; returns how many containers."""
+        from agent_sandbox.backends.local import sweep_run_leftovers
+
         orphans = [cid for cid, owner in self.containers() if not process_alive(owner)]
         self.remove(*orphans)
+        sweep_run_leftovers(self.config.scratch_root)
         return len(orphans)
 
     # -- one run ----------------------------------------------------------

@@ -28,10 +28,13 @@ from pathlib import Path
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
 from agent_sandbox.backends.monitor import RunMonitor
+from agent_sandbox import cgroups
 from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
-from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID, Jail, make_stage, privileged, remove_stage
+from agent_sandbox.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
+                                remove_stage)
 from agent_sandbox.outputs import DirectorySource, collect_outputs
 from agent_sandbox.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.scratch import leftovers as leftover_spaces
 from agent_sandbox.spec import RunResult, RunSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../agent_sandbox
@@ -56,6 +59,22 @@ class SandboxUnavailable(RuntimeError):
     pass
 
 
+def sweep_run_leftovers(scratch_root: str) -> int:
+    """What jails and containers of dead processes left on this host (their processes die
+    with them: --die-with-parent, docker rm): cgroups, run folders, stages."""
+    for group in cgroups.leftovers():
+        group.remove()
+    for stage in leftover_stages():
+        remove_stage(stage)
+    spaces = leftover_spaces(scratch_root)
+    for space in spaces:
+        try:
+            space.remove()
+        except OSError:
+            pass   # busy: the next sweep tries again
+    return len(spaces)
+
+
 class LocalBackend:
     name = "local"
 
@@ -63,8 +82,9 @@ class LocalBackend:
         self.config = LocalConfig(**config)
 
     def sweep_orphans(self) -> int:
-        # Jails run with --die-with-parent: none outlives the process that started it.
-        return 0
+        """Remove what runs of processes that died left: cgroups (killing anything
+        still in them), capped filesystems and their images, stages; returns how many runs."""
+        return sweep_run_leftovers(self.config.scratch_root)
 
     def jail(self, spec: RunSpec, space: RunSpace, cgroup: RunCgroup | None, stage: Path | None) -> Jail:
         jail = Jail(env=self.environment(spec), workdir="/workspace", network=spec.needs_network,
