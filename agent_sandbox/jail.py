@@ -5,8 +5,9 @@ runtime. Inside: the system's /usr and a few files of /etc read-only, the
 folders its owner binds (read-only or writable), its own /proc with /proc/sys
 read-only, a minimal /dev, and nothing else of the host. Every namespace is
 its own (network only when asked for), no capabilities, the command is PID 1
-(no bubblewrap process inside whose memory could hold the environment), and
-it dies with the process that started it.
+(no bubblewrap process inside whose memory could hold the environment; and
+the agent, not dumpable, keeps its pipe to the host out of reach of commands
+writing to /proc/1/fd/1), and it dies with the process that started it.
 
 Who it runs as. bubblewrap started by root maps root inside to root outside,
 and host root may write sysctls whatever its capabilities. So when we are

@@ -25,10 +25,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sandbox import cgroups
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
 from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox import cgroups
 from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
                                 remove_stage)
