@@ -32,7 +32,7 @@ from typing import BinaryIO, Iterable, Iterator, Protocol
 
 from agent_sandbox import tree
 from agent_sandbox.spec import Limits
-from agent_sandbox.tree import DIR, FILE, SPECIAL, SYMLINK
+from agent_sandbox.tree import DIR, FILE, SPECIAL, SYMLINK  # noqa: F401 (the kinds, as backends import them)
 
 MANIFEST = "manifest.json"
 CHUNK = 1024 * 1024
