@@ -5,6 +5,7 @@ These are shared by every backend, the CLI and the web app.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,8 +26,13 @@ class Limits:
                                      "seconds for one command (the run ends with `command_timeout`)")
     idle_timeout: float = setting("AGENT_SANDBOX_IDLE_TIMEOUT", 600.0,
                                   "seconds without output before the run is stopped")
-    cpu: float = setting("AGENT_SANDBOX_CPU", 1.0, "CPU cores per sandbox (Docker, Modal)")
-    memory_mb: int = setting("AGENT_SANDBOX_MEMORY_MB", 2048, "memory per sandbox in MB (Docker, Modal)")
+    cpu: float = setting("AGENT_SANDBOX_CPU", 1.0, "CPU cores per sandbox")
+    memory_mb: int = setting("AGENT_SANDBOX_MEMORY_MB", 2048, "memory of a sandbox in MB, swap included")
+    max_processes: int = setting("AGENT_SANDBOX_MAX_PROCESSES", 512,
+                                 "processes and threads in a sandbox at once, the agent's included")
+    disk_mb: int = setting("AGENT_SANDBOX_DISK_MB", 4096,
+                           "writable space of a sandbox in MB, `/outputs` and `/tmp` together "
+                           "(reserved on the host's disk while the run lasts)")
     max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop")
     max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
                                     "output kept per command, for the model and the log")
@@ -76,14 +82,20 @@ class RunSpec:
             return self.network
         return not (self.model == "offline" or self.model.startswith("scripted"))
 
-    def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs") -> list[str]:
-        """Arguments for `python -m agent_sandbox.coding_agent` inside the sandbox."""
+    def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs",
+                   enforced: dict[str, str] | None = None) -> list[str]:
+        """Arguments for `python -m agent_sandbox.coding_agent` inside the sandbox.
+
+        `enforced` says, per sandbox limit, what enforces it on this backend (or
+        "not enforced: why"); the agent reports it in run_started."""
+        sandbox = {name: getattr(self.limits, name) for name in ("memory_mb", "max_processes", "disk_mb", "cpu")}
         args = ["--workspace", workspace, "--outputs", outputs, "--model", self.model,
                 "--max-steps", str(self.limits.max_steps),
                 "--command-timeout", str(self.limits.command_timeout),
-                "--max-output-chars", str(self.limits.max_output_chars)]
-        if self.instructions:
-            args += ["--instructions", self.instructions]
+                "--max-output-chars", str(self.limits.max_output_chars),
+                "--limits", json.dumps(sandbox), "--limits-enforced", json.dumps(enforced or {})]
+        if self.instructions:  # one "--opt=value" word: text starting with "-" stays text
+            args.append(f"--instructions={self.instructions}")
         return args
 
 

@@ -1,10 +1,12 @@
 """The Docker backend: the agent in a throwaway container, one per run.
 
 The container gets the workspace read-only at /workspace, a fresh host folder
-at /outputs (collected after the container is gone), a tmpfs /tmp, and
-nothing else writable: read-only root filesystem, no capabilities, no new
-privileges, a non-root user, memory/CPU/process limits, no network unless the
-model needs an API. Secrets go in on stdin, never in its environment or
+at /outputs (collected after the container is gone), a /tmp, and nothing else
+writable: read-only root filesystem, no capabilities, no new privileges, a
+non-root user, memory/CPU/process limits, no network unless the model needs
+an API. As root, /outputs and /tmp share one filesystem of `disk_mb`
+(agent_sandbox.scratch); otherwise /tmp is a tmpfs and /outputs is not capped
+(reported in run_started). Secrets go in on stdin, never in its environment or
 command line (`docker inspect` would show those). Labels name the app, the job
 and the owning process, so `sweep_orphans()` can remove what a crashed process
 left behind. The agent's own agent.log is not brought back: the host got
@@ -22,7 +24,6 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from agent_sandbox import settings
 from agent_sandbox.backends import process_alive, this_process
@@ -30,6 +31,7 @@ from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 
@@ -49,8 +51,8 @@ class DockerConfig:
     app: str = setting("AGENT_SANDBOX_DOCKER_APP", "agent-sandbox", "label value that marks our containers")
     user: str = setting("AGENT_SANDBOX_DOCKER_USER", "10001:10001",
                         "container user when the host runs as root (else the host's uid)")
-    pids_limit: int = setting("AGENT_SANDBOX_DOCKER_PIDS_LIMIT", 512, "processes per container")
-    tmp_mb: int = setting("AGENT_SANDBOX_DOCKER_TMP_MB", 512, "size of the `/tmp` tmpfs in MB (counts as memory)")
+    tmp_mb: int = setting("AGENT_SANDBOX_DOCKER_TMP_MB", 512, "size of the `/tmp` tmpfs in MB when not root "
+                          "(counts as memory); as root `/tmp` shares the run's `AGENT_SANDBOX_DISK_MB`")
     scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir)  # doc: LocalConfig
     stop_grace: int = setting("AGENT_SANDBOX_DOCKER_STOP_GRACE", 2, "seconds from SIGTERM to SIGKILL on stop")
 
@@ -108,33 +110,48 @@ class DockerBackend(SandboxBackend):
             self.cli("rm", "-f", *containers, check=False)
 
     def sweep_orphans(self) -> int:
-        """Remove our containers whose owning process is gone; returns how many."""
+        """Remove our containers whose owning process is gone, then the run folders
+        (capped filesystems) they used; returns how many containers."""
+        from agent_sandbox.backends.local import sweep_run_leftovers
+
         orphans = [cid for cid, owner in self.containers() if not process_alive(owner)]
         self.remove(*orphans)
+        sweep_run_leftovers(self.config.scratch_root)
         return len(orphans)
 
     # -- one run ----------------------------------------------------------
 
-    def command(self, spec: RunSpec, name: str, outputs: Path) -> list[str]:
+    def command(self, spec: RunSpec, name: str, space: RunSpace) -> list[str]:
         """The full argv: `docker run` around `python -m agent_sandbox.coding_agent`."""
         limits = spec.limits
-        user = self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
         args = [self.config.docker, "run", "-i", "--rm", "--init", "--pull", "never", "--name", name,
                 "--label", f"{LABEL}.app={self.config.app}", "--label", f"{LABEL}.job={spec.job_id}",
                 "--label", f"{LABEL}.owner={self.owner}",
-                "--user", user, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--user", self.user(), "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                 "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
-                "--cpus", f"{limits.cpu:g}", "--pids-limit", str(self.config.pids_limit),
-                "--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777",
+                "--cpus", f"{limits.cpu:g}", "--pids-limit", str(limits.max_processes),
                 "--mount", f"type=bind,src={spec.workspace.resolve()},dst=/workspace,readonly",
-                "--mount", f"type=bind,src={outputs},dst=/outputs",
+                "--mount", f"type=bind,src={space.outputs},dst=/outputs",
                 "--workdir", "/workspace"]
+        if space.image is not None:   # the capped filesystem holds /tmp too
+            args += ["--mount", f"type=bind,src={space.tmp},dst=/tmp"]
+        else:
+            args += ["--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777"]
         if not spec.needs_network:
             args += ["--network", "none"]
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
         return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
-                       *spec.agent_args(), "--secrets-from-stdin"]
+                       *spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"]
+
+    def user(self) -> str:
+        return self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+
+    def enforcement(self, space: RunSpace) -> dict[str, str]:
+        disk = space.enforcement if space.image is not None else (
+            f"{space.enforcement} for /outputs; /tmp is a {self.config.tmp_mb} MB tmpfs")
+        return {"max_processes": "docker --pids-limit (cgroup)", "memory_mb": "docker --memory, swap included",
+                "cpu": "docker --cpus", "disk_mb": disk}
 
 
 
@@ -145,22 +162,22 @@ class DockerSandbox(ProcessSandbox):
 
     def __init__(self, backend: DockerBackend, spec: RunSpec):
         self.backend, self.config, self.spec = backend, backend.config, spec
-        self.run_dir: Path | None = None
+        self.space: RunSpace | None = None
         self.name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
 
     def create(self, run: RunMonitor) -> None:
         self.backend.check_image()
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{self.spec.job_id}-", dir=self.config.scratch_root))
-        outputs = self.run_dir / "outputs"
-        outputs.mkdir()
-        if os.geteuid() == 0:  # the container's non-root user must be able to write /outputs
-            uid, _, gid = self.config.user.partition(":")
-            os.chown(outputs, int(uid), int(gid or uid))
+        uid, _, gid = self.backend.user().partition(":")  # the container's user owns /outputs and /tmp
+        try:
+            self.space = RunSpace.create(self.config.scratch_root, f"agent-{self.spec.job_id}-",
+                                         self.spec.limits.disk_mb, (int(uid), int(gid or uid)),
+                                         folders=("outputs", "tmp"))
+        except DiskUnavailable as exc:
+            raise SandboxError(str(exc)) from exc
         run.status(Status.STARTING, f"starting Docker container {self.name} from {self.config.image}")
 
     def start(self, run: RunMonitor) -> Streams:
-        return self.spawn(self.backend.command(self.spec, self.name, self.run_dir / "outputs"),
-                          self.backend.cli_env())
+        return self.spawn(self.backend.command(self.spec, self.name, self.space), self.backend.cli_env())
 
     def stop(self) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""
@@ -174,20 +191,20 @@ class DockerSandbox(ProcessSandbox):
         self.backend.remove(self.name)  # nothing may still write to /outputs while we collect it
 
     def outputs(self) -> DirectorySource:
-        log = self.run_dir / "outputs" / AGENT_LOG
+        log = self.space.outputs / AGENT_LOG
         if log.is_symlink() or log.is_file():
             # The agent's own copy of its events: every line already reached us live,
             # and as a result it would count against the output limits.
             log.unlink()
-        return DirectorySource(self.run_dir / "outputs")
+        return DirectorySource(self.space.outputs)
 
     def close(self) -> None:
-        if self.run_dir is None:
+        if self.space is None:
             return
         self.backend.remove(self.name)  # --rm covers a normal exit; this covers everything else
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.space.remove()
 
 
 def _cli_problem(args: tuple[str, ...], stderr: str) -> str:

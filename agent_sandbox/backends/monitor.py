@@ -24,6 +24,7 @@ agent during the run (a model relay) keeps it open and writes with `send`.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from typing import IO, Any, Iterable
@@ -225,6 +226,9 @@ class RunMonitor:
         if ended:
             return ended
         tail = " | ".join(self.stderr_tail[-3:])
+        killed = killed_by(exit_code)
+        if killed:   # not a crash of ours: something in the sandbox (or its limits) killed the agent
+            return Status.FAILED, f"the agent was killed by {killed} without finishing" + (f": {tail}" if tail else "")
         return Status.ERROR, (f"the agent exited with code {exit_code} without finishing"
                               + (f": {tail}" if tail else ""))
 
@@ -252,6 +256,18 @@ class RunMonitor:
                               "files": len(manifest.get("files", [])),
                               "skipped": len(manifest.get("skipped", [])),
                               "duration": round(self.duration, 3)})
+
+
+def killed_by(exit_code: int | None) -> str:
+    """The signal's name when an exit code says a signal ended the process (-N from
+    Popen, 128+N from a shell, docker or Modal), else ""."""
+    if exit_code is None:
+        return ""
+    number = -exit_code if exit_code < 0 else exit_code - 128 if 128 < exit_code < 160 else 0
+    try:
+        return signal.Signals(number).name if number else ""
+    except ValueError:
+        return f"signal {number}"
 
 
 class _NoOutputs:
