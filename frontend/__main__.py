@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level)
-    except SettingError as exc:
+    except SettingError as exc:  # before logging is set up (its level is a setting too): one plain line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     host = args.host or settings.host
