@@ -1,10 +1,12 @@
 """Host CLI: run the agent on some files in a sandbox and keep the results.
 
     python -m agent_sandbox run [--backend local] [--model offline] \
-        [--instructions TEXT] [--json] --output DIR FILE...
+        [--instructions TEXT] [--json] [--force] --output DIR FILE...
 
 Prints the live log (with --json: the raw events), leaves the outputs and
 manifest.json in DIR, exits 0 on success and non-zero with a one-line reason.
+Everything that can be checked before the sandbox starts is (options, limits,
+model, backend, folders), each failure one line naming what to change.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import secrets
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox import settings
-from agent_sandbox.backends import UnknownBackend, get_backend
-from agent_sandbox.models import model_environment
-from agent_sandbox.outputs import UnsafePath
+from agent_sandbox import settings, tree
+from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
+from agent_sandbox.models import MODELS, UnknownModel, check_model, model_environment
+from agent_sandbox.outputs import MANIFEST
 from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
@@ -43,48 +46,84 @@ class CliSettings:
                                    shown="a temporary folder", old=("AGENT_SANDBOX_OUTPUTS",))
 
 
+class CliParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(2, f"error: {message} (see python -m agent_sandbox run --help)\n")
+
+
+def above_zero(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def parse_args(argv: list[str] | None, defaults: CliSettings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agent_sandbox")
+    parser = CliParser(prog="python -m agent_sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent on FILEs in a sandbox")
     run.add_argument("files", nargs="+", metavar="FILE")
-    run.add_argument("--output", required=True, metavar="DIR", help="where results and manifest.json go")
-    run.add_argument("--backend", default=defaults.backend)
-    run.add_argument("--model", default=defaults.model)
-    run.add_argument("--instructions", default="")
+    run.add_argument("--output", required=True, metavar="DIR",
+                     help="new or empty folder for the results and manifest.json")
+    run.add_argument("--force", action="store_true",
+                     help="replace the results of an earlier run in DIR")
+    run.add_argument("--backend", default=defaults.backend, metavar="NAME",
+                     help=f"sandbox: {', '.join(BACKENDS)} (default {defaults.backend})")
+    run.add_argument("--model", default=defaults.model, metavar="NAME",
+                     help=f"model: {', '.join(MODELS)}, as NAME or NAME:VARIANT (default {defaults.model})")
+    run.add_argument("--instructions", default="", metavar="TEXT", help="what the agent should do")
     run.add_argument("--json", action="store_true", help="print raw JSON events")
-    run.add_argument("--my-files", default=str(defaults.my_files or ""))
+    run.add_argument("--my-files", default=None, metavar="DIR",
+                     help=f"folder copied into every workspace (default {defaults.my_files}, when it exists; "
+                          "\"\": none)")
     run.add_argument("--workdir", default=str(defaults.workdir or ""),
                      help="root for uploaded_files/<job_id> (default: a temporary folder)")
-    run.add_argument("--run-timeout", type=float)
-    run.add_argument("--command-timeout", type=float)
-    run.add_argument("--idle-timeout", type=float)
-    run.add_argument("--max-steps", type=int)
+    run.add_argument("--run-timeout", type=above_zero(float), metavar="S",
+                     help="seconds for the whole run (default AGENT_SANDBOX_RUN_TIMEOUT, 1800)")
+    run.add_argument("--command-timeout", type=above_zero(float), metavar="S",
+                     help="seconds for one command (default AGENT_SANDBOX_COMMAND_TIMEOUT, 300)")
+    run.add_argument("--idle-timeout", type=above_zero(float), metavar="S",
+                     help="seconds without output (default AGENT_SANDBOX_IDLE_TIMEOUT, 600)")
+    run.add_argument("--max-steps", type=above_zero(int), metavar="N",
+                     help="agent steps (default AGENT_SANDBOX_MAX_STEPS, 40)")
     return parser.parse_args(argv)
+
+
+class CliError(Exception):
+    """A one-line reason to stop before the sandbox starts."""
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        args = parse_args(argv, settings.load(CliSettings))
+        defaults = settings.load(CliSettings)
+        args = parse_args(argv, defaults)
         given = {"run_timeout": args.run_timeout, "command_timeout": args.command_timeout,
                  "idle_timeout": args.idle_timeout, "max_steps": args.max_steps}
         limits = Limits.from_env(**{name: value for name, value in given.items() if value is not None})
-    except SettingError as exc:
+        check_model(args.model)
+        backend = get_backend(args.backend)
+        my_files = chosen_my_files(args.my_files, defaults.my_files)
+        output = output_folder(Path(args.output), args.force)
+    except (SettingError, UnknownModel, UnknownBackend, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    output = Path(args.output)
-    if output.exists() and any(output.iterdir()):
-        print(f"error: output folder {output} is not empty", file=sys.stderr)
         return 2
     job_id = secrets.token_hex(8)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="agent-sandbox-"))
+    notes: list[str] = []
     try:
-        workspace = prepare_workspace(root, job_id, args.files, Path(args.my_files) if args.my_files else None)
-        backend = get_backend(args.backend)
-    except (FileNotFoundError, UnsafePath, UnknownBackend, SettingError) as exc:
+        workspace = prepare_workspace(root, job_id, args.files, my_files, notes)
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: UnsafePath, a name clash
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     model_secrets, env = model_environment(args.model, dict(os.environ))
     if "AGENT_SCRIPT" in os.environ:  # the scripted (test) model's actions
         env["AGENT_SCRIPT"] = os.environ["AGENT_SCRIPT"]
@@ -106,6 +145,40 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"error: run {result.status}: {result.reason}", file=sys.stderr)
     return 1
+
+
+def chosen_my_files(option: str | None, default: Path | None) -> Path | None:
+    """The my_files folder to copy: one named (option or variable) must exist; the default may not."""
+    if option == "":
+        return None
+    if option is None and (default is None or default == DEFAULT_MY_FILES):
+        return default if default is not None and default.is_dir() else None
+    folder = Path(option if option is not None else default)
+    if not folder.is_dir():
+        source = "--my-files" if option is not None else "AGENT_SANDBOX_MY_FILES"
+        raise CliError(f"{source} {folder}: no such folder")
+    return folder
+
+
+def output_folder(output: Path, force: bool) -> Path:
+    """The results folder, made absolute once: new, empty, or (with --force) an earlier run's results."""
+    output = output.absolute()
+    if output.exists() and not output.is_dir():
+        raise CliError(f"--output {output} is a file; name a folder for the results")
+    if not output.exists() or not any(output.iterdir()):
+        return output
+    fresh = f"{output}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not (output / MANIFEST).is_file():
+        raise CliError(f"--output {output} is not empty; choose an empty or new folder, e.g. --output {fresh}")
+    if not force:
+        raise CliError(f"--output {output} already holds the results of a run; add --force to replace them, "
+                       f"or keep them and choose a new folder, e.g. --output {fresh}")
+    for child in output.iterdir():  # --force: an earlier run's results (its manifest.json says so) go
+        if child.is_dir() and not child.is_symlink():
+            tree.remove_tree(child)
+        else:
+            child.unlink()
+    return output
 
 
 if __name__ == "__main__":

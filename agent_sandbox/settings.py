@@ -48,7 +48,7 @@ class UnknownSetting(SettingError, TypeError):
 def setting(env: str | None, default: Any = dataclasses.MISSING, doc: str = "", *,
             factory: Callable[[], Any] | None = None, parse: Callable[[str], Any] | None = None,
             shown: str | None = None, also: tuple[str, ...] = (), old: tuple[str, ...] = (),
-            blank: Any = dataclasses.MISSING) -> Any:
+            blank: Any = dataclasses.MISSING, above: float | None = None) -> Any:
     """A dataclass field read from the variable `env` (None: not from the environment).
 
     `factory` computes the default at load time (shown: how the README says it);
@@ -56,9 +56,10 @@ def setting(env: str | None, default: Any = dataclasses.MISSING, doc: str = "", 
     not say how (e.g. megabytes to bytes). When `env` is unset, the variables
     in `also` are read instead, then the deprecated ones in `old` (with a warning).
     A variable set but empty keeps the default, unless `blank` says what it means.
+    `above`: the value must be greater (a timeout of 0 or -5 is an error, not "no limit").
     """
     metadata = {"env": env, "doc": doc, "parse": parse, "shown": shown, "also": also, "old": old,
-                "blank": blank}
+                "blank": blank, "above": above}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     if isinstance(default, (list, dict, set)):
@@ -94,13 +95,21 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None, /, **overrides:
             if isinstance(value, str) and hints[name] is not str:
                 value = parse_value(value, hints[name], f, f"{cls.__name__}.{name}")
             values[name] = value
+            _check_above(f, value, f"{cls.__name__}.{name}")
             continue
         variable, raw = _read(f, environ)
         if raw:
             values[name] = parse_value(raw, hints[name], f, variable)
+            _check_above(f, values[name], f"{variable}={raw!r}")
         elif raw == "" and f.metadata.get("blank", dataclasses.MISSING) is not dataclasses.MISSING:
             values[name] = f.metadata["blank"]
     return cls(**values)
+
+
+def _check_above(f: dataclasses.Field, value: Any, what: str) -> None:
+    above = f.metadata.get("above")
+    if above is not None and isinstance(value, (int, float)) and not value > above:
+        raise SettingError(f"{what} is not valid: expected a number above {above:g}")
 
 
 def restore(cls: type[T], stored: Mapping[str, Any], defaults: T) -> T:

@@ -21,28 +21,28 @@ class Limits:
     # A field renamed later maps its old name here, so queued jobs' stored limits still load.
     RENAMED: ClassVar[dict[str, str]] = {}
 
-    run_timeout: float = setting("AGENT_SANDBOX_RUN_TIMEOUT", 1800.0, "seconds for the whole run")
+    run_timeout: float = setting("AGENT_SANDBOX_RUN_TIMEOUT", 1800.0, "seconds for the whole run", above=0)
     command_timeout: float = setting("AGENT_SANDBOX_COMMAND_TIMEOUT", 300.0,
-                                     "seconds for one command (the run ends with `command_timeout`)")
+                                     "seconds for one command (the run ends with `command_timeout`)", above=0)
     idle_timeout: float = setting("AGENT_SANDBOX_IDLE_TIMEOUT", 600.0,
-                                  "seconds without output before the run is stopped")
-    cpu: float = setting("AGENT_SANDBOX_CPU", 1.0, "CPU cores per sandbox")
-    memory_mb: int = setting("AGENT_SANDBOX_MEMORY_MB", 2048, "memory of a sandbox in MB, swap included")
+                                  "seconds without output before the run is stopped", above=0)
+    cpu: float = setting("AGENT_SANDBOX_CPU", 1.0, "CPU cores per sandbox", above=0)
+    memory_mb: int = setting("AGENT_SANDBOX_MEMORY_MB", 2048, "memory of a sandbox in MB, swap included", above=0)
     max_processes: int = setting("AGENT_SANDBOX_MAX_PROCESSES", 512,
-                                 "processes and threads in a sandbox at once, the agent's included")
+                                 "processes and threads in a sandbox at once, the agent's included", above=0)
     disk_mb: int = setting("AGENT_SANDBOX_DISK_MB", 4096,
                            "writable space of a sandbox in MB, `/outputs` and `/tmp` together "
-                           "(reserved on the host's disk while the run lasts)")
-    max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop")
+                           "(reserved on the host's disk while the run lasts)", above=0)
+    max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop", above=0)
     max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
-                                    "output kept per command, for the model and the log")
+                                    "output kept per command, for the model and the log", above=0)
     preview_bytes: int = setting("AGENT_SANDBOX_PREVIEW_BYTES", 5 * MB, "output files larger than this are "
                                  "flagged `large`: brought back, not previewed inline", shown="`5242880` (5 MB)")
     max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 2048 * MB, "largest single output file brought back",
-                                  shown="`2147483648` (2 GB)")
+                                  shown="`2147483648` (2 GB)", above=0)
     max_total_bytes: int = setting("AGENT_SANDBOX_MAX_TOTAL_BYTES", 2048 * MB, "outputs brought back per job "
-                                   "(fits `APP_MAX_REQUEST_MB`; raise both together)", shown="`2147483648` (2 GB)")
-    max_files: int = setting("AGENT_SANDBOX_MAX_FILES", 1000, "output files brought back")
+                                   "(fits `APP_MAX_REQUEST_MB`; raise both together)", shown="`2147483648` (2 GB)", above=0)
+    max_files: int = setting("AGENT_SANDBOX_MAX_FILES", 1000, "output files brought back", above=0)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Limits":
