@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +40,7 @@ CHUNK = 1024 * 1024
 MAX_DEPTH = 64          # folders nested deeper than this do not come back
 MAX_LISTED = 100_000    # entries listed from one sandbox's outputs
 COMPACT = (".parquet", ".gz", ".zip", ".xz", ".bz2", ".zst")  # large files that come back first
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")  # in a name: not servable (URLs, headers), so never brought back
 RERUN = "download scripts/ and rerun them on your files locally, or ask the operator to raise"
 
 
@@ -125,6 +127,10 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
             skipped.append(_skip(entry, entry.problem))
             continue
         if entry.kind == DIR:
+            continue
+        if CONTROL_CHARS.search(entry.path):
+            skipped.append(_skip(entry, "its name holds a control character (such as a line break), "
+                                        "which no link or download can carry; rename it"))
             continue
         if entry.path == MANIFEST:
             skipped.append(_skip(entry, "reserved name (the host writes the manifest)"))

@@ -18,6 +18,8 @@ from agent_sandbox.outputs import UnsafePath
 
 DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_NAME_CHARS = 1024  # a longer upload name, or a deeper one, is refused (the file system's own
+MAX_NAME_PARTS = 32    # limits would fail later, with a less useful error)
 _UNSAFE_CHARS = re.compile(r"[^\w.\- ()+,@=]", re.UNICODE)
 
 
@@ -30,18 +32,25 @@ def safe_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name or "").replace("\\", "/").strip()
     path = PurePosixPath(name)
     if not name or path.is_absolute() or ".." in path.parts:
-        raise UnsafePath(f"refused file name {name!r}: it would leave the job folder")
+        raise UnsafePath(f"refused file name {_short(name)}: it would leave the job folder")
+    if len(name) > MAX_NAME_CHARS or len(path.parts) > MAX_NAME_PARTS:
+        raise UnsafePath(f"refused file name {_short(name)}: longer than {MAX_NAME_CHARS} characters "
+                         f"or {MAX_NAME_PARTS} folder levels")
     parts = []
     for part in path.parts:
         if part in ("", "."):
             continue
         cleaned = _UNSAFE_CHARS.sub("_", part).strip(" .")[:200]
         if not cleaned:
-            raise UnsafePath(f"refused file name {name!r}")
+            raise UnsafePath(f"refused file name {_short(name)}")
         parts.append(cleaned)
     if not parts:
-        raise UnsafePath(f"refused file name {name!r}")
+        raise UnsafePath(f"refused file name {_short(name)}")
     return "/".join(parts)
+
+
+def _short(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:60] + "..." + name[-15:])
 
 
 def job_workspace(root: Path, job_id: str) -> Path:
@@ -58,12 +67,18 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
         dest.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ValueError(f"{rel} clashes with another uploaded file of the same name as its folder") from None
+    except OSError as exc:  # a name the file system refuses (too long in bytes, ...)
+        raise ValueError(f"refused file name {_short(rel)}: {exc.strerror}") from None
     stem, suffix, n = dest.stem, dest.suffix, 1
     while dest.exists():
         n += 1
         dest = dest.with_name(f"{stem}_{n}{suffix}")
     written = 0
-    with open(dest, "xb") as out:
+    try:
+        out = open(dest, "xb")
+    except OSError as exc:
+        raise ValueError(f"refused file name {_short(rel)}: {exc.strerror}") from None
+    with out:
         while chunk := data.read(1024 * 1024):
             written += len(chunk)
             if max_bytes is not None and written > max_bytes:
@@ -74,8 +89,13 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
     return dest
 
 
-def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES) -> list[Path]:
-    """Copy the contents of my_files/ (regular files only, no links) into the workspace."""
+def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES,
+                  notes: list[str] | None = None) -> list[Path]:
+    """Copy the contents of my_files/ (regular files only, no links) into the workspace.
+
+    An upload of the same name wins; each such clash is added to `notes`, so the
+    job's log can say which file the job got.
+    """
     copied: list[Path] = []
     if not my_files or not Path(my_files).is_dir():
         return copied
@@ -88,18 +108,27 @@ def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES) -> 
             rel = src.relative_to(my_files)
             dest = workspace / rel
             if dest.exists():  # an upload of the same name wins
+                _note(notes, f"{rel.as_posix()} is both an upload and in my_files/: the job got the upload "
+                             f"(my_files/{rel.as_posix()} was not copied)")
                 continue
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                continue  # an uploaded file has the name of this folder: the upload wins
+            except (FileExistsError, NotADirectoryError):  # an uploaded file has the name of this folder
+                _note(notes, f"my_files/{rel.as_posix()} was not copied: an uploaded file has the name "
+                             "of its folder; the job got the uploaded file")
+                continue
             shutil.copyfile(src, dest)
             copied.append(dest)
     return copied
 
 
+def _note(notes: list[str] | None, text: str) -> None:
+    if notes is not None:
+        notes.append(text)
+
+
 def prepare_workspace(root: Path, job_id: str, files: Iterable[Path | str],
-                      my_files: Path | None = DEFAULT_MY_FILES) -> Path:
+                      my_files: Path | None = DEFAULT_MY_FILES, notes: list[str] | None = None) -> Path:
     """Create `<root>/uploaded_files/<job_id>/` from local files plus my_files/ (CLI use)."""
     workspace = job_workspace(root, job_id)
     workspace.mkdir(parents=True, exist_ok=False)
@@ -109,5 +138,5 @@ def prepare_workspace(root: Path, job_id: str, files: Iterable[Path | str],
             raise FileNotFoundError(f"not a file: {f}")
         with open(f, "rb") as data:
             add_upload(workspace, f.name, data)
-    copy_my_files(workspace, my_files)
+    copy_my_files(workspace, my_files, notes)
     return workspace
