@@ -115,6 +115,9 @@ def require_docker_runtime() -> None:
     backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
     import pytest
 
+    from tests.docker_engine import skip_if_docker_skipped
+
+    skip_if_docker_skipped()
     try:
         found = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
                                timeout=30).returncode == 0
@@ -122,8 +125,6 @@ def require_docker_runtime() -> None:
         found = False
     if found:
         return
-    if os.environ.get("AGENT_SANDBOX_SKIP_DOCKER") == "1":
-        pytest.skip("Docker tests skipped (AGENT_SANDBOX_SKIP_DOCKER=1)")
     pytest.fail(f"the emulator's Docker runtime needs an engine and the image {DOCKER_IMAGE} "
                 "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
 
