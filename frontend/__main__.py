@@ -10,7 +10,8 @@ import threading
 
 from agent_sandbox.settings import SettingError
 from frontend.app import create_app
-from frontend.server import make_server, serve
+from frontend.guard import ConnectionLimits, Networks
+from frontend.server import CannotListen, listen, make_server, raise_open_files_limit, serve
 from frontend.settings import Settings
 
 log = logging.getLogger("frontend")
@@ -38,16 +39,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    # The port first: a second server started by mistake stops here, before it touches
+    # the database (where it could disturb the jobs of the one already running).
+    raise_open_files_limit()  # before the caps are worked out from it
+    limits = ConnectionLimits(settings.socket_caps()[0], settings.max_connections_per_address,
+                              settings.header_timeout, Networks(settings.trusted_proxies))
+    server = make_server(None, host, port, settings.server_threads, settings.server_max_threads, limits)
+    try:
+        listen(server)
+    except CannotListen as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     app = create_app(settings)
-    server = make_server(app, host, port, settings.server_threads, settings.server_max_threads)
+    server.wsgi_app = app
+    limits.streams = lambda: app.extensions["jobs"].streams.total  # event streams are sockets too
 
     def stop(signum, frame):
         threading.Thread(target=server.stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving on http://%s:%s/ (backends %s, models %s)", host, port,
-             ",".join(settings.backends), ",".join(settings.models))
+    log.info("serving on http://%s:%s/ (backends %s, models %s); this process %s", host, port,
+             ",".join(settings.backends), ",".join(settings.models), app.extensions["jobs"].executor.role())
     try:
         serve(server)
     finally:

@@ -7,15 +7,16 @@ import json
 import secrets
 import shutil
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
-from werkzeug.exceptions import BadRequest, HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable, TooManyRequests
 
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
-from frontend.identity import csrf_token, current_owner, shared_token
+from frontend.guard import RETRY_AFTER
+from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
 from frontend.sse import SSE_HEADERS
 from frontend.uploads import UploadError, save_uploads
 
@@ -95,8 +96,8 @@ def session_info():
 def create_job():
     s = current_app.config["SETTINGS"]
     svc = services()
-    owner = current_owner()
-    if reason := svc.executor.admission_error(owner):  # refuse before reading a large body
+    owner, address = job_owner(), client_address()
+    if reason := svc.executor.admission_error(owner, address):  # refuse before reading a large body
         _drain_body()
         raise TooManyJobs(reason)
     form = request.form  # parses the body: files stream to capped temp files
@@ -111,21 +112,22 @@ def create_job():
         env["AGENT_SCRIPT"] = _script(form["script"])
     job_id = secrets.token_urlsafe(16)
     workspace = job_workspace(s.data_dir, job_id)
+    notes: list[str] = []
     try:
         files = save_uploads(request.files.getlist("files"), workspace, s.my_files, s.max_files,
-                             s.max_file_bytes)
+                             s.max_file_bytes, notes)
     except UploadError as exc:
         shutil.rmtree(workspace, ignore_errors=True)
         raise BadRequest(str(exc)) from None
     except BaseException:
         shutil.rmtree(workspace, ignore_errors=True)
         raise
-    job = svc.executor.submit({"id": job_id, "owner": owner, "backend": backend, "model": model,
+    job = svc.executor.submit({"id": job_id, "owner": owner, "address": address, "backend": backend, "model": model,
                                "instructions": form.get("instructions", "").strip()[:20000],
-                               "files": files, "limits": s.limits.to_dict(), "env": env})
+                               "files": files, "limits": s.limits.to_dict(), "env": env}, notes)
     if job is None:
         shutil.rmtree(workspace, ignore_errors=True)
-        raise TooManyJobs(svc.executor.admission_error(owner) or "too many jobs; try again shortly")
+        raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
     return jsonify(job_json(job)), 201
 
 
@@ -171,16 +173,39 @@ def job_events(job_id):
         after = max(0, int(after))
     except ValueError:
         raise BadRequest("Last-Event-ID / after must be an event number") from None
-    hub = services().hub
+    svc = services()
+    owner, address = current_owner(), client_address()
+    if refused := svc.streams.acquire(owner, address):  # caps per owner, per address, in all
+        status, why = refused
+        raise (TooManyRequests if status == 429 else ServiceUnavailable)(why, retry_after=RETRY_AFTER)
+    release = svc.streams.releaser(owner, address)
     handoff = request.environ.get("frontend.handoff")
     if handoff is not None:
         # Our server: it sends these headers (after_request has added its own), then
         # gives the socket to the hub, whose one selector thread writes the events.
-        handoff(hub, job["id"], after)
-        body: Iterator[bytes] = iter(())
+        handoff(svc.hub, job["id"], after, release)
+        body: Iterable[bytes] = iter(())
     else:  # any other WSGI server: a generator on one of its threads
-        body = hub.stream(job["id"], after, current_app.config["SETTINGS"].heartbeat_seconds)
+        body = Releasing(svc.hub.stream(job["id"], after, current_app.config["SETTINGS"].heartbeat_seconds),
+                         release)
     return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+class Releasing:
+    """A response body that gives its stream's place back when the server closes it
+    (a generator's own `finally` would not run if it never started)."""
+
+    def __init__(self, body: Iterator[bytes], release):
+        self.body, self.release = body, release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.body
+
+    def close(self) -> None:
+        try:
+            self.body.close()
+        finally:
+            self.release()
 
 
 @api.get("/jobs/<job_id>/outputs")
@@ -201,14 +226,16 @@ def job_output_file(job_id, path):
     if full is None:
         raise NotFound(f"no output file {path!r} in this job")
     preview_bytes = job_limits(job).preview_bytes
+    kind = res.content_type(path)
+    attach = bool(request.args.get("download"))
     if path.lower().endswith((".html", ".htm")) and full.stat().st_size <= preview_bytes:
         # Self-contained (plots embedded, phone viewport): it still works sandboxed and downloaded.
         body = io.BytesIO(res.self_contained_html(results, manifest, path, preview_bytes))
-        resp = send_file(body, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
-                         download_name=full.name, max_age=0)
+        resp = send_file(body, mimetype=kind, as_attachment=attach, download_name=full.name, max_age=0)
     else:
-        resp = send_file(full, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
-                         download_name=full.name, conditional=True, max_age=0)
+        resp = send_file(full, mimetype=kind, as_attachment=attach, download_name=full.name,
+                         conditional=True, max_age=0)
+    resp.headers["Content-Type"] = kind  # as is: send_file would add a second charset to text types
     resp.headers["Content-Security-Policy"] = res.CSP_SANDBOX
     return resp
 

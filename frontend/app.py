@@ -9,22 +9,25 @@ database can serve pages and event streams.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from agent_sandbox.events import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
 from frontend.feed import FeedHub
+from frontend.guard import RETRY_AFTER, Networks, QuietLog, RateLimit, StreamQuota
 from frontend.identity import check_csrf, csrf_token
 from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
 from frontend.store import JobStore
-from frontend.uploads import UploadRequest
+from frontend.uploads import UploadRequest, too_large
 
+quiet = QuietLog(logging.getLogger("frontend.app"))
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; "
             "frame-ancestors 'none'; form-action 'self'")
@@ -33,6 +36,10 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-
 class Services:
     def __init__(self, settings: Settings, store: JobStore, hub: FeedHub, executor: JobExecutor):
         self.settings, self.store, self.hub, self.executor = settings, store, hub, executor
+        _, max_streams = settings.socket_caps()
+        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address)
+        self.new_visitors = RateLimit(settings.new_visitors_per_address)
+        self.proxies = Networks(settings.trusted_proxies)
 
 
 def create_app(settings: Settings | None = None, run_jobs: bool | None = None, backend_factory=None) -> Flask:
@@ -89,18 +96,21 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if isinstance(exc, RequestEntityTooLarge) and exc.description == RequestEntityTooLarge.description:
+            exc = too_large(settings.max_request_bytes, settings.max_file_bytes, settings.max_files,
+                            request.content_length)
         if request.path.startswith("/api/") or not _wants_html():
             resp = jsonify(error=exc.description, status=exc.code)
         else:
             resp = app.make_response((render_template("error.html", error=exc), exc.code))
         resp.status_code = exc.code or 500
-        if exc.code == 429:
-            resp.headers["Retry-After"] = "10"
+        if exc.code in (429, 503):
+            resp.headers["Retry-After"] = str(getattr(exc, "retry_after", None) or RETRY_AFTER)
         return resp
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):
-        app.logger.exception("unhandled error")
+        quiet.log(logging.ERROR, "unhandled error: %r", exc, key=f"{type(exc).__name__}: {exc}"[:80], exc_info=True)
         return jsonify(error="internal error; the server log has the details", status=500), 500
 
     return app

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
@@ -25,8 +25,9 @@ from agent_sandbox.models import model_environment
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
 from frontend.feed import FeedHub
+from frontend.lease import RunnerLease
 from frontend.settings import Settings
-from frontend.store import JobStore
+from frontend.store import ANONYMOUS, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,59 @@ class JobExecutor:
         self._stopping = threading.Event()
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self.lease = RunnerLease(store, settings.runner_lease_seconds)
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
                          for i in range(settings.workers)]
+        self._threads.append(threading.Thread(target=self._keep_lease, name="runner-lease", daemon=True))
 
     def start(self) -> None:
-        """Run jobs in this process (exactly one process per database should)."""
-        self.recover()
+        """Run jobs in this process once it holds the database's runner lease (see lease.py);
+        until then it waits, serving everything else. The first try is made here."""
+        self._take_lease()
+        if not self.lease.held.is_set():
+            log.warning("%s runs the jobs of %s; this process serves pages, the API and event streams, "
+                        "and takes over running jobs if that process stops (its lease lasts %g s "
+                        "after its last heartbeat)", self.lease.describe_other(), self.settings.database,
+                        self.lease.seconds)
         for t in self._threads:
             t.start()
+
+    def role(self) -> str:
+        """What this process does with jobs, for the start-up line."""
+        if self.lease.held.is_set():
+            return "runs jobs"
+        if any(t.is_alive() for t in self._threads):
+            return f"waits for the runner lease ({self.lease.describe_other()} runs jobs)"
+        return "does not run jobs (APP_RUN_JOBS=0)"
+
+    def _take_lease(self) -> None:
+        previous = self.lease.take()
+        if not self.lease.held.is_set():
+            return
+        self.lease.held.clear()  # workers wait until recovery is done
+        if previous:
+            log.warning("this process now runs the jobs of %s: it took the runner lease from process %s, "
+                        "which stopped renewing it", self.settings.database, previous["holder"])
+        self.recover()
+        self.lease.held.set()
+        self._wake.set()
+
+    def _keep_lease(self) -> None:
+        while not self._stopping.wait(self.lease.interval):
+            try:
+                if not self.lease.held.is_set():
+                    self._take_lease()
+                elif not self.lease.renew():
+                    self._lease_lost()
+            except Exception:  # the database is busy or gone for a moment: try again next time
+                log.exception("runner lease: could not reach the database")
+
+    def _lease_lost(self) -> None:
+        log.error("this process lost the runner lease (its heartbeat came too late and another process "
+                  "took over); it stops its running jobs, which the new runner records as interrupted")
+        with self._lock:
+            for cancel in self._cancels.values():
+                cancel.set()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop taking jobs, stop the running sandboxes and record how the jobs ended."""
@@ -62,23 +108,35 @@ class JobExecutor:
         for t in self._threads:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self.lease.release()  # a waiting process takes over at once
+        except Exception:
+            log.exception("could not release the runner lease; it expires by itself")
 
     # -- admission and control ---------------------------------------------
 
-    def admission_error(self, owner: str) -> str | None:
-        """Why a new job from `owner` must wait (429), or None."""
+    def admission_error(self, owner: str, address: str = "") -> str | None:
+        """Why a new job from `owner` (at client `address`) must wait (429), or None."""
         if self.store.count_active(owner) >= self.settings.max_active_per_owner:
             return (f"you already have {self.settings.max_active_per_owner} jobs queued or running; "
                     "wait for one to finish")
+        if owner.startswith(ANONYMOUS) and self.store.count_active(address=address) >= self.settings.max_active_per_address:
+            return (f"visitors from your address already have {self.settings.max_active_per_address} jobs "
+                    "queued or running; wait for one to finish")
         if self.store.count_active() >= self.settings.max_active_jobs:
             return "the server is at its limit of queued and running jobs; try again shortly"
         return None
 
-    def submit(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Create a queued job, unless a cap is reached (then None). Works in any process."""
-        job = self.store.create_job(job, self.settings.max_active_per_owner, self.settings.max_active_jobs)
+    def submit(self, job: dict[str, Any], notes: Sequence[str] = ()) -> dict[str, Any] | None:
+        """Create a queued job, unless a cap is reached (then None). Works in any process.
+
+        `notes` (what preparing its workspace decided) go to the job's log as warnings."""
+        job = self.store.create_job(job, self.settings.max_active_per_owner, self.settings.max_active_jobs,
+                                    self.settings.max_active_per_address)
         if job is None:
             return None
+        for note in notes:
+            self.emit(job["id"], ev.make_event(ev.WARNING, {"message": note}))
         self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                        "message": "waiting for a free sandbox"}))
         self._wake.set()
@@ -108,8 +166,10 @@ class JobExecutor:
         return seq
 
     def recover(self) -> None:
-        """After a restart: running jobs are interrupted (their sandboxes swept); queued ones still run."""
-        interrupted = self.store.jobs_with_status(Status.RUNNING)
+        """On taking the runner lease: the jobs another runner left running are interrupted (their
+        sandboxes swept); queued ones still run. A live runner holds the lease, so this never
+        touches its jobs."""
+        interrupted = self.store.orphaned_jobs(self.lease.holder)
         for job in interrupted:
             message = "the server restarted while this job was running; it was stopped"
             self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
@@ -128,7 +188,9 @@ class JobExecutor:
         # Jobs are claimed from the database, so jobs submitted by any process run here.
         while not self._stopping.is_set():
             try:
-                job_id = self.store.claim_next()
+                if not self.lease.held.wait(self.settings.poll_seconds):
+                    continue
+                job_id = self.store.claim_next(self.lease.holder)
                 if job_id is None:
                     self._wake.wait(self.settings.poll_seconds)
                     self._wake.clear()
@@ -171,13 +233,19 @@ class JobExecutor:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            # The final status event goes before the job's status: a viewer that sees the
-            # job finished has every event. The status is written even if that event fails,
-            # so no job stays "running".
-            self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
-            self.store.update_job(job_id, status=status, reason=reason, exit_code=exit_code,
-                                  error=error, finished=time.time())
-            self.hub.notify(job_id)
+            if self.lease.held.is_set() or self._stopping.is_set():
+                self._finish(job_id, status, reason, exit_code, error)
+            else:  # the lease went to another process, whose recovery records the job's end
+                log.warning("job %s: its end is left to the runner that took the lease over", job_id)
+
+    def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None, error: str) -> None:
+        # The final status event goes before the job's status: a viewer that sees the
+        # job finished has every event. The status is written even if that event fails,
+        # so no job stays "running".
+        self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
+        self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=status, reason=reason,
+                              exit_code=exit_code, error=error, finished=time.time())
+        self.hub.notify(job_id)
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:

@@ -24,13 +24,15 @@ import selectors
 import socket
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from agent_sandbox.events import ACTIVE
+from frontend.guard import QuietLog
 from frontend.sse import KEEP_ALIVE, RETRY, chunked, end_frame, sse_frame
 from frontend.store import JobStore
 
 log = logging.getLogger(__name__)
+quiet = QuietLog(log)
 
 TAIL = 2000                    # frames kept in memory per watched job
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one slow socket before it is dropped
@@ -77,10 +79,11 @@ class JobFeed:
 
 
 class SocketViewer:
-    def __init__(self, sock: socket.socket, feed: JobFeed, pos: int):
+    def __init__(self, sock: socket.socket, feed: JobFeed, pos: int, release: Callable[[], None]):
         self.sock = sock
         self.feed = feed
         self.pos = pos
+        self.release = release  # gives the stream's place in the quota back (guard.StreamQuota)
         self.pending = bytearray()
         self.last_write = time.monotonic()
         self.ending = False  # `end` sent: close once pending is flushed
@@ -95,7 +98,7 @@ class FeedHub:
         self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._arrivals: "queue.SimpleQueue[tuple[str, int, socket.socket]]" = queue.SimpleQueue()
+        self._arrivals: "queue.SimpleQueue[tuple[str, int, socket.socket, Callable]]" = queue.SimpleQueue()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -112,10 +115,12 @@ class FeedHub:
             self._dirty.set()
             self._wake()
 
-    def attach(self, job_id: str, after: int, sock: socket.socket) -> None:
-        """Hand over a client socket (response headers already sent) to follow job_id."""
+    def attach(self, job_id: str, after: int, sock: socket.socket,
+               release: Callable[[], None] = lambda: None) -> None:
+        """Hand over a client socket (response headers already sent) to follow job_id;
+        `release` is called once the hub is done with it."""
         sock.setblocking(False)
-        self._arrivals.put((job_id, after, sock))
+        self._arrivals.put((job_id, after, sock, release))
         self._wake()
 
     def stop(self) -> None:
@@ -179,8 +184,8 @@ class FeedHub:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception:  # one bad socket or query must not end every live log
-                log.exception("event broadcaster error")
+            except Exception as exc:  # one bad socket or query must not end every live log
+                quiet.log(logging.ERROR, "event broadcaster error: %r", exc, key=repr(exc)[:80], exc_info=True)
                 time.sleep(0.1)
 
     def _tick(self) -> None:
@@ -234,13 +239,14 @@ class FeedHub:
             for viewer in list(feed.sockets):
                 self._pump(viewer, shared)
 
-    def _adopt(self, job_id: str, after: int, sock: socket.socket) -> None:
+    def _adopt(self, job_id: str, after: int, sock: socket.socket, release: Callable[[], None]) -> None:
         try:
             feed = self.subscribe(job_id)
         except Exception:
             sock.close()
+            release()
             return
-        viewer = SocketViewer(sock, feed, after)
+        viewer = SocketViewer(sock, feed, after, release)
         feed.sockets.add(viewer)
         self._selector.register(sock, selectors.EVENT_READ, viewer)
         self._send(viewer, RETRY)
@@ -337,4 +343,5 @@ class FeedHub:
         except OSError:
             pass
         viewer.sock.close()
+        viewer.release()
         self.unsubscribe(feed)

@@ -1,8 +1,9 @@
 """Who is asking (the job owner) and CSRF protection.
 
 Each visitor gets a random identity in Flask's signed, HttpOnly session
-cookie. When APP_TRUSTED_USER_HEADER is set (only behind a proxy that
-authenticates users and sets that header itself), the header names the user.
+cookie, made when it first submits a job (reading needs none). When
+APP_TRUSTED_USER_HEADER is set (only behind a proxy that authenticates users
+and sets that header itself), the header names the user.
 
 CSRF: the session also holds a random token. Every POST must send it back in
 the `X-CSRF-Token` header; the pages read it from a <meta> tag and scripts
@@ -14,9 +15,13 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from math import ceil
 
 from flask import current_app, request, session
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, TooManyRequests
+
+from frontend import guard
+from frontend.store import ANONYMOUS
 
 CSRF_HEADER = "X-CSRF-Token"
 SHARED_KEY = "shared"  # session: {job_id: token} of the jobs this browser opened through share links
@@ -24,16 +29,38 @@ MAX_SHARED = 50
 
 
 def current_owner() -> str:
+    """The caller's identity, or "" for a visitor who has none yet (and so owns nothing)."""
     header = current_app.config["SETTINGS"].trusted_user_header
     if header:
         user = request.headers.get(header, "").strip()
         if user:
             return "user:" + user
-    owner = session.get("owner")
-    if not owner:
-        owner = session["owner"] = "visitor:" + secrets.token_urlsafe(18)
-        session.permanent = True
+    return session.get("owner") or ""
+
+
+def job_owner() -> str:
+    """The owner of a job the caller creates: its identity, made now for a first-time visitor.
+
+    Each client address gets at most APP_NEW_VISITORS_PER_ADDRESS new identities a
+    minute (429 beyond): a client minting cookies to get past the per-owner caps
+    meets the per-address ones, and soon this."""
+    owner = current_owner()
+    if owner:
+        return owner
+    wait = current_app.extensions["jobs"].new_visitors.take(client_address())
+    if wait:
+        raise TooManyRequests("too many new visitors from your address in the last minute; "
+                              f"try again in {ceil(wait)} s", retry_after=ceil(wait))
+    owner = session["owner"] = ANONYMOUS + secrets.token_urlsafe(18)
+    session.permanent = True
     return owner
+
+
+def client_address() -> str:
+    """The client's address: the connection's peer, or, when that is a trusted proxy
+    (APP_TRUSTED_PROXIES), the address the proxies name in X-Forwarded-For."""
+    proxies = current_app.extensions["jobs"].proxies
+    return guard.client_address(request.remote_addr or "", request.headers.getlist("X-Forwarded-For"), proxies)
 
 
 def csrf_token() -> str:

@@ -27,7 +27,7 @@ from agent_sandbox.events import ACTIVE
 from agent_sandbox.outputs import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
 from frontend.api import TooManyJobs, job_json, services
-from frontend.identity import current_owner
+from frontend.identity import client_address, current_owner, job_owner
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
 
@@ -106,23 +106,24 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
     """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
     s = current_app.config["SETTINGS"]
     svc = services()
-    owner = current_owner()
-    if reason := svc.executor.admission_error(owner):
+    owner, address = job_owner(), client_address()
+    if reason := svc.executor.admission_error(owner, address):
         raise TooManyJobs(reason)
     job_id = secrets.token_urlsafe(16)
     workspace = job_workspace(s.data_dir, job_id)
     workspace.mkdir(parents=True)
     try:
         files = fill(workspace)
-        copy_my_files(workspace, s.my_files)
-        job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "files": files,
-                                   "limits": s.limits.to_dict()})
+        notes: list[str] = []
+        copy_my_files(workspace, s.my_files, notes)
+        job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "address": address, "files": files,
+                                   "limits": s.limits.to_dict()}, notes)
     except BaseException:
         shutil.rmtree(workspace, ignore_errors=True)
         raise
     if job is None:
         shutil.rmtree(workspace, ignore_errors=True)
-        raise TooManyJobs(svc.executor.admission_error(owner) or "too many jobs; try again shortly")
+        raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
     return job
 
 

@@ -23,6 +23,7 @@ from agent_sandbox.models import UnknownModel, check_model
 from agent_sandbox.settings import MB, SettingError, megabytes, setting
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import DEFAULT_MY_FILES
+from frontend.guard import Networks, socket_budget
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,10 @@ def load_env_file(path: Path) -> None:
         key, _, value = line.partition("=")
         value = value.strip().strip('"').strip("'")
         os.environ.setdefault(key.strip(), value)
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))
 
 
 def _secret_key(path: Path) -> str:
@@ -69,12 +74,23 @@ class Settings:
                                    shown="first of APP_BACKENDS")
     default_model: str = setting("APP_DEFAULT_MODEL", "", "model used when the request names none",
                                  shown="first of APP_MODELS")
-    run_jobs: bool = setting("APP_RUN_JOBS", True, "1: this process runs jobs (exactly one per database); "
-                                                   "0: it only serves pages, API and streams")
+    run_jobs: bool = setting("APP_RUN_JOBS", True, "1: this process runs jobs when it holds the database's "
+                                                   "runner lease (one process per database does; the others "
+                                                   "wait for it); 0: it only serves pages, API and streams")
+    runner_lease_seconds: float = setting(
+        "APP_RUNNER_LEASE_SECONDS", 15.0, "how long the runner lease lasts after its holder's last heartbeat "
+        "(renewed every third of it); a process waiting for it takes over a runner's jobs once it expires, "
+        "at once when that runner was a process of this machine that is gone", above=0)
     workers: int = setting("APP_WORKERS", 2, "jobs running at once (sandboxes); the rest wait in the queue")
     max_active_jobs: int = setting("APP_MAX_ACTIVE_JOBS", 100,
                                    "queued+running jobs for everybody; beyond it 429 with Retry-After")
     max_active_per_owner: int = setting("APP_MAX_ACTIVE_PER_OWNER", 5, "queued+running jobs per owner; beyond it 429")
+    max_active_per_address: int = setting(
+        "APP_MAX_ACTIVE_PER_ADDRESS", 10, "queued+running jobs of all anonymous visitors from one client address "
+        "(users named by APP_TRUSTED_USER_HEADER count per user only); beyond it 429")
+    new_visitors_per_address: int = setting(
+        "APP_NEW_VISITORS_PER_ADDRESS", 20, "new anonymous identities one client address may get per minute "
+        "(one is made at a visitor's first job); beyond it 429 with Retry-After", above=0)
     max_file_bytes: int = setting("APP_MAX_FILE_MB", 1024 * MB, "largest uploaded file in MB (413 beyond)",
                                   parse=megabytes, shown="`1024`")
     max_request_bytes: int = setting("APP_MAX_REQUEST_MB", 2048 * MB, "largest upload request in MB (413 beyond)",
@@ -87,6 +103,26 @@ class Settings:
     trusted_user_header: str = setting("APP_TRUSTED_USER_HEADER", "",
                                        "header set by an authenticating proxy naming the user, e.g. "
                                        "X-Forwarded-User; only behind such a proxy", shown="off")
+    trusted_proxies: list[str] = setting(
+        "APP_TRUSTED_PROXIES", [], "addresses or networks of reverse proxies in front of the app (e.g. "
+        "127.0.0.1 or 10.0.0.0/8): a request from one of them is from the last address in its "
+        "X-Forwarded-For that is not a proxy; their connections are not capped per address", shown="off")
+    max_streams_per_owner: int = setting("APP_MAX_STREAMS_PER_OWNER", 20,
+                                         "live logs (event streams) one visitor or user may have open; "
+                                         "beyond it 429 with Retry-After", above=0)
+    max_streams_per_address: int = setting("APP_MAX_STREAMS_PER_ADDRESS", 200,
+                                           "live logs open from one client address; beyond it 429", above=0)
+    max_streams: int = setting("APP_MAX_STREAMS", 0, "live logs open in all; beyond it 503 with Retry-After",
+                               shown="9/10 of APP_MAX_CONNECTIONS")
+    max_connections: int = setting(
+        "APP_MAX_CONNECTIONS", 0, "client connections open in all, live logs included; a new one beyond it "
+        "gets 503 and is closed", shown="the open-files limit less a reserve of a quarter "
+        "(at least 3 per server thread + 256): 15,000 at 20,000")
+    max_connections_per_address: int = setting(
+        "APP_MAX_CONNECTIONS_PER_ADDRESS", 64, "connections one client address may hold open besides its live "
+        "logs (0: no cap); a new one beyond it gets 503 and is closed")
+    header_timeout: float = setting("APP_HEADER_TIMEOUT", 10.0, "seconds a client has to send a request's "
+                                    "line and headers, however slowly they come (408 and closed after)", above=0)
     server_threads: int = setting("APP_SERVER_THREADS", 64,
                                   "server threads started up front (the pool grows on demand)")
     server_max_threads: int = setting("APP_SERVER_MAX_THREADS", 1000,
@@ -101,6 +137,11 @@ class Settings:
     env_file: Path = setting("APP_ENV_FILE", Path(".env"), "optional file of KEY=VALUE lines read at start")
     limits: Limits = field(default_factory=Limits)  # AGENT_SANDBOX_* variables (agent_sandbox.spec.Limits)
 
+    def socket_caps(self) -> tuple[int, int]:
+        """(connections in all, event streams in all), under this process's open-files limit."""
+        total = self.max_connections or socket_budget(self.server_max_threads)
+        return total, min(total, self.max_streams or total * 9 // 10)
+
     def results_dir(self, job_id: str) -> Path:
         return self.data_dir / "results" / job_id
 
@@ -112,8 +153,17 @@ class Settings:
         return s
 
     def resolve(self) -> None:
-        """Fill in the defaults that depend on other settings, then check them."""
-        self.database = self.database or self.data_dir / "jobs.sqlite3"
+        """Fill in the defaults that depend on other settings, then check them.
+
+        Every path becomes absolute here, once, against the folder the server started
+        in: Flask resolves a relative path against the `frontend` package instead.
+        """
+        self.data_dir = _absolute(self.data_dir)
+        self.database = _absolute(self.database or self.data_dir / "jobs.sqlite3")
+        self.my_files = self.my_files and _absolute(self.my_files)
+        self.secret_key_file = self.secret_key_file and _absolute(self.secret_key_file)
+        self.sample_file = self.sample_file and _absolute(self.sample_file)
+        self.env_file = _absolute(self.env_file)
         self.default_backend = self.default_backend or (self.backends or [""])[0]
         self.default_model = self.default_model or (self.models or [""])[0]
         self.secret_key = self.secret_key or _secret_key(self.secret_key_file or self.data_dir / "secret_key")
@@ -128,3 +178,7 @@ class Settings:
             raise SettingError(f"default model {self.default_model!r} is not in APP_MODELS {self.models}")
         if self.workers < 1:
             raise SettingError("APP_WORKERS must be at least 1")
+        try:
+            Networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingError(f"APP_TRUSTED_PROXIES={','.join(self.trusted_proxies)!r} is not valid: {exc}") from None

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from agent_sandbox.events import ACTIVE, Status
 
 QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
+ANONYMOUS = "visitor:"  # owner ids of visitors known only by their cookie (frontend.identity)
 
 
 def _m1_jobs_and_events(db: sqlite3.Connection) -> None:
@@ -66,11 +67,30 @@ def _m3_name_deleted_share(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX jobs_share_token ON jobs(share_token) WHERE share_token IS NOT NULL")
 
 
-MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share]
+def _m4_runner_lease(db: sqlite3.Connection) -> None:
+    # One process runs jobs per database: the holder of this lease (renewed by its heartbeat).
+    # Each running job names the holder that runs it, so recovery touches only what a
+    # runner whose lease expired left behind.
+    db.execute("""CREATE TABLE runner_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        heartbeat REAL NOT NULL,
+        expires REAL NOT NULL)""")
+    db.execute("ALTER TABLE jobs ADD COLUMN runner TEXT NOT NULL DEFAULT ''")
+
+
+def _m5_client_address(db: sqlite3.Connection) -> None:
+    # Anonymous visitors from one client address share a cap on active jobs.
+    db.execute("ALTER TABLE jobs ADD COLUMN address TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE INDEX jobs_address_status ON jobs(address, status)")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_runner_lease,
+              _m5_client_address]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
-              "cancel_requested", "name", "deleted", "share_token")
+              "cancel_requested", "name", "deleted", "share_token", "runner", "address")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -119,8 +139,9 @@ class JobStore:
     # -- jobs ---------------------------------------------------------------
 
     def create_job(self, job: dict[str, Any], max_per_owner: int | None = None,
-                   max_total: int | None = None) -> dict[str, Any] | None:
-        """Insert a job; with caps, only if the owner and everybody stay within them (else None).
+                   max_total: int | None = None, max_per_address: int | None = None) -> dict[str, Any] | None:
+        """Insert a job; with caps, only if the owner, the anonymous visitors of its client
+        address and everybody stay within them (else None).
 
         The count and the insert are one transaction, so the caps hold across
         threads and processes.
@@ -128,25 +149,71 @@ class JobStore:
         row = {k: job.get(k) for k in JOB_FIELDS}
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
-                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None)
+                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None,
+                   runner="", address=job.get("address") or "")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         with self.transaction() as db:
             if ((max_per_owner is not None and self.count_active(row["owner"]) >= max_per_owner)
+                    or (max_per_address is not None and row["owner"].startswith(ANONYMOUS)
+                        and self.count_active(address=row["address"]) >= max_per_address)
                     or (max_total is not None and self.count_active() >= max_total)):
                 return None
             db.execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
                        list(row.values()))
         return self.get_job(row["id"])
 
-    def claim_next(self) -> str | None:
-        """Move the oldest queued job to running and return its id (None if the queue is empty)."""
+    def claim_next(self, runner: str) -> str | None:
+        """Move the oldest queued job to running under `runner` and return its id (None if the
+        queue is empty, or if `runner` no longer holds the lease: it must not start anything)."""
         with self.transaction() as db:
+            if not self._holds(db, runner):
+                return None
             row = db.execute("SELECT id FROM jobs WHERE status=? ORDER BY created LIMIT 1",
                              (QUEUED,)).fetchone()
             if row:
-                db.execute("UPDATE jobs SET status=?, started=? WHERE id=?", (RUNNING, time.time(), row[0]))
+                db.execute("UPDATE jobs SET status=?, started=?, runner=? WHERE id=?",
+                           (RUNNING, time.time(), runner, row[0]))
         return row[0] if row else None
+
+    # -- the runner lease ---------------------------------------------------
+
+    def take_lease(self, holder: str, seconds: float, holder_gone=lambda holder: False) -> dict[str, Any]:
+        """Take the runner lease if it is free, expired, ours already, or its holder is known to be
+        gone (`holder_gone(holder)`); returns the lease as it now stands (holder: who has it)."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT holder, heartbeat, expires FROM runner_lease WHERE id=1").fetchone()
+            if row is None or row["holder"] == holder or row["expires"] <= now or holder_gone(row["holder"]):
+                db.execute("INSERT OR REPLACE INTO runner_lease (id, holder, heartbeat, expires) VALUES (1,?,?,?)",
+                           (holder, now, now + seconds))
+                previous = dict(row) if row is not None and row["holder"] != holder else None
+                return {"holder": holder, "heartbeat": now, "expires": now + seconds, "previous": previous}
+            return {**dict(row), "previous": None}
+
+    def renew_lease(self, holder: str, seconds: float) -> bool:
+        """Extend our lease; False if another process has taken it meanwhile."""
+        now = time.time()
+        with self.transaction() as db:
+            return db.execute("UPDATE runner_lease SET heartbeat=?, expires=? WHERE id=1 AND holder=?",
+                              (now, now + seconds, holder)).rowcount == 1
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up (a clean stop), so a waiting process takes over at once."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM runner_lease WHERE id=1 AND holder=?", (holder,))
+
+    @staticmethod
+    def _holds(db: sqlite3.Connection, holder: str) -> bool:
+        row = db.execute("SELECT expires FROM runner_lease WHERE id=1 AND holder=?", (holder,)).fetchone()
+        return row is not None and row[0] > time.time()
+
+    def orphaned_jobs(self, runner: str) -> list[dict[str, Any]]:
+        """Jobs left `running` by another runner (call only while holding the lease: that
+        runner's lease expired or was given up, so nothing runs them any more)."""
+        rows = self._db().execute("SELECT * FROM jobs WHERE status=? AND runner!=? ORDER BY created",
+                                  (RUNNING, runner)).fetchall()
+        return [_job(r) for r in rows]
 
     def get_job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
         sql, args = "SELECT * FROM jobs WHERE id=?", [job_id]
@@ -188,10 +255,13 @@ class JobStore:
                                   statuses).fetchall()
         return [_job(r) for r in rows]
 
-    def count_active(self, owner: str | None = None) -> int:
+    def count_active(self, owner: str | None = None, address: str | None = None) -> int:
+        """Queued and running jobs: everybody's, one owner's, or the anonymous visitors' of one address."""
         sql, args = f"SELECT COUNT(*) FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})", sorted(ACTIVE)
         if owner is not None:
             sql, args = sql + " AND owner=?", args + [owner]
+        if address is not None:
+            sql, args = sql + " AND address=? AND owner LIKE ?", args + [address, ANONYMOUS + "%"]
         return self._db().execute(sql, args).fetchone()[0]
 
     def queue_position(self, job: dict[str, Any]) -> int | None:

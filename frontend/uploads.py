@@ -51,8 +51,10 @@ class UploadError(ValueError):
 
 
 def save_uploads(files: list, workspace: Path, my_files: Path | None, max_files: int,
-                 max_file_bytes: int) -> list[dict]:
-    """Move the request's files into `workspace` (created here); returns [{name, size}]."""
+                 max_file_bytes: int, notes: list[str] | None = None) -> list[dict]:
+    """Move the request's files into `workspace` (created here); returns [{name, size}].
+
+    `notes` gets what the job's log should say (an upload that hides a my_files/ file)."""
     files = [f for f in files if f and f.filename]
     if not files:
         raise UploadError("no files were uploaded; choose at least one file")
@@ -68,8 +70,20 @@ def save_uploads(files: list, workspace: Path, my_files: Path | None, max_files:
         finally:
             f.stream.close()
         saved.append({"name": dest.relative_to(workspace).as_posix(), "size": dest.stat().st_size})
-    copy_my_files(workspace, my_files)
+    copy_my_files(workspace, my_files, notes)
     return saved
+
+
+def too_large(max_request_bytes: int, max_file_bytes: int, max_files: int,
+              content_length: int | None) -> RequestEntityTooLarge:
+    """The 413 for a request refused as a whole (werkzeug's own text names no limit)."""
+    if content_length is not None and content_length > max_request_bytes:
+        return RequestEntityTooLarge(
+            f"the upload ({_mb(content_length)}) is larger than the limit of {_mb(max_request_bytes)} "
+            f"per request (all files together; {_mb(max_file_bytes)} per file); send fewer or smaller files")
+    return RequestEntityTooLarge(
+        f"the upload is over a limit: {_mb(max_request_bytes)} per request (all files together), "
+        f"{_mb(max_file_bytes)} per file, {max_files} files, 1 MB of text fields")
 
 
 def _mb(n: int) -> str:
