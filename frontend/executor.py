@@ -69,13 +69,15 @@ class JobExecutor:
         return "does not run jobs (APP_RUN_JOBS=0)"
 
     def _take_lease(self) -> None:
+        waited = self.lease.other is not None
         previous = self.lease.take()
         if not self.lease.held.is_set():
             return
         self.lease.held.clear()  # workers wait until recovery is done
-        if previous:
-            log.warning("this process now runs the jobs of %s: it took the runner lease from process %s, "
-                        "which stopped renewing it", self.settings.database, previous["holder"])
+        if previous or waited:
+            how = (f"took the runner lease over from process {previous['holder']}, which stopped renewing it"
+                   if previous else "the runner lease was given up by the process that held it")
+            log.warning("this process now runs the jobs of %s: %s", self.settings.database, how)
         self.recover()
         self.lease.held.set()
         self._wake.set()
@@ -218,7 +220,8 @@ class JobExecutor:
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
                                                         "message": "a worker picked up the job"}))
             spec = self.build_spec(job)
-            result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
+            result = self.backend_factory(job["backend"]).run(spec, lambda e: self._emit_while_ours(job_id, e),
+                                                              cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -233,7 +236,7 @@ class JobExecutor:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            if self.lease.held.is_set() or self._stopping.is_set():
+            if self._stopping.is_set() or self.lease.confirm():
                 self._finish(job_id, status, reason, exit_code, error)
             else:  # the lease went to another process, whose recovery records the job's end
                 log.warning("job %s: its end is left to the runner that took the lease over", job_id)
@@ -246,6 +249,11 @@ class JobExecutor:
         self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=status, reason=reason,
                               exit_code=exit_code, error=error, finished=time.time())
         self.hub.notify(job_id)
+
+    def _emit_while_ours(self, job_id: str, event: dict[str, Any]) -> None:
+        # Once the lease has gone to another process, so has the job: its log is no longer ours to add to.
+        if self._stopping.is_set() or self.lease.confirm():
+            self.emit(job_id, event)
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:

@@ -38,24 +38,37 @@ class RunnerLease:
         self.holder = f"{this_process()}:{secrets.token_hex(4)}"  # unique even if the pid is reused
         self.held = threading.Event()
         self.other: dict[str, Any] | None = None  # the lease as another process holds it
+        self._valid_until = 0.0  # monotonic: before this the lease is surely still ours
 
     def take(self) -> dict[str, Any] | None:
         """Try to take the lease; returns the previous holder's lease when taken over from one, else None.
 
         `held` says whether we have it now."""
+        asked = time.monotonic()
         lease = self.store.take_lease(self.holder, self.seconds, holder_gone)
         if lease["holder"] != self.holder:
             self.other = lease
             return None
         self.other = None
+        self._valid_until = asked + self.seconds
         self.held.set()
         return lease["previous"]
 
     def renew(self) -> bool:
+        asked = time.monotonic()
         if self.store.renew_lease(self.holder, self.seconds):
+            self._valid_until = asked + self.seconds
             return True
         self.held.clear()
         return False
+
+    def confirm(self) -> bool:
+        """Is the lease still ours? Asks the database only once our own reckoning says it may have
+        expired (say this process was stopped for a while): then the answer decides whether
+        what we are about to write about a job is still ours to write."""
+        if not self.held.is_set():
+            return False
+        return time.monotonic() < self._valid_until or self.renew()
 
     def release(self) -> None:
         if self.held.is_set():

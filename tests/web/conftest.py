@@ -13,8 +13,8 @@ from web_helpers import CHROMIUM_ARGS, Server
 def start_server(tmp_path):
     servers: list[Server] = []
 
-    def start(root: Path | None = None, **env) -> Server:
-        server = Server(root or tmp_path / f"srv{len(servers)}", {k: str(v) for k, v in env.items()})
+    def start(root: Path | None = None, open_files: int | None = None, **env) -> Server:
+        server = Server(root or tmp_path / f"srv{len(servers)}", {k: str(v) for k, v in env.items()}, open_files)
         servers.append(server.start())
         return server
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -39,9 +40,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, root: Path, env: dict[str, str]):
+    def __init__(self, root: Path, env: dict[str, str], open_files: int | None = None):
         self.root = root
         self.env = env
+        self.open_files = open_files  # the process's open-files limit (soft and hard), when given
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -55,7 +57,8 @@ class Server:
                "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
         self.log = open(self.root / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],
-                                     cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+                                     cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=self._limit_open_files if self.open_files else None)
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -77,6 +80,9 @@ class Server:
                 self.proc.wait()
         self.log.close()
 
+    def _limit_open_files(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+
     def restart_on_same_data(self) -> "Server":
         again = Server(self.root, self.env)
         return again.start()
@@ -84,16 +90,31 @@ class Server:
     def read_log(self) -> str:
         return (self.root / f"server-{self.port}.log").read_text(errors="replace")
 
-    def client(self, **headers) -> "Client":
-        return Client(self.base, headers)
+    def client(self, source: str | None = None, **headers) -> "Client":
+        return Client(self.base, headers, source)
+
+
+class SourceAddress(requests.adapters.HTTPAdapter):
+    """Connections from a given local address: 127.0.0.2, 127.0.0.3... are other client
+    addresses on the loopback interface, so per-address limits can be tested on one machine."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
 
 
 class Client:
-    """One visitor: its own cookie jar (so its own identity) and CSRF token."""
+    """One visitor: its own cookie jar (so its own identity) and CSRF token; `source`: its address."""
 
-    def __init__(self, base: str, headers: dict[str, str] | None = None):
+    def __init__(self, base: str, headers: dict[str, str] | None = None, source: str | None = None):
         self.base = base
         self.http = requests.Session()
+        if source:
+            self.http.mount("http://", SourceAddress(source))
         self.http.headers.update(headers or {})
         self.csrf = self.http.get(base + "/api/session", timeout=10).json()["csrf_token"]
 
