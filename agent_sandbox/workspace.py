@@ -40,13 +40,17 @@ def safe_name(name: str) -> str:
     for part in path.parts:
         if part in ("", "."):
             continue
-        cleaned = _UNSAFE_CHARS.sub("_", part).strip(" .")[:200]
+        cleaned = _fit(_UNSAFE_CHARS.sub("_", part).strip(" .")[:200], 240)  # file systems count bytes
         if not cleaned:
             raise UnsafePath(f"refused file name {_short(name)}")
         parts.append(cleaned)
     if not parts:
         raise UnsafePath(f"refused file name {_short(name)}")
     return "/".join(parts)
+
+
+def _fit(part: str, max_bytes: int) -> str:
+    return part.encode()[:max_bytes].decode(errors="ignore")
 
 
 def _short(name: str) -> str:
@@ -70,11 +74,11 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
     except OSError as exc:  # a name the file system refuses (too long in bytes, ...)
         raise ValueError(f"refused file name {_short(rel)}: {exc.strerror}") from None
     stem, suffix, n = dest.stem, dest.suffix, 1
-    while dest.exists():
-        n += 1
-        dest = dest.with_name(f"{stem}_{n}{suffix}")
     written = 0
     try:
+        while dest.exists():
+            n += 1
+            dest = dest.with_name(f"{stem}_{n}{suffix}")
         out = open(dest, "xb")
     except OSError as exc:
         raise ValueError(f"refused file name {_short(rel)}: {exc.strerror}") from None

@@ -74,3 +74,83 @@ def test_the_workdir_variable_and_its_deprecated_name(tmp_path):
         [job] = (workdir / "uploaded_files").iterdir()
         assert (job / "d.csv").read_text() == "x\n"
         assert ("AGENT_SANDBOX_OUTPUTS is deprecated; set AGENT_SANDBOX_WORKDIR instead" in proc.stderr) == warned
+
+
+def one_line_error(proc) -> str:
+    """The CLI stopped with exit 2 and exactly one line on stderr, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    return proc.stderr
+
+
+def cli_env(**env):
+    def run(*args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "agent_sandbox", "run", *args], cwd=REPO,
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+    return run
+
+
+def test_bad_options_and_settings_are_one_line_before_the_sandbox_starts(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    out = tmp_path / "out"
+    (tmp_path / "a-file").write_text("")
+    assert "is a file; name a folder" in one_line_error(cli("--output", str(tmp_path / "a-file"), str(data)))
+    for option, value in (("--run-timeout", "-5"), ("--command-timeout", "0"), ("--idle-timeout", "abc"),
+                          ("--max-steps", "0")):
+        err = one_line_error(cli(option, value, "--output", str(out), str(data)))
+        assert option in err and ("above 0" in err or "expected a number" in err), err
+    for variable, value, expected in (("AGENT_SANDBOX_RUN_TIMEOUT", "abc", "expected a number"),
+                                      ("AGENT_SANDBOX_RUN_TIMEOUT", "0", "above 0"),
+                                      ("AGENT_SANDBOX_IDLE_TIMEOUT", "-1", "above 0")):
+        err = one_line_error(cli_env(**{variable: value})("--output", str(out), str(data)))
+        assert variable in err and expected in err, err
+    err = one_line_error(cli("--my-files", str(tmp_path / "missing"), "--output", str(out), str(data)))
+    assert "--my-files" in err and "no such folder" in err
+    err = one_line_error(cli_env(AGENT_SANDBOX_MY_FILES=str(tmp_path / "gone"))("--output", str(out), str(data)))
+    assert "AGENT_SANDBOX_MY_FILES" in err and "no such folder" in err
+    err = one_line_error(cli("--model", "gpt-nonsense", "--output", str(out), str(data)))
+    assert "unknown model 'gpt-nonsense'" in err and "offline" in err
+    assert not out.exists(), "refused before anything was prepared or started"
+
+
+def test_help_lists_the_backends_and_models():
+    proc = subprocess.run([sys.executable, "-m", "agent_sandbox", "run", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    text = " ".join(proc.stdout.split())
+    assert "local, docker, modal" in text and "offline, scripted" in text, text
+
+
+def test_a_second_run_into_the_same_folder_says_how_to_proceed(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    out = tmp_path / "out"
+    write = [{"kind": "write_file", "path": "first.txt", "content": "1"}]
+    assert cli("--model", "scripted", "--output", str(out), str(data), script=write).returncode == 0
+    err = one_line_error(cli("--model", "scripted", "--output", str(out), str(data), script=[]))
+    assert "already holds the results of a run" in err and "--force" in err and f"--output {out}-" in err
+    assert (out / "first.txt").read_text() == "1", "nothing was lost"
+    again = cli("--model", "scripted", "--force", "--output", str(out), str(data),
+                script=[{"kind": "write_file", "path": "second.txt", "content": "2"}])
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "second.txt"], "replaced, not mixed"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    err = one_line_error(cli("--force", "--output", str(tmp_path / "mine"), str(data)))
+    assert "not empty" in err and (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_the_log_says_which_file_the_job_got_when_an_upload_and_my_files_share_a_name(tmp_path):
+    my_files = tmp_path / "my_files"
+    my_files.mkdir()
+    (my_files / "data.csv").write_text("from my_files\n")
+    (my_files / "units.csv").write_text("u\n")
+    data = tmp_path / "data.csv"
+    data.write_text("uploaded\n")
+    proc = cli("--model", "scripted", "--my-files", str(my_files), "--output", str(tmp_path / "out"), str(data),
+               script=[{"kind": "shell", "command": "cat /workspace/data.csv /workspace/units.csv"}])
+    assert proc.returncode == 0, proc.stderr
+    assert ("note: data.csv is both an upload and in my_files/: the job got the upload "
+            "(my_files/data.csv was not copied)") in proc.stderr
+    assert "units.csv" not in proc.stderr
+    assert "uploaded" in proc.stdout and "from my_files" not in proc.stdout
