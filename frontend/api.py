@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import secrets
 import shutil
 import time
@@ -15,12 +16,13 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnav
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
-from frontend.guard import RETRY_AFTER
+from frontend.guard import RETRY_AFTER, QuietLog
 from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
 from frontend.sse import SSE_HEADERS
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
+quiet = QuietLog(logging.getLogger(__name__))
 
 
 class TooManyJobs(HTTPException):
@@ -85,7 +87,7 @@ def display_name(job: dict[str, Any]) -> str:
 @api.get("/session")
 def session_info():
     s = current_app.config["SETTINGS"]
-    return jsonify(owner=current_owner(), csrf_token=csrf_token(), backends=s.backends,
+    return jsonify(owner=job_owner(), csrf_token=csrf_token(), backends=s.backends,
                    models=s.models, default_backend=s.default_backend, default_model=s.default_model,
                    max_files=s.max_files, max_file_bytes=s.max_file_bytes,
                    max_request_bytes=s.max_request_bytes, preview_bytes=s.limits.preview_bytes,
@@ -177,6 +179,7 @@ def job_events(job_id):
     owner, address = current_owner(), client_address()
     if refused := svc.streams.acquire(owner, address):  # caps per owner, per address, in all
         status, why = refused
+        quiet.log(logging.WARNING, "refusing live logs (%s): %s", address, why, key=why[:40])
         raise (TooManyRequests if status == 429 else ServiceUnavailable)(why, retry_after=RETRY_AFTER)
     release = svc.streams.releaser(owner, address)
     handoff = request.environ.get("frontend.handoff")

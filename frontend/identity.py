@@ -1,7 +1,8 @@
 """Who is asking (the job owner) and CSRF protection.
 
 Each visitor gets a random identity in Flask's signed, HttpOnly session
-cookie, made when it first submits a job (reading needs none). When
+cookie, made when it first submits a job or asks GET /api/session (reading
+pages needs none). When
 APP_TRUSTED_USER_HEADER is set (only behind a proxy that authenticates users
 and sets that header itself), the header names the user.
 
@@ -39,7 +40,7 @@ def current_owner() -> str:
 
 
 def job_owner() -> str:
-    """The owner of a job the caller creates: its identity, made now for a first-time visitor.
+    """The caller's identity, made now for a first-time visitor (who submits a job, or starts a script).
 
     Each client address gets at most APP_NEW_VISITORS_PER_ADDRESS new identities a
     minute (429 beyond): a client minting cookies to get past the per-owner caps

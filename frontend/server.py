@@ -130,6 +130,8 @@ class LimitedConnections(connections.ConnectionManager):
             return None
         why = self.server.limits.admit(conn, conn.remote_addr or "")
         if why is not None:
+            quiet.log(logging.WARNING, "refusing new connections: %s (this one from %s)", why,
+                      conn.remote_addr, key=why[:40])
             refuse(conn, why)
             return None
         return conn
@@ -196,6 +198,8 @@ class AppServer(wsgi.Server):
         """Close connections whose request line and headers are overdue, with a 408."""
         while self.ready:
             for conn in self.limits.overdue():
+                quiet.log(logging.WARNING, "closing requests whose line and headers took over %g s (this one "
+                          "from %s)", self.limits.header_timeout, conn.remote_addr, key="slow")
                 try:
                     conn.socket.send(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                                      b"Content-Length: 0\r\n\r\n", socket.MSG_DONTWAIT)

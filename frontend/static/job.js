@@ -232,21 +232,33 @@
   document.getElementById("expand-all").addEventListener("click", () => log.querySelectorAll("details").forEach(d => { d.open = true; }));
   document.getElementById("collapse-all").addEventListener("click", () => log.querySelectorAll("details").forEach(d => { d.open = false; }));
 
-  const source = new EventSource(job.dataset.events);
-  Object.keys(render).forEach(type => source.addEventListener(type, msg => {
-    let event;
-    try { event = JSON.parse(msg.data); } catch (err) { return; }
-    render[type](event.data || {}, event);
-  }));
-  source.addEventListener("end", msg => {
-    source.close();
+  // The browser reconnects by itself after a dropped stream; a refused one (the server's caps on
+  // live logs: 429 or 503) closes for good, so we try again later from the last event seen.
+  let lastId = 0;
+  function subscribe() {
+    const source = new EventSource(job.dataset.events + (lastId ? `?after=${lastId}` : ""));
+    Object.keys(render).forEach(type => source.addEventListener(type, msg => {
+      let event;
+      try { event = JSON.parse(msg.data); } catch (err) { return; }
+      if (msg.lastEventId) lastId = Number(msg.lastEventId);
+      render[type](event.data || {}, event);
+    }));
+    source.addEventListener("end", msg => { source.close(); ended(msg); });
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) return;
+      topLine("warning", "live log paused: the server refused it (too many live logs open); trying again in 10 s");
+      setTimeout(subscribe, 10000);
+    });
+  }
+  subscribe();
+  function ended(msg) {
     endStep();
     const status = JSON.parse(msg.data).status;
     setStatus(status);
     if (lastStep) stepInfo.textContent = `${lastStep} step${lastStep === 1 ? "" : "s"}`;
     // A job that had ended before the page loaded already shows its results.
     if (wasActive) refreshJob().then(loadResults); else document.body.dataset.resultsLoaded = "1";
-  });
+  }
 
   async function refreshJob() {
     const resp = await fetch(job.dataset.api);
