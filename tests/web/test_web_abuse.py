@@ -290,7 +290,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_counts(start_server):
 
 def test_trusted_proxies_are_documented():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "APP_TRUSTED_PROXIES" in readme and "X-Forwarded-For" in readme
+    assert "List the proxy in `APP_TRUSTED_PROXIES`" in readme and "`X-Forwarded-For` is ignored" in readme
 
 
 def test_a_page_whose_live_log_is_refused_tries_again_and_catches_up(start_server, browser):
