@@ -11,16 +11,19 @@ it to the FeedHub, whose single selector thread writes every new frame to
 every viewer.
 
 This reads and sets cheroot internals (HTTPRequest.status, sent_headers,
-chunked_write, close_connection; HTTPConnection.socket, linger; the pool's
-_threads): cheroot is pinned in pyproject.toml to the version checked.
+chunked_write, close_connection; HTTPConnection.socket, linger, rfile's
+buffer; the connection manager's selector; the pool's _threads): cheroot is
+pinned in pyproject.toml to the version checked.
 
 Plain threads throughout (no gevent), so the Modal and Docker SDKs run as
 they are documented to.
 
 Abuse is handled here, where connections are (limits in guard.py): a
 connection past its address's cap or the server's socket budget is refused
-with a 503 as it is accepted; a request whose line and headers are not in
-within the header timeout gets a 408 and is closed; running out of file
+with a 503 as it is accepted; a connection gets a worker thread only once
+its request line and headers have all arrived (cheroot would give it one at
+once, and a slow client would hold it), and one whose line and headers are
+not in within the header timeout gets a 408 and is closed; running out of file
 descriptors anyway sheds the new connection (a reserve descriptor makes room
 to accept and close it) instead of spinning; cheroot's own messages go to
 our log, each at most once per interval.
@@ -32,6 +35,7 @@ import errno
 import logging
 import os
 import resource
+import selectors
 import socket
 import threading
 import time
@@ -44,6 +48,7 @@ from frontend.guard import RETRY_AFTER, ConnectionLimits, Networks, QuietLog
 log = logging.getLogger(__name__)
 quiet = QuietLog(log)
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+MAX_HEAD = 64 * 1024  # bytes read ahead for a request's line and headers; a longer head goes to cheroot as is
 
 # Idle keep-alive connections wait in cheroot's selector without a thread; cheroot's default is 10.
 KEEP_ALIVE_LIMIT = 10000
@@ -172,6 +177,44 @@ class AppServer(wsgi.Server):
         super().prepare()
         self._connections._selector.close()
         self._connections = LimitedConnections(self)
+
+    def process_conn(self, conn):
+        """Give a connection to a worker thread only once its request line and headers are in: until
+        then it waits in the selector, costing a descriptor and no thread, however slowly they come."""
+        if conn.rfile.has_data() or self._head_arrived(conn):
+            self.limits.done_reading(conn)
+            super().process_conn(conn)
+
+    def _head_arrived(self, conn) -> bool:
+        """Read what the client has sent so far, without waiting; True once the headers are complete
+        (what was read goes back into the connection's buffer for cheroot to parse)."""
+        try:
+            conn.socket.setblocking(False)  # a socket with a timeout would wait for data first
+            data = conn.socket.recv(MAX_HEAD)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        finally:
+            try:
+                conn.socket.settimeout(self.timeout)
+            except OSError:
+                pass
+        if data == b"":  # closed by the client, or cut off as too slow
+            self.limits.done_reading(conn)
+            conn.close()
+            return False
+        head = getattr(conn, "head", b"")
+        if data:
+            if not head:
+                self.limits.reading(conn)  # the header timeout runs from the first byte
+            head += data
+        if b"\r\n\r\n" in head or len(head) >= MAX_HEAD:
+            conn.rfile._read_buf, conn.rfile._read_pos, conn.head = head, 0, b""  # cheroot's _pyio buffer
+            return True
+        conn.head, conn.last_used = head, time.time()
+        self._connections._selector.register(conn.socket.fileno(), selectors.EVENT_READ, conn)
+        return False
 
     def shed(self, server_socket: socket.socket, exc: OSError) -> None:
         """Out of descriptors: accept the waiting connection with the reserve one and close it at
