@@ -1,4 +1,5 @@
-"""SSE fan-out: N concurrent subscribers on one live job (real server, real local sandbox).
+"""SSE fan-out: N concurrent subscribers on one live job (real server, real local sandbox),
+clean and under abuse.
 
 The job waits until every subscriber is connected (it polls for a `go` file
 the bench drops into its workspace), then prints `--events` lines
@@ -9,7 +10,17 @@ sandbox, same host clock), so it includes the whole path sandbox -> backend
 -> SQLite -> broadcaster -> socket. Clients are non-blocking sockets on an
 epoll loop, spread over a few processes (they share the CPUs with the server). Prints p50/p99 latency and the server's RSS.
 
-    .venv/bin/python bench/bench_web_fanout.py [--subscribers 500,2000,5000] [--events 40]
+Subscribers are people the owner shared the job with (its share link, no
+identity of their own), each from its own loopback address (127.1.x.y), as
+the server's per-address caps expect of separate people. The abuse run
+(`--abuse N`, N subscribers) repeats the run while one client (127.0.0.2)
+holds as many streams on the job as its address may (the rest refused) and
+`--slow` connections (from 127.0.2.x, `--slow-per-address` each) send a
+request line and then one header line every 10 s, coming back whenever
+they are cut off; it reports the legitimate subscribers' figures beside the
+clean run's.
+
+    .venv/bin/python bench/bench_web_fanout.py [--subscribers 500,2000,5000] [--events 40] [--abuse 500]
 """
 
 from __future__ import annotations
@@ -52,8 +63,8 @@ def rss_mb(pid: int) -> tuple[float, float]:
 class Stream:
     """One subscriber's connection and what it has received."""
 
-    def __init__(self, port: int, request: bytes):
-        self.sock = socket.create_connection(("127.0.0.1", port))
+    def __init__(self, port: int, request: bytes, source: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
         self.sock.sendall(request)
         self.head, self.buf = b"", b""
         self.ids: list[int] = []
@@ -80,14 +91,18 @@ class Stream:
         self.ended = b"event: end" in done
 
 
-def client_process(port: int, path: str, cookie: str, n: int, ready, out) -> None:
+def subscriber_address(i: int) -> str:
+    return f"127.1.{i // 250}.{i % 250 + 1}"
+
+
+def client_process(port: int, path: str, cookie: str, first: int, n: int, ready, out) -> None:
     """n subscribers on one epoll loop: the lightest client Python can be, to leave CPU to the server."""
     request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
                f"Accept: text/event-stream\r\n\r\n").encode()
     sel = selectors.DefaultSelector()
     streams = []
-    for _ in range(n):
-        st = Stream(port, request)
+    for i in range(first, first + n):
+        st = Stream(port, request, subscriber_address(i))
         st.sock.setblocking(False)
         sel.register(st.sock, selectors.EVENT_READ, st)
         streams.append(st)
@@ -114,33 +129,124 @@ def client_process(port: int, path: str, cookie: str, n: int, ready, out) -> Non
              "events": sum(len(st.ids) for st in streams)})
 
 
-def run_once(server: Server, n: int, events: int, interval: float, procs: int) -> dict:
+def abuser_process(port: int, path: str, cookie: str, attempts: int, stop, out) -> None:
+    """One client (127.0.0.2) opening streams on the job until refused, holding the ones it got."""
+    held, refused = [], 0
+    for _ in range(attempts):
+        sock = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := sock.recv(4096)):
+            head += chunk
+        if b" 200 " in head.split(b"\r\n")[0]:
+            sock.setblocking(False)
+            held.append(sock)
+        else:
+            refused += 1
+            sock.close()
+    out.put({"held": len(held), "refused": refused})
+    while not stop.is_set():  # read and drop what the streams bring, as a client that keeps them would
+        for sock in held:
+            try:
+                while sock.recv(1 << 16):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+        stop.wait(0.2)
+
+
+def slow_process(port: int, count: int, per_address: int, stop, out) -> None:
+    """`count` connections sending a request line, then a header line every 10 s; back when cut off."""
+    sel = selectors.DefaultSelector()
+    state: dict[socket.socket, list] = {}
+    seen = {"408": 0, "503": 0, "closed": 0}
+
+    def connect(i: int) -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.bind((f"127.0.2.{i // per_address + 1}", 0))
+        sock.connect_ex(("127.0.0.1", port))
+        sel.register(sock, selectors.EVENT_READ, i)
+        state[sock] = [0.0, False]  # last line sent, request line sent
+
+    for i in range(count):
+        connect(i)
+    while not stop.is_set():
+        now = time.monotonic()
+        for sock, st in state.items():
+            if now - st[0] >= 10:
+                try:
+                    sock.send(b"X-Slow: 1\r\n" if st[1] else b"GET / HTTP/1.1\r\n")
+                    st[0], st[1] = now, True
+                except OSError:
+                    pass
+        for key, _ in sel.select(0.5):
+            sock = key.fileobj
+            try:
+                data = sock.recv(4096)
+            except OSError:
+                data = b""
+            seen["408"] += data.startswith(b"HTTP/1.1 408")
+            seen["503"] += data.startswith(b"HTTP/1.1 503")
+            seen["closed"] += 1
+            sel.unregister(sock)
+            sock.close()
+            del state[sock]
+            connect(key.data)
+    for sock in state:
+        sock.close()
+    out.put(seen)
+
+
+def share_cookie(server: Server, http, job_id: str, csrf: str) -> str:
+    """A visitor with the job's share link and no identity of its own."""
+    import requests
+    url = http.post(server.base + f"/api/jobs/{job_id}/share", headers={"X-CSRF-Token": csrf}).json()["url"]
+    viewer = requests.Session()
+    viewer.get(url if url.startswith("http") else server.base + url)
+    return "; ".join(f"{k}={v}" for k, v in viewer.cookies.items())
+
+
+def run_once(server: Server, n: int, events: int, interval: float, procs: int, slow: int = 0,
+             slow_per_address: int = 50, abuse: bool = False) -> dict:
     import requests
     http = requests.Session()
     csrf = http.get(server.base + "/api/session").json()["csrf_token"]
-    cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
     script = [{"kind": "shell", "command": "while [ ! -f /workspace/go ]; do sleep 0.02; done; "
                f"for i in $(seq 1 {events}); do echo tick $i; sleep {interval}; done"}]
     job = http.post(server.base + "/api/jobs", headers={"X-CSRF-Token": csrf},
                     files=[("files", ("data.csv", b"a\n1\n"))],
                     data={"model": "scripted", "script": json.dumps(script)}).json()
+    cookie = share_cookie(server, http, job["id"], csrf)
     ctx = mp.get_context("fork")
-    ready, out = ctx.Queue(), ctx.Queue()
+    ready, out, side, stop = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Event()
+    helpers = []
+    if abuse:
+        helpers = [ctx.Process(target=abuser_process, args=(server.port, job["urls"]["events"], cookie, 250, stop,
+                                                            side)),
+                   ctx.Process(target=slow_process, args=(server.port, slow, slow_per_address, stop, side))]
+        for h in helpers:
+            h.start()
+        abuser = side.get(timeout=300)  # it holds its streams before the subscribers come
+        time.sleep(2)                   # and the slow clients are dribbling
     per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-    workers = [ctx.Process(target=client_process, args=(server.port, job["urls"]["events"], cookie, k, ready, out))
-               for k in per if k]
+    firsts = [sum(per[:i]) for i in range(procs)]
+    workers = [ctx.Process(target=client_process, args=(server.port, job["urls"]["events"], cookie, first, k,
+                                                        ready, out))
+               for first, k in zip(firsts, per) if k]
     t0 = time.time()
     for w in workers:
         w.start()
     for _ in workers:
         ready.get(timeout=300)
     connect_s = time.time() - t0
-    peak = [0.0]
-    stop = threading.Event()
+    peak = [0.0, 0]
+    sampling = threading.Event()
 
     def sample():
-        while not stop.is_set():
+        while not sampling.is_set():
             peak[0] = max(peak[0], rss_mb(server.proc.pid)[0])
+            peak[1] = max(peak[1], len(os.listdir(f"/proc/{server.proc.pid}/fd")))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -152,8 +258,14 @@ def run_once(server: Server, n: int, events: int, interval: float, procs: int) -
     live_s = time.time() - t_live
     for w in workers:
         w.join()
-    stop.set()
+    sampling.set()
     sampler.join()
+    slow_seen = {}
+    if abuse:
+        stop.set()
+        slow_seen = side.get(timeout=60)
+        for h in helpers:
+            h.join(30)
     lat = sorted(x for r in results for x in r["latencies"])
     final = http.get(server.base + f"/api/jobs/{job['id']}").json()
     return {"subscribers": n, "connect_s": connect_s, "clients": sum(r["clients"] for r in results),
@@ -161,8 +273,15 @@ def run_once(server: Server, n: int, events: int, interval: float, procs: int) -
             "expected": final["events"] * n, "ticks": len(lat), "expected_ticks": events * n,
             "p50": lat[len(lat) // 2] if lat else float("nan"),
             "p99": lat[int(len(lat) * 0.99)] if lat else float("nan"),
-            "max": lat[-1] if lat else float("nan"), "rss_peak": peak[0], "status": final["status"],
-            "cpu": cpu, "live_s": live_s}
+            "max": lat[-1] if lat else float("nan"), "rss_peak": peak[0], "fds_peak": peak[1],
+            "status": final["status"], "cpu": cpu, "live_s": live_s,
+            "abuser": abuser if abuse else None, "slow": slow_seen}
+
+
+def row(label: str, r: dict) -> str:
+    return (f"{label:>18} {r['connect_s']:>7.1f}s {r['delivered']:>10}/{r['expected']:<11} "
+            f"{r['bad']:>15} {r['p50'] * 1000:>8.1f} {r['p99'] * 1000:>8.1f} {r['max'] * 1000:>8.1f} "
+            f"{r['rss_peak']:>7.0f} {r['fds_peak']:>6} {r['cpu']:>5.1f}s/{r['live_s']:.1f}s")
 
 
 def main() -> None:
@@ -171,6 +290,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--abuse", type=int, default=500, help="subscribers of the abuse run (0: none)")
+    parser.add_argument("--slow", type=int, default=1000, help="slow connections in the abuse run")
+    parser.add_argument("--slow-per-address", type=int, default=50)
     args = parser.parse_args()
     root = Path(mkdtemp(prefix="bench-web-fanout-"))
     server = Server(root, {"APP_MODELS": "scripted", "APP_HEARTBEAT_SECONDS": "15",
@@ -180,13 +302,24 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()[0]:.1f}")
         print(f"SSE fan-out on one live job ({args.events} output events {args.interval}s apart); "
               f"server RSS at start {base_rss:.0f} MB; {os.cpu_count()} CPUs shared with the clients")
-        print(f"{'subs':>6} {'connect':>8} {'delivered/expected':>22} {'lost/reordered':>15} "
-              f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'RSS MB':>7} {'server CPU':>11}")
-        for n in [int(x) for x in args.subscribers.split(",")]:
-            r = run_once(server, n, args.events, args.interval, args.procs)
-            print(f"{n:>6} {r['connect_s']:>7.1f}s {r['delivered']:>10}/{r['expected']:<11} "
-                  f"{r['bad']:>15} {r['p50'] * 1000:>8.1f} {r['p99'] * 1000:>8.1f} {r['max'] * 1000:>8.1f} "
-                  f"{r['rss_peak']:>7.0f} {r['cpu']:>5.1f}s/{r['live_s']:.1f}s", flush=True)
+        print(f"{'run':>18} {'connect':>8} {'delivered/expected':>22} {'lost/reordered':>15} "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'RSS MB':>7} {'fds':>6} {'server CPU':>11}")
+        clean = {}
+        for n in [int(x) for x in args.subscribers.split(",") if x]:
+            clean[n] = run_once(server, n, args.events, args.interval, args.procs)
+            print(row(f"{n} clean", clean[n]), flush=True)
+        if args.abuse:
+            r = run_once(server, args.abuse, args.events, args.interval, args.procs, slow=args.slow,
+                         slow_per_address=args.slow_per_address, abuse=True)
+            print(row(f"{args.abuse} under abuse", r), flush=True)
+            print(f"abuser (one address): {r['abuser']['held']} streams held, {r['abuser']['refused']} refused; "
+                  f"{args.slow} slow connections ({args.slow_per_address} per address): "
+                  f"{r['slow'].get('408', 0)} cut off with 408, {r['slow'].get('503', 0)} refused with 503, "
+                  f"{r['slow'].get('closed', 0)} closed in all")
+            if args.abuse in clean:
+                base = clean[args.abuse]
+                print(f"p99 under abuse / clean: {r['p99'] / base['p99']:.2f} "
+                      f"({r['p99'] * 1000:.1f} ms vs {base['p99'] * 1000:.1f} ms)")
     finally:
         server.stop()
 
