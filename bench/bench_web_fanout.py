@@ -17,7 +17,9 @@ the server's per-address caps expect of separate people. The abuse run
 holds as many streams on the job as its address may (the rest refused) and
 `--slow` connections (from 127.0.2.x, `--slow-per-address` each) send a
 request line and then one header line every 10 s, coming back whenever
-they are cut off; it reports the legitimate subscribers' figures beside the
+they are cut off (they start 8 s ahead, so the server cuts them all off,
+with a 408 at its 10 s header timeout, and they come back, while the job's
+events flow); it reports the legitimate subscribers' figures beside the
 clean run's.
 
     .venv/bin/python bench/bench_web_fanout.py [--subscribers 500,2000,5000] [--events 40] [--abuse 500]
@@ -208,7 +210,7 @@ def share_cookie(server: Server, http, job_id: str, csrf: str) -> str:
 
 
 def run_once(server: Server, n: int, events: int, interval: float, procs: int, slow: int = 0,
-             slow_per_address: int = 50, abuse: bool = False) -> dict:
+             slow_per_address: int = 50, abuse: bool = False, head_start: float = 8.0) -> dict:
     import requests
     http = requests.Session()
     csrf = http.get(server.base + "/api/session").json()["csrf_token"]
@@ -228,7 +230,7 @@ def run_once(server: Server, n: int, events: int, interval: float, procs: int, s
         for h in helpers:
             h.start()
         abuser = side.get(timeout=300)  # it holds its streams before the subscribers come
-        time.sleep(2)                   # and the slow clients are dribbling
+        time.sleep(head_start)          # and the slow clients dribble: cut off (408) and back during the run
     per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     firsts = [sum(per[:i]) for i in range(procs)]
     workers = [ctx.Process(target=client_process, args=(server.port, job["urls"]["events"], cookie, first, k,
@@ -240,13 +242,12 @@ def run_once(server: Server, n: int, events: int, interval: float, procs: int, s
     for _ in workers:
         ready.get(timeout=300)
     connect_s = time.time() - t0
-    peak = [0.0, 0]
+    peak = [0.0, len(os.listdir(f"/proc/{server.proc.pid}/fd"))]  # descriptors: all connected (counted once)
     sampling = threading.Event()
 
     def sample():
         while not sampling.is_set():
             peak[0] = max(peak[0], rss_mb(server.proc.pid)[0])
-            peak[1] = max(peak[1], len(os.listdir(f"/proc/{server.proc.pid}/fd")))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
