@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Action, Task, Turn
 from agent_sandbox.playbook import SCRIPT_NAMES, script_source
-from agent_sandbox.playbook.scripts.clean_table import snake_case
+from agent_sandbox.playbook.scripts.common import snake_case
 
 BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
 

@@ -1,135 +1,89 @@
 """Clean one table in DuckDB and record every change in an audit.
 
-Cleaning, in order: unique snake_case column names; text trimmed; common
-missing markers (empty, NA, N/A, -, null, ...) made missing; text columns
-parsed as integers, numbers, dates or date-times when at least 95% of their
-values parse (the rest become missing and are counted); empty columns, empty
-rows and exact duplicate rows (compared after cleaning) dropped, keeping the
-first occurrence and the original row order.
+Cleaning, in order: unique snake_case column names, each with its unit; text
+trimmed; missing markers (empty, NA, N/A, -, null, ...) made missing; text
+columns parsed as integers, numbers, elapsed times (hours), dates or
+date-times when at least 95% of their values parse. Instrument range markers
+(OVER, OVRFLW, >3.5, <LOD, n.d.) are missing values with the marker kept in a
+`<column>_flag` column, never a reason to keep numbers as text. Other cells
+that do not parse become missing and are listed with their rows; a column that
+stays text though most of it is numbers says so, with the cells and rows.
+Empty columns and empty rows are dropped. Identical rows are KEPT (repeat
+measurements are real data) and reported; `drop_duplicates` removes them.
 
+Row numbers in the audit count the cleaned table's rows from 1 (header excluded).
 Types are guessed on the first rows, then checked with one aggregate pass over
-the whole table, so a 1 GB file is never held in memory. The text is read and
-parsed once, into a wide table that becomes the cleaned one (see Cleaner.load).
+the whole table, so a 1 GB file is never held in memory.
 
-Self-contained: depends on duckdb only.
+Self-contained: depends on duckdb and the sibling common.py, parse.py, units.py.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
+from common import row_list, sql_ident, sql_str, unique_snake_names
+from parse import (DATE_FORMATS, DATE_LIKE, ELAPSED_RE, HIGH_RE, INT_RE, ISO, LOW_RE, NUM_COMMA_RE, NUM_RE,
+                   NUMERIC_KINDS, RANGE_RE, YMD_RE, is_marker, matches, parse, swap_day_month, trim)
+from units import header_unit, name_unit
 
-MISSING_MARKERS = ["", "na", "n/a", "n.a.", "nan", "null", "-", "--", "#n/a"]
-EDGE_SPACE = r"^[\s\xa0]|[\s\xa0]$"        # leading or trailing whitespace, no-break space included
-EDGE_SPACES = r"^[\s\xa0]+|[\s\xa0]+$"
-MARKER_BYTES = max(len(m.encode()) for m in MISSING_MARKERS)
 PARSE_SHARE = 0.95          # a column is converted when this share of its values parses
+MOSTLY_NUMBERS = 0.5        # a text column this much numeric gets a "kept as text" audit entry
 SAMPLE_ROWS = 20000
-INT_RE = r"[+-]?[0-9]+"
-NUM_RE = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-NUM_COMMA_RE = r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)([eE][+-]?[0-9]+)?"
-# Day-first before month-first: when both fit equally we read 03/04 as 3 April.
-DATE_FORMATS = [
-    "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d",
-    "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
-    "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y",
-]
-ISO = "ISO 8601"
-# A cheap pre-check before trying every format: 2026-03-14, 14/03/2026, 14 Mar 2026, Mar 14, 2026
-DATE_LIKE = r"^([0-9]{1,4}[-/. ][0-9A-Za-z]{1,9}[-/., ]+[0-9]{2,4}|[A-Za-z]{3,9}\.? [0-9]{1,2},? [0-9]{4})"
-
-
-def sql_str(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_ident(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def snake_case(name: str) -> str:
-    text = str(name).replace("µ", "u").replace("μ", "u").replace("%", " pct ").replace("#", " num ")
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    text = re.sub(r"([a-z0-9])([A-Z][a-z])", r"\1_\2", text)
-    text = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
-    if text and text[0].isdigit():
-        text = "col_" + text
-    return text
-
-
-def unique_snake_names(names: list[str]) -> list[str]:
-    out, seen = [], set()
-    for i, name in enumerate(names):
-        base = snake_case(name) or f"column_{i + 1}"
-        new, n = base, 1
-        while new in seen:
-            n += 1
-            new = f"{base}_{n}"
-        seen.add(new)
-        out.append(new)
-    return out
-
-
-def trim(col: str) -> str:
-    # trim() with a character list is several times slower than this check-then-strip.
-    # (Checks on the first and last character with IN lists are faster on a few columns
-    # but take DuckDB seconds per chunk on a table with hundreds of columns.)
-    return (f"CASE WHEN regexp_matches({col}, {sql_str(EDGE_SPACE)}) "
-            f"THEN regexp_replace({col}, {sql_str(EDGE_SPACES)}, '', 'g') ELSE {col} END")
-
-
-def is_marker(text: str) -> str:
-    # the length test first spares lower() on the many cells too long to be a marker
-    return (f"(CASE WHEN strlen({text}) <= {MARKER_BYTES} "
-            f"THEN lower({text}) IN ({', '.join(sql_str(m) for m in MISSING_MARKERS)}) ELSE false END)")
-
-
-def marker_to_null(text: str) -> str:
-    return f"(CASE WHEN {is_marker(text)} THEN NULL ELSE {text} END)"
-
-
-def _swap(fmt: str) -> str:
-    return fmt.replace("%d", "%X").replace("%m", "%d").replace("%X", "%m")
+SHOWN_ROWS = 10             # row numbers listed in an audit entry
+# Entries that happen to most columns of most files: one line per kind, after the rest.
+ROUTINE = ("renamed column", "trimmed whitespace", "missing markers set to missing", "parsed as integer",
+           "parsed as number", "parsed as date", "parsed as date-time", "parsed as elapsed time",
+           "parsed as time of day")
+PARSE_LABEL = {"integer": "parsed as integer", "number": "parsed as number", "date": "parsed as date",
+               "datetime": "parsed as date-time", "elapsed": "parsed as elapsed time",
+               "ymd": "parsed as date", "timeofday": "parsed as time of day"}
+FALLBACK = {"ymd": "integer", "integer": "number", "number": "text", "elapsed": "text", "timeofday": "text",
+            "datetime": "text"}
 
 
 class EmptyTable(Exception):
     """The table has no values at all (for example a header with no rows)."""
 
 
+def sql_type_kind(sql_type: str) -> str:
+    t = sql_type.upper()
+    if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"):
+        return "integer"
+    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+        return "number"
+    if t == "DATE":
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "datetime"
+    if t == "BOOLEAN":
+        return "boolean"
+    if t == "TIME":
+        return "time"
+    return "text" if t == "VARCHAR" else t.lower()
+
+
 class Cleaner:
-    def __init__(self, con, view: str, names: list[str], decimal_comma: bool = False):
+    def __init__(self, con, view: str, names: list[str], decimal_comma: bool = False,
+                 units: list[str] | None = None, notes: list[dict] | None = None, drop_duplicates: bool = False):
         self.con, self.view, self.original = con, view, names
-        self.decimal_comma = decimal_comma
+        self.decimal_comma, self.drop_duplicates = decimal_comma, drop_duplicates
         self.names = unique_snake_names(names)
+        units = list(units or []) + [""] * len(names)
+        self.units = [units[i] or header_unit(names[i]) or name_unit(self.names[i]) for i in range(len(names))]
         rel = con.sql(f"SELECT * FROM {view} LIMIT 0")
         self.raw_cols = list(rel.columns)
-        self.is_text = [str(t) == "VARCHAR" for t in rel.types]
         self.sql_types = [str(t) for t in rel.types]
-        self.audit: list[dict] = []
-
-    # -- expressions --------------------------------------------------------
-    def value(self, i: int) -> str:
-        """The cell after trimming and missing markers (still text)."""
-        col = sql_ident(self.raw_cols[i])
-        return marker_to_null(trim(col)) if self.is_text[i] else col
-
-    def number(self, v: str) -> str:
-        return f"TRY_CAST(replace({v}, ',', '.') AS DOUBLE)" if self.decimal_comma else f"TRY_CAST({v} AS DOUBLE)"
-
-    def parsed(self, v: str, kind: str, formats: list[str]) -> str:
-        if kind == "integer":  # the regex keeps TRY_CAST from rounding '3.5' or reading '1e3'
-            return f"(CASE WHEN regexp_full_match({v}, {sql_str(INT_RE)}) THEN TRY_CAST({v} AS BIGINT) END)"
-        if kind == "number":
-            return f"(CASE WHEN regexp_full_match({v}, {sql_str(NUM_COMMA_RE if self.decimal_comma else NUM_RE)}) THEN {self.number(v)} END)"
-        parts = [f"TRY_CAST({v} AS TIMESTAMP)" if f == ISO else f"try_strptime({v}, {sql_str(f)})" for f in formats]
-        ts = parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
-        return f"CAST({ts} AS DATE)" if kind == "date" else ts
+        self.is_text = [t == "VARCHAR" for t in self.sql_types]
+        self.audit: list[dict] = list(notes or [])
+        self.routine: list[dict] = []
+        self.flags: dict[str, dict] = {}      # column -> out-of-range markers found (for the findings)
+        self.elapsed: set[str] = set()        # columns read from h:mm:ss
+        self.sample_numbers: dict[int, tuple[int, int]] = {}   # text column -> (numbers, values) in the sample
 
     # -- type guess on a sample ---------------------------------------------
     def guess_types(self) -> list[tuple[str, list[str]]]:
-        """(kind, date formats) per column from the first rows; kind 'text' keeps it as is."""
+        """(kind, date formats) per column from the first rows; 'keep' for typed columns."""
         text_cols = [i for i in range(len(self.raw_cols)) if self.is_text[i]]
-        guesses = [("keep", [])] * len(self.raw_cols)
+        guesses: list[tuple[str, list[str]]] = [("keep", [])] * len(self.raw_cols)
         if not text_cols:
             return guesses
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS}")
@@ -137,223 +91,356 @@ class Cleaner:
         checks = []
         for i in text_cols:
             v = self.value(i)
-            checks += [f"count({v})", f"count_if(regexp_full_match({v}, {sql_str(INT_RE)}))",
-                       f"count_if(regexp_full_match({v}, {sql_str(num_re)}))",
-                       f"count_if(regexp_matches({v}, {sql_str(DATE_LIKE)}))"]
+            checks += [f"count({v})", f"count_if({matches(v, INT_RE)})", f"count_if({matches(v, num_re)})",
+                       f"count_if(regexp_matches({v}, {sql_str(DATE_LIKE)}))", f"count_if({matches(v, RANGE_RE)})",
+                       f"count_if({matches(v, ELAPSED_RE)})", f"count_if({matches(v, YMD_RE)})",
+                       f"min({parse(v, 'elapsed')})", f"max({parse(v, 'elapsed')})"]
         counts = self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()
         for k, i in enumerate(text_cols):
-            present, ints, nums, datelike = counts[4 * k: 4 * k + 4]
+            present, ints, nums, datelike, ranges, elapsed, ymd = (x or 0 for x in counts[9 * k: 9 * k + 7])
+            first_h, last_h = counts[9 * k + 7: 9 * k + 9]  # count_if over no rows is NULL
+            values = present - ranges
             if present == 0:
                 guesses[i] = ("text", [])
-            elif ints == present:
-                guesses[i] = ("integer", [])
-            elif nums >= PARSE_SHARE * present:
+            elif values > 0 and ints == values:
+                guesses[i] = ("ymd" if ymd == values else "integer", [])
+            elif values > 0 and nums >= PARSE_SHARE * values:
                 guesses[i] = ("number", [])
+            elif elapsed >= PARSE_SHARE * present:
+                # a clock time (09:30) when nothing starts near zero or passes a day
+                of_day = (first_h or 0) >= 1 and (last_h or 0) < 24
+                guesses[i] = ("timeofday" if of_day else "elapsed", [])
             elif datelike >= PARSE_SHARE * present:  # only then try the date formats one by one
                 chosen = self._date_formats(self.value(i), present)
                 guesses[i] = ("datetime", chosen) if chosen else ("text", [])
             else:
                 guesses[i] = ("text", [])
+                self.sample_numbers[i] = (nums, present)
         return guesses
 
+    def value(self, i: int) -> str:
+        """A sample cell after trimming, missing markers made NULL (still text)."""
+        col = sql_ident(self.raw_cols[i])
+        t = trim(col)
+        return f"(CASE WHEN {is_marker(t)} THEN NULL ELSE {t} END)" if self.is_text[i] else col
+
     def _date_formats(self, v: str, present: int) -> list[str]:
-        iso = self.con.execute(f"SELECT count_if({self.parsed(v, 'datetime', [ISO])} IS NOT NULL) FROM guess_sample").fetchone()[0]
+        iso = self.con.execute(f"SELECT count({parse(v, 'datetime', [ISO])}) FROM guess_sample").fetchone()[0]
         if iso == present:  # ISO dates, the common case: no other format could cover more
             return [ISO]
         fmts = [ISO] + DATE_FORMATS
-        hits = self.con.execute("SELECT " + ", ".join(
-            f"count_if({self.parsed(v, 'datetime', [f])} IS NOT NULL)" for f in fmts) + " FROM guess_sample").fetchone()
-        return self._pick_formats(v, dict(zip(fmts, hits)), present)
-
-    def _pick_formats(self, v: str, hits: dict[str, int], present: int) -> list[str]:
+        hits = self.con.execute("SELECT " + ", ".join(f"count({parse(v, 'datetime', [f])})" for f in fmts)
+                                + " FROM guess_sample").fetchone()
         chosen: list[str] = []
         covered = 0
-        for fmt, count in sorted(hits.items(), key=lambda kv: -kv[1]):
-            if count == 0 or _swap(fmt) in chosen:
+        for fmt, count in sorted(zip(fmts, hits), key=lambda kv: -kv[1]):
+            if count == 0 or swap_day_month(fmt) in chosen:
                 continue
-            trial = chosen + [fmt]
-            n = self.con.execute(f"SELECT count_if({self.parsed(v, 'datetime', trial)} IS NOT NULL) FROM guess_sample").fetchone()[0]
+            n = self.con.execute(f"SELECT count({parse(v, 'datetime', chosen + [fmt])}) FROM guess_sample").fetchone()[0]
             if n > covered:
-                chosen, covered = trial, n
+                chosen, covered = chosen + [fmt], n
         return chosen if covered >= PARSE_SHARE * present else []
 
     # -- full passes ------------------------------------------------------------
     def load(self, table: str, guesses: list[tuple[str, list[str]]]) -> None:
-        """Parse the source once into a wide table stored in file order.
+        """Read the source once into a wide table stored in file order (rowid = row number - 1).
 
-        Per column i it holds the cell trimmed with markers made missing
-        (__v<i>), what that changed (__f<i>: 1 trimmed, 2 was a marker) and,
-        when the sample says integers, numbers or dates, the value parsed that
-        way (__p<i>; a sample with non-integers needs no integer parse, as
-        those rows are in the table too). Counting them is then cheap, and
-        the cleaned table is this one with the unchosen columns dropped: the
-        text is parsed once and the data copied once. Rows keep file order
-        (preserve_insertion_order), so rowid is the row number.
+        A column to parse keeps the parsed value (p<i>) and, only where that is
+        missing, the raw cell (x<i>), which is all the audit needs: a column of
+        numbers is never trimmed or copied as text. A text column keeps the
+        trimmed cell with markers made missing (v<i>) and what that changed
+        (f<i>: 1 trimmed, 2 was a marker).
         """
         inner, middle, outer = [], [], []
         for i, raw in enumerate(self.raw_cols):
-            v = f"__v{i}"
-            if self.is_text[i]:
-                inner += [f"{sql_ident(raw)} AS r{i}", f"{trim(sql_ident(raw))} AS t{i}"]
-                middle += [f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 "
-                           f"WHEN t{i} <> r{i} THEN 1 ELSE 0 END AS UTINYINT) AS __f{i}", f"t{i}"]
-                outer += [f"CASE WHEN __f{i} = 2 THEN NULL ELSE t{i} END AS {v}", f"__f{i}"]
-            else:
-                inner.append(f"{sql_ident(raw)} AS {v}")
-                middle.append(v)
-                outer.append(v)
-        final = []
-        for i in range(len(self.raw_cols)):
             kind, fmts = guesses[i]
-            final += [f"__v{i}"] + ([f"__f{i}"] if self.is_text[i] else [])
-            if kind in ("integer", "number", "datetime"):
-                final.append(f"{self.parsed(f'__v{i}', kind, fmts)} AS __p{i}")
-        self.con.execute(
-            f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(final)} FROM (SELECT {', '.join(outer)} "
-            f"FROM (SELECT {', '.join(middle)} FROM (SELECT {', '.join(inner)} FROM {self.view})))")
+            col = sql_ident(raw)
+            if kind == "keep":
+                inner.append(f"{col} AS v{i}")
+                middle.append(f"v{i}")
+                outer.append(f"v{i}")
+            elif kind == "text":
+                inner += [f"{col} AS r{i}", f"{trim(col)} AS t{i}"]
+                middle += [f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 WHEN t{i} <> r{i} "
+                           f"THEN 1 ELSE 0 END AS UTINYINT) AS f{i}", f"t{i}"]
+                outer += [f"CASE WHEN f{i} = 2 THEN NULL ELSE t{i} END AS v{i}", f"f{i}"]
+            else:
+                inner += [f"{parse(col, kind, fmts, self.decimal_comma)} AS p{i}", f"{col} AS r{i}"]
+                middle += [f"p{i}", f"r{i}"]
+                outer += [f"p{i}", f"CASE WHEN p{i} IS NULL THEN r{i} END AS x{i}"]
+        self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(outer)} FROM (SELECT "
+                         f"{', '.join(middle)} FROM (SELECT {', '.join(inner)} FROM {self.view}))")
 
-    def count(self, table: str, guesses: list[tuple[str, list[str]]]) -> list[int]:
-        """One aggregate pass: rows, empty rows, then per column five counts:
-        non-null cells, cells with a value, cells trimmed, and two parse counts
-        (integer and number, or date-times and date-times with a time of day)."""
-        n = len(self.raw_cols)
-        aggs = ["count(*)", "count_if(" + " AND ".join(f"__v{i} IS NULL" for i in range(n)) + ")"]
-        for i in range(n):
-            v = f"__v{i}"
-            if self.is_text[i]:
-                aggs += [f"count({v}) + count_if(__f{i} = 2)", f"count({v})", f"count_if(__f{i} = 1)"]
+    def count(self, table: str, guesses) -> tuple[list, dict[int, tuple]]:
+        """One aggregate pass: rows, empty rows and per column four counts; then, for parsed
+        columns with unparsed cells, what those cells are (markers, range markers, numbers)."""
+        empty, aggs = [], ["count(*)"]
+        for i, (kind, _) in enumerate(guesses):
+            if kind in ("keep", "text"):
+                empty.append(f"v{i} IS NULL")
+                trimmed = f"count_if(f{i} = 1)" if kind == "text" else "0"
+                markers = f"count_if(f{i} = 2)" if kind == "text" else "0"
+                aggs += [f"count(v{i})", trimmed, markers, "0"]
             else:
-                aggs += [f"count({v})", f"count({v})", "0"]
-            kind, _ = guesses[i]
-            if kind in ("integer", "number"):
-                aggs += [f"count(__p{i})", "0"]
-            elif kind == "datetime":
-                aggs += [f"count(__p{i})", f"count_if(__p{i} <> date_trunc('day', __p{i}))"]
-            else:
-                aggs += ["0", "0"]
-        row = self.con.execute(f"SELECT {', '.join(aggs)} FROM {table}").fetchone()
-        return [0 if x is None else x for x in row]  # count_if over no rows is NULL
+                empty.append(f"(p{i} IS NULL AND (x{i} IS NULL OR {is_marker(trim(f'x{i}'))}))")
+                with_time = f"count_if(p{i} <> date_trunc('day', p{i}))" if kind == "datetime" else "0"
+                aggs += [f"count(p{i})", f"count(x{i})", "0", with_time]
+        aggs.insert(1, "count_if(" + " AND ".join(empty) + ")")
+        row = [x or 0 for x in self.con.execute(f"SELECT {', '.join(aggs)} FROM {table}").fetchone()]
+        detail: dict[int, tuple] = {}
+        parsed = [i for i, (kind, _) in enumerate(guesses) if kind not in ("keep", "text") and row[3 + 4 * i]]
+        if parsed:
+            num_re = NUM_COMMA_RE if self.decimal_comma else NUM_RE
+            checks = []
+            for i in parsed:
+                x = f"x{i}"
+                checks += [f"count_if({is_marker(trim(x))})", f"count_if({matches(x, HIGH_RE)})",
+                           f"count_if({matches(x, LOW_RE)})", f"count_if({matches(x, num_re)})"]
+            found = self.con.execute(f"SELECT {', '.join(checks)} FROM {table} WHERE "
+                                     + " OR ".join(f"x{i} IS NOT NULL" for i in parsed)).fetchone()
+            for k, i in enumerate(parsed):
+                detail[i] = tuple(x or 0 for x in found[4 * k: 4 * k + 4])
+        return row, detail
 
     def run(self, out_table: str) -> dict:
         guesses = self.guess_types()
         n = len(self.raw_cols)
-        self.load(out_table, guesses)
-        row = self.count(out_table, guesses)
+        for _ in range(4):  # a guess the whole column refutes falls back (integer -> number -> text)
+            self.load(out_table, guesses)
+            row, detail = self.count(out_table, guesses)
+            changed = False
+            for i, (kind, fmts) in enumerate(guesses):
+                if kind in ("keep", "text"):
+                    continue
+                parsed, unparsed = row[2 + 4 * i], row[3 + 4 * i]
+                markers, high, low, numbers = detail.get(i, (0, 0, 0, 0))
+                values = parsed + unparsed - markers - (high + low if kind in NUMERIC_KINDS else 0)
+                # decimals below integers (or below YYYYMMDD dates) make the column numbers, not losses
+                widen = kind in ("integer", "ymd") and numbers > 0
+                if values > 0 and parsed >= PARSE_SHARE * values and not widen:
+                    continue
+                fallback = FALLBACK[kind]
+                if fallback == "number" and parsed + numbers < PARSE_SHARE * values:
+                    fallback = "text"
+                guesses[i], changed = (fallback, []), True
+                if fallback == "text":
+                    self.sample_numbers[i] = (parsed + numbers, parsed + unparsed - markers)
+            if not changed:
+                break
         rows_before, empty_rows = row[0], row[1]
         if rows_before == empty_rows:
             self.con.execute(f"DROP TABLE {out_table}")
             raise EmptyTable("no data rows below the header" if rows_before == 0 else "every row is empty")
-        if empty_rows:
-            self.con.execute(f"DELETE FROM {out_table} WHERE " + " AND ".join(f"__v{i} IS NULL" for i in range(n)))
+        if empty_rows:  # deleting leaves gaps in rowid: rebuild so that row numbers stay contiguous
+            empty = self.con.execute(f"SELECT rowid + 1 FROM {out_table} WHERE {self._empty_sql(guesses)} "
+                                     f"ORDER BY rowid LIMIT {SHOWN_ROWS}").fetchall()
+            self._rebuild(out_table, f"WHERE NOT ({self._empty_sql(guesses)})")
+            self._note("dropped empty rows", None, rows=empty_rows,
+                       detail="rows with no value in any column, as read: " + row_list([r[0] for r in empty], empty_rows))
 
-        for i, name in enumerate(self.names):
-            if name != self.original[i]:
-                self._note("renamed column", name, detail=f"{self.original[i]!r} -> {name}")
-        keep, columns = {}, []  # wide column -> final name
-        for i in range(n):
-            nonnull, present, trimmed, parsed, with_time = row[2 + 5 * i: 7 + 5 * i]
-            name, v = self.names[i], f"__v{i}"
-            if trimmed:
-                self._note("trimmed whitespace", name, cells=trimmed)
-            if nonnull - present:
-                self._note("missing markers set to missing", name, cells=nonnull - present,
-                           detail="markers: " + ", ".join(self._markers_seen(i)))
-            if present == 0:
-                self._note("dropped empty column", name, detail=f"{self.original[i]!r} had no values")
-                continue
+        columns, select = [], []
+        for i, (name, original) in enumerate(zip(self.names, self.original)):
+            if name != original:
+                self._routine("renamed column", name, detail=f"{original!r} -> {name}")
             kind, fmts = guesses[i]
-            chosen, ctype = v, "text" if self.is_text[i] else self._kind_of(self.sql_types[i])
-            if kind == "integer" and parsed < present:
-                # integers in the sampled first rows but not below them: try them as numbers
-                number = self.parsed(v, "number", [])
-                parsed = self.con.execute(f"SELECT count({number}) FROM {out_table}").fetchone()[0]
-                kind = "number"
-                if parsed >= PARSE_SHARE * present:
-                    self.con.execute(f"ALTER TABLE {out_table} ALTER COLUMN __p{i} TYPE DOUBLE USING {number}")
-            if kind == "integer" or (kind == "number" and parsed >= PARSE_SHARE * present):
-                chosen, ctype = f"__p{i}", kind
-                if kind == "number":
-                    self._parse_loss(out_table, i, chosen, present - parsed, "numbers")
-                self._note_parse(name, ctype, present, "decimal comma" if self.decimal_comma and ctype == "number" else "")
-            elif kind == "datetime" and parsed >= PARSE_SHARE * present:
-                chosen, ctype = f"__p{i}", "datetime" if with_time else "date"
-                self._parse_loss(out_table, i, chosen, present - parsed, "dates")
-                self._note_parse(name, ctype, present, "formats: " + ", ".join(fmts))
-                if ctype == "date":
-                    self.con.execute(f"ALTER TABLE {out_table} ALTER COLUMN {chosen} TYPE DATE")
-            keep[chosen] = name
-            columns.append({"name": name, "original": self.original[i], "type": ctype})
-
-        # the wide table becomes the cleaned one: dropping and renaming columns copies no data
-        for col in [c for c in self.con.sql(f"SELECT * FROM {out_table} LIMIT 0").columns if c not in keep]:
-            self.con.execute(f"ALTER TABLE {out_table} DROP COLUMN {col}")
-        for col, name in keep.items():
-            self.con.execute(f"ALTER TABLE {out_table} RENAME COLUMN {col} TO {sql_ident(name)}")
-        drop_duplicates(self.con, out_table, ", ".join(sql_ident(c["name"]) for c in columns))
+            present, a, b, with_time = row[2 + 4 * i: 6 + 4 * i]
+            unit = self.units[i]
+            if kind in ("keep", "text"):
+                if kind == "text":
+                    self._text_notes(out_table, i, name, trimmed=a, markers=b)
+                if present == 0:
+                    self._note("dropped empty column", name, detail=f"{original!r} had no values")
+                    continue
+                ctype = "text" if kind == "text" else sql_type_kind(self.sql_types[i])
+                select.append(f"v{i} AS {sql_ident(name)}")
+            else:
+                ctype, unit = self._parsed_notes(out_table, i, name, kind, fmts, present, detail.get(i), with_time, unit)
+                if ctype is None:
+                    continue
+                select.append(f"p{i} AS {sql_ident(name)}")
+            columns.append({"name": name, "original": original, "type": ctype, "unit": unit or None})
+            if name in self.elapsed:
+                columns[-1]["elapsed"] = True
+            if name in self.flags:
+                flag = self.flags[name]["flag_column"]
+                select.append(f"CASE WHEN {matches(f'x{i}', RANGE_RE)} THEN trim(x{i}) END AS {sql_ident(flag)}")
+                columns.append({"name": flag, "original": None, "type": "text", "unit": None, "flag_for": name})
+        self._finish_columns(out_table, select)
+        duplicates = find_duplicates(self.con, out_table, [c["name"] for c in columns])
+        if self.drop_duplicates and duplicates["count"]:
+            self._rebuild(out_table, f"WHERE rowid NOT IN ({duplicates['rows_sql']})")
+            self._note("dropped duplicate rows", None, rows=duplicates["count"],
+                       detail="identical to an earlier row after cleaning, dropped as asked (--drop-duplicates); "
+                              + row_list(duplicates["rows"], duplicates["count"]) + " as read")
         rows_after = self.con.execute(f"SELECT count(*) FROM {out_table}").fetchone()[0]
-        if empty_rows:
-            self._note("dropped empty rows", None, rows=empty_rows)
-        duplicates = rows_before - empty_rows - rows_after
-        if duplicates:
-            self._note("dropped duplicate rows", None, rows=duplicates, detail="exact copies of an earlier row after cleaning; the first is kept")
         return {"rows_before": rows_before, "columns_before": n, "rows_after": rows_after,
-                "columns_after": len(columns), "empty_rows": empty_rows, "duplicate_rows": duplicates,
-                "columns": columns, "audit": self.audit}
+                "columns_after": len(columns), "empty_rows": empty_rows,
+                "duplicate_rows": duplicates["count"], "duplicates": duplicates,
+                "duplicates_dropped": duplicates["count"] if self.drop_duplicates else 0,
+                "columns": columns, "audit": self.audit + group_routine(self.routine), "flags": self.flags}
 
-    # -- helpers --------------------------------------------------------------
-    @staticmethod
-    def _kind_of(sql_type: str) -> str:
-        t = sql_type.upper()
-        if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"):
-            return "integer"
-        if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
-            return "number"
-        if t == "DATE":
-            return "date"
-        if t.startswith("TIMESTAMP"):
-            return "datetime"
-        if t == "BOOLEAN":
-            return "boolean"
-        return "text" if t == "VARCHAR" else t.lower()
+    # -- per column audit -----------------------------------------------------
+    def _text_notes(self, table: str, i: int, name: str, trimmed: int, markers: int) -> None:
+        if trimmed:
+            self._routine("trimmed whitespace", name, cells=trimmed)
+        if markers:
+            self._routine("missing markers set to missing", name, cells=markers,
+                          detail="markers: " + ", ".join(self._markers_seen(i)))
+        numbers, values = self.sample_numbers.get(i, (0, 0))
+        if not values or numbers < MOSTLY_NUMBERS * values:
+            return
+        v, num_re = f"v{i}", NUM_COMMA_RE if self.decimal_comma else NUM_RE
+        numbers, total = self.con.execute(f"SELECT count_if({matches(v, num_re)}), count_if(NOT {matches(v, num_re)}) "
+                                          f"FROM {table} WHERE {v} IS NOT NULL").fetchone()
+        if total and numbers >= MOSTLY_NUMBERS * (numbers + total):
+            bad = self.con.execute(
+                f"SELECT {v}, count(*), list(rowid + 1 ORDER BY rowid)[1:{SHOWN_ROWS}] FROM {table} "
+                f"WHERE {v} IS NOT NULL AND NOT {matches(v, num_re)} GROUP BY 1 ORDER BY min(rowid) LIMIT 8").fetchall()
+            rows = sorted(r for _, _, rs in bad for r in rs)
+            self._note("kept as text", name, cells=total, row_numbers=rows[:SHOWN_ROWS],
+                       detail=f"{total:,} of {total + numbers:,} values are not numbers, too many to drop "
+                              f"(numbers need {PARSE_SHARE:.0%}): " + "; ".join(
+                                  f"{v!r} in {row_list(rs, c)}" for v, c, rs in bad))
 
-    def _note(self, action: str, column: str | None, rows: int | None = None, cells: int | None = None, detail: str = "") -> None:
-        self.audit.append({"action": action, "column": column, "rows": rows, "cells": cells, "detail": detail})
+    def _parsed_notes(self, table, i, name, kind, fmts, parsed, found, with_time, unit):
+        """Audit a parsed column; returns its (type, unit), type None if it had no values."""
+        markers, high, low, _ = found or (0, 0, 0, 0)
+        if markers:
+            self._routine("missing markers set to missing", name, cells=markers,
+                          detail="markers: " + ", ".join(self._markers_seen(i, f"x{i}", table)))
+        if kind in NUMERIC_KINDS and high + low:
+            self._range_markers(table, i, name)
+        junk = self._unparsed(table, i, kind)
+        if parsed == 0:
+            self._note("dropped empty column", name, detail=f"{self.original[i]!r} had no values")
+            return None, unit
+        ctype = {"ymd": "date", "elapsed": "number", "timeofday": "time"}.get(kind, kind)
+        if kind == "datetime" and not with_time:
+            ctype = "date"
+            self.con.execute(f"ALTER TABLE {table} ALTER COLUMN p{i} TYPE DATE")
+        if junk:
+            what = "numbers" if kind in NUMERIC_KINDS else "dates" if kind in ("datetime", "ymd") else "times"
+            self._note(f"values that are not {what} set to missing", name, cells=junk[0], row_numbers=junk[1],
+                       detail="e.g. " + ", ".join(repr(v) for v in junk[2]) + "; " + row_list(junk[1], junk[0]))
+        detail = {"number": "decimal comma" if self.decimal_comma else "", "ymd": "YYYYMMDD integers",
+                  "elapsed": "h:mm:ss read as hours", "datetime": "formats: " + ", ".join(fmts)}.get(kind, "")
+        label = "parsed as date" if ctype == "date" else PARSE_LABEL[kind]
+        self._routine(label, name, cells=parsed, detail=detail)
+        if kind == "elapsed":
+            self.elapsed.add(name)
+        return ctype, ("h" if kind == "elapsed" else unit)
 
-    def _note_parse(self, name: str, ctype: str, present: int, detail: str) -> None:
-        label = {"integer": "parsed as integer", "number": "parsed as number", "date": "parsed as date",
-                 "datetime": "parsed as date-time"}[ctype]
-        self._note(label, name, cells=present, detail=detail)
+    def _range_markers(self, table: str, i: int, name: str) -> None:
+        x = f"x{i}"
+        found = {}
+        for side, regex in (("high", HIGH_RE), ("low", LOW_RE)):
+            count, rows, values = self.con.execute(
+                f"SELECT count(*), list(rowid + 1 ORDER BY rowid)[1:{SHOWN_ROWS}], list(DISTINCT trim({x}))[1:6] "
+                f"FROM {table} WHERE {matches(x, regex)}").fetchone()
+            if count:
+                found[side] = {"count": count, "rows": rows, "values": sorted(values)}
+        flag, n = f"{name}_flag", 1
+        while flag in self.names:
+            n += 1
+            flag = f"{name}_flag{n}"
+        self.flags[name] = dict(found, flag_column=flag)
+        total = sum(f["count"] for f in found.values())
+        rows = sorted(r for f in found.values() for r in f["rows"])[:SHOWN_ROWS]
+        words = ", ".join(repr(v) for f in found.values() for v in f["values"])
+        self._note("out-of-range markers set to missing", name, cells=total, row_numbers=rows,
+                   detail=f"{words} (readings outside the instrument's range) are missing values; the marker is "
+                          f"kept in column {flag}; " + row_list(rows, total))
 
-    def _markers_seen(self, i: int) -> list[str]:
-        col = sql_ident(self.raw_cols[i])
-        rows = self.con.execute(
-            f"SELECT DISTINCT {col} FROM guess_sample WHERE {col} IS NOT NULL AND {self.value(i)} IS NULL LIMIT 8").fetchall()
+    def _unparsed(self, table: str, i: int, kind: str):
+        """(cells, rows, examples) of cells that are neither values nor markers, or None."""
+        x = f"x{i}"
+        cond = f"{x} IS NOT NULL AND NOT {is_marker(trim(x))}"
+        if kind in NUMERIC_KINDS:
+            cond += f" AND NOT {matches(x, RANGE_RE)}"
+        count, rows, examples = self.con.execute(
+            f"SELECT count(*), list(rowid + 1 ORDER BY rowid)[1:{SHOWN_ROWS}], list(DISTINCT {x})[1:5] "
+            f"FROM {table} WHERE {cond}").fetchone()
+        return (count, rows, examples) if count else None
+
+    def _markers_seen(self, i: int, col: str | None = None, table: str = "guess_sample") -> list[str]:
+        col = col or sql_ident(self.raw_cols[i])
+        t = trim(col)
+        rows = self.con.execute(f"SELECT DISTINCT {col} FROM {table} WHERE {col} IS NOT NULL AND {is_marker(t)} "
+                                f"LIMIT 8").fetchall()
         return [repr(r[0]) for r in rows] or ["(beyond the first rows)"]
 
-    def _parse_loss(self, table: str, i: int, parsed: str, lost: int, what: str) -> None:
-        if lost <= 0:
-            return
-        examples = self.con.execute(
-            f"SELECT DISTINCT __v{i} FROM {table} WHERE __v{i} IS NOT NULL AND {parsed} IS NULL LIMIT 5").fetchall()
-        self._note(f"values that are not {what} set to missing", self.names[i], cells=lost,
-                   detail="e.g. " + ", ".join(repr(e[0]) for e in examples))
+    def _empty_sql(self, guesses) -> str:
+        return " AND ".join(f"v{i} IS NULL" if kind in ("keep", "text")
+                            else f"(p{i} IS NULL AND (x{i} IS NULL OR {is_marker(trim(f'x{i}'))}))"
+                            for i, (kind, _) in enumerate(guesses))
+
+    def _finish_columns(self, table: str, select: list[str]) -> None:
+        """The wide table becomes the cleaned one. Without new flag columns, dropping and renaming
+        columns copies no data; flag columns sit beside their column, which takes a copy."""
+        if self.flags:
+            return self._rebuild(table, "", select)
+        keep = dict(s.split(" AS ", 1) for s in select)
+        for col in [c for c in self.con.sql(f"SELECT * FROM {table} LIMIT 0").columns if c not in keep]:
+            self.con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+        for col, name in keep.items():
+            self.con.execute(f"ALTER TABLE {table} RENAME COLUMN {col} TO {name}")
+
+    def _rebuild(self, table: str, where: str, select: list[str] | None = None) -> None:
+        cols = ", ".join(select) if select else "*"
+        self.con.execute(f"CREATE OR REPLACE TABLE {table}__new AS SELECT {cols} FROM {table} {where}")
+        self.con.execute(f"DROP TABLE {table}")
+        self.con.execute(f"ALTER TABLE {table}__new RENAME TO {table}")
+
+    def _note(self, action: str, column: str | None, rows: int | None = None, cells: int | None = None,
+              detail: str = "", row_numbers: list[int] | None = None) -> None:
+        entry = {"action": action, "column": column, "rows": rows, "cells": cells, "detail": detail}
+        if row_numbers:
+            entry["row_numbers"] = row_numbers
+        self.audit.append(entry)
+
+    def _routine(self, action: str, column: str, cells: int | None = None, detail: str = "") -> None:
+        self.routine.append({"action": action, "column": column, "rows": None, "cells": cells, "detail": detail})
 
 
-def drop_duplicates(con, table: str, cols: str) -> None:
-    """Delete every row that repeats an earlier one, keeping table order (rowid).
+def group_routine(entries: list[dict]) -> list[dict]:
+    """One audit line per routine kind: 98 renamed columns must not bury what matters."""
+    out = []
+    for action in ROUTINE:
+        same = [e for e in entries if e["action"] == action]
+        by_column = {e["column"]: e["cells"] for e in same if e["cells"] is not None}
+        if len(same) == 1:
+            out.append(dict(same[0], columns=[same[0]["column"]], by_column=by_column))
+        elif same:
+            cells = sum(by_column.values()) if by_column else None
+            shown = "; ".join(f"{e['column']}" + (f" ({e['detail']})" if e["detail"] else "") for e in same[:6])
+            out.append({"action": action, "column": None, "columns": [e["column"] for e in same], "rows": None,
+                        "cells": cells, "by_column": by_column, "detail": f"{len(same)} columns: {shown}"
+                        + (f"; ... and {len(same) - 6} more" if len(same) > 6 else "")})
+    return out
 
-    Rows are first compared by a hash: one narrow GROUP BY over the whole
-    table. Only rows whose hash repeats are then compared column by column, so
-    a big table with few duplicates is never grouped on all its columns.
-    """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({cols}) AS h FROM {table} "
+
+def find_duplicates(con, table: str, cols: list[str]) -> dict:
+    """Rows identical to an earlier row: their count, the first row numbers, and a SQL list of
+    all their rowids. Rows are first compared by a hash in one narrow GROUP BY; only rows
+    whose hash repeats are compared column by column."""
+    idents = ", ".join(sql_ident(c) for c in cols)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({idents}) AS h FROM {table} "
                 "GROUP BY 1 HAVING count(*) > 1")
-    if con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
-        candidates = f"hash({cols}) IN (SELECT h FROM dup_hashes)"
-        con.execute(f"DELETE FROM {table} WHERE {candidates} AND rowid NOT IN "
-                    f"(SELECT min(rowid) FROM {table} WHERE {candidates} GROUP BY {cols})")
+    empty = {"count": 0, "rows": [], "first_of": [], "rows_sql": "SELECT NULL LIMIT 0"}
+    if not con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
+        con.execute("DROP TABLE dup_hashes")
+        return empty
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_rows AS SELECT rowid AS r, "
+                f"first_value(rowid) OVER (PARTITION BY {idents} ORDER BY rowid) AS f FROM {table} "
+                f"WHERE hash({idents}) IN (SELECT h FROM dup_hashes)")
+    count, rows, firsts = con.execute("SELECT count(*), list(r + 1 ORDER BY r)[1:20], list(f + 1 ORDER BY r)[1:20] "
+                                      "FROM dup_rows WHERE r <> f").fetchone()
     con.execute("DROP TABLE dup_hashes")
+    if not count:
+        return empty
+    return {"count": count, "rows": rows, "first_of": firsts,
+            "rows_sql": "SELECT r FROM dup_rows WHERE r <> f"}
 
 
-def clean_table(con, view: str, names: list[str], out_table: str, decimal_comma: bool = False) -> dict:
-    return Cleaner(con, view, names, decimal_comma).run(out_table)
+def clean_table(con, view: str, names: list[str], out_table: str, decimal_comma: bool = False, **options) -> dict:
+    return Cleaner(con, view, names, decimal_comma, **options).run(out_table)
