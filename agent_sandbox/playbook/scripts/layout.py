@@ -60,14 +60,16 @@ def _header_columns(cells: list[str]) -> int:
 
 
 def _label_above(lines: list[str], index: int, delim: str, corner: str) -> str:
+    """A grid's name: its corner cell, else the nearest line above that is one word or phrase
+    (`Layout`, `Absorbance`, `Read 1:600`), not a `Key: value` setting, within a few lines."""
     if corner and corner.lower() not in _CORNERS:
         return corner
-    for k in range(index - 1, max(-1, index - 4), -1):
+    for k in range(index - 1, max(-1, index - 12), -1):
+        if _header_columns(split(lines[k], delim)):
+            break  # the grid above: this one has no name of its own
         cells = [c.strip() for c in split(lines[k], delim) if c.strip()]
-        if len(cells) == 1:
-            return cells[0]
-        if cells:
-            break
+        if len(cells) == 1 and not re.search(r":\s*\S", cells[0]) and len(cells[0]) <= 40:
+            return cells[0].rstrip(":")
     return ""
 
 

@@ -391,8 +391,10 @@ def plate_heatmap(con, table, value: str, title: str, wells: list[str] | None = 
     numbers = sorted({int(w[len(_plate_row(w)):]) for w in cells})
     grid = [[cells.get(f"{r}{c}") for c in numbers] for r in letters]
     masked = [[math.nan if v is None else v for v in row] for row in grid]
-    fig, ax = single(2.2 + 0.5 * len(numbers), 1.3 + 0.5 * len(letters), left=0.5, bottom=0.2, top=0.8, right=1.4)
-    image = ax.imshow(masked, cmap="viridis", aspect="equal")
+    cell = 0.45 if len(numbers) <= 12 else 0.3
+    fig, ax = single(2.1 + cell * len(numbers), 1.1 + cell * len(letters), left=0.45, bottom=0.15, top=0.85,
+                     right=1.6)
+    image = ax.imshow(masked, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(numbers)), numbers, fontsize=7)
     ax.set_yticks(range(len(letters)), letters, fontsize=7)
     ax.xaxis.tick_top()
@@ -401,8 +403,8 @@ def plate_heatmap(con, table, value: str, title: str, wells: list[str] | None = 
             for j, v in enumerate(row):
                 if v is not None:
                     ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=6, color="white")
-    fig.colorbar(image, ax=ax, shrink=0.8, label=label(value, units))
-    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.9, label=label(value, units))
+    ax.set_title(title, fontsize=10, pad=18)
     return fig
 
 

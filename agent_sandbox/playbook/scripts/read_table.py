@@ -54,7 +54,10 @@ def transcode_to_utf8(path: Path, codec: str, dest: Path) -> Path:
 
 
 def footer_filter(info: dict) -> str:
-    """A WHERE clause that leaves out the footer lines, matched cell by cell as DuckDB reads them."""
+    """A WHERE clause that leaves out the footer lines, matched cell by cell as DuckDB reads them
+    (a rewritten layout left them out already)."""
+    if info.get("layout"):
+        return ""
     conditions = []
     for line in info.get("footer", []):
         cells = (split(line, info["delimiter"]) + [""] * info["width"])[: info["width"]]
@@ -85,15 +88,15 @@ def rewrite_layout(path: Path, info: dict, scratch: Path, name: str, plate_map: 
     if info.get("layout") == "plate grid":
         rows = grids_to_rows(info["grids"], plate_map)
         found = {"layout": "plate grid", "grids": [{k: g[k] for k in ("label", "rows", "columns")} for g in info["grids"]],
-                 "metadata": info["metadata"], "plate_map_columns": [c for c in plate_map if c not in
-                                                                      {g["label"] for g in info["grids"]}]}
+                 "metadata": info["metadata"], "footer": info["footer"],
+                 "plate_map_columns": [c for c in plate_map if c not in {g["label"] for g in info["grids"]}]}
     elif lines and info.get("header") and path.stat().st_size <= LAYOUT_BYTES:
         footer = set(info.get("footer", []))
         body = [split(line, delim) for line in lines[info["data_line"]:] if line.strip() and line not in footer]
         if not looks_transposed(info["header"], [r[0] for r in body if r]):
             return path, info
         rows = transpose([info["header"]] + body)
-        found = {"layout": "wells as rows", "metadata": info["metadata"] + info.get("footer", [])}
+        found = {"layout": "wells as rows", "metadata": info["metadata"], "footer": info.get("footer", [])}
     else:
         return path, info
     dest = write_rows(rows, scratch / f"{name}.layout.csv", delim)

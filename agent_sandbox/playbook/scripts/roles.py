@@ -15,7 +15,7 @@ import re
 
 from layout import well_id
 
-ID_NAME = re.compile(r"(^|_)(id|ids|no|num|number|index|idx|row_num|key|code|accession|barcode|uuid|name)$")
+ID_NAME = re.compile(r"(^|_)(id|ids|no|nr|num|number|index|idx|row_num|key|code|accession|barcode|uuid|name|cycle)$")
 TIME_NAME = re.compile(r"^(time|t|elapsed|duration|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?)(_[a-z0-9]+)?$"
                        r"|(^|_)(elapsed_time|time_h|time_min|time_s|cycle_time)$")
 YEAR_NAME = re.compile(r"(^|_)(year|yr)$")

@@ -163,6 +163,12 @@ def read_tail(path: Path, codec: str) -> list[str]:
         return f.read().decode(codec, errors="replace").splitlines()[1:]
 
 
+def inside_grid(info: dict, grids: list[dict]) -> bool:
+    """The sniffed table is itself a plate grid (its header or first row is a grid's)."""
+    first = info["header_line"] if info["header_line"] is not None else info["data_line"]
+    return any(g["lines"][0] <= first <= g["lines"][1] for g in grids)
+
+
 def body_cells(info: dict, lines: list[str]) -> int:
     rows = [line for line in lines[info["data_line"]:] if line.strip()]
     return info["width"] * max(0, len(rows) - len(info.get("footer", [])))
@@ -198,9 +204,9 @@ def sniff_text(path: Path, single_column_ok: bool = False, delimiters: list[str]
             if grids:
                 grid_delim = delim
                 break
-    if grids and (info is None or grid_cells(grids) >= body_cells(info, lines)):
-        info = {"layout": "plate grid", "delimiter": grid_delim, "grids": grids,
-                "metadata": grid_metadata(lines, grids)}
+    if grids and (info is None or grid_cells(grids) >= body_cells(info, lines) or inside_grid(info, grids)):
+        before, after = grid_metadata(lines, grids)
+        info = {"layout": "plate grid", "delimiter": grid_delim, "grids": grids, "metadata": before, "footer": after}
     elif info is None:
         raise NotATable("no consistent columns found (it does not look like a delimited table)")
     elif grids:  # grids of sample names above a table of wells: the plate's map
@@ -209,6 +215,9 @@ def sniff_text(path: Path, single_column_ok: bool = False, delimiters: list[str]
     return info
 
 
-def grid_metadata(lines: list[str], grids: list[dict]) -> list[str]:
+def grid_metadata(lines: list[str], grids: list[dict]) -> tuple[list[str], list[str]]:
+    """The lines around plate grids: (above the last grid, after it), blank lines left out."""
     inside = {k for g in grids for k in range(g["lines"][0], g["lines"][1] + 1)}
-    return [line.strip() for k, line in enumerate(lines) if line.strip() and k not in inside]
+    last = max(g["lines"][1] for g in grids)
+    kept = [(k, line.strip()) for k, line in enumerate(lines) if line.strip() and k not in inside]
+    return [t for k, t in kept if k < last], [t for k, t in kept if k > last]
