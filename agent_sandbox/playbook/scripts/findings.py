@@ -25,6 +25,7 @@ HIGH_CV = 0.20            # replicates more than 20% apart (coefficient of varia
 SHOWN = 20                # row numbers kept per finding
 MAX_PER_KIND = 10
 MANY_COLUMNS = 5          # more columns than this with the same finding: one finding for all
+MAX_OUTLIERS, OUTLIER_SHARE = 5, 0.02   # more far values than this are a long tail, not outliers
 BLANK = re.compile(r"^(blank|blk|bl|bk|medium|media|buffer|empty|no[ _-]?cells?|background|bkg|bg|neg|negative|"
                    r"neg[ _-]?ctrl|water|h2o|mock)[ _-]?\d*$", re.IGNORECASE)
 REPLICATE_NAME = re.compile(r"^(rep|repl|replicate|biological_replicate|technical_replicate|bio_rep|tech_rep)(_?\d+)?$")
@@ -41,7 +42,7 @@ def find_all(con, table: str, profile: dict, cleaned: dict, plate_map: dict | No
     out += constants(con, table, cols, rows)
     out += mostly_missing(con, table, cols, rows)
     out += missing_together(con, table, cols)
-    out += outliers(con, table, cols)
+    out += outliers(con, table, cols, rows)
     out += negatives(con, table, cols)
     out += range_markers(cleaned.get("flags", {}))
     out += plate_checks(con, table, cols, plate_map or {})
@@ -103,7 +104,7 @@ def missing_together(con, table: str, cols: list[dict]) -> list[dict]:
     return out
 
 
-def outliers(con, table: str, cols: list[dict]) -> list[dict]:
+def outliers(con, table: str, cols: list[dict], rows: int) -> list[dict]:
     """Values beyond 3 interquartile ranges from the quartiles (on a log scale for values
     spanning orders of magnitude): a robust rule, one pass for all columns."""
     checks = []
@@ -123,12 +124,12 @@ def outliers(con, table: str, cols: list[dict]) -> list[dict]:
     counts = con.execute("SELECT " + ", ".join(f"count_if({cond})" for _, cond, _ in checks) + f" FROM {table}").fetchone()
     out = []
     for (c, cond, log), n in zip(checks, counts):
-        if not n:
-            continue
-        rows, values = con.execute(f"SELECT list(rowid + 1 ORDER BY rowid)[1:{SHOWN}], list({sql_ident(c['name'])} "
-                                   f"ORDER BY rowid)[1:5] FROM {table} WHERE {cond}").fetchone()
-        shown = ", ".join(f"{v:g} (row {r})" for v, r in zip(values, rows))
-        out.append(finding("outliers", c["name"], rows, f"{n:,} value(s) far from the rest (beyond {FAR_OUT:g} "
+        if not n or n > max(MAX_OUTLIERS, OUTLIER_SHARE * (rows - c["missing"])):
+            continue  # none, or so many that they are a long tail rather than values apart from the rest
+        where, values = con.execute(f"SELECT list(rowid + 1 ORDER BY rowid)[1:{SHOWN}], list({sql_ident(c['name'])} "
+                                    f"ORDER BY rowid)[1:5] FROM {table} WHERE {cond}").fetchone()
+        shown = ", ".join(f"{v:g} (row {r})" for v, r in zip(values, where))
+        out.append(finding("outliers", c["name"], where, f"{n:,} value(s) far from the rest (beyond {FAR_OUT:g} "
                            f"interquartile ranges{' on a log scale' if log else ''}; median {c['median']:g}): {shown}", n))
     return out[:MAX_PER_KIND]
 

@@ -43,7 +43,7 @@ def split(line: str, delim: str) -> list[str]:
 def well_id(text: str) -> str | None:
     """'A1', 'a01', 'H12' -> 'A1', 'H12'; None for anything else."""
     match = WELL.match(text.strip())
-    if not match or match.group(1).upper() not in row_letters(MAX_WELLS_ROWS):
+    if not match or match.group(1).upper() not in row_letters(MAX_WELLS_ROWS) or int(match.group(2)) > 48:
         return None
     return f"{match.group(1).upper()}{int(match.group(2))}"
 

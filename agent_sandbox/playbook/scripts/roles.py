@@ -43,8 +43,11 @@ def is_numeric(c: dict) -> bool:
 
 def assign_roles(columns: list[dict], rows: int, plate_table: bool) -> None:
     """Set each column entry's `role` in place."""
-    wells = [c for c in columns if is_numeric(c) and well_id(c["name"])]
-    wide_plate = len(wells) >= 6
+    numeric = [c for c in columns if is_numeric(c)]
+    wells = [well_id(c["name"]) for c in numeric if well_id(c["name"])]
+    # well columns of a plate: several, starting at row A, most of the numbers (not m1..m29 of a survey)
+    wide_plate = len(wells) >= 6 and any(w.startswith("A") and w[1].isdigit() for w in wells) \
+        and len(wells) >= 0.5 * len(numeric)
     for c in columns:
         c["role"] = role_of(c, rows, plate_table, wide_plate)
 
