@@ -323,9 +323,11 @@ def test_findings_of_a_lab_table(tmp_path):
     assert together[0]["rows"] == [5, 18] and together[0]["columns"] == ["od600", "conc_um"]
     assert findings(prof, "outliers", "od600")[0]["rows"] == [10]
     assert findings(prof, "negative_values", "od600")[0]["rows"] == [15]
-    # S1 holds the outlier, S3 the replicate far from its partners; S0 and S2 agree
+    # S1 holds the outlier, S2 the negative reading (and one missing), S3 the replicate far from its
+    # partners; only S0's replicates agree
     cv = {f["detail"].split(" differ")[0]: f["rows"] for f in findings(prof, "replicate_cv", "od600")}
-    assert cv == {"6 replicates of strain=S1": list(range(7, 13)), "6 replicates of strain=S3": list(range(19, 25))}
+    assert cv == {"6 replicates of strain=S1": list(range(7, 13)), "5 replicates of strain=S2": list(range(13, 19)),
+                  "6 replicates of strain=S3": list(range(19, 25))}
 
 
 def test_report_opens_with_findings_and_a_table_of_contents(tmp_path):
