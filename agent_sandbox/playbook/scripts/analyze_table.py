@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clean_table import EmptyTable, clean_table  # noqa: E402
+from clean_table import EmptyTable, clean_table, find_duplicates  # noqa: E402
 from common import MB, snake_case, sql_str  # noqa: E402
 from findings import find_all  # noqa: E402
 from plot_table import plot_table  # noqa: E402
@@ -107,12 +107,16 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
         labels = {k: m[c["name"].upper()] for k, m in plate_map.items() if c["role"] == "well" and c["name"].upper() in m}
         if labels:
             c["plate_map"] = labels
-    findings = find_all(con, "clean", profile, cleaned, plate_map)
-    # the plots are drawn (matplotlib, in Python) while DuckDB writes the files (in C++, without the GIL)
+    # the plots are drawn (matplotlib, in Python) while DuckDB looks for findings and writes the files
+    # (in C++, without the GIL)
     drawn: dict = {}
     drawer = threading.Thread(target=draw_plots, args=(con.cursor(), profile, out, name, source, drawn))
     drawer.start()
     try:
+        if not drop_duplicates:
+            cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
+            cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
+        findings = find_all(con, "clean", profile, cleaned, plate_map)
         files, notes = save_table(con, out, name, max_file_bytes)
     finally:
         drawer.join()

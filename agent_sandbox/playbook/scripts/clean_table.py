@@ -86,19 +86,35 @@ class Cleaner:
         guesses: list[tuple[str, list[str]]] = [("keep", [])] * len(self.raw_cols)
         if not text_cols:
             return guesses
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS}")
+        # the sample's cells as read and trimmed with missing markers made NULL (__g<i>)
+        self.con.execute("CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT *, "
+                         + ", ".join(f"{self.value(i)} AS __g{i}" for i in text_cols)
+                         + f" FROM (SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS})")
         num_re = NUM_COMMA_RE if self.decimal_comma else NUM_RE
         checks = []
         for i in text_cols:
-            v = self.value(i)
-            checks += [f"count({v})", f"count_if({matches(v, INT_RE)})", f"count_if({matches(v, num_re)})",
-                       f"count_if(regexp_matches({v}, {sql_str(DATE_LIKE)}))", f"count_if({matches(v, RANGE_RE)})",
-                       f"count_if({matches(v, ELAPSED_RE)})", f"count_if({matches(v, YMD_RE)})",
-                       f"min({parse(v, 'elapsed')})", f"max({parse(v, 'elapsed')})"]
-        counts = self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()
-        for k, i in enumerate(text_cols):
-            present, ints, nums, datelike, ranges, elapsed, ymd = (x or 0 for x in counts[9 * k: 9 * k + 7])
-            first_h, last_h = counts[9 * k + 7: 9 * k + 9]  # count_if over no rows is NULL
+            checks += [f"count(__g{i})", f"count_if({matches(f'__g{i}', INT_RE)})", f"count_if({matches(f'__g{i}', num_re)})"]
+        counts = [x or 0 for x in self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()]
+        first = {i: counts[3 * k: 3 * k + 3] for k, i in enumerate(text_cols)}
+        # the rarer kinds are looked for only where the first counts leave a doubt
+        checks, rest = [], [i for i in text_cols if not (first[i][0] and first[i][1] == first[i][0])
+                            and not (first[i][0] and first[i][2] >= PARSE_SHARE * first[i][0])]
+        for i in text_cols:
+            v = f"__g{i}"
+            if first[i][0] and first[i][1] == first[i][0]:
+                checks.append(f"count_if({matches(v, YMD_RE)})")
+            elif i in rest:
+                checks += [f"count_if({matches(v, RANGE_RE)})", f"count_if({matches(v, ELAPSED_RE)})",
+                           f"count_if(regexp_matches({v}, {sql_str(DATE_LIKE)}))"]
+        more = iter([x or 0 for x in self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()]
+                    if checks else [])
+        for i in text_cols:
+            present, ints, nums = first[i]
+            ymd = ranges = elapsed = datelike = 0
+            if present and ints == present:
+                ymd = next(more)
+            elif i in rest:
+                ranges, elapsed, datelike = next(more), next(more), next(more)
             values = present - ranges
             if present == 0:
                 guesses[i] = ("text", [])
@@ -108,10 +124,12 @@ class Cleaner:
                 guesses[i] = ("number", [])
             elif elapsed >= PARSE_SHARE * present:
                 # a clock time (09:30) when nothing starts near zero or passes a day
+                first_h, last_h = self.con.execute(f"SELECT min({parse(f'__g{i}', 'elapsed')}), "
+                                                   f"max({parse(f'__g{i}', 'elapsed')}) FROM guess_sample").fetchone()
                 of_day = (first_h or 0) >= 1 and (last_h or 0) < 24
                 guesses[i] = ("timeofday" if of_day else "elapsed", [])
             elif datelike >= PARSE_SHARE * present:  # only then try the date formats one by one
-                chosen = self._date_formats(self.value(i), present)
+                chosen = self._date_formats(f"__g{i}", present)
                 guesses[i] = ("datetime", chosen) if chosen else ("text", [])
             else:
                 guesses[i] = ("text", [])
@@ -266,7 +284,9 @@ class Cleaner:
                 select.append(f"CASE WHEN {matches(f'x{i}', RANGE_RE)} THEN trim(x{i}) END AS {sql_ident(flag)}")
                 columns.append({"name": flag, "original": None, "type": "text", "unit": None, "flag_for": name})
         self._finish_columns(out_table, select)
-        duplicates = find_duplicates(self.con, out_table, [c["name"] for c in columns])
+        # without dropping, identical rows are looked for later, while the plots are drawn
+        duplicates = find_duplicates(self.con, out_table, [c["name"] for c in columns]) if self.drop_duplicates \
+            else NOT_LOOKED
         if self.drop_duplicates and duplicates["count"]:
             self._rebuild(out_table, f"WHERE rowid NOT IN ({duplicates['rows_sql']})")
             self._note("dropped duplicate rows", None, rows=duplicates["count"],
@@ -419,6 +439,9 @@ def group_routine(entries: list[dict]) -> list[dict]:
     return out
 
 
+NOT_LOOKED = {"count": 0, "rows": [], "first_of": [], "rows_sql": "SELECT NULL LIMIT 0"}
+
+
 def find_duplicates(con, table: str, cols: list[str]) -> dict:
     """Rows identical to an earlier row: their count, the first row numbers, and a SQL list of
     all their rowids. Rows are first compared by a hash in one narrow GROUP BY; only rows
@@ -426,7 +449,7 @@ def find_duplicates(con, table: str, cols: list[str]) -> dict:
     idents = ", ".join(sql_ident(c) for c in cols)
     con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({idents}) AS h FROM {table} "
                 "GROUP BY 1 HAVING count(*) > 1")
-    empty = {"count": 0, "rows": [], "first_of": [], "rows_sql": "SELECT NULL LIMIT 0"}
+    empty = dict(NOT_LOOKED)
     if not con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
         con.execute("DROP TABLE dup_hashes")
         return empty

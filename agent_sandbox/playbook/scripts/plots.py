@@ -143,18 +143,18 @@ def box_by_group(con, table, group: str, columns: list[str], title: str, log_sca
     when the groups are small (`strip`; by default when no group has more than 30 rows)."""
     sizes = con.execute(f"SELECT {q(group)}, count(*) FROM {table} WHERE {q(group)} IS NOT NULL GROUP BY 1 "
                         f"ORDER BY 1 LIMIT 20").fetchall()
-    levels, largest = [g for g, _ in sizes], max((n for _, n in sizes), default=0)
+    levels, largest, total = [g for g, _ in sizes], max((n for _, n in sizes), default=0), sum(n for _, n in sizes)
     strip = largest <= 30 if strip is None else strip
     longest = max((len(str(v)[:14]) for v in levels), default=1)
     turn = len(levels) * longest > 24  # labels that would overlap are turned
     fig, axes = panels(len(columns), bottom=0.5 + (0.06 * longest if turn else 0.1), hspace=0.35 + 0.1 * longest * turn)
-    if largest <= RAW_ROWS:
+    if total <= RAW_ROWS:
         rows = con.execute(f"SELECT {q(group)}, {', '.join(q(c) for c in columns)} FROM {table} "
                            f"WHERE {q(group)} IS NOT NULL").fetchall()
     else:
         stats = _box_stats(con, table, group, columns, levels)
     for k, (ax, col) in enumerate(zip(axes, columns)):
-        if largest <= RAW_ROWS:
+        if total <= RAW_ROWS:
             data = [[r[k + 1] for r in rows if r[0] == level and r[k + 1] is not None] for level in levels]
             if strip:  # every point says more than a box of five
                 for j, values in enumerate(data):
