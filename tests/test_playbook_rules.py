@@ -140,6 +140,27 @@ def test_tecan_plate_grid_with_footer_and_over(tmp_path):
     assert [p["columns"] for p in plots_of(prof, "plate_heatmap")] == [["absorbance"]]
 
 
+def test_384_well_grid_in_a_workbook(tmp_path):
+    import openpyxl
+    letters = "ABCDEFGHIJKLMNOP"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Plate reader export"])
+    sheet.append([])
+    sheet.append([None] + list(range(1, 25)))
+    for r, letter in enumerate(letters):
+        sheet.append([letter] + [round(0.05 + 0.01 * r + 0.002 * c, 4) for c in range(1, 25)])
+    book.save(tmp_path / "p384.xlsx")
+    prof = profile(tmp_path / "out", analyze(tmp_path / "p384.xlsx", tmp_path / "out")["tables"][0])
+    rows = cleaned_rows(tmp_path / "out", prof["table"])
+    assert len(rows) == 384 and rows[-1]["well"] == "P24"
+    value = prof["columns"][3]["name"]  # named after the title above the grid
+    assert (value, column(prof, value)["type"]) == ("plate_reader_export", "number")
+    assert float(rows[-1][value]) == pytest.approx(0.05 + 0.01 * 15 + 0.002 * 24)
+    assert prof["reader"]["grids"] == [{"label": "Plate reader export", "rows": 16, "columns": 24}]
+    assert plots_of(prof, "plate_heatmap")
+
+
 def test_gen5_layout_grid_names_the_wells_blanks_and_replicates(tmp_path):
     truth = lab_files.gen5_endpoint_with_layout(tmp_path / "gen5.txt")
     prof = profile(tmp_path / "out", analyze(tmp_path / "gen5.txt", tmp_path / "out")["tables"][0])

@@ -139,8 +139,9 @@ def plot_table(con, table: str, profile: dict, out: Path, name: str, source: str
     scripts = out / "scripts"
     scripts.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent
-    if not (scripts / "plots.py").exists() and scripts.resolve() != here:
-        shutil.copyfile(here / "plots.py", scripts / "plots.py")  # the script imports it from beside itself
+    for module in ("plots.py", "common.py"):  # the script imports them from beside itself
+        if not (scripts / module).exists() and scripts.resolve() != here:
+            shutil.copyfile(here / module, scripts / module)
     script = scripts / f"plot_{name}.py"
     script.write_text(script_text(name, source, chosen), encoding="utf-8")
     (out / name / "plots").mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ and returns True; a plot that cannot be drawn prints one line and returns
 False, so the others still are. Edit freely: they are plain matplotlib.
 matplotlib is imported once, when this module is.
 
-Self-contained: depends on duckdb and matplotlib.
+Self-contained: depends on duckdb, matplotlib and the sibling common.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ matplotlib.use("Agg")
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from common import sql_ident as q, sql_str  # noqa: E402
+
 RAW_ROWS = 20000        # up to this many rows are drawn point by point; above, from binned aggregates
 MAX_POINTS = 600        # time points in a time series before it is averaged per interval
 GAP_FACTOR = 10         # a step in time this many times the usual one breaks the line
@@ -29,16 +31,12 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
           "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
 
 
-def q(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
 def open_table(parquet: Path, table: str = "clean"):
     """A DuckDB connection with the cleaned table as a view named `table`."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{str(parquet).replace(chr(39), chr(39) * 2)}')")
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_str(str(parquet))})")
     return con
 
 
@@ -200,7 +198,7 @@ def _box_stats(con, table, group: str, columns: list[str], levels: list) -> dict
 
 
 def _lit(value) -> str:
-    return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else repr(value)
+    return sql_str(value) if isinstance(value, str) else repr(value)
 
 
 @plot
