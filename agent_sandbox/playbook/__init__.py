@@ -12,9 +12,9 @@ from pathlib import Path
 
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 # Modules first, then the two entry points the playbook runs.
-SCRIPT_NAMES = ["common.py", "units.py", "parse.py", "layout.py", "sniff.py", "read_table.py", "clean_table.py",
-                "roles.py", "profile_table.py", "findings.py", "plots.py", "plot_table.py", "analyze_table.py",
-                "make_report.py"]
+SCRIPT_NAMES = ["common.py", "units.py", "parse.py", "layout.py", "sniff.py", "read_table.py", "audit.py",
+                "clean_table.py", "roles.py", "profile_table.py", "findings.py", "plots.py", "plot_table.py",
+                "analyze_table.py", "make_report.py"]
 
 
 def script_source(name: str) -> str:
