@@ -5,8 +5,9 @@ Generates lab-like CSVs of about 10 MB, 100 MB and 1 GB in a temporary folder
 
   floor     DuckDB's bare `COPY (SELECT * FROM read_csv_auto(...)) TO ... (FORMAT PARQUET)`:
             reading the file and writing it once, with no cleaning, profile or plot;
-  playbook  analyze_table.py: read, clean with an audit, profile every row (exact statistics
-            below 5,000,000 rows), findings, plots with matplotlib, cleaned CSV and Parquet;
+  playbook  analyze_table.py: read, clean with an audit, profile every row (exact figures; distinct
+            counts from HyperLogLog above 1,000,000 rows), findings, plots with matplotlib,
+            cleaned CSV and Parquet;
   ydata     ydata-profiling in minimal mode on a pandas DataFrame of the file (10 and 100 MB).
 
 Wall time and each child's peak RSS (from wait4) are reported; with --repeat N
@@ -132,7 +133,7 @@ def main() -> int:
                 print(f"  run {k + 1}: floor {floor[-1][0]:.2f}s, playbook {playbook[-1][0]:.2f}s"
                       + (f", ydata {ydata[-1][0]:.1f}s" if ydata else ""), flush=True)
             prof = json.loads((out / csv.stem / f"{csv.stem}.profile.json").read_text())
-            exact = ("exact" if not prof["approximate"] else "distinct counts, quartiles approximate") \
+            exact = ("all exact" if not prof["approximate"] else "exact but distinct counts (HyperLogLog)") \
                 if prof["rows_after"] == rows else f"only {prof['rows_after']:,} rows"
             results.append((size, rows, median_run(floor), median_run(playbook),
                             median_run(ydata) if ydata else None, exact, len(prof["plots"]), len(prof["findings"])))

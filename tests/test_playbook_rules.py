@@ -82,6 +82,19 @@ def test_a_column_kept_as_text_says_which_cells_and_rows(tmp_path):
     assert [r["yield"] for r in cleaned_rows(tmp_path / "out", "yields")] == values  # nothing changed silently
 
 
+def test_nan_and_infinity_strings_are_not_numbers(tmp_path):
+    values = ["1.5", "NaN", "2.25", "inf", "3", "-Infinity"] + [f"{k}.5" for k in range(40)]
+    (tmp_path / "vals.csv").write_text("id,value\n" + "".join(f"{k},{v}\n" for k, v in enumerate(values)))
+    prof = profile(tmp_path / "out", analyze(tmp_path / "vals.csv", tmp_path / "out")["tables"][0])
+    c = column(prof, "value")
+    assert c["type"] == "number" and c["missing"] == 3
+    numbers = [float(v) for v in values if v not in ("NaN", "inf", "-Infinity")]
+    assert c["mean"] == pytest.approx(sum(numbers) / len(numbers))
+    assert audit(prof, "missing markers set to missing", "value")[0]["cells"] == 1
+    junk = audit(prof, "values that are not numbers set to missing", "value")[0]
+    assert junk["cells"] == 2 and junk["row_numbers"] == [4, 6]
+
+
 def test_units_row_is_read_as_units(tmp_path):
     truth = lab_files.units_row_table(tmp_path / "vitals.csv")
     prof = profile(tmp_path / "out", analyze(tmp_path / "vitals.csv", tmp_path / "out")["tables"][0])

@@ -127,7 +127,8 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
         notes.append(f"{reader['long_lines']} of the first lines have more fields than the header; "
                      f"their extra fields were not read")
     if profile["approximate"]:
-        notes.append("distinct counts and quartiles are approximate (more than 5,000,000 rows; every row is used)")
+        notes.append("distinct counts are approximate (HyperLogLog over every row, as the table has more than "
+                     "1,000,000 rows); every other figure is exact")
     print(f"[{name}] profiled {profile['columns']} columns, {len(findings)} findings, {len(plots)} plots, "
           f"CSV {files['csv']['size'] / MB:.2f} MB, Parquet {files['parquet']['size'] / MB:.2f} MB", flush=True)
     result = {

@@ -173,6 +173,13 @@ class Cleaner(ColumnAudit):
                 middle += [f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 WHEN t{i} <> r{i} "
                            f"THEN 1 ELSE 0 END AS UTINYINT) AS f{i}", f"t{i}"]
                 outer += [f"CASE WHEN f{i} = 2 THEN NULL ELSE t{i} END AS v{i}", f"f{i}"]
+            elif kind == "number":
+                # a cast behind a CASE (not pushed into the CSV reader, where a failure would stop the
+                # read) is cheaper than a regular expression; NaN and infinity are not numbers
+                text = f"replace({col}, ',', '.')" if self.decimal_comma else col
+                inner += [f"CASE WHEN {col} IS NOT NULL THEN TRY_CAST({text} AS DOUBLE) END AS d{i}", f"{col} AS r{i}"]
+                middle += [f"CASE WHEN isfinite(d{i}) THEN d{i} END AS p{i}", f"r{i}"]
+                outer += [f"p{i}", f"CASE WHEN p{i} IS NULL THEN r{i} END AS x{i}"]
             else:
                 inner += [f"{parse(col, kind, fmts, self.decimal_comma)} AS p{i}", f"{col} AS r{i}"]
                 middle += [f"p{i}", f"r{i}"]

@@ -171,30 +171,42 @@ def box_by_group(con, table, group: str, columns: list[str], title: str, log_sca
     return fig
 
 
-def _box_stats(con, table, group: str, columns: list[str], levels: list) -> dict[str, list[dict]]:
-    """Quartiles and Tukey whiskers per group and column, from two passes over every row."""
-    found = con.execute(f"SELECT {q(group)}, " + ", ".join(f"quantile_cont({q(c)}, [0.25, 0.5, 0.75])" for c in columns)
-                        + f" FROM {table} WHERE {q(group)} IS NOT NULL GROUP BY 1").fetchall()
-    quart = {r[0]: r[1:] for r in found}
-    fences = []
-    for level, qs in quart.items():
-        bounds = []
-        for qv in qs:
-            lo, hi = (qv[0] - 1.5 * (qv[2] - qv[0]), qv[2] + 1.5 * (qv[2] - qv[0])) if qv else (0.0, -1.0)
-            bounds += [repr(float(lo)), repr(float(hi))]
-        fences.append(f"({_lit(level)}, {', '.join(bounds)})")
-    names = ", ".join(f"lo{k}, hi{k}" for k in range(len(columns)))
-    whiskers = {r[0]: r[1:] for r in con.execute(
-        f"SELECT t.{q(group)}, " + ", ".join(
-            f"min(CASE WHEN {q(c)} BETWEEN lo{k} AND hi{k} THEN {q(c)} END), "
-            f"max(CASE WHEN {q(c)} BETWEEN lo{k} AND hi{k} THEN {q(c)} END)" for k, c in enumerate(columns))
-        + f" FROM {table} t JOIN (VALUES {', '.join(fences)}) f(g, {names}) ON t.{q(group)} = f.g GROUP BY 1").fetchall()}
+def _box_stats(con, table, group: str, columns: list[str], levels: list, bins: int = 2000) -> dict[str, list[dict]]:
+    """Quartiles and Tukey whiskers per group and column for a big table, from counts of every
+    row in 2,000 bins per column: exact to a 2,000th of the range, far below a pixel, and one
+    cheap GROUP BY instead of a sort per group."""
+    spans = con.execute("SELECT " + ", ".join(f"min({q(c)}), max({q(c)})" for c in columns) + f" FROM {table}").fetchone()
     out = {}
     for k, c in enumerate(columns):
-        out[c] = [{"q1": quart[v][k][0], "med": quart[v][k][1], "q3": quart[v][k][2], "whislo": whiskers[v][2 * k],
-                   "whishi": whiskers[v][2 * k + 1], "label": str(v)}
-                  for v in levels if v in quart and quart[v][k] and v in whiskers]
+        lo, hi = spans[2 * k], spans[2 * k + 1]
+        if lo is None:
+            out[c] = []
+            continue
+        width = (hi - lo) / bins or 1.0
+        counts: dict = {}
+        for g, b, n in con.execute(
+                f"SELECT {q(group)}, least(CAST(floor(({q(c)} - {lo!r}) / {width!r}) AS INTEGER), {bins - 1}), count(*) "
+                f"FROM {table} WHERE {q(c)} IS NOT NULL AND {q(group)} IS NOT NULL GROUP BY 1, 2").fetchall():
+            counts.setdefault(g, []).append((b, n))
+        out[c] = [dict(_binned_box(sorted(counts[v]), lo, width), label=str(v)) for v in levels if v in counts]
     return out
+
+
+def _binned_box(bins: list[tuple[int, int]], lo: float, width: float) -> dict:
+    total = sum(n for _, n in bins)
+    centre = [lo + (b + 0.5) * width for b, _ in bins]
+
+    def quantile(p: float) -> float:
+        seen = 0
+        for (_, n), x in zip(bins, centre):
+            seen += n
+            if seen > p * (total - 1):
+                return x
+        return centre[-1]
+
+    q1, med, q3 = quantile(0.25), quantile(0.5), quantile(0.75)
+    inside = [x for x in centre if q1 - 1.5 * (q3 - q1) <= x <= q3 + 1.5 * (q3 - q1)] or [med]
+    return {"q1": q1, "med": med, "q3": q3, "whislo": inside[0], "whishi": inside[-1]}
 
 
 def _lit(value) -> str:
