@@ -77,10 +77,16 @@ class Cleaner(ColumnAudit):
         guesses: list[tuple[str, list[str]]] = [("keep", [])] * len(self.raw_cols)
         if not text_cols:
             return guesses
-        # the sample's cells as read and trimmed with missing markers made NULL (__g<i>)
-        self.con.execute("CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT *, "
-                         + ", ".join(f"{self.value(i)} AS __g{i}" for i in text_cols)
-                         + f" FROM (SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS})")
+        # the sample's cells as read and trimmed with missing markers made NULL (__g<i>); read by one
+        # thread, which stops at the sample's end (parallel readers would read far past it first)
+        threads = self.con.execute("SELECT current_setting('threads')").fetchone()[0]
+        self.con.execute("SET threads = 1")
+        try:
+            self.con.execute("CREATE OR REPLACE TEMP TABLE guess_sample AS SELECT *, "
+                             + ", ".join(f"{self.value(i)} AS __g{i}" for i in text_cols)
+                             + f" FROM (SELECT * FROM {self.view} LIMIT {SAMPLE_ROWS})")
+        finally:
+            self.con.execute(f"SET threads = {int(threads)}")
         num_re = NUM_COMMA_RE if self.decimal_comma else NUM_RE
         checks = []
         for i in text_cols:

@@ -6,10 +6,11 @@ The rules, in order (at most MAX_PLOTS per table):
   well columns over a time axis -> growth curves, overlaid, on a log scale, and one panel per plate row,
       plus a heatmap of the last reading;
   a time axis -> each measurement over time (long gaps are not bridged);
-  a factor with few levels -> each measurement by group (box plots, or every point for small groups);
+  a factor with few levels -> each measurement by group (box plots, or every point for small groups),
+      for the best factor and a second one named like an experiment's;
   a measurement named like an outcome, among few -> each input against it;
   four or more measurements -> a correlation heatmap of all of them;
-  the other measurements -> histograms (log scale when they span orders of magnitude);
+  measurements not drawn by group -> histograms (log scale when they span orders of magnitude);
   0/1 columns and factors -> counts. Identifiers get no plot.
 Each plot is recorded as {kind, columns, path, title} so a reader can see why it was chosen.
 
@@ -23,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from common import snake_case
-from roles import OUTCOME_NAME, factor_preference, log_range, time_axis
+from roles import FACTOR_NAME, OUTCOME_NAME, factor_preference, log_range, time_axis
 
 MAX_PLOTS = 12
 MAX_PANELS = 12
@@ -74,12 +75,16 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
             add("timeseries", "timeseries", [time["name"]] + series, f"Over {time['name']}", time=time["name"],
                 columns=series, log_scale=[c for c in series if c in logs])
     factors = sorted([c for c in cols if c["role"] == "factor"], key=factor_preference)
-    for f in factors[:2] if measures else []:
+    # the best factor, and a second one only when it is named like an experiment's (species, sex, dose, ...)
+    factors = factors[:1] + [f for f in factors[1:2] if FACTOR_NAME.search(f["name"])]
+    grouped: set[str] = set()
+    for f in factors if measures else []:
         largest = max((t["count"] for t in f.get("top", [])), default=0)
         strip = 0 < largest <= STRIP_MAX_GROUP
         panel = [m["name"] for m in measures][:MAX_PANELS]
         add("strip_by_group" if strip else "box_by_group", "box_by_group", [f["name"]] + panel,
             f"By {f['name']}", group=f["name"], columns=panel, log_scale=[c for c in panel if c in logs], strip=strip)
+        grouped.update(panel)
     outcome = next((m for m in measures if OUTCOME_NAME.search(m["name"])), None)
     if outcome and 2 <= len(measures) <= 15:
         inputs = [m["name"] for m in measures if m is not outcome][:MAX_PANELS]
@@ -89,8 +94,8 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
         names = [m["name"] for m in measures]
         add("correlation_heatmap", "correlation_heatmap", names, f"Correlation of {len(names)} numeric columns",
             columns=names)
-    for m in measures:
-        if m.get("min") is not None and m["min"] != m["max"]:
+    for m in measures:  # the distributions not already drawn by group
+        if m.get("min") is not None and m["min"] != m["max"] and m["name"] not in grouped:
             log = m["name"] in logs
             add("histogram", "histogram", [m["name"]], f"Distribution of {m['name']}" + (" (log scale)" if log else ""),
                 column=m["name"], log=log)
