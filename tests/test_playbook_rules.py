@@ -238,6 +238,20 @@ def test_out_of_range_markers_are_missing_values_with_a_flag(tmp_path, marker, k
     assert [f["rows"] for f in findings(prof, kind, "conc")] == [[7]]
 
 
+def test_markers_past_the_sampled_rows(tmp_path):
+    """The first 20,000 rows are clean numbers (read typed, fast); a marker further down makes
+    the reader fall back to text, and the marker is handled as everywhere else."""
+    values = [f"{k % 100 / 10:.1f}" for k in range(20500)]
+    values[20100], values[20200] = "OVER", "NA"
+    (tmp_path / "long.csv").write_text("t,od\n" + "".join(f"{k},{v}\n" for k, v in enumerate(values)))
+    prof = profile(tmp_path / "out", analyze(tmp_path / "long.csv", tmp_path / "out")["tables"][0])
+    assert column(prof, "od")["type"] == "number" and column(prof, "od")["missing"] == 2
+    assert findings(prof, "saturated", "od")[0]["rows"] == [20101]
+    assert audit(prof, "missing markers set to missing", "od")[0]["cells"] == 1
+    numbers = [float(v) for v in values if v not in ("OVER", "NA")]
+    assert column(prof, "od")["mean"] == pytest.approx(sum(numbers) / len(numbers))
+
+
 def test_footer_after_a_plain_table_is_metadata(tmp_path):
     lines = ["sample,od600"] + [f"s{k},{0.1 * k:.2f}" for k in range(10)] + ["", "~End", "Signature:,J. Doe"]
     (tmp_path / "reads.csv").write_text("\n".join(lines) + "\n")

@@ -94,7 +94,8 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
           + (f", {reader['layout']}" if reader.get("layout") else ""), flush=True)
     try:
         cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False),
-                              units=reader.get("units"), notes=spec.get("notes"), drop_duplicates=drop_duplicates)
+                              units=reader.get("units"), notes=spec.get("notes"), drop_duplicates=drop_duplicates,
+                              typed_view=spec.get("typed_view"))
     except Exception:  # an empty table, or a read to retry with other options: leave nothing behind
         shutil.rmtree(out / name)
         raise

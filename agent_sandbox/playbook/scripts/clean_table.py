@@ -54,7 +54,8 @@ def sql_type_kind(sql_type: str) -> str:
 
 class Cleaner(ColumnAudit):
     def __init__(self, con, view: str, names: list[str], decimal_comma: bool = False,
-                 units: list[str] | None = None, notes: list[dict] | None = None, drop_duplicates: bool = False):
+                 units: list[str] | None = None, notes: list[dict] | None = None, drop_duplicates: bool = False,
+                 typed_view=None):
         self.con, self.view, self.original = con, view, names
         self.decimal_comma, self.drop_duplicates = decimal_comma, drop_duplicates
         self.names = unique_snake_names(names)
@@ -69,6 +70,8 @@ class Cleaner(ColumnAudit):
         self.flags: dict[str, dict] = {}      # column -> out-of-range markers found (for the findings)
         self.elapsed: set[str] = set()        # columns read from h:mm:ss
         self.sample_numbers: dict[int, tuple[int, int]] = {}   # text column -> (numbers, values) in the sample
+        self.typed_view = typed_view          # reads the source with typed columns, if it can
+        self.clean_sample: set[int] = set()   # columns whose sample holds no marker, no padding, no empty text
 
     # -- type guess on a sample ---------------------------------------------
     def guess_types(self) -> list[tuple[str, list[str]]]:
@@ -90,9 +93,12 @@ class Cleaner(ColumnAudit):
         num_re = NUM_COMMA_RE if self.decimal_comma else NUM_RE
         checks = []
         for i in text_cols:
-            checks += [f"count(__g{i})", f"count_if({matches(f'__g{i}', INT_RE)})", f"count_if({matches(f'__g{i}', num_re)})"]
+            raw = sql_ident(self.raw_cols[i])
+            checks += [f"count(__g{i})", f"count_if({matches(f'__g{i}', INT_RE)})", f"count_if({matches(f'__g{i}', num_re)})",
+                       f"count_if({raw} = __g{i} AND NOT regexp_matches({raw}, '^\\s|\\s$'))", f"count({raw})"]
         counts = [x or 0 for x in self.con.execute(f"SELECT {', '.join(checks)} FROM guess_sample").fetchone()]
-        first = {i: counts[3 * k: 3 * k + 3] for k, i in enumerate(text_cols)}
+        first = {i: counts[5 * k: 5 * k + 3] for k, i in enumerate(text_cols)}
+        self.clean_sample = {i for k, i in enumerate(text_cols) if counts[5 * k] and counts[5 * k + 3] == counts[5 * k + 4]}
         # the rarer kinds are looked for only where the first counts leave a doubt
         checks, rest = [], [i for i in text_cols if not (first[i][0] and first[i][1] == first[i][0])
                             and not (first[i][0] and first[i][2] >= PARSE_SHARE * first[i][0])]
@@ -157,7 +163,29 @@ class Cleaner(ColumnAudit):
         return chosen if covered >= PARSE_SHARE * present else []
 
     # -- full passes ------------------------------------------------------------
-    def load(self, table: str, guesses: list[tuple[str, list[str]]]) -> None:
+    def typed_columns(self, guesses) -> dict[int, str]:
+        """Columns whose whole sample is clean integers, numbers or ISO date-times: read typed."""
+        sql = {"integer": "BIGINT", "number": "DOUBLE"}
+        types = {i: sql[kind] for i, (kind, _) in enumerate(guesses) if kind in sql and i in self.clean_sample}
+        types.update({i: "TIMESTAMP" for i, (kind, fmts) in enumerate(guesses)
+                      if kind == "datetime" and fmts == [ISO] and i in self.clean_sample})
+        return types if self.typed_view else {}
+
+    def load_typed(self, table: str, guesses) -> None:
+        """Load with the clean columns read typed; on a cell that does not convert (a marker
+        or a word past the sample) load everything as text instead."""
+        import duckdb
+
+        types = self.typed_columns(guesses)
+        if types:
+            try:
+                return self.load(table, guesses, self.typed_view(types), set(types))
+            except duckdb.Error:
+                pass
+        self.load(table, guesses)
+
+    def load(self, table: str, guesses: list[tuple[str, list[str]]], view: str | None = None,
+             typed: set[int] = frozenset()) -> None:
         """Read the source once into a wide table stored in file order (rowid = row number - 1).
 
         A column to parse keeps the parsed value (p<i>) and, only where that is
@@ -170,7 +198,13 @@ class Cleaner(ColumnAudit):
         for i, raw in enumerate(self.raw_cols):
             kind, fmts = guesses[i]
             col = sql_ident(raw)
-            if kind == "keep":
+            if i in typed:  # read as values already; NaN and infinity are not numbers
+                finite = f"isfinite({col})" if kind == "number" else "true"
+                inner += [f"CASE WHEN {finite} THEN {col} END AS p{i}",
+                          f"CASE WHEN NOT {finite} THEN CAST({col} AS VARCHAR) END AS x{i}"]
+                middle += [f"p{i}", f"x{i}"]
+                outer += [f"p{i}", f"x{i}"]
+            elif kind == "keep":
                 inner.append(f"{col} AS v{i}")
                 middle.append(f"v{i}")
                 outer.append(f"v{i}")
@@ -191,7 +225,7 @@ class Cleaner(ColumnAudit):
                 middle += [f"p{i}", f"r{i}"]
                 outer += [f"p{i}", f"CASE WHEN p{i} IS NULL THEN r{i} END AS x{i}"]
         self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(outer)} FROM (SELECT "
-                         f"{', '.join(middle)} FROM (SELECT {', '.join(inner)} FROM {self.view}))")
+                         f"{', '.join(middle)} FROM (SELECT {', '.join(inner)} FROM {view or self.view}))")
 
     def count(self, table: str, guesses) -> tuple[list, dict[int, tuple]]:
         """One aggregate pass: rows, empty rows and per column four counts; then, for parsed
@@ -227,8 +261,11 @@ class Cleaner(ColumnAudit):
     def run(self, out_table: str) -> dict:
         guesses = self.guess_types()
         n = len(self.raw_cols)
-        for _ in range(4):  # a guess the whole column refutes falls back (integer -> number -> text)
-            self.load(out_table, guesses)
+        for attempt in range(4):  # a guess the whole column refutes falls back (integer -> number -> text)
+            if attempt == 0:
+                self.load_typed(out_table, guesses)
+            else:
+                self.load(out_table, guesses)
             row, detail = self.count(out_table, guesses)
             changed = False
             for i, (kind, fmts) in enumerate(guesses):

@@ -171,10 +171,10 @@ def box_by_group(con, table, group: str, columns: list[str], title: str, log_sca
     return fig
 
 
-def _box_stats(con, table, group: str, columns: list[str], levels: list, bins: int = 2000) -> dict[str, list[dict]]:
+def _box_stats(con, table, group: str, columns: list[str], levels: list, bins: int = 1000) -> dict[str, list[dict]]:
     """Quartiles and Tukey whiskers per group and column for a big table, from counts of every
-    row in 2,000 bins per column: exact to a 2,000th of the range, far below a pixel, and one
-    cheap GROUP BY instead of a sort per group."""
+    row in 1,000 bins per column: exact to a 1,000th of the range (below a pixel), found in SQL
+    from cumulative counts, with no sort of the rows."""
     spans = con.execute("SELECT " + ", ".join(f"min({q(c)}), max({q(c)})" for c in columns) + f" FROM {table}").fetchone()
     out = {}
     for k, c in enumerate(columns):
@@ -183,30 +183,26 @@ def _box_stats(con, table, group: str, columns: list[str], levels: list, bins: i
             out[c] = []
             continue
         width = (hi - lo) / bins or 1.0
-        counts: dict = {}
-        for g, b, n in con.execute(
-                f"SELECT {q(group)}, least(CAST(floor(({q(c)} - {lo!r}) / {width!r}) AS INTEGER), {bins - 1}), count(*) "
-                f"FROM {table} WHERE {q(c)} IS NOT NULL AND {q(group)} IS NOT NULL GROUP BY 1, 2").fetchall():
-            counts.setdefault(g, []).append((b, n))
-        out[c] = [dict(_binned_box(sorted(counts[v]), lo, width), label=str(v)) for v in levels if v in counts]
+        x = f"({lo!r} + (b + 0.5) * {width!r})"
+        found = {r[0]: r[1:] for r in con.execute(f"""
+            WITH counted AS (
+                SELECT {q(group)} AS g, least(CAST(floor(({q(c)} - {lo!r}) / {width!r}) AS INTEGER), {bins - 1}) AS b,
+                       count(*) AS n
+                FROM {table} WHERE {q(c)} IS NOT NULL AND {q(group)} IS NOT NULL GROUP BY 1, 2),
+            cumulative AS (
+                SELECT g, b, sum(n) OVER (PARTITION BY g ORDER BY b) AS upto, sum(n) OVER (PARTITION BY g) AS total
+                FROM counted),
+            quartiles AS (
+                SELECT g, min({x}) FILTER (WHERE upto > 0.25 * (total - 1)) AS q1,
+                       min({x}) FILTER (WHERE upto > 0.5 * (total - 1)) AS med,
+                       min({x}) FILTER (WHERE upto > 0.75 * (total - 1)) AS q3
+                FROM cumulative GROUP BY g)
+            SELECT g, any_value(q1), any_value(med), any_value(q3),
+                   min({x}) FILTER (WHERE {x} >= q1 - 1.5 * (q3 - q1)), max({x}) FILTER (WHERE {x} <= q3 + 1.5 * (q3 - q1))
+            FROM cumulative JOIN quartiles USING (g) GROUP BY g""").fetchall()}
+        out[c] = [{"q1": found[v][0], "med": found[v][1], "q3": found[v][2], "whislo": found[v][3],
+                   "whishi": found[v][4], "label": str(v)} for v in levels if v in found]
     return out
-
-
-def _binned_box(bins: list[tuple[int, int]], lo: float, width: float) -> dict:
-    total = sum(n for _, n in bins)
-    centre = [lo + (b + 0.5) * width for b, _ in bins]
-
-    def quantile(p: float) -> float:
-        seen = 0
-        for (_, n), x in zip(bins, centre):
-            seen += n
-            if seen > p * (total - 1):
-                return x
-        return centre[-1]
-
-    q1, med, q3 = quantile(0.25), quantile(0.5), quantile(0.75)
-    inside = [x for x in centre if q1 - 1.5 * (q3 - q1) <= x <= q3 + 1.5 * (q3 - q1)] or [med]
-    return {"q1": q1, "med": med, "q3": q3, "whislo": inside[0], "whishi": inside[-1]}
 
 
 def _lit(value) -> str:

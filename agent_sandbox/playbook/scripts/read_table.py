@@ -66,12 +66,13 @@ def footer_filter(info: dict) -> str:
     return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
 
-def delimited_view(con, path: Path, info: dict, view: str, scratch: Path) -> None:
-    """Create a VARCHAR view c0..cN over the file body, with explicit options."""
+def delimited_view(con, path: Path, info: dict, view: str, scratch: Path, types: dict[int, str] | None = None) -> None:
+    """Create a view c0..cN over the file body, with explicit options: VARCHAR columns, or
+    the SQL `types` given by column index (the reader then fails on a cell it cannot convert)."""
     source, encoding = path, info["duckdb_encoding"]
     if not encoding:
         source, encoding = transcode_to_utf8(path, info["encoding"], scratch / f"{view}.utf8.csv"), "utf-8"
-    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(info["width"])) + "}"
+    columns = "{" + ", ".join(f"'c{i}': {sql_str((types or {}).get(i, 'VARCHAR'))}" for i in range(info["width"])) + "}"
     con.execute(
         f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_csv({sql_str(str(source))}, "
         f"auto_detect=false, header=false, skip={info['data_line']}, delim={sql_str(info['delimiter'])}, "
@@ -243,7 +244,14 @@ def delimited_table(con, path: Path, info: dict, view: str, scratch: Path, plate
         info["plate_map_source"] = map_source
     delimited_view(con, path, info, view, scratch)
     info.pop("lines", None)
-    return {"view": view, "names": header_names(info), "notes": reader_notes(info)}, info
+    typed_view = None
+    if info["duckdb_encoding"] and not info.get("decimal_comma") and not info.get("footer"):
+        def typed_view(types: dict[int, str]) -> str:
+            """The same file with some columns read as typed values, which is faster than
+            parsing text (cleaning falls back to text when a cell does not convert)."""
+            delimited_view(con, path, info, f"{view}_typed", scratch, types)
+            return f"{view}_typed"
+    return {"view": view, "names": header_names(info), "notes": reader_notes(info), "typed_view": typed_view}, info
 
 
 def open_tables(con, path: Path, scratch: Path, serial: bool = False, latin1: bool = False,
