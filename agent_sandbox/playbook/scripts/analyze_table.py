@@ -95,7 +95,7 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     try:
         cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False),
                               units=reader.get("units"), notes=spec.get("notes"), drop_duplicates=drop_duplicates,
-                              typed_view=spec.get("typed_view"))
+                              typed_view=spec.get("typed_view"), before_load=start_plot_import)
     except Exception:  # an empty table, or a read to retry with other options: leave nothing behind
         shutil.rmtree(out / name)
         raise
@@ -108,22 +108,30 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
         labels = {k: m[c["name"].upper()] for k, m in plate_map.items() if c["role"] == "well" and c["name"].upper() in m}
         if labels:
             c["plate_map"] = labels
-    # the plots are drawn (matplotlib, in Python) while DuckDB looks for findings and writes the files
-    # (in C++, without the GIL)
+    # From here three things run at once, so that both cores stay busy: matplotlib draws the plots
+    # (in Python; the longest of the three, so it starts first), DuckDB writes the cleaned files, and
+    # DuckDB looks for findings (DuckDB works in C++ without the GIL; each thread has its own cursor).
     drawn: dict = {}
-    drawer = threading.Thread(target=draw_plots, args=(con.cursor(), profile, out, name, source, drawn))
+    drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out, name,
+                                                       source))
     drawer.start()
+    saved: dict = {}
+    writer = threading.Thread(target=in_thread, args=(saved, save_table, con.cursor(), out, name, max_file_bytes))
+    writer.start()
     try:
         if not drop_duplicates:
             cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
             cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
         findings = find_all(con, "clean", profile, cleaned, plate_map)
-        files, notes = save_table(con, out, name, max_file_bytes)
     finally:
+        writer.join()
         drawer.join()
+    if "error" in saved:
+        raise RuntimeError(f"the cleaned table could not be written: {saved['error']}")
+    files, notes = saved["result"]
     if "error" in drawn:
         notes.append(f"the plots could not be drawn: {drawn['error']}")
-    plots = drawn.get("plots", [])
+    plots = drawn.get("result", [])
     if reader.get("long_lines"):
         notes.append(f"{reader['long_lines']} of the first lines have more fields than the header; "
                      f"their extra fields were not read")
@@ -150,11 +158,12 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     return result
 
 
-def draw_plots(cursor, profile: dict, out: Path, name: str, source: str, drawn: dict) -> None:
+def in_thread(box: dict, func, cursor, *args) -> None:
+    """Run func(cursor, *args) in a thread: its result or its error goes in `box`."""
     try:
-        drawn["plots"] = plot_table(cursor, "clean", profile, out, name, source)
-    except Exception as exc:  # the analysis stands without its plots
-        drawn["error"] = f"{type(exc).__name__}: {exc}"
+        box["result"] = func(cursor, *args)
+    except Exception as exc:  # reported by the caller: the plots are optional, the files are not
+        box["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         cursor.close()
 
@@ -184,7 +193,8 @@ def read_retry(exc: Exception, options: dict) -> tuple[str, str] | None:
 
 
 def start_plot_import() -> None:
-    """matplotlib loads in the background while DuckDB reads and cleans (DuckDB releases the GIL)."""
+    """matplotlib loads in the background while DuckDB reads the table (DuckDB releases the GIL;
+    started earlier, the import would hold the GIL against the type guess's many small steps)."""
     if "plots" not in sys.modules:
         threading.Thread(target=importlib.import_module, args=("plots",), daemon=True).start()
 
@@ -192,8 +202,6 @@ def start_plot_import() -> None:
 def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base: str,
                    max_file_bytes: int, options: dict, references: list[Path], drop_duplicates: bool) -> None:
     specs = open_tables(con, path, scratch, plate_maps=references, **options)
-    if any(not spec.get("skipped") for spec in specs):
-        start_plot_import()
     for spec in specs:
         if not spec.get("skipped"):
             try:

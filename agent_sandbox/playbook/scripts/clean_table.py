@@ -55,7 +55,7 @@ def sql_type_kind(sql_type: str) -> str:
 class Cleaner(ColumnAudit):
     def __init__(self, con, view: str, names: list[str], decimal_comma: bool = False,
                  units: list[str] | None = None, notes: list[dict] | None = None, drop_duplicates: bool = False,
-                 typed_view=None):
+                 typed_view=None, before_load=None):
         self.con, self.view, self.original = con, view, names
         self.decimal_comma, self.drop_duplicates = decimal_comma, drop_duplicates
         self.names = unique_snake_names(names)
@@ -71,6 +71,7 @@ class Cleaner(ColumnAudit):
         self.elapsed: set[str] = set()        # columns read from h:mm:ss
         self.sample_numbers: dict[int, tuple[int, int]] = {}   # text column -> (numbers, values) in the sample
         self.typed_view = typed_view          # reads the source with typed columns, if it can
+        self.before_load = before_load        # called as the long read starts (DuckDB then leaves Python free)
         self.clean_sample: set[int] = set()   # columns whose sample holds no marker, no padding, no empty text
 
     # -- type guess on a sample ---------------------------------------------
@@ -263,6 +264,8 @@ class Cleaner(ColumnAudit):
         n = len(self.raw_cols)
         for attempt in range(4):  # a guess the whole column refutes falls back (integer -> number -> text)
             if attempt == 0:
+                if self.before_load:
+                    self.before_load()
                 self.load_typed(out_table, guesses)
             else:
                 self.load(out_table, guesses)

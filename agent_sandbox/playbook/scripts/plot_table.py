@@ -6,7 +6,7 @@ The rules, in order (at most MAX_PLOTS per table):
   well columns over a time axis -> growth curves, overlaid, on a log scale, and one panel per plate row,
       plus a heatmap of the last reading;
   a time axis -> each measurement over time (long gaps are not bridged);
-  a factor with few levels -> each measurement by group (box plots, or every point for small groups),
+  a factor with few levels (up to 10) -> each measurement by group (box plots, or every point for small groups),
       for the best factor and a second one named like an experiment's;
   a measurement named like an outcome, among few -> each input against it;
   four or more measurements -> a correlation heatmap of all of them;
@@ -30,6 +30,7 @@ MAX_PLOTS = 12
 MAX_PANELS = 12
 MAX_SERIES = 6
 STRIP_MAX_GROUP = 30     # groups this small are drawn point by point
+FEW_LEVELS = 10          # a factor with more levels is not drawn as groups
 
 
 def choose_plots(profile: dict, name: str) -> list[dict]:
@@ -74,7 +75,8 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
         if series:
             add("timeseries", "timeseries", [time["name"]] + series, f"Over {time['name']}", time=time["name"],
                 columns=series, log_scale=[c for c in series if c in logs])
-    factors = sorted([c for c in cols if c["role"] == "factor"], key=factor_preference)
+    factors = sorted([c for c in cols if c["role"] == "factor" and (c.get("distinct") or 0) <= FEW_LEVELS],
+                     key=factor_preference)
     # the best factor, and a second one only when it is named like an experiment's (species, sex, dose, ...)
     factors = factors[:1] + [f for f in factors[1:2] if FACTOR_NAME.search(f["name"])]
     grouped: set[str] = set()
