@@ -66,20 +66,24 @@ def table_name(out: Path, base: str, sheet: str | None) -> str:
     return candidate
 
 
-def save_table(con, out: Path, name: str, max_file_bytes: int) -> tuple[dict, list[str]]:
-    folder = out / name
-    csv_path, parquet_path = folder / f"{name}.csv", folder / f"{name}.parquet"
-    con.execute(f"COPY clean TO {sql_str(str(csv_path))} (FORMAT CSV, HEADER)")
-    con.execute(f"COPY clean TO {sql_str(str(parquet_path))} (FORMAT PARQUET, COMPRESSION ZSTD)")
-    files, notes = {}, []
-    for kind, path in (("csv", csv_path), ("parquet", parquet_path)):
-        size = path.stat().st_size
-        files[kind] = {"path": f"{name}/{path.name}", "size": size}
-        if size > max_file_bytes:
-            notes.append(f"the cleaned {kind.upper()} is {size / MB:.1f} MB, over the {max_file_bytes / MB:.0f} MB "
-                         f"download limit, so it may not come back with the results"
+FORMATS = {"csv": "FORMAT CSV, HEADER", "parquet": "FORMAT PARQUET, COMPRESSION ZSTD"}
+
+
+def write_table(con, out: Path, name: str, kind: str) -> dict:
+    """The cleaned table as <name>/<name>.csv or .parquet; returns {path, size}."""
+    path = out / name / f"{name}.{kind}"
+    con.execute(f"COPY clean TO {sql_str(str(path))} ({FORMATS[kind]})")
+    return {"path": f"{name}/{path.name}", "size": path.stat().st_size}
+
+
+def size_notes(files: dict, max_file_bytes: int) -> list[str]:
+    notes = []
+    for kind, entry in files.items():
+        if entry["size"] > max_file_bytes:
+            notes.append(f"the cleaned {kind.upper()} is {entry['size'] / MB:.1f} MB, over the "
+                         f"{max_file_bytes / MB:.0f} MB download limit, so it may not come back with the results"
                          + ("; the Parquet file holds the same data, compressed" if kind == "csv" else ""))
-    return files, notes
+    return notes
 
 
 def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_bytes: int,
@@ -115,20 +119,25 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out, name,
                                                        source))
     drawer.start()
-    saved: dict = {}
-    writer = threading.Thread(target=in_thread, args=(saved, save_table, con.cursor(), out, name, max_file_bytes))
-    writer.start()
+    # DuckDB writes a CSV with one thread: the two files are written at once
+    saved = {kind: {} for kind in FORMATS}
+    writers = [threading.Thread(target=in_thread, args=(saved[kind], write_table, con.cursor(), out, name, kind))
+               for kind in FORMATS]
+    for writer in writers:
+        writer.start()
     try:
         if not drop_duplicates:
             cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
             cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
         findings = find_all(con, "clean", profile, cleaned, plate_map)
     finally:
-        writer.join()
-        drawer.join()
-    if "error" in saved:
-        raise RuntimeError(f"the cleaned table could not be written: {saved['error']}")
-    files, notes = saved["result"]
+        for thread in writers + [drawer]:
+            thread.join()
+    for kind, box in saved.items():
+        if "error" in box:
+            raise RuntimeError(f"the cleaned {kind.upper()} could not be written: {box['error']}")
+    files = {kind: box["result"] for kind, box in saved.items()}
+    notes = size_notes(files, max_file_bytes)
     if "error" in drawn:
         notes.append(f"the plots could not be drawn: {drawn['error']}")
     plots = drawn.get("result", [])
