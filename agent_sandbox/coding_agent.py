@@ -73,7 +73,8 @@ class Agent:
                 self.writer.emit(ev.ERROR, {"message": f"model error: {exc}"}, step=step)
                 return ev.FAILED, f"model error: {type(exc).__name__}: {exc}"
             if action.thought:
-                self.writer.emit(ev.STEP, {"text": action.thought}, step=step)
+                plan = {"of": action.planned_steps} if action.planned_steps else {}
+                self.writer.emit(ev.STEP, {"text": action.thought, **plan}, step=step)
             if action.kind == FINISH:
                 if action.message:
                     self.writer.emit(ev.MESSAGE, {"text": action.message}, step=step)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import shutil
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
+from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
-from frontend.identity import csrf_token, current_owner
+from frontend.identity import csrf_token, current_owner, shared_token
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -29,8 +31,17 @@ def services():
 
 
 def owned_job(job_id: str) -> dict[str, Any]:
-    """The caller's job, or 404 (another owner's job is indistinguishable from none)."""
-    job = services().store.get_job(job_id, owner=current_owner())
+    """The caller's job, or 404 (another owner's job is indistinguishable from none).
+
+    Reads (GET) also reach a job whose share link this browser opened, while the
+    link holds; `g.shared_view` then tells the pages to offer no changes.
+    """
+    store = services().store
+    job = store.get_job(job_id, owner=current_owner())
+    g.shared_view = False
+    if job is None and request.method in ("GET", "HEAD"):
+        job = store.shared_job(job_id, shared_token(job_id) or "")
+        g.shared_view = job is not None
     if job is None:
         raise NotFound(f"no job {job_id!r} here")
     return job
@@ -40,7 +51,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     store = services().store
     end = job["finished"] or (time.time() if job["started"] else None)
     return {
-        "id": job["id"], "status": job["status"], "created": job["created"],
+        "id": job["id"], "name": display_name(job), "status": job["status"], "created": job["created"],
         "started": job["started"], "finished": job["finished"],
         "duration": round(end - job["started"], 3) if end and job["started"] else None,
         "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
@@ -54,13 +65,29 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def job_limits(job: dict[str, Any]) -> Limits:
+    """The limits the job ran (or will run) with."""
+    return Limits(**job["limits"]) if job["limits"] else current_app.config["SETTINGS"].limits
+
+
+def display_name(job: dict[str, Any]) -> str:
+    """The owner's name for the job, else one made from its files."""
+    if job.get("name"):
+        return job["name"]
+    names = [f["name"] for f in job.get("files") or []]
+    if len(names) <= 2:
+        return " + ".join(names) or "(no files)"
+    return f"{names[0]} + {len(names) - 1} more"
+
+
 @api.get("/session")
 def session_info():
     s = current_app.config["SETTINGS"]
     return jsonify(owner=current_owner(), csrf_token=csrf_token(), backends=s.backends,
                    models=s.models, default_backend=s.default_backend, default_model=s.default_model,
                    max_files=s.max_files, max_file_bytes=s.max_file_bytes,
-                   max_request_bytes=s.max_request_bytes)
+                   max_request_bytes=s.max_request_bytes, preview_bytes=s.limits.preview_bytes,
+                   max_results_bytes=s.limits.max_total_bytes)
 
 
 @api.post("/jobs")
@@ -166,11 +193,19 @@ def job_outputs(job_id):
 def job_output_file(job_id, path):
     job = owned_job(job_id)
     results = current_app.config["SETTINGS"].results_dir(job["id"])
-    full = res.listed_file(results, res.load_manifest(results), path)
+    manifest = res.load_manifest(results)
+    full = res.listed_file(results, manifest, path)
     if full is None:
         raise NotFound(f"no output file {path!r} in this job")
-    resp = send_file(full, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
-                     download_name=full.name, conditional=True, max_age=0)
+    preview_bytes = job_limits(job).preview_bytes
+    if path.lower().endswith((".html", ".htm")) and full.stat().st_size <= preview_bytes:
+        # Self-contained (plots embedded, phone viewport): it still works sandboxed and downloaded.
+        body = io.BytesIO(res.self_contained_html(results, manifest, path, preview_bytes))
+        resp = send_file(body, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
+                         download_name=full.name, max_age=0)
+    else:
+        resp = send_file(full, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
+                         download_name=full.name, conditional=True, max_age=0)
     resp.headers["Content-Security-Policy"] = res.CSP_SANDBOX
     return resp
 

@@ -116,6 +116,11 @@ class OfflinePlaybook:
 
     # -- the loop's entry point ---------------------------------------------
     def next_action(self, task: Task, history: list[Turn]) -> Action:
+        action = self.choose(task, history)
+        action.planned_steps = len(plan(task)) + 1  # the plan and the final summary: "step 3 of 12"
+        return action
+
+    def choose(self, task: Task, history: list[Turn]) -> Action:
         steps = plan(task)
         done = [(steps[i], turn) for turn in history if (i := step_of(turn)) is not None and i < len(steps)]
         for step, turn in done:

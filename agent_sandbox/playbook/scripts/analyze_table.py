@@ -81,7 +81,8 @@ def size_notes(files: dict, max_file_bytes: int) -> list[str]:
     for kind, entry in files.items():
         if entry["size"] > max_file_bytes:
             notes.append(f"the cleaned {kind.upper()} is {entry['size'] / MB:.1f} MB, over the "
-                         f"{max_file_bytes / MB:.0f} MB download limit, so it may not come back with the results"
+                         f"{max_file_bytes / MB:.0f} MB preview threshold: it comes back for download, not previewed, within "
+                         f"the job's output limit"
                          + ("; the Parquet file holds the same data, compressed" if kind == "csv" else ""))
     return notes
 
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", default=os.environ.get("PLAYBOOK_MEMORY_LIMIT", "1GB"),
                         help="DuckDB memory limit; it spills to disk beyond it (default 1GB)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("PLAYBOOK_THREADS", "2")))
-    parser.add_argument("--max-file-mb", type=float, default=5.0, help="per-file download limit to warn about")
+    parser.add_argument("--max-file-mb", type=float, default=5.0, help="preview threshold to note in the report (larger files are not previewed)")
     parser.add_argument("--reference", type=Path, action="append", default=[],
                         help="a reference file (plate map, units table); a plate map joins the plate")
     parser.add_argument("--drop-duplicates", action="store_true",
