@@ -107,33 +107,36 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     print(f"[{name}] cleaned: {cleaned['rows_before']} -> {cleaned['rows_after']} rows, "
           f"{cleaned['columns_before']} -> {cleaned['columns_after']} columns, "
           f"{len(cleaned['audit'])} audit entries", flush=True)
-    profile = profile_table(con, "clean", cleaned["columns"], plate_table=reader.get("layout") == "plate grid")
-    plate_map = reader.get("plate_map") or {}
-    for c in profile["column_profiles"]:
-        labels = {k: m[c["name"].upper()] for k, m in plate_map.items() if c["role"] == "well" and c["name"].upper() in m}
-        if labels:
-            c["plate_map"] = labels
-    # From here three things run at once, so that both cores stay busy: matplotlib draws the plots
-    # (in Python; the longest of the three, so it starts first), DuckDB writes the cleaned files, and
-    # DuckDB looks for findings (DuckDB works in C++ without the GIL; each thread has its own cursor).
-    drawn: dict = {}
-    drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out, name,
-                                                       source))
-    drawer.start()
-    # DuckDB writes a CSV with one thread: the two files are written at once
+    # From here the work runs in threads so that both cores stay busy (DuckDB works in C++ without
+    # the GIL; each thread has its own cursor): DuckDB writes the CSV with one thread, so it starts
+    # first, beside the profile; then matplotlib draws the plots (in Python) while DuckDB writes
+    # the Parquet and looks for findings.
     saved = {kind: {} for kind in FORMATS}
     writers = [threading.Thread(target=in_thread, args=(saved[kind], write_table, con.cursor(), out, name, kind))
                for kind in FORMATS]
-    for writer in writers:
-        writer.start()
+    writers[0].start()
+    drawn: dict = {}
+    drawer = None
     try:
+        profile = profile_table(con, "clean", cleaned["columns"], plate_table=reader.get("layout") == "plate grid")
+        plate_map = reader.get("plate_map") or {}
+        for c in profile["column_profiles"]:
+            labels = {k: m[c["name"].upper()] for k, m in plate_map.items()
+                      if c["role"] == "well" and c["name"].upper() in m}
+            if labels:
+                c["plate_map"] = labels
+        drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out,
+                                                           name, source))
+        drawer.start()
+        writers[1].start()
         if not drop_duplicates:
             cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
             cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
         findings = find_all(con, "clean", profile, cleaned, plate_map)
     finally:
         for thread in writers + [drawer]:
-            thread.join()
+            if thread is not None and thread.ident is not None:
+                thread.join()
     for kind, box in saved.items():
         if "error" in box:
             raise RuntimeError(f"the cleaned {kind.upper()} could not be written: {box['error']}")
