@@ -135,6 +135,9 @@ def main() -> int:
             prof = json.loads((out / csv.stem / f"{csv.stem}.profile.json").read_text())
             exact = ("all exact" if not prof["approximate"] else "exact but distinct counts (HyperLogLog)") \
                 if prof["rows_after"] == rows else f"only {prof['rows_after']:,} rows"
+            pairs = statistics.median(p[0] / f[0] for p, f in zip(playbook, floor))
+            print(f"  playbook / floor per run: {', '.join(f'{p[0] / f[0]:.1f}x' for p, f in zip(playbook, floor))}"
+                  f" (median {pairs:.1f}x)", flush=True)
             results.append((size, rows, median_run(floor), median_run(playbook),
                             median_run(ydata) if ydata else None, exact, len(prof["plots"]), len(prof["findings"])))
             shutil.rmtree(out, ignore_errors=True)
