@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := bubblewrap chromium
+# e2fsprogs: each run's capped filesystem (mkfs.ext4); python3: the unprivileged-user test.
+APT_PACKAGES := bubblewrap chromium e2fsprogs python3
 
 .PHONY: install system-packages docker-engine run demo test bench clean
 

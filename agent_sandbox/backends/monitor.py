@@ -9,6 +9,7 @@ stops the sandbox when told to.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -73,12 +74,12 @@ class RunMonitor:
             self.feed(line, stream)
 
     def supervise(self, argv: list[str], env: dict[str, str],
-                  stop: Callable[[subprocess.Popen], None]) -> int | None:
+                  stop: Callable[[subprocess.Popen], None], pass_fds: tuple[int, ...] = ()) -> int | None:
         """Start the sandbox process, give the agent its secrets on stdin (one JSON
         line: never in an environment or a command line), stream both outputs, and
         call `stop(proc)` when a limit or cancel says so. Returns the exit code."""
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
         try:
             proc.stdin.write((json.dumps(self.spec.secrets) + "\n").encode())
             proc.stdin.close()
@@ -126,6 +127,9 @@ class RunMonitor:
                 status = ev.FAILED
             return status, self.final.get("reason", "")
         tail = " | ".join(self.stderr_tail[-3:])
+        killed = killed_by(exit_code)
+        if killed:   # not a crash of ours: something in the sandbox (or its limits) killed the agent
+            return ev.FAILED, f"the agent was killed by {killed} without finishing" + (f": {tail}" if tail else "")
         return ev.ERROR_STATUS, (f"the agent exited with code {exit_code} without finishing"
                                  + (f": {tail}" if tail else ""))
 
@@ -138,3 +142,15 @@ class RunMonitor:
                               "files": len(manifest.get("files", [])),
                               "skipped": len(manifest.get("skipped", [])),
                               "duration": round(self.duration, 3)})
+
+
+def killed_by(exit_code: int | None) -> str:
+    """The signal's name when an exit code says a signal ended the process (-N from
+    Popen, 128+N from a shell, docker or Modal), else ""."""
+    if exit_code is None:
+        return ""
+    number = -exit_code if exit_code < 0 else exit_code - 128 if 128 < exit_code < 160 else 0
+    try:
+        return signal.Signals(number).name if number else ""
+    except ValueError:
+        return f"signal {number}"
