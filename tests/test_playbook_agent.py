@@ -7,7 +7,6 @@ import csv
 import importlib.resources
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
