@@ -17,6 +17,10 @@ from typing import BinaryIO, Iterable
 from agent_sandbox.outputs import UnsafePath
 
 DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
+# Written beside the copies: the workspace paths that came from my_files, one per line, so the
+# agent treats them as the lab's reference material, not as uploaded data. An upload can never
+# take this name (safe_name strips leading dots).
+REFERENCE_LIST = ".my_files"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME_CHARS = 1024  # a longer upload name, or a deeper one, is refused (the file system's own
 MAX_NAME_PARTS = 32    # limits would fail later, with a less useful error)
@@ -95,7 +99,8 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
 
 def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES,
                   notes: list[str] | None = None) -> list[Path]:
-    """Copy the contents of my_files/ (regular files only, no links) into the workspace.
+    """Copy the contents of my_files/ (regular files only, no links) into the workspace and
+    list them in REFERENCE_LIST.
 
     An upload of the same name wins; each such clash is added to `notes`, so the
     job's log can say which file the job got.
@@ -123,12 +128,23 @@ def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES,
                 continue
             shutil.copyfile(src, dest)
             copied.append(dest)
+    if copied:
+        listed = sorted(p.relative_to(workspace).as_posix() for p in copied)
+        (workspace / REFERENCE_LIST).write_text("".join(f"{p}\n" for p in listed), encoding="utf-8")
     return copied
 
 
 def _note(notes: list[str] | None, text: str) -> None:
     if notes is not None:
         notes.append(text)
+
+
+def reference_paths(workspace: Path) -> set[str]:
+    """The workspace paths copied from my_files (empty when the workspace has no list)."""
+    listing = Path(workspace) / REFERENCE_LIST
+    if listing.is_symlink() or not listing.is_file():
+        return set()
+    return {line.strip() for line in listing.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
 
 
 def prepare_workspace(root: Path, job_id: str, files: Iterable[Path | str],
