@@ -41,7 +41,7 @@ from pathlib import Path
 from tempfile import mkdtemp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "web"))
-from web_helpers import Server  # noqa: E402
+from web_helpers import Server, SlowClients  # noqa: E402
 
 
 FRAME = re.compile(rb"id: (\d+)\nevent: (\w+)\ndata: ([^\n]*)")
@@ -158,46 +158,7 @@ def abuser_process(port: int, path: str, cookie: str, attempts: int, stop, out) 
 
 
 def slow_process(port: int, count: int, per_address: int, stop, out) -> None:
-    """`count` connections sending a request line, then a header line every 10 s; back when cut off."""
-    sel = selectors.DefaultSelector()
-    state: dict[socket.socket, list] = {}
-    seen = {"408": 0, "503": 0, "closed": 0}
-
-    def connect(i: int) -> None:
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.bind((f"127.0.2.{i // per_address + 1}", 0))
-        sock.connect_ex(("127.0.0.1", port))
-        sel.register(sock, selectors.EVENT_READ, i)
-        state[sock] = [0.0, False]  # last line sent, request line sent
-
-    for i in range(count):
-        connect(i)
-    while not stop.is_set():
-        now = time.monotonic()
-        for sock, st in state.items():
-            if now - st[0] >= 10:
-                try:
-                    sock.send(b"X-Slow: 1\r\n" if st[1] else b"GET / HTTP/1.1\r\n")
-                    st[0], st[1] = now, True
-                except OSError:
-                    pass
-        for key, _ in sel.select(0.5):
-            sock = key.fileobj
-            try:
-                data = sock.recv(4096)
-            except OSError:
-                data = b""
-            seen["408"] += data.startswith(b"HTTP/1.1 408")
-            seen["503"] += data.startswith(b"HTTP/1.1 503")
-            seen["closed"] += 1
-            sel.unregister(sock)
-            sock.close()
-            del state[sock]
-            connect(key.data)
-    for sock in state:
-        sock.close()
-    out.put(seen)
+    out.put(SlowClients(port, count, per_address).run(stop))
 
 
 def share_cookie(server: Server, http, job_id: str, csrf: str) -> str:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import resource
+import selectors
 import signal
 import socket
 import subprocess
@@ -269,3 +270,57 @@ class StandInBackend(SandboxBackend):
         folder = self.scratch / spec.job_id
         folder.mkdir(parents=True)
         return StandInSandbox(spec, folder)
+
+
+class SlowClients:
+    """A slow-client attack: `count` connections, `per_address` of them from each of 127.0.2.1,
+    127.0.2.2, ...; each sends a request line, then one header line every `every` seconds, and
+    one cut off comes back at once. `run(stop)` goes on until `stop` is set, then returns what it
+    saw: 408s, 503s, connections closed, and those the server held past `too_long` seconds from
+    their first byte."""
+
+    def __init__(self, port: int, count: int, per_address: int, every: float = 10.0, too_long: float = 15.0):
+        self.port, self.count, self.per_address, self.every, self.too_long = port, count, per_address, every, too_long
+
+    def run(self, stop) -> dict[str, int]:
+        sel = selectors.DefaultSelector()
+        conns: dict[socket.socket, dict] = {}
+        seen = {"408": 0, "503": 0, "closed": 0, "held_too_long": 0}
+
+        def connect(slot: int) -> None:
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.bind((f"127.0.2.{slot // self.per_address + 1}", 0))
+            sock.connect_ex(("127.0.0.1", self.port))
+            sel.register(sock, selectors.EVENT_READ, slot)
+            conns[sock] = {"first": None, "last": 0.0}
+
+        for slot in range(self.count):
+            connect(slot)
+        while not stop.is_set():
+            now = time.monotonic()
+            for sock, st in conns.items():
+                if now - st["last"] >= self.every:
+                    try:
+                        sock.send(b"X-Slow: yes\r\n" if st["first"] else b"GET / HTTP/1.1\r\n")
+                    except OSError:
+                        continue
+                    st["last"], st["first"] = now, st["first"] or now
+            for key, _ in sel.select(0.5):
+                sock = key.fileobj
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    data = b""
+                seen["408"] += data.startswith(b"HTTP/1.1 408")
+                seen["503"] += data.startswith(b"HTTP/1.1 503")
+                seen["closed"] += 1
+                first = conns[sock]["first"]
+                seen["held_too_long"] += first is not None and time.monotonic() - first > self.too_long
+                sel.unregister(sock)
+                sock.close()
+                del conns[sock]
+                connect(key.data)  # an attacker comes back
+        for sock in conns:
+            sock.close()
+        return seen
