@@ -174,7 +174,7 @@ def test_every_image_on_the_finished_job_page_loads(default_server, browser):
     page.goto(BASE + job["urls"]["page"])
     page.wait_for_selector("body[data-results-loaded='1']", state="attached", timeout=30_000)
     images = page.locator("img")
-    assert images.count() >= 3, "the sample's plots are on the page"
+    assert page.locator(".gallery img").count() >= 1, "the sample's plots are on the page"
     for i in range(images.count()):
         image = images.nth(i)
         image.scroll_into_view_if_needed()  # they load lazily
