@@ -98,8 +98,12 @@ def session_info():
 def create_job():
     s = current_app.config["SETTINGS"]
     svc = services()
-    owner, address = job_owner(), client_address()
-    if reason := svc.executor.admission_error(owner, address):  # refuse before reading a large body
+    try:
+        owner, address = job_owner(), client_address()
+    except TooManyRequests:  # refused before reading a large body: read it, so the client sees why
+        _drain_body()
+        raise
+    if reason := svc.executor.admission_error(owner, address):
         _drain_body()
         raise TooManyJobs(reason)
     form = request.form  # parses the body: files stream to capped temp files

@@ -3,8 +3,9 @@
     app = create_app()              # settings from the environment
     app = create_app(settings)      # tests build their own Settings
 
-One process runs the jobs (the executor lives here); any process sharing the
-database can serve pages and event streams.
+One process per database runs the jobs: the one holding its runner lease
+(frontend/lease.py; the executor lives here); any process sharing the
+database serves pages, the API and event streams.
 """
 
 from __future__ import annotations

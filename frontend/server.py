@@ -209,7 +209,7 @@ class AppServer(wsgi.Server):
             if not head:
                 self.limits.reading(conn)  # the header timeout runs from the first byte
             head += data
-        if b"\r\n\r\n" in head or len(head) >= MAX_HEAD:
+        if b"\r\n\r\n" in head or b"\n\n" in head or len(head) >= MAX_HEAD:  # (bare LFs: cheroot says 400)
             conn.rfile._read_buf, conn.rfile._read_pos, conn.head = head, 0, b""  # cheroot's _pyio buffer
             return True
         conn.head, conn.last_used = head, time.time()

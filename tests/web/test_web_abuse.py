@@ -274,3 +274,37 @@ def test_a_page_whose_live_log_is_refused_tries_again_and_catches_up(start_serve
     expect(page.locator("#log")).to_contain_text("last line")
     assert page.locator("#log").inner_text().splitlines().count("first line") == 1, "nothing twice"
     context.close()
+
+
+def test_out_of_descriptors_sheds_connections_and_logs_it_once_in_a_while(start_server):
+    # The caps set far above what the process may open: the server does run out of descriptors.
+    server = start_server(open_files=256, APP_MAX_CONNECTIONS=100_000, APP_MAX_CONNECTIONS_PER_ADDRESS=0,
+                          APP_SERVER_THREADS=8, APP_SERVER_MAX_THREADS=16)
+    visitor = server.client()
+    flood = []
+    for i in range(400):
+        flood.append(socket.create_connection(("127.0.0.1", server.port), timeout=10,
+                                              source_address=(f"127.0.3.{i % 250 + 1}", 0)))
+    time.sleep(3)  # the server keeps shedding what it cannot accept; no loop spins, no log fills
+    shed = 0
+    for sock in flood:
+        sock.setblocking(False)
+        try:
+            shed += sock.recv(1) == b""
+        except (BlockingIOError, ConnectionResetError):
+            shed += 0
+    close_all(flood)
+    log = server.read_log()
+    assert log.count("out of file descriptors") in (1, 2), log[-2000:]
+    assert len(log) < 20_000
+    assert shed > 0, "connections it had no descriptor for were closed, not left waiting"
+    deadline = time.monotonic() + 10
+    while True:  # once the flood is gone, everyone is served again
+        try:
+            if visitor.get("/api/session", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert server.proc.poll() is None
