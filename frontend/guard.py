@@ -93,7 +93,7 @@ class QuietLog:
             self._seen[key] = [now, 0]
         if held_back:
             msg += f" ({held_back} more like it in the last {self.interval:g} s)"
-        self.logger.log(level, msg, *args, exc_info=exc_info)
+        self.logger.log(level, msg, *args, exc_info=exc_info, stacklevel=2)
 
 
 class StreamQuota:

@@ -181,3 +181,19 @@ def test_pages_get_the_statuses_as_data(app):
     assert set(data["tones"]) == set(Status), "every status has a tone for the page"
     assert '<span id="status" class="badge tone-ok">succeeded</span>' in page
     assert 'class="badge tone-ok">succeeded<' in alice.get("/").text
+
+
+def test_live_log_places_are_capped_and_given_back_on_the_plain_wsgi_path(make_app):
+    app = make_app(max_streams_per_owner=1)
+    alice = Visitor(app)
+    job = alice.run()
+    first = alice.http.get(f"/api/jobs/{job['id']}/events", headers=alice.headers, buffered=False)
+    assert first.status_code == 200
+    refused = alice.get(f"/api/jobs/{job['id']}/events")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "10"
+    assert "live logs open" in refused.json["error"]
+    first.close()  # never read: the place comes back when the server closes the body
+    again = alice.get(f"/api/jobs/{job['id']}/events")
+    assert again.status_code == 200 and again.get_data(as_text=True).endswith('"succeeded"}\n\n')
+    again.close()  # as every WSGI server does
+    assert app.extensions["jobs"].streams.total == 0
