@@ -90,7 +90,8 @@ class Settings:
         "(users named by APP_TRUSTED_USER_HEADER count per user only); beyond it 429")
     new_visitors_per_address: int = setting(
         "APP_NEW_VISITORS_PER_ADDRESS", 20, "new anonymous identities one client address may get per minute "
-        "(one is made at a visitor's first job); beyond it 429 with Retry-After", above=0)
+        "(one is made at a visitor's first job, or when a script asks GET /api/session); beyond it 429 with "
+        "Retry-After", above=0)
     max_file_bytes: int = setting("APP_MAX_FILE_MB", 1024 * MB, "largest uploaded file in MB (413 beyond)",
                                   parse=megabytes, shown="`1024`")
     max_request_bytes: int = setting("APP_MAX_REQUEST_MB", 2048 * MB, "largest upload request in MB (413 beyond)",
