@@ -96,7 +96,7 @@ class HandoffGateway(wsgi.Gateway_10):
         # From here the hub writes the body: cheroot must neither end the chunked body
         # nor shut the connection down.
         req.chunked_write = False
-        conn.linger = True
+        conn.linger = conn.handed_over = True
         hub.attach(job_id, after, socket.socket(fileno=os.dup(conn.socket.fileno())), release)
 
 
@@ -114,10 +114,19 @@ class DeadlineRequest(cheroot_server.HTTPRequest):
 
 class CountedConnection(cheroot_server.HTTPConnection):
     RequestHandlerClass = DeadlineRequest
+    handed_over = False
 
     def close(self):
         self.server.limits.release(self)
-        super().close()
+        if not self.handed_over:
+            return super().close()
+        # The hub has a descriptor of its own for this socket: ours goes now, without the shutdown
+        # that would end the stream (cheroot's linger would keep it until a garbage collection).
+        for f in (self.rfile, self.wfile, self.socket):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 class LimitedConnections(connections.ConnectionManager):
