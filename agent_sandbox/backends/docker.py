@@ -164,7 +164,8 @@ class DockerBackend:
             manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
             monitor.result_event(status, reason, manifest)
             return RunResult(status=status, reason=reason, exit_code=exit_code,
-                             duration=monitor.duration, manifest=manifest)
+                             duration=monitor.duration, manifest=manifest,
+                         usage=monitor.usage, summary=monitor.summary)
         finally:
             self.remove(name)  # --rm covers a normal exit; this covers everything else
             shutil.rmtree(run_dir, ignore_errors=True)

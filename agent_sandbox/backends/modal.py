@@ -42,7 +42,7 @@ from agent_sandbox.spec import RunResult, RunSpec
 
 # What the agent needs inside the sandbox (pyproject's runtime dependencies for it).
 RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8",
-                    "pillow>=9")
+                    "pillow>=9", "openai>=3.50", "anthropic>=2.10")
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
 ENV_PREFIX = "AGENT_SANDBOX_MODAL_"
@@ -296,6 +296,8 @@ class ModalBackend:
                                    timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
         except mexc.Error as exc:
             raise ModalRunError(f"could not start the agent in the sandbox: {describe_error(exc)}") from exc
+        if monitor.relay is not None:   # the model relay's replies go in on the agent's stdin
+            monitor.relay.attach(lambda line: (process.stdin.write(line), process.stdin.drain()))
         errors: list[BaseException] = []
 
         def pump(stream, name: str) -> None:
@@ -363,7 +365,8 @@ class ModalBackend:
                 status, reason = ev.ERROR_STATUS, f"could not read the outputs: {describe_error(exc)}"
         monitor.result_event(status, reason, manifest)
         return RunResult(status=status, reason=reason, exit_code=exit_code,
-                         duration=monitor.duration, manifest=manifest)
+                         duration=monitor.duration, manifest=manifest,
+                         usage=monitor.usage, summary=monitor.summary)
 
     @staticmethod
     def _error(monitor: RunMonitor, reason: str) -> RunResult:

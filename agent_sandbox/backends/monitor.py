@@ -4,6 +4,10 @@
 watches the whole-run and no-output limits and the cancel flag, and decides the
 final status. A backend feeds it lines, asks `should_stop()` while waiting, and
 stops the sandbox when told to.
+
+For an API model the monitor also holds the job's `ModelRelay`: the agent's
+model requests go to it instead of the event log, and the backend gives it a
+way to write the replies to the agent's stdin (`relay.attach`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
+from agent_sandbox.relay import ModelRelay
 from agent_sandbox.spec import RunSpec
 
 STDERR_TAIL = 20
@@ -33,6 +38,8 @@ class RunMonitor:
         self.stopped: tuple[str, str] | None = None  # (status, reason) when the host stopped it
         self.stderr_tail: list[str] = []
         self._lock = threading.Lock()
+        self.relay = (ModelRelay(spec.model_access, spec.limits.max_tokens, self.emit)
+                      if spec.model_access is not None else None)
 
     def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
         self.forward(ev.make_event(type, data))
@@ -46,6 +53,11 @@ class RunMonitor:
 
     def feed(self, line: str | bytes, stream: str = "stdout") -> None:
         event = ev.parse_line(line, stream)
+        if event["type"] == ev.MODEL_REQUEST and stream == "stdout":
+            self.last_output = time.monotonic()
+            if self.relay is not None:   # never stored: the conversation is not part of the log
+                self.relay.handle(event)
+            return
         if event["type"] not in ev.AGENT_TYPES and event["type"] != ev.RAW:
             # Only the host writes host events (status, result): from the sandbox
             # such a line is forged, so it is kept as plain text.
@@ -76,12 +88,17 @@ class RunMonitor:
                   stop: Callable[[subprocess.Popen], None]) -> int | None:
         """Start the sandbox process, give the agent its secrets on stdin (one JSON
         line: never in an environment or a command line), stream both outputs, and
-        call `stop(proc)` when a limit or cancel says so. Returns the exit code."""
+        call `stop(proc)` when a limit or cancel says so. Returns the exit code.
+        With a model relay, stdin stays open for its replies."""
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
             proc.stdin.write((json.dumps(self.spec.secrets) + "\n").encode())
-            proc.stdin.close()
+            proc.stdin.flush()
+            if self.relay is not None:
+                self.relay.attach(lambda line: (proc.stdin.write(line.encode()), proc.stdin.flush()))
+            else:
+                proc.stdin.close()
         except BrokenPipeError:
             pass
         readers = [threading.Thread(target=self.pump_file, args=(proc.stdout, "stdout"), daemon=True),
@@ -100,6 +117,12 @@ class RunMonitor:
             proc.wait()
             for r in readers:
                 r.join(timeout=5)
+            if self.relay is not None:
+                self.relay.close()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
         return proc.returncode
 
     def should_stop(self) -> tuple[str, str] | None:
@@ -118,8 +141,13 @@ class RunMonitor:
 
     def outcome(self, exit_code: int | None) -> tuple[str, str]:
         """The final (status, reason) once the sandbox is gone."""
+        if self.relay is not None:
+            self.relay.close()
         if self.stopped:
             return self.stopped
+        if self.relay is not None and self.relay.refused:
+            # The host's count, whatever the agent said about it.
+            return ev.FAILED, self.relay.refused
         if self.final is not None:
             status = self.final.get("status", ev.FAILED)
             if status not in ev.FINAL_STATUSES:
@@ -133,8 +161,19 @@ class RunMonitor:
     def duration(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def usage(self) -> dict[str, int]:
+        return dict(self.relay.usage) if self.relay is not None else {}
+
+    @property
+    def summary(self) -> str:
+        return str((self.final or {}).get("summary") or "")
+
     def result_event(self, status: str, reason: str, manifest: dict) -> None:
-        self.emit(ev.RESULT, {"status": status, "reason": reason,
-                              "files": len(manifest.get("files", [])),
-                              "skipped": len(manifest.get("skipped", [])),
-                              "duration": round(self.duration, 3)})
+        if self.relay is not None:
+            self.relay.close()
+        data = {"status": status, "reason": reason, "files": len(manifest.get("files", [])),
+                "skipped": len(manifest.get("skipped", [])), "duration": round(self.duration, 3)}
+        if self.relay is not None:
+            data["usage"] = self.usage
+        self.emit(ev.RESULT, data)
