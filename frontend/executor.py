@@ -22,7 +22,7 @@ from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
-from agent_sandbox.models import model_environment
+from agent_sandbox.relay import ModelAccess
 from frontend.feed import FeedHub
 from frontend.settings import Settings
 from frontend.store import INTERRUPTED, QUEUED, RUNNING, JobStore
@@ -190,10 +190,11 @@ class JobExecutor:
             traceback.print_exc()
 
     def build_spec(self, job: dict[str, Any]) -> RunSpec:
-        secrets, env = model_environment(job["model"], dict(os.environ))
-        env.update(job["env"])
+        env = dict(job["env"])
         limits = Limits(**job["limits"]) if job["limits"] else self.settings.limits
+        # The model's key stays in this process: the sandbox reaches the model through the relay.
         return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),
                        results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
-                       model=job["model"], secrets=secrets, env=env, limits=limits)
+                       model=job["model"], env=env, limits=limits,
+                       model_access=ModelAccess.from_env(job["model"], dict(os.environ)))
 

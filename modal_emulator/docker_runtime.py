@@ -118,13 +118,13 @@ class DockerRuntime:
 
     async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
                     stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
-        argv = [docker_path(), "exec", "--workdir", workdir]
+        argv = [docker_path(), "exec", "--interactive", "--workdir", workdir]
         for name in sorted(env):
             argv += ["--env", name]
         argv += [self.container, "setsid", "--wait", "sh", "-c", _WRAPPER, exec_id, *args]
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+            *argv, stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
             env={**_cli_env(), **env}, start_new_session=True)
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:

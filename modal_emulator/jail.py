@@ -116,7 +116,7 @@ class BwrapRuntime:
             fd = args_file.fileno()
             return await asyncio.create_subprocess_exec(
                 bwrap_path(), "--args", str(fd), "--", *args, pass_fds=(fd,),
-                stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+                stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
                 env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
