@@ -264,7 +264,8 @@ def test_long_running_emulator_lets_go_of_old_state(tmp_path):
 
 def test_exec_stdin_lines_reach_the_process_in_order(sandboxes):
     sandbox = sandboxes()
-    process = sandbox.exec("python", "-c", "import sys\nfor line in sys.stdin: print('got', line.strip(), flush=True)")
+    process = sandbox.exec("python", "-c", "import sys\nfor line in sys.stdin: print('got', line.strip(), flush=True)",
+                           bufsize=1)
     lines = iter(process.stdout)
     for word in ("one", "two", "three"):   # one write and drain per line, answered before the next
         process.stdin.write(f"{word}\n")
