@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "files": len(task.files), "python": sys.version.split()[0]})
     try:
         model = get_model(args.model)
-    except (UnknownModel, ValueError) as exc:
+    except UnknownModel as exc:
         writer.emit(ev.ERROR, {"message": str(exc)})
         writer.emit(ev.RUN_FINISHED, {"status": ev.FAILED, "reason": str(exc), "steps": 0})
         return 1

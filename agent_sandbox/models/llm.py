@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_sandbox.models import (FINISH, PYTHON, READ_FILE, SHELL, WRITE_FILE, Action, Observation,
-                                  Task, Turn)
+                                  Task, Turn, UnknownModel)
 
 MAX_RESPONSE_TOKENS = 8192
 DEFAULT_RETRIES = 4           # the SDK's own retries (429, 5xx, timeouts, lost connections)
@@ -240,7 +240,7 @@ class LLMModel:
 
     def __init__(self, name: str = ""):
         if not name:
-            raise ValueError(f"name the model: {self.provider}:<model>")
+            raise UnknownModel(f"name the model: {self.provider}:<model>")
         self.name = name
         self.entries: list[Entry] = []
         self.pending: deque[Action] = deque()
