@@ -11,6 +11,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
+from agent_sandbox import events as ev
+from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
 from frontend.identity import csrf_token, current_owner
@@ -46,12 +48,25 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
         "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
         "files": job["files"], "limits": job["limits"], "reason": job["reason"],
         "error": job["error"], "exit_code": job["exit_code"], "events": job["last_seq"],
-        "queue_position": store.queue_position(job),
+        "queue_position": store.queue_position(job), "parent": job["parent"] or None,
+        "usage": job_usage(job),
         "urls": {"page": url_for("pages.job_page", job_id=job["id"]),
                  "events": url_for("api.job_events", job_id=job["id"]),
                  "outputs": url_for("api.job_outputs", job_id=job["id"]),
-                 "zip": url_for("api.job_zip", job_id=job["id"])},
+                 "zip": url_for("api.job_zip", job_id=job["id"]),
+                 "follow_up": url_for("api.follow_up", job_id=job["id"])},
     }
+
+
+def job_usage(job: dict[str, Any]) -> dict[str, int] | None:
+    """Model calls and tokens so far, as the host's relay counted them (None for offline jobs)."""
+    if job["model"].partition(":")[0] not in ("openai", "anthropic"):
+        return None
+    last = services().store.last_event(job["id"], ev.USAGE)
+    if last is None:
+        return {"calls": 0, "total_tokens": 0}
+    d = last["data"]
+    return {"calls": d.get("calls", 0), "total_tokens": d.get("job_tokens", 0), "max_tokens": d.get("max_tokens", 0)}
 
 
 @api.get("/session")
@@ -116,6 +131,46 @@ def _drain_body() -> None:
     stream = request.stream
     while stream.read(1024 * 1024):
         pass
+
+
+@api.post("/jobs/<job_id>/follow-up")
+def follow_up(job_id):
+    """A new job continuing a finished one: the same inputs, its results in /workspace/previous."""
+    s = current_app.config["SETTINGS"]
+    svc = services()
+    parent = owned_job(job_id)
+    owner = current_owner()
+    instructions = request.form.get("instructions", "").strip()[:20000]
+    model = request.form.get("model") or parent["model"]
+    if not instructions:
+        raise BadRequest("say what the follow-up should do")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    if parent["backend"] not in s.backends:
+        raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
+    parent_results = s.results_dir(parent["id"])
+    if parent["status"] in ("queued", "running") or load_manifest(parent_results) is None:
+        raise BadRequest("this job has no results yet; a follow-up continues a finished job")
+    if reason := svc.executor.admission_error(owner):
+        raise TooManyJobs(reason)
+    new_id = secrets.token_urlsafe(16)
+    workspace = job_workspace(s.outputs, new_id)
+    try:
+        workspace.mkdir(parents=True)
+        # The parent's own previous/ is not carried along: its summary says what was in it.
+        copy_inputs(job_workspace(s.outputs, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
+        folder = add_previous(workspace, parent_results)
+    except (OSError, ValueError) as exc:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise BadRequest(f"could not prepare the follow-up: {exc}") from None
+    job = svc.executor.submit({"id": new_id, "owner": owner, "backend": parent["backend"], "model": model,
+                               "instructions": instructions, "files": parent["files"],
+                               "limits": s.limits.to_dict(), "env": parent["env"], "parent": parent["id"],
+                               "previous_summary": previous_summary(parent_results, folder)})
+    if job is None:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise TooManyJobs(svc.executor.admission_error(owner) or "too many jobs; try again shortly")
+    return jsonify(job_json(job)), 201
 
 
 @api.get("/jobs")

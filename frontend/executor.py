@@ -22,6 +22,7 @@ from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
+from agent_sandbox.followup import record_run
 from agent_sandbox.relay import ModelAccess
 from frontend.feed import FeedHub
 from frontend.settings import Settings
@@ -155,6 +156,10 @@ class JobExecutor:
             spec = self.build_spec(job)
             result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
+            # What a follow-up of this job is told about it.
+            record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
+                                      "status": status, "reason": reason, "summary": result.summary,
+                                      "usage": result.usage, "previous": job["parent"]})
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             reason = "the sandbox could not be run"
@@ -195,6 +200,7 @@ class JobExecutor:
         # The model's key stays in this process: the sandbox reaches the model through the relay.
         return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),
                        results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
-                       model=job["model"], env=env, limits=limits,
-                       model_access=ModelAccess.from_env(job["model"], dict(os.environ)))
+                       model=job["model"], env=env, limits=limits, network=self.settings.sandbox_network,
+                       model_access=ModelAccess.from_env(job["model"], dict(os.environ)),
+                       previous_summary=job["previous_summary"])
 

@@ -23,7 +23,8 @@ def index():
 @pages.get("/jobs/<job_id>")
 def job_page(job_id):
     job = job_json(owned_job(job_id))
-    return render_template("job.html", job=job, now=time.time(), results=results_context(job))
+    return render_template("job.html", job=job, now=time.time(), results=results_context(job),
+                           settings=current_app.config["SETTINGS"])
 
 
 @pages.get("/jobs/<job_id>/results")

@@ -23,7 +23,8 @@ DOCUMENTED = {
     "APP_OUTPUTS": ("outputs", "root for uploaded_files/<job>/ and results/<job>/"),
     "APP_MY_FILES": ("$AGENT_SANDBOX_MY_FILES or ./my_files", "folder copied into every workspace"),
     "APP_BACKENDS": ("local", "comma-separated backends users may pick"),
-    "APP_MODELS": ("offline", "comma-separated models users may pick"),
+    "APP_MODELS": ("offline", "comma-separated models users may pick, e.g. `offline,openai:gpt-4o,anthropic:claude-sonnet-4-5` (offline is always offered)"),
+    "APP_SANDBOX_NETWORK": ("0", "1: the agent's commands get outbound network (e.g. pip install); never the host's or private addresses"),
     "APP_DEFAULT_BACKEND": ("first of APP_BACKENDS", "backend used when the request names none"),
     "APP_DEFAULT_MODEL": ("first of APP_MODELS", "model used when the request names none"),
     "APP_RUN_JOBS": ("1", "1: this process runs jobs (exactly one per database); 0: it only serves pages, API and streams"),
@@ -97,6 +98,7 @@ class Settings:
     server_max_threads: int = 1000
     heartbeat_seconds: float = 15.0
     poll_seconds: float = 0.5
+    sandbox_network: bool = False
     limits: Limits = field(default_factory=Limits)
 
     def results_dir(self, job_id: str) -> Path:
@@ -109,6 +111,8 @@ class Settings:
         outputs = Path(env.get("APP_OUTPUTS", "outputs"))
         backends = _list(env.get("APP_BACKENDS", "local"))
         models = _list(env.get("APP_MODELS", "offline"))
+        if "offline" not in models:   # the playbook needs no key: always offered
+            models.append("offline")
         my_files = env.get("APP_MY_FILES") or env.get("AGENT_SANDBOX_MY_FILES")
         s = cls(
             database=Path(env.get("APP_DATABASE", str(outputs / "jobs.sqlite3"))),
@@ -132,6 +136,7 @@ class Settings:
             server_max_threads=int(env.get("APP_SERVER_MAX_THREADS", 1000)),
             heartbeat_seconds=float(env.get("APP_HEARTBEAT_SECONDS", 15)),
             poll_seconds=float(env.get("APP_POLL_SECONDS", 0.5)),
+            sandbox_network=env.get("APP_SANDBOX_NETWORK", "0").lower() in ("1", "true", "yes", "on"),
             limits=Limits.from_env(),
         )
         s.secret_key = env.get("APP_SECRET_KEY") or _secret_key(

@@ -55,11 +55,17 @@ def _m2_cancel_requested(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested]
+def _m3_follow_ups(db: sqlite3.Connection) -> None:
+    # A follow-up job names the job it continues and keeps what its model is told about it.
+    db.execute("ALTER TABLE jobs ADD COLUMN parent TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE jobs ADD COLUMN previous_summary TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_follow_ups]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
-              "cancel_requested")
+              "cancel_requested", "parent", "previous_summary")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -110,7 +116,8 @@ class JobStore:
         row = {k: job.get(k) for k in JOB_FIELDS}
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
-                   cancel_requested=0)
+                   cancel_requested=0, parent=job.get("parent") or "",
+                   previous_summary=job.get("previous_summary") or "")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         db = self._db()
@@ -222,6 +229,12 @@ class JobStore:
             for seq, _, text in batch:
                 yield json.loads(text)
             after = batch[-1][0]
+
+    def last_event(self, job_id: str, type: str) -> dict[str, Any] | None:
+        """The job's latest event of one type (e.g. its token usage so far)."""
+        row = self._db().execute("SELECT event FROM events WHERE job_id=? AND type=? ORDER BY seq DESC LIMIT 1",
+                                 (job_id, type)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def progress(self, job_ids: list[str]) -> dict[str, tuple[int, str]]:
         """job id -> (last_seq, status) for many jobs in one query (the broadcaster's poll)."""

@@ -84,6 +84,14 @@
     raw: d => line(d.stream === "stderr" ? "stderr" : "raw", d.text || ""),
     status: d => { line("status", `— ${d.status}${d.message ? ": " + d.message : ""}`); setStatus(d.status, d.message); },
     result: d => line("status", `outputs collected: ${d.files ?? 0} files, ${d.skipped ?? 0} not brought back`),
+    usage: (d, e) => {
+      const n = x => Number(x || 0).toLocaleString("en");
+      line("usage", `tokens: ${n(d.input_tokens)} in, ${n(d.output_tokens)} out` +
+        ` · job ${n(d.job_tokens)}` + (d.max_tokens ? ` of ${n(d.max_tokens)}` : ""));
+      const tokens = document.getElementById("tokens");
+      if (tokens) tokens.textContent = `${n(d.job_tokens)} in ${d.calls} call${d.calls === 1 ? "" : "s"}` +
+        (d.max_tokens ? ` (budget ${n(d.max_tokens)})` : "");
+    },
   };
 
   const source = new EventSource(job.dataset.events);
@@ -96,6 +104,8 @@
     source.close();
     const status = JSON.parse(msg.data).status;
     setStatus(status);
+    const followUp = document.getElementById("follow-up");
+    if (followUp) followUp.hidden = false;
     refreshJob().then(loadResults);
   });
 
