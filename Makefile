@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := bubblewrap chromium
 
-.PHONY: install system-packages docker-engine run demo test bench clean
+.PHONY: install system-packages docker-engine run demo test test-live bench clean
 
 install: system-packages $(STAMP)
 
@@ -31,6 +31,10 @@ demo: install
 
 test: install docker-engine
 	$(PY) -m pytest -q -ra
+
+# One real LLM job with whichever of OPENAI_API_KEY / ANTHROPIC_API_KEY is set (not in CI).
+test-live: install
+	$(PY) -m pytest -q -s live_tests
 
 # The Docker backend's tests need a running engine and the sandbox image; both are
 # set up only when missing or out of date. AGENT_SANDBOX_SKIP_DOCKER=1 skips them.

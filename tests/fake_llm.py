@@ -138,6 +138,8 @@ class FakeLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True   # answer at once: no 40 ms delayed-ACK stalls
+            wbufsize = 1 << 16               # headers and body in one write
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
