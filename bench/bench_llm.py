@@ -64,6 +64,9 @@ print("TIMES " + json.dumps(times), file=sys.stderr)
 '''
 
 
+ROUNDS = 4
+
+
 def caller_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -100,12 +103,12 @@ def parse_times(stderr: str) -> list[float]:
 def overhead(n: int) -> None:
     with FakeLLM("openai", [call("read_file", path="/workspace/x")] * (2 * n + 10), key="sk-bench") as fake:
         direct, relayed = [], []
-        for _ in range(2):   # interleaved, twice, so neither side gets the warm machine alone
-            direct += direct_calls(fake, n // 2)
-            relayed += relayed_calls(fake, n // 2)
+        for _ in range(ROUNDS):   # interleaved, so neither side gets a quiet machine alone
+            direct += direct_calls(fake, n // ROUNDS)
+            relayed += relayed_calls(fake, n // ROUNDS)
     d, r = statistics.median(direct) * 1000, statistics.median(relayed) * 1000
     p90 = lambda xs: statistics.quantiles(xs, n=10)[-1] * 1000  # noqa: E731
-    print(f"relay overhead per model call ({len(direct)} calls each, conversation growing to ~{n // 2 * 0.5:.0f} KB)")
+    print(f"relay overhead per model call ({len(direct)} calls each, conversation growing to ~{n // ROUNDS * 0.5:.0f} KB)")
     print(f"  direct SDK call   median {d:6.2f} ms   p90 {p90(direct):6.2f} ms")
     print(f"  through the relay median {r:6.2f} ms   p90 {p90(relayed):6.2f} ms")
     print(f"  added             median {r - d:6.2f} ms   (target <= 5 ms)")
@@ -170,7 +173,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0)
     args = parser.parse_args()
     overhead(args.calls)
-    concurrent_jobs(args.jobs, args.latency)
+    if args.jobs:
+        concurrent_jobs(args.jobs, args.latency)
 
 
 if __name__ == "__main__":
