@@ -29,6 +29,7 @@ from agent_sandbox import events as ev
 
 BODY_LIMIT = 4 * 1024 * 1024      # bytes of one relayed request body
 MAX_CALL_SECONDS = 600.0          # longest upstream call the agent may ask for
+ATTACH_WAIT = 30.0                # seconds a reply waits for the backend to attach the agent's stdin
 REQUEST_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta", "user-agent",
                    "idempotency-key", "x-stainless-retry-count")
 REPLY_HEADERS = ("content-type", "retry-after", "retry-after-ms", "x-should-retry",
@@ -117,6 +118,7 @@ class ModelRelay:
         self.usage = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
         self.refused = ""                # why calls were refused (the budget), once they were
         self._write: Callable[[str], None] | None = None
+        self._attached = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -124,6 +126,7 @@ class ModelRelay:
     def attach(self, write_line: Callable[[str], None]) -> None:
         """The backend's way to write one line to the agent's stdin."""
         self._write = write_line
+        self._attached.set()
 
     def close(self) -> None:
         """The sandbox is gone: replies and usage events of calls still running are dropped."""
@@ -144,6 +147,7 @@ class ModelRelay:
             reply = self._call(data, event.get("step"))
         except Exception as exc:  # never let one call take the run down; the agent gets an error
             reply = {"error": "connect", "message": f"the relay failed: {type(exc).__name__}"}
+        self._attached.wait(ATTACH_WAIT)   # a backend attaches right after the start; never block forever
         with self._lock:
             if self._closed or self._write is None:
                 return
