@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := bubblewrap chromium
+APT_PACKAGES := bubblewrap chromium slirp4netns
 
 .PHONY: install system-packages docker-engine run demo test test-live bench clean
 

@@ -221,6 +221,22 @@ def protect_secrets(from_stdin: bool) -> None:
             os.environ["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(names))
 
 
+def wait_for_network(timeout: float = 15.0) -> bool:
+    """The opt-in network is attached by the host just after the sandbox starts:
+    wait for its default route, so the first command already has it."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            routes = Path("/proc/net/route").read_text().splitlines()[1:]
+        except OSError:
+            return False
+        if any(r.split()[1] == "00000000" and r.split()[0] != "lo" for r in routes if len(r.split()) > 1):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     protect_secrets(args.secrets_from_stdin)
@@ -244,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,
                                  "limits": limits, "workspace": task.workspace, "outputs": task.outputs,
                                  "files": len(task.files), "python": sys.version.split()[0]})
+    if args.network and not wait_for_network():
+        writer.emit(ev.WARNING, {"message": "the opt-in network did not come up; commands run without it"})
     try:
         model = get_model(args.model)
     except UnknownModel as exc:

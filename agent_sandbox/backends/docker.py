@@ -3,8 +3,9 @@
 The container gets the workspace read-only at /workspace, a fresh host folder
 at /outputs (collected after the container is gone), a tmpfs /tmp, and
 nothing else writable: read-only root filesystem, no capabilities, no new
-privileges, a non-root user, memory/CPU/process limits, no network unless the
-model needs an API. Secrets go in on stdin, never in its environment or
+privileges, a non-root user, memory/CPU/process limits, no network (model
+calls go through the host's relay on stdin; the opt-in network is user-mode
+networking that cannot reach the host). Secrets go in on stdin, never in its environment or
 command line (`docker inspect` would show those). Labels name the app, the job
 and the owning process, so `sweep_orphans()` can remove what a crashed process
 left behind. The agent's own agent.log is not brought back: the host got
@@ -22,10 +23,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox import events as ev
+from agent_sandbox import netjail
 from agent_sandbox.backends import EventCallback, process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.outputs import DirectorySource, collect_outputs
@@ -124,8 +127,11 @@ class DockerBackend:
                 "--mount", f"type=bind,src={spec.workspace.resolve()},dst=/workspace,readonly",
                 "--mount", f"type=bind,src={outputs},dst=/outputs",
                 "--workdir", "/workspace"]
-        if not spec.needs_network:
-            args += ["--network", "none"]
+        # No network: model calls go through the relay on stdin. The opt-in network is
+        # user-mode networking attached to the container's namespace (agent_sandbox.netjail).
+        args += ["--network", "none"]
+        if spec.needs_network:
+            args += ["--mount", f"type=bind,src={netjail.resolv_conf()},dst=/etc/resolv.conf,readonly"]
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
         return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
@@ -151,8 +157,14 @@ class DockerBackend:
         name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
         try:
             monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
-            exit_code = monitor.supervise(self.command(spec, name, outputs), self.cli_env(),
-                                           lambda proc: self._stop(name, proc))
+            network: list[netjail.UserNetwork] = []
+            try:
+                exit_code = monitor.supervise(
+                    self.command(spec, name, outputs), self.cli_env(), lambda proc: self._stop(name, proc),
+                    on_start=(lambda proc: self._connect(name, proc, monitor, network)) if spec.needs_network else None)
+            finally:
+                for n in network:
+                    n.stop()
             self.remove(name)  # nothing may still write to /outputs while we collect it
             status, reason = monitor.outcome(exit_code)
             monitor.status("collecting", "collecting outputs")
@@ -169,6 +181,26 @@ class DockerBackend:
         finally:
             self.remove(name)  # --rm covers a normal exit; this covers everything else
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _connect(self, name: str, proc: subprocess.Popen, monitor: RunMonitor,
+                 network: list[netjail.UserNetwork]) -> None:
+        """The opt-in network: user-mode networking for the container's namespace once it runs."""
+        deadline = time.monotonic() + 30
+        pid = 0
+        while not pid and proc.poll() is None and time.monotonic() < deadline:
+            out = self.cli("inspect", "--format", "{{.State.Pid}}", name, check=False).stdout.strip()
+            pid = int(out) if out.isdigit() else 0
+            if not pid:
+                time.sleep(0.05)
+        try:
+            if not pid:
+                raise netjail.NetworkUnavailable("the container did not start")
+            network.append(netjail.UserNetwork(pid))
+            network[0].start()
+        except netjail.NetworkUnavailable as exc:
+            monitor.emit(ev.ERROR, {"message": f"no network for the sandbox: {exc}"})
+            monitor.stopped = (ev.ERROR_STATUS, f"the opt-in network could not be set up: {exc}")
+            self._stop(name, proc)
 
     def _stop(self, name: str, proc: subprocess.Popen) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""

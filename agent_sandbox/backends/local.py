@@ -3,8 +3,9 @@
 Inside the jail: the workspace read-only at /workspace, a fresh folder at
 /outputs, a scratch folder at /tmp, the system's /usr and the Python
 environment read-only, the agent_sandbox package at /opt/agent; nothing else
-of the host. Own PID, IPC, UTS and network namespaces (network only when the
-model needs an API), all capabilities dropped, killed with its parent.
+of the host. Own PID, IPC, UTS and network namespaces (model calls go through the host's
+relay; the opt-in network is user-mode networking that cannot reach the host,
+see agent_sandbox.netjail), all capabilities dropped, killed with its parent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox import events as ev
+from agent_sandbox import netjail
 from agent_sandbox.backends import EventCallback
 from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.outputs import DirectorySource, collect_outputs
@@ -30,7 +32,7 @@ AGENT_ROOT = "/opt/agent"
 # Read-only system paths Python and the agent's tools need; absent ones are skipped.
 SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
                 "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts", "/usr/share/fonts"]
-NETWORK_PATHS = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf"]
+NETWORK_PATHS = ["/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf"]  # resolv.conf: netjail's own
 
 
 def _env_flag(name: str) -> bool:
@@ -60,7 +62,7 @@ class LocalBackend:
         # Jails run with --die-with-parent: none outlives the process that started it.
         return 0
 
-    def command(self, spec: RunSpec, outputs: Path, scratch: Path) -> list[str]:
+    def command(self, spec: RunSpec, outputs: Path, scratch: Path, info_fd: int = -1) -> list[str]:
         """The full argv: bubblewrap around `python -m agent_sandbox.coding_agent`."""
         agent = [self.config.python, "-m", "agent_sandbox.coding_agent", *spec.agent_args(),
                  "--secrets-from-stdin"]
@@ -71,8 +73,8 @@ class LocalBackend:
         # pipe to the host through /proc/1/fd/1 and write events of its own there.
         args = [self.config.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--as-pid-1",
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
-        if spec.needs_network:
-            args.append("--share-net")
+        if spec.needs_network:   # bwrap tells us the jail's pid there: its netns gets user-mode networking
+            args += ["--info-fd", str(info_fd), "--ro-bind", str(netjail.resolv_conf()), "/etc/resolv.conf"]
         # /tmp first: the Python environment may live under /tmp (a clone there)
         # and must be bound on top of the scratch folder, not hidden by it.
         args += ["--bind", str(scratch), "/tmp"]
@@ -125,7 +127,11 @@ class LocalBackend:
             if not self.config.bwrap:
                 monitor.emit(ev.WARNING, {"message": "running without a sandbox: "
                                           "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
-            exit_code = monitor.supervise(self.command(spec, outputs, scratch), self.environment(spec), self._stop)
+            if spec.needs_network and self.config.bwrap:
+                exit_code = self._supervise_with_network(spec, monitor, outputs, scratch)
+            else:
+                exit_code = monitor.supervise(self.command(spec, outputs, scratch), self.environment(spec),
+                                              self._stop)
             status, reason = monitor.outcome(exit_code)
             monitor.status("collecting", "collecting outputs")
             manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
@@ -135,6 +141,33 @@ class LocalBackend:
                          usage=monitor.usage, summary=monitor.summary)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _supervise_with_network(self, spec: RunSpec, monitor: RunMonitor, outputs: Path,
+                                scratch: Path) -> int | None:
+        """The opt-in network: once bwrap names the jail's pid, its netns gets user-mode networking."""
+        info_r, info_w = os.pipe()
+        network: list[netjail.UserNetwork] = []
+
+        def connect(proc: subprocess.Popen) -> None:
+            os.close(info_w)
+            with os.fdopen(info_r) as info:
+                pid = _child_pid(info)
+            try:
+                if pid is None:
+                    raise netjail.NetworkUnavailable("bubblewrap did not say which process is the jail")
+                network.append(netjail.UserNetwork(pid))
+                network[0].start()
+            except netjail.NetworkUnavailable as exc:
+                monitor.emit(ev.ERROR, {"message": f"no network for the sandbox: {exc}"})
+                monitor.stopped = (ev.ERROR_STATUS, f"the opt-in network could not be set up: {exc}")
+                self._stop(proc)
+
+        try:
+            return monitor.supervise(self.command(spec, outputs, scratch, info_w), self.environment(spec),
+                                     self._stop, pass_fds=(info_w,), on_start=connect)
+        finally:
+            for n in network:
+                n.stop()
 
     def _stop(self, proc: subprocess.Popen) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""
@@ -148,3 +181,12 @@ class LocalBackend:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def _child_pid(info) -> int | None:
+    """The jail's pid from bubblewrap's --info-fd JSON (written before the agent starts)."""
+    import json
+    try:
+        return int(json.loads(info.read())["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -85,13 +85,15 @@ class RunMonitor:
             self.feed(line, stream)
 
     def supervise(self, argv: list[str], env: dict[str, str],
-                  stop: Callable[[subprocess.Popen], None]) -> int | None:
+                  stop: Callable[[subprocess.Popen], None], pass_fds: tuple[int, ...] = (),
+                  on_start: Callable[[subprocess.Popen], None] | None = None) -> int | None:
         """Start the sandbox process, give the agent its secrets on stdin (one JSON
         line: never in an environment or a command line), stream both outputs, and
         call `stop(proc)` when a limit or cancel says so. Returns the exit code.
-        With a model relay, stdin stays open for its replies."""
+        With a model relay, stdin stays open for its replies. `on_start(proc)` runs
+        once the process is started (e.g. to give it a network)."""
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
         try:
             proc.stdin.write((json.dumps(self.spec.secrets) + "\n").encode())
             proc.stdin.flush()
@@ -106,6 +108,8 @@ class RunMonitor:
         for r in readers:
             r.start()
         try:
+            if on_start is not None:
+                on_start(proc)
             while proc.poll() is None:
                 if self.should_stop():
                     stop(proc)
