@@ -24,6 +24,7 @@ from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import UnknownBackend, get_backend
+from agent_sandbox.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
 from agent_sandbox.outputs import UnsafePath
 from agent_sandbox.relay import ModelAccess
@@ -33,7 +34,7 @@ from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
 
 # Settings the agent reads inside the sandbox (never keys): the scripted test model's
 # actions, the SDK's retries and timeout per model call.
-AGENT_SETTINGS = ("AGENT_SCRIPT", "AGENT_SANDBOX_MODEL_RETRIES", "AGENT_SANDBOX_MODEL_TIMEOUT")
+AGENT_SETTINGS = ("AGENT_SCRIPT", *AGENT_MODEL_SETTINGS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -50,6 +50,18 @@ def host_addresses() -> list[str]:
     return sorted(f"{address}/32" for address in found)
 
 
+def public_ranges() -> list[str]:
+    """The IPv4 internet less BLOCKED, as CIDRs: an allowlist for Modal's outbound_cidr_allowlist."""
+    import ipaddress
+    ranges = [ipaddress.ip_network("0.0.0.0/0")]
+    for cidr in BLOCKED:
+        blocked = ipaddress.ip_network(cidr)
+        ranges = [part for r in ranges
+                  for part in (r.address_exclude(blocked) if blocked.subnet_of(r) else
+                               ([] if r.subnet_of(blocked) else [r]))]
+    return [str(r) for r in sorted(ranges)]
+
+
 def resolv_conf() -> Path:
     """A resolv.conf naming slirp's resolver, to bind at /etc/resolv.conf in the sandbox."""
     path = Path(tempfile.gettempdir()) / "agent-sandbox-resolv.conf"

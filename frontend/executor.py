@@ -23,6 +23,7 @@ from agent_sandbox.backends import get_backend
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
 from agent_sandbox.followup import record_run
+from agent_sandbox.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.relay import ModelAccess
 from frontend.feed import FeedHub
 from frontend.settings import Settings
@@ -195,7 +196,8 @@ class JobExecutor:
             traceback.print_exc()
 
     def build_spec(self, job: dict[str, Any]) -> RunSpec:
-        env = dict(job["env"])
+        env = {k: os.environ[k] for k in AGENT_MODEL_SETTINGS if os.environ.get(k)}
+        env.update(job["env"])
         limits = Limits(**job["limits"]) if job["limits"] else self.settings.limits
         # The model's key stays in this process: the sandbox reaches the model through the relay.
         return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),

@@ -35,6 +35,7 @@ import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
 from agent_sandbox import events as ev
+from agent_sandbox import netjail
 from agent_sandbox.backends import EventCallback, process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.outputs import DIR, FILE, SPECIAL, SYMLINK, OutputEntry, collect_outputs
@@ -231,9 +232,12 @@ class ModalBackend:
     def _create_sandbox(self, spec: RunSpec, monitor: RunMonitor, app: modal.App,
                         image: modal.Image, volume: modal.Volume) -> modal.Sandbox | None:
         limits, margin = spec.limits, self.config.timeout_margin
+        # Model calls go through the relay: no network, unless the opt-in asks for it, and
+        # then never private ranges (Modal's own network, cloud metadata) or an explicit allowlist.
         network: dict[str, Any] = {"block_network": not spec.needs_network}
-        if spec.needs_network and self.config.outbound_domains:
-            network = {"outbound_domain_allowlist": list(self.config.outbound_domains)}
+        if spec.needs_network:
+            network = ({"outbound_domain_allowlist": list(self.config.outbound_domains)}
+                       if self.config.outbound_domains else {"outbound_cidr_allowlist": netjail.public_ranges()})
 
         attempts = 0
 

@@ -13,6 +13,7 @@ way to write the replies to the agent's stdin (`relay.attach`).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
-from agent_sandbox.relay import ModelRelay
+from agent_sandbox.relay import ModelAccess, ModelRelay
 from agent_sandbox.spec import RunSpec
 
 STDERR_TAIL = 20
@@ -38,8 +39,9 @@ class RunMonitor:
         self.stopped: tuple[str, str] | None = None  # (status, reason) when the host stopped it
         self.stderr_tail: list[str] = []
         self._lock = threading.Lock()
-        self.relay = (ModelRelay(spec.model_access, spec.limits.max_tokens, self.emit)
-                      if spec.model_access is not None else None)
+        # An API model's endpoint and key: the spec's, else this process's environment.
+        access = spec.model_access or ModelAccess.from_env(spec.model, dict(os.environ))
+        self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit) if access is not None else None
 
     def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
         self.forward(ev.make_event(type, data))

@@ -94,6 +94,11 @@ MODELS: dict[str, str] = {
 }
 
 
+# Host settings an LLM agent reads inside the sandbox (never keys): the SDK's
+# retries and its timeout per model call. The CLI and the web app pass them on.
+AGENT_MODEL_SETTINGS = ("AGENT_SANDBOX_MODEL_RETRIES", "AGENT_SANDBOX_MODEL_TIMEOUT")
+
+
 class UnknownModel(ValueError):
     pass
 
