@@ -21,6 +21,7 @@ import os
 import shlex
 import shutil
 
+from agent_sandbox import netjail
 from modal_emulator.jail import JailLayout, kill_group
 from modal_emulator.sandbox import SandboxFinished
 
@@ -92,13 +93,17 @@ class DockerRuntime:
                  cpu: float = 0.0, memory_mb: int = 0):
         self.layout, self.image, self.container = layout, image, container
         self.cpu, self.memory_mb = cpu, memory_mb
+        self.network: netjail.UserNetwork | None = None
 
     async def start(self, env: dict[str, str]) -> None:
         argv = [docker_path(), "run", "--detach", "--rm", "--init", "--name", self.container,
                 "--hostname", "modal", "--user", "0", "--tmpfs", PIDS,
                 "--label", f"{OWNER_LABEL}={os.getpid()}"]
-        if self.layout.block_network:
-            argv += ["--network", "none"]
+        # Never Docker's bridge (it reaches the host): an open network is user-mode
+        # networking in the container's own namespace (agent_sandbox.netjail).
+        argv += ["--network", "none"]
+        if not self.layout.block_network:
+            argv += ["--volume", f"{netjail.resolv_conf()}:/etc/resolv.conf:ro"]
         if self.cpu:
             argv += ["--cpus", f"{self.cpu:g}"]
         if self.memory_mb:
@@ -115,6 +120,14 @@ class DockerRuntime:
         code, err = await _run(argv, env)
         if code != 0:
             raise ContainerStartError(f"docker could not start the container: {err.strip()}")
+        if not self.layout.block_network:
+            code, pid = await _output([docker_path(), "inspect", "--format", "{{.State.Pid}}", self.container])
+            try:
+                self.network = netjail.UserNetwork(int(pid.strip()))
+                await asyncio.to_thread(self.network.start)
+            except (ValueError, netjail.NetworkUnavailable) as exc:
+                self.network = None
+                raise ContainerStartError(f"no network for the container: {exc}") from None
 
     async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
                     stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
@@ -136,6 +149,9 @@ class DockerRuntime:
         kill_group(process)
 
     async def stop(self) -> None:
+        if self.network is not None:
+            await asyncio.to_thread(self.network.stop)
+            self.network = None
         code, err = await _run([docker_path(), "rm", "--force", self.container], {})
         if code != 0 and "No such container" not in err:
             log.warning("could not remove container %s: %s", self.container, err.strip())

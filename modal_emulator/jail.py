@@ -4,8 +4,11 @@ Each exec is its own bwrap process, but all execs of one sandbox share its
 writable folders (the image's mounts such as /workspace and /root, /tmp, and
 the private copies of its volumes), so they see one filesystem as in a
 container. The image is the host's project environment, read-only: the system
-folders and the Python prefix that runs the emulator. The network is
-unshared when the sandbox blocks it; capabilities are dropped. Killing the
+folders and the Python prefix that runs the emulator. Every exec has its own
+network namespace: empty when the sandbox blocks the network, else given
+user-mode networking that reaches the internet but never the host or private
+addresses (agent_sandbox.netjail; bwrap holds the command until it is up).
+Capabilities are dropped. Killing the
 bwrap process kills everything inside (--die-with-parent plus a PID namespace).
 
 The process environment (secrets included) is handed to bwrap as --setenv
@@ -17,6 +20,8 @@ environment or command line: bwrap's init is PID 1 in the jail and its
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import shutil
 import signal
@@ -25,6 +30,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sandbox import netjail
+
+log = logging.getLogger("modal_emulator")
 SYSTEM_DIRS = ("usr", "bin", "lib", "lib32", "lib64", "sbin", "etc")
 
 
@@ -62,8 +70,7 @@ class JailLayout:
                 "--proc", "/proc", "--dev", "/dev", "--clearenv"]
         for name, value in sorted(env.items()):
             argv += ["--setenv", name, value]
-        if self.block_network:
-            argv.append("--unshare-net")
+        argv.append("--unshare-net")
         for top in SYSTEM_DIRS:
             path = "/" + top
             if os.path.islink(path):
@@ -82,6 +89,8 @@ class JailLayout:
             argv += ["--ro-bind", prefix, prefix]
         for mount_path, private in sorted(self.volumes.items()):
             argv += ["--bind", str(private), mount_path]
+        if not self.block_network:   # the resolver of the user-mode network, over the host's /etc
+            argv += ["--ro-bind", str(netjail.resolv_conf()), "/etc/resolv.conf"]
         argv += ["--chdir", workdir or "/"]
         return argv
 
@@ -101,6 +110,7 @@ class BwrapRuntime:
     def __init__(self, layout: JailLayout):
         self.layout = layout
         self.env: dict[str, str] = {}
+        self._networks: list[asyncio.Task] = []
 
     async def start(self, env: dict[str, str]) -> None:
         """Nothing runs until the first exec; `env` is the container's environment."""
@@ -110,20 +120,56 @@ class BwrapRuntime:
                     stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
         options = self.layout.options(workdir, {**self.env, **env})
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+        fences = () if self.layout.block_network else (os.pipe(), os.pipe())  # (info, block)
+        if fences:   # bwrap names the jail's pid, then waits for its network before the command
+            options = ["--info-fd", str(fences[0][1]), "--block-fd", str(fences[1][0]), *options]
         with tempfile.TemporaryFile() as args_file:
             args_file.write(encode_options(options))
             args_file.seek(0)
             fd = args_file.fileno()
-            return await asyncio.create_subprocess_exec(
-                bwrap_path(), "--args", str(fd), "--", *args, pass_fds=(fd,),
-                stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
-                env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    bwrap_path(), "--args", str(fd), "--", *args,
+                    pass_fds=(fd, fences[0][1], fences[1][0]) if fences else (fd,),
+                    stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+                    env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
+            finally:
+                for pair, theirs in zip(fences, (1, 0)):
+                    os.close(pair[theirs])
+        if fences:
+            await self._connect(process, info=fences[0][0], block=fences[1][1])
+        return process
+
+    async def _connect(self, process: asyncio.subprocess.Process, info: int, block: int) -> None:
+        """User-mode networking for the exec's namespace; the command starts once it is up."""
+        network = None
+        try:
+            with os.fdopen(info) as f:
+                pid = int(json.loads(await asyncio.to_thread(f.read))["child-pid"])
+            network = netjail.UserNetwork(pid)
+            await asyncio.to_thread(network.start)
+            os.write(block, b"1")
+        except (OSError, ValueError, KeyError, netjail.NetworkUnavailable) as exc:
+            log.warning("no network for an exec: %s", exc)
+            kill_group(process)
+            if network is not None:
+                network.stop()
+            network = None
+        finally:
+            os.close(block)
+        if network is not None:
+            self._networks.append(asyncio.create_task(_stop_with(process, network)))
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
         kill_group(process)
 
     async def stop(self) -> None:
         """Execs are killed one by one; nothing else to stop."""
+
+
+async def _stop_with(process: asyncio.subprocess.Process, network: "netjail.UserNetwork") -> None:
+    await process.wait()
+    await asyncio.to_thread(network.stop)
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:

@@ -137,12 +137,27 @@ def _host_processes(pattern: str) -> list[str]:
     return out.split()
 
 
-def test_block_network_is_honoured(sandboxes, emulator):
-    port = emulator.http_url.rsplit(":", 1)[1]
-    probe = ("import socket,sys\ntry:\n socket.create_connection(('127.0.0.1', %s), timeout=2); print('open')\n"
-             "except OSError as e: print('blocked')" % port)
-    assert run(sandboxes(block_network=True), "python", "-c", probe)[1].strip() == "blocked"
-    assert run(sandboxes(), "python", "-c", probe)[1].strip() == "open"
+def network_probe(emulator) -> tuple[str, list[str]]:
+    """Code that tries the emulator's admin port on every host address, and the internet."""
+    from agent_sandbox import netjail
+
+    port = int(emulator.http_url.rsplit(":", 1)[1])
+    targets = [(ip.split("/")[0], port) for ip in ["127.0.0.1", *netjail.host_addresses()]] + [("pypi.org", 443)]
+    code = ("import socket\n"
+            f"for host, port in {targets!r}:\n"
+            "    try:\n"
+            "        socket.create_connection((host, port), timeout=5).close(); print('open', host)\n"
+            "    except OSError:\n"
+            "        print('blocked', host)\n")
+    return code, [host for host, _ in targets]
+
+
+def test_block_network_is_honoured_and_an_open_one_never_reaches_the_host(sandboxes, emulator):
+    code, hosts = network_probe(emulator)
+    blocked = run(sandboxes(block_network=True), "python", "-c", code)[1].split("\n")
+    assert [line for line in blocked if line] == [f"blocked {h}" for h in hosts]
+    opened = run(sandboxes(), "python", "-c", code)[1].split("\n")
+    assert [line for line in opened if line] == [f"blocked {h}" for h in hosts[:-1]] + ["open pypi.org"]
 
 
 def test_environment_is_like_a_modal_container(sandboxes):
