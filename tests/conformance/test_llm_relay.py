@@ -66,6 +66,9 @@ def test_multi_step_run_through_the_relay_keeps_key_and_network_out(backend, tmp
     assert key.encode() not in all_text_under(spec.results)
     assert all(r["headers"].get("authorization") == f"Bearer {key}" for r in fake.requests)
     assert all(r["body"]["model"] == "test-model" for r in fake.requests)
+    if backend.name == "modal":   # nor in the (emulated) Modal's log of every RPC
+        from tests.modal_support import shared_emulator
+        assert key not in shared_emulator().log_text()
 
 
 def test_anthropic_with_a_429_then_success(backend, tmp_path, recorder):
