@@ -112,7 +112,7 @@ class FakeLLM:
 
     def reply(self, model: str, turn: dict) -> dict:
         n = len(self.requests)
-        tokens_in, tokens_out = turn.get("usage", (100, 20))
+        tokens_in, tokens_out = turn.get("usage") or (0, 0)
         if self.provider == "anthropic":
             content: list[dict] = [{"type": "text", "text": turn["text"]}] if turn.get("text") else []
             content += [{"type": "tool_use", "id": f"toolu_{n}_{i}", "name": name,
@@ -127,11 +127,13 @@ class FakeLLM:
         message: dict[str, Any] = {"role": "assistant", "content": turn.get("text") or None}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        return {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": message,
-                             "finish_reason": "tool_calls" if tool_calls else "stop"}],
-                "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                          "total_tokens": tokens_in + tokens_out}}
+        answer = {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()), "model": model,
+                  "choices": [{"index": 0, "message": message,
+                               "finish_reason": "tool_calls" if tool_calls else "stop"}]}
+        if turn.get("usage") is not None:   # None: a server that reports no usage
+            answer["usage"] = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                               "total_tokens": tokens_in + tokens_out}
+        return answer
 
     def _handler(self):
         fake = self

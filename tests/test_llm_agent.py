@@ -103,6 +103,17 @@ def test_token_budget_is_counted_and_enforced_by_the_host(local, tmp_path, recor
     assert steps == [1, 2, 3]
 
 
+def test_a_server_without_usage_still_spends_the_budget(local, tmp_path, recorder):
+    turns = [call("shell", command=f"echo {i}", usage=None) for i in range(10)]
+    with FakeLLM("openai", turns, key=new_key()) as fake:
+        limits = Limits(run_timeout=60, command_timeout=30, idle_timeout=30, max_tokens=6000)
+        result = local.run(llm_spec(tmp_path, fake, limits=limits), recorder)
+    usage = recorder.of_type(ev.USAGE)
+    # ~4 bytes a token of what was sent (the prompt, the tools, the conversation) and received
+    assert usage and all(e["data"]["estimated"] and e["data"]["input_tokens"] > 500 for e in usage)
+    assert result.reason.startswith("token budget of 6,000 tokens used up") and len(fake.requests) < 10
+
+
 def test_context_stays_within_budget_with_huge_outputs(local, tmp_path, recorder):
     big = "python -c \"print('x' * 3_000_000)\""
     turns = [call("shell", command=big) for _ in range(6)] + [finish("done")]
