@@ -231,7 +231,10 @@ def wait_for_network(timeout: float = 15.0) -> bool:
             routes = Path("/proc/net/route").read_text().splitlines()[1:]
         except OSError:
             return False
-        if any(r.split()[1] == "00000000" and r.split()[0] != "lo" for r in routes if len(r.split()) > 1):
+        # A default route (destination and mask 0) through a real device; the fence's
+        # prohibit routes have no device ("*").
+        if any(f[1] == "00000000" and f[7] == "00000000" and f[0] not in ("lo", "*")
+               for f in (r.split() for r in routes) if len(f) > 7):
             return True
         time.sleep(0.05)
     return False
