@@ -84,7 +84,8 @@ class Agent:
                 return ev.FAILED, f"model error: {type(exc).__name__}: {exc}"
             self.warn(step)
             if action.thought:
-                self.writer.emit(ev.STEP, {"text": action.thought}, step=step)
+                plan = {"of": action.planned_steps} if action.planned_steps else {}
+                self.writer.emit(ev.STEP, {"text": action.thought, **plan}, step=step)
             if action.kind == FINISH:
                 self.summary = action.message
                 if action.message:

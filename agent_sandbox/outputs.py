@@ -9,7 +9,11 @@ back and writes `manifest.json`:
 
 Only regular files are copied. Symlinks and special files (FIFOs, sockets,
 devices) are never followed or opened; files over the per-file limit, past the
-total limit or past the file-count limit are listed with the reason instead.
+per-job total limit or past the file-count limit are listed with the reason
+(sizes in MB and what to do) instead. Files over the preview threshold still
+come back, flagged `"large": true`; small files are taken first, then large
+ones with Parquet and compressed files ahead of the rest, so when the total
+limit bites the most compact forms of the results are the ones kept.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from agent_sandbox.spec import Limits
 FILE, DIR, SYMLINK, SPECIAL = "file", "dir", "symlink", "special"
 MANIFEST = "manifest.json"
 CHUNK = 1024 * 1024
+COMPACT = (".parquet", ".gz", ".zip", ".xz", ".bz2", ".zst")  # large files that come back first
+RERUN = "download scripts/ and rerun them on your files locally, or ask the operator to raise"
 
 
 @dataclass
@@ -113,7 +119,7 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
     files: list[dict] = []
     skipped: list[dict] = list(extra_skipped)
     total = 0
-    for entry in sorted(source.entries(), key=lambda e: e.path):
+    for entry in sorted(source.entries(), key=lambda e: _collect_order(e, limits)):
         if entry.kind == DIR:
             continue
         if entry.path == MANIFEST:
@@ -126,29 +132,55 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
             skipped.append(_skip(entry, "not a regular file"))
             continue
         if entry.size > limits.max_file_bytes:
-            skipped.append(_skip(entry, f"larger than the per-file limit of {limits.max_file_bytes} bytes"))
+            skipped.append(_skip(entry, _over_file_limit(entry.size, limits)))
             continue
         if total + entry.size > limits.max_total_bytes:
-            skipped.append(_skip(entry, f"past the total limit of {limits.max_total_bytes} bytes"))
+            skipped.append(_skip(entry, _over_total_limit(entry.size, limits)))
             continue
         if len(files) >= limits.max_files:
             skipped.append(_skip(entry, f"past the limit of {limits.max_files} files"))
             continue
         try:
-            record = _copy(source, entry, results, limits.max_file_bytes)
+            record = _copy(source, entry, results, min(limits.max_file_bytes, limits.max_total_bytes - total))
         except (OSError, UnsafePath) as exc:
             skipped.append(_skip(entry, f"could not be read: {exc.strerror if isinstance(exc, OSError) else exc}"))
             continue
-        if record is None:
-            skipped.append(_skip(entry, f"larger than the per-file limit of {limits.max_file_bytes} bytes"))
+        if record is None:  # it grew after it was listed
+            skipped.append(_skip(entry, "grew past the output limits while being copied"))
             continue
+        if record["size"] > limits.preview_bytes:
+            record["large"] = True
         total += record["size"]
         files.append(record)
+    files.sort(key=lambda f: f["path"])
     manifest = {"files": files, "skipped": skipped}
     tmp = results / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(results / MANIFEST)
     return manifest
+
+
+def _collect_order(entry: OutputEntry, limits: Limits) -> tuple:
+    """Small files in path order, then large ones: Parquet and compressed first, smallest first."""
+    if entry.size <= limits.preview_bytes:
+        return (0, 0, entry.path)
+    return (1, 0 if entry.path.lower().endswith(COMPACT) else 1, entry.size, entry.path)
+
+
+def _mb(n: int) -> str:
+    if n < CHUNK:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / CHUNK:.1f} MB" if n < 10 * CHUNK else f"{n / CHUNK:,.0f} MB"
+
+
+def _over_file_limit(size: int, limits: Limits) -> str:
+    return (f"{_mb(size)}, larger than the per-file limit of {_mb(limits.max_file_bytes)}; "
+            f"{RERUN} AGENT_SANDBOX_MAX_FILE_BYTES")
+
+
+def _over_total_limit(size: int, limits: Limits) -> str:
+    return (f"{_mb(size)}, past the per-job total limit of {_mb(limits.max_total_bytes)} for results; "
+            f"{RERUN} AGENT_SANDBOX_MAX_TOTAL_BYTES")
 
 
 def _skip(entry: OutputEntry, reason: str) -> dict:

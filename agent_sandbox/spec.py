@@ -29,8 +29,9 @@ class Limits:
     memory_mb: int = 2048              # memory (where the backend can enforce it)
     max_steps: int = 40                # agent steps before it must stop
     max_output_chars: int = 20000      # captured output per command kept for the model and log
-    max_file_bytes: int = 5 * MB       # one output file larger than this is not brought back
-    max_total_bytes: int = 200 * MB    # outputs past this total are not brought back
+    preview_bytes: int = 5 * MB        # output files larger than this are flagged "large" (no inline preview)
+    max_file_bytes: int = 2048 * MB    # one output file larger than this is not brought back
+    max_total_bytes: int = 2048 * MB   # per job: outputs past this total are not brought back (fits the upload limit)
     max_files: int = 1000              # outputs past this count are not brought back
     max_tokens: int = 1_000_000        # model tokens (in + out) one job may spend; counted by the host; 0 = no limit
     max_context_chars: int = 200_000   # characters of conversation an LLM agent sends per call (older outputs compacted)

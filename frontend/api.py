@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import shutil
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
 from agent_sandbox import events as ev
-from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
+from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
-from frontend.identity import csrf_token, current_owner
+from frontend.identity import csrf_token, current_owner, shared_token
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -31,8 +32,17 @@ def services():
 
 
 def owned_job(job_id: str) -> dict[str, Any]:
-    """The caller's job, or 404 (another owner's job is indistinguishable from none)."""
-    job = services().store.get_job(job_id, owner=current_owner())
+    """The caller's job, or 404 (another owner's job is indistinguishable from none).
+
+    Reads (GET) also reach a job whose share link this browser opened, while the
+    link holds; `g.shared_view` then tells the pages to offer no changes.
+    """
+    store = services().store
+    job = store.get_job(job_id, owner=current_owner())
+    g.shared_view = False
+    if job is None and request.method in ("GET", "HEAD"):
+        job = store.shared_job(job_id, shared_token(job_id) or "")
+        g.shared_view = job is not None
     if job is None:
         raise NotFound(f"no job {job_id!r} here")
     return job
@@ -42,7 +52,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     store = services().store
     end = job["finished"] or (time.time() if job["started"] else None)
     return {
-        "id": job["id"], "status": job["status"], "created": job["created"],
+        "id": job["id"], "name": display_name(job), "status": job["status"], "created": job["created"],
         "started": job["started"], "finished": job["finished"],
         "duration": round(end - job["started"], 3) if end and job["started"] else None,
         "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
@@ -54,7 +64,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
                  "events": url_for("api.job_events", job_id=job["id"]),
                  "outputs": url_for("api.job_outputs", job_id=job["id"]),
                  "zip": url_for("api.job_zip", job_id=job["id"]),
-                 "follow_up": url_for("api.follow_up", job_id=job["id"])},
+                 "follow_up": url_for("manage.follow_up", job_id=job["id"])},
     }
 
 
@@ -69,13 +79,29 @@ def job_usage(job: dict[str, Any]) -> dict[str, int] | None:
     return {"calls": d.get("calls", 0), "total_tokens": d.get("job_tokens", 0), "max_tokens": d.get("max_tokens", 0)}
 
 
+def job_limits(job: dict[str, Any]) -> Limits:
+    """The limits the job ran (or will run) with."""
+    return Limits(**job["limits"]) if job["limits"] else current_app.config["SETTINGS"].limits
+
+
+def display_name(job: dict[str, Any]) -> str:
+    """The owner's name for the job, else one made from its files."""
+    if job.get("name"):
+        return job["name"]
+    names = [f["name"] for f in job.get("files") or []]
+    if len(names) <= 2:
+        return " + ".join(names) or "(no files)"
+    return f"{names[0]} + {len(names) - 1} more"
+
+
 @api.get("/session")
 def session_info():
     s = current_app.config["SETTINGS"]
     return jsonify(owner=current_owner(), csrf_token=csrf_token(), backends=s.backends,
                    models=s.models, default_backend=s.default_backend, default_model=s.default_model,
                    max_files=s.max_files, max_file_bytes=s.max_file_bytes,
-                   max_request_bytes=s.max_request_bytes)
+                   max_request_bytes=s.max_request_bytes, preview_bytes=s.limits.preview_bytes,
+                   max_results_bytes=s.limits.max_total_bytes)
 
 
 @api.post("/jobs")
@@ -133,46 +159,6 @@ def _drain_body() -> None:
         pass
 
 
-@api.post("/jobs/<job_id>/follow-up")
-def follow_up(job_id):
-    """A new job continuing a finished one: the same inputs, its results in /workspace/previous."""
-    s = current_app.config["SETTINGS"]
-    svc = services()
-    parent = owned_job(job_id)
-    owner = current_owner()
-    instructions = request.form.get("instructions", "").strip()[:20000]
-    model = request.form.get("model") or parent["model"]
-    if not instructions:
-        raise BadRequest("say what the follow-up should do")
-    if model not in s.models:
-        raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
-    if parent["backend"] not in s.backends:
-        raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
-    parent_results = s.results_dir(parent["id"])
-    if parent["status"] in ("queued", "running") or load_manifest(parent_results) is None:
-        raise BadRequest("this job has no results yet; a follow-up continues a finished job")
-    if reason := svc.executor.admission_error(owner):
-        raise TooManyJobs(reason)
-    new_id = secrets.token_urlsafe(16)
-    workspace = job_workspace(s.outputs, new_id)
-    try:
-        workspace.mkdir(parents=True)
-        # The parent's own previous/ is not carried along: its summary says what was in it.
-        copy_inputs(job_workspace(s.outputs, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
-        folder = add_previous(workspace, parent_results)
-    except (OSError, ValueError) as exc:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise BadRequest(f"could not prepare the follow-up: {exc}") from None
-    job = svc.executor.submit({"id": new_id, "owner": owner, "backend": parent["backend"], "model": model,
-                               "instructions": instructions, "files": parent["files"],
-                               "limits": s.limits.to_dict(), "env": parent["env"], "parent": parent["id"],
-                               "previous_summary": previous_summary(parent_results, folder)})
-    if job is None:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise TooManyJobs(svc.executor.admission_error(owner) or "too many jobs; try again shortly")
-    return jsonify(job_json(job)), 201
-
-
 @api.get("/jobs")
 def list_jobs():
     return jsonify(jobs=[job_json(j) for j in services().store.list_jobs(current_owner())])
@@ -221,11 +207,19 @@ def job_outputs(job_id):
 def job_output_file(job_id, path):
     job = owned_job(job_id)
     results = current_app.config["SETTINGS"].results_dir(job["id"])
-    full = res.listed_file(results, res.load_manifest(results), path)
+    manifest = res.load_manifest(results)
+    full = res.listed_file(results, manifest, path)
     if full is None:
         raise NotFound(f"no output file {path!r} in this job")
-    resp = send_file(full, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
-                     download_name=full.name, conditional=True, max_age=0)
+    preview_bytes = job_limits(job).preview_bytes
+    if path.lower().endswith((".html", ".htm")) and full.stat().st_size <= preview_bytes:
+        # Self-contained (plots embedded, phone viewport): it still works sandboxed and downloaded.
+        body = io.BytesIO(res.self_contained_html(results, manifest, path, preview_bytes))
+        resp = send_file(body, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
+                         download_name=full.name, max_age=0)
+    else:
+        resp = send_file(full, mimetype=res.content_type(path), as_attachment=bool(request.args.get("download")),
+                         download_name=full.name, conditional=True, max_age=0)
     resp.headers["Content-Security-Policy"] = res.CSP_SANDBOX
     return resp
 

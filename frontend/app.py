@@ -18,6 +18,7 @@ from frontend.api import api
 from frontend.executor import JobExecutor
 from frontend.feed import FeedHub
 from frontend.identity import check_csrf, csrf_token
+from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
 from frontend.store import JobStore
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         executor.start()
 
     app.register_blueprint(api)
+    app.register_blueprint(manage)
     app.register_blueprint(pages)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -19,6 +19,8 @@ from flask import current_app, request, session
 from werkzeug.exceptions import Forbidden
 
 CSRF_HEADER = "X-CSRF-Token"
+SHARED_KEY = "shared"  # session: {job_id: token} of the jobs this browser opened through share links
+MAX_SHARED = 50
 
 
 def current_owner() -> str:
@@ -51,3 +53,16 @@ def check_csrf() -> None:
     if not (sent and expected and hmac.compare_digest(sent, expected)):
         raise Forbidden("missing or wrong CSRF token: send the X-CSRF-Token header "
                         "with the token from GET /api/session")
+
+
+def remember_shared(job_id: str, token: str) -> None:
+    """This browser opened `job_id`'s share link: it may read the job while the job keeps `token`."""
+    shared = {k: v for k, v in (session.get(SHARED_KEY) or {}).items() if k != job_id}
+    shared[job_id] = token
+    session[SHARED_KEY] = dict(list(shared.items())[-MAX_SHARED:])
+    session.permanent = True
+
+
+def shared_token(job_id: str) -> str | None:
+    """The share token this browser holds for `job_id`, if any."""
+    return (session.get(SHARED_KEY) or {}).get(job_id)

@@ -1,30 +1,51 @@
-"""Server-rendered pages: upload + history (/), live job view (/jobs/<id>)."""
+"""Server-rendered pages: upload + history (/), live job view (/jobs/<id>), a rendered
+Markdown output (/jobs/<id>/view/<path>), a share link (/shared/<token>)."""
 
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, render_template, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, url_for
+from werkzeug.exceptions import NotFound
 
+from frontend import logview
 from frontend import results as res
-from frontend.api import job_json, owned_job, services
-from frontend.identity import current_owner
+from frontend import results_page
+from frontend.api import job_json, job_limits, owned_job, services
+from frontend.identity import current_owner, remember_shared
 
 pages = Blueprint("pages", __name__)
+SERVER_LOG_EVENTS = 5000
+pages.add_app_template_filter(logview.clock, "clock")
+pages.add_app_template_filter(logview.duration, "duration")
+pages.add_app_template_filter(logview.iso, "iso")
 
 
 @pages.get("/")
 def index():
     s = current_app.config["SETTINGS"]
-    jobs = [job_json(j) for j in services().store.list_jobs(current_owner())]
-    return render_template("index.html", jobs=jobs, settings=s)
+    store = services().store
+    jobs = []
+    for j in store.list_jobs(current_owner()):
+        job = job_json(j)
+        job["summary"] = _one_line(store.last_message(j["id"]) if j["status"] == "succeeded" else j["reason"])
+        jobs.append(job)
+    sample = s.sample_file.name if s.sample_file and s.sample_file.is_file() else None
+    return render_template("index.html", jobs=jobs, settings=s, sample=sample)
 
 
 @pages.get("/jobs/<job_id>")
 def job_page(job_id):
-    job = job_json(owned_job(job_id))
+    raw = owned_job(job_id)
+    job = job_json(raw)
+    # The server-rendered log (for pages without JavaScript) holds the last events of a long run.
+    skipped = max(0, raw["last_seq"] - SERVER_LOG_EVENTS)
+    events = list(services().store.iter_events(raw["id"], after=skipped))
+    steps = [e["step"] for e in events if e.get("type") == "step" and e.get("step")]
     return render_template("job.html", job=job, now=time.time(), results=results_context(job),
-                           settings=current_app.config["SETTINGS"])
+                           log=logview.build_log(events), phase=logview.phase(events, job["status"], partial=skipped > 0),
+                           phases=logview.PHASES, last_step=steps[-1] if steps else None,
+                           shared_view=g.shared_view, log_skipped=skipped, settings=current_app.config["SETTINGS"])
 
 
 @pages.get("/jobs/<job_id>/results")
@@ -34,29 +55,55 @@ def job_results(job_id):
     return render_template("_results.html", job=job, results=results_context(job))
 
 
+@pages.get("/jobs/<job_id>/view/<path:path>")
+def view_output(job_id, path):
+    """A Markdown output rendered (images and links point at the job's outputs), with its raw file."""
+    raw = owned_job(job_id)
+    job = job_json(raw)
+    results = current_app.config["SETTINGS"].results_dir(job["id"])
+    manifest = res.load_manifest(results)
+    full = res.listed_file(results, manifest, path)
+    if full is None or not path.lower().endswith(".md"):
+        raise NotFound(f"no Markdown output {path!r} in this job")
+    size = full.stat().st_size
+    body = None
+    if size <= job_limits(raw).preview_bytes:
+        text = full.read_text(encoding="utf-8", errors="replace")
+        body = res.render_markdown(text, path, lambda p: url_for("api.job_output_file", job_id=job["id"], path=p))
+    return render_template("view.html", job=job, path=path, body=body, size=size,
+                           raw_url=url_for("api.job_output_file", job_id=job["id"], path=path))
+
+
+@pages.get("/shared/<token>")
+def shared_link(token):
+    """A read-only link: this browser may read the job until the owner revokes the link."""
+    job = services().store.shared_job(None, token)
+    if job is None:
+        raise NotFound("this share link does not open any job: it was revoked, or the job was deleted")
+    remember_shared(job["id"], token)
+    return redirect(url_for("pages.job_page", job_id=job["id"]))
+
+
 def results_context(job: dict) -> dict | None:
     results = current_app.config["SETTINGS"].results_dir(job["id"])
     manifest = res.load_manifest(results)
     if manifest is None:
         return None
-    ctx = res.describe(manifest)
-    output_url = lambda p: url_for("api.job_output_file", job_id=job["id"], path=p)  # noqa: E731
-    report = res.find_report(manifest)
+    ctx = results_page.build(results, manifest, job)
+    ctx["url"] = lambda p: url_for("api.job_output_file", job_id=job["id"], path=p)
+    ctx["view_url"] = lambda p: url_for("pages.view_output", job_id=job["id"], path=p)
     ctx["report_html"] = None
-    if "md" in report:
-        full = res.listed_file(results, manifest, report["md"])
-        if full is not None:
-            text = full.read_text(encoding="utf-8", errors="replace")[:500_000]
-            ctx["report_html"] = res.render_markdown(text, report["md"], output_url)
-    ctx["report"] = report
-    ctx["previews"] = [preview(results, manifest, t["path"]) for t in ctx["tables"][:6]]
-    ctx["url"] = output_url
-    ctx["preview_url"] = lambda p: url_for("api.job_output_preview", job_id=job["id"], path=p)
+    md = ctx["report"].get("md")
+    # Without profiles the agent's report is the only account of the findings: shown inline.
+    if md and not any(t.get("profile_path") for t in ctx["tables"]):
+        entry = next(f for f in ctx["files"] if f["path"] == md)
+        full = res.listed_file(results, manifest, md)
+        if full is not None and not entry.get("large"):
+            text = full.read_text(encoding="utf-8", errors="replace")
+            ctx["report_html"] = res.render_markdown(text, md, ctx["url"])
     return ctx
 
 
-def preview(results, manifest, path: str) -> dict:
-    try:
-        return {"path": path, **res.preview_table(res.listed_file(results, manifest, path))}
-    except Exception as exc:  # a malformed table is shown as such, not a crash
-        return {"path": path, "columns": [], "rows": [], "error": f"cannot preview: {exc}"}
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

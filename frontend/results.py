@@ -8,10 +8,13 @@ sandbox`, so it cannot run scripts on our origin.
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import json
 import mimetypes
 import posixpath
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,6 +40,13 @@ def load_manifest(results: Path) -> dict[str, Any] | None:
         return json.loads((results / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+
+
+def is_internal(path: str) -> bool:
+    """Working files nobody needs: hidden folders (`.scratch/`), DuckDB WALs, partial copies, bytecode."""
+    parts = path.split("/")
+    return (any(p.startswith(".") for p in parts) or "__pycache__" in parts
+            or path.lower().endswith((".wal", ".tmp", ".partial", ".pyc")))
 
 
 def listed_file(results: Path, manifest: dict[str, Any] | None, path: str) -> Path | None:
@@ -81,8 +91,9 @@ def preview_table(path: Path, rows: int = PREVIEW_ROWS) -> dict[str, Any]:
         batch = next(pf.iter_batches(batch_size=rows), None)
         columns = pf.schema_arrow.names
         data = batch.to_pylist() if batch is not None else []
+        types = {f.name: str(f.type) for f in pf.schema_arrow}
         return {"columns": columns, "rows": [[_cell(r.get(c)) for c in columns] for r in data],
-                "total_rows": pf.metadata.num_rows}
+                "total_rows": pf.metadata.num_rows, "types": types}
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         head = f.read(64 * 1024)
         f.seek(0)
@@ -139,6 +150,47 @@ def render_markdown(text: str, base_path: str, url_for_output) -> str:
     return _markdown.renderer.render(tokens, _markdown.options, {})
 
 
+_IMG_SRC = re.compile(r"""(<img\b[^>]*?\bsrc\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+PHONE_STYLE = ("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+               "<style>img{max-width:100%;height:auto}table{display:block;overflow-x:auto;max-width:100%}"
+               "pre{white-space:pre-wrap;overflow-wrap:anywhere}</style>")
+MAX_EMBED_BYTES = 20 * 1024 * 1024
+
+
+def self_contained_html(results: Path, manifest: dict[str, Any], path: str, max_image_bytes: int) -> bytes:
+    """An agent-written HTML page with its images embedded (data: URLs) and a phone viewport.
+
+    It is served sandboxed (an opaque origin that sends no cookies), so images by
+    relative path could not load; embedded, the page also works once downloaded.
+    Only images the manifest lists, each under `max_image_bytes`, are embedded.
+    """
+    full = listed_file(results, manifest, path)
+    text = full.read_text(encoding="utf-8", errors="replace")
+    base = posixpath.dirname(path)
+    budget = [MAX_EMBED_BYTES]
+
+    def embed(match: re.Match) -> str:
+        src = html.unescape(match.group(3))
+        if not src or ":" in src.split("/")[0] or src.startswith(("/", "#")):
+            return match.group(0)
+        target = posixpath.normpath(posixpath.join(base, src.split("#")[0].split("?")[0]))
+        image = listed_file(results, manifest, target) if not target.startswith("..") else None
+        if (image is None or not target.lower().endswith(IMAGE_TYPES)
+                or image.stat().st_size > min(max_image_bytes, budget[0])):
+            return match.group(0)
+        data = image.read_bytes()
+        budget[0] -= len(data)
+        kind = content_type(target).split(";")[0]
+        return f"{match.group(1)}{match.group(2)}data:{kind};base64,{base64.b64encode(data).decode()}{match.group(2)}"
+
+    text = _IMG_SRC.sub(embed, text)
+    if not re.search(r"<meta[^>]+name\s*=\s*[\"']?viewport", text, re.IGNORECASE):
+        head = re.search(r"<head[^>]*>", text, re.IGNORECASE)
+        at = head.end() if head else 0
+        text = text[:at] + PHONE_STYLE + text[at:]
+    return text.encode("utf-8")
+
+
 class _ZipSink:
     """A write-only stream for zipfile; the generator drains it as it goes."""
 
@@ -167,7 +219,8 @@ def stream_zip(results: Path, manifest: dict[str, Any], folder: str) -> Iterator
     """The listed files plus the manifest as one zip, produced chunk by chunk (never whole in memory)."""
     sink = _ZipSink()
     with zipfile.ZipFile(sink, "w") as zf:
-        for entry in manifest.get("files", []):
+        manifest = {**manifest, "files": [f for f in manifest.get("files", []) if not is_internal(f["path"])]}
+        for entry in manifest["files"]:
             src = regular_file(results, entry["path"])
             if src is None:
                 continue

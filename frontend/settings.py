@@ -15,6 +15,8 @@ from pathlib import Path
 
 from agent_sandbox.spec import MB, Limits
 
+REPO = Path(__file__).resolve().parent.parent
+
 # name: (default, description). The README's settings table is this list.
 DOCUMENTED = {
     "APP_HOST": ("127.0.0.1", "address the server listens on (`--host` overrides)"),
@@ -42,6 +44,7 @@ DOCUMENTED = {
     "APP_HEARTBEAT_SECONDS": ("15", "comment line sent on idle event streams"),
     "APP_POLL_SECONDS": ("0.5", "how often the database is checked for work of other processes (events, queued jobs)"),
     "APP_ENV_FILE": (".env", "optional file of KEY=VALUE lines read at start"),
+    "APP_SAMPLE_FILE": ("samples/plate_reader.csv", "dataset the start page's \"try it with sample data\" button runs (empty: no button)"),
 }
 
 
@@ -60,6 +63,10 @@ def load_env_file(path: Path) -> None:
 
 def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value.strip() else None
 
 
 def _secret_key(path: Path) -> str:
@@ -100,6 +107,7 @@ class Settings:
     poll_seconds: float = 0.5
     sandbox_network: bool = False
     limits: Limits = field(default_factory=Limits)
+    sample_file: Path | None = REPO / "samples" / "plate_reader.csv"
 
     def results_dir(self, job_id: str) -> Path:
         return self.outputs / "results" / job_id
@@ -138,6 +146,7 @@ class Settings:
             poll_seconds=float(env.get("APP_POLL_SECONDS", 0.5)),
             sandbox_network=env.get("APP_SANDBOX_NETWORK", "0").lower() in ("1", "true", "yes", "on"),
             limits=Limits.from_env(),
+            sample_file=_optional_path(env.get("APP_SAMPLE_FILE", str(REPO / "samples" / "plate_reader.csv"))),
         )
         s.secret_key = env.get("APP_SECRET_KEY") or _secret_key(
             Path(env.get("APP_SECRET_KEY_FILE", str(outputs / "secret_key"))))

@@ -55,17 +55,26 @@ def _m2_cancel_requested(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
 
-def _m3_follow_ups(db: sqlite3.Connection) -> None:
+def _m3_name_deleted_share(db: sqlite3.Connection) -> None:
+    # The owner's name for a job (empty: named by its files), a deleted flag (the row stays so
+    # the id is never reused; events and files go) and a revocable read-only share token.
+    db.execute("ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE jobs ADD COLUMN share_token TEXT")
+    db.execute("CREATE UNIQUE INDEX jobs_share_token ON jobs(share_token) WHERE share_token IS NOT NULL")
+
+
+def _m4_follow_ups(db: sqlite3.Connection) -> None:
     # A follow-up job names the job it continues and keeps what its model is told about it.
     db.execute("ALTER TABLE jobs ADD COLUMN parent TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE jobs ADD COLUMN previous_summary TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_follow_ups]
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_follow_ups]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
-              "cancel_requested", "parent", "previous_summary")
+              "cancel_requested", "name", "deleted", "share_token", "parent", "previous_summary")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -116,8 +125,8 @@ class JobStore:
         row = {k: job.get(k) for k in JOB_FIELDS}
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
-                   cancel_requested=0, parent=job.get("parent") or "",
-                   previous_summary=job.get("previous_summary") or "")
+                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None,
+                   parent=job.get("parent") or "", previous_summary=job.get("previous_summary") or "")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         db = self._db()
@@ -154,15 +163,44 @@ class JobStore:
 
     def get_job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
         sql, args = "SELECT * FROM jobs WHERE id=?", [job_id]
-        if owner is not None:
-            sql, args = sql + " AND owner=?", args + [owner]
+        if owner is not None:  # what an owner asks for: a deleted job is gone
+            sql, args = sql + " AND owner=? AND deleted=0", args + [owner]
         row = self._db().execute(sql, args).fetchone()
         return _job(row) if row else None
 
     def list_jobs(self, owner: str, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self._db().execute("SELECT * FROM jobs WHERE owner=? ORDER BY created DESC LIMIT ?",
+        rows = self._db().execute("SELECT * FROM jobs WHERE owner=? AND deleted=0 ORDER BY created DESC LIMIT ?",
                                   (owner, limit)).fetchall()
         return [_job(r) for r in rows]
+
+    def shared_job(self, job_id: str | None, token: str) -> dict[str, Any] | None:
+        """The job this share token opens (and, given an id, only if it is that job)."""
+        if not token:
+            return None
+        sql, args = "SELECT * FROM jobs WHERE share_token=? AND deleted=0", [token]
+        if job_id is not None:
+            sql, args = sql + " AND id=?", args + [job_id]
+        row = self._db().execute(sql, args).fetchone()
+        return _job(row) if row else None
+
+    def mark_deleted(self, job_id: str) -> None:
+        """Hide the job for good and drop its events (its files are removed by the caller)."""
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("UPDATE jobs SET deleted=1, share_token=NULL, name='' WHERE id=?", (job_id,))
+                db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def last_message(self, job_id: str) -> str:
+        """The agent's last message (its summary of the run), or ''."""
+        row = self._db().execute("SELECT event FROM events WHERE job_id=? AND type='message' "
+                                 "ORDER BY seq DESC LIMIT 1", (job_id,)).fetchone()
+        return (json.loads(row[0]).get("data") or {}).get("text", "") if row else ""
 
     def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
@@ -223,8 +261,7 @@ class JobStore:
             "SELECT seq, type, event FROM events WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
             (job_id, after, limit))]
 
-    def iter_events(self, job_id: str) -> Iterator[dict[str, Any]]:
-        after = 0
+    def iter_events(self, job_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
         while batch := self.events_after(job_id, after):
             for seq, _, text in batch:
                 yield json.loads(text)

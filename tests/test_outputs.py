@@ -60,3 +60,19 @@ def test_open_refuses_a_symlink_swapped_in_after_listing(outputs, tmp_path):
 def test_safe_join_refuses_escapes(tmp_path, bad):
     with pytest.raises(UnsafePath):
         safe_join(tmp_path, bad)
+
+
+def test_large_files_come_back_flagged_compact_first_and_the_rest_is_explained(tmp_path):
+    out = tmp_path / "out"
+    (out / "t").mkdir(parents=True)
+    for name, size in {"report.md": 10, "t/t.csv": 3 * 1024 * 1024, "t/t.parquet": 2 * 1024 * 1024,
+                       "t/t.csv.gz": 1024 * 1024, "t/plot.png": 500}.items():
+        (out / name).write_bytes(b"x" * size)
+    limits = Limits(preview_bytes=512 * 1024, max_total_bytes=4 * 1024 * 1024)
+    manifest = collect_outputs(DirectorySource(out), tmp_path / "r", limits)
+    files = {f["path"]: f for f in manifest["files"]}
+    assert list(files) == ["report.md", "t/plot.png", "t/t.csv.gz", "t/t.parquet"]  # sorted by path
+    assert files["t/t.parquet"]["large"] is True and "large" not in files["report.md"]
+    (skipped,) = manifest["skipped"]
+    assert skipped["path"] == "t/t.csv" and skipped["size"] == 3 * 1024 * 1024
+    assert skipped["reason"].startswith("3.0 MB, past the per-job total limit of 4.0 MB")

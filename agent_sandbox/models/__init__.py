@@ -37,6 +37,7 @@ class Action:
     message: str = ""          # FINISH
     status: str = "succeeded"  # FINISH
     call_id: str = ""          # tool-call id, for LLMs that need it echoed back
+    planned_steps: int = 0     # the model's estimate of the run's steps, shown as "step 3 of 12" (0: unknown)
 
     def __post_init__(self) -> None:
         if self.kind not in ACTION_KINDS:

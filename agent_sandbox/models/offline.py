@@ -90,6 +90,11 @@ class OfflinePlaybook:
 
     # -- the loop's entry point ---------------------------------------------
     def next_action(self, task: Task, history: list[Turn]) -> Action:
+        action = self.choose(task, history)
+        action.planned_steps = len(plan(task)) + 1  # the plan and the final summary: "step 3 of 12"
+        return action
+
+    def choose(self, task: Task, history: list[Turn]) -> Action:
         steps = plan(task)
         done = list(zip(steps, history))
         for step, turn in done:

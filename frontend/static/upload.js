@@ -1,4 +1,5 @@
-// Upload page: pick or drop files, post them with the CSRF token, go to the job's live page.
+// Upload page: choose (button or drop) files, check the limits, send them with progress and
+// a cancel, then go to the job's live page. The sample button runs the bundled dataset.
 (function () {
   const form = document.getElementById("upload-form");
   if (!form) return;
@@ -7,48 +8,114 @@
   const list = document.getElementById("file-list");
   const submit = document.getElementById("submit");
   const status = document.getElementById("upload-status");
+  const progress = document.getElementById("progress");
+  const bar = document.getElementById("progress-bar");
+  const progressText = document.getElementById("progress-text");
+  const cancelUpload = document.getElementById("upload-cancel");
   const token = document.querySelector('meta[name="csrf-token"]').content;
-  const maxFiles = Number(form.dataset.maxFiles);
+  const limits = { files: Number(form.dataset.maxFiles), file: Number(form.dataset.maxFileBytes),
+                   total: Number(form.dataset.maxRequestBytes) };
   let files = [];
+  let xhr = null;
 
   function human(n) {
     const units = ["B", "KB", "MB", "GB"]; let i = 0;
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : n) + " " + units[i];
   }
+  function clock(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    return s >= 60 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s` : `${s} s`;
+  }
+  function say(text, isError) {
+    status.className = "status-text" + (isError ? " error" : "");
+    status.textContent = text;
+  }
+
+  // The limits the server enforces, checked before anything is sent.
+  function limitProblem() {
+    if (files.length > limits.files) return `At most ${limits.files} files per job; remove ${files.length - limits.files}.`;
+    const big = files.find(f => f.size > limits.file);
+    if (big) return `${big.name} is ${human(big.size)}, over the limit of ${human(limits.file)} per file.`;
+    const total = files.reduce((sum, f) => sum + f.size, 0);
+    if (total > limits.total) return `These files add up to ${human(total)}, over the limit of ${human(limits.total)} per job.`;
+    return "";
+  }
+
   function render() {
     list.replaceChildren(...files.map((f, i) => {
       const li = document.createElement("li");
-      const name = document.createElement("span"); name.textContent = f.name;
+      const name = document.createElement("span"); name.className = "name"; name.textContent = f.name;
       const size = document.createElement("span"); size.className = "size"; size.textContent = human(f.size);
-      const rm = document.createElement("button"); rm.type = "button"; rm.textContent = "remove";
-      rm.onclick = () => { files.splice(i, 1); render(); };
+      const rm = document.createElement("button"); rm.type = "button"; rm.className = "link remove";
+      rm.textContent = "remove"; rm.setAttribute("aria-label", "Remove " + f.name);
+      rm.onclick = () => { files.splice(i, 1); render(); zone.focus(); };
       li.append(name, size, rm); return li;
     }));
-    submit.disabled = files.length === 0;
-    status.textContent = files.length > maxFiles ? `at most ${maxFiles} files per job` : "";
+    const problem = limitProblem();
+    submit.disabled = files.length === 0 || Boolean(problem) || xhr !== null;
+    say(problem, Boolean(problem));
   }
   function add(newFiles) { files = files.concat(Array.from(newFiles)); render(); }
 
+  zone.addEventListener("click", () => input.click());
   input.addEventListener("change", () => { add(input.files); input.value = ""; });
   ["dragenter", "dragover"].forEach(t => zone.addEventListener(t, e => { e.preventDefault(); zone.classList.add("over"); }));
   ["dragleave", "drop"].forEach(t => zone.addEventListener(t, e => { e.preventDefault(); zone.classList.remove("over"); }));
   zone.addEventListener("drop", e => add(e.dataTransfer.files));
+  // A file dropped anywhere else must not make the browser leave the page to show it.
+  ["dragover", "drop"].forEach(t => window.addEventListener(t, e => {
+    if (!zone.contains(e.target)) { e.preventDefault(); if (t === "dragover") e.dataTransfer.dropEffect = "none"; }
+  }));
 
-  form.addEventListener("submit", async e => {
+  function showProgress(sent, total, startedAt) {
+    const seconds = (performance.now() - startedAt) / 1000;
+    const speed = seconds > 0 ? sent / seconds : 0;
+    const pct = total ? Math.floor(sent * 100 / total) : 0;
+    bar.value = pct;
+    const left = speed > 0 && sent < total ? ` · ${clock((total - sent) / speed)} left` : "";
+    progressText.textContent = `${human(sent)} of ${human(total)} · ${pct}% · ${human(speed)}/s${left}`;
+  }
+
+  form.addEventListener("submit", e => {
     e.preventDefault();
+    const problem = limitProblem();
+    if (problem || !files.length) { say(problem || "Choose at least one file.", true); return; }
     const body = new FormData(form);
     body.delete("files");
     files.forEach(f => body.append("files", f, f.name));
-    submit.disabled = true; status.className = "status-text"; status.textContent = "uploading…";
-    try {
-      const resp = await fetch(form.dataset.api, { method: "POST", body, headers: { "X-CSRF-Token": token } });
-      const data = await resp.json().catch(() => ({ error: `server answered ${resp.status}` }));
-      if (!resp.ok) throw new Error(data.error || `server answered ${resp.status}`);
-      window.location.href = data.urls.page;
-    } catch (err) {
-      status.className = "status-text error"; status.textContent = err.message; submit.disabled = false;
-    }
+    xhr = new XMLHttpRequest();
+    const startedAt = performance.now();
+    xhr.open("POST", form.dataset.api);
+    xhr.setRequestHeader("X-CSRF-Token", token);
+    xhr.upload.addEventListener("progress", ev => showProgress(ev.loaded, ev.total, startedAt));
+    xhr.upload.addEventListener("load", () => { progressText.textContent += " · starting the job…"; });
+    xhr.addEventListener("load", () => {
+      let data = {};
+      try { data = JSON.parse(xhr.responseText); } catch (err) { data = { error: `the server answered ${xhr.status}` }; }
+      if (xhr.status === 201 && data.urls) { window.location.href = data.urls.page; return; }
+      finish(data.error || `the server answered ${xhr.status}`);
+    });
+    xhr.addEventListener("error", () => finish("the upload failed: the connection was lost"));
+    xhr.addEventListener("abort", () => finish("Upload cancelled; nothing was sent to a sandbox.", false));
+    progress.hidden = false; submit.disabled = true; say("Uploading…");
+    showProgress(0, files.reduce((sum, f) => sum + f.size, 0), startedAt);
+    xhr.send(body);
+    cancelUpload.focus();
+  });
+  cancelUpload.addEventListener("click", () => { if (xhr) xhr.abort(); });
+
+  function finish(message, isError = true) {
+    xhr = null; progress.hidden = true; render(); say(message, isError); submit.focus();
+  }
+
+  const sample = document.getElementById("sample");
+  if (sample) sample.addEventListener("click", async () => {
+    sample.disabled = true; say("Starting the sample job…");
+    const resp = await fetch(sample.dataset.api, { method: "POST", headers: { "X-CSRF-Token": token } });
+    const data = await resp.json().catch(() => ({}));
+    if (resp.ok && data.urls) { window.location.href = data.urls.page; return; }
+    sample.disabled = false; say(data.error || `the server answered ${resp.status}`, true);
   });
 
   document.querySelectorAll("time[data-ts]").forEach(t => {

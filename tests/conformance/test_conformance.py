@@ -52,13 +52,16 @@ def test_outputs_come_back_with_manifest_and_limits(backend, tmp_path, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     files = {f["path"]: f for f in result.manifest["files"]}
     skipped = {s["path"]: s["reason"] for s in result.manifest["skipped"]}
-    assert set(files) == {"notes/résumé.txt", "small.bin", "copy.csv"}
+    # Over the 5 MB preview threshold: still brought back, flagged large.
+    assert set(files) == {"notes/résumé.txt", "small.bin", "copy.csv", "big.bin"}
+    assert files["big.bin"]["large"] is True and files["big.bin"]["size"] == 6000000
+    assert files["big.bin"]["sha256"] == hashlib.sha256((spec.results / "big.bin").read_bytes()).hexdigest()
+    assert "large" not in files["small.bin"]
     assert (spec.results / "notes/résumé.txt").read_text(encoding="utf-8") == "naïve café ✓\n"
     assert (spec.results / "copy.csv").read_bytes() == b"a,b\n1,2\n"
     data = (spec.results / "small.bin").read_bytes()
     assert files["small.bin"]["size"] == 1000
     assert files["small.bin"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert "per-file limit" in skipped["big.bin"] and not (spec.results / "big.bin").exists()
     assert "symlink" in skipped["passwd-link"] and not (spec.results / "passwd-link").exists()
     assert "symlink" in skipped["inner-link"]
     assert "not a regular file" in skipped["a-fifo"]
@@ -84,7 +87,25 @@ def test_output_total_and_count_limits(backend, tmp_path, recorder):
     result = backend.run(spec, recorder)
     assert [f["path"] for f in result.manifest["files"]] == ["f1", "f2"]
     reasons = {s["path"]: s["reason"] for s in result.manifest["skipped"]}
-    assert set(reasons) == {"f3", "f4", "f5"} and all("total limit" in r for r in reasons.values())
+    assert set(reasons) == {"f3", "f4", "f5"} and all("total limit of 2.4 KB" in r for r in reasons.values())
+
+
+def test_large_outputs_come_back_compact_forms_first_up_to_the_job_limit(backend, tmp_path, recorder):
+    limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=60, preview_bytes=1000,
+                    max_file_bytes=6000, max_total_bytes=6000)
+    spec = make_spec(tmp_path, [shell("cd /outputs && head -c 500 /dev/zero > notes.txt && "
+                                      "head -c 2500 /dev/zero > t.csv && head -c 2000 /dev/zero > t.parquet && "
+                                      "head -c 1500 /dev/zero > t.csv.gz && head -c 7000 /dev/zero > huge.bin")],
+                     limits=limits)
+    result = backend.run(spec, recorder)
+    files = {f["path"]: f for f in result.manifest["files"]}
+    reasons = {s["path"]: s["reason"] for s in result.manifest["skipped"]}
+    # 500 + 1500 + 2000 fit in 6000; the plain CSV (2500) would pass the limit.
+    assert set(files) == {"notes.txt", "t.csv.gz", "t.parquet"}
+    assert files["t.parquet"]["large"] and files["t.csv.gz"]["large"] and "large" not in files["notes.txt"]
+    assert reasons["t.csv"].startswith("2.4 KB, past the per-job total limit of 5.9 KB")
+    assert "rerun" in reasons["t.csv"] and "AGENT_SANDBOX_MAX_TOTAL_BYTES" in reasons["t.csv"]
+    assert "larger than the per-file limit of 5.9 KB" in reasons["huge.bin"]
 
 
 def test_command_timeout_ends_run_and_keeps_partial_outputs(backend, tmp_path, recorder):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from web_helpers import Server
+from web_helpers import CHROMIUM_ARGS, Server
 
 
 @pytest.fixture
@@ -30,3 +30,13 @@ def server(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("web"), {}).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One real Chromium for the whole session (each test opens its own contexts)."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -214,3 +214,37 @@ def test_cancel_stops_the_sandbox(server):
     while sandbox_processes(job["id"]) and time.time() < deadline:
         time.sleep(0.2)
     assert sandbox_processes(job["id"]) == [], "no process of the job is left"
+
+
+def test_job_management_api_owner_only(server):
+    owner, stranger = server.client(), server.client()
+    job = owner.submit([{"kind": "shell", "command": "echo hi > /outputs/a.txt"}]).json()
+    running = owner.submit([{"kind": "shell", "command": "sleep 30"}]).json()
+    assert owner.get(f"/api/jobs/{job['id']}").json()["name"] == "data.csv"
+    for method, path in [("PATCH", ""), ("DELETE", ""), ("POST", "/rerun"), ("POST", "/share"), ("DELETE", "/share")]:
+        resp = stranger.http.request(method, f"{server.base}/api/jobs/{job['id']}{path}", json={"name": "x"},
+                                     headers={"X-CSRF-Token": stranger.csrf}, timeout=30)
+        assert resp.status_code == 404, (method, path, resp.text)
+    url = f"{server.base}/api/jobs/{job['id']}"
+    hdr = {"X-CSRF-Token": owner.csrf}
+    assert owner.http.patch(url, json={"name": 3}, headers=hdr).status_code == 400
+    assert owner.http.patch(url, json={"name": "  Run   one "}, headers=hdr).json()["name"] == "Run one"
+    assert owner.http.patch(url, json={"name": ""}, headers=hdr).json()["name"] == "data.csv"
+    assert owner.http.patch(url, json={"name": "x"}).status_code == 403, "CSRF token required"
+    resp = owner.http.delete(f"{server.base}/api/jobs/{running['id']}", headers=hdr)
+    assert resp.status_code == 409 and "cancel it" in resp.json()["error"]
+    owner.post(f"/api/jobs/{running['id']}/cancel")
+    share = owner.post(f"/api/jobs/{job['id']}/share").json()
+    assert stranger.get(share["url"].replace(server.base, "")).status_code == 200, "the link opens the job"
+    assert stranger.get(f"/api/jobs/{job['id']}").status_code == 200, "reads work for the link's holder"
+    owner.post(f"/api/jobs/{job['id']}/share")  # a new link revokes the old one
+    assert stranger.get(f"/api/jobs/{job['id']}").status_code == 404
+    assert stranger.get(share["url"].replace(server.base, "")).status_code == 404
+    rerun = owner.post(f"/api/jobs/{job['id']}/rerun")
+    assert rerun.status_code == 201 and rerun.json()["files"] == job["files"]
+    wait = owner.events(rerun.json()["id"])
+    assert wait[-1]["data"]["status"] == "succeeded"
+    assert owner.http.delete(url, headers=hdr).status_code == 204
+    assert owner.get(f"/api/jobs/{job['id']}").status_code == 404
+    assert job["id"] not in owner.get("/api/jobs").text
+    assert owner.post(f"/api/jobs/{job['id']}/rerun").status_code == 404

@@ -14,8 +14,9 @@ KEYS = ("APP_ENV_FILE", "APP_OUTPUTS", "APP_MODELS", "APP_DEFAULT_MODEL", "APP_W
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    for k in KEYS:
-        monkeypatch.delenv(k, raising=False)
+    for k in KEYS:  # set first, so that monkeypatch also removes what a .env adds to os.environ
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
     monkeypatch.setenv("APP_OUTPUTS", str(tmp_path / "out"))
     return monkeypatch
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def free_port() -> int:
@@ -169,3 +171,21 @@ def sandbox_processes(job_id: str) -> list[int]:
         if job_id.encode() in cmdline and b"agent_sandbox" in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+def browser_context(browser, server: Server, client: Client | None = None, **options):
+    """A browser context that is `client` (shares its session cookie), or a new visitor."""
+    context = browser.new_context(**options)
+    if client is not None:
+        context.add_cookies([{"name": k, "value": v, "url": server.base} for k, v in client.http.cookies.items()])
+    return context
+
+
+def wait_finished(client: Client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout}s")

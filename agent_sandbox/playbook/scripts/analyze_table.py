@@ -71,7 +71,7 @@ def save_table(con, out: Path, name: str, max_file_bytes: int) -> tuple[dict, li
         files[kind] = {"path": f"{name}/{path.name}", "size": size}
         if size > max_file_bytes:
             notes.append(f"the cleaned {kind.upper()} is {size / MB:.1f} MB, over the {max_file_bytes / MB:.0f} MB "
-                         f"download limit, so it may not come back with the results"
+                         f"preview threshold: it comes back for download, not previewed, within the job's output limit"
                          + ("; the Parquet file holds the same data, compressed" if kind == "csv" else ""))
     return files, notes
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", default=os.environ.get("PLAYBOOK_MEMORY_LIMIT", "1GB"),
                         help="DuckDB memory limit; it spills to disk beyond it (default 1GB)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("PLAYBOOK_THREADS", "2")))
-    parser.add_argument("--max-file-mb", type=float, default=5.0, help="per-file download limit to warn about")
+    parser.add_argument("--max-file-mb", type=float, default=5.0, help="preview threshold to note in the report (larger files are not previewed)")
     args = parser.parse_args(argv)
     base = args.name or snake_case(args.input.stem) or "table"
     record = analyze_file(args.input, args.out, base, args.label or args.input.name, args.memory_limit,

@@ -1,0 +1,184 @@
+"""What an owner does with a job besides running it: rename, delete, rerun, follow up, share; the sample job.
+
+    PATCH  /api/jobs/<id>          {"name": "..."}   rename ("" goes back to the name from its files)
+    DELETE /api/jobs/<id>                            delete the job, its log and its files (not while active)
+    POST   /api/jobs/<id>/rerun                      a new job with the same files, instructions and choices
+    POST   /api/jobs/<id>/follow-up                  continue a finished job: form `instructions`, optional
+                                                     `model`; the same inputs plus its results in /workspace/previous/
+    POST   /api/jobs/<id>/share                      a read-only link (a new token each time)
+    DELETE /api/jobs/<id>/share                      revoke the link
+    POST   /api/jobs/sample                          run the bundled sample dataset
+
+A share link `/shared/<token>` (pages.py) lets any browser read the job:
+the token goes into that visitor's session, and `api.owned_job` accepts it for
+reads (GET) only, as long as the job still carries the same token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from werkzeug.exceptions import BadRequest, Conflict, NotFound
+
+from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
+from agent_sandbox.outputs import safe_join
+from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
+from frontend.api import TooManyJobs, job_json, owned_job, services
+from frontend.identity import current_owner
+from frontend.store import ACTIVE
+
+manage = Blueprint("manage", __name__, url_prefix="/api")
+
+MAX_NAME = 200
+
+
+def own_job(job_id: str) -> dict[str, Any]:
+    """The caller's own job: a share link never allows changes."""
+    job = services().store.get_job(job_id, owner=current_owner())
+    if job is None:
+        raise NotFound(f"no job {job_id!r} here")
+    return job
+
+
+@manage.patch("/jobs/<job_id>")
+def rename_job(job_id):
+    job = own_job(job_id)
+    name = (request.get_json(silent=True) or {}).get("name")
+    if not isinstance(name, str):
+        raise BadRequest('send JSON {"name": "..."}')
+    name = " ".join(name.split())[:MAX_NAME]
+    services().store.update_job(job["id"], name=name)
+    return jsonify(job_json(services().store.get_job(job["id"])))
+
+
+@manage.delete("/jobs/<job_id>")
+def delete_job(job_id):
+    job = own_job(job_id)
+    if job["status"] in ACTIVE:
+        raise Conflict("this job is still queued or running; cancel it before deleting it")
+    s = current_app.config["SETTINGS"]
+    services().store.mark_deleted(job["id"])
+    shutil.rmtree(job_workspace(s.outputs, job["id"]), ignore_errors=True)
+    shutil.rmtree(s.results_dir(job["id"]), ignore_errors=True)
+    return "", 204
+
+
+@manage.post("/jobs/<job_id>/rerun")
+def rerun_job(job_id):
+    job = own_job(job_id)
+    s = current_app.config["SETTINGS"]
+    old = job_workspace(s.outputs, job["id"])
+
+    def fill(workspace: Path) -> list[dict]:
+        files = []
+        for f in job["files"]:
+            src = safe_join(old, f["name"])
+            if src.is_symlink() or not src.is_file():
+                raise Conflict(f"the uploaded file {f['name']!r} of this job is no longer here")
+            files.append(_link_or_copy(src, workspace, f["name"]))
+        return files
+
+    new = submit_job({"backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
+                      "env": job["env"], "name": job["name"]}, fill)
+    return jsonify(job_json(new)), 201
+
+
+@manage.post("/jobs/<job_id>/follow-up")
+def follow_up(job_id):
+    """A new job continuing a finished one; its model is told what that one did."""
+    parent = own_job(job_id)
+    s = current_app.config["SETTINGS"]
+    instructions = request.form.get("instructions", "").strip()[:20000]
+    model = request.form.get("model") or parent["model"]
+    if not instructions:
+        raise BadRequest("say what the follow-up should do")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    if parent["backend"] not in s.backends:
+        raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
+    results = s.results_dir(parent["id"])
+    if parent["status"] in ACTIVE or load_manifest(results) is None:
+        raise Conflict("this job has no results yet; a follow-up continues a finished job")
+    fields = {"backend": parent["backend"], "model": model, "instructions": instructions, "env": parent["env"],
+              "name": parent["name"], "parent": parent["id"]}
+
+    def fill(workspace: Path) -> list[dict]:
+        # The parent's own previous/ is not carried along: its summary says what was in it.
+        copy_inputs(job_workspace(s.outputs, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
+        fields["previous_summary"] = previous_summary(results, add_previous(workspace, results))
+        return parent["files"]
+
+    return jsonify(job_json(submit_job(fields, fill))), 201
+
+
+@manage.post("/jobs/sample")
+def sample_job():
+    s = current_app.config["SETTINGS"]
+    sample = s.sample_file
+    if not sample or not sample.is_file():
+        raise NotFound("no sample dataset is installed on this server")
+
+    def fill(workspace: Path) -> list[dict]:
+        with open(sample, "rb") as data:
+            dest = add_upload(workspace, sample.name, data)
+        return [{"name": dest.name, "size": dest.stat().st_size}]
+
+    new = submit_job({"backend": s.default_backend, "model": s.default_model, "instructions": "",
+                      "env": {}, "name": f"Sample: {sample.name}"}, fill)
+    return jsonify(job_json(new)), 201
+
+
+def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
+    """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
+    s = current_app.config["SETTINGS"]
+    svc = services()
+    owner = current_owner()
+    if reason := svc.executor.admission_error(owner):
+        raise TooManyJobs(reason)
+    job_id = secrets.token_urlsafe(16)
+    workspace = job_workspace(s.outputs, job_id)
+    workspace.mkdir(parents=True)
+    try:
+        files = fill(workspace)   # may add to `fields` (a follow-up's summary)
+        copy_my_files(workspace, s.my_files)
+        job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "files": files,
+                                   "limits": s.limits.to_dict()})
+    except BaseException:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise
+    if job is None:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise TooManyJobs(svc.executor.admission_error(owner) or "too many jobs; try again shortly")
+    return job
+
+
+def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
+    # Inputs are read-only to every sandbox, so the new job may share the old one's file.
+    dest = safe_join(workspace, name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest, follow_symlinks=False)
+    except OSError:
+        with open(src, "rb") as data:
+            dest = add_upload(workspace, name, data)
+    return {"name": name, "size": dest.stat().st_size}
+
+
+@manage.post("/jobs/<job_id>/share")
+def share_job(job_id):
+    job = own_job(job_id)
+    token = secrets.token_urlsafe(24)
+    services().store.update_job(job["id"], share_token=token)
+    return jsonify(url=url_for("pages.shared_link", token=token, _external=True), token=token)
+
+
+@manage.delete("/jobs/<job_id>/share")
+def unshare_job(job_id):
+    job = own_job(job_id)
+    services().store.update_job(job["id"], share_token=None)
+    return "", 204

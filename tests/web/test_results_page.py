@@ -1,0 +1,61 @@
+"""Results on the server: grouping by table, hidden working files, self-contained report.html."""
+
+import io
+import json
+import zipfile
+
+from frontend import results as res
+from frontend import results_page
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+
+
+def write(results, files):
+    manifest = {"files": [], "skipped": []}
+    for path, data in files.items():
+        full = results / path
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_bytes(data)
+        manifest["files"].append({"path": path, "size": len(data), "sha256": ""})
+    return manifest
+
+
+def test_report_html_gets_listed_images_embedded_and_a_viewport(tmp_path):
+    (tmp_path / "secret.png").write_bytes(PNG)  # outside the listed outputs
+    results = tmp_path / "r"
+    html = ('<html><head><title>r</title></head><body><img src="t/plots/a.png"><img alt=x src=\'t/plots/a.png\'>'
+            '<img src="../secret.png"><img src="big.png"><img src="https://example.org/x.png"></body></html>')
+    manifest = write(results, {"report.html": html.encode(), "t/plots/a.png": PNG, "big.png": PNG * 100})
+    out = res.self_contained_html(results, manifest, "report.html", max_image_bytes=5000).decode()
+    assert out.count("data:image/png;base64,") == 2
+    assert 'src="../secret.png"' in out and 'src="big.png"' in out and "https://example.org/x.png" in out
+    assert out.index('name="viewport"') < out.index("<title>")
+
+
+def test_results_grouped_by_table_with_working_files_hidden(tmp_path):
+    results = tmp_path / "r"
+    profile = {"table": "t", "source": "t.csv", "rows_after": 2, "columns_after": 1,
+               "columns": [{"name": "x", "type": "integer", "unit": "mM"}],
+               "findings": [{"kind": "outlier", "column": "x", "rows": 1, "detail": "9 is high"}],
+               "plots": [{"kind": "hist", "columns": ["x"], "path": "t/plots/x.png"}]}
+    manifest = write(results, {"t/t.csv": b"x\n1\n9\n", "t/t.profile.json": json.dumps(profile).encode(),
+                               "t/plots/x.png": PNG, ".scratch/db.tmp": b"x", "t/t.wal": b"x",
+                               "scripts/a.py": b"print(1)", "report.md": b"# R", "loose.png": PNG,
+                               "other/data.csv": b"a\n1\n"})
+    manifest["files"][0]["large"] = True
+    view = results_page.build(results, manifest, {"status": "cancelled"})
+    assert [t["name"] for t in view["tables"]] == ["t", "data"]
+    t = view["tables"][0]
+    assert [p["title"] for p in t["plots"]] == ["hist of x"]
+    assert [d["path"] for d in t["downloads"]] == ["t/t.csv", "t/t.profile.json"]
+    assert t["preview"]["column_info"][0] == {"name": "x", "type": "integer", "unit": "mM", "numeric": True}
+    assert view["findings"] == [dict(profile["findings"][0], table="t")]
+    assert [f["path"] for f in view["folded"]] == ["scripts/a.py"]
+    assert [f["path"] for f in view["images"]] == ["loose.png"]
+    assert [f["path"] for f in view["others"]] == ["report.md"]
+    assert view["partial"] == "the job was cancelled"
+    shown = json.dumps(view, default=str)
+    assert ".scratch" not in shown and "t.wal" not in shown
+    with zipfile.ZipFile(io.BytesIO(b"".join(res.stream_zip(results, manifest, "job")))) as zf:
+        assert "job/t/t.csv" in zf.namelist() and not any("scratch" in n or n.endswith(".wal") for n in zf.namelist())
+        assert ".scratch" not in zf.read("job/manifest.json").decode()
