@@ -251,8 +251,6 @@
     endStep();
     const status = JSON.parse(msg.data).status;
     setStatus(status);
-    const followUp = document.getElementById("follow-up");
-    if (followUp) followUp.hidden = false;
     if (lastStep) stepInfo.textContent = `${lastStep} step${lastStep === 1 ? "" : "s"}`;
     // A job that had ended before the page loaded already shows its results.
     if (wasActive) refreshJob().then(loadResults); else document.body.dataset.resultsLoaded = "1";

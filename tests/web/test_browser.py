@@ -184,7 +184,7 @@ def test_llm_job_shows_reasoning_and_tokens_then_continues(start_server, browser
         expect(page.locator(".log .cmd-line").first).to_contain_text("head -2 /workspace/penguins.csv")
         expect(page.locator(".log .usage").first).to_contain_text("tokens: 100 in, 20 out")
         expect(page.locator("#tokens")).to_contain_text("240 in 2 calls")
-        expect(page.locator("#follow-up")).to_be_visible()
+        page.click("#follow-up-open")
         page.fill("#follow-up-instructions", "now only Adelie")
         page.click("#follow-up-form button[type=submit]")
         page.wait_for_url(lambda url: url != first_url and "/jobs/" in url)
