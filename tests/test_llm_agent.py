@@ -203,13 +203,26 @@ def test_the_agent_process_never_holds_the_key(local, tmp_path, recorder):
     assert found == [False]
 
 
+def descends_from_us(pid: str) -> bool:
+    for _ in range(6):   # bwrap (or a launcher) and the agent below it
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        pid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        if int(pid) == os.getpid():
+            return True
+    return False
+
+
 def agent_memory() -> bytes:
-    """Every readable region of this machine's agent processes started by this test process."""
+    """Every readable region of the agent processes this test started (not other tests' agents)."""
     chunks = []
     for pid in os.listdir("/proc"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"agent_sandbox.coding_agent" not in cmdline or b"bwrap" in cmdline.split(b"\0")[0]:
+            if (b"agent_sandbox.coding_agent" not in cmdline or b"bwrap" in cmdline.split(b"\0")[0]
+                    or not descends_from_us(pid)):
                 continue
             with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
                 for line in maps:
