@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := bubblewrap chromium slirp4netns
+# e2fsprogs: each run's capped filesystem (mkfs.ext4); python3: the unprivileged-user test;
+# slirp4netns: the opt-in network that cannot reach the host (agent_sandbox/netjail.py).
+APT_PACKAGES := bubblewrap chromium e2fsprogs python3 slirp4netns
 
 .PHONY: install system-packages docker-engine run demo test test-live bench clean
 

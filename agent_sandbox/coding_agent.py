@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from agent_sandbox import events as ev
+from agent_sandbox import limit_watch
 from agent_sandbox.environment import DOCKER, detect_environment, environment_details
 from agent_sandbox.models import (FINISH, READ_FILE, SHELL, WRITE_FILE, Action, Model,
                                   Observation, Task, Turn, UnknownModel, get_model)
@@ -49,13 +50,15 @@ def list_workspace(workspace: Path) -> list[dict]:
 
 class Agent:
     def __init__(self, model: Model, task: Task, writer: ev.EventWriter, *,
-                 max_steps: int, command_timeout: float, max_output_chars: int):
+                 max_steps: int, command_timeout: float, max_output_chars: int,
+                 limits: dict | None = None):
         self.model = model
         self.task = task
         self.writer = writer
         self.max_steps = max_steps
         self.command_timeout = command_timeout
         self.max_output_chars = max_output_chars
+        self.limits = limits or {}       # the sandbox's limits, to explain what they did
         self.stop = threading.Event()   # set by SIGTERM: kill the running command
         self.history: list[Turn] = []
         self.summary = ""               # the model's closing message
@@ -67,7 +70,7 @@ class Agent:
         self.setup()
         for step in range(1, self.max_steps + 1):
             if self.stop.is_set():
-                return ev.CANCELLED, "stopped by the host"
+                return self.stopped()
             if self.channel is not None:
                 self.channel.step = step
             try:
@@ -96,10 +99,10 @@ class Agent:
             self.history.append(Turn(action, observation))
             if observation.timed_out and not (0 < action.timeout < self.command_timeout):
                 if self.stop.is_set():
-                    return ev.CANCELLED, "stopped by the host"
+                    return self.stopped()
                 return ev.COMMAND_TIMEOUT, f"a command ran longer than {self.command_timeout:g}s"
             if self.stop.is_set():
-                return ev.CANCELLED, "stopped by the host"
+                return self.stopped()
         return ev.FAILED, f"step limit of {self.max_steps} reached"
 
     def setup(self) -> None:
@@ -115,6 +118,12 @@ class Agent:
         take = getattr(self.model, "take_warnings", None)
         for message in (take() if take else []):
             self.writer.emit(ev.WARNING, {"message": message}, step=step)
+
+    @staticmethod
+    def stopped() -> tuple[str, str]:
+        # Not "cancelled": a command in the sandbox can send it too (kill -TERM 1). When
+        # the host stopped the run, the host knows and reports its own status.
+        return ev.FAILED, "the agent was stopped by SIGTERM"
 
     def execute(self, action: Action, step: int) -> Observation:
         if action.kind == WRITE_FILE:
@@ -132,8 +141,12 @@ class Agent:
         def on_output(stream: str, text: str) -> None:
             self.writer.emit(ev.OUTPUT, {"stream": stream, "text": text}, step=step)
 
+        counters = limit_watch.read_counters()
         obs = run_command(argv, cwd=self.task.workspace, timeout=timeout,
                           max_chars=self.max_output_chars, on_output=on_output, stop=self.stop)
+        for note in limit_watch.explain(counters, limit_watch.read_counters(), self.limits):
+            self.writer.emit(ev.WARNING, {"message": note}, step=step)
+            obs.output += f"\n[{note}]"
         if obs.truncated:
             self.writer.emit(ev.OUTPUT, {"stream": "stdout", "text": "",
                                          "truncated": True}, step=step)
@@ -196,6 +209,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--network", action="store_true", help="the commands have outbound network")
     p.add_argument("--secrets-from-stdin", action="store_true",
                    help="read a JSON object of secrets (API keys) from the first line of stdin")
+    p.add_argument("--limits-enforced", default="{}", type=json.loads,
+                   help="JSON: for each sandbox limit, what enforces it (or 'not enforced: why')")
+    p.add_argument("--limits", default="{}", type=json.loads,
+                   help="JSON: the sandbox's limits (memory_mb, max_processes, disk_mb, cpu)")
+    p.add_argument("--max-processes", type=int, default=0,
+                   help="cap processes with RLIMIT_NPROC (only where that count is the sandbox's own)")
     return p.parse_args(argv)
 
 
@@ -243,6 +262,8 @@ def wait_for_network(timeout: float = 15.0) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.max_processes:
+        limit_watch.apply_process_limit(args.max_processes)
     protect_secrets(args.secrets_from_stdin)
     sys.stdout.reconfigure(line_buffering=True)
     outputs = Path(args.outputs)
@@ -259,11 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     task = Task(instructions=instructions or DEFAULT_INSTRUCTIONS, workspace=str(Path(args.workspace)),
                 outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment,
                 max_steps=args.max_steps, network=args.network, previous=args.previous_summary)
-    limits = {"max_steps": args.max_steps, "command_timeout": args.command_timeout,
+    limits = {**args.limits, "max_steps": args.max_steps, "command_timeout": args.command_timeout,
               "max_output_chars": args.max_output_chars, "max_context_chars": args.max_context_chars}
     writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,
-                                 "limits": limits, "workspace": task.workspace, "outputs": task.outputs,
+                                 "limits": limits, "limits_enforced": args.limits_enforced,
+                                 "instructions": task.instructions,
+                                 "workspace": task.workspace, "outputs": task.outputs,
                                  "files": len(task.files), "python": sys.version.split()[0]})
+    for name, how in sorted(args.limits_enforced.items()):
+        if how.startswith("not enforced"):
+            writer.emit(ev.WARNING, {"message": f"limit {name} ({limits.get(name, '?')}) is {how}"})
     if args.network and not wait_for_network():
         writer.emit(ev.WARNING, {"message": "the opt-in network did not come up; commands run without it"})
     try:
@@ -274,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     agent = Agent(model, task, writer, max_steps=args.max_steps, command_timeout=args.command_timeout,
-                  max_output_chars=args.max_output_chars)
+                  max_output_chars=args.max_output_chars, limits=limits)
     if getattr(model, "needs_relay", False):
         # Model calls go to the host as events; its replies come back on our stdin.
         from agent_sandbox.models.tunnel import RelayChannel

@@ -138,3 +138,52 @@ class UserNetwork:
 def _wait_readable(fd: int, timeout: float) -> bool:
     import select
     return bool(select.select([fd], [], [], timeout)[0])
+
+
+class JailNetwork:
+    """The opt-in network of one bubblewrap jail: bwrap names the jail's pid on one
+    pipe (--info-fd) and holds the command on another (--block-fd) until the
+    network is up, so the first command already has it."""
+
+    def __init__(self):
+        self._info = os.pipe()
+        self._block = os.pipe()
+        self.network: UserNetwork | None = None
+
+    def options(self) -> list[str]:
+        return ["--info-fd", str(self._info[1]), "--block-fd", str(self._block[0])]
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        """bwrap's ends: pass them to its process."""
+        return self._info[1], self._block[0]
+
+    def connect(self) -> None:
+        """Once bwrap runs: the network for its namespace, then let the command start.
+        Raises NetworkUnavailable (the caller stops the jail)."""
+        import json
+        _close(*self.fds)
+        try:
+            with os.fdopen(self._info[0]) as info:
+                pid = int(json.loads(info.read())["child-pid"])
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise NetworkUnavailable(f"bubblewrap did not say which process is the jail ({exc})") from None
+        self.network = UserNetwork(pid)
+        self.network.start()
+        os.write(self._block[1], b"1")
+        _close(self._block[1])
+
+    def close(self) -> None:
+        """The jail is gone (or never started): stop the network, close what is left."""
+        if self.network is not None:
+            self.network.stop()
+            self.network = None
+        _close(*self._info, *self._block)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -14,6 +14,9 @@ per-job total limit or past the file-count limit are listed with the reason
 come back, flagged `"large": true`; small files are taken first, then large
 ones with Parquet and compressed files ahead of the rest, so when the total
 limit bites the most compact forms of the results are the ones kept.
+So is whatever a hostile tree hides: folders nested deeper than MAX_DEPTH are
+listed (once, at the cut) but not brought back, and a listing stops after
+MAX_LISTED entries (agent_sandbox.tree walks without recursion or long paths).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Iterator, Protocol
 
+from agent_sandbox import tree
 from agent_sandbox.spec import Limits
+from agent_sandbox.tree import DIR, FILE, SPECIAL, SYMLINK  # noqa: F401 (the kinds, as backends import them)
 
-FILE, DIR, SYMLINK, SPECIAL = "file", "dir", "symlink", "special"
 MANIFEST = "manifest.json"
 CHUNK = 1024 * 1024
+MAX_DEPTH = 64          # folders nested deeper than this do not come back
+MAX_LISTED = 100_000    # entries listed from one sandbox's outputs
 COMPACT = (".parquet", ".gz", ".zip", ".xz", ".bz2", ".zst")  # large files that come back first
 RERUN = "download scripts/ and rerun them on your files locally, or ask the operator to raise"
 
@@ -41,6 +47,7 @@ class OutputEntry:
     path: str   # relative, POSIX separators
     kind: str   # FILE | DIR | SYMLINK | SPECIAL
     size: int
+    problem: str = ""   # why the source could not list or enter it; the entry is skipped with this reason
 
 
 class OutputSource(Protocol):
@@ -58,23 +65,10 @@ class DirectorySource:
         self.root = Path(root)
 
     def entries(self) -> Iterator[OutputEntry]:
-        # os.walk with followlinks=False lists a symlink to a dir as a dir name;
-        # lstat each name ourselves so links are reported, never entered.
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            rel_dir = Path(dirpath).relative_to(self.root)
-            for name in sorted(dirnames + filenames):
-                full = Path(dirpath, name)
-                rel = (rel_dir / name).as_posix()
-                st = os.lstat(full)
-                if stat.S_ISLNK(st.st_mode):
-                    yield OutputEntry(rel, SYMLINK, st.st_size)
-                elif stat.S_ISDIR(st.st_mode):
-                    yield OutputEntry(rel, DIR, 0)
-                elif stat.S_ISREG(st.st_mode):
-                    yield OutputEntry(rel, FILE, st.st_size)
-                else:
-                    yield OutputEntry(rel, SPECIAL, st.st_size)
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        # Never os.walk: it recurses (a deep tree raises RecursionError) and builds
+        # whole paths; tree.walk lists links as links and never enters them.
+        for found in tree.walk(self.root, MAX_DEPTH, MAX_LISTED):
+            yield OutputEntry(found.path, found.kind, found.size, found.problem)
 
     def open(self, path: str) -> BinaryIO:
         parts = safe_join(self.root, path).relative_to(self.root).parts
@@ -120,6 +114,16 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
     skipped: list[dict] = list(extra_skipped)
     total = 0
     for entry in sorted(source.entries(), key=lambda e: _collect_order(e, limits)):
+        depth = entry.path.count("/") + 1
+        if depth > MAX_DEPTH:   # what is deeper still lies inside the folder reported at the cut
+            if depth == MAX_DEPTH + 1:
+                skipped.append(_skip(entry, f"nested deeper than {MAX_DEPTH} folders: "
+                                            + ("its contents were " if entry.kind == DIR else "")
+                                            + "not brought back"))
+            continue
+        if entry.problem:
+            skipped.append(_skip(entry, entry.problem))
+            continue
         if entry.kind == DIR:
             continue
         if entry.path == MANIFEST:

@@ -5,6 +5,7 @@ These are shared by every backend, the CLI and the web app.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,9 @@ class Limits:
     command_timeout: float = 300.0     # seconds for one command the agent runs
     idle_timeout: float = 600.0        # seconds without any output before the run is stopped
     cpu: float = 1.0                   # CPU cores (where the backend can enforce it)
-    memory_mb: int = 2048              # memory (where the backend can enforce it)
+    memory_mb: int = 2048              # memory of the whole sandbox, in MB
+    max_processes: int = 512           # processes (and threads) in the sandbox at once, the agent's included
+    disk_mb: int = 4096                # writable space of the sandbox (/outputs and /tmp together), in MB
     max_steps: int = 40                # agent steps before it must stop
     max_output_chars: int = 20000      # captured output per command kept for the model and log
     preview_bytes: int = 5 * MB        # output files larger than this are flagged "large" (no inline preview)
@@ -79,17 +82,24 @@ class RunSpec:
         """Model calls go through the host's relay: only the opt-in gives the sandbox a network."""
         return bool(self.network)
 
-    def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs") -> list[str]:
-        """Arguments for `python -m agent_sandbox.coding_agent` inside the sandbox."""
+    def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs",
+                   enforced: dict[str, str] | None = None) -> list[str]:
+        """Arguments for `python -m agent_sandbox.coding_agent` inside the sandbox.
+
+        `enforced` says, per sandbox limit, what enforces it on this backend (or
+        "not enforced: why"); the agent reports it in run_started."""
+        sandbox = {name: getattr(self.limits, name) for name in ("memory_mb", "max_processes", "disk_mb", "cpu")}
         args = ["--workspace", workspace, "--outputs", outputs, "--model", self.model,
                 "--max-steps", str(self.limits.max_steps),
                 "--command-timeout", str(self.limits.command_timeout),
                 "--max-output-chars", str(self.limits.max_output_chars),
-                "--max-context-chars", str(self.limits.max_context_chars)]
+                "--max-context-chars", str(self.limits.max_context_chars),
+                "--limits", json.dumps(sandbox), "--limits-enforced", json.dumps(enforced or {})]
+        # One "--opt=value" word each: text starting with "-" stays text.
         if self.instructions:
-            args += ["--instructions", self.instructions]
+            args.append(f"--instructions={self.instructions}")
         if self.previous_summary:
-            args += ["--previous-summary", self.previous_summary]
+            args.append(f"--previous-summary={self.previous_summary}")
         if self.network:
             args += ["--network"]
         return args

@@ -54,6 +54,10 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(days=365),
+        # Write the cookie only when the session changed: a page's parallel requests (styles,
+        # favicon) would otherwise each send back the cookie they started with, and one
+        # arriving late undoes a change made meanwhile (a share link just opened).
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_PARTS=settings.max_files + 20,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,  # the text fields (instructions, script)

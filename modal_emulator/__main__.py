@@ -1,5 +1,10 @@
 """python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
-[--create-rate R] [--runtime auto|bwrap|docker] [--docker-image IMAGE] [-v]"""
+[--create-rate R] [--runtime auto|bwrap|docker] [--docker-image IMAGE]
+[--sandbox-max-processes N] [--sandbox-disk-mb MB] [--sandbox-memory-mb MB] [-v]
+
+SIGTERM or SIGINT: every sandbox is killed (no volume commits) and the process
+exits within seconds, whatever the sandboxes did; a second signal exits at once.
+"""
 
 from __future__ import annotations
 
@@ -30,14 +35,24 @@ def main(argv: list[str] | None = None) -> int:
                              "(auto: Docker when an engine answers and has --docker-image)")
     parser.add_argument("--docker-image", default=DEFAULT_IMAGE,
                         help="local image every image definition maps to with the Docker runtime")
+    parser.add_argument("--sandbox-max-processes", type=int, default=4096,
+                        help="processes (and threads) per sandbox; Modal takes no such setting for Sandboxes")
+    parser.add_argument("--sandbox-disk-mb", type=int, default=4096,
+                        help="writable space per sandbox (its mounts, /tmp and volume copies together)")
+    parser.add_argument("--sandbox-memory-mb", type=int, default=8192,
+                        help="memory per sandbox when it asks for no hard limit (memory=(request, limit))")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
     args = parser.parse_args(argv)
     # Only our own logger gets DEBUG: the HTTP/2 libraries would log request headers (tokens).
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s modal-emulator %(levelname)s %(message)s")
     logging.getLogger("modal_emulator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    asyncio.run(_serve(Emulator(args.host, args.port, args.http_port, args.state, args.faults,
-                                 args.create_rate, args.runtime, args.docker_image)))
+    emulator = Emulator(args.host, args.port, args.http_port, args.state, args.faults,
+                        args.create_rate, args.runtime, args.docker_image)
+    limits = emulator.state.sandbox_limits
+    limits.max_processes, limits.disk_mb = args.sandbox_max_processes, args.sandbox_disk_mb
+    limits.memory_mb = args.sandbox_memory_mb
+    asyncio.run(_serve(emulator))
     return 0
 
 
@@ -48,8 +63,14 @@ async def _serve(emulator: Emulator) -> None:
           f"runtime={emulator.state.runtime} state={emulator.state.folder}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():   # asked twice: go now
+            os._exit(1)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
     await emulator.stop()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path, PurePosixPath
@@ -21,13 +20,16 @@ from grpclib import GRPCError, Status
 
 from modal_proto import api_pb2
 
+from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID, bwrap_path, privileged
+from agent_sandbox.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.tree import walk
 from modal_emulator import images
 from modal_emulator.faults import BUILD_FAILURE
 from modal_emulator.docker_runtime import DockerRuntime
-from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, bwrap_path
+from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, SandboxLimits
 from modal_emulator.sandbox import Runtime, Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
-from modal_emulator.volumes import copy_tree
+from modal_emulator.volumes import MAX_TREE_DEPTH, copy_tree
 
 log = logging.getLogger("modal_emulator")
 
@@ -35,6 +37,13 @@ BLOCK_SIZE = 8 * 1024 * 1024      # modal/_utils/blob_utils.py BLOCK_SIZE
 MAX_TIMEOUT_SECS = 24 * 3600      # Modal's limit for a sandbox's lifetime
 LIST_PAGE_SIZE = 100
 SUCCESS = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
+
+
+def give_to_sandbox_user(folder: Path) -> None:
+    """chown what the emulator just wrote (mount files, volume copies) to the sandbox user."""
+    for found in walk(folder, MAX_TREE_DEPTH, 10_000_000):
+        if not found.problem:
+            os.chown(found.name, SANDBOX_UID, SANDBOX_GID, dir_fd=found.parent_fd, follow_symlinks=False)
 
 
 class ControlPlane:
@@ -186,13 +195,19 @@ class ControlPlane:
             raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later")
         sandbox_id = f"sb-{uuid.uuid4().hex}"            # not the 22-char V1 shape -> V2
         task_id = f"ta-{uuid.uuid4().hex[:21]}V"          # "V" marks a V2 task for the client
-        folder = self.state.folder / "sandboxes" / sandbox_id
         mounts = [self.state.mounts[m] for m in definition.mount_ids]
         volume_mounts = {vm.mount_path: self.state.volumes.get(vm.volume_id) for vm in definition.volume_mounts}
+        limits = self._limits(definition)
         try:
-            layout = await asyncio.to_thread(self._prepare_folder, folder, mounts, volume_mounts)
+            space = await asyncio.to_thread(RunSpace.create, self.state.folder / "sandboxes", f"{sandbox_id}-",
+                                            limits.disk_mb, (SANDBOX_UID, SANDBOX_GID) if privileged() else None,
+                                            ("fs", "tmp", "volumes"))
+        except DiskUnavailable as exc:
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, f"no room for the sandbox's disk: {exc}") from None
+        try:
+            layout = await asyncio.to_thread(self._prepare_folder, space, mounts, volume_mounts)
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, folder, True)
+            await asyncio.to_thread(space.remove)
             raise
         layout.block_network = (definition.block_network or definition.network_access.network_access_type
                                 == api_pb2.NetworkAccess.BLOCKED)
@@ -204,8 +219,8 @@ class ControlPlane:
                 raise GRPCError(Status.NOT_FOUND, f"Secret {source.secret_id} not found (only inline secrets)")
         sandbox = Sandbox(
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
-            tags={t.tag_name: t.tag_value for t in request.tags}, env=env, folder=folder,
-            layout=layout, runtime=self._runtime(layout, sandbox_id, definition),
+            tags={t.tag_name: t.tag_value for t in request.tags}, env=env, space=space,
+            layout=layout, runtime=self._runtime(layout, sandbox_id, limits),
             volume_mounts=volume_mounts)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
@@ -222,12 +237,18 @@ class ControlPlane:
                 url=self.state.grpc_url, jwt=fake_jwt(task_id=task_id)),
             metadata=api_pb2.SandboxHandleMetadata(app_id=request.app_id))
 
-    def _runtime(self, layout: JailLayout, sandbox_id: str, definition: api_pb2.Sandbox) -> Runtime:
+    def _runtime(self, layout: JailLayout, sandbox_id: str, limits: SandboxLimits) -> Runtime:
         if self.state.runtime == "docker":
-            return DockerRuntime(layout, self.state.docker_image, f"modal-emulator-{sandbox_id}",
-                                 cpu=definition.resources.milli_cpu / 1000,
-                                 memory_mb=definition.resources.memory_mb)
-        return BwrapRuntime(layout)
+            return DockerRuntime(layout, self.state.docker_image, f"modal-emulator-{sandbox_id}", limits)
+        return BwrapRuntime(layout, limits, sandbox_id)
+
+    def _limits(self, definition: api_pb2.Sandbox) -> SandboxLimits:
+        """Modal's hard limits where the definition has them (memory, CPU), the emulator's own
+        per-sandbox limits for the rest (Modal takes no process count or disk size for Sandboxes)."""
+        resources, own = definition.resources, self.state.sandbox_limits
+        return SandboxLimits(memory_mb=resources.memory_mb_max or max(resources.memory_mb, own.memory_mb),
+                             cpu=(resources.milli_cpu_max or resources.milli_cpu) / 1000,
+                             max_processes=own.max_processes, disk_mb=own.disk_mb)
 
     def _validate(self, request) -> None:
         d = request.definition
@@ -253,11 +274,10 @@ class ControlPlane:
         if self.state.runtime == "bwrap" and not bwrap_path():
             raise GRPCError(Status.FAILED_PRECONDITION, "the emulator needs bubblewrap (bwrap) to run sandboxes")
 
-    def _prepare_folder(self, folder: Path, mounts: list[MountRecord], volume_mounts: dict) -> JailLayout:
+    def _prepare_folder(self, space: RunSpace, mounts: list[MountRecord], volume_mounts: dict) -> JailLayout:
         """Materialise the image's mounts and copy the volumes in (runs in a thread)."""
-        layout = JailLayout(root_dirs=folder / "fs", tmp=folder / "tmp")
-        (layout.root_dirs / "root").mkdir(parents=True)
-        layout.tmp.mkdir()
+        layout = JailLayout(root_dirs=space.data / "fs", tmp=space.data / "tmp")
+        (layout.root_dirs / "root").mkdir()
         for mount in mounts:
             for filename, sha, mode in mount.files:
                 parts = PurePosixPath(filename).parts[1:]
@@ -271,9 +291,11 @@ class ControlPlane:
                         out.write(chunk)
                 os.chmod(dest, (mode & 0o7777) or 0o644)
         for index, (mount_path, volume) in enumerate(sorted(volume_mounts.items())):
-            private = folder / "volumes" / str(index)
+            private = space.data / "volumes" / str(index)
             copy_tree(volume.root, private)
             layout.volumes[mount_path] = private
+        if privileged():   # the sandbox user may write its whole filesystem, as root may in a Modal container
+            give_to_sandbox_user(space.data)
         return layout
 
     async def SandboxGetTaskIdV2(self, request):

@@ -2,15 +2,20 @@
 
 One container per sandbox, started from a locally built image (by default the
 Docker backend's `agent-sandbox:latest`: Debian, Python and the agent's
-packages) with the sandbox's mounts, /tmp and volume copies bound in, the
-sandbox's CPU and memory limits, and no network when it is blocked. Execs are
-`docker exec` in that container, each in its own session so a timeout can kill
-its whole process tree; processes an exec leaves in the background keep
-running until the sandbox ends, as on Modal. Ending the sandbox removes the
-container.
+packages) with the sandbox's mounts, /tmp and volume copies bound in (they
+live on the sandbox's capped disk), its memory, CPU and process limits, and no
+network when it is blocked. It runs as the unprivileged sandbox user, without
+capabilities or new privileges, on a read-only root filesystem. Execs are
+`docker exec` in that container (docker makes each the leader of its own
+session, so a timeout can kill its whole process tree); processes an exec
+leaves in the background keep running until the sandbox ends, as on Modal.
+Ending the sandbox removes the container.
 
-Environment values (secrets included) reach the docker CLI through its own
-environment (`-e NAME` without a value), never its command line.
+PID 1 only reaps orphans and ignores every signal a command can send it: a
+`kill -TERM 1` inside must not end the sandbox. Environment values (secrets
+included) go to each exec only, never to PID 1 (whose environ every command
+could read), and reach the docker CLI through its own environment (`-e NAME`
+without a value), never its command line.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import shlex
 import shutil
 
 from agent_sandbox import netjail
-from modal_emulator.jail import JailLayout, kill_group
+from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID
+from modal_emulator.jail import JailLayout, SandboxLimits, kill_group
 from modal_emulator.sandbox import SandboxFinished
 
 log = logging.getLogger("modal_emulator")
@@ -30,8 +36,17 @@ log = logging.getLogger("modal_emulator")
 DEFAULT_IMAGE = os.environ.get("AGENT_SANDBOX_DOCKER_IMAGE") or "agent-sandbox:latest"
 OWNER_LABEL = "modal-emulator.pid"   # which emulator process started a container
 PIDS = "/run/modal-emulator"   # tmpfs in the container: each exec's process group id
-# Run the command in a new session (its pgid = its pid), noting that id for kill.
+# Note the exec's process (group) id for kill, then become the command.
 _WRAPPER = f'echo $$ > {PIDS}/"$0"; exec "$@"'
+# PID 1: reap orphans, ignore what commands send (only the host's SIGKILL ends it).
+_INIT = ("import os, signal, time\n"
+         "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):\n"
+         "    signal.signal(s, signal.SIG_IGN)\n"
+         "while True:\n"
+         "    try:\n"
+         "        os.wait()\n"
+         "    except ChildProcessError:\n"
+         "        time.sleep(1)\n")
 
 
 def docker_path() -> str:
@@ -89,35 +104,34 @@ class ContainerStartError(SandboxFinished):
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, layout: JailLayout, image: str, container: str,
-                 cpu: float = 0.0, memory_mb: int = 0):
-        self.layout, self.image, self.container = layout, image, container
-        self.cpu, self.memory_mb = cpu, memory_mb
+    def __init__(self, layout: JailLayout, image: str, container: str, limits: SandboxLimits):
+        self.layout, self.image, self.container, self.limits = layout, image, container, limits
+        self.env: dict[str, str] = {}
         self.network: netjail.UserNetwork | None = None
 
     async def start(self, env: dict[str, str]) -> None:
-        argv = [docker_path(), "run", "--detach", "--rm", "--init", "--name", self.container,
-                "--hostname", "modal", "--user", "0", "--tmpfs", PIDS,
-                "--label", f"{OWNER_LABEL}={os.getpid()}"]
+        limits = self.limits
+        argv = [docker_path(), "run", "--detach", "--rm", "--name", self.container, "--hostname", "modal",
+                "--user", f"{SANDBOX_UID}:{SANDBOX_GID}", "--cap-drop", "ALL",
+                "--security-opt", "no-new-privileges", "--read-only",
+                "--tmpfs", f"{PIDS}:size=1m,mode=1777", "--label", f"{OWNER_LABEL}={os.getpid()}",
+                "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
+                "--pids-limit", str(limits.max_processes)]
         # Never Docker's bridge (it reaches the host): an open network is user-mode
         # networking in the container's own namespace (agent_sandbox.netjail).
         argv += ["--network", "none"]
         if not self.layout.block_network:
             argv += ["--volume", f"{netjail.resolv_conf()}:/etc/resolv.conf:ro"]
-        if self.cpu:
-            argv += ["--cpus", f"{self.cpu:g}"]
-        if self.memory_mb:
-            argv += ["--memory", f"{self.memory_mb}m"]
+        if limits.cpu:
+            argv += ["--cpus", f"{limits.cpu:g}"]
         for child in sorted(self.layout.root_dirs.iterdir()):
             if child.is_dir() and not child.is_symlink():
                 argv += ["--volume", f"{child}:/{child.name}"]
         argv += ["--volume", f"{self.layout.tmp}:/tmp"]
         for mount_path, private in sorted(self.layout.volumes.items()):
             argv += ["--volume", f"{private}:{mount_path}"]
-        for name in sorted(env):
-            argv += ["--env", name]
-        argv += [self.image, "sleep", "infinity"]
-        code, err = await _run(argv, env)
+        argv += ["--env", f"HOME={env.get('HOME', '/root')}", self.image, "python3", "-c", _INIT]
+        code, err = await _run(argv, {})
         if code != 0:
             raise ContainerStartError(f"docker could not start the container: {err.strip()}")
         if not self.layout.block_network:
@@ -128,13 +142,15 @@ class DockerRuntime:
             except (ValueError, netjail.NetworkUnavailable) as exc:
                 self.network = None
                 raise ContainerStartError(f"no network for the container: {exc}") from None
+        self.env = env
 
     async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
                     stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
+        env = {**self.env, **env}
         argv = [docker_path(), "exec", "--interactive", "--workdir", workdir]
         for name in sorted(env):
             argv += ["--env", name]
-        argv += [self.container, "setsid", "--wait", "sh", "-c", _WRAPPER, exec_id, *args]
+        argv += [self.container, "sh", "-c", _WRAPPER, exec_id, *args]
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         return await asyncio.create_subprocess_exec(
             *argv, stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
@@ -155,6 +171,9 @@ class DockerRuntime:
         code, err = await _run([docker_path(), "rm", "--force", self.container], {})
         if code != 0 and "No such container" not in err:
             log.warning("could not remove container %s: %s", self.container, err.strip())
+
+    async def release(self) -> None:
+        """The engine held the cgroup; nothing is left once the container is gone."""
 
 
 def _cli_env() -> dict[str, str]:

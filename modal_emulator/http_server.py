@@ -7,7 +7,9 @@ plus the emulator's admin endpoints.
     GET  /emulator/state                      sandboxes, volumes, faults (for tests)
     POST /emulator/faults                     {"rpc", "status", "count", "message", "kind"}
     DELETE /emulator/faults                   clear pending faults
-    POST /emulator/limits                     {"create_rate": sandboxes per second, 0 = off}
+    POST /emulator/limits                     {"create_rate": sandboxes per second, 0 = off,
+                                               "sandbox_max_processes", "sandbox_disk_mb",
+                                               "sandbox_memory_mb": each new sandbox's own limits}
     POST /emulator/runtime                    {"runtime": "bwrap"|"docker", "docker_image"} for new sandboxes
 """
 
@@ -66,10 +68,19 @@ def make_app(state: EmulatorState) -> web.Application:
     async def set_limits(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            state.create_rate.set_rate(float(body.get("create_rate", 0)))
-        except (ValueError, TypeError) as exc:
+            if "create_rate" in body:
+                state.create_rate.set_rate(float(body["create_rate"]))
+            limits = state.sandbox_limits
+            for name in ("max_processes", "disk_mb", "memory_mb"):
+                if f"sandbox_{name}" in body:
+                    value = int(body[f"sandbox_{name}"])
+                    if value <= 0:
+                        raise ValueError(f"sandbox_{name} must be positive")
+                    setattr(limits, name, value)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise web.HTTPBadRequest(text=f"bad limits: {exc}") from None
-        return web.json_response({"create_rate": state.create_rate.rate})
+        return web.json_response({"create_rate": state.create_rate.rate, "sandbox_max_processes": limits.max_processes,
+                                  "sandbox_disk_mb": limits.disk_mb, "sandbox_memory_mb": limits.memory_mb})
 
     async def set_runtime(request: web.Request) -> web.Response:
         try:

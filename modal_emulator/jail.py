@@ -1,57 +1,52 @@
-"""The bubblewrap jail a sandbox's processes run in.
+"""The bubblewrap runtime: a sandbox's processes in the local backend's jail.
 
-Each exec is its own bwrap process, but all execs of one sandbox share its
-writable folders (the image's mounts such as /workspace and /root, /tmp, and
-the private copies of its volumes), so they see one filesystem as in a
-container. The image is the host's project environment, read-only: the system
-folders and the Python prefix that runs the emulator. Every exec has its own
-network namespace: empty when the sandbox blocks the network, else given
-user-mode networking that reaches the internet but never the host or private
-addresses (agent_sandbox.netjail; bwrap holds the command until it is up).
-Capabilities are dropped. Killing the
-bwrap process kills everything inside (--die-with-parent plus a PID namespace).
+Each exec is its own jail (agent_sandbox.jail, the same jail as the local
+backend), but all execs of one sandbox share its writable folders (the
+image's mounts such as /workspace and /root, /tmp, and the private copies of
+its volumes), its cgroup and its disk, so they see one filesystem and one set
+of limits as in a container. The image is the host's project environment,
+read-only: /usr, the few /etc files Python needs and the Python prefix that
+runs the emulator. As root, the jail runs as the unprivileged sandbox user.
+Each exec has its own network namespace: empty when the sandbox blocks the
+network, else user-mode networking that reaches the internet but never the
+host or private addresses (agent_sandbox.netjail; bubblewrap holds the command
+until it is up).
 
-The process environment (secrets included) is handed to bwrap as --setenv
-options read from a file descriptor (--args), never as bwrap's own
-environment or command line: bwrap's init is PID 1 in the jail and its
-/proc/1/environ and /proc/1/cmdline are readable by every process there.
+The exec's environment (secrets included) reaches bubblewrap in an unlinked
+file (--args), and the command itself is PID 1 of its jail: no process a
+command can see holds another's environment in its memory or command line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox import netjail
+from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
+from agent_sandbox.jail import Jail, make_stage, privileged, remove_stage
 
 log = logging.getLogger("modal_emulator")
-SYSTEM_DIRS = ("usr", "bin", "lib", "lib32", "lib64", "sbin", "etc")
-
-
-def python_prefixes() -> list[str]:
-    """The interpreter and environment that stand in for the image's Python."""
-    prefixes = []
-    for prefix in (sys.base_prefix, sys.prefix):
-        if prefix not in prefixes and not prefix.startswith("/usr/"):
-            prefixes.append(prefix)
-    return prefixes
+SYSTEM_DIRS = ("usr", "bin", "lib", "lib32", "lib64", "sbin", "etc")   # never taken from an image's mounts
 
 
 def image_path_env() -> str:
     return f"{sys.prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def bwrap_path() -> str:
-    """Where bubblewrap is ("" if it is not installed)."""
-    return shutil.which("bwrap") or ""
+@dataclass
+class SandboxLimits:
+    """What the emulator holds one sandbox to (Modal's own limits, as we emulate them)."""
+
+    memory_mb: int
+    cpu: float          # cores; 0: no quota
+    max_processes: int
+    disk_mb: int
 
 
 @dataclass
@@ -63,113 +58,87 @@ class JailLayout:
     volumes: dict[str, Path] = field(default_factory=dict)  # mount path -> private copy
     block_network: bool = False
 
-    def options(self, workdir: str, env: dict[str, str]) -> list[str]:
-        """bwrap's options (to pass with --args FD), without the command."""
-        argv = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
-                "--unshare-uts", "--hostname", "modal", "--cap-drop", "ALL",
-                "--proc", "/proc", "--dev", "/dev", "--clearenv"]
-        for name, value in sorted(env.items()):
-            argv += ["--setenv", name, value]
-        argv.append("--unshare-net")
-        for top in SYSTEM_DIRS:
-            path = "/" + top
-            if os.path.islink(path):
-                argv += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
-                argv += ["--ro-bind", path, path]
+    def jail(self, workdir: str, env: dict[str, str], cgroup: RunCgroup | None, stage: Path | None) -> Jail:
+        jail = Jail(env=env, workdir=workdir or "/", network=not self.block_network, hostname="modal",
+                    cgroup=cgroup, stage=stage).system()
         # Mount layers first, so the Python prefix (which may live under /root,
-        # e.g. pyenv) is bound on top of them rather than hidden by them.
+        # e.g. pyenv) is bound on top of them rather than hidden by them; /tmp
+        # before it too (a Python environment under /tmp, a clone there).
         for child in sorted(self.root_dirs.iterdir()):
             if child.is_dir() and not child.is_symlink():
-                argv += ["--bind", str(child), "/" + child.name]
-        # /tmp before the prefixes too: a Python environment under /tmp (a clone
-        # there) must be bound on top of the sandbox's /tmp, not hidden by it.
-        argv += ["--bind", str(self.tmp), "/tmp"]
-        for prefix in python_prefixes():
-            argv += ["--ro-bind", prefix, prefix]
+                jail.bind(child, "/" + child.name, writable=True)
+        jail.bind(self.tmp, "/tmp", writable=True).python()
         for mount_path, private in sorted(self.volumes.items()):
-            argv += ["--bind", str(private), mount_path]
-        if not self.block_network:   # the resolver of the user-mode network, over the host's /etc
-            argv += ["--ro-bind", str(netjail.resolv_conf()), "/etc/resolv.conf"]
-        argv += ["--chdir", workdir or "/"]
-        return argv
-
-
-def encode_options(options: list[str]) -> bytes:
-    """The NUL-separated form bwrap's --args reads."""
-    if any("\0" in option for option in options):
-        raise ValueError("a NUL byte in a jail option")
-    return b"".join(option.encode() + b"\0" for option in options)
+            jail.bind(private, mount_path, writable=True)
+        return jail
 
 
 class BwrapRuntime:
-    """Runs a sandbox's execs as bubblewrap jails over its JailLayout."""
+    """Runs a sandbox's execs as bubblewrap jails over its JailLayout, in one cgroup."""
 
     name = "bwrap"
 
-    def __init__(self, layout: JailLayout):
-        self.layout = layout
+    def __init__(self, layout: JailLayout, limits: SandboxLimits, sandbox_id: str = ""):
+        self.layout, self.limits, self.sandbox_id = layout, limits, sandbox_id
         self.env: dict[str, str] = {}
-        self._networks: list[asyncio.Task] = []
+        self.cgroup: RunCgroup | None = None
+        self.stage: Path | None = None
+        self._networks: set[asyncio.Task] = set()   # each exec's network, ended with it
 
     async def start(self, env: dict[str, str]) -> None:
         """Nothing runs until the first exec; `env` is the container's environment."""
         self.env = {"PATH": image_path_env(), **env}
+        if privileged():
+            try:
+                self.cgroup = RunCgroup.create(self.sandbox_id, self.limits.memory_mb,
+                                               self.limits.max_processes, self.limits.cpu)
+            except CgroupUnavailable as exc:
+                log.warning("sandbox %s: memory, process and CPU limits not enforced: %s", self.sandbox_id, exc)
+            self.stage = make_stage()
 
     async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
                     stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
-        options = self.layout.options(workdir, {**self.env, **env})
+        jail = self.layout.jail(workdir, {**self.env, **env}, self.cgroup, self.stage)
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        fences = () if self.layout.block_network else (os.pipe(), os.pipe())  # (info, block)
-        if fences:   # bwrap names the jail's pid, then waits for its network before the command
-            options = ["--info-fd", str(fences[0][1]), "--block-fd", str(fences[1][0]), *options]
-        with tempfile.TemporaryFile() as args_file:
-            args_file.write(encode_options(options))
-            args_file.seek(0)
-            fd = args_file.fileno()
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    bwrap_path(), "--args", str(fd), "--", *args,
-                    pass_fds=(fd, fences[0][1], fences[1][0]) if fences else (fd,),
-                    stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
-                    env={}, start_new_session=True)   # bwrap's own environ is visible as /proc/1/environ
-            finally:
-                for pair, theirs in zip(fences, (1, 0)):
-                    os.close(pair[theirs])
-        if fences:
-            await self._connect(process, info=fences[0][0], block=fences[1][1])
-        return process
-
-    async def _connect(self, process: asyncio.subprocess.Process, info: int, block: int) -> None:
-        """User-mode networking for the exec's namespace; the command starts once it is up."""
-        network = None
+        fd = jail.write_options()
         try:
-            with os.fdopen(info) as f:
-                pid = int(json.loads(await asyncio.to_thread(f.read))["child-pid"])
-            network = netjail.UserNetwork(pid)
-            await asyncio.to_thread(network.start)
-            os.write(block, b"1")
-        except (OSError, ValueError, KeyError, netjail.NetworkUnavailable) as exc:
-            log.warning("no network for an exec: %s", exc)
-            kill_group(process)
-            if network is not None:
-                network.stop()
-            network = None
+            process = await asyncio.create_subprocess_exec(
+                *jail.command(args, fd), pass_fds=jail.pass_fds(fd),
+                stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+                env={}, start_new_session=True)
+        except BaseException:
+            if jail.fence is not None:
+                jail.fence.close()
+            raise
         finally:
-            os.close(block)
-        if network is not None:
-            self._networks.append(asyncio.create_task(_stop_with(process, network)))
+            os.close(fd)
+        if jail.fence is not None:
+            try:
+                await asyncio.to_thread(jail.fence.connect)
+            except netjail.NetworkUnavailable as exc:
+                log.warning("sandbox %s: no network for an exec: %s", self.sandbox_id, exc)
+                kill_group(process)
+            self._networks.add(asyncio.create_task(_close_after(process, jail.fence)))
+        return process
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
         kill_group(process)
 
     async def stop(self) -> None:
-        """Execs are killed one by one; nothing else to stop."""
+        """Kill every process of the sandbox, whatever it started (the cgroup holds them all)."""
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.kill)
+
+    async def release(self) -> None:
+        """Once its processes are gone: remove the cgroup and the stage."""
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.remove)
+        remove_stage(self.stage)
 
 
-async def _stop_with(process: asyncio.subprocess.Process, network: "netjail.UserNetwork") -> None:
+async def _close_after(process: asyncio.subprocess.Process, fence: "netjail.JailNetwork") -> None:
     await process.wait()
-    await asyncio.to_thread(network.stop)
+    await asyncio.to_thread(fence.close)
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:
@@ -178,3 +147,4 @@ def kill_group(process: asyncio.subprocess.Process) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from modal_proto import api_pb2
 
+from agent_sandbox.scratch import RunSpace
 from modal_emulator import volumes as volumes_mod
 from modal_emulator.jail import JailLayout, kill_group
 
@@ -42,7 +41,11 @@ class Runtime(Protocol):
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Kill every process of the sandbox."""
+
+    async def release(self) -> None:
+        """Free what the runtime holds once the sandbox's processes are gone."""
 
 
 class StdinError(Exception):
@@ -137,7 +140,7 @@ class Sandbox:
     definition: api_pb2.Sandbox
     tags: dict[str, str]
     env: dict[str, str]                 # secrets and env of the sandbox, for every exec
-    folder: Path                        # private state of this sandbox (mounts, tmp, volume copies)
+    space: RunSpace                     # private state of this sandbox (mounts, tmp, volume copies), capped
     layout: JailLayout
     runtime: Runtime                    # runs the processes: bubblewrap jails or a Docker container
     volume_mounts: dict[str, volumes_mod.Volume]   # mount path -> volume
@@ -221,8 +224,9 @@ class Sandbox:
     def end_soon(self, status: int, exitcode: int, reason: str) -> None:
         self._end_task = asyncio.create_task(self.end(status, exitcode, reason))
 
-    async def end(self, status: int, exitcode: int = 0, reason: str = "") -> None:
-        """Stop everything, commit the volumes, then publish the result. Idempotent."""
+    async def end(self, status: int, exitcode: int = 0, reason: str = "", commit: bool = True) -> None:
+        """Stop everything, commit the volumes (unless the emulator is shutting down),
+        then publish the result and remove the sandbox's folders. Idempotent."""
         if self._ending:
             await self.finished.wait()
             return
@@ -239,7 +243,7 @@ class Sandbox:
         for ex in self.execs.values():
             ex.kill()
         await asyncio.gather(*(ex.wait() for ex in self.execs.values()))
-        for mount_path, volume in self.volume_mounts.items():
+        for mount_path, volume in self.volume_mounts.items() if commit else ():
             try:
                 await asyncio.to_thread(volumes_mod.commit, volume, self.layout.volumes[mount_path])
             except OSError:
@@ -248,7 +252,11 @@ class Sandbox:
         self.ended_at = time.monotonic()
         self.finished.set()
         log.info("sandbox %s ended: %s %s", self.sandbox_id, STATUS.GenericStatus.Name(status), reason)
-        await asyncio.to_thread(shutil.rmtree, self.folder, True)
+        await self.runtime.release()
+        try:
+            await asyncio.to_thread(self.space.remove)
+        except OSError:
+            log.exception("sandbox %s: could not remove its folder %s", self.sandbox_id, self.space.folder)
 
     async def _watch_idle(self, idle_timeout: int) -> None:
         # Modal's idle: no exec running (and no stdin/connection activity, not modelled).

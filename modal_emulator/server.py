@@ -13,6 +13,8 @@ from grpclib.server import Server
 
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
+from agent_sandbox.jail import privileged
+from agent_sandbox.scratch import leftovers as leftover_spaces
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
 from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available, remove_orphans
@@ -22,6 +24,7 @@ from modal_emulator.state import EmulatorState
 
 log = logging.getLogger("modal_emulator")
 SWEEP_SECONDS = 60
+STOP_SECONDS = 10             # shutting down: how long sandboxes get to end before we leave anyway
 EPHEMERAL_MAX_SILENCE = 900   # an ephemeral volume whose client stopped heartbeating goes away
 ENDED_SANDBOX_KEPT = 600      # an ended sandbox stays queryable this long, then is forgotten
 
@@ -55,8 +58,14 @@ class Emulator:
         from modal_emulator.http_server import make_app
 
         self.state.runtime = await choose_runtime(self.requested_runtime, self.state.docker_image)
+        if self.state.runtime == "bwrap" and not privileged():
+            log.warning("not root: bubblewrap sandboxes run as this user, and their memory, process "
+                        "and disk limits are not enforced")
         if self.state.runtime == "docker":
             await remove_orphans()
+        # Sandboxes of an emulator killed before it could end them (a reused --state).
+        for space in leftover_spaces(self.state.folder / "sandboxes", prefix="sb-"):
+            await asyncio.to_thread(space.remove)
         faults = self.state.faults
         self._grpc = Server([
             build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),
@@ -82,12 +91,29 @@ class Emulator:
             self.state.forget_ended(ENDED_SANDBOX_KEPT)
 
     async def stop(self) -> None:
+        """End every sandbox at once (their processes killed, no volume commit: nobody
+        will read them), then the servers. Bounded: a sandbox that does not end in
+        time is left to the kernel and to the next start's sweep."""
         if self._sweeper:
             self._sweeper.cancel()
-        for sandbox in list(self.state.sandboxes.values()):
-            await sandbox.end(api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, 0, "emulator shut down")
         if self._grpc:
             self._grpc.close()
-            await self._grpc.wait_closed()
+        ending = [asyncio.create_task(sandbox.end(api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, 0,
+                                                  "emulator shut down", commit=False))
+                  for sandbox in list(self.state.sandboxes.values())]
+        if ending:
+            done, pending = await asyncio.wait(ending, timeout=STOP_SECONDS)
+            if pending:
+                log.warning("%d sandboxes did not end within %ss of shutdown", len(pending), STOP_SECONDS)
+        for volume_id in [v.volume_id for v in self.state.volumes.by_id.values() if v.ephemeral]:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.state.volumes.delete, volume_id), STOP_SECONDS)
+            except (OSError, asyncio.TimeoutError):
+                log.warning("ephemeral volume %s not removed at shutdown", volume_id)
+        if self._grpc:
+            try:
+                await asyncio.wait_for(self._grpc.wait_closed(), STOP_SECONDS)
+            except asyncio.TimeoutError:
+                pass
         if self._http:
             await self._http.cleanup()

@@ -6,12 +6,13 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from modal_emulator.docker_runtime import DEFAULT_IMAGE
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
+from modal_emulator.jail import SandboxLimits
 from modal_emulator.ratelimit import TokenBucket
 from modal_emulator.sandbox import Sandbox
 from modal_emulator.storage import ContentStore
@@ -44,6 +45,9 @@ class EmulatorState:
     create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
     docker_image: str = DEFAULT_IMAGE   # the local image every image definition maps to (docker)
+    # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
+    sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
+        memory_mb=8192, cpu=0.0, max_processes=4096, disk_mb=4096))
     apps: dict[tuple[str, str], str] = field(default_factory=dict)   # (environment, name) -> app id
     app_ids: set[str] = field(default_factory=set)
     images: ImageRegistry = field(default_factory=ImageRegistry)
@@ -79,6 +83,7 @@ class EmulatorState:
             "faults": self.faults.pending(),
             "faults_fired": dict(self.faults.fired),
             "create_rate": self.create_rate.rate,
+            "sandbox_limits": asdict(self.sandbox_limits),
             "runtime": self.runtime,
         }
 

@@ -7,13 +7,16 @@ after terminate + wait, and a backend that forgets to terminate finds the
 volume empty instead of passing by accident.
 
 Symlinks, FIFOs and sockets are copied as what they are (never followed) and
-listed with their own types, so the client sees what the sandbox left.
+listed with their own types, so the client sees what the sandbox left. A
+hostile tree is walked without recursion (agent_sandbox.tree); what lies
+deeper than MAX_TREE_DEPTH folders, or past MAX_TREE_ENTRIES entries, is not
+committed (logged): unlike Modal, the emulator keeps only that much.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import stat
 import time
 import uuid
@@ -21,6 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from modal_proto import api_pb2
+
+from agent_sandbox import tree
+
+log = logging.getLogger("modal_emulator")
+MAX_TREE_DEPTH = 100          # deeper than the Modal backend collects (64), so it sees the cut
+MAX_TREE_ENTRIES = 1_000_000
 
 _TYPES = {
     stat.S_IFREG: api_pb2.FileEntry.FILE,
@@ -40,10 +49,14 @@ class Volume:
     last_heartbeat: float = field(default_factory=time.monotonic)
 
     def resolve(self, path: str) -> Path:
-        """A path inside the volume; refuses `..` (symlinks are never resolved)."""
+        """A path inside the volume; refuses `..` and a path through a symlink a sandbox
+        left (`link/shadow` with link -> /etc would read the host's files)."""
         parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
         if ".." in parts:
             raise KeyError(path)
+        for depth in range(1, len(parts)):
+            if os.path.islink(self.root.joinpath(*parts[:depth])):
+                raise KeyError(path)
         return self.root.joinpath(*parts)
 
     def list(self, path: str, recursive: bool) -> list[api_pb2.FileEntry]:
@@ -54,13 +67,15 @@ class Volume:
             raise KeyError(path) from None
         if not stat.S_ISDIR(st.st_mode):
             return [self._entry(base, st)]
+        prefix = base.relative_to(self.root).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
         entries = []
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            for name in sorted(dirnames + filenames):
-                full = Path(dirpath, name)
-                entries.append(self._entry(full, os.lstat(full)))
-            if not recursive:
-                break
+        for found in tree.walk(base, MAX_TREE_DEPTH if recursive else 0, MAX_TREE_ENTRIES):
+            if found.problem and found.kind != tree.DIR:
+                continue
+            st = os.stat(found.name, dir_fd=found.parent_fd, follow_symlinks=False)
+            entries.append(api_pb2.FileEntry(path=prefix + found.path, mtime=int(st.st_mtime), size=st.st_size,
+                                             type=_TYPES.get(stat.S_IFMT(st.st_mode), api_pb2.FileEntry.UNSPECIFIED)))
         return entries
 
     def regular_file(self, path: str) -> Path:
@@ -109,7 +124,7 @@ class VolumeStore:
     def delete(self, volume_id: str) -> None:
         volume = self.by_id.pop(volume_id)
         self._by_name.pop(volume.name, None)
-        shutil.rmtree(volume.root, ignore_errors=True)
+        tree.remove_tree(volume.root)
 
     def expire_ephemeral(self, max_age: float) -> list[str]:
         """Delete ephemeral volumes whose client stopped heartbeating."""
@@ -126,31 +141,16 @@ def copy_tree(src: Path, dst: Path) -> None:
 
     Devices are skipped: a jail cannot create them and a volume never holds them.
     """
-    dst.mkdir(parents=True, exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
-        rel = Path(dirpath).relative_to(src)
-        target_dir = dst / rel
-        for name in dirnames + filenames:
-            source, target = Path(dirpath, name), target_dir / name
-            mode = os.lstat(source).st_mode
-            if stat.S_ISLNK(mode):
-                os.symlink(os.readlink(source), target)
-            elif stat.S_ISDIR(mode):
-                target.mkdir(exist_ok=True)
-            elif stat.S_ISREG(mode):
-                shutil.copyfile(source, target, follow_symlinks=False)
-            elif stat.S_ISFIFO(mode):
-                os.mkfifo(target)
-        # os.walk lists a symlinked directory among dirnames; never descend into it
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+    for left_out in tree.copy_tree(src, dst, MAX_TREE_DEPTH, MAX_TREE_ENTRIES)[:10]:
+        log.warning("copying %s: left out %s", src, left_out)
 
 
 def commit(volume: Volume, private: Path) -> None:
     """Replace the volume's contents with what the sandbox left in `private`."""
     staging = volume.root.with_name(volume.root.name + ".commit")
-    shutil.rmtree(staging, ignore_errors=True)
+    tree.remove_tree(staging)
     copy_tree(private, staging)
     old = volume.root.with_name(volume.root.name + ".old")
     volume.root.rename(old)
     staging.rename(volume.root)
-    shutil.rmtree(old, ignore_errors=True)
+    tree.remove_tree(old)

@@ -42,7 +42,10 @@ def make_spec(tmp_path: Path, actions: list[dict], files: dict[str, bytes] | Non
     workspace.mkdir(parents=True, exist_ok=True)
     for name, data in (files or {"data.csv": b"a,b\n1,2\n"}).items():
         (workspace / name).write_bytes(data)
-    limits = kwargs.pop("limits", None) or Limits(run_timeout=120, command_timeout=60, idle_timeout=60)
+    # 1 GB of disk: each run reserves its disk on the host up front, and several
+    # test sessions share this machine.
+    limits = kwargs.pop("limits", None) or Limits(run_timeout=120, command_timeout=60, idle_timeout=60,
+                                                  disk_mb=1024)
     env = {"AGENT_SCRIPT": json.dumps(actions), **kwargs.pop("env", {})}
     return RunSpec(job_id=kwargs.pop("job_id", uuid.uuid4().hex[:16]),
                    workspace=workspace, results=tmp_path / "results",
@@ -52,3 +55,16 @@ def make_spec(tmp_path: Path, actions: list[dict], files: dict[str, bytes] | Non
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sweep_run_leftovers_at_the_end():
+    """Some tests kill a server mid-run on purpose. What its runs left (capped
+    filesystems that hold reserved disk, cgroups) is swept here as a restarted server
+    sweeps it; only runs whose owning process is gone are touched."""
+    yield
+    import os
+    import tempfile
+
+    from agent_sandbox.backends.local import sweep_run_leftovers
+    sweep_run_leftovers(os.environ.get("AGENT_SANDBOX_SCRATCH") or tempfile.gettempdir())

@@ -72,12 +72,15 @@ def test_container_is_locked_down_as_docker_reports_it(docker, tmp_path, recorde
     host = seen["HostConfig"]
     assert host["Memory"] == 300 * MB and host["MemorySwap"] == 300 * MB
     assert host["NanoCpus"] == 500_000_000
-    assert host["PidsLimit"] == docker.config.pids_limit
-    assert host["ReadonlyRootfs"] is True and "/tmp" in host["Tmpfs"]
+    assert host["PidsLimit"] == spec.limits.max_processes
+    assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["NetworkMode"] == "none"
     mounts = {m["Destination"]: m for m in seen["Mounts"]}
     assert mounts["/workspace"]["RW"] is False and mounts["/outputs"]["RW"] is True
+    # As root, /outputs and /tmp share the run's own capped filesystem.
+    assert mounts["/tmp"]["RW"] is True and os.path.dirname(mounts["/tmp"]["Source"]) == os.path.dirname(
+        mounts["/outputs"]["Source"])
     labels = seen["Config"]["Labels"]
     assert labels[f"{LABEL}.job"] == spec.job_id and labels[f"{LABEL}.app"] == docker.config.app
     assert labels[f"{LABEL}.owner"] == f"{socket.gethostname()}:{os.getpid()}"

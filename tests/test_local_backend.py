@@ -1,6 +1,7 @@
 """What the local bubblewrap jail must hide and forbid (beyond the conformance suite)."""
 
 import json
+import os
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
@@ -51,12 +52,11 @@ def test_refuses_to_run_without_bubblewrap_unless_allowed(tmp_path, recorder):
     spec = make_spec(tmp_path, [shell("echo hi")])
     result = get_backend("local", bwrap="", allow_unsandboxed=False).run(spec, recorder)
     assert result.status == ev.ERROR_STATUS and "bubblewrap" in result.reason
-
-    spec = make_spec(tmp_path / "second", [shell("echo unsandboxed-ran > /dev/null; echo ok")])
+    # As root, not even when allowed: the commands would be host root (test_unprivileged.py runs
+    # the allowed case as a normal user).
+    spec = make_spec(tmp_path / "second", [shell("echo hi")])
     result = get_backend("local", bwrap="", allow_unsandboxed=True).run(spec, recorder)
-    assert result.status == ev.SUCCEEDED, result.reason
-    warnings = [e["data"]["message"] for e in recorder.of_type(ev.WARNING)]
-    assert any("without a sandbox" in w for w in warnings)
+    assert result.status == ev.ERROR_STATUS and "as root" in result.reason
 
 
 def test_missing_workspace_is_a_clear_error(tmp_path, recorder):
@@ -76,3 +76,151 @@ def test_runs_with_a_python_environment_under_tmp(tmp_path, recorder):
     result = get_backend("local", python=str(venv / "bin" / "python")).run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     assert "from-tmp-venv" in outputs_text(recorder)
+
+
+def root_only():
+    import os
+
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("the jail drops from root to its own user only when started by root (CI runs as root)")
+
+
+def test_as_root_the_jail_is_the_sandbox_user_in_its_own_cgroup(tmp_path, recorder):
+    """What the host sees of a running jail: uid 10001, no groups, no capabilities,
+    in the run's cgroups with the run's limits; all of it gone after the run."""
+    import os
+    import time
+    from pathlib import Path
+
+    from agent_sandbox.jail import SANDBOX_UID
+    from agent_sandbox.spec import Limits
+    root_only()
+    token = f"{7 + os.getpid() % 1000 / 1000:.3f}"
+    seen = {}
+
+    def on_event(event):
+        recorder(event)
+        if event["type"] == ev.OUTPUT and "running" in event["data"].get("text", "") and not seen:
+            deadline = time.monotonic() + 4
+            while not seen and time.monotonic() < deadline:
+                for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                    try:
+                        if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{token}\0".encode():
+                            seen["status"] = Path(f"/proc/{pid}/status").read_text()
+                            seen["cgroup"] = Path(f"/proc/{pid}/cgroup").read_text()
+                    except OSError:
+                        pass
+            groups = dict(line.split(":", 2)[1:] for line in seen.get("cgroup", "").splitlines())
+            for controller, files in (("memory", ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]),
+                                      ("pids", ["pids.max"]), ("cpu", ["cpu.cfs_quota_us"])):
+                folder = Path("/sys/fs/cgroup", controller + groups.get(controller, "/none"))
+                seen[controller] = folder
+                for name in files:
+                    seen[name] = (folder / name).read_text().strip()
+
+    spec = make_spec(tmp_path, [shell(f"echo running; sleep {token}")],
+                     limits=Limits(run_timeout=60, command_timeout=30, idle_timeout=30,
+                                   memory_mb=300, max_processes=77, cpu=0.5))
+    result = get_backend("local").run(spec, on_event)
+    assert result.status == ev.SUCCEEDED, result.reason
+    status = dict(line.split(":", 1) for line in seen["status"].splitlines())
+    assert status["Uid"].split() == [str(SANDBOX_UID)] * 4 and status["Gid"].split() == [str(SANDBOX_UID)] * 4
+    assert status["Groups"].strip() == "" and status["CapEff"].strip() == status["CapBnd"].strip() == "0" * 16
+    assert status["NoNewPrivs"].strip() == "1"
+    assert "/agent-sandbox/" in str(seen["memory"]) and str(seen["memory"]).endswith(seen["pids"].name)
+    assert seen["memory.limit_in_bytes"] == seen["memory.memsw.limit_in_bytes"] == str(300 * 1024 * 1024)
+    assert seen["pids.max"] == "77" and seen["cpu.cfs_quota_us"] == "50000"
+    assert not seen["memory"].exists() and not seen["pids"].exists() and not seen["cpu"].exists()
+    enforced = recorder.of_type(ev.RUN_STARTED)[0]["data"]["limits_enforced"]
+    assert enforced["max_processes"] == "cgroup pids.max" and "filesystem of its own" in enforced["disk_mb"]
+
+
+def test_when_the_agent_itself_runs_out_of_memory_the_run_says_so(tmp_path, recorder):
+    from agent_sandbox.spec import Limits
+    root_only()
+    spec = make_spec(tmp_path, [shell("echo hi")], limits=Limits(run_timeout=60, command_timeout=30,
+                                                                 idle_timeout=30, memory_mb=8))
+    result = get_backend("local").run(spec, recorder)
+    assert result.status == ev.FAILED and "out of memory" in result.reason and "8 MB" in result.reason
+
+
+def test_leftover_cgroups_of_a_dead_owner_are_found(tmp_path):
+    import subprocess
+
+    from agent_sandbox import cgroups
+    root_only()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    name = f"{gone.pid}-leftover-test"
+    made = []
+    for controller in cgroups.CONTROLLERS:
+        folder = cgroups.ROOT / controller / cgroups.PARENT / name
+        folder.mkdir(parents=True)
+        made.append(folder)
+    try:
+        [found] = [group for group in cgroups.leftovers() if group.name == name]
+        assert set(found.paths) == set(cgroups.CONTROLLERS)
+        found.remove()
+        assert not any(folder.exists() for folder in made)
+    finally:
+        for folder in made:
+            if folder.exists():
+                folder.rmdir()
+
+
+def test_a_run_is_refused_at_start_when_the_host_lacks_its_disk(tmp_path, recorder):
+    """The run's disk is reserved up front: no room, no run (and nothing half made)."""
+    import subprocess
+
+    from agent_sandbox.spec import Limits
+    root_only()
+    scratch, image = tmp_path / "scratch", tmp_path / "small.img"
+    scratch.mkdir()
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(scratch)], check=True)
+    subprocess.run(["rmdir", str(scratch / "lost+found")], check=True)
+    try:
+        spec = make_spec(tmp_path, [shell("echo never")], limits=Limits(disk_mb=64))
+        result = get_backend("local", scratch_root=str(scratch)).run(spec, recorder)
+        assert result.status == ev.ERROR_STATUS and "MB free" in result.reason and "64 MB" in result.reason
+        assert not recorder.of_type(ev.RUN_STARTED) and list(scratch.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(scratch)], check=True)
+
+
+def test_what_a_killed_process_left_is_swept(tmp_path):
+    """A server killed with SIGKILL cannot clean up: its runs' capped filesystems (with
+    their reserved images), cgroups and stages are found by owner and removed."""
+    import subprocess
+
+    from agent_sandbox.cgroups import RunCgroup
+    from agent_sandbox.jail import make_stage
+    from agent_sandbox.scratch import OWNER, RunSpace
+    root_only()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{__import__('socket').gethostname()}:{gone.pid}"
+    space = RunSpace.create(tmp_path, "agent-dead-", 16, (10001, 10001))
+    (space.folder / OWNER).write_text(dead)
+    alive = RunSpace.create(tmp_path, "agent-alive-", 16, (10001, 10001))
+    group = RunCgroup.create("dead", 64, 8, 0)
+    renamed = {}
+    for controller, path in group.paths.items():   # as if a dead process had made it
+        renamed[controller] = path.with_name(f"{gone.pid}-{path.name.partition('-')[2]}")
+        path.rename(renamed[controller])
+    stage = make_stage()
+    dead_stage = stage.with_name(f"stage-{gone.pid}-x")
+    stage.rename(dead_stage)
+    try:
+        assert os.path.ismount(space.data)
+        assert get_backend("local", scratch_root=str(tmp_path)).sweep_orphans() == 1
+        assert not space.folder.exists() and not any(p.exists() for p in renamed.values())
+        assert not dead_stage.exists()
+        assert alive.folder.exists() and os.path.ismount(alive.data)   # a live owner's run is left alone
+    finally:
+        alive.remove()
+        for path in renamed.values():
+            if path.exists():
+                path.rmdir()

@@ -163,12 +163,14 @@ def test_block_network_is_honoured_and_an_open_one_never_reaches_the_host(sandbo
 def test_environment_is_like_a_modal_container(sandboxes):
     sandbox = sandboxes(secrets=[modal.Secret.from_dict({"SANDBOX_SECRET": "in-env"})], workdir="/tmp")
     code, out, _ = run(sandbox, "sh", "-c", "echo $MODAL_TASK_ID $MODAL_IMAGE_ID $SANDBOX_SECRET; pwd; "
-                                            "tr '\\0' '\\n' < /proc/1/environ")
-    task, image, secret, cwd, *pid1_env = out.split()
+                                            "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]'")
+    ids, cwd, pid1, processes = out.splitlines()
+    task, image, secret = ids.split()
     assert code == 0 and task.startswith("ta-") and image.startswith("im-")
     assert secret == "in-env" and cwd == "/tmp"
-    # bwrap's init (PID 1 in the jail) holds no environment at all: it is readable there.
-    assert pid1_env == []
+    # The command is PID 1 of its jail: no bubblewrap process there whose memory holds the environment.
+    assert pid1.startswith("sh -c echo $MODAL_TASK_ID")
+    assert int(processes) <= 3   # sh and the two commands of its pipe
 
 
 def test_large_mount_file_and_multi_block_volume_file(sandboxes, tmp_path):
@@ -320,3 +322,21 @@ def test_exec_stdin_write_stream(sandboxes):
     sent = asyncio.run_coroutine_threadsafe(stream, synchronizer._get_loop(start=True)).result(60)
     assert sent == len(data)
     assert process.stdout.read().strip() == str(len(data))
+
+
+def test_a_volume_path_through_a_symlink_is_not_served(sandboxes, emulator):
+    """A sandbox that leaves `esc -> /etc` in a volume must not get host files back
+    through the volume API (`esc/passwd`), from the client or over HTTP."""
+    import urllib.error
+    import urllib.request
+
+    with modal.Volume.ephemeral() as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        run(sandbox, "sh", "-c", "ln -s /etc /outputs/esc")
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        with pytest.raises(FileNotFoundError):
+            b"".join(volume.read_file("esc/passwd"))
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{emulator.http_url}/volumes/{volume.object_id}/blocks/0/esc/passwd", timeout=10)
+        assert error.value.code == 404

@@ -44,15 +44,19 @@ def end(sandbox) -> None:
     sandbox.wait(raise_on_termination=False)
 
 
-def test_one_container_per_sandbox_with_its_limits_removed_at_the_end(app):
+def test_one_container_per_sandbox_with_its_limits_removed_at_the_end(app, emulator):
     sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60,
-                                   cpu=0.5, memory=300, block_network=True)
+                                   cpu=0.5, memory=(300, 300), block_network=True)
     try:
         process = sandbox.exec("sh", "-c", "echo ok", bufsize=1)
         assert process.stdout.read() == "ok\n" and process.wait() == 0
-        host = container(sandbox)["HostConfig"]
-        assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 300 * 1024 * 1024
+        found = container(sandbox)
+        host = found["HostConfig"]
+        assert host["NanoCpus"] == 500_000_000 and host["Memory"] == host["MemorySwap"] == 300 * 1024 * 1024
+        assert host["PidsLimit"] == emulator.state()["sandbox_limits"]["max_processes"]
         assert host["NetworkMode"] == "none"
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert "no-new-privileges" in host["SecurityOpt"] and found["Config"]["User"] == "10001:10001"
     finally:
         end(sandbox)
     assert container(sandbox) is None

@@ -1,11 +1,13 @@
 """The Docker backend: the agent in a throwaway container, one per run.
 
 The container gets the workspace read-only at /workspace, a fresh host folder
-at /outputs (collected after the container is gone), a tmpfs /tmp, and
-nothing else writable: read-only root filesystem, no capabilities, no new
-privileges, a non-root user, memory/CPU/process limits, no network (model
-calls go through the host's relay on stdin; the opt-in network is user-mode
-networking that cannot reach the host). Secrets go in on stdin, never in its environment or
+at /outputs (collected after the container is gone), a /tmp, and nothing else
+writable: read-only root filesystem, no capabilities, no new privileges, a
+non-root user, memory/CPU/process limits, no network (model calls go through
+the host's relay on stdin; the opt-in network is user-mode networking that
+cannot reach the host, agent_sandbox.netjail). As root, /outputs and /tmp share one filesystem of `disk_mb`
+(agent_sandbox.scratch); otherwise /tmp is a tmpfs and /outputs is not capped
+(reported in run_started). Secrets go in on stdin, never in its environment or
 command line (`docker inspect` would show those). Labels name the app, the job
 and the owning process, so `sweep_orphans()` can remove what a crashed process
 left behind. The agent's own agent.log is not brought back: the host got
@@ -25,13 +27,13 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox import netjail
 from agent_sandbox.backends import EventCallback, process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.outputs import DirectorySource, collect_outputs
+from agent_sandbox.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.spec import RunResult, RunSpec
 
 LABEL = "agent-sandbox"  # label prefix: agent-sandbox.app, .job, .owner
@@ -50,8 +52,7 @@ class DockerConfig:
     image: str = field(default_factory=lambda: _env("IMAGE", "agent-sandbox:latest"))  # image built by docker/build-image.sh
     app: str = field(default_factory=lambda: _env("APP", "agent-sandbox"))  # label value that marks our containers
     user: str = field(default_factory=lambda: _env("USER", "10001:10001"))  # container uid:gid when the host runs as root
-    pids_limit: int = field(default_factory=lambda: int(_env("PIDS_LIMIT", "512")))  # max processes in a container
-    tmp_mb: int = field(default_factory=lambda: int(_env("TMP_MB", "512")))  # size of the tmpfs at /tmp (counts as memory)
+    tmp_mb: int = field(default_factory=lambda: int(_env("TMP_MB", "512")))  # size of the tmpfs at /tmp when not root (counts as memory)
     scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs
     stop_grace: int = field(default_factory=lambda: int(_env("STOP_GRACE", "2")))  # seconds between SIGTERM and SIGKILL on stop
 
@@ -106,27 +107,33 @@ class DockerBackend:
             self.cli("rm", "-f", *containers, check=False)
 
     def sweep_orphans(self) -> int:
-        """Remove our containers whose owning process is gone; returns how many."""
+        """Remove our containers whose owning process is gone, then the run folders
+        (capped filesystems) they used; returns how many containers."""
+        from agent_sandbox.backends.local import sweep_run_leftovers
+
         orphans = [cid for cid, owner in self.containers() if not process_alive(owner)]
         self.remove(*orphans)
+        sweep_run_leftovers(self.config.scratch_root)
         return len(orphans)
 
     # -- one run ----------------------------------------------------------
 
-    def command(self, spec: RunSpec, name: str, outputs: Path) -> list[str]:
+    def command(self, spec: RunSpec, name: str, space: RunSpace) -> list[str]:
         """The full argv: `docker run` around `python -m agent_sandbox.coding_agent`."""
         limits = spec.limits
-        user = self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
         args = [self.config.docker, "run", "-i", "--rm", "--init", "--pull", "never", "--name", name,
                 "--label", f"{LABEL}.app={self.config.app}", "--label", f"{LABEL}.job={spec.job_id}",
                 "--label", f"{LABEL}.owner={self.owner}",
-                "--user", user, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--user", self.user(), "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                 "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
-                "--cpus", f"{limits.cpu:g}", "--pids-limit", str(self.config.pids_limit),
-                "--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777",
+                "--cpus", f"{limits.cpu:g}", "--pids-limit", str(limits.max_processes),
                 "--mount", f"type=bind,src={spec.workspace.resolve()},dst=/workspace,readonly",
-                "--mount", f"type=bind,src={outputs},dst=/outputs",
+                "--mount", f"type=bind,src={space.outputs},dst=/outputs",
                 "--workdir", "/workspace"]
+        if space.image is not None:   # the capped filesystem holds /tmp too
+            args += ["--mount", f"type=bind,src={space.tmp},dst=/tmp"]
+        else:
+            args += ["--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777"]
         # No network: model calls go through the relay on stdin. The opt-in network is
         # user-mode networking attached to the container's namespace (agent_sandbox.netjail).
         args += ["--network", "none"]
@@ -135,7 +142,16 @@ class DockerBackend:
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
         return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
-                       *spec.agent_args(), "--secrets-from-stdin"]
+                       *spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"]
+
+    def user(self) -> str:
+        return self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+
+    def enforcement(self, space: RunSpace) -> dict[str, str]:
+        disk = space.enforcement if space.image is not None else (
+            f"{space.enforcement} for /outputs; /tmp is a {self.config.tmp_mb} MB tmpfs")
+        return {"max_processes": "docker --pids-limit (cgroup)", "memory_mb": "docker --memory, swap included",
+                "cpu": "docker --cpus", "disk_mb": disk}
 
     def run(self, spec: RunSpec, on_event: EventCallback,
             cancel: threading.Event | None = None) -> RunResult:
@@ -144,23 +160,20 @@ class DockerBackend:
             if not spec.workspace.is_dir():
                 raise DockerUnavailable(f"workspace {spec.workspace} does not exist")
             self.check_image()
-        except (DockerUnavailable, OSError, subprocess.TimeoutExpired) as exc:
+            uid, _, gid = self.user().partition(":")
+            space = RunSpace.create(self.config.scratch_root, f"agent-{spec.job_id}-", spec.limits.disk_mb,
+                                    (int(uid), int(gid or uid)), folders=("outputs", "tmp"))
+        except (DockerUnavailable, DiskUnavailable, OSError, subprocess.TimeoutExpired) as exc:
             reason = str(exc)
             monitor.emit(ev.ERROR, {"message": reason})
             return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{spec.job_id}-", dir=self.config.scratch_root))
-        outputs = run_dir / "outputs"
-        outputs.mkdir()
-        if os.geteuid() == 0:  # the container's non-root user must be able to write /outputs
-            uid, _, gid = self.config.user.partition(":")
-            os.chown(outputs, int(uid), int(gid or uid))
         name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
         try:
             monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
             network: list[netjail.UserNetwork] = []
             try:
                 exit_code = monitor.supervise(
-                    self.command(spec, name, outputs), self.cli_env(), lambda proc: self._stop(name, proc),
+                    self.command(spec, name, space), self.cli_env(), lambda proc: self._stop(name, proc),
                     on_start=(lambda proc: self._connect(name, proc, monitor, network)) if spec.needs_network else None)
             finally:
                 for n in network:
@@ -168,19 +181,19 @@ class DockerBackend:
             self.remove(name)  # nothing may still write to /outputs while we collect it
             status, reason = monitor.outcome(exit_code)
             monitor.status("collecting", "collecting outputs")
-            log = outputs / AGENT_LOG
+            log = space.outputs / AGENT_LOG
             if log.is_symlink() or log.is_file():
                 # The agent's own copy of its events: every line already reached us live,
                 # and as a result it would count against the output limits.
                 log.unlink()
-            manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
+            manifest = collect_outputs(DirectorySource(space.outputs), spec.results, spec.limits)
             monitor.result_event(status, reason, manifest)
             return RunResult(status=status, reason=reason, exit_code=exit_code,
                              duration=monitor.duration, manifest=manifest,
-                         usage=monitor.usage, summary=monitor.summary)
+                             usage=monitor.usage, summary=monitor.summary)
         finally:
             self.remove(name)  # --rm covers a normal exit; this covers everything else
-            shutil.rmtree(run_dir, ignore_errors=True)
+            space.remove()
 
     def _connect(self, name: str, proc: subprocess.Popen, monitor: RunMonitor,
                  network: list[netjail.UserNetwork]) -> None:

@@ -1,11 +1,18 @@
 """The local backend: the agent in a bubblewrap jail on this machine.
 
-Inside the jail: the workspace read-only at /workspace, a fresh folder at
-/outputs, a scratch folder at /tmp, the system's /usr and the Python
-environment read-only, the agent_sandbox package at /opt/agent; nothing else
-of the host. Own PID, IPC, UTS and network namespaces (model calls go through the host's
-relay; the opt-in network is user-mode networking that cannot reach the host,
-see agent_sandbox.netjail), all capabilities dropped, killed with its parent.
+Inside the jail (agent_sandbox.jail): the workspace read-only at /workspace,
+a fresh folder at /outputs, a scratch folder at /tmp, the system's /usr and
+the Python environment read-only, the agent_sandbox package at /opt/agent;
+nothing else of the host. Own namespaces (the network too: model calls go
+through the host's relay; the opt-in network is user-mode networking that
+cannot reach the host, agent_sandbox.netjail), no capabilities, killed with
+its parent.
+
+As root, the jail runs as the unprivileged SANDBOX_UID, in a cgroup of its
+own (memory, processes, CPU) and with /outputs and /tmp on a filesystem of
+`disk_mb` (agent_sandbox.scratch). Without root it runs as the calling user,
+processes are capped by RLIMIT_NPROC in the jail's own user namespace, and
+memory and disk are reported as not enforced.
 """
 
 from __future__ import annotations
@@ -20,19 +27,22 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sandbox import cgroups
 from agent_sandbox import events as ev
 from agent_sandbox import netjail
 from agent_sandbox.backends import EventCallback
 from agent_sandbox.backends.monitor import RunMonitor
+from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
+from agent_sandbox.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
+                                remove_stage)
 from agent_sandbox.outputs import DirectorySource, collect_outputs
+from agent_sandbox.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.scratch import leftovers as leftover_spaces
 from agent_sandbox.spec import RunResult, RunSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../agent_sandbox
 AGENT_ROOT = "/opt/agent"
-# Read-only system paths Python and the agent's tools need; absent ones are skipped.
-SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
-                "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts", "/usr/share/fonts"]
-NETWORK_PATHS = ["/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf"]  # resolv.conf: netjail's own
+RLIMIT_NPROC_NOTE = "RLIMIT_NPROC, counted in the jail's own user namespace"
 
 
 def _env_flag(name: str) -> bool:
@@ -43,13 +53,29 @@ def _env_flag(name: str) -> bool:
 class LocalConfig:
     bwrap: str = field(default_factory=lambda: shutil.which("bwrap") or "")  # path of bubblewrap; "" if missing
     python: str = sys.executable          # the Python that runs the agent inside the jail
-    allow_unsandboxed: bool = field(default_factory=lambda: _env_flag("AGENT_SANDBOX_ALLOW_UNSANDBOXED"))  # run without bubblewrap (unsafe)
+    allow_unsandboxed: bool = field(default_factory=lambda: _env_flag("AGENT_SANDBOX_ALLOW_UNSANDBOXED"))  # run without bubblewrap (unsafe; never as root)
     scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs and /tmp
     kill_grace: float = 2.0               # seconds between SIGTERM and SIGKILL when stopping
 
 
 class SandboxUnavailable(RuntimeError):
     pass
+
+
+def sweep_run_leftovers(scratch_root: str) -> int:
+    """What jails and containers of dead processes left on this host (their processes die
+    with them: --die-with-parent, docker rm): cgroups, run folders, stages."""
+    for group in cgroups.leftovers():
+        group.remove()
+    for stage in leftover_stages():
+        remove_stage(stage)
+    spaces = leftover_spaces(scratch_root)
+    for space in spaces:
+        try:
+            space.remove()
+        except OSError:
+            pass   # busy: the next sweep tries again
+    return len(spaces)
 
 
 class LocalBackend:
@@ -59,41 +85,27 @@ class LocalBackend:
         self.config = LocalConfig(**config)
 
     def sweep_orphans(self) -> int:
-        # Jails run with --die-with-parent: none outlives the process that started it.
-        return 0
+        """Remove what runs of processes that died left: cgroups (killing anything
+        still in them), capped filesystems and their images, stages; returns how many runs."""
+        return sweep_run_leftovers(self.config.scratch_root)
 
-    def command(self, spec: RunSpec, outputs: Path, scratch: Path, info_fd: int = -1) -> list[str]:
-        """The full argv: bubblewrap around `python -m agent_sandbox.coding_agent`."""
-        agent = [self.config.python, "-m", "agent_sandbox.coding_agent", *spec.agent_args(),
-                 "--secrets-from-stdin"]
-        if not self.config.bwrap:
-            return [self.config.python, "-m", "agent_sandbox.coding_agent",
-                    *spec.agent_args(str(spec.workspace), str(outputs)), "--secrets-from-stdin"]
-        # --as-pid-1: the agent (not dumpable) is PID 1, so no command can reach the
-        # pipe to the host through /proc/1/fd/1 and write events of its own there.
-        args = [self.config.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--as-pid-1",
-                "--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
-        if spec.needs_network:   # bwrap tells us the jail's pid there: its netns gets user-mode networking
-            args += ["--info-fd", str(info_fd), "--ro-bind", str(netjail.resolv_conf()), "/etc/resolv.conf"]
-        # /tmp first: the Python environment may live under /tmp (a clone there)
-        # and must be bound on top of the scratch folder, not hidden by it.
-        args += ["--bind", str(scratch), "/tmp"]
-        for top in ("bin", "lib", "lib64", "sbin"):
-            if os.path.islink(f"/{top}"):
-                args += ["--symlink", os.readlink(f"/{top}"), f"/{top}"]
-            elif os.path.isdir(f"/{top}"):
-                args += ["--ro-bind", f"/{top}", f"/{top}"]
-        paths = SYSTEM_PATHS + (NETWORK_PATHS if spec.needs_network else [])
-        python = Path(self.config.python)
-        paths += sorted({sys.base_prefix, sys.prefix, str(python.parent.parent),
-                         str(python.resolve().parent.parent)})
-        for path in paths:
-            args += ["--ro-bind-try", path, path]
-        args += ["--ro-bind", str(PACKAGE_DIR), f"{AGENT_ROOT}/agent_sandbox",
-                 "--ro-bind", str(spec.workspace), "/workspace",
-                 "--bind", str(outputs), "/outputs",
-                 "--chdir", "/workspace", "--"]
-        return args + agent
+    def jail(self, spec: RunSpec, space: RunSpace, cgroup: RunCgroup | None, stage: Path | None) -> Jail:
+        jail = Jail(env=self.environment(spec), workdir="/workspace", network=spec.needs_network,
+                    cgroup=cgroup, stage=stage).system()
+        # /tmp before the Python: a Python environment under /tmp (a clone there)
+        # must be bound on top of the jail's /tmp, not hidden by it.
+        jail.bind(space.tmp, "/tmp", writable=True).python(self.config.python)
+        return (jail.bind(PACKAGE_DIR, f"{AGENT_ROOT}/agent_sandbox")
+                .bind(spec.workspace, "/workspace")
+                .bind(space.outputs, "/outputs", writable=True))
+
+    def agent_command(self, spec: RunSpec, enforcement: dict[str, str], outputs: str = "/outputs",
+                      workspace: str = "/workspace") -> list[str]:
+        argv = [self.config.python, "-m", "agent_sandbox.coding_agent",
+                *spec.agent_args(workspace, outputs, enforcement), "--secrets-from-stdin"]
+        if enforcement["max_processes"] == RLIMIT_NPROC_NOTE:
+            argv += ["--max-processes", str(spec.limits.max_processes)]
+        return argv
 
     def environment(self, spec: RunSpec) -> dict[str, str]:
         """The jail's whole environment: nothing inherited from the host but what is listed."""
@@ -102,72 +114,101 @@ class LocalBackend:
                "PYTHONPATH": AGENT_ROOT if self.config.bwrap else str(PACKAGE_DIR.parent),
                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
                "MPLCONFIGDIR": "/tmp/matplotlib"}
-        env.update(spec.env)  # secrets go on stdin instead: bwrap's own environ is readable in the jail
+        env.update(spec.env)  # secrets go on stdin instead: they must not sit in any environ
         return env
 
     def run(self, spec: RunSpec, on_event: EventCallback,
             cancel: threading.Event | None = None) -> RunResult:
         monitor = RunMonitor(spec, on_event, cancel)
-        if not self.config.bwrap and not self.config.allow_unsandboxed:
-            reason = ("bubblewrap (bwrap) is not installed; install it, or set "
-                      "AGENT_SANDBOX_ALLOW_UNSANDBOXED=1 to run without a sandbox")
-            monitor.emit(ev.ERROR, {"message": reason})
-            return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        if not spec.workspace.is_dir():
-            reason = f"workspace {spec.workspace} does not exist"
-            monitor.emit(ev.ERROR, {"message": reason})
-            return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"agent-{spec.job_id}-", dir=self.config.scratch_root))
-        outputs, scratch = run_dir / "outputs", run_dir / "tmp"
-        outputs.mkdir()
-        scratch.mkdir()
+        refusal = self._refusal(spec)
+        if refusal:
+            monitor.emit(ev.ERROR, {"message": refusal})
+            return RunResult(status=ev.ERROR_STATUS, reason=refusal)
+        sandboxed = bool(self.config.bwrap)
+        owner = (SANDBOX_UID, SANDBOX_GID) if sandboxed and privileged() else None
+        cgroup = stage = space = None
         try:
-            monitor.status("starting", "starting the local sandbox" if self.config.bwrap
+            try:
+                space = RunSpace.create(self.config.scratch_root, f"agent-{spec.job_id}-", spec.limits.disk_mb, owner)
+            except (DiskUnavailable, OSError) as exc:
+                reason = f"could not prepare the sandbox's disk: {exc}"
+                monitor.emit(ev.ERROR, {"message": reason})
+                return RunResult(status=ev.ERROR_STATUS, reason=reason)
+            enforcement, cgroup = self._limits(spec, space, sandboxed)
+            monitor.status("starting", "starting the local sandbox" if sandboxed
                            else "starting WITHOUT a sandbox")
-            if not self.config.bwrap:
+            if sandboxed:
+                stage = make_stage() if privileged() else None
+                jail = self.jail(spec, space, cgroup, stage)
+                args_fd = jail.write_options()
+                try:
+                    argv = jail.command(self.agent_command(spec, enforcement), args_fd)
+                    exit_code = monitor.supervise(argv, {}, self._stop, pass_fds=jail.pass_fds(args_fd),
+                                                  on_start=lambda proc: self._connect(jail, proc, monitor))
+                finally:
+                    os.close(args_fd)
+                    if jail.fence is not None:
+                        jail.fence.close()
+            else:
                 monitor.emit(ev.WARNING, {"message": "running without a sandbox: "
                                           "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
-            if spec.needs_network and self.config.bwrap:
-                exit_code = self._supervise_with_network(spec, monitor, outputs, scratch)
-            else:
-                exit_code = monitor.supervise(self.command(spec, outputs, scratch), self.environment(spec),
-                                              self._stop)
+                argv = self.agent_command(spec, enforcement, str(space.outputs), str(spec.workspace))
+                exit_code = monitor.supervise(argv, self.environment(spec), self._stop)
             status, reason = monitor.outcome(exit_code)
+            if cgroup and monitor.final is None and not monitor.stopped and cgroup.counters()["oom_kills"]:
+                # The agent itself was the one killed: say so, the agent could not.
+                status, reason = ev.FAILED, (f"out of memory: the sandbox reached its memory limit "
+                                             f"({spec.limits.memory_mb} MB) and the kernel killed the agent")
+                monitor.emit(ev.ERROR, {"message": reason})
             monitor.status("collecting", "collecting outputs")
-            manifest = collect_outputs(DirectorySource(outputs), spec.results, spec.limits)
+            manifest = collect_outputs(DirectorySource(space.outputs), spec.results, spec.limits)
             monitor.result_event(status, reason, manifest)
             return RunResult(status=status, reason=reason, exit_code=exit_code,
                              duration=monitor.duration, manifest=manifest,
-                         usage=monitor.usage, summary=monitor.summary)
+                             usage=monitor.usage, summary=monitor.summary)
         finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if cgroup is not None:
+                cgroup.remove()
+            remove_stage(stage)
+            if space is not None:
+                space.remove()
 
-    def _supervise_with_network(self, spec: RunSpec, monitor: RunMonitor, outputs: Path,
-                                scratch: Path) -> int | None:
-        """The opt-in network: once bwrap names the jail's pid, its netns gets user-mode networking."""
-        info_r, info_w = os.pipe()
-        network: list[netjail.UserNetwork] = []
-
-        def connect(proc: subprocess.Popen) -> None:
-            os.close(info_w)
-            with os.fdopen(info_r) as info:
-                pid = _child_pid(info)
-            try:
-                if pid is None:
-                    raise netjail.NetworkUnavailable("bubblewrap did not say which process is the jail")
-                network.append(netjail.UserNetwork(pid))
-                network[0].start()
-            except netjail.NetworkUnavailable as exc:
-                monitor.emit(ev.ERROR, {"message": f"no network for the sandbox: {exc}"})
-                monitor.stopped = (ev.ERROR_STATUS, f"the opt-in network could not be set up: {exc}")
-                self._stop(proc)
-
+    def _connect(self, jail: Jail, proc: subprocess.Popen, monitor: RunMonitor) -> None:
+        """The opt-in network, once bubblewrap runs (it holds the agent until then)."""
+        if jail.fence is None:
+            return
         try:
-            return monitor.supervise(self.command(spec, outputs, scratch, info_w), self.environment(spec),
-                                     self._stop, pass_fds=(info_w,), on_start=connect)
-        finally:
-            for n in network:
-                n.stop()
+            jail.fence.connect()
+        except netjail.NetworkUnavailable as exc:
+            monitor.emit(ev.ERROR, {"message": f"no network for the sandbox: {exc}"})
+            monitor.stopped = (ev.ERROR_STATUS, f"the opt-in network could not be set up: {exc}")
+            self._stop(proc)
+
+    def _refusal(self, spec: RunSpec) -> str:
+        if not self.config.bwrap and not self.config.allow_unsandboxed:
+            return ("bubblewrap (bwrap) is not installed; install it, or set "
+                    "AGENT_SANDBOX_ALLOW_UNSANDBOXED=1 to run without a sandbox")
+        if not self.config.bwrap and privileged():
+            return ("bubblewrap (bwrap) is not installed, and running without a sandbox as root "
+                    "would give the agent's commands the host: install bubblewrap")
+        if not spec.workspace.is_dir():
+            return f"workspace {spec.workspace} does not exist"
+        return ""
+
+    def _limits(self, spec: RunSpec, space: RunSpace, sandboxed: bool) -> tuple[dict[str, str], RunCgroup | None]:
+        """How each limit holds on this run (for run_started), and the run's cgroup if it has one."""
+        limits = spec.limits
+        if not sandboxed:
+            why = "not enforced: running without a sandbox"
+            return {"max_processes": why, "memory_mb": why, "cpu": why, "disk_mb": why}, None
+        try:
+            cgroup = RunCgroup.create(spec.job_id, limits.memory_mb, limits.max_processes, limits.cpu)
+        except CgroupUnavailable as exc:
+            why = f"not enforced: {exc}"
+            return {"max_processes": RLIMIT_NPROC_NOTE, "memory_mb": why, "cpu": why,
+                    "disk_mb": space.enforcement}, None
+        return {"max_processes": "cgroup pids.max", "memory_mb": "cgroup memory limit, swap included",
+                "cpu": "cgroup CPU quota", "disk_mb": space.enforcement}, cgroup
 
     def _stop(self, proc: subprocess.Popen) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""
@@ -181,12 +222,3 @@ class LocalBackend:
                 return
             except subprocess.TimeoutExpired:
                 continue
-
-
-def _child_pid(info) -> int | None:
-    """The jail's pid from bubblewrap's --info-fd JSON (written before the agent starts)."""
-    import json
-    try:
-        return int(json.loads(info.read())["child-pid"])
-    except (ValueError, KeyError, TypeError):
-        return None

@@ -47,6 +47,13 @@ RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1"
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
 ENV_PREFIX = "AGENT_SANDBOX_MODAL_"
+# What holds each sandbox limit on Modal (reported in run_started).
+ENFORCEMENT = {
+    "memory_mb": "Modal's hard memory limit",
+    "cpu": "Modal's CPU limit",
+    "max_processes": "not enforced: Modal takes no process limit for Sandboxes (its own per-sandbox limits apply)",
+    "disk_mb": "not enforced: Modal takes no disk size for Sandboxes (its own per-sandbox disk applies)",
+}
 log = logging.getLogger(__name__)
 
 # Creation failures worth another try: Modal busy, rate limited or briefly unreachable.
@@ -250,7 +257,8 @@ class ModalBackend:
                 app=app, image=image, volumes={"/outputs": volume}, workdir="/workspace",
                 timeout=_modal_seconds(limits.run_timeout + margin),
                 idle_timeout=_modal_seconds(limits.idle_timeout + margin),
-                cpu=limits.cpu, memory=int(limits.memory_mb),
+                # (request, limit): a bare number is only a request, which Modal lets a sandbox exceed.
+                cpu=(limits.cpu, limits.cpu), memory=(int(limits.memory_mb), int(limits.memory_mb)),
                 tags={JOB_TAG: spec.job_id, OWNER_TAG: self.config.owner, PROCESS_TAG: this_process()},
                 **network)
 
@@ -295,7 +303,7 @@ class ModalBackend:
             env["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(spec.secrets))
         secrets = [modal.Secret.from_dict(dict(spec.secrets))] if spec.secrets else []
         try:
-            process = sandbox.exec("python", "-m", "agent_sandbox.coding_agent", *spec.agent_args(),
+            process = sandbox.exec("python", "-m", "agent_sandbox.coding_agent", *spec.agent_args(enforced=ENFORCEMENT),
                                    bufsize=1, env=env, secrets=secrets,
                                    timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
         except mexc.Error as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -160,6 +161,9 @@ class RunMonitor:
                 status = ev.FAILED
             return status, self.final.get("reason", "")
         tail = " | ".join(self.stderr_tail[-3:])
+        killed = killed_by(exit_code)
+        if killed:   # not a crash of ours: something in the sandbox (or its limits) killed the agent
+            return ev.FAILED, f"the agent was killed by {killed} without finishing" + (f": {tail}" if tail else "")
         return ev.ERROR_STATUS, (f"the agent exited with code {exit_code} without finishing"
                                  + (f": {tail}" if tail else ""))
 
@@ -183,3 +187,15 @@ class RunMonitor:
         if self.relay is not None:
             data["usage"] = self.usage
         self.emit(ev.RESULT, data)
+
+
+def killed_by(exit_code: int | None) -> str:
+    """The signal's name when an exit code says a signal ended the process (-N from
+    Popen, 128+N from a shell, docker or Modal), else ""."""
+    if exit_code is None:
+        return ""
+    number = -exit_code if exit_code < 0 else exit_code - 128 if 128 < exit_code < 160 else 0
+    try:
+        return signal.Signals(number).name if number else ""
+    except ValueError:
+        return f"signal {number}"

@@ -248,3 +248,14 @@ def test_job_management_api_owner_only(server):
     assert owner.get(f"/api/jobs/{job['id']}").status_code == 404
     assert job["id"] not in owner.get("/api/jobs").text
     assert owner.post(f"/api/jobs/{job['id']}/rerun").status_code == 404
+
+
+def test_requests_that_change_no_session_send_no_cookie(server):
+    """A page's parallel requests must not send back the cookie they started with: one arriving
+    after a request that changed the session (a share link opened) would undo that change."""
+    c = server.client()
+    c.http.get(server.base + "/api/session")          # the visitor's identity and CSRF token
+    for path in ("/static/app.css", "/api/session", "/", "/api/jobs"):
+        resp = c.http.get(server.base + path)
+        assert resp.status_code == 200
+        assert "Set-Cookie" not in resp.headers, f"{path} re-sent an unchanged session cookie"

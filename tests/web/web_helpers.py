@@ -159,16 +159,18 @@ def only_events(frames: list[dict]) -> list[dict]:
 
 
 def sandbox_processes(job_id: str) -> list[int]:
-    """PIDs whose command line mentions the job (its bubblewrap jail and agent)."""
+    """PIDs of the job's jail: in its cgroup (named after the job, when run as root)
+    or with a command line that mentions the job."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
+            cgroup = (entry / "cgroup").read_text()
         except OSError:
             continue
-        if job_id.encode() in cmdline and b"agent_sandbox" in cmdline:
+        if f"-{job_id[:40]}-" in cgroup or (job_id.encode() in cmdline and b"agent_sandbox" in cmdline):
             pids.append(int(entry.name))
     return pids
 
