@@ -104,7 +104,7 @@ class UserNetwork:
         try:
             self.proc = subprocess.Popen(
                 ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
-                 f"--ready-fd={ready_w}", str(self.pid), "tap0"],
+                 f"--ready-fd={ready_w}", "--netns-type=path", f"/proc/{self.pid}/ns/net", "tap0"],
                 pass_fds=(ready_w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True)
             os.close(ready_w)
