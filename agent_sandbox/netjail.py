@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 # Never reachable from a sandbox: private (RFC 1918, CGNAT), loopback, link-local,
@@ -143,11 +144,16 @@ def _wait_readable(fd: int, timeout: float) -> bool:
 class JailNetwork:
     """The opt-in network of one bubblewrap jail: bwrap names the jail's pid on one
     pipe (--info-fd) and holds the command on another (--block-fd) until the
-    network is up, so the first command already has it."""
+    network is up, so the first command already has it.
+
+    Each descriptor is closed exactly once (`_open` tracks them): closing a number
+    twice could close another thread's file that reused it."""
 
     def __init__(self):
         self._info = os.pipe()
         self._block = os.pipe()
+        self._open = {*self._info, *self._block}
+        self._lock = threading.Lock()
         self.network: UserNetwork | None = None
 
     def options(self) -> list[str]:
@@ -162,28 +168,31 @@ class JailNetwork:
         """Once bwrap runs: the network for its namespace, then let the command start.
         Raises NetworkUnavailable (the caller stops the jail)."""
         import json
-        _close(*self.fds)
+        self._close(*self.fds)   # ours no more: EOF on the info pipe once bwrap is done with it
         try:
-            with os.fdopen(self._info[0]) as info:
-                pid = int(json.loads(info.read())["child-pid"])
+            chunks = []
+            while chunk := os.read(self._info[0], 65536):
+                chunks.append(chunk)
+            pid = int(json.loads(b"".join(chunks))["child-pid"])
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise NetworkUnavailable(f"bubblewrap did not say which process is the jail ({exc})") from None
+        finally:
+            self._close(self._info[0])
         self.network = UserNetwork(pid)
         self.network.start()
         os.write(self._block[1], b"1")
-        _close(self._block[1])
+        self._close(self._block[1])
 
     def close(self) -> None:
         """The jail is gone (or never started): stop the network, close what is left."""
         if self.network is not None:
             self.network.stop()
             self.network = None
-        _close(*self._info, *self._block)
+        self._close(*self._info, *self._block)
 
-
-def _close(*fds: int) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    def _close(self, *fds: int) -> None:
+        with self._lock:
+            for fd in fds:
+                if fd in self._open:
+                    self._open.discard(fd)
+                    os.close(fd)
