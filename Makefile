@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # slirp4netns: the opt-in network that cannot reach the host (agent_sandbox/netjail.py).
 APT_PACKAGES := bubblewrap chromium e2fsprogs python3 slirp4netns
 
-.PHONY: install system-packages docker-engine run demo test test-live bench clean
+.PHONY: install system-packages docker-engine run demo lint docs test test-live bench clean
 
 install: system-packages $(STAMP)
 
@@ -31,7 +31,16 @@ run: install
 demo: install
 	$(PY) -m agent_sandbox run --output /tmp/agent-sandbox-demo samples/plate_reader.csv
 
-test: install docker-engine
+# ruff (rules in pyproject.toml), and the README's settings tables against their declarations.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m agent_sandbox.settings --check README.md
+
+# Regenerate the README's settings tables from the declarations in the code.
+docs: install
+	$(PY) -m agent_sandbox.settings --write README.md
+
+test: install lint docker-engine
 	$(PY) -m pytest -q -ra
 
 # One real LLM job with whichever of OPENAI_API_KEY / ANTHROPIC_API_KEY is set (not in CI).

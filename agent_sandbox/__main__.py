@@ -15,19 +15,23 @@ inputs (the FILEs recorded there unless others are given) plus its results in
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent_sandbox import events as ev
+from agent_sandbox import settings
 from agent_sandbox.backends import UnknownBackend, get_backend
 from agent_sandbox.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
 from agent_sandbox.outputs import UnsafePath
 from agent_sandbox.relay import ModelAccess
+from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
 
@@ -37,20 +41,34 @@ from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
 AGENT_SETTINGS = ("AGENT_SCRIPT", *AGENT_MODEL_SETTINGS)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@dataclass
+class CliSettings:
+    """The CLI's defaults (its options win)."""
+
+    backend: str = setting("AGENT_SANDBOX_BACKEND", "local", "backend (`--backend`)")
+    model: str = setting("AGENT_SANDBOX_MODEL", "offline", "model (`--model`)")
+    my_files: Path | None = setting("AGENT_SANDBOX_MY_FILES", DEFAULT_MY_FILES,
+                                    "folder copied into every workspace (`--my-files`)", shown="`my_files/`")
+    workdir: Path | None = setting("AGENT_SANDBOX_WORKDIR", None,
+                                   "where `uploaded_files/<job_id>/` is prepared (`--workdir`); "
+                                   "`AGENT_SANDBOX_OUTPUTS` is its deprecated name",
+                                   shown="a temporary folder", old=("AGENT_SANDBOX_OUTPUTS",))
+
+
+def parse_args(argv: list[str] | None, defaults: CliSettings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m agent_sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent on FILEs in a sandbox")
     run.add_argument("files", nargs="*", metavar="FILE")
     run.add_argument("--output", required=True, metavar="DIR", help="where results and manifest.json go")
-    run.add_argument("--backend", default=os.environ.get("AGENT_SANDBOX_BACKEND", "local"))
-    run.add_argument("--model", default=os.environ.get("AGENT_SANDBOX_MODEL", "offline"))
+    run.add_argument("--backend", default=defaults.backend)
+    run.add_argument("--model", default=defaults.model)
     run.add_argument("--instructions", default="")
     run.add_argument("--follow-up", metavar="RESULTS", default="",
                      help="continue the run whose results are in RESULTS (its results go to /workspace/previous)")
     run.add_argument("--json", action="store_true", help="print raw JSON events")
-    run.add_argument("--my-files", default=os.environ.get("AGENT_SANDBOX_MY_FILES", str(DEFAULT_MY_FILES)))
-    run.add_argument("--workdir", default=os.environ.get("AGENT_SANDBOX_OUTPUTS", ""),
+    run.add_argument("--my-files", default=str(defaults.my_files or ""))
+    run.add_argument("--workdir", default=str(defaults.workdir or ""),
                      help="root for uploaded_files/<job_id> (default: a temporary folder)")
     run.add_argument("--run-timeout", type=float)
     run.add_argument("--command-timeout", type=float)
@@ -66,7 +84,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        args = parse_args(argv, settings.load(CliSettings))
+        given = {"run_timeout": args.run_timeout, "command_timeout": args.command_timeout,
+                 "idle_timeout": args.idle_timeout, "max_steps": args.max_steps, "max_tokens": args.max_tokens}
+        limits = Limits.from_env(**{name: value for name, value in given.items() if value is not None})
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         print(f"error: output folder {output} is not empty", file=sys.stderr)
@@ -85,11 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.follow_up:
             summary = previous_summary(Path(args.follow_up), add_previous(workspace, Path(args.follow_up)))
         backend = get_backend(args.backend)
-    except (FileNotFoundError, UnsafePath, UnknownBackend) as exc:
+    except (FileNotFoundError, UnsafePath, UnknownBackend, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    limits = Limits.from_env(run_timeout=args.run_timeout, command_timeout=args.command_timeout,
-                             idle_timeout=args.idle_timeout, max_steps=args.max_steps, max_tokens=args.max_tokens)
     env = {k: os.environ[k] for k in AGENT_SETTINGS if os.environ.get(k)}
     spec = RunSpec(job_id=job_id, workspace=workspace, results=output, instructions=args.instructions,
                    model=args.model, limits=limits, env=env, network=args.network,

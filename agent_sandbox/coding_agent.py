@@ -26,6 +26,7 @@ from agent_sandbox.environment import DOCKER, detect_environment, environment_de
 from agent_sandbox.models import (FINISH, READ_FILE, SHELL, WRITE_FILE, Action, Model,
                                   Observation, Task, Turn, UnknownModel, get_model)
 from agent_sandbox.outputs import UnsafePath, safe_join
+from agent_sandbox.spec import Limits
 from agent_sandbox.tools import become_subreaper, run_command
 
 DEFAULT_INSTRUCTIONS = ("Profile and clean every dataset in the workspace; write cleaned "
@@ -201,10 +202,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     group.add_argument("--instructions", default=None)
     group.add_argument("--instructions-file", default=None)
     p.add_argument("--model", default="offline")
-    p.add_argument("--max-steps", type=int, default=40)
-    p.add_argument("--command-timeout", type=float, default=300.0)
-    p.add_argument("--max-output-chars", type=int, default=20000)
-    p.add_argument("--max-context-chars", type=int, default=200000)
+    defaults = Limits()  # the defaults only: inside the sandbox the host's variables do not apply
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    p.add_argument("--command-timeout", type=float, default=defaults.command_timeout)
+    p.add_argument("--max-output-chars", type=int, default=defaults.max_output_chars)
+    p.add_argument("--max-context-chars", type=int, default=defaults.max_context_chars)
     p.add_argument("--previous-summary", default="", help="a follow-up job: what the previous job did")
     p.add_argument("--network", action="store_true", help="the commands have outbound network")
     p.add_argument("--secrets-from-stdin", action="store_true",

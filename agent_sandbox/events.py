@@ -13,6 +13,7 @@ import json
 import sys
 import threading
 import time
+from enum import StrEnum
 from typing import IO, Any
 
 PROTOCOL_VERSION = 1
@@ -44,16 +45,43 @@ AGENT_TYPES = frozenset({RUN_STARTED, STEP, COMMAND_STARTED, OUTPUT, COMMAND_FIN
 HOST_TYPES = frozenset({RAW, STATUS, RESULT, USAGE})
 ALL_TYPES = AGENT_TYPES | HOST_TYPES
 
-# Final statuses of a run, shared by the agent, every backend and the web app.
-SUCCEEDED = "succeeded"
-FAILED = "failed"                    # the agent reported failure or exited non-zero
-TIMEOUT = "timeout"                  # whole-run time limit
-COMMAND_TIMEOUT = "command_timeout"  # one command ran past its limit
-IDLE_TIMEOUT = "idle_timeout"        # no output for too long
-CANCELLED = "cancelled"
-ERROR_STATUS = "error"               # infrastructure failure (sandbox could not start, ...)
-FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMEOUT, COMMAND_TIMEOUT, IDLE_TIMEOUT,
-                            CANCELLED, ERROR_STATUS})
+class Status(StrEnum):
+    """Every status a run or a job can have: the one list (web pages and scripts get it as data)."""
+
+    QUEUED = "queued"                    # web: waiting for a free sandbox
+    RUNNING = "running"                  # web: a worker runs it
+    STARTING = "starting"                # host: the sandbox is being started
+    COLLECTING = "collecting"            # host: the outputs are being brought back
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"                    # the agent reported failure or exited non-zero
+    TIMEOUT = "timeout"                  # whole-run time limit
+    COMMAND_TIMEOUT = "command_timeout"  # one command ran past its limit
+    IDLE_TIMEOUT = "idle_timeout"        # no output for too long
+    CANCELLED = "cancelled"
+    ERROR = "error"                      # infrastructure failure (sandbox could not start, ...)
+    INTERRUPTED = "interrupted"          # web: the server stopped or restarted while the job ran
+
+
+# A job holds a slot while active; a run (any backend) ends with one of RUN_END;
+# a job ends with one of FINAL (a run's end, or interrupted by the server).
+ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+RUN_END = frozenset({Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT, Status.COMMAND_TIMEOUT,
+                     Status.IDLE_TIMEOUT, Status.CANCELLED, Status.ERROR})
+FINAL = RUN_END | {Status.INTERRUPTED}
+# How a status looks on the page (app.css has one class per tone).
+TONES = {Status.QUEUED: "waiting", Status.STARTING: "waiting", Status.COLLECTING: "waiting",
+         Status.RUNNING: "busy", Status.SUCCEEDED: "ok", Status.CANCELLED: "warn",
+         **{s: "bad" for s in FINAL - {Status.SUCCEEDED, Status.CANCELLED}}}
+
+# Short names, as the agent and the backends use them.
+SUCCEEDED, FAILED, TIMEOUT = Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT
+COMMAND_TIMEOUT, IDLE_TIMEOUT, CANCELLED = Status.COMMAND_TIMEOUT, Status.IDLE_TIMEOUT, Status.CANCELLED
+ERROR_STATUS = Status.ERROR
+
+
+def statuses_for_pages() -> dict[str, Any]:
+    """The statuses as plain data, for templates and the page's JavaScript."""
+    return {"active": sorted(ACTIVE), "final": sorted(FINAL), "tones": {str(s): t for s, t in TONES.items()}}
 
 
 def make_event(type: str, data: dict[str, Any] | None = None, *, seq: int = 0,

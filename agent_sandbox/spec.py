@@ -6,50 +6,57 @@ These are shared by every backend, the CLI and the web app.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-MB = 1024 * 1024
-
-
-def _env_number(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
+from agent_sandbox import settings
+from agent_sandbox.settings import MB, setting
 
 
 @dataclass
 class Limits:
-    """Limits enforced on one run. Defaults come from AGENT_SANDBOX_* variables."""
+    """Limits enforced on one run; each reads its AGENT_SANDBOX_* variable (see `from_env`)."""
 
-    run_timeout: float = 1800.0        # seconds for the whole run
-    command_timeout: float = 300.0     # seconds for one command the agent runs
-    idle_timeout: float = 600.0        # seconds without any output before the run is stopped
-    cpu: float = 1.0                   # CPU cores (where the backend can enforce it)
-    memory_mb: int = 2048              # memory of the whole sandbox, in MB
-    max_processes: int = 512           # processes (and threads) in the sandbox at once, the agent's included
-    disk_mb: int = 4096                # writable space of the sandbox (/outputs and /tmp together), in MB
-    max_steps: int = 40                # agent steps before it must stop
-    max_output_chars: int = 20000      # captured output per command kept for the model and log
-    preview_bytes: int = 5 * MB        # output files larger than this are flagged "large" (no inline preview)
-    max_file_bytes: int = 2048 * MB    # one output file larger than this is not brought back
-    max_total_bytes: int = 2048 * MB   # per job: outputs past this total are not brought back (fits the upload limit)
-    max_files: int = 1000              # outputs past this count are not brought back
-    max_tokens: int = 1_000_000        # model tokens (in + out) one job may spend; counted by the host; 0 = no limit
-    max_context_chars: int = 200_000   # characters of conversation an LLM agent sends per call (older outputs compacted)
+    # A field renamed later maps its old name here, so queued jobs' stored limits still load.
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    run_timeout: float = setting("AGENT_SANDBOX_RUN_TIMEOUT", 1800.0, "seconds for the whole run")
+    command_timeout: float = setting("AGENT_SANDBOX_COMMAND_TIMEOUT", 300.0,
+                                     "seconds for one command (the run ends with `command_timeout`)")
+    idle_timeout: float = setting("AGENT_SANDBOX_IDLE_TIMEOUT", 600.0,
+                                  "seconds without output before the run is stopped")
+    cpu: float = setting("AGENT_SANDBOX_CPU", 1.0, "CPU cores per sandbox")
+    memory_mb: int = setting("AGENT_SANDBOX_MEMORY_MB", 2048, "memory of a sandbox in MB, swap included")
+    max_processes: int = setting("AGENT_SANDBOX_MAX_PROCESSES", 512,
+                                 "processes and threads in a sandbox at once, the agent's included")
+    disk_mb: int = setting("AGENT_SANDBOX_DISK_MB", 4096,
+                           "writable space of a sandbox in MB, `/outputs` and `/tmp` together "
+                           "(reserved on the host's disk while the run lasts)")
+    max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop")
+    max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
+                                    "output kept per command, for the model and the log")
+    preview_bytes: int = setting("AGENT_SANDBOX_PREVIEW_BYTES", 5 * MB, "output files larger than this are "
+                                 "flagged `large`: brought back, not previewed inline", shown="`5242880` (5 MB)")
+    max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 2048 * MB, "largest single output file brought back",
+                                  shown="`2147483648` (2 GB)")
+    max_total_bytes: int = setting("AGENT_SANDBOX_MAX_TOTAL_BYTES", 2048 * MB, "outputs brought back per job "
+                                   "(fits `APP_MAX_REQUEST_MB`; raise both together)", shown="`2147483648` (2 GB)")
+    max_files: int = setting("AGENT_SANDBOX_MAX_FILES", 1000, "output files brought back")
+    max_tokens: int = setting("AGENT_SANDBOX_MAX_TOKENS", 1_000_000, "model tokens (in + out) one job may "
+                              "spend, counted by the host's relay; 0: no limit")
+    max_context_chars: int = setting("AGENT_SANDBOX_MAX_CONTEXT_CHARS", 200_000, "characters of conversation "
+                                     "an LLM agent sends per call (older outputs compacted)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Limits":
-        limits = cls()
-        for name, value in asdict(limits).items():
-            env = os.environ.get(f"AGENT_SANDBOX_{name.upper()}")
-            if env not in (None, ""):
-                setattr(limits, name, type(value)(float(env)) if isinstance(value, int) else float(env))
-        for name, value in overrides.items():
-            if value is not None:
-                setattr(limits, name, value)
-        return limits
+        """The limits from AGENT_SANDBOX_* variables; `overrides` win."""
+        return settings.load(cls, **overrides)
+
+    @classmethod
+    def restore(cls, stored: dict[str, Any], defaults: "Limits") -> "Limits":
+        """Limits stored with a job (maybe by an older version) on top of `defaults`."""
+        return settings.restore(cls, stored, defaults)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +114,7 @@ class RunSpec:
 
 @dataclass
 class RunResult:
-    """How a run ended. `status` is one of events.FINAL_STATUSES."""
+    """How a run ended. `status` is one of events.RUN_END."""
 
     status: str
     reason: str = ""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent_sandbox.models import Observation
+from agent_sandbox.process_group import signal_group
 
 SECRET_PATTERN = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 OutputCallback = Callable[[str, str], None]  # (stream, text)
@@ -85,10 +86,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the command, its process group and its descendants (as subreaper:
     also the orphans it left, which are now our children)."""
     victims = descendants(proc.pid)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    signal_group(proc.pid, signal.SIGKILL)
     if _subreaper:
         victims += descendants(os.getpid())
     for pid in [proc.pid] + victims:

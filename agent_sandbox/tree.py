@@ -11,6 +11,7 @@ into another filesystem.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ def remove_tree(path: str | Path) -> None:
             here = os.fstat(fd)
             if (here.st_dev, here.st_ino) != expected:
                 raise OSError(f"the tree under {path} changed while it was being removed")
-            _retry_permission(fd, lambda: os.rmdir(name, dir_fd=fd))
+            _retry_permission(fd, functools.partial(os.rmdir, name, dir_fd=fd))
     finally:
         os.close(fd)
     try:
@@ -164,7 +165,7 @@ def _clear_files(fd: int, device: int) -> list[str]:
         except FileNotFoundError:
             continue
         if not stat.S_ISDIR(st.st_mode):
-            _retry_permission(fd, lambda: os.unlink(name, dir_fd=fd))
+            _retry_permission(fd, functools.partial(os.unlink, name, dir_fd=fd))
         elif st.st_dev != device:
             raise OSError(f"another filesystem is mounted at {name}: not removing it")
         else:

@@ -80,7 +80,7 @@ def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES) -> 
     if not my_files or not Path(my_files).is_dir():
         return copied
     my_files = Path(my_files)
-    for dirpath, dirnames, filenames in os.walk(my_files, followlinks=False):
+    for dirpath, _dirnames, filenames in os.walk(my_files, followlinks=False):
         for fname in filenames:
             src = Path(dirpath, fname)
             if src.is_symlink() or not src.is_file():

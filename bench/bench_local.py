@@ -39,7 +39,7 @@ def main(n: int) -> None:
     data = Path(tempfile.mkdtemp()) / "data.csv"
     data.write_text("a,b\n1,2\n")
     rows = {"cli (bwrap)": [], "agent direct": []}
-    for i in range(n):  # interleaved so machine noise hits both alike
+    for _ in range(n):  # interleaved so machine noise hits both alike
         out = Path(tempfile.mkdtemp()) / "out"
         rows["cli (bwrap)"].append(timed([sys.executable, "-m", "agent_sandbox", "run", "--json",
                                           "--model", "scripted", "--output", str(out), str(data)], env))

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 
+from agent_sandbox.settings import SettingError
 from frontend.app import create_app
 from frontend.server import make_server, serve
 from frontend.settings import Settings
+
+log = logging.getLogger("frontend")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """One level for every logger of the server (ours, Flask's, the SDKs')."""
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise SettingError(f"APP_LOG_LEVEL={level!r} is not valid: expected DEBUG, INFO, WARNING or ERROR")
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stdout, force=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="address to listen on (default APP_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default APP_PORT or 5000)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+    except SettingError as exc:  # before logging is set up (its level is a setting too): one plain line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     app = create_app(settings)
@@ -29,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"serving on http://{host}:{port}/ (backends {','.join(settings.backends)}, "
-          f"models {','.join(settings.models)})", flush=True)
+    log.info("serving on http://%s:%s/ (backends %s, models %s)", host, port,
+             ",".join(settings.backends), ",".join(settings.models))
     try:
         serve(server)
     finally:

@@ -7,7 +7,7 @@ import json
 import secrets
 import shutil
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
@@ -17,6 +17,7 @@ from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
 from frontend.identity import csrf_token, current_owner, shared_token
+from frontend.sse import SSE_HEADERS
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -123,7 +124,7 @@ def create_job():
     if model.partition(":")[0] == "scripted" and form.get("script"):
         env["AGENT_SCRIPT"] = _script(form["script"])
     job_id = secrets.token_urlsafe(16)
-    workspace = job_workspace(s.outputs, job_id)
+    workspace = job_workspace(s.data_dir, job_id)
     try:
         files = save_uploads(request.files.getlist("files"), workspace, s.my_files, s.max_files,
                              s.max_file_bytes)
@@ -184,14 +185,16 @@ def job_events(job_id):
         after = max(0, int(after))
     except ValueError:
         raise BadRequest("Last-Event-ID / after must be an event number") from None
-    s = current_app.config["SETTINGS"]
+    hub = services().hub
     handoff = request.environ.get("frontend.handoff")
-    if handoff is not None:  # our server: the hub's selector thread takes the socket over
-        handoff(services().hub, job["id"], after)
-        return Response(status=200)
-    stream = services().hub.stream(job["id"], after, s.heartbeat_seconds)
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    if handoff is not None:
+        # Our server: it sends these headers (after_request has added its own), then
+        # gives the socket to the hub, whose one selector thread writes the events.
+        handoff(hub, job["id"], after)
+        body: Iterator[bytes] = iter(())
+    else:  # any other WSGI server: a generator on one of its threads
+        body = hub.stream(job["id"], after, current_app.config["SETTINGS"].heartbeat_seconds)
+    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
 
 
 @api.get("/jobs/<job_id>/outputs")

@@ -14,6 +14,7 @@ from datetime import timedelta
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from agent_sandbox.events import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
 from frontend.feed import FeedHub
@@ -36,8 +37,8 @@ class Services:
 
 def create_app(settings: Settings | None = None, run_jobs: bool | None = None, backend_factory=None) -> Flask:
     settings = settings or Settings.from_env()
-    settings.outputs.mkdir(parents=True, exist_ok=True)
-    tmp_dir = settings.outputs / "tmp"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = settings.data_dir / "tmp"
     tmp_dir.mkdir(exist_ok=True)
 
     class Request(UploadRequest):
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
     app.register_blueprint(pages)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["statuses"] = statuses_for_pages()
 
     @app.after_request
     def security_headers(resp):

@@ -12,22 +12,25 @@ feed hub is told so live viewers see it at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
-from agent_sandbox.spec import Limits, RunSpec
-from agent_sandbox.workspace import job_workspace
+from agent_sandbox.events import Status
 from agent_sandbox.followup import record_run
 from agent_sandbox.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.relay import ModelAccess
+from agent_sandbox.spec import Limits, RunSpec
+from agent_sandbox.workspace import job_workspace
 from frontend.feed import FeedHub
 from frontend.settings import Settings
-from frontend.store import INTERRUPTED, QUEUED, RUNNING, JobStore
+from frontend.store import JobStore
+
+log = logging.getLogger(__name__)
 
 
 class JobExecutor:
@@ -78,7 +81,7 @@ class JobExecutor:
         job = self.store.create_job(job, self.settings.max_active_per_owner, self.settings.max_active_jobs)
         if job is None:
             return None
-        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": QUEUED,
+        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                        "message": "waiting for a free sandbox"}))
         self._wake.set()
         return job
@@ -86,16 +89,16 @@ class JobExecutor:
     def cancel(self, job_id: str) -> None:
         """Queued: cancelled at once. Running: the sandbox is stopped (by whichever process runs it)."""
         job = self.store.get_job(job_id)
-        if job is not None and job["status"] == QUEUED:
+        if job is not None and job["status"] == Status.QUEUED:
             # The event goes first: viewers get `end` only once the job's status is final,
             # and every event stored before that is delivered before it.
-            self.emit(job_id, ev.make_event(ev.STATUS, {"status": ev.CANCELLED,
+            self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.CANCELLED,
                                                         "message": "cancelled before it started"}))
-            if self.store.update_job(job_id, only_if_status=(QUEUED,), status=ev.CANCELLED,
+            if self.store.update_job(job_id, only_if_status=(Status.QUEUED,), status=Status.CANCELLED,
                                      finished=time.time(), reason="cancelled before it started"):
                 return
             # A worker took it meanwhile: stop it like any running job.
-        self.store.update_job(job_id, only_if_status=(RUNNING,), cancel_requested=1)
+        self.store.update_job(job_id, only_if_status=(Status.RUNNING,), cancel_requested=1)
         with self._lock:
             flag = self._cancels.get(job_id)
         if flag is not None:
@@ -108,18 +111,18 @@ class JobExecutor:
 
     def recover(self) -> None:
         """After a restart: running jobs are interrupted (their sandboxes swept); queued ones still run."""
-        interrupted = self.store.jobs_with_status(RUNNING)
+        interrupted = self.store.jobs_with_status(Status.RUNNING)
         for job in interrupted:
             message = "the server restarted while this job was running; it was stopped"
             self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
-            self.emit(job["id"], ev.make_event(ev.STATUS, {"status": INTERRUPTED, "message": message}))
-            self.store.update_job(job["id"], status=INTERRUPTED, finished=time.time(),
+            self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.INTERRUPTED, "message": message}))
+            self.store.update_job(job["id"], status=Status.INTERRUPTED, finished=time.time(),
                                   reason=message, error=message)
         for name in {j["backend"] for j in interrupted} | {self.settings.default_backend}:
             try:
                 self.backend_factory(name).sweep_orphans()
             except Exception as exc:  # a backend that cannot load must not stop the app
-                print(f"sweep_orphans({name}) failed: {exc!r}", flush=True)
+                log.warning("sweep_orphans(%s) failed: %r", name, exc)
 
     # -- running ------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class JobExecutor:
                     continue
                 self._run(job_id)
             except Exception:  # never lose a worker thread
-                traceback.print_exc()
+                log.exception("job worker error")
                 time.sleep(1)
 
     def _watch_cancel(self, job_id: str, cancel: threading.Event, done: threading.Event) -> None:
@@ -149,10 +152,10 @@ class JobExecutor:
         with self._lock:
             self._cancels[job_id] = cancel
         threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
-        status, reason, exit_code, error = ev.ERROR_STATUS, "", None, ""
+        status, reason, exit_code, error = Status.ERROR, "", None, ""
         try:
             job = self.store.get_job(job_id)
-            self.emit(job_id, ev.make_event(ev.STATUS, {"status": RUNNING,
+            self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
                                                         "message": "a worker picked up the job"}))
             spec = self.build_spec(job)
             result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
@@ -165,15 +168,15 @@ class JobExecutor:
             error = f"{type(exc).__name__}: {exc}"
             reason = "the sandbox could not be run"
             self._emit_quietly(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
-            traceback.print_exc()
+            log.exception("job %s: the sandbox could not be run", job_id)
         finally:
             done.set()
             with self._lock:
                 self._cancels.pop(job_id, None)
-            if status not in ev.FINAL_STATUSES:
-                status = ev.ERROR_STATUS
-            if status == ev.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
-                status, reason = INTERRUPTED, "the server stopped while the job ran"
+            if status not in ev.RUN_END:
+                status = Status.ERROR
+            if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
+                status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
             # The final status event goes before the job's status: a viewer that sees the
             # job finished has every event. The status is written even if that event fails,
             # so no job stays "running".
@@ -193,14 +196,16 @@ class JobExecutor:
         try:
             self.emit(job_id, event)
         except Exception:
-            traceback.print_exc()
+            log.exception("job %s: could not store an event", job_id)
 
     def build_spec(self, job: dict[str, Any]) -> RunSpec:
         env = {k: os.environ[k] for k in AGENT_MODEL_SETTINGS if os.environ.get(k)}
         env.update(job["env"])
-        limits = Limits(**job["limits"]) if job["limits"] else self.settings.limits
+        # Stored when the job was queued, maybe by an older version: fields added since
+        # take today's defaults, renamed ones their new names.
+        limits = Limits.restore(job["limits"], self.settings.limits) if job["limits"] else self.settings.limits
         # The model's key stays in this process: the sandbox reaches the model through the relay.
-        return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.outputs, job["id"]),
+        return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.data_dir, job["id"]),
                        results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
                        model=job["model"], env=env, limits=limits, network=self.settings.sandbox_network,
                        model_access=ModelAccess.from_env(job["model"], dict(os.environ)),

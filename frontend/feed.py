@@ -18,35 +18,22 @@ Both read the database only to catch up on history older than the tail.
 
 from __future__ import annotations
 
-import json
+import logging
 import queue
 import selectors
 import socket
 import threading
 import time
-import traceback
 from typing import Iterator
 
-from frontend.store import ACTIVE, JobStore
+from agent_sandbox.events import ACTIVE
+from frontend.sse import KEEP_ALIVE, RETRY, chunked, end_frame, sse_frame
+from frontend.store import JobStore
+
+log = logging.getLogger(__name__)
 
 TAIL = 2000                    # frames kept in memory per watched job
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one slow socket before it is dropped
-RETRY = b"retry: 2000\n\n"
-KEEP_ALIVE = b": keep-alive\n\n"
-
-
-def sse_frame(seq: int, type: str, event_json: str) -> bytes:
-    # json.dumps never emits a raw newline, so one data: line is enough.
-    return f"id: {seq}\nevent: {type}\ndata: {event_json}\n\n".encode()
-
-
-def end_frame(status: str) -> bytes:
-    return f"event: end\ndata: {json.dumps({'status': status})}\n\n".encode()
-
-
-def _chunk(data: bytes) -> bytes:
-    # HTTP/1.1 chunked coding, so clients see each frame as soon as it arrives.
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 class JobFeed:
@@ -193,7 +180,7 @@ class FeedHub:
             try:
                 self._tick()
             except Exception:  # one bad socket or query must not end every live log
-                traceback.print_exc()
+                log.exception("event broadcaster error")
                 time.sleep(0.1)
 
     def _tick(self) -> None:
@@ -271,7 +258,7 @@ class FeedHub:
             if frames is None:
                 frames = self._history(feed.job_id, viewer.pos)
             if frames:
-                chunk = _chunk(b"".join(frame for _, frame in frames))
+                chunk = chunked(b"".join(frame for _, frame in frames))
                 if shared is not None:
                     shared[viewer.pos] = (frames[-1][0], chunk)
                 viewer.pos = frames[-1][0]
@@ -284,7 +271,7 @@ class FeedHub:
 
     def _send(self, viewer: SocketViewer, data: bytes, framed: bool = False) -> None:
         if not framed:
-            data = _chunk(data)
+            data = chunked(data)
         if viewer.ending:
             data += b"0\r\n\r\n"
         if viewer.pending:

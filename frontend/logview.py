@@ -11,6 +11,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from agent_sandbox.events import ACTIVE, Status
+
 FOLD_LINES = 12      # outputs longer than this are folded
 SHOW_LINES = 400     # the server page shows at most this many lines of one output
 
@@ -173,19 +175,19 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else ""
 
 
-PHASES = ("queued", "starting", "running", "collecting", "done")
+PHASES = (Status.QUEUED, Status.STARTING, Status.RUNNING, Status.COLLECTING, "done")
 
 
 def phase(events: Iterable[dict[str, Any]], status: str, partial: bool = False) -> str:
     """Where the job is: queued → starting → running → collecting → done (`partial`: the events
     are the last ones of a long run, which started long ago)."""
-    if status not in ("queued", "running"):
+    if status not in ACTIVE:
         return "done"
-    current = "queued" if status == "queued" else "running" if partial else "starting"
+    current = Status.QUEUED if status == Status.QUEUED else Status.RUNNING if partial else Status.STARTING
     for event in events:
         kind, data = event.get("type"), event.get("data") or {}
         if kind == "run_started":
-            current = "running"
-        elif kind == "status" and data.get("status") in ("starting", "collecting"):
-            current = data["status"]
+            current = Status.RUNNING
+        elif kind == "status" and data.get("status") in (Status.STARTING, Status.COLLECTING):
+            current = Status(data["status"])
     return current

@@ -26,11 +26,11 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
 from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
+from agent_sandbox.events import ACTIVE
 from agent_sandbox.outputs import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
-from frontend.api import TooManyJobs, job_json, owned_job, services
+from frontend.api import TooManyJobs, job_json, services
 from frontend.identity import current_owner
-from frontend.store import ACTIVE
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
 
@@ -63,7 +63,7 @@ def delete_job(job_id):
         raise Conflict("this job is still queued or running; cancel it before deleting it")
     s = current_app.config["SETTINGS"]
     services().store.mark_deleted(job["id"])
-    shutil.rmtree(job_workspace(s.outputs, job["id"]), ignore_errors=True)
+    shutil.rmtree(job_workspace(s.data_dir, job["id"]), ignore_errors=True)
     shutil.rmtree(s.results_dir(job["id"]), ignore_errors=True)
     return "", 204
 
@@ -72,7 +72,7 @@ def delete_job(job_id):
 def rerun_job(job_id):
     job = own_job(job_id)
     s = current_app.config["SETTINGS"]
-    old = job_workspace(s.outputs, job["id"])
+    old = job_workspace(s.data_dir, job["id"])
 
     def fill(workspace: Path) -> list[dict]:
         files = []
@@ -109,7 +109,7 @@ def follow_up(job_id):
 
     def fill(workspace: Path) -> list[dict]:
         # The parent's own previous/ is not carried along: its summary says what was in it.
-        copy_inputs(job_workspace(s.outputs, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
+        copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
         fields["previous_summary"] = previous_summary(results, add_previous(workspace, results))
         return parent["files"]
 
@@ -141,7 +141,7 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
     if reason := svc.executor.admission_error(owner):
         raise TooManyJobs(reason)
     job_id = secrets.token_urlsafe(16)
-    workspace = job_workspace(s.outputs, job_id)
+    workspace = job_workspace(s.data_dir, job_id)
     workspace.mkdir(parents=True)
     try:
         files = fill(workspace)   # may add to `fields` (a follow-up's summary)

@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, current_app, g, redirect, render_template, url_for
 from werkzeug.exceptions import NotFound
 
+from agent_sandbox.events import Status
 from frontend import logview
 from frontend import results as res
 from frontend import results_page
@@ -28,7 +29,7 @@ def index():
     jobs = []
     for j in store.list_jobs(current_owner()):
         job = job_json(j)
-        job["summary"] = _one_line(store.last_message(j["id"]) if j["status"] == "succeeded" else j["reason"])
+        job["summary"] = _one_line(store.last_message(j["id"]) if j["status"] == Status.SUCCEEDED else j["reason"])
         jobs.append(job)
     sample = s.sample_file.name if s.sample_file and s.sample_file.is_file() else None
     return render_template("index.html", jobs=jobs, settings=s, sample=sample)

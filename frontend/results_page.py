@@ -16,15 +16,16 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
+from agent_sandbox.events import Status
 from frontend import results as res
 
 PROFILE_SUFFIX = ".profile.json"
 MAX_JSON_BYTES = 5 * 1024 * 1024
 PREVIEW_ROWS = 50
-PARTIAL_NOTE = {"cancelled": "the job was cancelled", "failed": "the run failed",
-                "timeout": "the run ran out of time", "command_timeout": "a command ran out of time",
-                "idle_timeout": "the run stopped printing output", "error": "the sandbox failed",
-                "interrupted": "the server stopped during the run"}
+PARTIAL_NOTE = {Status.CANCELLED: "the job was cancelled", Status.FAILED: "the run failed",
+                Status.TIMEOUT: "the run ran out of time", Status.COMMAND_TIMEOUT: "a command ran out of time",
+                Status.IDLE_TIMEOUT: "the run stopped printing output", Status.ERROR: "the sandbox failed",
+                Status.INTERRUPTED: "the server stopped during the run"}
 
 
 def build(results: Path, manifest: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def build(results: Path, manifest: dict[str, Any], job: dict[str, Any]) -> dict[
         "tables": tables, "report": report, "images": images, "others": others, "folded": folded,
         "inputs": inputs, "findings": findings, "files": files,
         "skipped": [s for s in manifest.get("skipped", []) if not res.is_internal(s["path"])],
-        "partial": PARTIAL_NOTE.get(job["status"]) if job["status"] != "succeeded" else None,
+        "partial": PARTIAL_NOTE.get(job["status"]) if job["status"] != Status.SUCCEEDED else None,
         "total_size": sum(f["size"] for f in files),
     }
 

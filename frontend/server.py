@@ -4,9 +4,15 @@ Ordinary requests run on cheroot's thread pool (which grows on demand). An
 event stream would hold a thread for as long as the viewer watches, and
 thousands of threads each waking per event do not keep up (measured: p99
 in seconds at 2,000 viewers). So once the Flask view has checked the request,
-it calls `environ["frontend.handoff"]`: we send the response headers, take
-the connection's socket away from cheroot and give it to the FeedHub, whose
-single selector thread writes every new frame to every viewer.
+it calls `environ["frontend.handoff"]` and returns its response with an empty
+body: cheroot sends that response's headers (as the app and its after_request
+made them), then we take the connection's socket away from cheroot and give
+it to the FeedHub, whose single selector thread writes every new frame to
+every viewer.
+
+This reads and sets cheroot internals (HTTPRequest.status, sent_headers,
+chunked_write, close_connection; HTTPConnection.socket, linger; the pool's
+_threads): cheroot is pinned in pyproject.toml to the version checked.
 
 Plain threads throughout (no gevent), so the Modal and Docker SDKs run as
 they are documented to.
@@ -24,33 +30,26 @@ from cheroot import wsgi
 
 from frontend.feed import FeedHub
 
-SSE_HEADERS = (b"HTTP/1.1 200 OK\r\n"
-               b"Content-Type: text/event-stream; charset=utf-8\r\n"
-               b"Cache-Control: no-cache\r\n"
-               b"X-Accel-Buffering: no\r\n"
-               b"X-Content-Type-Options: nosniff\r\n"
-               b"Transfer-Encoding: chunked\r\n"
-               b"Connection: close\r\n\r\n")
-
-
 # Idle keep-alive connections wait in cheroot's selector without a thread; cheroot's default is 10.
 KEEP_ALIVE_LIMIT = 10000
 
 
 class HandoffGateway(wsgi.Gateway_10):
-    """Offers the app `environ["frontend.handoff"](hub, job_id, after)`.
+    """Offers the app `environ["frontend.handoff"](hub, job_id, after)` on HTTP/1.1 GETs.
 
-    A view that calls it returns any response; that response is dropped, and
-    once the app has returned the connection goes to the hub instead.
+    A view that calls it returns its response with an empty body; once the app
+    has returned, that response's headers are sent and the connection goes to
+    the hub, which writes the body (chunked) from then on.
     """
 
     def respond(self):
         taken: dict = {}
-        self.env["frontend.handoff"] = lambda hub, job_id, after: taken.update(
-            hub=hub, job_id=job_id, after=after)
+        if self.req.response_protocol == "HTTP/1.1" and self.req.method == b"GET":  # the hub writes chunks
+            self.env["frontend.handoff"] = lambda hub, job_id, after: taken.update(
+                hub=hub, job_id=job_id, after=after)
         response = self.req.server.wsgi_app(self.env, self.start_response)
         try:
-            if taken:
+            if taken and self.req.status.startswith(b"200"):
                 self.hand_over(**taken)
                 return
             for chunk in filter(None, response):  # cheroot's own loop, as in Gateway.respond
@@ -64,18 +63,17 @@ class HandoffGateway(wsgi.Gateway_10):
 
     def hand_over(self, hub: FeedHub, job_id: str, after: int) -> None:
         req, conn = self.req, self.req.conn
-        sock = socket.socket(fileno=os.dup(conn.socket.fileno()))
-        # cheroot must neither write a response nor shut the connection down.
-        req.sent_headers = True
-        req.close_connection = True
-        conn.linger = True
-        sock.settimeout(10)
+        req.close_connection = True  # the stream is this connection's last response
         try:
-            sock.sendall(SSE_HEADERS)
+            req.ensure_headers_sent()  # the app's headers, plus chunked coding and Connection: close
+            conn.wfile.flush()
         except OSError:
-            sock.close()
-            return
-        hub.attach(job_id, after, sock)
+            return  # the viewer is gone already
+        # From here the hub writes the body: cheroot must neither end the chunked body
+        # nor shut the connection down.
+        req.chunked_write = False
+        conn.linger = True
+        hub.attach(job_id, after, socket.socket(fileno=os.dup(conn.socket.fileno())))
 
 
 def grow_pool_on_demand(server: wsgi.Server, spare: int = 16, step: int = 64) -> None:

@@ -1,9 +1,14 @@
 """The web app's settings: environment variables (and an optional `.env`), with defaults.
 
-Every setting is one `APP_*` variable; `Settings.from_env()` reads them once at
-start. A `.env` file (path in APP_ENV_FILE, default `./.env`) fills in
-variables that the real environment does not set. Sandbox limits come from the
-library's own AGENT_SANDBOX_* variables (see agent_sandbox.spec.Limits).
+Every setting is one `APP_*` variable, declared once below with its default
+and meaning (the README's table is generated from these declarations; see
+agent_sandbox.settings). `Settings.from_env()` reads them once at start. A
+`.env` file (path in APP_ENV_FILE, default `./.env`) fills in variables that
+the real environment does not set. Sandbox limits come from the library's own
+AGENT_SANDBOX_* variables (see agent_sandbox.spec.Limits).
+
+`APP_DATA_DIR` is the app's own folder (database, uploads, results); it is
+not the sandbox's /outputs. `APP_OUTPUTS`, its old name, still works.
 """
 
 from __future__ import annotations
@@ -13,39 +18,13 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_sandbox.spec import MB, Limits
+from agent_sandbox import settings
+from agent_sandbox.models import UnknownModel, check_model
+from agent_sandbox.settings import MB, SettingError, megabytes, setting
+from agent_sandbox.spec import Limits
+from agent_sandbox.workspace import DEFAULT_MY_FILES
 
 REPO = Path(__file__).resolve().parent.parent
-
-# name: (default, description). The README's settings table is this list.
-DOCUMENTED = {
-    "APP_HOST": ("127.0.0.1", "address the server listens on (`--host` overrides)"),
-    "APP_PORT": ("5000", "port the server listens on (`--port` overrides)"),
-    "APP_DATABASE": ("outputs/jobs.sqlite3", "SQLite file holding jobs and their events"),
-    "APP_OUTPUTS": ("outputs", "root for uploaded_files/<job>/ and results/<job>/"),
-    "APP_MY_FILES": ("$AGENT_SANDBOX_MY_FILES or ./my_files", "folder copied into every workspace"),
-    "APP_BACKENDS": ("local", "comma-separated backends users may pick"),
-    "APP_MODELS": ("offline", "comma-separated models users may pick, e.g. `offline,openai:gpt-4o,anthropic:claude-sonnet-4-5` (offline is always offered)"),
-    "APP_SANDBOX_NETWORK": ("0", "1: the agent's commands get outbound network (e.g. pip install); never the host's or private addresses"),
-    "APP_DEFAULT_BACKEND": ("first of APP_BACKENDS", "backend used when the request names none"),
-    "APP_DEFAULT_MODEL": ("first of APP_MODELS", "model used when the request names none"),
-    "APP_RUN_JOBS": ("1", "1: this process runs jobs (exactly one per database); 0: it only serves pages, API and streams"),
-    "APP_WORKERS": ("2", "jobs running at once (sandboxes); the rest wait in the queue"),
-    "APP_MAX_ACTIVE_JOBS": ("100", "queued+running jobs for everybody; beyond it 429"),
-    "APP_MAX_ACTIVE_PER_OWNER": ("5", "queued+running jobs per owner; beyond it 429"),
-    "APP_MAX_FILE_MB": ("1024", "largest single uploaded file (413 beyond)"),
-    "APP_MAX_REQUEST_MB": ("2048", "largest upload request (413 beyond)"),
-    "APP_MAX_FILES": ("20", "most files in one upload (400 beyond)"),
-    "APP_SECRET_KEY": ("generated", "signs session cookies; if unset one is generated and kept in APP_SECRET_KEY_FILE"),
-    "APP_SECRET_KEY_FILE": ("<APP_OUTPUTS>/secret_key", "where the generated secret key is kept"),
-    "APP_TRUSTED_USER_HEADER": ("(off)", "header set by an authenticating proxy naming the user, e.g. X-Forwarded-User"),
-    "APP_SERVER_THREADS": ("64", "server threads started up front (the pool grows on demand)"),
-    "APP_SERVER_MAX_THREADS": ("1000", "most server threads, one per request in progress (event streams hold none)"),
-    "APP_HEARTBEAT_SECONDS": ("15", "comment line sent on idle event streams"),
-    "APP_POLL_SECONDS": ("0.5", "how often the database is checked for work of other processes (events, queued jobs)"),
-    "APP_ENV_FILE": (".env", "optional file of KEY=VALUE lines read at start"),
-    "APP_SAMPLE_FILE": ("samples/plate_reader.csv", "dataset the start page's \"try it with sample data\" button runs (empty: no button)"),
-}
 
 
 def load_env_file(path: Path) -> None:
@@ -59,14 +38,6 @@ def load_env_file(path: Path) -> None:
         key, _, value = line.partition("=")
         value = value.strip().strip('"').strip("'")
         os.environ.setdefault(key.strip(), value)
-
-
-def _list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value.strip() else None
 
 
 def _secret_key(path: Path) -> str:
@@ -83,82 +54,83 @@ def _secret_key(path: Path) -> str:
 
 @dataclass
 class Settings:
-    database: Path = Path("outputs/jobs.sqlite3")
-    outputs: Path = Path("outputs")
-    my_files: Path | None = None
-    backends: list[str] = field(default_factory=lambda: ["local"])
-    models: list[str] = field(default_factory=lambda: ["offline"])
-    default_backend: str = "local"
-    default_model: str = "offline"
-    run_jobs: bool = True
-    workers: int = 2
-    max_active_jobs: int = 100
-    max_active_per_owner: int = 5
-    max_file_bytes: int = 1024 * MB
-    max_request_bytes: int = 2048 * MB
-    max_files: int = 20
-    secret_key: str = ""
-    trusted_user_header: str = ""
-    host: str = "127.0.0.1"
-    port: int = 5000
-    server_threads: int = 64
-    server_max_threads: int = 1000
-    heartbeat_seconds: float = 15.0
-    poll_seconds: float = 0.5
-    sandbox_network: bool = False
-    limits: Limits = field(default_factory=Limits)
-    sample_file: Path | None = REPO / "samples" / "plate_reader.csv"
+    host: str = setting("APP_HOST", "127.0.0.1", "address the server listens on (`--host` overrides)")
+    port: int = setting("APP_PORT", 5000, "port the server listens on (`--port` overrides)")
+    data_dir: Path = setting("APP_DATA_DIR", Path("outputs"),
+                             "the app's folder: the database, `uploaded_files/<job>/` and `results/<job>/` "
+                             "(`APP_OUTPUTS` is its deprecated name)", old=("APP_OUTPUTS",))
+    database: Path | None = setting("APP_DATABASE", None, "SQLite file holding jobs and their events",
+                                    shown="`<APP_DATA_DIR>/jobs.sqlite3`")
+    my_files: Path | None = setting("APP_MY_FILES", DEFAULT_MY_FILES, "folder copied into every workspace",
+                                    also=("AGENT_SANDBOX_MY_FILES",), shown="$AGENT_SANDBOX_MY_FILES or ./my_files")
+    backends: list[str] = setting("APP_BACKENDS", ["local"], "comma-separated backends users may pick")
+    models: list[str] = setting("APP_MODELS", ["offline"], "comma-separated models users may pick, e.g. "
+                                "`openai:gpt-4o,anthropic:claude-sonnet-4-5` (`offline` is always offered; "
+                                "keys from OPENAI_API_KEY etc., kept on the host)")
+    default_backend: str = setting("APP_DEFAULT_BACKEND", "", "backend used when the request names none",
+                                   shown="first of APP_BACKENDS")
+    default_model: str = setting("APP_DEFAULT_MODEL", "", "model used when the request names none",
+                                 shown="first of APP_MODELS")
+    run_jobs: bool = setting("APP_RUN_JOBS", True, "1: this process runs jobs (exactly one per database); "
+                                                   "0: it only serves pages, API and streams")
+    workers: int = setting("APP_WORKERS", 2, "jobs running at once (sandboxes); the rest wait in the queue")
+    max_active_jobs: int = setting("APP_MAX_ACTIVE_JOBS", 100,
+                                   "queued+running jobs for everybody; beyond it 429 with Retry-After")
+    max_active_per_owner: int = setting("APP_MAX_ACTIVE_PER_OWNER", 5, "queued+running jobs per owner; beyond it 429")
+    max_file_bytes: int = setting("APP_MAX_FILE_MB", 1024 * MB, "largest uploaded file in MB (413 beyond)",
+                                  parse=megabytes, shown="`1024`")
+    max_request_bytes: int = setting("APP_MAX_REQUEST_MB", 2048 * MB, "largest upload request in MB (413 beyond)",
+                                     parse=megabytes, shown="`2048`")
+    max_files: int = setting("APP_MAX_FILES", 20, "most files in one upload (400 beyond)")
+    secret_key: str = setting("APP_SECRET_KEY", "", "signs session cookies",
+                              shown="generated, kept in APP_SECRET_KEY_FILE")
+    secret_key_file: Path | None = setting("APP_SECRET_KEY_FILE", None, "where the generated key is kept (mode 600)",
+                                           shown="`<APP_DATA_DIR>/secret_key`")
+    trusted_user_header: str = setting("APP_TRUSTED_USER_HEADER", "",
+                                       "header set by an authenticating proxy naming the user, e.g. "
+                                       "X-Forwarded-User; only behind such a proxy", shown="off")
+    server_threads: int = setting("APP_SERVER_THREADS", 64,
+                                  "server threads started up front (the pool grows on demand)")
+    server_max_threads: int = setting("APP_SERVER_MAX_THREADS", 1000,
+                                      "most server threads, one per request in progress (event streams hold none)")
+    heartbeat_seconds: float = setting("APP_HEARTBEAT_SECONDS", 15.0, "comment line sent on idle event streams")
+    sandbox_network: bool = setting("APP_SANDBOX_NETWORK", False, "1: the agent's commands get outbound "
+                                    "network (e.g. pip install); never the host's or private addresses")
+    poll_seconds: float = setting("APP_POLL_SECONDS", 0.5, "how often the database is checked for work of "
+                                                          "other processes (events, queued jobs)")
+    sample_file: Path | None = setting("APP_SAMPLE_FILE", REPO / "samples" / "plate_reader.csv",
+                                       "dataset the start page's \"try it with sample data\" button runs "
+                                       "(empty: no button)", shown="`samples/plate_reader.csv`", blank=None)
+    log_level: str = setting("APP_LOG_LEVEL", "INFO", "server log level: DEBUG, INFO, WARNING or ERROR")
+    env_file: Path = setting("APP_ENV_FILE", Path(".env"), "optional file of KEY=VALUE lines read at start")
+    limits: Limits = field(default_factory=Limits)  # AGENT_SANDBOX_* variables (agent_sandbox.spec.Limits)
 
     def results_dir(self, job_id: str) -> Path:
-        return self.outputs / "results" / job_id
+        return self.data_dir / "results" / job_id
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
-        env = os.environ
-        load_env_file(Path(env.get("APP_ENV_FILE", ".env")))
-        outputs = Path(env.get("APP_OUTPUTS", "outputs"))
-        backends = _list(env.get("APP_BACKENDS", "local"))
-        models = _list(env.get("APP_MODELS", "offline"))
-        if "offline" not in models:   # the playbook needs no key: always offered
-            models.append("offline")
-        my_files = env.get("APP_MY_FILES") or env.get("AGENT_SANDBOX_MY_FILES")
-        s = cls(
-            database=Path(env.get("APP_DATABASE", str(outputs / "jobs.sqlite3"))),
-            outputs=outputs,
-            my_files=Path(my_files) if my_files else Path(__file__).resolve().parent.parent / "my_files",
-            backends=backends,
-            models=models,
-            default_backend=env.get("APP_DEFAULT_BACKEND") or backends[0],
-            default_model=env.get("APP_DEFAULT_MODEL") or models[0],
-            run_jobs=env.get("APP_RUN_JOBS", "1").lower() not in ("0", "false", "no", "off"),
-            workers=int(env.get("APP_WORKERS", 2)),
-            max_active_jobs=int(env.get("APP_MAX_ACTIVE_JOBS", 100)),
-            max_active_per_owner=int(env.get("APP_MAX_ACTIVE_PER_OWNER", 5)),
-            max_file_bytes=int(float(env.get("APP_MAX_FILE_MB", 1024)) * MB),
-            max_request_bytes=int(float(env.get("APP_MAX_REQUEST_MB", 2048)) * MB),
-            max_files=int(env.get("APP_MAX_FILES", 20)),
-            trusted_user_header=env.get("APP_TRUSTED_USER_HEADER", ""),
-            host=env.get("APP_HOST", "127.0.0.1"),
-            port=int(env.get("APP_PORT", 5000)),
-            server_threads=int(env.get("APP_SERVER_THREADS", 64)),
-            server_max_threads=int(env.get("APP_SERVER_MAX_THREADS", 1000)),
-            heartbeat_seconds=float(env.get("APP_HEARTBEAT_SECONDS", 15)),
-            poll_seconds=float(env.get("APP_POLL_SECONDS", 0.5)),
-            sandbox_network=env.get("APP_SANDBOX_NETWORK", "0").lower() in ("1", "true", "yes", "on"),
-            limits=Limits.from_env(),
-            sample_file=_optional_path(env.get("APP_SAMPLE_FILE", str(REPO / "samples" / "plate_reader.csv"))),
-        )
-        s.secret_key = env.get("APP_SECRET_KEY") or _secret_key(
-            Path(env.get("APP_SECRET_KEY_FILE", str(outputs / "secret_key"))))
-        for name, value in overrides.items():
-            setattr(s, name, value)
-        s.check()
+        load_env_file(Path(os.environ.get("APP_ENV_FILE") or ".env"))
+        s = settings.load(cls, **{"limits": Limits.from_env(), **overrides})
+        s.resolve()
         return s
 
-    def check(self) -> None:
+    def resolve(self) -> None:
+        """Fill in the defaults that depend on other settings, then check them."""
+        self.database = self.database or self.data_dir / "jobs.sqlite3"
+        if "offline" not in self.models:   # the playbook needs no key: always offered
+            self.models = [*self.models, "offline"]
+        self.default_backend = self.default_backend or (self.backends or [""])[0]
+        self.default_model = self.default_model or (self.models or [""])[0]
+        self.secret_key = self.secret_key or _secret_key(self.secret_key_file or self.data_dir / "secret_key")
+        for model in self.models:
+            try:
+                check_model(model)
+            except UnknownModel as exc:
+                raise SettingError(f"APP_MODELS: {exc}") from None
         if self.default_backend not in self.backends:
-            raise ValueError(f"default backend {self.default_backend!r} is not in APP_BACKENDS {self.backends}")
+            raise SettingError(f"default backend {self.default_backend!r} is not in APP_BACKENDS {self.backends}")
         if self.default_model not in self.models:
-            raise ValueError(f"default model {self.default_model!r} is not in APP_MODELS {self.models}")
+            raise SettingError(f"default model {self.default_model!r} is not in APP_MODELS {self.models}")
         if self.workers < 1:
-            raise ValueError("APP_WORKERS must be at least 1")
+            raise SettingError("APP_WORKERS must be at least 1")

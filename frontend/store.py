@@ -15,11 +15,13 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-QUEUED, RUNNING, INTERRUPTED = "queued", "running", "interrupted"
-ACTIVE = (QUEUED, RUNNING)
+from agent_sandbox.events import ACTIVE, Status
+
+QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
 
 
 def _m1_jobs_and_events(db: sqlite3.Connection) -> None:
@@ -99,19 +101,26 @@ class JobStore:
             self._local.db = db
         return db
 
-    def migrate(self) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE): committed when the
+        block ends, rolled back if it raises. Readers in other processes never wait."""
         db = self._db()
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")
             try:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                for n, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-                    migration(db)
-                    db.execute(f"PRAGMA user_version={n}")
+                yield db
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def migrate(self) -> None:
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for n, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(db)
+                db.execute(f"PRAGMA user_version={n}")
 
     # -- jobs ---------------------------------------------------------------
 
@@ -129,36 +138,21 @@ class JobStore:
                    parent=job.get("parent") or "", previous_summary=job.get("previous_summary") or "")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
-        db = self._db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if ((max_per_owner is not None and self.count_active(row["owner"]) >= max_per_owner)
-                        or (max_total is not None and self.count_active() >= max_total)):
-                    db.execute("ROLLBACK")
-                    return None
-                db.execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
-                           list(row.values()))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.transaction() as db:
+            if ((max_per_owner is not None and self.count_active(row["owner"]) >= max_per_owner)
+                    or (max_total is not None and self.count_active() >= max_total)):
+                return None
+            db.execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
+                       list(row.values()))
         return self.get_job(row["id"])
 
     def claim_next(self) -> str | None:
         """Move the oldest queued job to running and return its id (None if the queue is empty)."""
-        db = self._db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT id FROM jobs WHERE status=? ORDER BY created LIMIT 1",
-                                 (QUEUED,)).fetchone()
-                if row:
-                    db.execute("UPDATE jobs SET status=?, started=? WHERE id=?", (RUNNING, time.time(), row[0]))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM jobs WHERE status=? ORDER BY created LIMIT 1",
+                             (QUEUED,)).fetchone()
+            if row:
+                db.execute("UPDATE jobs SET status=?, started=? WHERE id=?", (RUNNING, time.time(), row[0]))
         return row[0] if row else None
 
     def get_job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
@@ -185,16 +179,9 @@ class JobStore:
 
     def mark_deleted(self, job_id: str) -> None:
         """Hide the job for good and drop its events (its files are removed by the caller)."""
-        db = self._db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("UPDATE jobs SET deleted=1, share_token=NULL, name='' WHERE id=?", (job_id,))
-                db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET deleted=1, share_token=NULL, name='' WHERE id=?", (job_id,))
+            db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
 
     def last_message(self, job_id: str) -> str:
         """The agent's last message (its summary of the run), or ''."""
@@ -209,7 +196,7 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def count_active(self, owner: str | None = None) -> int:
-        sql, args = "SELECT COUNT(*) FROM jobs WHERE status IN (?,?)", list(ACTIVE)
+        sql, args = f"SELECT COUNT(*) FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})", sorted(ACTIVE)
         if owner is not None:
             sql, args = sql + " AND owner=?", args + [owner]
         return self._db().execute(sql, args).fetchone()[0]
@@ -239,20 +226,13 @@ class JobStore:
 
     def append_event(self, job_id: str, event: dict[str, Any]) -> int:
         """Store one event under the job's next sequence number; returns it."""
-        db = self._db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                seq = db.execute("SELECT last_seq FROM jobs WHERE id=?", (job_id,)).fetchone()[0] + 1
-                stored = dict(event, seq=seq)
-                db.execute("INSERT INTO events (job_id, seq, type, event) VALUES (?,?,?,?)",
-                           (job_id, seq, str(stored.get("type", "raw")),
-                            json.dumps(stored, ensure_ascii=False, separators=(",", ":"), default=str)))
-                db.execute("UPDATE jobs SET last_seq=? WHERE id=?", (seq, job_id))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.transaction() as db:
+            seq = db.execute("SELECT last_seq FROM jobs WHERE id=?", (job_id,)).fetchone()[0] + 1
+            stored = dict(event, seq=seq)
+            db.execute("INSERT INTO events (job_id, seq, type, event) VALUES (?,?,?,?)",
+                       (job_id, seq, str(stored.get("type", "raw")),
+                        json.dumps(stored, ensure_ascii=False, separators=(",", ":"), default=str)))
+            db.execute("UPDATE jobs SET last_seq=? WHERE id=?", (seq, job_id))
         return seq
 
     def events_after(self, job_id: str, after: int, limit: int = 500) -> list[tuple[int, str, str]]:
@@ -263,7 +243,7 @@ class JobStore:
 
     def iter_events(self, job_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
         while batch := self.events_after(job_id, after):
-            for seq, _, text in batch:
+            for _seq, _type, text in batch:
                 yield json.loads(text)
             after = batch[-1][0]
 

@@ -61,7 +61,7 @@ class CommandRouter:
         offset = request.offset
         while True:
             async with ex.changed:
-                await ex.changed.wait_for(lambda: len(ex.output[fd]) > offset or ex.done)
+                await ex.changed.wait_for(lambda start=offset: len(ex.output[fd]) > start or ex.done)
                 data = bytes(ex.output[fd][offset:offset + 1024 * 1024])
                 done = ex.done
             if data:

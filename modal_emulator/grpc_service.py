@@ -74,10 +74,10 @@ def _rpc(name: str, impl: Any, faults: FaultInjector):
             raise
         except KeyError as exc:
             # Lookups of unknown ids: NOT_FOUND, which the client does not retry.
-            raise GRPCError(Status.NOT_FOUND, f"{name}: not found: {exc.args[0] if exc.args else ''}")
+            raise GRPCError(Status.NOT_FOUND, f"{name}: not found: {exc.args[0] if exc.args else ''}") from None
         except Exception:
             log.exception("rpc %s failed", name)
-            raise GRPCError(Status.INTERNAL, f"modal emulator: {name} failed (see the emulator's log)")
+            raise GRPCError(Status.INTERNAL, f"modal emulator: {name} failed (see the emulator's log)") from None
 
     call.__name__ = name
     return call

@@ -30,6 +30,7 @@ from pathlib import Path
 from agent_sandbox import netjail
 from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.jail import Jail, make_stage, privileged, remove_stage
+from agent_sandbox.process_group import signal_group
 
 log = logging.getLogger("modal_emulator")
 SYSTEM_DIRS = ("usr", "bin", "lib", "lib32", "lib64", "sbin", "etc")   # never taken from an image's mounts
@@ -142,9 +143,6 @@ async def _close_after(process: asyncio.subprocess.Process, fence: "netjail.Jail
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        try:  # started in its own session: its group holds everything it started
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if process.returncode is None:  # started in its own session: its group holds everything it started
+        signal_group(process.pid, signal.SIGKILL)
 

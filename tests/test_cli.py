@@ -58,3 +58,19 @@ def test_failures_exit_non_zero_with_one_line_reason(tmp_path):
 
     proc = cli("--backend", "nope", "--output", str(tmp_path / "o3"), str(data))
     assert proc.returncode == 2 and "unknown backend" in proc.stderr
+
+
+def test_the_workdir_variable_and_its_deprecated_name(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    for variable, warned in (("AGENT_SANDBOX_WORKDIR", False), ("AGENT_SANDBOX_OUTPUTS", True)):
+        workdir = tmp_path / variable
+        env = {**os.environ, variable: str(workdir), "AGENT_SCRIPT": "[]"}
+        env.pop("AGENT_SANDBOX_WORKDIR" if warned else "AGENT_SANDBOX_OUTPUTS", None)
+        proc = subprocess.run([sys.executable, "-m", "agent_sandbox", "run", "--model", "scripted", "--output",
+                               str(tmp_path / f"out-{variable}"), str(data)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        [job] = (workdir / "uploaded_files").iterdir()
+        assert (job / "d.csv").read_text() == "x\n"
+        assert ("AGENT_SANDBOX_OUTPUTS is deprecated; set AGENT_SANDBOX_WORKDIR instead" in proc.stderr) == warned

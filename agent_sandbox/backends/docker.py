@@ -24,49 +24,54 @@ import secrets as random
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from agent_sandbox import events as ev
-from agent_sandbox import netjail
-from agent_sandbox.backends import EventCallback, process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox.outputs import DirectorySource, collect_outputs
+from agent_sandbox import netjail, settings
+from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
+from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
+from agent_sandbox.events import Status
+from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.scratch import DiskUnavailable, RunSpace
-from agent_sandbox.spec import RunResult, RunSpec
+from agent_sandbox.settings import setting
+from agent_sandbox.spec import RunSpec
 
 LABEL = "agent-sandbox"  # label prefix: agent-sandbox.app, .job, .owner
 CLI_TIMEOUT = 60.0       # seconds for one docker CLI call other than `run`
 AGENT_LOG = "agent.log"  # the agent mirrors its events there when it runs in Docker
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"AGENT_SANDBOX_DOCKER_{name}") or default
-
-
 @dataclass
 class DockerConfig:
-    docker: str = field(default_factory=lambda: _env("CLI", shutil.which("docker") or ""))  # the docker CLI; "" if missing
-    host: str = field(default_factory=lambda: _env("HOST", ""))  # DOCKER_HOST for the CLI; "" keeps docker's own default
-    image: str = field(default_factory=lambda: _env("IMAGE", "agent-sandbox:latest"))  # image built by docker/build-image.sh
-    app: str = field(default_factory=lambda: _env("APP", "agent-sandbox"))  # label value that marks our containers
-    user: str = field(default_factory=lambda: _env("USER", "10001:10001"))  # container uid:gid when the host runs as root
-    tmp_mb: int = field(default_factory=lambda: int(_env("TMP_MB", "512")))  # size of the tmpfs at /tmp when not root (counts as memory)
-    scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs
-    stop_grace: int = field(default_factory=lambda: int(_env("STOP_GRACE", "2")))  # seconds between SIGTERM and SIGKILL on stop
+    docker: str = setting("AGENT_SANDBOX_DOCKER_CLI", factory=lambda: shutil.which("docker") or "",
+                          shown="`docker` on PATH", doc="the docker CLI")
+    host: str = setting("AGENT_SANDBOX_DOCKER_HOST", "", "`DOCKER_HOST` for the CLI (same machine: bind mounts)",
+                        shown="docker's default")
+    image: str = setting("AGENT_SANDBOX_DOCKER_IMAGE", "agent-sandbox:latest",
+                         "image to run (and to build); the emulator's Docker runtime and the tests use it too")
+    app: str = setting("AGENT_SANDBOX_DOCKER_APP", "agent-sandbox", "label value that marks our containers")
+    user: str = setting("AGENT_SANDBOX_DOCKER_USER", "10001:10001",
+                        "container user when the host runs as root (else the host's uid)")
+    tmp_mb: int = setting("AGENT_SANDBOX_DOCKER_TMP_MB", 512, "size of the `/tmp` tmpfs in MB when not root "
+                          "(counts as memory); as root `/tmp` shares the run's `AGENT_SANDBOX_DISK_MB`")
+    scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir)  # doc: LocalConfig
+    stop_grace: int = setting("AGENT_SANDBOX_DOCKER_STOP_GRACE", 2, "seconds from SIGTERM to SIGKILL on stop")
 
 
-class DockerUnavailable(RuntimeError):
+class DockerUnavailable(SandboxError, RuntimeError):
     pass
 
 
-class DockerBackend:
+class DockerBackend(SandboxBackend):
     name = "docker"
 
     def __init__(self, **config):
-        self.config = DockerConfig(**config)
+        self.config = settings.load(DockerConfig, **config)
         self.owner = this_process()
+
+    def sandbox(self, spec: RunSpec) -> DockerSandbox:
+        return DockerSandbox(self, spec)
 
     # -- the docker CLI ---------------------------------------------------
 
@@ -135,7 +140,8 @@ class DockerBackend:
         else:
             args += ["--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777"]
         # No network: model calls go through the relay on stdin. The opt-in network is
-        # user-mode networking attached to the container's namespace (agent_sandbox.netjail).
+        # user-mode networking in the container's own namespace (agent_sandbox.netjail),
+        # never Docker's bridge, which reaches the host.
         args += ["--network", "none"]
         if spec.needs_network:
             args += ["--mount", f"type=bind,src={netjail.resolv_conf()},dst=/etc/resolv.conf,readonly"]
@@ -153,75 +159,82 @@ class DockerBackend:
         return {"max_processes": "docker --pids-limit (cgroup)", "memory_mb": "docker --memory, swap included",
                 "cpu": "docker --cpus", "disk_mb": disk}
 
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult:
-        monitor = RunMonitor(spec, on_event, cancel)
-        try:
-            if not spec.workspace.is_dir():
-                raise DockerUnavailable(f"workspace {spec.workspace} does not exist")
-            self.check_image()
-            uid, _, gid = self.user().partition(":")
-            space = RunSpace.create(self.config.scratch_root, f"agent-{spec.job_id}-", spec.limits.disk_mb,
-                                    (int(uid), int(gid or uid)), folders=("outputs", "tmp"))
-        except (DockerUnavailable, DiskUnavailable, OSError, subprocess.TimeoutExpired) as exc:
-            reason = str(exc)
-            monitor.emit(ev.ERROR, {"message": reason})
-            return RunResult(status=ev.ERROR_STATUS, reason=reason)
-        name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
-        try:
-            monitor.status("starting", f"starting Docker container {name} from {self.config.image}")
-            network: list[netjail.UserNetwork] = []
-            try:
-                exit_code = monitor.supervise(
-                    self.command(spec, name, space), self.cli_env(), lambda proc: self._stop(name, proc),
-                    on_start=(lambda proc: self._connect(name, proc, monitor, network)) if spec.needs_network else None)
-            finally:
-                for n in network:
-                    n.stop()
-            self.remove(name)  # nothing may still write to /outputs while we collect it
-            status, reason = monitor.outcome(exit_code)
-            monitor.status("collecting", "collecting outputs")
-            log = space.outputs / AGENT_LOG
-            if log.is_symlink() or log.is_file():
-                # The agent's own copy of its events: every line already reached us live,
-                # and as a result it would count against the output limits.
-                log.unlink()
-            manifest = collect_outputs(DirectorySource(space.outputs), spec.results, spec.limits)
-            monitor.result_event(status, reason, manifest)
-            return RunResult(status=status, reason=reason, exit_code=exit_code,
-                             duration=monitor.duration, manifest=manifest,
-                             usage=monitor.usage, summary=monitor.summary)
-        finally:
-            self.remove(name)  # --rm covers a normal exit; this covers everything else
-            space.remove()
 
-    def _connect(self, name: str, proc: subprocess.Popen, monitor: RunMonitor,
-                 network: list[netjail.UserNetwork]) -> None:
-        """The opt-in network: user-mode networking for the container's namespace once it runs."""
+
+class DockerSandbox(ProcessSandbox):
+    """One run: a container from the image, its /outputs a host folder collected after it is gone."""
+
+    errors = (OSError, subprocess.TimeoutExpired)
+
+    def __init__(self, backend: DockerBackend, spec: RunSpec):
+        self.backend, self.config, self.spec = backend, backend.config, spec
+        self.space: RunSpace | None = None
+        self.network: netjail.UserNetwork | None = None
+        self.name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
+
+    def create(self, run: RunMonitor) -> None:
+        self.backend.check_image()
+        uid, _, gid = self.backend.user().partition(":")  # the container's user owns /outputs and /tmp
+        try:
+            self.space = RunSpace.create(self.config.scratch_root, f"agent-{self.spec.job_id}-",
+                                         self.spec.limits.disk_mb, (int(uid), int(gid or uid)),
+                                         folders=("outputs", "tmp"))
+        except DiskUnavailable as exc:
+            raise SandboxError(str(exc)) from exc
+        run.status(Status.STARTING, f"starting Docker container {self.name} from {self.config.image}")
+
+    def start(self, run: RunMonitor) -> Streams:
+        streams = self.spawn(self.backend.command(self.spec, self.name, self.space), self.backend.cli_env())
+        if self.spec.needs_network:
+            self.connect()
+        return streams
+
+    def connect(self) -> None:
+        """The opt-in network: user-mode networking for the container's namespace once it
+        runs (the agent waits for its route before it starts)."""
         deadline = time.monotonic() + 30
         pid = 0
-        while not pid and proc.poll() is None and time.monotonic() < deadline:
-            out = self.cli("inspect", "--format", "{{.State.Pid}}", name, check=False).stdout.strip()
+        while not pid and self.proc.poll() is None and time.monotonic() < deadline:
+            out = self.backend.cli("inspect", "--format", "{{.State.Pid}}", self.name, check=False).stdout.strip()
             pid = int(out) if out.isdigit() else 0
             if not pid:
                 time.sleep(0.05)
         try:
             if not pid:
                 raise netjail.NetworkUnavailable("the container did not start")
-            network.append(netjail.UserNetwork(pid))
-            network[0].start()
+            self.network = netjail.UserNetwork(pid)
+            self.network.start()
         except netjail.NetworkUnavailable as exc:
-            monitor.emit(ev.ERROR, {"message": f"no network for the sandbox: {exc}"})
-            monitor.stopped = (ev.ERROR_STATUS, f"the opt-in network could not be set up: {exc}")
-            self._stop(name, proc)
+            raise SandboxError(f"the opt-in network could not be set up: {exc}") from None
 
-    def _stop(self, name: str, proc: subprocess.Popen) -> None:
+    def stop(self) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""
-        self.cli("stop", "--time", str(self.config.stop_grace), name, check=False)
+        self.backend.cli("stop", "--time", str(self.config.stop_grace), self.name, check=False)
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # the CLI hangs on a gone container: end it ourselves
-            proc.kill()
+            self.proc.kill()
+
+    def end(self) -> None:
+        self.backend.remove(self.name)  # nothing may still write to /outputs while we collect it
+
+    def outputs(self) -> DirectorySource:
+        log = self.space.outputs / AGENT_LOG
+        if log.is_symlink() or log.is_file():
+            # The agent's own copy of its events: every line already reached us live,
+            # and as a result it would count against the output limits.
+            log.unlink()
+        return DirectorySource(self.space.outputs)
+
+    def close(self) -> None:
+        if self.space is None:
+            return
+        if self.network is not None:
+            self.network.stop()
+        self.backend.remove(self.name)  # --rm covers a normal exit; this covers everything else
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        self.space.remove()
 
 
 def _cli_problem(args: tuple[str, ...], stderr: str) -> str:

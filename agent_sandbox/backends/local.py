@@ -19,47 +19,43 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from agent_sandbox import cgroups
+from agent_sandbox import cgroups, settings
 from agent_sandbox import events as ev
 from agent_sandbox import netjail
-from agent_sandbox.backends import EventCallback
-from agent_sandbox.backends.monitor import RunMonitor
+from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
+from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
 from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
+from agent_sandbox.events import Status
 from agent_sandbox.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
                                 remove_stage)
-from agent_sandbox.outputs import DirectorySource, collect_outputs
+from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.process_group import end_group
 from agent_sandbox.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.scratch import leftovers as leftover_spaces
-from agent_sandbox.spec import RunResult, RunSpec
+from agent_sandbox.settings import setting
+from agent_sandbox.spec import RunSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../agent_sandbox
 AGENT_ROOT = "/opt/agent"
 RLIMIT_NPROC_NOTE = "RLIMIT_NPROC, counted in the jail's own user namespace"
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
-
-
 @dataclass
 class LocalConfig:
-    bwrap: str = field(default_factory=lambda: shutil.which("bwrap") or "")  # path of bubblewrap; "" if missing
-    python: str = sys.executable          # the Python that runs the agent inside the jail
-    allow_unsandboxed: bool = field(default_factory=lambda: _env_flag("AGENT_SANDBOX_ALLOW_UNSANDBOXED"))  # run without bubblewrap (unsafe; never as root)
-    scratch_root: str = field(default_factory=lambda: os.environ.get("AGENT_SANDBOX_SCRATCH", tempfile.gettempdir()))  # host folder for per-run /outputs and /tmp
-    kill_grace: float = 2.0               # seconds between SIGTERM and SIGKILL when stopping
-
-
-class SandboxUnavailable(RuntimeError):
-    pass
+    bwrap: str = setting(None, factory=lambda: shutil.which("bwrap") or "",
+                         doc="path of bubblewrap; empty if missing")
+    python: str = setting(None, sys.executable, "the Python that runs the agent inside the jail")
+    allow_unsandboxed: bool = setting("AGENT_SANDBOX_ALLOW_UNSANDBOXED", False,
+                                      "let the local backend run without bubblewrap (unsafe; every run warns; never as root)",
+                                      shown="off")
+    scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir, shown="system temp",
+                                doc="where the local and Docker backends keep each run's `/outputs` and `/tmp`")
+    kill_grace: float = setting(None, 2.0, "seconds between SIGTERM and SIGKILL when stopping")
 
 
 def sweep_run_leftovers(scratch_root: str) -> int:
@@ -78,11 +74,14 @@ def sweep_run_leftovers(scratch_root: str) -> int:
     return len(spaces)
 
 
-class LocalBackend:
+class LocalBackend(SandboxBackend):
     name = "local"
 
     def __init__(self, **config):
-        self.config = LocalConfig(**config)
+        self.config = settings.load(LocalConfig, **config)
+
+    def sandbox(self, spec: RunSpec) -> LocalSandbox:
+        return LocalSandbox(self, spec)
 
     def sweep_orphans(self) -> int:
         """Remove what runs of processes that died left: cgroups (killing anything
@@ -117,85 +116,8 @@ class LocalBackend:
         env.update(spec.env)  # secrets go on stdin instead: they must not sit in any environ
         return env
 
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult:
-        monitor = RunMonitor(spec, on_event, cancel)
-        refusal = self._refusal(spec)
-        if refusal:
-            monitor.emit(ev.ERROR, {"message": refusal})
-            return RunResult(status=ev.ERROR_STATUS, reason=refusal)
-        sandboxed = bool(self.config.bwrap)
-        owner = (SANDBOX_UID, SANDBOX_GID) if sandboxed and privileged() else None
-        cgroup = stage = space = None
-        try:
-            try:
-                space = RunSpace.create(self.config.scratch_root, f"agent-{spec.job_id}-", spec.limits.disk_mb, owner)
-            except (DiskUnavailable, OSError) as exc:
-                reason = f"could not prepare the sandbox's disk: {exc}"
-                monitor.emit(ev.ERROR, {"message": reason})
-                return RunResult(status=ev.ERROR_STATUS, reason=reason)
-            enforcement, cgroup = self._limits(spec, space, sandboxed)
-            monitor.status("starting", "starting the local sandbox" if sandboxed
-                           else "starting WITHOUT a sandbox")
-            if sandboxed:
-                stage = make_stage() if privileged() else None
-                jail = self.jail(spec, space, cgroup, stage)
-                args_fd = jail.write_options()
-                try:
-                    argv = jail.command(self.agent_command(spec, enforcement), args_fd)
-                    exit_code = monitor.supervise(argv, {}, self._stop, pass_fds=jail.pass_fds(args_fd),
-                                                  on_start=lambda proc: self._connect(jail, proc, monitor))
-                finally:
-                    os.close(args_fd)
-                    if jail.fence is not None:
-                        jail.fence.close()
-            else:
-                monitor.emit(ev.WARNING, {"message": "running without a sandbox: "
-                                          "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
-                argv = self.agent_command(spec, enforcement, str(space.outputs), str(spec.workspace))
-                exit_code = monitor.supervise(argv, self.environment(spec), self._stop)
-            status, reason = monitor.outcome(exit_code)
-            if cgroup and monitor.final is None and not monitor.stopped and cgroup.counters()["oom_kills"]:
-                # The agent itself was the one killed: say so, the agent could not.
-                status, reason = ev.FAILED, (f"out of memory: the sandbox reached its memory limit "
-                                             f"({spec.limits.memory_mb} MB) and the kernel killed the agent")
-                monitor.emit(ev.ERROR, {"message": reason})
-            monitor.status("collecting", "collecting outputs")
-            manifest = collect_outputs(DirectorySource(space.outputs), spec.results, spec.limits)
-            monitor.result_event(status, reason, manifest)
-            return RunResult(status=status, reason=reason, exit_code=exit_code,
-                             duration=monitor.duration, manifest=manifest,
-                             usage=monitor.usage, summary=monitor.summary)
-        finally:
-            if cgroup is not None:
-                cgroup.remove()
-            remove_stage(stage)
-            if space is not None:
-                space.remove()
-
-    def _connect(self, jail: Jail, proc: subprocess.Popen, monitor: RunMonitor) -> None:
-        """The opt-in network, once bubblewrap runs (it holds the agent until then)."""
-        if jail.fence is None:
-            return
-        try:
-            jail.fence.connect()
-        except netjail.NetworkUnavailable as exc:
-            monitor.emit(ev.ERROR, {"message": f"no network for the sandbox: {exc}"})
-            monitor.stopped = (ev.ERROR_STATUS, f"the opt-in network could not be set up: {exc}")
-            self._stop(proc)
-
-    def _refusal(self, spec: RunSpec) -> str:
-        if not self.config.bwrap and not self.config.allow_unsandboxed:
-            return ("bubblewrap (bwrap) is not installed; install it, or set "
-                    "AGENT_SANDBOX_ALLOW_UNSANDBOXED=1 to run without a sandbox")
-        if not self.config.bwrap and privileged():
-            return ("bubblewrap (bwrap) is not installed, and running without a sandbox as root "
-                    "would give the agent's commands the host: install bubblewrap")
-        if not spec.workspace.is_dir():
-            return f"workspace {spec.workspace} does not exist"
-        return ""
-
-    def _limits(self, spec: RunSpec, space: RunSpace, sandboxed: bool) -> tuple[dict[str, str], RunCgroup | None]:
+    def limits_enforced(self, spec: RunSpec, space: RunSpace,
+                        sandboxed: bool) -> tuple[dict[str, str], RunCgroup | None]:
         """How each limit holds on this run (for run_started), and the run's cgroup if it has one."""
         limits = spec.limits
         if not sandboxed:
@@ -210,15 +132,85 @@ class LocalBackend:
         return {"max_processes": "cgroup pids.max", "memory_mb": "cgroup memory limit, swap included",
                 "cpu": "cgroup CPU quota", "disk_mb": space.enforcement}, cgroup
 
-    def _stop(self, proc: subprocess.Popen) -> None:
+
+
+class LocalSandbox(ProcessSandbox):
+    """One run: /outputs and /tmp on the run's own space, the agent in the jail (its cgroup as root)."""
+
+    def __init__(self, backend: LocalBackend, spec: RunSpec):
+        self.backend, self.config, self.spec = backend, backend.config, spec
+        self.space: RunSpace | None = None
+        self.cgroup: RunCgroup | None = None
+        self.stage: Path | None = None
+        self.enforcement: dict[str, str] = {}
+        self.run: RunMonitor | None = None
+        self.fence: netjail.JailNetwork | None = None
+
+    def create(self, run: RunMonitor) -> None:
+        self.run = run
+        sandboxed = bool(self.config.bwrap)
+        if not sandboxed and not self.config.allow_unsandboxed:
+            raise SandboxError("bubblewrap (bwrap) is not installed; install it, or set "
+                               "AGENT_SANDBOX_ALLOW_UNSANDBOXED=1 to run without a sandbox")
+        if not sandboxed and privileged():
+            raise SandboxError("bubblewrap (bwrap) is not installed, and running without a sandbox as root "
+                               "would give the agent's commands the host: install bubblewrap")
+        owner = (SANDBOX_UID, SANDBOX_GID) if sandboxed and privileged() else None
+        try:
+            self.space = RunSpace.create(self.config.scratch_root, f"agent-{self.spec.job_id}-",
+                                         self.spec.limits.disk_mb, owner)
+        except (DiskUnavailable, OSError) as exc:
+            raise SandboxError(f"could not prepare the sandbox's disk: {exc}") from exc
+        self.enforcement, self.cgroup = self.backend.limits_enforced(self.spec, self.space, sandboxed)
+        run.status(Status.STARTING, "starting the local sandbox" if sandboxed else "starting WITHOUT a sandbox")
+        if not sandboxed:
+            run.emit(ev.WARNING, {"message": "running without a sandbox: "
+                                             "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})
+
+    def start(self, run: RunMonitor) -> Streams:
+        backend, spec = self.backend, self.spec
+        if not self.config.bwrap:
+            return self.spawn(backend.agent_command(spec, self.enforcement, str(self.space.outputs),
+                                                    str(spec.workspace)), backend.environment(spec))
+        self.stage = make_stage() if privileged() else None
+        jail = backend.jail(spec, self.space, self.cgroup, self.stage)
+        args_fd = jail.write_options()
+        self.fence = jail.fence
+        try:  # the jail's options go in on a descriptor: its environment is in them, not in bwrap's
+            streams = self.spawn(jail.command(backend.agent_command(spec, self.enforcement), args_fd), {},
+                                 pass_fds=jail.pass_fds(args_fd))
+        finally:
+            os.close(args_fd)
+        if self.fence is not None:   # the opt-in network; bubblewrap holds the agent until it is up
+            try:
+                self.fence.connect()
+            except netjail.NetworkUnavailable as exc:
+                raise SandboxError(f"the opt-in network could not be set up: {exc}") from None
+        return streams
+
+    def stop(self) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""
-        for sig, wait in ((signal.SIGTERM, self.config.kill_grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        end_group(self.proc, self.config.kill_grace)
+
+    def why_ended(self) -> tuple[str, str] | None:
+        if self.cgroup is None or not self.cgroup.counters()["oom_kills"]:
+            return None
+        # The agent itself was the one killed: say so, the agent could not.
+        reason = (f"out of memory: the sandbox reached its memory limit ({self.spec.limits.memory_mb} MB) "
+                  "and the kernel killed the agent")
+        self.run.emit(ev.ERROR, {"message": reason})
+        return Status.FAILED, reason
+
+    def outputs(self) -> DirectorySource:
+        return DirectorySource(self.space.outputs)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        if self.fence is not None:
+            self.fence.close()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        remove_stage(self.stage)
+        if self.space is not None:
+            self.space.remove()

@@ -8,8 +8,10 @@ agent with line-buffered output streamed into events, then terminate, wait
 (Modal syncs the volume at termination) and bring the outputs back through
 the shared `collect_outputs`. The volume goes away with its context.
 
-Secrets reach the agent as a Modal Secret on its exec only: never in the
-image, the sandbox's own environment, events or logs. Sandboxes are tagged
+The agent's stdin is the exec's (Modal's exec stdin), as on the other
+backends: its first line holds the secrets (never in the image, an
+environment, events or logs), and the model relay's replies follow; model
+keys never leave the host. Sandboxes are tagged
 with the job id and an owner, so `sweep_orphans` finds those a crashed
 process left behind.
 
@@ -20,33 +22,34 @@ AGENT_SANDBOX_MODAL_* variables (see ModalConfig).
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
 
 import modal
 import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
 from agent_sandbox import events as ev
-from agent_sandbox import netjail
-from agent_sandbox.backends import EventCallback, process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox.outputs import DIR, FILE, SPECIAL, SYMLINK, OutputEntry, collect_outputs
-from agent_sandbox.spec import RunResult, RunSpec
+from agent_sandbox import netjail, settings
+from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
+from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
+from agent_sandbox.events import Status
+from agent_sandbox.backends.modal_volume import VolumeSource
+from agent_sandbox.settings import setting
+from agent_sandbox.spec import RunSpec
 
 # What the agent needs inside the sandbox (pyproject's runtime dependencies for it).
 RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8",
-                    "pillow>=9", "openai>=3.50", "anthropic>=2.10")
+                    "pillow>=9")
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
-ENV_PREFIX = "AGENT_SANDBOX_MODAL_"
 # What holds each sandbox limit on Modal (reported in run_started).
 ENFORCEMENT = {
     "memory_mb": "Modal's hard memory limit",
@@ -62,49 +65,37 @@ TRANSIENT_ERRORS = (mexc.ServiceError, mexc.InternalError, mexc.ResourceExhauste
                     StreamTerminatedError)
 
 
-def _split(value: str) -> list[str]:
-    return [item for item in value.replace(",", " ").split() if item]
-
-
 @dataclass
 class ModalConfig:
-    """Settings; each field also reads AGENT_SANDBOX_MODAL_<FIELD> (e.g. ..._APP_NAME)."""
+    """Settings of the Modal backend: each reads AGENT_SANDBOX_MODAL_<FIELD>."""
 
-    app_name: str = "sandbox-environment"      # Modal app the sandboxes run under
-    environment: str = ""                      # Modal environment ("" = the client's default)
-    python_version: str = f"{sys.version_info.major}.{sys.version_info.minor}"  # Python of the image
-    extra_packages: list[str] = field(default_factory=list)  # pip packages added to the image
-    outbound_domains: list[str] = field(default_factory=list)  # network allowlist when the model needs an API ([] = open)
-    timeout_margin: float = 60.0               # seconds Modal's own limits exceed ours, so ours fire first
-    create_attempts: int = 4                   # tries to create the sandbox on transient errors
-    retry_delay: float = 1.0                   # seconds before the first retry; doubles each time
-    terminate_wait: float = 60.0               # seconds to wait for the sandbox (and volume sync) to end
-    owner: str = field(default_factory=socket.gethostname)  # owner tag: the sweep only touches ours
+    app_name: str = setting("AGENT_SANDBOX_MODAL_APP_NAME", "sandbox-environment",
+                            "Modal app the sandboxes run under")
+    environment: str = setting("AGENT_SANDBOX_MODAL_ENVIRONMENT", "", "Modal environment",
+                               shown="client default")
+    python_version: str = setting("AGENT_SANDBOX_MODAL_PYTHON_VERSION",
+                                  f"{sys.version_info.major}.{sys.version_info.minor}",
+                                  "Python of the image", shown="host's (3.11)")
+    extra_packages: list[str] = setting("AGENT_SANDBOX_MODAL_EXTRA_PACKAGES", [],
+                                        "extra pip packages (comma or space separated)", shown="none")
+    outbound_domains: list[str] = setting("AGENT_SANDBOX_MODAL_OUTBOUND_DOMAINS", [],
+                                          "domain allowlist when the opt-in network is on (without it: "
+                                          "every public IPv4 range, no private ones)",
+                                          shown="none (public ranges)")
+    timeout_margin: float = setting("AGENT_SANDBOX_MODAL_TIMEOUT_MARGIN", 60.0,
+                                    "seconds Modal's own limits exceed ours, so ours fire first")
+    create_attempts: int = setting("AGENT_SANDBOX_MODAL_CREATE_ATTEMPTS", 4,
+                                   "tries to create the sandbox on transient errors")
+    retry_delay: float = setting("AGENT_SANDBOX_MODAL_RETRY_DELAY", 1.0,
+                                 "first backoff in seconds, doubling")
+    terminate_wait: float = setting("AGENT_SANDBOX_MODAL_TERMINATE_WAIT", 60.0,
+                                    "seconds to wait for the sandbox (and volume sync) to end")
+    owner: str = setting("AGENT_SANDBOX_MODAL_OWNER", factory=socket.gethostname, shown="hostname",
+                         doc="owner tag; `sweep_orphans()` only touches its own sandboxes")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ModalConfig":
-        config = cls()
-        for f in fields(cls):
-            raw = os.environ.get(ENV_PREFIX + f.name.upper())
-            if raw not in (None, ""):
-                current = getattr(config, f.name)
-                if isinstance(current, list):
-                    value: Any = _split(raw)
-                elif isinstance(current, (int, float)) and not isinstance(current, bool):
-                    value = type(current)(float(raw))
-                else:
-                    value = raw
-                setattr(config, f.name, value)
-        for name, value in overrides.items():
-            if name not in {f.name for f in fields(cls)}:
-                raise TypeError(f"unknown Modal backend setting {name!r}")
-            setattr(config, name, _split(value) if isinstance(value, str) and
-                    isinstance(getattr(config, name), list) else value)
-        return config
-
-
-class ModalRunError(Exception):
-    """A failure that ends the run with status "error" and this message."""
+        return settings.load(cls, **overrides)
 
 
 _base_images: dict[tuple, modal.Image] = {}
@@ -130,82 +121,37 @@ def job_image(config: ModalConfig, spec: RunSpec) -> modal.Image:
     return base_image(config).add_local_dir(str(spec.workspace), "/workspace")
 
 
-class VolumeSource:
-    """An OutputSource over a Modal volume; opens only what it listed as a regular file."""
+class ExecStdin:
+    """A Modal exec's stdin as the binary pipe the monitor writes lines to."""
 
-    KINDS = {modal.volume.FileEntryType.FILE: FILE, modal.volume.FileEntryType.DIRECTORY: DIR,
-             modal.volume.FileEntryType.SYMLINK: SYMLINK}
+    def __init__(self, process: Any):
+        self.process = process
 
-    def __init__(self, volume: modal.Volume):
-        self.volume = volume
-        self._files: set[str] = set()
+    def write(self, data: bytes) -> None:
+        self.process.stdin.write(data)
 
-    def entries(self) -> Iterator[OutputEntry]:
-        for entry in self.volume.listdir("/", recursive=True):
-            path = entry.path.lstrip("/")
-            kind = self.KINDS.get(entry.type, SPECIAL)
-            if kind == FILE:
-                self._files.add(path)
-            yield OutputEntry(path, kind, entry.size)
+    def flush(self) -> None:
+        try:
+            self.process.stdin.drain()
+        except (mexc.Error, OSError) as exc:   # the exec has ended: as a closed pipe would
+            raise OSError(str(exc)) from exc
 
-    def open(self, path: str) -> io.BufferedReader:
-        if path not in self._files:
-            raise OSError(f"not a regular file: {path}")
-        return io.BufferedReader(_ChunkReader(self.volume.read_file(path)))
-
-
-class _ChunkReader(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks (Volume.read_file)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            self._pending = next(self._chunks, b"")
-            if not self._pending:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+    def close(self) -> None:
+        try:
+            self.process.stdin.write_eof()
+            self.process.stdin.drain()
+        except (mexc.Error, OSError, ValueError):
+            pass
 
 
-class ModalBackend:
+class ModalBackend(SandboxBackend):
     name = "modal"
 
     def __init__(self, **config: Any):
         self.config = ModalConfig.from_env(**config)
 
-    # -- public -------------------------------------------------------------
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult:
-        monitor = RunMonitor(spec, on_event, cancel)
-        if not spec.workspace.is_dir():
-            return self._error(monitor, f"workspace {spec.workspace} does not exist")
-        try:
-            monitor.status("starting", f"preparing the Modal sandbox (app {self.config.app_name})")
-            app = self._lookup_app()
-            image = job_image(self.config, spec)
-            with modal.Volume.ephemeral(**self._env_kwargs()) as volume:
-                sandbox = self._create_sandbox(spec, monitor, app, image, volume)
-                if sandbox is None:  # cancelled while starting
-                    status, reason = monitor.should_stop() or (ev.CANCELLED, "cancelled by the user")
-                    return self._finish(monitor, status, reason, None, VolumeSource(volume), spec)
-                try:
-                    exit_code = self._supervise(spec, monitor, sandbox)
-                finally:
-                    self._terminate(sandbox, monitor)
-                status, reason = self._outcome(monitor, sandbox, exit_code)
-                return self._finish(monitor, status, reason, exit_code, VolumeSource(volume), spec)
-        except ModalRunError as exc:
-            return self._error(monitor, str(exc))
-        except TRANSIENT_ERRORS + (mexc.Error,) as exc:
-            return self._error(monitor, describe_error(exc))
+    def sandbox(self, spec: RunSpec) -> ModalSandbox:
+        return ModalSandbox(self, spec)
 
     def sweep_orphans(self) -> int:
         """Terminate this owner's sandboxes whose starting process is gone (it crashed).
@@ -216,7 +162,7 @@ class ModalBackend:
         """
         swept = 0
         try:
-            app = modal.App.lookup(self.config.app_name, **self._env_kwargs())
+            app = modal.App.lookup(self.config.app_name, **self.env_kwargs())
             for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={OWNER_TAG: self.config.owner}):
                 if process_alive(sandbox.get_tags().get(PROCESS_TAG, "")):
                     continue
@@ -228,16 +174,30 @@ class ModalBackend:
             log.warning("orphan sweep incomplete (%d terminated): %s", swept, describe_error(exc))
         return swept
 
-    # -- steps --------------------------------------------------------------
-    def _env_kwargs(self) -> dict[str, str]:
+    def env_kwargs(self) -> dict[str, str]:
         return {"environment_name": self.config.environment} if self.config.environment else {}
 
-    def _lookup_app(self) -> modal.App:
-        return self._retrying(lambda: modal.App.lookup(self.config.app_name, create_if_missing=True,
-                                                       **self._env_kwargs()), None, "look up the app")
+    def retrying(self, call, run: RunMonitor | None, what: str):
+        """`call()` retried with exponential backoff on transient errors only."""
+        delay = self.config.retry_delay
+        for attempt in range(1, self.config.create_attempts + 1):
+            try:
+                return call()
+            except TRANSIENT_ERRORS as exc:
+                if attempt == self.config.create_attempts or (run and run.stop_requested()):
+                    raise SandboxError(f"could not {what} after {attempt} attempts: "
+                                       f"{describe_error(exc)}") from exc
+                if run:
+                    run.emit(ev.WARNING, {"message": f"could not {what} ({describe_error(exc)}); "
+                                                     f"retrying in {delay:g}s"})
+                time.sleep(delay)
+                delay *= 2
+            except mexc.Error as exc:
+                raise SandboxError(f"could not {what}: {describe_error(exc)}") from exc
+        raise AssertionError("unreachable")
 
-    def _create_sandbox(self, spec: RunSpec, monitor: RunMonitor, app: modal.App,
-                        image: modal.Image, volume: modal.Volume) -> modal.Sandbox | None:
+    def create_sandbox(self, spec: RunSpec, run: RunMonitor, app: modal.App, image: modal.Image,
+                       volume: modal.Volume) -> modal.Sandbox:
         limits, margin = spec.limits, self.config.timeout_margin
         # Model calls go through the relay: no network, unless the opt-in asks for it, and
         # then never private ranges (Modal's own network, cloud metadata) or an explicit allowlist.
@@ -252,7 +212,7 @@ class ModalBackend:
             nonlocal attempts
             attempts += 1
             if attempts > 1:  # a lost reply may hide a sandbox that was created after all
-                self._end_job_sandboxes(app, spec.job_id)
+                _end_job_sandboxes(app, spec.job_id)
             return modal.Sandbox.create(
                 app=app, image=image, volumes={"/outputs": volume}, workdir="/workspace",
                 timeout=_modal_seconds(limits.run_timeout + margin),
@@ -262,137 +222,107 @@ class ModalBackend:
                 tags={JOB_TAG: spec.job_id, OWNER_TAG: self.config.owner, PROCESS_TAG: this_process()},
                 **network)
 
-        sandbox = self._retrying(create, monitor, "create the sandbox")
-        if monitor.should_stop():
-            self._terminate(sandbox, monitor)
-            return None
-        monitor.status("running", f"Modal sandbox {sandbox.object_id} started")
-        return sandbox
+        return self.retrying(create, run, "create the sandbox")
 
-    @staticmethod
-    def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
-        try:
-            for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={JOB_TAG: job_id}):
-                sandbox.terminate()
-        except (mexc.Error, OSError):
-            pass  # best effort: Modal's own timeout ends anything missed
 
-    def _retrying(self, call, monitor: RunMonitor | None, what: str):
-        """`call()` retried with exponential backoff on transient errors only."""
-        delay = self.config.retry_delay
-        for attempt in range(1, self.config.create_attempts + 1):
-            try:
-                return call()
-            except TRANSIENT_ERRORS as exc:
-                if attempt == self.config.create_attempts or (monitor and monitor.should_stop()):
-                    raise ModalRunError(f"could not {what} after {attempt} attempts: "
-                                        f"{describe_error(exc)}") from exc
-                if monitor:
-                    monitor.emit(ev.WARNING, {"message": f"could not {what} ({describe_error(exc)}); "
-                                                         f"retrying in {delay:g}s"})
-                time.sleep(delay)
-                delay *= 2
-            except mexc.Error as exc:
-                raise ModalRunError(f"could not {what}: {describe_error(exc)}") from exc
-        raise AssertionError("unreachable")
+class ModalSandbox(Sandbox):
+    """One run: a Modal Sandbox with an ephemeral volume at /outputs, the agent as its exec."""
 
-    def _supervise(self, spec: RunSpec, monitor: RunMonitor, sandbox: modal.Sandbox) -> int | None:
+    errors = TRANSIENT_ERRORS + (mexc.Error,)
+
+    def __init__(self, backend: ModalBackend, spec: RunSpec):
+        self.backend, self.config, self.spec = backend, backend.config, spec
+        self.resources = ExitStack()
+        self.run: RunMonitor | None = None
+        self.volume: modal.Volume | None = None
+        self.sandbox: modal.Sandbox | None = None
+        self.process = None
+        self.stopped = self.ended = self.timed_out = False
+
+    def describe(self, exc: BaseException) -> str:
+        return describe_error(exc)
+
+    def create(self, run: RunMonitor) -> None:
+        self.run = run
+        run.status(Status.STARTING, f"preparing the Modal sandbox (app {self.config.app_name})")
+        app = self.backend.retrying(lambda: modal.App.lookup(self.config.app_name, create_if_missing=True,
+                                                             **self.backend.env_kwargs()),
+                                    None, "look up the app")
+        image = job_image(self.config, self.spec)
+        self.volume = self.resources.enter_context(modal.Volume.ephemeral(**self.backend.env_kwargs()))
+        self.sandbox = self.backend.create_sandbox(self.spec, run, app, image, self.volume)
+        run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started")
+
+    def start(self, run: RunMonitor) -> Streams:
+        spec = self.spec
         # add_local_python_source puts the package in /root; say so rather than rely on the image.
         env = {**spec.env, "PYTHONPATH": "/root"}
-        if spec.secrets:  # names (not values) so the agent hides them from its commands
-            env["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(spec.secrets))
-        secrets = [modal.Secret.from_dict(dict(spec.secrets))] if spec.secrets else []
         try:
-            process = sandbox.exec("python", "-m", "agent_sandbox.coding_agent", *spec.agent_args(enforced=ENFORCEMENT),
-                                   bufsize=1, env=env, secrets=secrets,
-                                   timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
+            self.process = self.sandbox.exec(
+                "python", "-m", "agent_sandbox.coding_agent", *spec.agent_args(enforced=ENFORCEMENT),
+                "--secrets-from-stdin", bufsize=1, env=env,
+                timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
         except mexc.Error as exc:
-            raise ModalRunError(f"could not start the agent in the sandbox: {describe_error(exc)}") from exc
-        if monitor.relay is not None:   # the model relay's replies go in on the agent's stdin
-            monitor.relay.attach(lambda line: (process.stdin.write(line), process.stdin.drain()))
-        errors: list[BaseException] = []
+            raise SandboxError(f"could not start the agent in the sandbox: {describe_error(exc)}") from exc
+        # The exec's stdin, as on the other backends: the secrets first, then the relay's replies.
+        return Streams(self.process.stdout, self.process.stderr, ExecStdin(self.process))
 
-        def pump(stream, name: str) -> None:
-            try:
-                monitor.pump(stream, name)
-            except Exception as exc:  # a broken stream ends the run; say why
-                errors.append(exc)
+    def stop(self) -> None:
+        self.stopped = True
+        self.terminate(wait=False)
 
-        readers = [threading.Thread(target=pump, args=(process.stdout, "stdout"), daemon=True),
-                   threading.Thread(target=pump, args=(process.stderr, "stderr"), daemon=True)]
-        for reader in readers:
-            reader.start()
-        while any(r.is_alive() for r in readers):
-            if monitor.should_stop():
-                self._terminate(sandbox, monitor, wait=False)
-                break
-            for reader in readers:   # returns early when a reader ends
-                reader.join(0.025)
-        for reader in readers:
-            reader.join(timeout=10)
-        if monitor.stopped:
+    def wait(self) -> int | None:
+        if self.stopped:
             return None
-        if errors and monitor.final is None:
-            raise ModalRunError(f"lost the agent's output stream: {describe_error(errors[0])}")
         try:
-            return process.wait()
+            return self.process.wait()
         except mexc.Error as exc:
             # No exit status: the sandbox went away under the agent. Say who ended it.
-            ended = _wait_for_end(sandbox, 10)
+            ended = _wait_for_end(self.sandbox, 10)
             if ended == 124:
+                self.timed_out = True
                 return -1
-            monitor.stopped = (ev.ERROR_STATUS, "the sandbox was terminated outside this run"
-                               if ended == 137 else f"lost the agent: {describe_error(exc)}")
-            return None
+            raise SandboxLost("the sandbox was terminated outside this run" if ended == 137
+                              else f"lost the agent: {describe_error(exc)}") from exc
 
-    def _terminate(self, sandbox: modal.Sandbox, monitor: RunMonitor, wait: bool = True) -> None:
+    def end(self) -> None:
+        """Terminate and wait until it has ended: Modal syncs the volume at termination."""
+        if self.sandbox is not None and not self.ended:
+            self.ended = True
+            self.terminate(wait=True)
+
+    def why_ended(self) -> tuple[str, str] | None:
+        if self.timed_out or (self.sandbox is not None and self.sandbox.returncode == 124):
+            return Status.TIMEOUT, "Modal ended the sandbox at its time limit"
+        return None
+
+    def outputs(self) -> VolumeSource:
+        return VolumeSource(self.volume)
+
+    def close(self) -> None:
+        try:
+            self.end()
+        finally:
+            self.resources.close()   # the ephemeral volume goes away
+
+    def terminate(self, wait: bool) -> None:
         """Stop the sandbox; with `wait`, until it has ended (its volume then is in sync)."""
         try:
-            sandbox.terminate()
+            self.sandbox.terminate()
         except mexc.NotFoundError:
             pass
         except (mexc.Error, OSError) as exc:
-            monitor.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
-        if not wait:
-            return
-        if _wait_for_end(sandbox, self.config.terminate_wait) is None:
-            monitor.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
-
-    def _outcome(self, monitor: RunMonitor, sandbox: modal.Sandbox, exit_code: int | None) -> tuple[str, str]:
-        if monitor.stopped or monitor.final is not None:
-            return monitor.outcome(exit_code)
-        if sandbox.returncode == 124 or exit_code == -1:  # Modal's own time limit ended it first
-            return ev.TIMEOUT, "Modal ended the sandbox at its time limit"
-        return monitor.outcome(exit_code)
-
-    def _finish(self, monitor: RunMonitor, status: str, reason: str, exit_code: int | None,
-                source: VolumeSource, spec: RunSpec) -> RunResult:
-        monitor.status("collecting", "collecting outputs from the Modal volume")
-        try:
-            manifest = collect_outputs(source, spec.results, spec.limits)
-        except (mexc.Error, OSError) as exc:
-            manifest = collect_outputs(_EmptySource(), spec.results, spec.limits)
-            monitor.emit(ev.ERROR, {"message": f"could not read the outputs: {describe_error(exc)}"})
-            if status == ev.SUCCEEDED:
-                status, reason = ev.ERROR_STATUS, f"could not read the outputs: {describe_error(exc)}"
-        monitor.result_event(status, reason, manifest)
-        return RunResult(status=status, reason=reason, exit_code=exit_code,
-                         duration=monitor.duration, manifest=manifest,
-                         usage=monitor.usage, summary=monitor.summary)
-
-    @staticmethod
-    def _error(monitor: RunMonitor, reason: str) -> RunResult:
-        monitor.emit(ev.ERROR, {"message": reason})
-        monitor.result_event(ev.ERROR_STATUS, reason, {})
-        return RunResult(status=ev.ERROR_STATUS, reason=reason, duration=monitor.duration)
+            self.run.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
+        if wait and _wait_for_end(self.sandbox, self.config.terminate_wait) is None:
+            self.run.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
 
 
-class _EmptySource:
-    def entries(self):
-        return []
-
-    def open(self, path: str):
-        raise OSError(path)
+def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
+    try:
+        for sandbox in modal.Sandbox.list(app_id=app.app_id, tags={JOB_TAG: job_id}):
+            sandbox.terminate()
+    except (mexc.Error, OSError):
+        pass  # best effort: Modal's own timeout ends anything missed
 
 
 def _wait_for_end(sandbox: modal.Sandbox, timeout: float) -> int | None:

@@ -1,13 +1,25 @@
-"""What every backend does while a sandbox runs, whatever the sandbox is.
+"""One run, whatever the sandbox: the lifecycle every backend shares.
 
-`RunMonitor` turns the sandbox's stdout/stderr lines into events, forwards them,
-watches the whole-run and no-output limits and the cancel flag, and decides the
-final status. A backend feeds it lines, asks `should_stop()` while waiting, and
-stops the sandbox when told to.
+A backend says only what is particular to it, as a `Sandbox` (one per run,
+see sandbox.py), and makes one per run (`SandboxBackend.sandbox`).
+`RunMonitor.run(sandbox)` does the rest, the same way on every backend:
 
-For an API model the monitor also holds the job's `ModelRelay`: the agent's
-model requests go to it instead of the event log, and the backend gives it a
-way to write the replies to the agent's stdin (`relay.attach`).
+- fail early: a missing workspace, or the sandbox failing to be created or to
+  start the agent, ends the run with an `error` event, then a `result` event
+  (status "error");
+- stream: one reader thread per stream turns each line into an event (a
+  host event type coming from the sandbox is forged: it is kept as raw text);
+- wait: until the agent exits or its streams end, checking the cancel flag
+  and the whole-run and no-output limits; when one of them says so, stop
+  the sandbox with that status and reason;
+- finish: end the sandbox, decide the final status, collect the outputs into
+  spec.results with manifest.json, send the `result` event, return a RunResult.
+
+Where the sandbox gives the agent's stdin, its first line is the secrets
+(never in an environment or a command line); `send` writes further lines while
+it is open. For an API model the monitor holds the job's `ModelRelay`
+(agent_sandbox.relay): the agent's `model_request` lines go to it instead of
+the event log, stdin stays open, and the relay's replies go in with `send`.
 """
 
 from __future__ import annotations
@@ -15,18 +27,37 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import IO, Any, Iterable
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import EventCallback
+from agent_sandbox.backends.sandbox import MAX_LINE, Sandbox, SandboxError, SandboxLost, Streams
+from agent_sandbox.events import Status
+from agent_sandbox.outputs import collect_outputs
 from agent_sandbox.relay import ModelAccess, ModelRelay
-from agent_sandbox.spec import RunSpec
+from agent_sandbox.spec import RunResult, RunSpec
 
 STDERR_TAIL = 20
-MAX_LINE = 1024 * 1024  # bytes of one line from the sandbox kept as one event
+POLL = 0.025            # seconds between checks of the limits while the agent runs
+READER_GRACE = 10.0     # seconds the streams may take to end once the agent has
+
+
+class SandboxBackend:
+    """A backend whose runs all follow the one lifecycle: it only makes the Sandbox."""
+
+    name = ""
+
+    def sandbox(self, spec: RunSpec) -> Sandbox:
+        raise NotImplementedError
+
+    def run(self, spec: RunSpec, on_event: EventCallback,
+            cancel: threading.Event | None = None) -> RunResult:
+        return RunMonitor(spec, on_event, cancel).run(self.sandbox(spec))
+
+    def sweep_orphans(self) -> int:
+        return 0
 
 
 class RunMonitor:
@@ -36,13 +67,18 @@ class RunMonitor:
         self.cancel = cancel or threading.Event()
         self.started = time.monotonic()
         self.last_output = self.started
-        self.final: dict[str, Any] | None = None   # the agent's run_finished data
-        self.stopped: tuple[str, str] | None = None  # (status, reason) when the host stopped it
+        self.final: dict[str, Any] | None = None     # the agent's run_finished data
+        self.stopped: tuple[str, str] | None = None  # (status, reason) once the host stopped the run
         self.stderr_tail: list[str] = []
+        self.stream_errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._stdin: IO[bytes] | None = None
+        self._stdin_lock = threading.Lock()
         # An API model's endpoint and key: the spec's, else this process's environment.
         access = spec.model_access or ModelAccess.from_env(spec.model, dict(os.environ))
         self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit) if access is not None else None
+
+    # -- events ---------------------------------------------------------------
 
     def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
         self.forward(ev.make_event(type, data))
@@ -72,81 +108,129 @@ class RunMonitor:
             self.final = event["data"]
         self.forward(event)
 
-    def pump(self, lines: Iterable[str | bytes], stream: str) -> None:
-        """Feed every line of one stream (run it in a thread per stream)."""
-        for line in lines:
-            if len(line) > MAX_LINE:  # a runaway line must not fill the host's memory or store
-                line = line[:MAX_LINE]
-            self.feed(line, stream)
+    # -- the agent's stdin --------------------------------------------------------
 
-    def pump_file(self, pipe, stream: str) -> None:
-        """`pump` over a binary pipe: at most MAX_LINE bytes of a line are kept, the rest dropped."""
-        while line := pipe.readline(MAX_LINE):
-            if len(line) == MAX_LINE and not line.endswith(b"\n"):
-                while (rest := pipe.readline(MAX_LINE)) and not rest.endswith(b"\n"):
-                    pass
-            self.feed(line, stream)
-
-    def supervise(self, argv: list[str], env: dict[str, str],
-                  stop: Callable[[subprocess.Popen], None], pass_fds: tuple[int, ...] = (),
-                  on_start: Callable[[subprocess.Popen], None] | None = None) -> int | None:
-        """Start the sandbox process, give the agent its secrets on stdin (one JSON
-        line: never in an environment or a command line), stream both outputs, and
-        call `stop(proc)` when a limit or cancel says so. Returns the exit code.
-        With a model relay, stdin stays open for its replies. `on_start(proc)` runs
-        once the process is started (e.g. to give it a network)."""
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
-        try:
-            proc.stdin.write((json.dumps(self.spec.secrets) + "\n").encode())
-            proc.stdin.flush()
-            if self.relay is not None:
-                self.relay.attach(lambda line: (proc.stdin.write(line.encode()), proc.stdin.flush()))
-            else:
-                proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        readers = [threading.Thread(target=self.pump_file, args=(proc.stdout, "stdout"), daemon=True),
-                   threading.Thread(target=self.pump_file, args=(proc.stderr, "stderr"), daemon=True)]
-        for r in readers:
-            r.start()
-        try:
-            if on_start is not None:
-                on_start(proc)
-            while proc.poll() is None:
-                if self.should_stop():
-                    stop(proc)
-                    break
-                time.sleep(0.05)
-        finally:
-            if proc.poll() is None:  # an exception (or KeyboardInterrupt) must not leave a sandbox behind
-                stop(proc)
-            proc.wait()
-            for r in readers:
-                r.join(timeout=5)
-            if self.relay is not None:
-                self.relay.close()
+    def send(self, line: str) -> bool:
+        """Write one line to the agent's stdin; False when it is closed or gone."""
+        with self._stdin_lock:
+            if self._stdin is None:
+                return False
             try:
-                proc.stdin.close()
+                self._stdin.write(line.encode() + b"\n")
+                self._stdin.flush()
+                return True
+            except (OSError, ValueError):  # the agent has exited
+                self._stdin = None
+                return False
+
+    def close_input(self) -> None:
+        with self._stdin_lock:
+            stdin, self._stdin = self._stdin, None
+        if stdin is not None:
+            try:
+                stdin.close()
             except OSError:
                 pass
-        return proc.returncode
 
-    def should_stop(self) -> tuple[str, str] | None:
-        """(status, reason) if the sandbox must be stopped now, else None."""
-        if self.stopped:
-            return self.stopped
-        limits = self.spec.limits
-        now = time.monotonic()
+    # -- limits and stopping ------------------------------------------------------
+
+    def stop_requested(self) -> tuple[str, str] | None:
+        """(status, reason) if cancel or a limit says the run must stop now, else None."""
+        limits, now = self.spec.limits, time.monotonic()
         if self.cancel.is_set():
-            self.stopped = (ev.CANCELLED, "cancelled by the user")
-        elif now - self.started > limits.run_timeout:
-            self.stopped = (ev.TIMEOUT, f"the run took longer than {limits.run_timeout:g}s")
-        elif now - self.last_output > limits.idle_timeout:
-            self.stopped = (ev.IDLE_TIMEOUT, f"no output for {limits.idle_timeout:g}s")
-        return self.stopped
+            return Status.CANCELLED, "cancelled by the user"
+        if now - self.started > limits.run_timeout:
+            return Status.TIMEOUT, f"the run took longer than {limits.run_timeout:g}s"
+        if now - self.last_output > limits.idle_timeout:
+            return Status.IDLE_TIMEOUT, f"no output for {limits.idle_timeout:g}s"
+        return None
 
-    def outcome(self, exit_code: int | None) -> tuple[str, str]:
+    def stop(self, status: str, reason: str) -> None:
+        """Record that the host ended the run; the first reason given is the one kept."""
+        if self.stopped is None:
+            self.stopped = (status, reason)
+
+    # -- the lifecycle --------------------------------------------------------------
+
+    def run(self, sandbox: Sandbox) -> RunResult:
+        if not self.spec.workspace.is_dir():
+            return self.fail(f"workspace {self.spec.workspace} does not exist")
+        try:
+            try:
+                sandbox.create(self)
+                streams = None
+                if why := self.stop_requested():  # cancelled while it was being created
+                    self.stop(*why)
+                else:
+                    streams = sandbox.start(self)
+            except SandboxError as exc:
+                return self.fail(str(exc))
+            except sandbox.errors as exc:
+                return self.fail(sandbox.describe(exc))
+            exit_code = self.supervise(sandbox, streams) if streams else None
+            sandbox.end()
+            status, reason = self.outcome(exit_code, sandbox.why_ended())
+            return self.finish(sandbox, status, reason, exit_code)
+        finally:
+            try:
+                sandbox.close()
+            except sandbox.errors as exc:  # the run has its result: say so, do not undo it
+                self.emit(ev.WARNING, {"message": f"could not clean up the sandbox: {sandbox.describe(exc)}"})
+
+    def fail(self, reason: str) -> RunResult:
+        """End the run before the agent ran: an error event, then the result."""
+        self.emit(ev.ERROR, {"message": reason})
+        self.result_event(Status.ERROR, reason, {})
+        return RunResult(status=Status.ERROR, reason=reason, duration=self.duration)
+
+    def supervise(self, sandbox: Sandbox, streams: Streams) -> int | None:
+        """Give the agent its secrets, read its streams, stop it when told; its exit code."""
+        self._stdin = streams.stdin
+        if streams.stdin is not None:
+            self.send(json.dumps(self.spec.secrets))
+            if self.relay is not None:   # the relay's replies follow, one line each
+                self.relay.attach(lambda line: self.send(line.rstrip("\n")))
+            else:
+                self.close_input()  # nothing more to say to the agent
+        readers = [self._reader(streams.stdout, "stdout"), self._reader(streams.stderr, "stderr")]
+        try:
+            while any(r.is_alive() for r in readers) and sandbox.poll() is None:
+                if why := self.stop_requested():
+                    self.stop(*why)
+                    sandbox.stop()
+                    break
+                for reader in readers:  # returns early when a stream ends
+                    reader.join(POLL)
+        except BaseException:  # an exception (or KeyboardInterrupt) must not leave a sandbox behind
+            sandbox.stop()
+            raise
+        finally:
+            if self.relay is not None:
+                self.relay.close()
+            self.close_input()
+        for reader in readers:
+            reader.join(READER_GRACE)
+        if self.stream_errors and self.final is None:
+            self.stop(Status.ERROR, f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}")
+        try:
+            return sandbox.wait()
+        except SandboxLost as exc:
+            self.stop(Status.ERROR, str(exc))
+            return None
+
+    def _reader(self, lines: Iterable[str | bytes], stream: str) -> threading.Thread:
+        def read() -> None:
+            try:
+                for line in lines:
+                    self.feed(line[:MAX_LINE], stream)  # a runaway line must not fill the host's memory
+            except Exception as exc:  # a broken stream ends the run unless the agent had finished
+                self.stream_errors.append(exc)
+
+        reader = threading.Thread(target=read, name=f"{self.spec.job_id}-{stream}", daemon=True)
+        reader.start()
+        return reader
+
+    def outcome(self, exit_code: int | None, ended: tuple[str, str] | None = None) -> tuple[str, str]:
         """The final (status, reason) once the sandbox is gone."""
         if self.relay is not None:
             self.relay.close()
@@ -154,18 +238,35 @@ class RunMonitor:
             return self.stopped
         if self.relay is not None and self.relay.refused:
             # The host's count, whatever the agent said about it.
-            return ev.FAILED, self.relay.refused
+            return Status.FAILED, self.relay.refused
         if self.final is not None:
-            status = self.final.get("status", ev.FAILED)
-            if status not in ev.FINAL_STATUSES:
-                status = ev.FAILED
-            return status, self.final.get("reason", "")
+            status = self.final.get("status", Status.FAILED)
+            if status not in ev.RUN_END:
+                status = Status.FAILED
+            return Status(status), self.final.get("reason", "")
+        if ended:
+            return ended
         tail = " | ".join(self.stderr_tail[-3:])
         killed = killed_by(exit_code)
         if killed:   # not a crash of ours: something in the sandbox (or its limits) killed the agent
-            return ev.FAILED, f"the agent was killed by {killed} without finishing" + (f": {tail}" if tail else "")
-        return ev.ERROR_STATUS, (f"the agent exited with code {exit_code} without finishing"
-                                 + (f": {tail}" if tail else ""))
+            return Status.FAILED, f"the agent was killed by {killed} without finishing" + (f": {tail}" if tail else "")
+        return Status.ERROR, (f"the agent exited with code {exit_code} without finishing"
+                              + (f": {tail}" if tail else ""))
+
+    def finish(self, sandbox: Sandbox, status: str, reason: str, exit_code: int | None) -> RunResult:
+        """Collect the outputs, send the result event; the RunResult."""
+        self.status(Status.COLLECTING, "collecting outputs")
+        try:
+            manifest = collect_outputs(sandbox.outputs(), self.spec.results, self.spec.limits)
+        except (OSError, *sandbox.errors) as exc:
+            problem = f"could not read the outputs: {sandbox.describe(exc)}"
+            manifest = collect_outputs(_NoOutputs(), self.spec.results, self.spec.limits)
+            self.emit(ev.ERROR, {"message": problem})
+            if status == Status.SUCCEEDED:
+                status, reason = Status.ERROR, problem
+        self.result_event(status, reason, manifest)
+        return RunResult(status=status, reason=reason, exit_code=exit_code,
+                         duration=self.duration, manifest=manifest, usage=self.usage, summary=self.summary)
 
     @property
     def duration(self) -> float:
@@ -173,6 +274,7 @@ class RunMonitor:
 
     @property
     def usage(self) -> dict[str, int]:
+        """Model calls and tokens, as the relay counted them ({} without one)."""
         return dict(self.relay.usage) if self.relay is not None else {}
 
     @property
@@ -199,3 +301,13 @@ def killed_by(exit_code: int | None) -> str:
         return signal.Signals(number).name if number else ""
     except ValueError:
         return f"signal {number}"
+
+
+class _NoOutputs:
+    """What is left when the outputs cannot be read: nothing."""
+
+    def entries(self) -> list:
+        return []
+
+    def open(self, path: str):
+        raise OSError(path)

@@ -2,7 +2,8 @@
 and a tool-calling LLM alike: the model sees the task and the history of
 (action, observation) pairs and returns the next Action.
 
-Models are registered by prefix and imported on demand:
+Models are registered by prefix (MODELS, only models that exist here) and
+imported on demand:
     "offline"            the built-in playbook (no network, no key)
     "scripted"           a fixed list of actions from AGENT_SCRIPT (tests)
     "openai:<name>"      any OpenAI-compatible endpoint (through the host's relay)
@@ -104,14 +105,19 @@ class UnknownModel(ValueError):
     pass
 
 
+def check_model(spec: str) -> None:
+    """Raise UnknownModel unless `spec` names a registered model."""
+    if spec.partition(":")[0] not in MODELS:
+        raise UnknownModel(f"unknown model {spec!r}; use one of {', '.join(MODELS)}")
+
+
 def get_model(spec: str) -> Model:
+    check_model(spec)
     prefix, _, name = spec.partition(":")
-    target = MODELS.get(prefix)
-    if target is None:
-        raise UnknownModel(f"unknown model {spec!r}; use offline, openai:<name> or anthropic:<name>")
-    module_name, class_name = target.split(":")
+    module_name, class_name = MODELS[prefix].split(":")
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise UnknownModel(f"model {spec!r} is not available here: {exc}") from None
+    except ModuleNotFoundError as exc:  # its SDK is an optional install
+        raise UnknownModel(f"model {spec!r} needs the Python package {exc.name!r}, which is not "
+                           f"installed here (pip install {exc.name})") from None
     return getattr(module, class_name)(name)

@@ -15,8 +15,8 @@
   const stepInfo = document.getElementById("step-info");
   const announce = document.getElementById("announce");
   const token = document.querySelector('meta[name="csrf-token"]').content;
-  const FINAL = ["succeeded", "failed", "timeout", "command_timeout", "idle_timeout", "cancelled",
-                 "error", "interrupted"];
+  const STATUSES = JSON.parse(job.dataset.statuses);  // {active, final, tones}: from agent_sandbox.events
+  const FINAL = STATUSES.final;
   const PHASES = ["queued", "starting", "running", "collecting", "done"];
   const FOLD_LINES = 12;
   const inputs = JSON.parse(job.dataset.files || "[]");
@@ -86,7 +86,7 @@
     if (status === "starting" || status === "collecting") { setPhase(status); return; }  // phases of "running"
     job.dataset.status = status;
     badge.textContent = status;
-    badge.className = "badge status-" + status;
+    badge.className = "badge tone-" + (STATUSES.tones[status] || "waiting");
     const active = !FINAL.includes(status);
     cancel && (cancel.hidden = !active);
     const del = document.getElementById("delete");

@@ -210,3 +210,16 @@ def test_crashing_agent_output_is_kept_as_raw(backend, tmp_path, recorder):
     raw = [e["data"]["text"] for e in recorder.of_type(ev.RAW)]
     assert any("Traceback" in line for line in raw)
     assert "JSONDecodeError" in result.reason
+
+
+def test_missing_workspace_fails_early_with_the_same_events(backend, tmp_path, recorder):
+    # Every backend ends a run that cannot start the same way: one error event, then the result.
+    spec = make_spec(tmp_path, [shell("echo never")])
+    spec.workspace = tmp_path / "no-such-workspace"
+    result = backend.run(spec, recorder)
+    assert result.status == ev.ERROR_STATUS and "does not exist" in result.reason
+    assert [e["type"] for e in recorder.events] == [ev.ERROR, ev.RESULT]
+    assert recorder.events[0]["data"]["message"] == result.reason
+    assert recorder.events[1]["data"]["status"] == ev.ERROR_STATUS
+    assert recorder.events[1]["data"]["reason"] == result.reason
+    assert not spec.results.exists(), "nothing ran: no results folder, no manifest"

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import palmerpenguins
-import pytest
 from playwright.sync_api import expect
 
 from web_helpers import REPO, sandbox_processes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import time
 import zipfile
 
@@ -133,60 +132,9 @@ def test_resume_with_last_event_id_loses_and_repeats_nothing(server):
     assert any("comment" in f for f in frames) and frames[-1]["event"] == "end"
 
 
-def test_two_owners_cannot_see_each_others_jobs(server):
-    alice, bob = server.client(), server.client()
-    job, _ = run_to_end(alice, FULL_SCRIPT)
-    jid = job["id"]
-    assert alice.get(f"/api/jobs/{jid}").status_code == 200
-    for path in (f"/api/jobs/{jid}", f"/api/jobs/{jid}/events", f"/api/jobs/{jid}/outputs",
-                 f"/api/jobs/{jid}/outputs/clean.csv", f"/api/jobs/{jid}/outputs.zip",
-                 f"/api/jobs/{jid}/preview/clean.csv", f"/jobs/{jid}", f"/jobs/{jid}/results"):
-        resp = bob.get(path)
-        assert resp.status_code == 404, path
-        assert jid[:8] not in resp.text or "no job" in resp.text
-    assert bob.post(f"/api/jobs/{jid}/cancel").status_code == 404
-    assert jid not in json.dumps(bob.get("/api/jobs").json())
-    assert jid[:8] not in bob.get("/").text
-    assert jid in json.dumps(alice.get("/api/jobs").json())
-    err = bob.get(f"/api/jobs/{jid}").json()
-    assert err["status"] == 404 and "no job" in err["error"]
-
-
-def test_paths_never_escape_the_results(server):
+def test_a_file_name_with_markup_reaches_the_sandbox_sanitized(server):
+    # Route checks (owners, paths, CSRF, refusals) run in process: test_routes.py.
     c = server.client()
-    job, _ = run_to_end(c, FULL_SCRIPT)
-    jid = job["id"]
-    for path in ("../../secret_key", "..%2F..%2Fsecret_key", "%2e%2e/%2e%2e/jobs.sqlite3",
-                 "/etc/passwd", "plots/../../manifest.json", "manifest.json", "missing.txt"):
-        resp = c.get(f"/api/jobs/{jid}/outputs/{path}")
-        assert resp.status_code == 404, path
-        assert b"sqlite" not in resp.content.lower() or b"no output" in resp.content
-
-
-def test_csrf_is_required_for_posts(server):
-    c = server.client()
-    r = c.http.post(server.base + "/api/jobs", files=[("files", ("a.csv", b"x"))])
-    assert r.status_code == 403 and "CSRF" in r.json()["error"]
-    r = c.http.post(server.base + "/api/jobs", files=[("files", ("a.csv", b"x"))],
-                    headers={"X-CSRF-Token": "forged"})
-    assert r.status_code == 403
-    other = server.client()  # a token from another session is no good either
-    r = c.http.post(server.base + "/api/jobs", files=[("files", ("a.csv", b"x"))],
-                    headers={"X-CSRF-Token": other.csrf})
-    assert r.status_code == 403
-    assert c.get("/api/jobs").json()["jobs"] == []
-
-
-def test_bad_uploads_are_refused_clearly(server):
-    c = server.client()
-    r = c.post("/api/jobs", data={"model": "scripted"})
-    assert r.status_code == 400 and "no files" in r.json()["error"]
-    r = c.submit([], files={"../escape.csv": b"a"})
-    assert r.status_code == 400 and "refused" in r.json()["error"]
-    r = c.submit([], backend="docker-on-the-moon")
-    assert r.status_code == 400 and "not allowed" in r.json()["error"]
-    r = c.submit([], model="openai:gpt-x")
-    assert r.status_code == 400 and "not allowed" in r.json()["error"]
     r = c.submit([{"kind": "shell", "command": "cd /workspace && find . -type f"}],
                  files={'weird <b>"name"</b>.csv': b"a,b\n"})
     assert r.status_code == 201
@@ -195,7 +143,6 @@ def test_bad_uploads_are_refused_clearly(server):
     frames = c.events(r.json()["id"])
     assert any(name in e["data"]["data"].get("text", "") for e in only_events(frames)
                if e["event"] == "output")
-    assert c.get("/api/jobs/not-a-job").status_code == 404
 
 
 def test_cancel_stops_the_sandbox(server):

@@ -3,10 +3,12 @@
 `start_server(**env)` runs `python -m frontend --port <free>` in a temporary
 folder with its own database and outputs, and the real local (bubblewrap)
 backend; jobs use the "scripted" model so they are fast and deterministic.
+`StandInBackend` is for the in-process route tests (test_routes.py).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -17,6 +19,13 @@ import time
 from pathlib import Path
 
 import requests
+
+from agent_sandbox import events as ev
+from agent_sandbox.events import ACTIVE
+from agent_sandbox.backends.monitor import SandboxBackend
+from agent_sandbox.backends.sandbox import Sandbox, Streams
+from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,7 +48,7 @@ class Server:
 
     def start(self) -> "Server":
         self.root.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "APP_OUTPUTS": str(self.root / "outputs"),
+        env = {**os.environ, "APP_DATA_DIR": str(self.root / "outputs"),
                "APP_DATABASE": str(self.root / "outputs" / "jobs.sqlite3"),
                "APP_ENV_FILE": str(self.root / "no.env"), "APP_MODELS": "scripted,offline",
                "APP_HEARTBEAT_SECONDS": "1", "APP_WORKERS": "2", "APP_MAX_ACTIVE_PER_OWNER": "20",
@@ -187,7 +196,55 @@ def wait_finished(client: Client, job_id: str, timeout: float = 120) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
+        if job["status"] not in ACTIVE:
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish in {timeout}s")
+
+
+class StandInSandbox(Sandbox):
+    """No agent process: plays a scripted job's visible effects through the real run lifecycle.
+
+    `write_file` actions write their file to the outputs, other actions print
+    their command; then the run finishes as the script says. For route tests,
+    which exercise the web app, not sandboxes (the backends have their own).
+    """
+
+    def __init__(self, spec: RunSpec, folder: Path):
+        self.spec, self.folder = spec, folder
+
+    def start(self, run) -> Streams:
+        writer_out = io.StringIO()
+        writer = ev.EventWriter(writer_out)
+        writer.emit(ev.RUN_STARTED, {"environment": "stand-in", "model": self.spec.model})
+        status, reason = "succeeded", ""
+        for step, action in enumerate(json.loads(self.spec.env.get("AGENT_SCRIPT", "[]")), start=1):
+            if action["kind"] == "write_file":
+                (self.folder / action["path"]).parent.mkdir(parents=True, exist_ok=True)
+                (self.folder / action["path"]).write_text(action["content"])
+                writer.emit(ev.FILE_WRITTEN, {"path": action["path"]}, step=step)
+            elif action["kind"] == "finish":
+                status, reason = action.get("status", "succeeded"), action.get("message", "")
+                break
+            else:
+                writer.emit(ev.OUTPUT, {"stream": "stdout", "text": action.get("command", "")}, step=step)
+        writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason})
+        return Streams(writer_out.getvalue().splitlines(), [])
+
+    def wait(self) -> int:
+        return 0
+
+    def outputs(self) -> DirectorySource:
+        return DirectorySource(self.folder)
+
+
+class StandInBackend(SandboxBackend):
+    name = "stand-in"
+
+    def __init__(self, scratch: Path):
+        self.scratch = scratch
+
+    def sandbox(self, spec: RunSpec) -> StandInSandbox:
+        folder = self.scratch / spec.job_id
+        folder.mkdir(parents=True)
+        return StandInSandbox(spec, folder)
