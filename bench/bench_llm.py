@@ -4,7 +4,7 @@
    the agent's tools and a growing conversation) made directly against a fake
    server that answers at once, and made through the relay as the agent makes
    it: SDK -> RelayTransport -> a `model_request` line on a child process's
-   stdout -> the host's RunMonitor -> ModelRelay (adds the key, counts tokens)
+   stdout -> the host's RunMonitor (its whole run lifecycle) -> ModelRelay (adds the key, counts tokens)
    -> the fake server -> a reply line on the child's stdin -> SDK. Medians of
    N calls each, side by side (target: <= 5 ms added).
 2. 50 concurrent LLM jobs through the web app (real server, real local
@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "web"))
 
 from agent_sandbox.backends.monitor import RunMonitor  # noqa: E402
+from agent_sandbox.backends.sandbox import ProcessSandbox, Streams  # noqa: E402
+from agent_sandbox.outputs import DirectorySource  # noqa: E402
 from agent_sandbox.relay import ModelAccess  # noqa: E402
 from agent_sandbox.spec import Limits, RunSpec  # noqa: E402
 from tests.fake_llm import FakeLLM, call, finish  # noqa: E402
@@ -77,20 +78,29 @@ def direct_calls(fake: FakeLLM, n: int) -> list[float]:
     return parse_times(proc.stderr)
 
 
+class CallerSandbox(ProcessSandbox):
+    """The caller as a one-process sandbox, so the monitor's own lifecycle (stdin,
+    relay, readers) carries its calls."""
+
+    def __init__(self, n: int, outputs: Path):
+        self.n, self.folder = n, outputs
+
+    def start(self, run: RunMonitor) -> Streams:
+        return self.spawn([sys.executable, "-c", CALLER, "relay", "", str(self.n)], caller_env())
+
+    def outputs(self) -> DirectorySource:
+        return DirectorySource(self.folder)
+
+
 def relayed_calls(fake: FakeLLM, n: int) -> list[float]:
-    spec = RunSpec(job_id="bench", workspace=Path("."), results=Path("."), model="openai:bench",
-                   limits=Limits(max_tokens=0),
-                   model_access=ModelAccess("openai", "bench", fake.base_url, "sk-bench"))
-    monitor = RunMonitor(spec, lambda event: None, None)
-    proc = subprocess.Popen([sys.executable, "-c", CALLER, "relay", "", str(n)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=caller_env())
-    monitor.relay.attach(lambda line: (proc.stdin.write(line.encode()), proc.stdin.flush()))
-    reader = threading.Thread(target=monitor.pump_file, args=(proc.stdout, "stdout"), daemon=True)
-    reader.start()
-    err = proc.stderr.read().decode()
-    proc.wait()
-    monitor.relay.close()
-    return parse_times(err)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = RunSpec(job_id="bench", workspace=Path(tmp), results=Path(tmp) / "results", model="openai:bench",
+                       limits=Limits(max_tokens=0),
+                       model_access=ModelAccess("openai", "bench", fake.base_url, "sk-bench"))
+        lines: list[str] = []
+        RunMonitor(spec, lambda e: lines.append(e["data"].get("text", "")), None).run(
+            CallerSandbox(n, Path(tmp)))
+    return parse_times("\n".join(lines))
 
 
 def parse_times(stderr: str) -> list[float]:
