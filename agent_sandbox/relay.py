@@ -21,11 +21,15 @@ does, a job spends at most its budget plus the input of one call.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from agent_sandbox import events as ev
+
+# One line per relayed call is the usage event; httpx2's own request log would repeat it.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 BODY_LIMIT = 4 * 1024 * 1024      # bytes of one relayed request body
 MAX_CALL_SECONDS = 600.0          # longest upstream call the agent may ask for

@@ -142,6 +142,8 @@ def concurrent_jobs(jobs: int, latency: float) -> None:
             tempfile.TemporaryDirectory() as root:
         server = Server(Path(root), {"APP_MODELS": "openai:bench", "APP_WORKERS": str(jobs),
                                      "APP_MAX_ACTIVE_PER_OWNER": str(jobs), "APP_MAX_ACTIVE_JOBS": str(jobs),
+                                     # each run reserves its disk: 50 of the default 4 GB do not fit here
+                                     "AGENT_SANDBOX_DISK_MB": "64",
                                      "AGENT_SANDBOX_MY_FILES": "", **fake.env()}).start()
         try:
             pid = server.proc.pid
