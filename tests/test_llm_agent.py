@@ -153,7 +153,7 @@ def test_without_instructions_the_playbook_runs_first(local, tmp_path, recorder)
     assert {"report.md", "report.html", "plate/plate.csv", "plate/plate.profile.json",
             "scripts/analyze_table.py"} <= files
     first = fake.requests[0]["body"]["messages"][1]["content"]
-    assert "The standard analysis has already run" in first and "Analysed 1 of 1 file(s)" in first
+    assert "The standard analysis has already run" in first and "Analysed 1 of 1 uploaded file(s)" in first
 
 
 def test_relay_forwards_only_the_api_path_with_the_jobs_model(tmp_path):

@@ -19,8 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_sandbox.models import (FINISH, PYTHON, READ_FILE, SHELL, WRITE_FILE, Action, Observation,
-                                  Task, Turn, UnknownModel)
+from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, PYTHON, READ_FILE, SHELL, WRITE_FILE, Action,
+                                  Observation, Task, Turn, UnknownModel)
 
 MAX_RESPONSE_TOKENS = 8192
 DEFAULT_RETRIES = 4           # the SDK's own retries (429, 5xx, timeouts, lost connections)
@@ -262,7 +262,6 @@ class LLMModel:
 
     def setup_files(self, task: Task) -> list[tuple[str, str]]:
         """Files the agent writes into /outputs before the first step."""
-        from agent_sandbox.coding_agent import DEFAULT_INSTRUCTIONS
         from agent_sandbox.playbook import SCRIPT_NAMES, script_source
         if task.instructions.strip() == DEFAULT_INSTRUCTIONS and not task.previous:
             from agent_sandbox.models.offline import OfflinePlaybook
@@ -318,7 +317,6 @@ class LLMModel:
         return actions[0]
 
     def first_message(self, task: Task) -> str:
-        from agent_sandbox.coding_agent import DEFAULT_INSTRUCTIONS
         from agent_sandbox.models.offline import human_size
         given = task.instructions.strip() != DEFAULT_INSTRUCTIONS
         listed = "\n".join(f"- /workspace/{f['path']} ({human_size(f.get('size', 0))})" for f in task.files[:200])
