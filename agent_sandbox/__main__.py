@@ -1,12 +1,17 @@
 """Host CLI: run the agent on some files in a sandbox and keep the results.
 
     python -m agent_sandbox run [--backend local] [--model offline] \
-        [--instructions TEXT] [--json] [--force] --output DIR FILE...
+        [--instructions TEXT] [--follow-up RESULTS] [--json] [--force] --output DIR FILE...
 
 Prints the live log (with --json: the raw events), leaves the outputs and
 manifest.json in DIR, exits 0 on success and non-zero with a one-line reason.
 Everything that can be checked before the sandbox starts is (options, limits,
 model, backend, folders), each failure one line naming what to change.
+An API model's key and endpoint (OPENAI_API_KEY, OPENAI_BASE_URL, ...) stay in
+this process: the sandbox reaches the model through the relay.
+`--follow-up RESULTS` continues an earlier run from its results folder: its
+inputs (the FILEs recorded there unless others are given) plus its results in
+/workspace/previous/.
 """
 
 from __future__ import annotations
@@ -25,11 +30,18 @@ from pathlib import Path
 from agent_sandbox import events as ev
 from agent_sandbox import settings, tree
 from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
-from agent_sandbox.models import MODELS, UnknownModel, check_model, model_environment
+from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
+from agent_sandbox.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model
 from agent_sandbox.outputs import MANIFEST
+from agent_sandbox.relay import ModelAccess
 from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
+
+
+# Settings the agent reads inside the sandbox (never keys): the scripted test model's
+# actions, the SDK's retries and timeout per model call.
+AGENT_SETTINGS = ("AGENT_SCRIPT", *AGENT_MODEL_SETTINGS)
 
 
 @dataclass
@@ -68,7 +80,7 @@ def parse_args(argv: list[str] | None, defaults: CliSettings) -> argparse.Namesp
     parser = CliParser(prog="python -m agent_sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent on FILEs in a sandbox")
-    run.add_argument("files", nargs="+", metavar="FILE")
+    run.add_argument("files", nargs="*", metavar="FILE")
     run.add_argument("--output", required=True, metavar="DIR",
                      help="new or empty folder for the results and manifest.json")
     run.add_argument("--force", action="store_true",
@@ -76,8 +88,11 @@ def parse_args(argv: list[str] | None, defaults: CliSettings) -> argparse.Namesp
     run.add_argument("--backend", default=defaults.backend, metavar="NAME",
                      help=f"sandbox: {', '.join(BACKENDS)} (default {defaults.backend})")
     run.add_argument("--model", default=defaults.model, metavar="NAME",
-                     help=f"model: {', '.join(MODELS)}, as NAME or NAME:VARIANT (default {defaults.model})")
+                     help=f"model: {', '.join(MODELS)}, as NAME or NAME:VARIANT, e.g. openai:gpt-4o-mini "
+                          f"(default {defaults.model})")
     run.add_argument("--instructions", default="", metavar="TEXT", help="what the agent should do")
+    run.add_argument("--follow-up", metavar="RESULTS", default="",
+                     help="continue the run whose results are in RESULTS (its results go to /workspace/previous)")
     run.add_argument("--json", action="store_true", help="print raw JSON events")
     run.add_argument("--my-files", default=None, metavar="DIR",
                      help=f"folder copied into every workspace (default {defaults.my_files}, when it exists; "
@@ -92,7 +107,13 @@ def parse_args(argv: list[str] | None, defaults: CliSettings) -> argparse.Namesp
                      help="seconds without output (default AGENT_SANDBOX_IDLE_TIMEOUT, 600)")
     run.add_argument("--max-steps", type=above_zero(int), metavar="N",
                      help="agent steps (default AGENT_SANDBOX_MAX_STEPS, 40)")
-    return parser.parse_args(argv)
+    run.add_argument("--max-tokens", type=int, metavar="N", help="model tokens the run may spend (0: no limit)")
+    run.add_argument("--network", action="store_true",
+                     help="give the agent's commands outbound network (never the host's or private addresses)")
+    args = parser.parse_args(argv)
+    if not args.files and not args.follow_up:
+        parser.error("name the input FILEs (or --follow-up RESULTS)")
+    return args
 
 
 class CliError(Exception):
@@ -105,30 +126,40 @@ def main(argv: list[str] | None = None) -> int:
         defaults = settings.load(CliSettings)
         args = parse_args(argv, defaults)
         given = {"run_timeout": args.run_timeout, "command_timeout": args.command_timeout,
-                 "idle_timeout": args.idle_timeout, "max_steps": args.max_steps}
+                 "idle_timeout": args.idle_timeout, "max_steps": args.max_steps, "max_tokens": args.max_tokens}
         limits = Limits.from_env(**{name: value for name, value in given.items() if value is not None})
         check_model(args.model)
         backend = get_backend(args.backend)
         my_files = chosen_my_files(args.my_files, defaults.my_files)
+        if args.follow_up and Path(args.follow_up).resolve() == Path(args.output).resolve():
+            raise CliError("--output names the folder --follow-up continues from; choose a new one for its results")
         output = output_folder(Path(args.output), args.force)
     except (SettingError, UnknownModel, UnknownBackend, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     job_id = secrets.token_hex(8)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="agent-sandbox-"))
+    files = [str(Path(f).resolve()) for f in args.files]
+    summary = ""
     notes: list[str] = []
     try:
-        workspace = prepare_workspace(root, job_id, args.files, my_files, notes)
+        if args.follow_up:
+            previous = load_manifest(Path(args.follow_up))
+            if previous is None:
+                raise FileNotFoundError(f"{args.follow_up} is not a results folder (no manifest.json)")
+            files = files or list((previous.get("run") or {}).get("inputs") or [])
+        workspace = prepare_workspace(root, job_id, files, my_files, notes)
+        if args.follow_up:
+            summary = previous_summary(Path(args.follow_up), add_previous(workspace, Path(args.follow_up)))
     except (FileNotFoundError, ValueError) as exc:  # ValueError: UnsafePath, a name clash
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    model_secrets, env = model_environment(args.model, dict(os.environ))
-    if "AGENT_SCRIPT" in os.environ:  # the scripted (test) model's actions
-        env["AGENT_SCRIPT"] = os.environ["AGENT_SCRIPT"]
+    env = {k: os.environ[k] for k in AGENT_SETTINGS if os.environ.get(k)}
     spec = RunSpec(job_id=job_id, workspace=workspace, results=output, instructions=args.instructions,
-                   model=args.model, limits=limits, secrets=model_secrets, env=env)
+                   model=args.model, limits=limits, env=env, network=args.network,
+                   model_access=ModelAccess.from_env(args.model, dict(os.environ)), previous_summary=summary)
 
     def on_event(event: dict) -> None:
         line = ev.encode(event) if args.json else ev.render(event)
@@ -140,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    record_run(output, {"instructions": args.instructions, "model": args.model, "status": result.status,
+                        "reason": result.reason, "summary": result.summary, "usage": result.usage,
+                        "inputs": files, "previous": str(Path(args.follow_up).resolve()) if args.follow_up else ""})
     if result.ok:
         print(f"results in {output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
         return 0

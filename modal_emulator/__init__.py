@@ -12,7 +12,7 @@ create/exec/stdio/wait/poll/terminate/list/tags, entrypoint sandboxes, idle
 and lifetime timeouts, exec timeouts, block_network, injected failures and an
 optional creation rate limit. Not covered (answered UNIMPLEMENTED or ignored):
 Functions, Queues, Dicts, named Secrets, snapshots, tunnels, PTYs, sandbox
-stdin and entrypoint stdio, outbound allowlists (the network is open), image
+stdin and entrypoint stdio, outbound allowlists (an open network reaches the internet, never the host or private addresses), image
 builds (a definition maps to the host's environment or one local Docker
 image). With bubblewrap, CPU/memory limits are not enforced and processes do
 not outlive their exec; with Docker they are and they do.
