@@ -134,6 +134,8 @@ def test_a_second_run_into_the_same_folder_says_how_to_proceed(tmp_path):
                 script=[{"kind": "write_file", "path": "second.txt", "content": "2"}])
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "second.txt"], "replaced, not mixed"
+    err = one_line_error(cli("--force", "--follow-up", str(out), "--output", str(out)))
+    assert "--follow-up continues from" in err and (out / "second.txt").exists(), "a follow-up never erases its source"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     err = one_line_error(cli("--force", "--output", str(tmp_path / "mine"), str(data)))
