@@ -99,7 +99,7 @@ def start_as_make_run(log_path: Path) -> subprocess.Popen:
             try:
                 requests.get(BASE + "/api/session", timeout=2)
                 return proc
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # listening before the app is ready
                 time.sleep(0.1)
         text = log_path.read_text(errors="replace")
         if proc.poll() is None:

@@ -67,7 +67,7 @@ class Server:
             try:
                 requests.get(self.base + "/api/session", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # listening before the app is ready
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.read_log()}")
 
