@@ -28,7 +28,8 @@ from web_helpers import REPO, Client, wait_finished
 
 PORT = 5000
 BASE = f"http://127.0.0.1:{PORT}"
-WAIT_FOR_PORT = 300  # seconds another session's server may keep port 5000 before we skip
+WAIT_FOR_PORT = 240  # seconds another session's server may keep port 5000 before we skip
+pytestmark = pytest.mark.timeout(WAIT_FOR_PORT + 300)  # the wait counts against the first test
 
 
 def listening_inodes(port: int) -> set[str]:
@@ -92,22 +93,39 @@ def start_as_make_run(log_path: Path) -> subprocess.Popen:
         log = open(log_path, "wb")
         proc = subprocess.Popen([sys.executable, "-m", "frontend"], cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
-        started = time.monotonic()
-        while time.monotonic() - started < 60:
-            if proc.poll() is not None:
-                break
-            try:
-                requests.get(BASE + "/api/session", timeout=2)
+        try:
+            if answers(proc):
                 return proc
-            except (requests.ConnectionError, requests.Timeout):  # listening before the app is ready
-                time.sleep(0.1)
+        except BaseException:
+            stop(proc)
+            raise
         text = log_path.read_text(errors="replace")
         if proc.poll() is None:
-            proc.kill()
+            stop(proc)
             pytest.fail(f"the server did not answer on port {PORT}: {text}")
         if "already in use" not in text:
             pytest.fail(f"the server exited: {text}")
         # Another session took the port between our look and our start: wait again.
+
+
+def answers(proc: subprocess.Popen) -> bool:
+    started = time.monotonic()
+    while time.monotonic() - started < 60 and proc.poll() is None:
+        try:
+            requests.get(BASE + "/api/session", timeout=2)
+            return True
+        except (requests.ConnectionError, requests.Timeout):  # listening before the app is ready
+            time.sleep(0.1)
+    return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +142,7 @@ def default_server(tmp_path_factory):
     finally:
         if job is not None:  # leave the developer's outputs/ as it was
             visitor.http.delete(f"{BASE}/api/jobs/{job['id']}", headers={"X-CSRF-Token": visitor.csrf}, timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_every_output_of_the_sample_job_is_served_with_the_defaults(default_server):
