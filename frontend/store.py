@@ -112,7 +112,10 @@ class JobStore:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): then a
+                # ROLLBACK would fail and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def migrate(self) -> None:
