@@ -5,6 +5,12 @@
 
 Prints the live log (with --json: the raw events), leaves the outputs and
 manifest.json in DIR, exits 0 on success and non-zero with a one-line reason.
+
+Ctrl-C or SIGTERM cancels the run: the sandbox is stopped and the partial
+outputs are collected, the manifest's "run" saying "cancelled" (a second
+signal stops at once, without collecting). As soon as the sandbox exists the
+manifest says "running" with its sandbox id, so a folder left by a CLI that
+was killed tells which sandbox to end.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -23,7 +30,7 @@ from agent_sandbox import events as ev
 from agent_sandbox import settings
 from agent_sandbox.backends import UnknownBackend, get_backend
 from agent_sandbox.models import model_environment
-from agent_sandbox.outputs import UnsafePath
+from agent_sandbox.outputs import UnsafePath, write_manifest
 from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
@@ -92,10 +99,27 @@ def main(argv: list[str] | None = None) -> int:
                    model=args.model, limits=limits, secrets=model_secrets, env=env)
 
     def on_event(event: dict) -> None:
+        sandbox_id = event["data"].get("sandbox_id") if event["type"] == ev.STATUS else None
+        if sandbox_id:
+            output.mkdir(parents=True, exist_ok=True)
+            write_manifest(output, {"files": [], "skipped": [], "run": {
+                "status": "running", "reason": "", "backend": args.backend, "sandbox_id": sandbox_id}})
         line = ev.encode(event) if args.json else ev.render(event)
         print(line, flush=True)
 
     cancel = threading.Event()
+    signalled: list[int] = []
+
+    def on_signal(signum: int, frame) -> None:
+        if signalled:   # a second one: stop at once (the sandbox is still stopped on the way out)
+            raise KeyboardInterrupt
+        signalled.append(signum)
+        cancel.set()
+        print(f"{signal.Signals(signum).name}: stopping the sandbox; partial outputs go to {output}",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         result = backend.run(spec, on_event, cancel)
     except KeyboardInterrupt:
@@ -105,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results in {output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
         return 0
     print(f"error: run {result.status}: {result.reason}", file=sys.stderr)
-    return 1
+    return 128 + signalled[0] if signalled else 1
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ class Jail:
         bwrap = [bwrap_path(), "--args", str(args_fd), "--", *argv]
         if not privileged():
             return bwrap
-        plan = {"uid": SANDBOX_UID, "gid": SANDBOX_GID,
+        plan = {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "parent": os.getpid(),
                 "cgroups": self.cgroup.procs_files() if self.cgroup else [],
                 "stage": [[b.source, str(self._staged_path(i))] for i, b in enumerate(self.binds)
                           if self._is_staged(b) and os.path.exists(b.source)]}

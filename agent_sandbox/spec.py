@@ -108,6 +108,7 @@ class RunResult:
     exit_code: int | None = None
     duration: float = 0.0
     manifest: dict[str, Any] = field(default_factory=lambda: {"files": [], "skipped": []})
+    sandbox_id: str = ""   # the sandbox's id on its backend, as reported when it was created
 
     @property
     def ok(self) -> bool:

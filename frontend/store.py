@@ -66,11 +66,17 @@ def _m3_name_deleted_share(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX jobs_share_token ON jobs(share_token) WHERE share_token IS NOT NULL")
 
 
-MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share]
+def _m4_sandbox_id(db: sqlite3.Connection) -> None:
+    # The run's sandbox on its backend (a cgroup, a container, a Modal sandbox), stored as soon
+    # as it exists: a process that finds the job running after a crash ends the sandbox by it.
+    db.execute("ALTER TABLE jobs ADD COLUMN sandbox_id TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_sandbox_id]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
-              "cancel_requested", "name", "deleted", "share_token")
+              "cancel_requested", "name", "deleted", "share_token", "sandbox_id")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -128,7 +134,8 @@ class JobStore:
         row = {k: job.get(k) for k in JOB_FIELDS}
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
-                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None)
+                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None,
+                   sandbox_id="")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         with self.transaction() as db:

@@ -2,6 +2,8 @@
 
 import json
 import os
+import signal
+import time
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
@@ -192,7 +194,8 @@ def test_a_run_is_refused_at_start_when_the_host_lacks_its_disk(tmp_path, record
 
 def test_what_a_killed_process_left_is_swept(tmp_path):
     """A server killed with SIGKILL cannot clean up: its runs' capped filesystems (with
-    their reserved images), cgroups and stages are found by owner and removed."""
+    their reserved images), cgroups and stages are found by owner and removed, and a
+    jail still running in such a cgroup is killed (and counted)."""
     import subprocess
 
     from agent_sandbox.cgroups import RunCgroup
@@ -213,13 +216,25 @@ def test_what_a_killed_process_left_is_swept(tmp_path):
     stage = make_stage()
     dead_stage = stage.with_name(f"stage-{gone.pid}-x")
     stage.rename(dead_stage)
+    procs = [str(path / "cgroup.procs") for path in renamed.values()]
+    left_running = subprocess.Popen(   # what a jail left running looks like: a process in the cgroup
+        ["sh", "-c", 'for f in "$@"; do echo $$ > "$f"; done; exec sleep 300', "sh", *procs],
+        start_new_session=True)
     try:
+        deadline = time.monotonic() + 10
+        while str(left_running.pid) not in (renamed["pids"] / "cgroup.procs").read_text().split():
+            assert time.monotonic() < deadline and left_running.poll() is None
+            time.sleep(0.02)
         assert os.path.ismount(space.data)
         assert get_backend("local", scratch_root=str(tmp_path)).sweep_orphans() == 1
+        assert left_running.wait(timeout=10) == -signal.SIGKILL
         assert not space.folder.exists() and not any(p.exists() for p in renamed.values())
         assert not dead_stage.exists()
         assert alive.folder.exists() and os.path.ismount(alive.data)   # a live owner's run is left alone
+        assert get_backend("local", scratch_root=str(tmp_path)).sweep_orphans() == 0
     finally:
+        if left_running.poll() is None:
+            left_running.kill()
         alive.remove()
         for path in renamed.values():
             if path.exists():
