@@ -239,3 +239,29 @@ def test_what_a_killed_process_left_is_swept(tmp_path):
         for path in renamed.values():
             if path.exists():
                 path.rmdir()
+
+
+def test_the_jail_ends_when_its_host_stops_reading_even_with_its_parent_alive(tmp_path, recorder):
+    """The host may die in ways parent-death signals miss (before bubblewrap asked for one):
+    the agent watches its stdout and ends, with every process of its jail, once nobody reads it."""
+    from agent_sandbox.backends.monitor import RunMonitor
+    from agent_sandbox.tools import descendants
+    from tests.leftovers import in_namespaces, pid_namespaces, wait_until
+    spec = make_spec(tmp_path, [shell("echo ready; sleep 300")])
+    sandbox = get_backend("local").sandbox(spec)
+    monitor = RunMonitor(spec, recorder, None)
+    sandbox.create(monitor)
+    try:
+        streams = sandbox.start(monitor)
+        streams.stdin.write(b"{}\n")
+        streams.stdin.close()
+        for line in streams.stdout:
+            if b'"output"' in line and b"ready" in line:
+                break
+        jail = pid_namespaces(descendants(sandbox.proc.pid)) - pid_namespaces([os.getpid()])
+        assert jail and in_namespaces(jail), "the agent and its command run in the jail's namespace"
+        sandbox.proc.stdout.close()   # this process lives on (bubblewrap's parent): only the reader is gone
+        wait_until(lambda: not in_namespaces(jail), 10, "the jail ends once its output has no reader")
+        assert sandbox.proc.wait(timeout=10) == 1
+    finally:
+        sandbox.close()
