@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +146,37 @@ def test_sigkill_of_the_cli_leaves_no_process_behind(tmp_path):
                "the jail dies with the CLI")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["run"]["status"] == "running", "the folder says the run never finished, and where it ran"
+
+
+def test_a_cli_killed_while_its_jail_starts_leaves_no_agent(tmp_path):
+    """Killed at any moment of the jail's start (before bubblewrap asked for its parent-death
+    signal, while it sets up, as the agent starts): no agent or command survives it, and the
+    next start's sweep ends whatever bubblewrap itself left in the run's cgroup."""
+    from agent_sandbox.backends import get_backend
+    from tests.leftovers import in_cgroup, wait_until
+    if os.geteuid() != 0:
+        pytest.skip("the jail's cgroup (its sandbox id) needs root")
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    env = {**os.environ, "AGENT_SCRIPT": json.dumps([{"kind": "shell", "command": "echo ready; sleep 300"}])}
+    for n, delay in enumerate((0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25, 0.4)):
+        proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "run", "--json", "--model", "scripted",
+                                 "--output", str(tmp_path / f"out{n}"), str(data)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        sandbox_id = next(json.loads(line)["data"]["sandbox_id"] for line in proc.stdout
+                          if '"sandbox_id"' in line)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+
+        wait_until(lambda run=sandbox_id: all(_comm(pid) == "bwrap" for pid in in_cgroup(run)), 10,
+                   f"the agent dies with the CLI killed {delay}s into the start (only bubblewrap may be left)")
+        get_backend("local").sweep_orphans()
+        assert in_cgroup(sandbox_id) == []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
