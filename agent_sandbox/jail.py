@@ -7,7 +7,10 @@ read-only, a minimal /dev, and nothing else of the host. Every namespace is
 its own (network only when asked for), no capabilities, the command is PID 1
 (no bubblewrap process inside whose memory could hold the environment; and
 the agent, not dumpable, keeps its pipe to the host out of reach of commands
-writing to /proc/1/fd/1), and it dies with the process that started it.
+writing to /proc/1/fd/1), and it dies with the process that started it:
+bubblewrap's --die-with-parent, the launcher's own parent-death signal, and
+the agent's lifeline (lifeline.py), which ends the jail once nobody reads its
+output, even when the starter died before any parent-death signal was set.
 
 Who it runs as. bubblewrap started by root maps root inside to root outside,
 and host root may write sysctls whatever its capabilities. So when we are
