@@ -10,8 +10,7 @@ Ctrl-C or SIGTERM cancels the run: the sandbox is stopped and the partial
 outputs are collected, the manifest's "run" saying "cancelled" (a second
 signal stops at once, without collecting). As soon as the sandbox exists the
 manifest says "running" with its sandbox id, so a folder left by a CLI that
-was killed tells which sandbox to end. Each run first sweeps what runs of
-dead processes left on its backend (as the web app does at start-up).
+was killed tells which sandbox to end.
 """
 
 from __future__ import annotations
@@ -93,10 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, UnsafePath, UnknownBackend, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:   # what killed runs of this backend left (a CLI has no other "next start")
-        backend.sweep_orphans()
-    except Exception as exc:   # never a reason not to run
-        logging.warning("could not sweep what earlier runs left: %s", exc)
     model_secrets, env = model_environment(args.model, dict(os.environ))
     if "AGENT_SCRIPT" in os.environ:  # the scripted (test) model's actions
         env["AGENT_SCRIPT"] = os.environ["AGENT_SCRIPT"]

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -147,13 +146,6 @@ def test_sigkill_of_the_cli_leaves_no_process_behind(tmp_path):
                "the jail dies with the CLI")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["run"]["status"] == "running", "the folder says the run never finished, and where it ran"
-    cgroup = Path("/sys/fs/cgroup/pids/agent-sandbox", sandbox_id)
-    scratch = Path(os.environ.get("AGENT_SANDBOX_SCRATCH") or tempfile.gettempdir())
-    disk = list(scratch.glob(f"agent-{sandbox_id.split('-')[1]}-*"))   # <owner pid>-<job id>-<random>
-    assert cgroup.exists() and disk, "a killed CLI could not remove its run's cgroup nor its disk"
-    proc = cli("--model", "scripted", "--output", str(tmp_path / "next"), str(tmp_path / "d.csv"), script=[])
-    assert proc.returncode == 0, proc.stderr
-    assert not cgroup.exists() and not any(d.exists() for d in disk), "the next run swept what the killed one left"
 
 
 def test_a_cli_killed_while_its_jail_starts_leaves_no_agent(tmp_path):

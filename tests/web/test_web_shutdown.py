@@ -139,7 +139,7 @@ def test_sigterm_with_a_full_queue_starts_nothing_more_and_leaves_nothing(start_
     for job_id in sleepers:   # every cancel the server answered was honoured, during shutdown too
         expected = {202: "cancelled", None: "queued"}.get(answers[job_id], "cancelled")
         assert jobs[job_id]["status"] == expected, (job_id, answers[job_id], jobs[job_id]["reason"])
-    assert answers[sleepers[10]] == 202, "the server still answers while it stops its jobs"
+    assert sum(answers[j] == 202 for j in sleepers[10:]) >= 5, "the server answered while it stopped"
     # A tail job ran only if a worker took it before the signal; the others stay queued, and say so.
     queued = [j for j in tail if jobs[j]["status"] == "queued"]
     assert len(queued) >= 2 and all(jobs[j]["status"] in ("queued", "interrupted") for j in tail)
