@@ -65,10 +65,12 @@ class JobExecutor:
         for t in self._threads:
             t.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, end the running sandboxes and record how their jobs ended.
 
-        When this returns no sandbox this process started is running. Safe to call twice."""
+        Runs have `timeout` seconds (APP_STOP_SECONDS) to stop the normal way; the sandboxes
+        of the rest are ended by id. When this returns no sandbox this process started is
+        running. Safe to call twice."""
         with self._lock:   # from here no worker registers a new run (see _run)
             first = not self._stopping.is_set()
             self._stopping.set()
@@ -80,7 +82,7 @@ class JobExecutor:
             for job in self.store.jobs_with_status(Status.QUEUED):
                 self._emit_quietly(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                                        "message": STAYS_QUEUED}))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (self.settings.stop_seconds if timeout is None else timeout)
         for t in self._threads:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
@@ -88,6 +90,8 @@ class JobExecutor:
             left = [job_id for job_id in self._cancels if job_id not in self._recorded]
         for job_id in left:   # its run did not end in time: end its sandbox by id
             self._end_left_running(job_id)
+        if left:
+            log.warning("stopping: %d run(s) did not stop in time; their sandboxes were ended by id", len(left))
 
     def _end_left_running(self, job_id: str) -> None:
         with self._lock:

@@ -232,3 +232,20 @@ def test_recovery_reports_nothing_to_end_after_a_clean_stop(start_server):
     again = server.restart_on_same_data()
     start_server.track(again)
     assert "recovery:" not in again.read_log(), "a clean stop leaves recovery nothing to do"
+
+
+def test_a_run_that_does_not_stop_in_time_is_ended_by_its_id(start_server):
+    """APP_STOP_SECONDS=0: no run gets to stop the normal way; each sandbox is ended by the id
+    stored with its job (the jail's cgroup emptied), and the job recorded, before the exit."""
+    server = start_server(APP_WORKERS=2, APP_STOP_SECONDS=0)
+    c = server.client()
+    jobs = [c.submit(LONG).json()["id"] for _ in range(2)]
+    for job_id in jobs:
+        c.wait_for_event(job_id, lambda f: f["event"] == "output")
+    store = JobStore(server.root / "outputs" / "jobs.sqlite3")
+    sandboxes = [store.get_job(job_id)["sandbox_id"] for job_id in jobs]
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0
+    assert "2 run(s) did not stop in time; their sandboxes were ended by id" in server.read_log()
+    assert [in_cgroup(s) for s in sandboxes] == [[], []] and Probe("local").alive(store, jobs) == []
+    assert [store.get_job(job_id)["status"] for job_id in jobs] == ["interrupted", "interrupted"]
