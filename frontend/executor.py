@@ -99,9 +99,9 @@ class JobExecutor:
         if sandbox_id:
             self._end_sandbox(backend, sandbox_id)
         if self._cancel_requested(job_id):
-            self._record(job_id, Status.CANCELLED, "cancelled by the user")
+            self._finish(job_id, Status.CANCELLED, "cancelled by the user")
         else:
-            self._record(job_id, Status.INTERRUPTED, "the server stopped while the job ran")
+            self._finish(job_id, Status.INTERRUPTED, "the server stopped while the job ran")
 
     def _end_sandbox(self, backend: str, sandbox_id: str) -> bool:
         try:
@@ -241,13 +241,13 @@ class JobExecutor:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            self._record(job_id, status, reason, exit_code, error)
+            self._finish(job_id, status, reason, exit_code, error)
             with self._lock:
                 self._cancels.pop(job_id, None)
                 self._sandboxes.pop(job_id, None)
                 self._recorded.discard(job_id)
 
-    def _record(self, job_id: str, status: str, reason: str, exit_code: int | None = None,
+    def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None = None,
                 error: str = "") -> None:
         """Write how a job running here ended, once (its worker and stop() may both get here)."""
         with self._lock:
