@@ -207,6 +207,10 @@ class RunMonitor:
             self.close_input()
         for reader in readers:
             reader.join(READER_GRACE)
+        if self.final is None and self.cancel.is_set():
+            # Ended unfinished while a cancel stood: the host's doing (e.g. its sandbox ended by
+            # id at shutdown before this loop saw the flag), not the agent's.
+            self.stop(Status.CANCELLED, "cancelled by the user")
         if self.stream_errors and self.final is None:
             self.stop(Status.ERROR, f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}")
         try:
