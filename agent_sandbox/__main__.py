@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if result.sandbox_id and "run" not in result.manifest:   # it ended before any output was collected
+        write_manifest(output, {**result.manifest, "run": {"status": str(result.status), "reason": result.reason,
+                                                           "backend": args.backend, "sandbox_id": result.sandbox_id}})
     if result.ok:
         print(f"results in {output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
         return 0
