@@ -37,35 +37,40 @@ def sigterm_seconds(backend: str, env: dict[str, str]) -> float:
     server = Server(Path(tempfile.mkdtemp(prefix="bench-shutdown-")), {"APP_WORKERS": "2",
                                                                         "APP_MAX_ACTIVE_PER_OWNER": "40", **env})
     server.start()
-    client = server.client()
-    jobs = [client.submit(LONG, backend=backend).json()["id"] for _ in range(22)]
-    for job_id in jobs[:2]:
-        client.wait_for_event(job_id, lambda f: f["event"] == "output", timeout=120)
-    started = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    server.proc.wait(120)
-    took = time.monotonic() - started
-    server.stop()
-    shutil.rmtree(server.root, ignore_errors=True)
-    return took
+    try:
+        client = server.client()
+        jobs = [client.submit(LONG, backend=backend).json()["id"] for _ in range(22)]
+        for job_id in jobs[:2]:
+            client.wait_for_event(job_id, lambda f: f["event"] == "output", timeout=120)
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(120)
+        return time.monotonic() - started
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def recovery_seconds(backend: str, env: dict[str, str]) -> float:
     server = Server(Path(tempfile.mkdtemp(prefix="bench-recovery-")), env)
     server.start()
-    client = server.client()
-    job_id = client.submit(LONG, backend=backend).json()["id"]
-    client.wait_for_event(job_id, lambda f: f["event"] == "output", timeout=120)
-    server.stop(signal.SIGKILL)
-    store = JobStore(server.root / "outputs" / "jobs.sqlite3")
-    started = time.monotonic()
-    again = server.restart_on_same_data()
-    while store.get_job(job_id)["status"] != "interrupted":
-        time.sleep(0.01)
-    took = time.monotonic() - started
-    again.stop()
-    shutil.rmtree(server.root, ignore_errors=True)
-    return took
+    again = None
+    try:
+        client = server.client()
+        job_id = client.submit(LONG, backend=backend).json()["id"]
+        client.wait_for_event(job_id, lambda f: f["event"] == "output", timeout=120)
+        server.stop(signal.SIGKILL)
+        store = JobStore(server.root / "outputs" / "jobs.sqlite3")
+        started = time.monotonic()
+        again = server.restart_on_same_data()
+        while store.get_job(job_id)["status"] != "interrupted":
+            time.sleep(0.01)
+        return time.monotonic() - started
+    finally:
+        for process in (server, again):
+            if process is not None:
+                process.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def lifeline_seconds() -> float:
