@@ -4,10 +4,26 @@ At most `settings.workers` sandboxes run at once; other jobs wait, oldest
 first (their position is shown). The queue is the jobs table itself: workers
 claim the oldest queued job in a transaction, so a job submitted (or a cancel
 asked for) through any process sharing the database is seen by the one
-process that runs jobs. Admission caps (queued+running, globally and per
-owner) are checked in the same transaction that creates a job. Every event
-the backend reports is stored under the job's next sequence number, then the
-feed hub is told so live viewers see it at once.
+process that runs jobs. Admission caps (queued+running, globally, per owner
+and per client address of anonymous visitors) are checked in the same
+transaction that creates a job. Every event the backend reports is stored
+under the job's next sequence number, then the feed hub is told so live
+viewers see it at once.
+
+The process that runs jobs is the holder of the database's runner lease
+(lease.py): this executor takes it (or waits for it, serving nothing but
+pages meanwhile), renews it, recovers only the jobs a runner whose lease
+expired left running, and writes nothing more about a job once the lease
+has gone to another process (which recovers that job).
+
+Stopping (SIGTERM) means stopping: no worker starts a sandbox once `stop()`
+began (a job claimed meanwhile goes back to the queue); queued jobs stay
+queued and are told so; every running sandbox is stopped, and one that has
+not ended in time is ended by its id; each of their jobs is recorded
+`interrupted` (or `cancelled`, if a cancel came first) before `stop()` returns.
+Each run's sandbox id (reported in a status event) is stored with its job,
+so after a crash the next runner's `recover()` ends those sandboxes by id,
+then lets each backend sweep what is left, and marks the jobs interrupted.
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ from frontend.settings import Settings
 from frontend.store import ANONYMOUS, JobStore
 
 log = logging.getLogger(__name__)
+STAYS_QUEUED = "the server is stopping: this job stays queued and runs when the server is back"
 
 
 class JobExecutor:
@@ -43,7 +60,10 @@ class JobExecutor:
         self.backend_factory = backend_factory
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._cancels: dict[str, threading.Event] = {}
+        self._started = False
+        self._cancels: dict[str, threading.Event] = {}     # running here: job id -> its cancel flag
+        self._sandboxes: dict[str, tuple[str, str]] = {}   # running here: job id -> (backend, sandbox id)
+        self._recorded: set[str] = set()                   # running here, and their end is written
         self._lock = threading.Lock()
         self.lease = RunnerLease(store, settings.runner_lease_seconds)
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
@@ -59,6 +79,7 @@ class JobExecutor:
                         "and takes over running jobs if that process stops (its lease lasts %g s "
                         "after its last heartbeat)", self.lease.describe_other(), self.settings.database,
                         self.lease.seconds)
+        self._started = True
         for t in self._threads:
             t.start()
 
@@ -66,7 +87,7 @@ class JobExecutor:
         """What this process does with jobs, for the start-up line."""
         if self.lease.held.is_set():
             return "runs jobs"
-        if any(t.is_alive() for t in self._threads):
+        if self._started:
             return f"waits for the runner lease ({self.lease.describe_other()} runs jobs)"
         return "does not run jobs (APP_RUN_JOBS=0)"
 
@@ -101,21 +122,58 @@ class JobExecutor:
             for cancel in self._cancels.values():
                 cancel.set()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop taking jobs, stop the running sandboxes and record how the jobs ended."""
-        self._stopping.set()
+    def _ours(self) -> bool:
+        """May this process still write about the jobs it runs? (Not once the lease has gone.)"""
+        return self._stopping.is_set() or self.lease.confirm()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs, end the running sandboxes and record how their jobs ended.
+
+        Runs have `timeout` seconds (APP_STOP_SECONDS) to stop the normal way; the sandboxes
+        of the rest are ended by id. When this returns no sandbox this process started is
+        running. Safe to call twice."""
+        with self._lock:   # from here no worker registers a new run (see _run)
+            first = not self._stopping.is_set()
+            self._stopping.set()
+            cancels = list(self._cancels.values())
         self._wake.set()
-        with self._lock:
-            for cancel in self._cancels.values():
-                cancel.set()
-        deadline = time.monotonic() + timeout
+        for cancel in cancels:
+            cancel.set()
+        if first and self.lease.held.is_set():  # (a process waiting for the lease runs no jobs)
+            for job in self.store.jobs_with_status(Status.QUEUED):
+                self._emit_quietly(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
+                                                                       "message": STAYS_QUEUED}))
+        deadline = time.monotonic() + (self.settings.stop_seconds if timeout is None else timeout)
         for t in self._threads:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = [job_id for job_id in self._cancels if job_id not in self._recorded]
+        for job_id in left:   # its run did not end in time: end its sandbox by id
+            self._end_left_running(job_id)
+        if left:
+            log.warning("stopping: %d run(s) did not stop in time; their sandboxes were ended by id", len(left))
         try:
-            self.lease.release()  # a waiting process takes over at once
+            self.lease.release()  # a process waiting for it takes over at once
         except Exception:
             log.exception("could not release the runner lease; it expires by itself")
+
+    def _end_left_running(self, job_id: str) -> None:
+        with self._lock:
+            backend, sandbox_id = self._sandboxes.get(job_id, ("", ""))
+        if sandbox_id:
+            self._end_sandbox(backend, sandbox_id)
+        if self._cancel_requested(job_id):
+            self._finish(job_id, Status.CANCELLED, "cancelled by the user")
+        else:
+            self._finish(job_id, Status.INTERRUPTED, "the server stopped while the job ran")
+
+    def _end_sandbox(self, backend: str, sandbox_id: str) -> bool:
+        try:
+            return self.backend_factory(backend).end_sandbox(sandbox_id)
+        except Exception as exc:  # a backend that cannot load or answer must not stop the app
+            log.warning("could not end sandbox %s (%s): %r", sandbox_id, backend, exc)
+            return False
 
     # -- admission and control ---------------------------------------------
 
@@ -141,8 +199,8 @@ class JobExecutor:
             return None
         for note in notes:
             self.emit(job["id"], ev.make_event(ev.WARNING, {"message": note}))
-        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
-                                                       "message": "waiting for a free sandbox"}))
+        message = STAYS_QUEUED if self._stopping.is_set() else "waiting for a free sandbox"
+        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED, "message": message}))
         self._wake.set()
         return job
 
@@ -169,22 +227,30 @@ class JobExecutor:
         self.hub.notify(job_id)
         return seq
 
-    def recover(self) -> None:
-        """On taking the runner lease: the jobs another runner left running are interrupted (their
-        sandboxes swept); queued ones still run. A live runner holds the lease, so this never
-        touches its jobs."""
+    def recover(self) -> tuple[int, int]:
+        """On taking the runner lease: the sandboxes of the jobs another runner left running are
+        ended (by their stored ids, then each backend sweeps what a dead process left), then
+        those jobs are marked interrupted; queued ones still run. A live runner holds the lease,
+        so this never touches its jobs. Returns (sandboxes ended by id, found by sweeping)."""
         interrupted = self.store.orphaned_jobs(self.lease.holder)
+        by_id = sum(self._end_sandbox(job["backend"], job["sandbox_id"])
+                    for job in interrupted if job["sandbox_id"])
+        swept = 0
+        for name in sorted({j["backend"] for j in interrupted} | {self.settings.default_backend}):
+            try:
+                swept += self.backend_factory(name).sweep_orphans()
+            except Exception as exc:  # a backend that cannot load must not stop the app
+                log.warning("sweep_orphans(%s) failed: %r", name, exc)
         for job in interrupted:
             message = "the server restarted while this job was running; it was stopped"
             self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
             self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.INTERRUPTED, "message": message}))
-            self.store.update_job(job["id"], status=Status.INTERRUPTED, finished=time.time(),
-                                  reason=message, error=message)
-        for name in {j["backend"] for j in interrupted} | {self.settings.default_backend}:
-            try:
-                self.backend_factory(name).sweep_orphans()
-            except Exception as exc:  # a backend that cannot load must not stop the app
-                log.warning("sweep_orphans(%s) failed: %r", name, exc)
+            self.store.update_job(job["id"], only_if_status=(Status.RUNNING,), status=Status.INTERRUPTED,
+                                  finished=time.time(), reason=message, error=message)
+        if interrupted or by_id or swept:
+            log.warning("recovery: %d job(s) interrupted by the restart; %d sandbox(es) ended by id, "
+                        "%d more left by a dead process ended", len(interrupted), by_id, swept)
+        return by_id, swept
 
     # -- running ------------------------------------------------------------
 
@@ -214,7 +280,14 @@ class JobExecutor:
     def _run(self, job_id: str) -> None:
         cancel, done = threading.Event(), threading.Event()
         with self._lock:
-            self._cancels[job_id] = cancel
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._cancels[job_id] = cancel   # stop() sets it from now on
+        if stopping:   # claimed as the server began to stop: back to the queue, untouched
+            if self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=Status.QUEUED, started=None):
+                self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": Status.QUEUED,
+                                                                     "message": STAYS_QUEUED}))
+            return
         threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
         status, reason, exit_code, error = Status.ERROR, "", None, ""
         try:
@@ -222,8 +295,18 @@ class JobExecutor:
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
                                                         "message": "a worker picked up the job"}))
             spec = self.build_spec(job)
-            result = self.backend_factory(job["backend"]).run(spec, lambda e: self._emit_while_ours(job_id, e),
-                                                              cancel)
+
+            def on_event(event: dict[str, Any]) -> None:
+                if not self._ours():  # the lease, and so the job, went to another process
+                    return
+                if event["type"] == ev.STATUS and event["data"].get("sandbox_id"):
+                    # Stored before anyone sees it: whoever finds the job running can end its sandbox.
+                    self.store.update_job(job_id, sandbox_id=event["data"]["sandbox_id"])
+                    with self._lock:
+                        self._sandboxes[job_id] = (job["backend"], event["data"]["sandbox_id"])
+                self.emit(job_id, event)
+
+            result = self.backend_factory(job["backend"]).run(spec, on_event, cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
             # What a follow-up of this job is told about it.
             record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
@@ -236,18 +319,26 @@ class JobExecutor:
             log.exception("job %s: the sandbox could not be run", job_id)
         finally:
             done.set()
-            with self._lock:
-                self._cancels.pop(job_id, None)
             if status not in ev.RUN_END:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            if self._stopping.is_set() or self.lease.confirm():
+            if self._ours():
                 self._finish(job_id, status, reason, exit_code, error)
-            else:  # the lease went to another process, whose recovery records the job's end
+            else:  # the new runner's recovery records the job's end
                 log.warning("job %s: its end is left to the runner that took the lease over", job_id)
+            with self._lock:
+                self._cancels.pop(job_id, None)
+                self._sandboxes.pop(job_id, None)
+                self._recorded.discard(job_id)
 
-    def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None, error: str) -> None:
+    def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None = None,
+                error: str = "") -> None:
+        """Write how a job running here ended, once (its worker and stop() may both get here)."""
+        with self._lock:
+            if job_id in self._recorded or job_id not in self._cancels:
+                return
+            self._recorded.add(job_id)
         # The final status event goes before the job's status: a viewer that sees the
         # job finished has every event. The status is written even if that event fails,
         # so no job stays "running".
@@ -255,11 +346,6 @@ class JobExecutor:
         self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=status, reason=reason,
                               exit_code=exit_code, error=error, finished=time.time())
         self.hub.notify(job_id)
-
-    def _emit_while_ours(self, job_id: str, event: dict[str, Any]) -> None:
-        # Once the lease has gone to another process, so has the job: its log is no longer ours to add to.
-        if self._stopping.is_set() or self.lease.confirm():
-            self.emit(job_id, event)
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:

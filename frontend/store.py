@@ -73,7 +73,13 @@ def _m4_follow_ups(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN previous_summary TEXT NOT NULL DEFAULT ''")
 
 
-def _m5_runner_lease(db: sqlite3.Connection) -> None:
+def _m5_sandbox_id(db: sqlite3.Connection) -> None:
+    # The run's sandbox on its backend (a cgroup, a container, a Modal sandbox), stored as soon
+    # as it exists: a process that finds the job running after a crash ends the sandbox by it.
+    db.execute("ALTER TABLE jobs ADD COLUMN sandbox_id TEXT NOT NULL DEFAULT ''")
+
+
+def _m6_runner_lease(db: sqlite3.Connection) -> None:
     # One process runs jobs per database: the holder of this lease (renewed by its heartbeat).
     # Each running job names the holder that runs it, so recovery touches only what a
     # runner whose lease expired left behind.
@@ -85,19 +91,19 @@ def _m5_runner_lease(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN runner TEXT NOT NULL DEFAULT ''")
 
 
-def _m6_client_address(db: sqlite3.Connection) -> None:
+def _m7_client_address(db: sqlite3.Connection) -> None:
     # Anonymous visitors from one client address share a cap on active jobs.
     db.execute("ALTER TABLE jobs ADD COLUMN address TEXT NOT NULL DEFAULT ''")
     db.execute("CREATE INDEX jobs_address_status ON jobs(address, status)")
 
 
 MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_follow_ups,
-              _m5_runner_lease, _m6_client_address]
+              _m5_sandbox_id, _m6_runner_lease, _m7_client_address]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
               "cancel_requested", "name", "deleted", "share_token", "parent", "previous_summary",
-              "runner", "address")
+              "sandbox_id", "runner", "address")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -133,7 +139,10 @@ class JobStore:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): then a
+                # ROLLBACK would fail and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def migrate(self) -> None:
@@ -158,7 +167,7 @@ class JobStore:
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
                    cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None,
                    parent=job.get("parent") or "", previous_summary=job.get("previous_summary") or "",
-                   runner="", address=job.get("address") or "")
+                   sandbox_id="", runner="", address=job.get("address") or "")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         with self.transaction() as db:
