@@ -184,7 +184,7 @@ def test_slow_clients_do_not_starve_normal_requests(start_server, count, per_add
 
 
 def test_anonymous_visitors_of_one_address_share_a_cap_and_new_identities_are_rate_limited(start_server):
-    server = start_server(APP_WORKERS=1, APP_MAX_ACTIVE_PER_OWNER=5)
+    server = start_server(APP_WORKERS=1, APP_MAX_ACTIVE_PER_OWNER=5, APP_MAX_ACTIVE_PER_ADDRESS=10)  # the defaults
     accepted, refusals = 0, []
     for _ in range(21):  # 21 fresh cookies, up to 100 jobs, from one address
         try:
