@@ -1,6 +1,7 @@
 """python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
 [--create-rate R] [--runtime auto|bwrap|docker] [--docker-image IMAGE]
-[--sandbox-max-processes N] [--sandbox-disk-mb MB] [--sandbox-memory-mb MB] [-v]
+[--sandbox-max-processes N] [--sandbox-disk-mb MB] [--sandbox-memory-mb MB]
+[--ended-task close|not_found|unreachable] [-v]
 
 SIGTERM or SIGINT: every sandbox is killed (no volume commits) and the process
 exits within seconds, whatever the sandboxes did; a second signal exits at once.
@@ -17,6 +18,7 @@ import sys
 
 from modal_emulator.docker_runtime import DEFAULT_IMAGE
 from modal_emulator.server import Emulator
+from modal_emulator.state import CLOSE, ENDED_TASK_MODES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="writable space per sandbox (its mounts, /tmp and volume copies together)")
     parser.add_argument("--sandbox-memory-mb", type=int, default=8192,
                         help="memory per sandbox when it asks for no hard limit (memory=(request, limit))")
+    parser.add_argument("--ended-task", choices=ENDED_TASK_MODES, default=CLOSE,
+                        help="what exec output streams and calls get once their sandbox has ended: close "
+                             "cleanly, or fail as when the task (not_found) or its worker (unreachable) is gone")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
     args = parser.parse_args(argv)
     # Only our own logger gets DEBUG: the HTTP/2 libraries would log request headers (tokens).
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = emulator.state.sandbox_limits
     limits.max_processes, limits.disk_mb = args.sandbox_max_processes, args.sandbox_disk_mb
     limits.memory_mb = args.sandbox_memory_mb
+    emulator.state.ended_task = args.ended_task
     asyncio.run(_serve(emulator))
     return 0
 

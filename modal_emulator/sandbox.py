@@ -88,6 +88,12 @@ class Exec:
                 self.output[fd] += chunk
                 self.changed.notify_all()
 
+    async def mark_ended_with_sandbox(self) -> None:
+        """The sandbox is ending under this exec: wake its readers (they may fail now)."""
+        async with self.changed:
+            self.killed_by_sandbox_end = not self.done
+            self.changed.notify_all()
+
     def kill(self) -> None:
         """Kill the local process (the jail, or the docker CLI of a removed container)."""
         kill_group(self.process)
@@ -203,7 +209,7 @@ class Sandbox:
             if timer is not current:
                 timer.cancel()
         for ex in self.execs.values():
-            ex.killed_by_sandbox_end = not ex.done
+            await ex.mark_ended_with_sandbox()
         await self.runtime.stop()
         for ex in self.execs.values():
             ex.kill()

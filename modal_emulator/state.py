@@ -19,6 +19,11 @@ from modal_emulator.storage import ContentStore
 from modal_emulator.volumes import VolumeStore
 
 
+# What the worker says about a sandbox that has ended (see command_router).
+CLOSE, NOT_FOUND, UNREACHABLE = "close", "not_found", "unreachable"
+ENDED_TASK_MODES = (CLOSE, NOT_FOUND, UNREACHABLE)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:22]}"
 
@@ -44,6 +49,7 @@ class EmulatorState:
     faults: FaultInjector = field(default_factory=FaultInjector)
     create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
+    ended_task: str = CLOSE             # what exec streams and calls get once their sandbox ended
     docker_image: str = DEFAULT_IMAGE   # the local image every image definition maps to (docker)
     # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
     sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
@@ -85,6 +91,7 @@ class EmulatorState:
             "create_rate": self.create_rate.rate,
             "sandbox_limits": asdict(self.sandbox_limits),
             "runtime": self.runtime,
+            "ended_task": self.ended_task,
         }
 
 

@@ -70,6 +70,10 @@ class EmulatorProcess:
         """Run sandboxes created from now on with "bwrap" or "docker" (and that image)."""
         self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image or DOCKER_IMAGE})
 
+    def set_ended_task(self, mode: str) -> None:
+        """What exec streams and calls get once their sandbox ended: "close", "not_found" or "unreachable"."""
+        self.admin("POST", "/emulator/behaviour", {"ended_task": mode})
+
     def clear_faults(self) -> None:
         self.admin("DELETE", "/emulator/faults")
 

@@ -154,7 +154,19 @@ def test_output_stream_errors_resume_without_losing_events(backend, emulator, tm
     assert text.split() == [str(i) for i in range(1, 201)]
 
 
-def test_modals_own_time_limit_is_reported_as_timeout(backend, tmp_path, recorder):
+ENDED_TASK_MODES = ("close", "not_found", "unreachable")
+
+
+@pytest.fixture(params=ENDED_TASK_MODES)
+def ended_task(request, emulator):
+    """Run the test in each way the exec stream may behave when Modal ends the sandbox
+    (closed cleanly, or failing as a task or worker that is gone): Modal does not say which."""
+    emulator.set_ended_task(request.param)
+    yield request.param
+    emulator.set_ended_task("close")
+
+
+def test_modals_own_time_limit_is_reported_as_timeout(backend, ended_task, tmp_path, recorder):
     backend.config.timeout_margin = -27   # Modal's limit (3 s) now comes before ours (30 s)
     limits = Limits(run_timeout=30, command_timeout=25, idle_timeout=30)
     spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo kept > /outputs/a.txt; sleep 20"}],
@@ -164,7 +176,7 @@ def test_modals_own_time_limit_is_reported_as_timeout(backend, tmp_path, recorde
     assert (spec.results / "a.txt").read_text() == "kept\n"   # synced at Modal's termination
 
 
-def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backend, tmp_path, recorder):
+def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backend, ended_task, tmp_path, recorder):
     def on_event(event):
         recorder(event)
         if event["type"] == ev.OUTPUT and "waiting" in event["data"].get("text", ""):
@@ -179,6 +191,9 @@ def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backen
     result = backend.run(spec, on_event)
     assert result.status == ev.ERROR_STATUS and "terminated outside this run" in result.reason
     assert (spec.results / "a.txt").read_text() == "kept\n"
+    # Not process.wait(): with the worker unreachable the client retries it until the
+    # exec's deadline (run timeout + margin, 180 s here).
+    assert result.duration < 60
 
 
 def test_a_sandbox_created_behind_a_lost_reply_is_not_left_running(backend, emulator, tmp_path, recorder):

@@ -48,6 +48,8 @@ RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1"
                     "pillow>=9")
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
+EXIT_STATUS_WAIT = 30.0   # seconds the agent's exit status may take once its output has ended
+EXIT_STATUS_POLL = 0.05
 # What holds each sandbox limit on Modal (reported in run_started).
 ENFORCEMENT = {
     "memory_mb": "Modal's hard memory limit",
@@ -208,7 +210,8 @@ class ModalSandbox(Sandbox):
         self.volume: modal.Volume | None = None
         self.sandbox: modal.Sandbox | None = None
         self.process = None
-        self.stopped = self.ended = self.timed_out = False
+        self.stopped = self.ended = False
+        self.ended_code: int | None = None   # the sandbox's return code if it ended before we ended it
 
     def describe(self, exc: BaseException) -> str:
         return describe_error(exc)
@@ -246,29 +249,49 @@ class ModalSandbox(Sandbox):
         self.terminate(wait=False)
 
     def wait(self) -> int | None:
-        if self.stopped:
+        """The agent's exit code; None when the sandbox ended under it (`why_ended` says how).
+
+        Never `process.wait()`: the client retries TaskExecWait while a worker is
+        unreachable, until the exec's deadline (the whole run). So: nothing to ask
+        once the sandbox has ended, and otherwise polls, bounded.
+        """
+        if self.stopped or _poll_quietly(self.sandbox) is not None:
             return None
-        try:
-            return self.process.wait()
-        except mexc.Error as exc:
-            # No exit status: the sandbox went away under the agent. Say who ended it.
-            ended = _wait_for_end(self.sandbox, 10)
-            if ended == 124:
-                self.timed_out = True
-                return -1
-            raise SandboxLost("the sandbox was terminated outside this run" if ended == 137
-                              else f"lost the agent: {describe_error(exc)}") from exc
+        deadline = time.monotonic() + EXIT_STATUS_WAIT
+        while time.monotonic() < deadline:
+            try:
+                code = self.process.poll()
+            except self.errors as exc:
+                # No exit status: the exec went away, most likely with its sandbox.
+                if _wait_for_end(self.sandbox, max(1.0, deadline - time.monotonic())) is not None:
+                    return None
+                raise SandboxLost(f"lost the agent: {describe_error(exc)}") from exc
+            if code is not None:
+                return code
+            if _poll_quietly(self.sandbox) is not None:
+                return None
+            time.sleep(EXIT_STATUS_POLL)
+        raise SandboxLost(f"the agent's output ended but its exit status did not come back "
+                          f"within {EXIT_STATUS_WAIT:g}s")
 
     def end(self) -> None:
         """Terminate and wait until it has ended: Modal syncs the volume at termination."""
         if self.sandbox is not None and not self.ended:
             self.ended = True
+            if not self.stopped:   # did it end by itself (its time limit, someone else)?
+                self.ended_code = _poll_quietly(self.sandbox)
             self.terminate(wait=True)
 
     def why_ended(self) -> tuple[str, str] | None:
-        if self.timed_out or (self.sandbox is not None and self.sandbox.returncode == 124):
+        """How the sandbox ended, if it did before this run ended it (Modal's return codes)."""
+        code = self.ended_code
+        if code is None:
+            return None
+        if code == 124:
             return Status.TIMEOUT, "Modal ended the sandbox at its time limit"
-        return None
+        if code == 137:
+            return Status.ERROR, "the sandbox was terminated outside this run"
+        return Status.ERROR, f"the sandbox ended under the agent (return code {code})"
 
     def outputs(self) -> VolumeSource:
         return VolumeSource(self.volume)

@@ -68,6 +68,7 @@ class RunMonitor:
         self.stopped: tuple[str, str] | None = None  # (status, reason) once the host stopped the run
         self.stderr_tail: list[str] = []
         self.stream_errors: list[BaseException] = []
+        self.lost: str | None = None                 # why the agent's output or exit status was lost
         self._lock = threading.Lock()
         self._stdin: IO[bytes] | None = None
         self._stdin_lock = threading.Lock()
@@ -194,12 +195,15 @@ class RunMonitor:
             self.close_input()
         for reader in readers:
             reader.join(READER_GRACE)
-        if self.stream_errors and self.final is None:
-            self.stop(Status.ERROR, f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}")
+        # A broken stream or a lost exit status is not the verdict yet: the sandbox may
+        # have ended under the agent (its time limit, someone else), which `outcome` asks
+        # it once it is over. Either way the run goes on to the normal finish.
+        if self.stream_errors:
+            self.lost = f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}"
         try:
             return sandbox.wait()
         except SandboxLost as exc:
-            self.stop(Status.ERROR, str(exc))
+            self.lost = self.lost or str(exc)
             return None
 
     def _reader(self, lines: Iterable[str | bytes], stream: str) -> threading.Thread:
@@ -207,7 +211,7 @@ class RunMonitor:
             try:
                 for line in lines:
                     self.feed(line[:MAX_LINE], stream)  # a runaway line must not fill the host's memory
-            except Exception as exc:  # a broken stream ends the run unless the agent had finished
+            except Exception as exc:  # a broken stream: `outcome` decides what it means
                 self.stream_errors.append(exc)
 
         reader = threading.Thread(target=read, name=f"{self.spec.job_id}-{stream}", daemon=True)
@@ -225,6 +229,8 @@ class RunMonitor:
             return Status(status), self.final.get("reason", "")
         if ended:
             return ended
+        if self.lost:
+            return Status.ERROR, self.lost
         tail = " | ".join(self.stderr_tail[-3:])
         killed = killed_by(exit_code)
         if killed:   # not a crash of ours: something in the sandbox (or its limits) killed the agent
