@@ -242,11 +242,14 @@ class ControlPlane:
         return BwrapRuntime(layout, limits, sandbox_id)
 
     def _limits(self, definition: api_pb2.Sandbox) -> SandboxLimits:
-        """Modal's hard limits where the definition has them (memory, CPU), the emulator's own
-        per-sandbox limits for the rest (Modal takes no process count or disk size for Sandboxes)."""
+        """Hard limits only from the definition's limit fields, as on Modal: a bare `cpu` or
+        `memory` is a request, which a sandbox may exceed (memory up to the machine, which
+        the emulator's own cap stands for; CPU to Modal's soft limit of request + 16 cores,
+        which is no quota on this machine). The emulator's own limits for the rest (Modal
+        takes no process count or disk size for Sandboxes)."""
         resources, own = definition.resources, self.state.sandbox_limits
         return SandboxLimits(memory_mb=resources.memory_mb_max or max(resources.memory_mb, own.memory_mb),
-                             cpu=(resources.milli_cpu_max or resources.milli_cpu) / 1000,
+                             cpu=resources.milli_cpu_max / 1000,
                              max_processes=own.max_processes, disk_mb=own.disk_mb)
 
     def _validate(self, request) -> None:

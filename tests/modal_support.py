@@ -132,6 +132,20 @@ def require_docker_runtime() -> None:
                 "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
 
 
+CGROUP_LIMITS = ("for f in /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max "
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max; "
+                 "do [ -r $f ] && echo $f $(cat $f); done")
+
+
+def cgroup_limits(sandbox) -> tuple[float, int]:
+    """(CPU quota in cores, 0 for none; memory limit in MB) as the sandbox's own cgroup says."""
+    found = dict(line.split(" ", 1) for line in sandbox.exec("sh", "-c", CGROUP_LIMITS).stdout.read().splitlines())
+    cpu = found.get("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or found["/sys/fs/cgroup/cpu.max"].split()[0]
+    cpu = 0.0 if cpu in ("-1", "max") else int(cpu) / 100_000
+    memory = found.get("/sys/fs/cgroup/memory/memory.limit_in_bytes") or found["/sys/fs/cgroup/memory.max"]
+    return cpu, int(memory) // (1024 * 1024)
+
+
 _shared: EmulatorProcess | None = None
 _lock = threading.Lock()
 

@@ -77,6 +77,18 @@ def test_network_blocked_for_offline_models_allowlisted_for_api_models(emulator,
     assert sandbox_of(emulator, api.job_id)["network"] == "allowlist:api.openai.com"
 
 
+def test_cpu_and_memory_are_hard_limits_not_requests(backend, tmp_path, recorder):
+    # A bare number is a request on Modal, which a sandbox may exceed: the backend passes
+    # (request, limit), and the emulator sets a hard limit only from the limit.
+    from tests.modal_support import CGROUP_LIMITS
+
+    limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=60, cpu=0.5, memory_mb=300, disk_mb=1024)
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": CGROUP_LIMITS}], limits=limits)
+    assert backend.run(spec, recorder).ok
+    text = "".join(e["data"]["text"] for e in recorder.of_type(ev.OUTPUT))
+    assert " 50000\n" in text and f" {300 * 1024 * 1024}\n" in text   # CPU quota per 100 ms period; bytes
+
+
 def test_transient_creation_failures_are_retried(backend, emulator, tmp_path, recorder):
     emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED", count=2)
     result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)

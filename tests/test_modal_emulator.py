@@ -13,7 +13,7 @@ import modal
 import modal.exception as mexc
 import pytest
 
-from tests.modal_support import shared_emulator
+from tests.modal_support import cgroup_limits, shared_emulator
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +280,12 @@ def test_a_volume_path_through_a_symlink_is_not_served(sandboxes, emulator):
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(f"{emulator.http_url}/volumes/{volume.object_id}/blocks/0/esc/passwd", timeout=10)
         assert error.value.code == 404
+
+
+
+def test_hard_limits_come_only_from_the_limit_fields(sandboxes, emulator):
+    """A bare cpu/memory is a request on Modal (the sandbox may use more); (request, limit)
+    sets a hard limit. The emulator must hold a sandbox to no less, and to no more."""
+    own_memory = emulator.state()["sandbox_limits"]["memory_mb"]
+    assert cgroup_limits(sandboxes(cpu=0.25, memory=256)) == (0.0, own_memory)
+    assert cgroup_limits(sandboxes(cpu=(0.25, 0.5), memory=(256, 300))) == (0.5, 300)

@@ -16,7 +16,7 @@ import pytest
 from agent_sandbox import events as ev
 from agent_sandbox.backends.modal import ModalBackend
 from tests.conftest import make_spec
-from tests.modal_support import DOCKER_IMAGE, require_docker_runtime, shared_emulator
+from tests.modal_support import DOCKER_IMAGE, cgroup_limits, require_docker_runtime, shared_emulator
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,17 @@ def test_one_container_per_sandbox_with_its_limits_removed_at_the_end(app, emula
     finally:
         end(sandbox)
     assert container(sandbox) is None
+
+
+def test_hard_limits_come_only_from_the_limit_fields(app, emulator):
+    own_memory = emulator.state()["sandbox_limits"]["memory_mb"]
+    for resources, expected in (({"cpu": 0.25, "memory": 256}, (0.0, own_memory)),
+                                ({"cpu": (0.25, 0.5), "memory": (256, 300)}, (0.5, 300))):
+        sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60, **resources)
+        try:
+            assert cgroup_limits(sandbox) == expected
+        finally:
+            end(sandbox)
 
 
 def test_processes_outlive_their_exec_until_the_sandbox_ends(app):
