@@ -144,11 +144,17 @@ class ControlPlane:
     async def VolumeGetOrCreate(self, request):
         ephemeral = request.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_EPHEMERAL
         create = ephemeral or request.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING
+        # Modal's default is still v1 (v2 is opt-in), and the client lists each version
+        # with its own RPC: a backend that forgets to ask for v2 gets v1 here too.
+        wanted = 2 if request.version == api_pb2.VOLUME_FS_VERSION_V2 else 1
         try:
-            volume = self.state.volumes.get_or_create(request.deployment_name, ephemeral, create)
+            volume = self.state.volumes.get_or_create(request.deployment_name, ephemeral, create, wanted)
         except KeyError:
             raise GRPCError(Status.NOT_FOUND, f"Volume '{request.deployment_name}' not found") from None
-        version = api_pb2.VOLUME_FS_VERSION_V2
+        if request.version and wanted != volume.version:
+            raise GRPCError(Status.FAILED_PRECONDITION,
+                            f"Volume '{volume.name}' has version v{volume.version}, not v{wanted}")
+        version = api_pb2.VOLUME_FS_VERSION_V2 if volume.version == 2 else api_pb2.VOLUME_FS_VERSION_V1
         return api_pb2.VolumeGetOrCreateResponse(
             volume_id=volume.volume_id, version=version,
             metadata=api_pb2.VolumeMetadata(version=version, name=volume.name))
@@ -161,16 +167,27 @@ class ControlPlane:
         self.state.volumes.delete(request.volume_id)
         return empty_pb2.Empty()
 
+    async def VolumeListFiles(self, request):
+        """The v1 listing (the client uses it for v1 volumes)."""
+        for entries in await self._list_volume(request, 1):
+            yield api_pb2.VolumeListFilesResponse(entries=entries)
+
     async def VolumeListFiles2(self, request):
+        for entries in await self._list_volume(request, 2):
+            yield api_pb2.VolumeListFiles2Response(entries=entries)
+
+    async def _list_volume(self, request, version: int) -> list[list[api_pb2.FileEntry]]:
         volume = self.state.volumes.get(request.volume_id)
+        if volume.version != version:
+            raise GRPCError(Status.FAILED_PRECONDITION,
+                            f"Volume {volume.volume_id} is v{volume.version}: list it with the v{volume.version} call")
         try:
             entries = await asyncio.to_thread(volume.list, request.path or "/", request.recursive)
         except KeyError:
             raise GRPCError(Status.NOT_FOUND, f"No such file or directory: {request.path}") from None
         if request.max_entries:
             entries = entries[:request.max_entries]
-        for start in range(0, len(entries), LIST_PAGE_SIZE):
-            yield api_pb2.VolumeListFiles2Response(entries=entries[start:start + LIST_PAGE_SIZE])
+        return [entries[start:start + LIST_PAGE_SIZE] for start in range(0, len(entries), LIST_PAGE_SIZE)]
 
     async def VolumeGetFile2(self, request):
         volume = self.state.volumes.get(request.volume_id)
@@ -221,7 +238,7 @@ class ControlPlane:
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
             tags={t.tag_name: t.tag_value for t in request.tags}, env=env, space=space,
             layout=layout, runtime=self._runtime(layout, sandbox_id, limits),
-            volume_mounts=volume_mounts)
+            volume_mounts=volume_mounts, faults=self.state.faults)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
         sandbox.start()

@@ -20,6 +20,7 @@ from modal_proto import api_pb2
 
 from agent_sandbox.scratch import RunSpace
 from modal_emulator import volumes as volumes_mod
+from modal_emulator.faults import SKIPPED_COMMIT, FaultInjector
 from modal_emulator.jail import JailLayout, kill_group
 
 log = logging.getLogger("modal_emulator")
@@ -115,6 +116,7 @@ class Sandbox:
     layout: JailLayout
     runtime: Runtime                    # runs the processes: bubblewrap jails or a Docker container
     volume_mounts: dict[str, volumes_mod.Volume]   # mount path -> volume
+    faults: FaultInjector | None = None
     created_at: float = field(default_factory=time.time)
     execs: dict[str, Exec] = field(default_factory=dict)
     result: api_pb2.GenericResult | None = None
@@ -214,6 +216,9 @@ class Sandbox:
         for ex in self.execs.values():
             ex.kill()
         await asyncio.gather(*(ex.wait() for ex in self.execs.values()))
+        if commit and self.faults and self.faults.take("VolumeCommit", SKIPPED_COMMIT):
+            log.info("injected fault: sandbox %s ends without committing its volumes", self.sandbox_id)
+            commit = False
         for mount_path, volume in self.volume_mounts.items() if commit else ():
             try:
                 await asyncio.to_thread(volumes_mod.commit, volume, self.layout.volumes[mount_path])

@@ -83,6 +83,7 @@ class EmulatorState:
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
                  "running": sb.running, "network": network_policy(sb), "runtime": sb.runtime.name,
+                 "volumes": {path: {"id": v.volume_id, "version": v.version} for path, v in sb.volume_mounts.items()},
                  "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
                 for sb in self.sandboxes.values()],
             "volumes": sorted(self.volumes.by_id),

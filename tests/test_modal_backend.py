@@ -64,6 +64,7 @@ def test_runs_in_the_configured_app_tagged_and_reports_modal(emulator, tmp_path,
     sandbox = sandbox_of(emulator, spec.job_id)
     assert sandbox["app_id"] == emulator.state()["apps"]["configured-app"]
     assert sandbox["tags"][OWNER_TAG] == backend.config.owner and sandbox["status"] == "TERMINATED"
+    assert sandbox["volumes"]["/outputs"]["version"] == 2   # asked for: Modal's default is still v1
     started = recorder.of_type(ev.RUN_STARTED)[0]["data"]
     assert started["environment"] == "modal" and started["modal_task_id"].startswith("ta-")
 
@@ -87,6 +88,18 @@ def test_cpu_and_memory_are_hard_limits_not_requests(backend, tmp_path, recorder
     assert backend.run(spec, recorder).ok
     text = "".join(e["data"]["text"] for e in recorder.of_type(ev.OUTPUT))
     assert " 50000\n" in text and f" {300 * 1024 * 1024}\n" in text   # CPU quota per 100 ms period; bytes
+
+
+def test_files_the_agent_left_but_the_volume_lost_are_reported(backend, emulator, tmp_path, recorder, caplog):
+    emulator.inject("VolumeCommit", kind="skipped_commit")   # the sandbox ends; its volume never syncs
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo a > /outputs/a.txt; echo b > /outputs/b.txt"}])
+    with caplog.at_level("WARNING", logger="agent_sandbox.backends.monitor"):
+        result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED and result.manifest["files"] == []
+    assert recorder.of_type(ev.RUN_FINISHED)[0]["data"]["output_files"] == 2
+    [warning] = [e["data"]["message"] for e in recorder.of_type(ev.WARNING) if "lost" in e["data"]["message"]]
+    assert "left 2 files in /outputs" in warning
+    assert any(spec.job_id in r.getMessage() and "lost" in r.getMessage() for r in caplog.records)
 
 
 def test_transient_creation_failures_are_retried(backend, emulator, tmp_path, recorder):

@@ -46,7 +46,7 @@ def end(sandbox) -> None:
 
 def test_one_container_per_sandbox_with_its_limits_removed_at_the_end(app, emulator):
     sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60,
-                                   cpu=0.5, memory=(300, 300), block_network=True)
+                                   cpu=(0.25, 0.5), memory=(300, 300), block_network=True)
     try:
         process = sandbox.exec("sh", "-c", "echo ok", bufsize=1)
         assert process.stdout.read() == "ok\n" and process.wait() == 0

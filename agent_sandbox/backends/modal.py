@@ -48,6 +48,7 @@ RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1"
                     "pillow>=9")
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
+VOLUME_VERSION = 2        # VolumeFS v2 (the client passes it as api_pb2.VOLUME_FS_VERSION_V2 == 2)
 EXIT_STATUS_WAIT = 30.0   # seconds the agent's exit status may take once its output has ended
 EXIT_STATUS_POLL = 0.05
 # What holds each sandbox limit on Modal (reported in run_started).
@@ -210,7 +211,7 @@ class ModalSandbox(Sandbox):
         self.volume: modal.Volume | None = None
         self.sandbox: modal.Sandbox | None = None
         self.process = None
-        self.stopped = self.ended = False
+        self.stopped = self.ended = self.exec_timed_out = False
         self.ended_code: int | None = None   # the sandbox's return code if it ended before we ended it
 
     def describe(self, exc: BaseException) -> str:
@@ -223,7 +224,9 @@ class ModalSandbox(Sandbox):
                                                              **self.backend.env_kwargs()),
                                     None, "look up the app")
         image = job_image(self.config, self.spec)
-        self.volume = self.resources.enter_context(modal.Volume.ephemeral(**self.backend.env_kwargs()))
+        # v2 explicitly: Modal's default is still v1, which this code is not tested against.
+        self.volume = self.resources.enter_context(modal.Volume.ephemeral(version=VOLUME_VERSION,
+                                                                          **self.backend.env_kwargs()))
         self.sandbox = self.backend.create_sandbox(self.spec, run, app, image, self.volume)
         run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started")
 
@@ -266,6 +269,10 @@ class ModalSandbox(Sandbox):
                 if _wait_for_end(self.sandbox, max(1.0, deadline - time.monotonic())) is not None:
                     return None
                 raise SandboxLost(f"lost the agent: {describe_error(exc)}") from exc
+            if code == -1:   # the client's answer once the exec's own time limit (Modal's) has passed
+                self.exec_timed_out = True
+                _wait_for_end(self.sandbox, 2)   # most likely the sandbox's limit, which came with it
+                return None
             if code is not None:
                 return code
             if _poll_quietly(self.sandbox) is not None:
@@ -286,7 +293,7 @@ class ModalSandbox(Sandbox):
         """How the sandbox ended, if it did before this run ended it (Modal's return codes)."""
         code = self.ended_code
         if code is None:
-            return None
+            return (Status.TIMEOUT, "Modal ended the agent's command at its time limit") if self.exec_timed_out else None
         if code == 124:
             return Status.TIMEOUT, "Modal ended the sandbox at its time limit"
         if code == 137:

@@ -24,6 +24,7 @@ agent during the run (a model relay) keeps it open and writes with `send`.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ from agent_sandbox.events import Status
 from agent_sandbox.outputs import collect_outputs
 from agent_sandbox.spec import RunResult, RunSpec
 
+log = logging.getLogger(__name__)
 STDERR_TAIL = 20
 POLL = 0.025            # seconds between checks of the limits while the agent runs
 READER_GRACE = 10.0     # seconds the streams may take to end once the agent has
@@ -249,9 +251,21 @@ class RunMonitor:
             self.emit(ev.ERROR, {"message": problem})
             if status == Status.SUCCEEDED:
                 status, reason = Status.ERROR, problem
+        self.check_nothing_lost(manifest)
         self.result_event(status, reason, manifest)
         return RunResult(status=status, reason=reason, exit_code=exit_code,
                          duration=self.duration, manifest=manifest)
+
+    def check_nothing_lost(self, manifest: dict) -> None:
+        """Say so when the agent left files but none were there to collect (e.g. a Modal
+        volume that did not sync), rather than return nothing without a word."""
+        left = (self.final or {}).get("output_files")
+        if not isinstance(left, int) or left <= 0 or manifest.get("files") or manifest.get("skipped"):
+            return
+        message = (f"the agent left {left} file{'s' if left > 1 else ''} in /outputs, but the sandbox's "
+                   "storage held none when the outputs were collected: they are lost")
+        log.warning("job %s: %s", self.spec.job_id, message)
+        self.emit(ev.WARNING, {"message": message})
 
     @property
     def duration(self) -> float:
