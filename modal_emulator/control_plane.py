@@ -208,8 +208,10 @@ class ControlPlane:
     async def SandboxCreateV2(self, request):
         definition = request.definition
         self._validate(request)
-        if not self.state.create_rate.take():
-            raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later")
+        wait = self.state.create_rate.wait_needed()
+        if wait:   # with the retry policy the client reads: it waits that long and retries by itself
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later",
+                            [api_pb2.RPCRetryPolicy(retry_after_secs=wait)])
         sandbox_id = f"sb-{uuid.uuid4().hex}"            # not the 22-char V1 shape -> V2
         task_id = f"ta-{uuid.uuid4().hex[:21]}V"          # "V" marks a V2 task for the client
         mounts = [self.state.mounts[m] for m in definition.mount_ids]

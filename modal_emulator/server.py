@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from grpclib.server import Server
 
+from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
 from agent_sandbox.jail import privileged
@@ -70,7 +71,7 @@ class Emulator:
         self._grpc = Server([
             build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),
             build_service(task_command_router_grpc.TaskCommandRouterBase, CommandRouter(self.state), faults),
-        ])
+        ], status_details_codec=custom_detail_codec)   # error details (retry policies) as Modal's server sends them
         await self._grpc.start(self.host, self.port)
         self.port = self._grpc._server.sockets[0].getsockname()[1]
         self._http = web.AppRunner(make_app(self.state), access_log=None)

@@ -339,8 +339,8 @@ def test_concurrent_jobs_stay_apart(emulator, tmp_path):
         assert printed == {name}
 
 
-def test_creation_rate_limit_is_absorbed_by_backoff(emulator, tmp_path):
-    # Modal rate-limits sandbox creation; a burst of jobs must all start anyway.
+def test_creation_rate_limit_is_absorbed(emulator, tmp_path):
+    # Modal rate-limits sandbox creation and says how long to wait: a burst of jobs must all start.
     backend = ModalBackend(retry_delay=0.3, create_attempts=6)
     specs = [make_spec(tmp_path / str(i), TRIVIAL) for i in range(4)]
     events: list[dict] = []
@@ -359,6 +359,54 @@ def test_creation_rate_limit_is_absorbed_by_backoff(emulator, tmp_path):
     finally:
         emulator.set_create_rate(0)
     assert [r.status for r in results] == [ev.SUCCEEDED] * len(specs)
-    warnings = [e["data"]["message"] for e in events
-                if e["type"] == ev.WARNING and "not enforced" not in e["data"]["message"]]
-    assert warnings and all("rate limit" in w for w in warnings)
+
+
+@pytest.fixture
+def throttled(emulator, app_for):
+    """Creation throttled hard: the next sandbox may be created only in 5 s (the emulator
+    says so in Modal's retry policy, which the client waits out by itself)."""
+    emulator.set_create_rate(0.2)
+    first = modal.Sandbox.create(app=app_for(), image=modal.Image.debian_slim(), timeout=30)   # takes the token
+    first.terminate()
+    yield
+    emulator.set_create_rate(0)
+
+
+@pytest.fixture
+def app_for():
+    return lambda: modal.App.lookup(ModalConfig.from_env().app_name, create_if_missing=True)
+
+
+def test_the_client_gives_up_on_rate_limits_at_our_cap(throttled, emulator, tmp_path, recorder, monkeypatch):
+    # Uncapped, the client would wait out every rate limit itself, deaf to cancel and timeouts.
+    monkeypatch.delenv("MODAL_MAX_THROTTLE_WAIT", raising=False)
+    backend = ModalBackend(max_throttle_wait=1, retry_delay=0.01, create_attempts=2)
+    assert os.environ["MODAL_MAX_THROTTLE_WAIT"] == "1"
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS and "rate limiting" in result.reason
+    assert result.duration < 4   # not the 5 s the server asked for
+
+
+@pytest.mark.parametrize("stop", ["cancel", "run_timeout"])
+def test_cancel_and_the_run_timeout_act_while_creation_waits(throttled, emulator, tmp_path, recorder, stop):
+    import time
+
+    backend = ModalBackend()   # the client waits out the 5 s itself, within the cap
+    cancel = threading.Event()
+    limits = Limits(run_timeout=1 if stop == "run_timeout" else 120, command_timeout=60, idle_timeout=60,
+                    disk_mb=1024)
+    spec = make_spec(tmp_path, TRIVIAL, limits=limits)
+    if stop == "cancel":
+        threading.Timer(1, cancel.set).start()
+    result = backend.run(spec, recorder, cancel)
+    assert result.status == (ev.CANCELLED if stop == "cancel" else ev.TIMEOUT)
+    assert result.duration < 4
+    deadline = time.monotonic() + 20   # the sandbox Modal makes after all is ended, not left running
+    while time.monotonic() < deadline and not any(sb["tags"].get(JOB_TAG) == spec.job_id
+                                                  for sb in emulator.state()["sandboxes"]):
+        time.sleep(0.2)
+    while time.monotonic() < deadline and any(sb["tags"].get(JOB_TAG) == spec.job_id
+                                              for sb in emulator.running_sandboxes()):
+        time.sleep(0.2)
+    assert [sb["status"] for sb in emulator.state()["sandboxes"] if sb["tags"].get(JOB_TAG) == spec.job_id] == [
+        "TERMINATED"]

@@ -36,16 +36,14 @@ from grpclib.exceptions import StreamTerminatedError
 from agent_sandbox import events as ev
 from agent_sandbox import settings
 from agent_sandbox.backends import process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
+from agent_sandbox.backends.monitor import POLL, RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
+from agent_sandbox.backends import modal_image
 from agent_sandbox.backends.modal_volume import VolumeSource
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 
-# What the agent needs inside the sandbox (pyproject's runtime dependencies for it).
-RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8",
-                    "pillow>=9")
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
 VOLUME_VERSION = 2        # VolumeFS v2 (the client passes it as api_pb2.VOLUME_FS_VERSION_V2 == 2)
@@ -92,33 +90,14 @@ class ModalConfig:
                                     "seconds to wait for the sandbox (and volume sync) to end")
     owner: str = setting("AGENT_SANDBOX_MODAL_OWNER", factory=socket.gethostname, shown="hostname",
                          doc="owner tag; `sweep_orphans()` only touches its own sandboxes")
+    max_throttle_wait: int = setting("AGENT_SANDBOX_MODAL_MAX_THROTTLE_WAIT", 60,
+                                     "seconds the client may wait out Modal's rate limits in one call before "
+                                     "it gives up and our retries take over (sets `MODAL_MAX_THROTTLE_WAIT` "
+                                     "unless that is set)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ModalConfig":
         return settings.load(cls, **overrides)
-
-
-_base_images: dict[tuple, modal.Image] = {}
-_base_lock = threading.Lock()
-
-
-def base_image(config: ModalConfig) -> modal.Image:
-    """The part of the image every job shares, defined (and uploaded) once per process.
-
-    The agent's package is a local layer; a job's workspace is the only other
-    one, and Modal allows local layers only at the end.
-    """
-    key = (config.python_version, tuple(config.extra_packages))
-    with _base_lock:
-        if key not in _base_images:
-            _base_images[key] = (modal.Image.debian_slim(python_version=config.python_version)
-                                 .pip_install(*RUNTIME_PACKAGES, *config.extra_packages)
-                                 .add_local_python_source("agent_sandbox"))
-        return _base_images[key]
-
-
-def job_image(config: ModalConfig, spec: RunSpec) -> modal.Image:
-    return base_image(config).add_local_dir(str(spec.workspace), "/workspace")
 
 
 class ModalBackend(SandboxBackend):
@@ -126,6 +105,17 @@ class ModalBackend(SandboxBackend):
 
     def __init__(self, **config: Any):
         self.config = ModalConfig.from_env(**config)
+        # Unset, the client waits out rate limits without end, deaf to cancel and timeouts.
+        if modal.config.config.get("max_throttle_wait") is None:
+            modal.config.config.override_locally("max_throttle_wait", str(self.config.max_throttle_wait))
+
+    def prepare(self) -> str:
+        """At start-up: build (or look up) the image once, its build log in our log; its id."""
+        app = self.retrying(self.lookup_app, None, "look up the app")
+        return modal_image.build(self.config, app)
+
+    def lookup_app(self) -> modal.App:
+        return modal.App.lookup(self.config.app_name, create_if_missing=True, **self.env_kwargs())
 
     def sandbox(self, spec: RunSpec) -> ModalSandbox:
         return ModalSandbox(self, spec)
@@ -220,15 +210,18 @@ class ModalSandbox(Sandbox):
     def create(self, run: RunMonitor) -> None:
         self.run = run
         run.status(Status.STARTING, f"preparing the Modal sandbox (app {self.config.app_name})")
-        app = self.backend.retrying(lambda: modal.App.lookup(self.config.app_name, create_if_missing=True,
-                                                             **self.backend.env_kwargs()),
-                                    None, "look up the app")
-        image = job_image(self.config, self.spec)
         # v2 explicitly: Modal's default is still v1, which this code is not tested against.
         self.volume = self.resources.enter_context(modal.Volume.ephemeral(version=VOLUME_VERSION,
                                                                           **self.backend.env_kwargs()))
-        self.sandbox = self.backend.create_sandbox(self.spec, run, app, image, self.volume)
-        run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started")
+
+        def create() -> modal.Sandbox:
+            app = self.backend.retrying(self.backend.lookup_app, run, "look up the app")
+            image = modal_image.job_image(self.config, self.spec)
+            return self.backend.create_sandbox(self.spec, run, app, image, self.volume)
+
+        self.sandbox = watched(create, run)
+        if self.sandbox is not None:
+            run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started")
 
     def start(self, run: RunMonitor) -> Streams:
         spec = self.spec
@@ -319,6 +312,45 @@ class ModalSandbox(Sandbox):
             self.run.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
         if wait and _wait_for_end(self.sandbox, self.config.terminate_wait) is None:
             self.run.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
+
+
+def watched(create, run: RunMonitor) -> modal.Sandbox | None:
+    """`create()` in a thread of its own, so that cancel and the run's limits still act
+    while it waits (an image build, Modal's rate limits); None when the run stopped
+    first. A sandbox that comes after all is terminated."""
+    done, outcome = threading.Event(), {}
+    abandoned = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["sandbox"] = create()
+        except BaseException as exc:   # handed to the run, unless it has moved on
+            outcome["error"] = exc
+        done.set()
+        if abandoned.is_set() and "sandbox" in outcome:
+            _terminate_quietly(outcome["sandbox"])
+
+    threading.Thread(target=work, name=f"{run.spec.job_id}-create", daemon=True).start()
+    while not done.wait(POLL):
+        if run.stop_requested():
+            abandoned.set()
+            if not done.is_set():
+                return None   # `work` ends what it makes
+            break
+    if abandoned.is_set():   # it finished as the run stopped: end it here (twice is harmless)
+        if "sandbox" in outcome:
+            _terminate_quietly(outcome["sandbox"])
+        return None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["sandbox"]
+
+
+def _terminate_quietly(sandbox: modal.Sandbox) -> None:
+    try:
+        sandbox.terminate()
+    except (mexc.Error, OSError):
+        pass   # Modal's own timeout ends it
 
 
 def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
