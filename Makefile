@@ -43,9 +43,10 @@ test: install lint docker-engine
 	$(PY) -m pytest -q -ra
 
 # The Docker backend's tests need a running engine and the sandbox image; both are
-# set up only when missing or out of date. AGENT_SANDBOX_SKIP_DOCKER=1 skips them.
-docker-engine:
-	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || scripts/docker-engine.sh
+# set up only when missing or out of date, and so are the Modal images the emulator's
+# Docker runtime builds from the Modal recipe. AGENT_SANDBOX_SKIP_DOCKER=1 skips them.
+docker-engine: install
+	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || { scripts/docker-engine.sh && $(PY) -m modal_emulator.prebuild; }
 
 bench: install docker-engine
 	$(PY) -m pip install -q -e '.[test,bench]'

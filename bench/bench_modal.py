@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from agent_sandbox import events as ev  # noqa: E402
 from agent_sandbox.backends import get_backend  # noqa: E402
 from tests.conftest import make_spec  # noqa: E402
-from tests.modal_support import DOCKER_IMAGE, shared_emulator  # noqa: E402
+from tests.modal_support import PYTHON_SLIM, shared_emulator  # noqa: E402
 
 JOB = [{"kind": "shell", "command": "echo hello > /outputs/hello.txt; echo done"}]
 
@@ -86,7 +86,7 @@ def main() -> None:
 
 def docker_image_present() -> bool:
     try:
-        return subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+        return subprocess.run(["docker", "image", "inspect", PYTHON_SLIM], capture_output=True,
                               timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -24,8 +24,8 @@ from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID, bwrap_path, privileged
 from agent_sandbox.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.tree import walk
 from modal_emulator import images
-from modal_emulator.faults import BUILD_FAILURE
 from modal_emulator.docker_runtime import DockerRuntime
+from modal_emulator.image_rpcs import ImageRPCs
 from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, SandboxLimits
 from modal_emulator.sandbox import Runtime, Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
@@ -36,7 +36,6 @@ log = logging.getLogger("modal_emulator")
 BLOCK_SIZE = 8 * 1024 * 1024      # modal/_utils/blob_utils.py BLOCK_SIZE
 MAX_TIMEOUT_SECS = 24 * 3600      # Modal's limit for a sandbox's lifetime
 LIST_PAGE_SIZE = 100
-SUCCESS = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
 
 
 def give_to_sandbox_user(folder: Path) -> None:
@@ -46,7 +45,7 @@ def give_to_sandbox_user(folder: Path) -> None:
             os.chown(found.name, SANDBOX_UID, SANDBOX_GID, dir_fd=found.parent_fd, follow_symlinks=False)
 
 
-class ControlPlane:
+class ControlPlane(ImageRPCs):
     def __init__(self, state: EmulatorState):
         self.state = state
 
@@ -75,29 +74,6 @@ class ControlPlane:
             self.state.apps[key] = app_id
             self.state.app_ids.add(app_id)
         return api_pb2.AppGetOrCreateResponse(app_id=self.state.apps[key])
-
-    # -- images --------------------------------------------------------------
-    async def ImageGetOrCreate(self, request):
-        record = self.state.images.get_or_create(request.image)
-        result = self._build_result(record)
-        if self.state.faults.take("ImageGetOrCreate", kind=BUILD_FAILURE):
-            # This build fails; the next request for the same image builds again, as on Modal.
-            result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
-                                           exception="injected build failure")
-        return api_pb2.ImageGetOrCreateResponse(image_id=record.image_id, result=result,
-                                                metadata=images.metadata())
-
-    async def ImageJoinStreaming(self, request):
-        record = self.state.images.by_id[request.image_id]
-        yield api_pb2.ImageJoinStreamingResponse(
-            result=self._build_result(record), metadata=images.metadata(), entry_id="1", eof=True)
-
-    @staticmethod
-    def _build_result(record: images.ImageRecord) -> api_pb2.GenericResult:
-        if record.error:
-            return api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
-                                         exception=record.error)
-        return SUCCESS
 
     # -- mounts and blobs ----------------------------------------------------
     async def MountBatchedCheckExistence(self, request):
@@ -208,6 +184,12 @@ class ControlPlane:
     async def SandboxCreateV2(self, request):
         definition = request.definition
         self._validate(request)
+        runtime = self.state.runtime
+        # Built for this runtime (it may have been built for another one, or be building still).
+        build = self.state.images.build(self.state.images.by_id[definition.image_id], runtime)
+        await build.done.wait()
+        if build.error:
+            raise GRPCError(Status.FAILED_PRECONDITION, f"Image {definition.image_id} failed to build: {build.error}")
         wait = self.state.create_rate.wait_needed()
         if wait:   # with the retry policy the client reads: it waits that long and retries by itself
             raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later",
@@ -239,7 +221,7 @@ class ControlPlane:
         sandbox = Sandbox(
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
             tags={t.tag_name: t.tag_value for t in request.tags}, env=env, space=space,
-            layout=layout, runtime=self._runtime(layout, sandbox_id, limits),
+            layout=layout, runtime=self._runtime(runtime, layout, sandbox_id, limits, build.docker_tag),
             volume_mounts=volume_mounts, faults=self.state.faults)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
@@ -255,9 +237,11 @@ class ControlPlane:
                 url=self.state.grpc_url, jwt=fake_jwt(task_id=task_id)),
             metadata=api_pb2.SandboxHandleMetadata(app_id=request.app_id))
 
-    def _runtime(self, layout: JailLayout, sandbox_id: str, limits: SandboxLimits) -> Runtime:
-        if self.state.runtime == "docker":
-            return DockerRuntime(layout, self.state.docker_image, f"modal-emulator-{sandbox_id}", limits)
+    def _runtime(self, runtime: str, layout: JailLayout, sandbox_id: str, limits: SandboxLimits,
+                 docker_tag: str) -> Runtime:
+        if runtime == "docker":   # the image built from the definition, unless a test names one
+            return DockerRuntime(layout, self.state.docker_image or docker_tag, f"modal-emulator-{sandbox_id}",
+                                 limits)
         return BwrapRuntime(layout, limits, sandbox_id)
 
     def _limits(self, definition: api_pb2.Sandbox) -> SandboxLimits:
@@ -275,11 +259,8 @@ class ControlPlane:
         d = request.definition
         if request.app_id not in self.state.app_ids:
             raise GRPCError(Status.NOT_FOUND, f"App {request.app_id} not found")
-        image = self.state.images.by_id.get(d.image_id)
-        if image is None:
+        if d.image_id not in self.state.images.by_id:
             raise GRPCError(Status.NOT_FOUND, f"Image {d.image_id} not found")
-        if image.error:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"Image {d.image_id} failed to build")
         if d.timeout_secs > MAX_TIMEOUT_SECS:
             raise GRPCError(Status.INVALID_ARGUMENT, f"timeout must be at most {MAX_TIMEOUT_SECS}s")
         if d.workdir and not d.workdir.startswith("/"):

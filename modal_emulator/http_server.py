@@ -11,6 +11,7 @@ plus the emulator's admin endpoints.
                                                "sandbox_max_processes", "sandbox_disk_mb",
                                                "sandbox_memory_mb": each new sandbox's own limits}
     POST /emulator/runtime                    {"runtime": "bwrap"|"docker", "docker_image"} for new sandboxes
+                                              (docker_image: run it instead of each definition's build; "" none)
     POST /emulator/behaviour                  {"ended_task": "close"|"not_found"|"unreachable"}: what exec
                                               streams and calls get once their sandbox ended (command_router)
 """
@@ -90,7 +91,7 @@ def make_app(state: EmulatorState) -> web.Application:
             runtime, image = body["runtime"], body.get("docker_image", state.docker_image)
         except (ValueError, TypeError, KeyError) as exc:
             raise web.HTTPBadRequest(text=f"bad runtime request: {exc}") from None
-        if runtime not in ("bwrap", "docker") or not isinstance(image, str) or not image:
+        if runtime not in ("bwrap", "docker") or not isinstance(image, str):
             raise web.HTTPBadRequest(text=f"unknown runtime {runtime!r}; use bwrap or docker")
         state.runtime, state.docker_image = runtime, image
         return web.json_response({"runtime": state.runtime, "docker_image": state.docker_image})

@@ -154,12 +154,14 @@ class Sandbox:
             await self.end(STATUS.GENERIC_STATUS_FAILURE, 1, str(exc))
 
     def image_env(self) -> dict[str, str]:
-        """What every process sees, as in a Modal container (MODAL_TASK_ID etc.)."""
-        env = {"HOME": "/root", "PYTHONPATH": "/root",
-               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+        """What every process sees besides the image's own variables: what Modal sets in
+        every container (its docs: MODAL_CLOUD_PROVIDER, MODAL_IMAGE_ID, MODAL_REGION,
+        MODAL_TASK_ID; HOME, as it runs as root), the definition's and the secrets. No
+        more: code that works here only thanks to a variable Modal does not set would
+        fail there (PYTHONPATH, say)."""
+        env = {"HOME": "/root",
                "MODAL_TASK_ID": self.task_id, "MODAL_IMAGE_ID": self.definition.image_id,
-               "MODAL_REGION": "local", "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_LOCAL",
-               "MODAL_ENVIRONMENT": "main"}
+               "MODAL_REGION": "local", "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_LOCAL"}
         env.update(self.definition.environment_variables.contents)
         env.update(self.env)
         return env

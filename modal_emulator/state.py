@@ -9,7 +9,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modal_emulator.docker_runtime import DEFAULT_IMAGE
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
 from modal_emulator.jail import SandboxLimits
@@ -50,7 +49,7 @@ class EmulatorState:
     create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
     ended_task: str = CLOSE             # what exec streams and calls get once their sandbox ended
-    docker_image: str = DEFAULT_IMAGE   # the local image every image definition maps to (docker)
+    docker_image: str = ""              # with docker: run this image instead of each definition's build (tests)
     # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
     sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
         memory_mb=8192, cpu=0.0, max_processes=4096, disk_mb=4096))

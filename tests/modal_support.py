@@ -31,7 +31,7 @@ class EmulatorProcess:
             # bubblewrap by default, whatever this machine has: the same sandboxes everywhere;
             # tests switch to Docker explicitly (use_runtime).
             [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"),
-             "--runtime", runtime, "--docker-image", DOCKER_IMAGE, "--sandbox-disk-mb", "1024", "-v"],
+             "--runtime", runtime, "--sandbox-disk-mb", "1024", "-v"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
         self.grpc_url = self.http_url = ""
         ready = threading.Event()
@@ -67,8 +67,9 @@ class EmulatorProcess:
         self.admin("POST", "/emulator/limits", {"create_rate": per_second})
 
     def use_runtime(self, runtime: str, docker_image: str = "") -> None:
-        """Run sandboxes created from now on with "bwrap" or "docker" (and that image)."""
-        self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image or DOCKER_IMAGE})
+        """Run sandboxes created from now on with "bwrap" or "docker" (in images built from their
+        definitions, or in `docker_image` instead)."""
+        self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image})
 
     def set_ended_task(self, mode: str) -> None:
         """What exec streams and calls get once their sandbox ended: "close", "not_found" or "unreachable"."""
@@ -110,17 +111,17 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-# What the emulator's Docker runtime runs: the Docker backend's image.
-DOCKER_IMAGE = os.environ.get("AGENT_SANDBOX_DOCKER_IMAGE") or "agent-sandbox:latest"
+# What the emulator's Docker runtime builds Modal images on: its stand-in for python:3.11-slim-bookworm.
+PYTHON_SLIM = f"agent-sandbox-python:{sys.version_info[0]}.{sys.version_info[1]}-slim-bookworm"
 
 
 def require_docker_runtime() -> None:
-    """The emulator's Docker runtime needs an engine and the image. Like the Docker
-    backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
+    """The emulator's Docker runtime needs an engine and the python:slim stand-in. Like the
+    Docker backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
     import pytest
 
     try:
-        found = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+        found = subprocess.run(["docker", "image", "inspect", PYTHON_SLIM], capture_output=True,
                                timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         found = False
@@ -128,7 +129,7 @@ def require_docker_runtime() -> None:
         return
     if os.environ.get("AGENT_SANDBOX_SKIP_DOCKER") == "1":
         pytest.skip("Docker tests skipped (AGENT_SANDBOX_SKIP_DOCKER=1)")
-    pytest.fail(f"the emulator's Docker runtime needs an engine and the image {DOCKER_IMAGE} "
+    pytest.fail(f"the emulator's Docker runtime needs an engine and the image {PYTHON_SLIM} "
                 "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
 
 

@@ -102,6 +102,28 @@ def test_files_the_agent_left_but_the_volume_lost_are_reported(backend, emulator
     assert any(spec.job_id in r.getMessage() and "lost" in r.getMessage() for r in caplog.records)
 
 
+def test_the_image_is_built_once_at_start_up_with_its_log_in_ours(emulator, tmp_path, recorder, caplog):
+    backend = ModalBackend(extra_packages=["requests"])   # a definition this emulator has not built yet
+    with caplog.at_level("INFO", logger="agent_sandbox.backends.modal_image"):
+        image_id = backend.prepare()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("Modal image build: ") and "requests" in line for line in lines), lines
+    assert any(image_id in line and "ready" in line for line in lines)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="agent_sandbox.backends.modal_image"):
+        assert backend.run(make_spec(tmp_path, TRIVIAL), recorder).ok
+    assert not [r for r in caplog.records if "Modal image build" in r.getMessage()]   # found built
+
+
+def test_a_failed_image_build_is_in_our_log(emulator, caplog):
+    backend = ModalBackend(extra_packages=["no-such-package-for-the-emulator"])
+    with caplog.at_level("INFO", logger="agent_sandbox.backends.modal_image"), \
+            pytest.raises(modal.exception.ImageBuildError):
+        backend.prepare()
+    assert any(r.getMessage().startswith("Modal image build: ERROR") and "no-such-package" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_transient_creation_failures_are_retried(backend, emulator, tmp_path, recorder):
     emulator.inject("SandboxCreateV2", "RESOURCE_EXHAUSTED", count=2)
     result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)

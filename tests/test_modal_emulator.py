@@ -323,3 +323,11 @@ def test_rate_limits_carry_the_retry_policy_the_client_waits_by(app, image, emul
         assert time.monotonic() - started < 1.5
     finally:
         emulator.set_create_rate(0)
+
+
+def test_no_variables_a_modal_container_would_not_have(sandboxes):
+    """Only what Modal's docs say every container has (and HOME, PATH, LANG from the image):
+    code that works here only thanks to a variable Modal does not set must fail here too."""
+    names = set(run(sandboxes(), "sh", "-c", "env | cut -d= -f1")[1].split())
+    assert {"MODAL_TASK_ID", "MODAL_IMAGE_ID", "MODAL_REGION", "MODAL_CLOUD_PROVIDER", "HOME", "PATH"} <= names
+    assert not names & {"PYTHONPATH", "PYTHONUNBUFFERED", "MODAL_ENVIRONMENT"}
