@@ -23,26 +23,30 @@ from pathlib import Path
 from agent_sandbox import events as ev
 from agent_sandbox import limit_watch, tree
 from agent_sandbox.environment import DOCKER, detect_environment, environment_details
-from agent_sandbox.models import (FINISH, SHELL, WRITE_FILE, Action, Model,
+from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, SHELL, WRITE_FILE, Action, Model,
                                   Observation, Task, Turn, UnknownModel, get_model)
 from agent_sandbox.outputs import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
 from agent_sandbox.tools import become_subreaper, run_command
+from agent_sandbox.workspace import REFERENCE_LIST, reference_paths
 
-DEFAULT_INSTRUCTIONS = ("Profile and clean every dataset in the workspace; write cleaned "
-                        "tables, plots and a report to the outputs folder.")
 MAX_LISTED_FILES = 500
 
 
 def list_workspace(workspace: Path) -> list[dict]:
+    """[{path, size}] of the workspace's files; those copied from my_files have reference: True."""
     files = []
+    references = reference_paths(workspace)
     for dirpath, dirnames, filenames in os.walk(workspace):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath, name)
             if full.is_symlink() or not full.is_file():
                 continue
-            files.append({"path": full.relative_to(workspace).as_posix(), "size": full.stat().st_size})
+            rel = full.relative_to(workspace).as_posix()
+            if rel == REFERENCE_LIST:
+                continue
+            files.append({"path": rel, "size": full.stat().st_size, **({"reference": True} if rel in references else {})})
             if len(files) >= MAX_LISTED_FILES:
                 return files
     return files

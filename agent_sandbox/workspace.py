@@ -17,6 +17,10 @@ from typing import BinaryIO, Iterable
 from agent_sandbox.outputs import UnsafePath
 
 DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
+# Written beside the copies: the workspace paths that came from my_files, one per line, so the
+# agent treats them as the lab's reference material, not as uploaded data. An upload can never
+# take this name (safe_name strips leading dots).
+REFERENCE_LIST = ".my_files"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _UNSAFE_CHARS = re.compile(r"[^\w.\- ()+,@=]", re.UNICODE)
 
@@ -75,7 +79,8 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
 
 
 def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES) -> list[Path]:
-    """Copy the contents of my_files/ (regular files only, no links) into the workspace."""
+    """Copy the contents of my_files/ (regular files only, no links) into the workspace and
+    list them in REFERENCE_LIST."""
     copied: list[Path] = []
     if not my_files or not Path(my_files).is_dir():
         return copied
@@ -95,7 +100,18 @@ def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES) -> 
                 continue  # an uploaded file has the name of this folder: the upload wins
             shutil.copyfile(src, dest)
             copied.append(dest)
+    if copied:
+        listed = sorted(p.relative_to(workspace).as_posix() for p in copied)
+        (workspace / REFERENCE_LIST).write_text("".join(f"{p}\n" for p in listed), encoding="utf-8")
     return copied
+
+
+def reference_paths(workspace: Path) -> set[str]:
+    """The workspace paths copied from my_files (empty when the workspace has no list)."""
+    listing = Path(workspace) / REFERENCE_LIST
+    if listing.is_symlink() or not listing.is_file():
+        return set()
+    return {line.strip() for line in listing.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
 
 
 def prepare_workspace(root: Path, job_id: str, files: Iterable[Path | str],

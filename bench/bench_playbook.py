@@ -1,30 +1,37 @@
-"""Benchmark: the offline playbook's analysis vs ydata-profiling (minimal mode).
+"""Benchmark: the offline playbook's analysis against the physical floor and ydata-profiling.
 
-Generates CSVs of about 10 MB, 100 MB and 1 GB in a temporary folder (deleted
-afterwards), runs the playbook's analyze_table.py on each as a child process
-and reports wall time and the child's peak RSS (from wait4). ydata-profiling
-runs in minimal mode on the 10 MB and 100 MB files (its own child process, on
-a pandas DataFrame of the file, which is how it is used). Prints a table.
+Generates lab-like CSVs of about 10 MB, 100 MB and 1 GB in a temporary folder
+(deleted afterwards) and, for each, runs side by side as child processes:
 
-    python bench/bench_playbook.py [--sizes 10,100,1000] [--no-ydata] [--ydata-python PATH]
+  floor     DuckDB's bare `COPY (SELECT * FROM read_csv_auto(...)) TO ... (FORMAT PARQUET)`:
+            reading the file and writing it once, with no cleaning, profile or plot;
+  playbook  analyze_table.py: read, clean with an audit, profile every row (exact figures; distinct
+            counts from HyperLogLog above 1,000,000 rows), findings, plots with matplotlib,
+            cleaned CSV and Parquet;
+  ydata     ydata-profiling in minimal mode on a pandas DataFrame of the file (10 and 100 MB).
+
+Wall time and each child's peak RSS (from wait4) are reported; with --repeat N
+(default 3 up to 100 MB, 1 above) the runs alternate floor, playbook, ydata, and
+the median is shown, so a busy machine slows all of them alike. The ratio to
+the floor is playbook / floor; the speed-up is ydata / playbook.
+
+    python bench/bench_playbook.py [--sizes 10,100,1000] [--repeat N] [--no-ydata] [--ydata-python PATH]
 
 The playbook runs under this interpreter (the project's .venv). ydata-profiling
 pins older pandas/numpy/matplotlib, so keep it out of the project's venv and
 give it its own, then point --ydata-python (or env YDATA_PYTHON) at it:
 
-    python3 -m venv /tmp/ydata-venv && /tmp/ydata-venv/bin/pip install ydata-profiling duckdb
-    .venv/bin/python bench/bench_playbook.py --sizes 10,100 --ydata-python /tmp/ydata-venv/bin/python
-
-Without either, ydata runs under this interpreter if it can import it.
-
-Each case runs once: the machine is shared, the figures are indicative.
+    python3 -m venv /work/wt/ydata-venv && /work/wt/ydata-venv/bin/pip install ydata-profiling
+    .venv/bin/python bench/bench_playbook.py --ydata-python /work/wt/ydata-venv/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +42,13 @@ REPO = Path(__file__).resolve().parent.parent
 ANALYZE = REPO / "agent_sandbox" / "playbook" / "scripts" / "analyze_table.py"
 BYTES_PER_ROW = 70  # measured for the generator below
 
+FLOOR = """
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET threads = 2")
+con.execute(f"COPY (SELECT * FROM read_csv_auto('{sys.argv[1]}')) TO '{sys.argv[2]}' (FORMAT PARQUET)")
+"""
+
 YDATA = """
 import sys, pandas as pd
 from ydata_profiling import ProfileReport
@@ -44,7 +58,7 @@ ProfileReport(df, minimal=True, progress_bar=False).to_file(sys.argv[2])
 
 
 def generate(path: Path, megabytes: int) -> int:
-    """A lab-like CSV: ids, timestamps, categories, measurements, missing markers, some duplicates."""
+    """A lab-like CSV: ids, timestamps, categories, measurements, missing markers, some identical rows."""
     import duckdb
 
     rows = megabytes * 1024 * 1024 // BYTES_PER_ROW
@@ -80,9 +94,14 @@ def run_measured(argv: list[str]) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, code
 
 
+def median_run(runs: list[tuple[float, float, int]]) -> tuple[float, float, bool]:
+    return (statistics.median(r[0] for r in runs), max(r[1] for r in runs), all(r[2] == 0 for r in runs))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000", help="CSV sizes in MB")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per case (default 3 up to 100 MB, 1 above)")
     parser.add_argument("--ydata-max-mb", type=int, default=100, help="largest size given to ydata-profiling")
     parser.add_argument("--no-ydata", action="store_true")
     parser.add_argument("--ydata-python", default=os.environ.get("YDATA_PYTHON") or sys.executable,
@@ -93,7 +112,7 @@ def main() -> int:
     if not have_ydata and not args.no_ydata:
         print(f"ydata-profiling cannot be imported by {args.ydata_python} (see --ydata-python): its column is left empty")
 
-    rows_out = []
+    results = []
     with tempfile.TemporaryDirectory(prefix="bench_playbook_") as tmp:
         tmp = Path(tmp)
         for mb in [int(s) for s in args.sizes.split(",")]:
@@ -102,22 +121,36 @@ def main() -> int:
             rows = generate(csv, mb)
             size = csv.stat().st_size / 1024 / 1024
             print(f"generated {csv.name}: {size:.0f} MB, {rows:,} rows in {time.perf_counter() - t0:.1f}s", flush=True)
-            out = tmp / f"out_{mb}"
-            wall, rss, code = run_measured([sys.executable, str(ANALYZE), str(csv), "--out", str(out)])
-            print(f"  playbook: {wall:.1f}s, peak RSS {rss:.0f} MB, exit {code}", flush=True)
-            y_wall = y_rss = None
-            if have_ydata and mb <= args.ydata_max_mb:
-                y_wall, y_rss, y_code = run_measured([args.ydata_python, "-c", YDATA, str(csv), str(tmp / f"y_{mb}.html")])
-                print(f"  ydata-profiling minimal: {y_wall:.1f}s, peak RSS {y_rss:.0f} MB, exit {y_code}", flush=True)
-            rows_out.append((size, rows, wall, rss, y_wall, y_rss))
+            repeat = args.repeat or (3 if mb <= 100 else 1)
+            floor, playbook, ydata = [], [], []
+            for k in range(repeat):
+                floor.append(run_measured([sys.executable, "-c", FLOOR, str(csv), str(tmp / "floor.parquet")]))
+                out = tmp / f"out_{mb}"
+                shutil.rmtree(out, ignore_errors=True)
+                playbook.append(run_measured([sys.executable, str(ANALYZE), str(csv), "--out", str(out)]))
+                if have_ydata and mb <= args.ydata_max_mb:
+                    ydata.append(run_measured([args.ydata_python, "-c", YDATA, str(csv), str(tmp / f"y_{mb}.html")]))
+                print(f"  run {k + 1}: floor {floor[-1][0]:.2f}s, playbook {playbook[-1][0]:.2f}s"
+                      + (f", ydata {ydata[-1][0]:.1f}s" if ydata else ""), flush=True)
+            prof = json.loads((out / csv.stem / f"{csv.stem}.profile.json").read_text())
+            exact = ("all exact" if not prof["approximate"] else "exact but distinct counts (HyperLogLog)") \
+                if prof["rows_after"] == rows else f"only {prof['rows_after']:,} rows"
+            pairs = statistics.median(p[0] / f[0] for p, f in zip(playbook, floor))
+            print(f"  playbook / floor per run: {', '.join(f'{p[0] / f[0]:.1f}x' for p, f in zip(playbook, floor))}"
+                  f" (median {pairs:.1f}x)", flush=True)
+            results.append((size, rows, median_run(floor), median_run(playbook),
+                            median_run(ydata) if ydata else None, exact, len(prof["plots"]), len(prof["findings"])))
             shutil.rmtree(out, ignore_errors=True)
             csv.unlink()
 
-    print("\n| CSV | rows | playbook time | playbook peak RSS | ydata-profiling time | ydata peak RSS | speed-up |")
-    print("|---|---|---|---|---|---|---|")
-    for size, rows, wall, rss, y_wall, y_rss in rows_out:
-        y = (f"{y_wall:.1f} s | {y_rss:.0f} MB | {y_wall / wall:.1f}x" if y_wall else "not run | | ")
-        print(f"| {size:.0f} MB | {rows:,} | {wall:.1f} s | {rss:.0f} MB | {y} |")
+    print("\n| CSV | rows | floor (DuckDB COPY to Parquet) | playbook | playbook / floor | playbook peak RSS "
+          "| ydata-profiling (minimal) | ydata peak RSS | ydata / playbook | statistics over every row | plots, findings |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, rows, (f_wall, _, _), (p_wall, p_rss, ok), y, exact, plots, found in results:
+        ycells = f"{y[0]:.1f} s | {y[1]:,.0f} MB | {y[0] / p_wall:.1f}x" if y else "not run | | "
+        print(f"| {size:,.0f} MB | {rows:,} | {f_wall:.2f} s | {p_wall:.2f} s{'' if ok else ' (failed)'} | "
+              f"{p_wall / f_wall:.1f}x | {p_rss:,.0f} MB | {ycells} | {exact} | "
+              f"{plots}, {found} |")
     return 0
 
 

@@ -7,15 +7,16 @@ import csv
 import importlib.resources
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from agent_sandbox.events import parse_line
-from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Observation, Task, Turn
-from agent_sandbox.models.offline import OfflinePlaybook, plan, table_base_names
+from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Action, Observation, Task, Turn
+from agent_sandbox.models.offline import OfflinePlaybook, min_steps, plan, table_base_names
 from agent_sandbox.playbook import SCRIPT_NAMES
+from agent_sandbox.workspace import prepare_workspace
+from tests import lab_files
 from tests.conftest import REPO
 
 PENGUINS_RAW = Path(str(importlib.resources.files("palmerpenguins") / "data" / "penguins-raw.csv"))
@@ -35,13 +36,13 @@ def of_type(events: list[dict], type_: str) -> list[dict]:
     return [e for e in events if e["type"] == type_]
 
 
-def test_agent_loop_processes_every_file_and_survives_a_failure(tmp_path):
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    shutil.copy(PENGUINS_RAW, ws / "penguins-raw.csv")
-    shutil.copy(REPO / "my_files" / "README.md", ws / "README.md")
-    shutil.copy(REPO / "my_files" / "units.csv", ws / "units.csv")
-    (ws / "broken.parquet").write_bytes(b"not parquet\n")
+def test_agent_loop_processes_every_upload_and_survives_a_failure(tmp_path):
+    # a workspace as the web app prepares it: the uploads, then my_files copied in beside them
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet\n")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# what we did\n")
+    ws = prepare_workspace(tmp_path / "root", "job1", [PENGUINS_RAW, broken, notes], REPO / "my_files")
     out = tmp_path / "out"
     events = run_agent(ws, out)
     assert events[-1]["data"]["status"] == "succeeded"
@@ -49,22 +50,32 @@ def test_agent_loop_processes_every_file_and_survives_a_failure(tmp_path):
     written = [e["data"]["path"] for e in of_type(events, "file_written")]
     assert written == [f"scripts/{s}" for s in SCRIPT_NAMES]
     commands = [e["data"]["command"] for e in of_type(events, "command_started") if e["data"]["kind"] == "shell"]
-    assert sum("analyze_table.py" in c for c in commands) == 4 and "make_report.py" in commands[-1]
+    analysed = [c for c in commands if "analyze_table.py" in c]
+    # the uploads are analysed; my_files (README.md, units.csv) only offered as references
+    assert len(analysed) == 3 and not any(f"{ws}/units.csv --out" in c or f"{ws}/README.md --out" in c for c in analysed)
+    assert all(f"--reference {ws}/units.csv" in c for c in analysed)
+    assert "make_report.py" in commands[-1] and "--reference units.csv" in commands[-1]
     steps = [e["data"]["text"] for e in of_type(events, "step")]
     assert any(s.startswith("Warning: the analysis of broken.parquet failed") for s in steps)
+    assert "Reference files from my_files, used where they apply but not analysed: README.md, units.csv" in steps[0]
     message = of_type(events, "message")[-1]["data"]["text"]
-    assert "Analysed 2 of 4 file(s) into 2 table(s)" in message
-    assert "README.md (Markdown text, not a table)" in message and "broken.parquet" in message
+    assert "Analysed 1 of 3 uploaded file(s) into 1 table(s)" in message
+    assert "notes.md (Markdown text, not a table)" in message and "broken.parquet" in message
+    assert "2 reference file(s) from my_files listed, not analysed" in message
 
     with open(PENGUINS_RAW, encoding="utf-8") as f:
         n_rows = sum(1 for _ in csv.DictReader(f))
     assert f"penguins_raw: {n_rows} -> {n_rows} rows" in message
     for path in ["report.md", "report.html", "penguins_raw/penguins_raw.csv", "penguins_raw/penguins_raw.parquet",
-                 "penguins_raw/penguins_raw.profile.json", "units/units.csv", *[f"scripts/{s}" for s in SCRIPT_NAMES]]:
+                 "penguins_raw/penguins_raw.profile.json", "scripts/plot_penguins_raw.py",
+                 *[f"scripts/{s}" for s in SCRIPT_NAMES]]:
         assert (out / path).is_file(), path
+    assert not (out / "units").exists() and not (out / "inputs" / "units.json").exists()
     assert list((out / "penguins_raw" / "plots").glob("penguins_raw_*.png"))
     report = (out / "report.md").read_text()
-    assert "broken.parquet: FAILED" in report and "README.md: skipped" in report
+    assert "broken.parquet: FAILED" in report and "notes.md: skipped" in report
+    assert "## Reference material" in report and "- units.csv: reference only, not analysed as data" in report
+    assert report.index("## Findings") < report.index("## Tables") and "- [Findings](#findings)" in report
     assert not (out / ".scratch").exists()
 
     # the scripts in the results reproduce the analysis without the agent
@@ -74,6 +85,13 @@ def test_agent_loop_processes_every_file_and_survives_a_failure(tmp_path):
     first = json.loads((out / "penguins_raw" / "penguins_raw.profile.json").read_text())
     second = json.loads((again / "penguins_raw" / "penguins_raw.profile.json").read_text())
     assert first["columns"] == second["columns"] and first["audit"] == second["audit"]
+    assert first["findings"] == second["findings"] and first["plots"] == second["plots"]
+    # and the plot script redraws the plots from the cleaned Parquet, as a scientist would after editing it
+    for plot in first["plots"]:
+        (out / plot["path"]).unlink()
+    subprocess.run([sys.executable, str(out / "scripts" / "plot_penguins_raw.py")], check=True, capture_output=True,
+                   timeout=120)
+    assert all((out / plot["path"]).stat().st_size > 1000 for plot in first["plots"])
     # and rerunning it inside the results replaces that file's tables rather than adding copies
     before = sorted(p.name for p in out.iterdir())
     subprocess.run([sys.executable, str(out / "scripts" / "analyze_table.py"), str(ws / "penguins-raw.csv"),
@@ -87,15 +105,75 @@ def test_nothing_to_analyse_fails(tmp_path):
     (ws / "notes.md").write_text("# only notes\n")
     events = run_agent(ws, tmp_path / "out")
     assert events[-1]["data"]["status"] == "failed"
-    assert "Analysed 0 of 1 file(s)" in of_type(events, "message")[-1]["data"]["text"]
+    assert events[-1]["data"]["reason"] == ("No table could be read from the uploaded files: "
+                                            "notes.md (Markdown text, not a table).")
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_uploads_without_a_table_fail_even_with_my_files(tmp_path):
+    """An image and an empty file yield no table; my_files/units.csv must not make the job succeed."""
+    photo, empty = tmp_path / "photo.png", tmp_path / "empty.csv"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    empty.write_bytes(b"")
+    ws = prepare_workspace(tmp_path / "root", "job2", [photo, empty], REPO / "my_files")
+    assert (ws / "units.csv").is_file()
+    events = run_agent(ws, tmp_path / "out")
+    assert events[-1]["data"]["status"] == "failed"
+    assert events[-1]["data"]["reason"] == ("No table could be read from the uploaded files: "
+                                            "empty.csv (the file is empty); photo.png (an image, not a table).")
+    assert not (tmp_path / "out" / "units").exists()
+    # only reference files and no upload: failed too, saying so
+    only = prepare_workspace(tmp_path / "root", "job3", [], REPO / "my_files")
+    events = run_agent(only, tmp_path / "out3")
+    assert events[-1]["data"]["status"] == "failed"
+    assert events[-1]["data"]["reason"].startswith("No uploaded file to analyse: the workspace holds only reference "
+                                                   "files from my_files (README.md, units.csv)")
+
+
+def test_plate_map_from_my_files_joins_the_plate(tmp_path):
+    """A lab's plate map in my_files names each well's sample: it joins the plate grid, blanks are
+    checked by that name, and the map is listed as reference material, not analysed."""
+    plate = tmp_path / "plate.txt"
+    truth = lab_files.tecan_endpoint(plate, over=(), decimal_comma=False)
+    my_files = tmp_path / "my_files"
+    my_files.mkdir()
+    layout = {w: ("Blank" if w.endswith("12") else f"S{(int(w[1:]) - 1) // 3 + 1}{w[0]}") for w in truth["values"]}
+    lab_files.plate_map_csv(my_files / "plate_map.csv", layout)
+    ws = prepare_workspace(tmp_path / "root", "job4", [plate], my_files)
+    out = tmp_path / "out"
+    events = run_agent(ws, out)
+    assert events[-1]["data"]["status"] == "succeeded"
+    prof = json.loads((out / "plate" / "plate.profile.json").read_text())
+    assert [c["name"] for c in prof["columns"]][:5] == ["well", "row", "column", "absorbance", "sample"]
+    with open(out / "plate" / "plate.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["well"]: r["sample"] for r in rows} == layout
+    assert any(a["action"] == "plate map joined" and "plate_map.csv" in a["detail"] for a in prof["audit"])
+    report = (out / "report.md").read_text()
+    assert "- plate_map.csv: plate map joined to plate" in report
+    assert not (out / "plate_map").exists()
+
+
+def test_instruction_to_remove_duplicates_is_followed(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    lines = ["sample,od"] + [f"s{i},{i / 10}" for i in range(10)] + ["s3,0.3", "s3,0.3"]
+    (ws / "runs.csv").write_text("\n".join(lines) + "\n")
+    events = run_agent(ws, tmp_path / "out", "--instructions", "Please remove duplicate rows before profiling.")
+    assert events[-1]["data"]["status"] == "succeeded"
+    assert any("--drop-duplicates" in e["data"]["command"] for e in of_type(events, "command_started"))
+    prof = json.loads((tmp_path / "out" / "runs" / "runs.profile.json").read_text())
+    assert (prof["rows_before"], prof["rows_after"], prof["duplicate_rows_dropped"]) == (12, 10, 2)
+    assert [a["rows"] for a in prof["audit"] if a["action"] == "dropped duplicate rows"] == [2]
+    steps = [e["data"]["text"] for e in of_type(events, "step")]
+    assert "Instruction followed: rows identical to an earlier row will be removed" in steps[0]
 
 
 def test_plan_fits_the_step_budget_and_names_are_unique(tmp_path):
     files = [{"path": f"d{i % 3}/data.csv", "size": i} for i in range(3)]
     files += [{"path": f"f{i}.csv", "size": 10 + i} for i in range(60)]
     task = Task(instructions="", workspace="/workspace", outputs="/outputs", files=files)
-    for max_steps in (40, 15):
+    for max_steps in (40, min_steps()):
         task.max_steps = max_steps
         steps = plan(task)
         assert len(steps) + 1 <= max_steps
@@ -139,6 +217,28 @@ def test_a_failed_script_write_stops_the_run():
     first = model.next_action(task, [])
     action = model.next_action(task, [Turn(first, Observation(exit_code=1, output="could not write: disk full"))])
     assert action.kind == FINISH and action.status == "failed" and "disk full" in action.message
+
+
+def test_actions_are_tagged_with_their_plan_step():
+    task = Task(instructions="", workspace="/ws", outputs="/out", files=[{"path": "a.csv", "size": 5}])
+    model = OfflinePlaybook()
+    history: list[Turn] = []
+    tags = []
+    while True:
+        action = model.next_action(task, history)
+        if action.kind == FINISH:
+            break
+        tags.append(action.call_id)
+        history.append(Turn(action, Observation(exit_code=0, output="ok")))
+        # a turn that is not the playbook's (no tag) is not counted as a step of its plan
+        history.append(Turn(Action(SHELL, command="ls"), Observation(exit_code=0, output="")))
+    assert tags == [f"step-{k}" for k in range(len(plan(task)))]
+    kinds = [s.kind for s in plan(task)]
+    assert kinds[-2:] == ["analyze", "report"] and "make_report.py" in history[-2].action.command
+    # too small a step limit fails at once, saying why
+    task.max_steps = min_steps() - 1
+    action = model.next_action(task, [])
+    assert action.kind == FINISH and action.status == "failed" and f"at least {min_steps()} steps" in action.message
 
 
 def test_cli_in_local_sandbox_on_penguins(tmp_path):

@@ -44,7 +44,20 @@ def column(prof: dict, name: str) -> dict:
 
 
 def audit(prof: dict, action: str, col: str | None = None) -> list[dict]:
-    return [a for a in prof["audit"] if a["action"] == action and (col is None or a["column"] == col)]
+    """Audit entries of one kind; with `col`, that column's part of it (routine kinds are one entry
+    for all columns, with each column's cells in `by_column`)."""
+    found = [a for a in prof["audit"] if a["action"] == action]
+    if col is None:
+        return found
+    out = []
+    for a in found:
+        if a["column"] == col or col in a.get("columns", []):
+            out.append(dict(a, column=col, cells=a.get("by_column", {}).get(col, a["cells"])))
+    return out
+
+
+def findings(prof: dict, kind: str, col: str | None = None) -> list[dict]:
+    return [f for f in prof["findings"] if f["kind"] == kind and (col is None or f["column"] == col)]
 
 
 def test_penguins_raw(tmp_path):
@@ -55,7 +68,7 @@ def test_penguins_raw(tmp_path):
     prof = profile(tmp_path, "penguins")
     assert (prof["rows_before"], prof["columns_before"]) == (len(rows), len(rows[0]))
     unique = {tuple(r.values()) for r in rows}
-    assert prof["rows_after"] == len(unique) and prof["duplicate_rows_dropped"] == len(rows) - len(unique)
+    assert prof["rows_after"] == len(rows) and prof["duplicate_rows"] == len(rows) - len(unique) == 0
 
     mass = [float(r["Body Mass (g)"]) for r in rows if r["Body Mass (g)"] not in MISSING]
     c = column(prof, "body_mass_g")
@@ -80,6 +93,20 @@ def test_penguins_raw(tmp_path):
     na_sex = sum(r["Sex"] in MISSING for r in rows)
     assert audit(prof, "missing markers set to missing", "sex")[0]["cells"] == na_sex
     assert column(prof, "study_name")["original"] == "studyName"
+    # units kept as metadata: the name keeps them as snake_case, the unit keeps the symbol
+    assert (column(prof, "culmen_length_mm")["unit"], column(prof, "body_mass_g")["unit"]) == ("mm", "g")
+    assert column(prof, "delta_15_n_o_oo")["unit"] == "‰" and column(prof, "species")["unit"] is None
+    # 17 renamed columns are one audit line, after the others
+    renamed = audit(prof, "renamed column")
+    assert len(renamed) == 1 and len(renamed[0]["columns"]) == len(rows[0]) and renamed[0]["column"] is None
+    assert "'studyName' -> study_name" in renamed[0]["detail"] and prof["audit"][-1]["action"].startswith("parsed as")
+    # the rows missing every measurement are one finding, with their row numbers
+    measured = ["Culmen Length (mm)", "Culmen Depth (mm)", "Flipper Length (mm)", "Body Mass (g)"]
+    unmeasured = [k + 1 for k, r in enumerate(rows) if all(r[m] in MISSING for m in measured)]
+    together = [f for f in findings(prof, "missing_together") if set(f["columns"]) >= {"culmen_length_mm", "body_mass_g"}]
+    assert together and together[0]["rows"] == unmeasured
+    assert {f["column"] for f in findings(prof, "constant_column")} == {
+        snake for snake, orig in (("region", "Region"), ("stage", "Stage")) if len({r[orig] for r in rows}) == 1}
 
     # cleaned outputs hold the same rows; plots exist and are capped
     with open(tmp_path / "penguins" / "penguins.csv", encoding="utf-8") as f:
@@ -89,7 +116,11 @@ def test_penguins_raw(tmp_path):
     assert pq.read_table(tmp_path / "penguins" / "penguins.parquet").num_rows == prof["rows_after"]
     assert 1 <= len(prof["plots"]) <= 12
     assert all((tmp_path / p["path"]).stat().st_size > 1000 for p in prof["plots"])
-    assert any(p["kind"] == "timeseries" and p["column"] == "date_egg" for p in prof["plots"])
+    kinds = {}
+    for p in prof["plots"]:
+        kinds.setdefault(p["kind"], p["columns"])
+    assert kinds["timeseries"][0] == "date_egg" and kinds["box_by_group"][0] == "species"
+    assert not any(set(p["columns"]) & {"sample_number", "individual_id"} for p in prof["plots"])  # identifiers
 
 
 def test_latin1_semicolons_decimal_comma(tmp_path):
@@ -107,7 +138,9 @@ def test_latin1_semicolons_decimal_comma(tmp_path):
     temps = [float(r[1].replace(",", ".")) for r in body[1:]]
     t = column(prof, "temperature_c")
     assert t["type"] == "number" and t["mean"] == pytest.approx(statistics.mean(temps))
-    assert column(prof, "probe")["top"][0]["value"].startswith("é")
+    assert t["unit"] == "°C" and column(prof, "probe")["role"] == "id"
+    with open(tmp_path / "out" / "messung" / "messung.csv", encoding="utf-8") as f:
+        assert [r["probe"] for r in csv.DictReader(f)] == [r[0] for r in body[1:]]
     assert audit(prof, "parsed as number", "wert_um")[0]["cells"] == 30
 
 
@@ -122,10 +155,13 @@ def test_metadata_preamble_and_duplicates(tmp_path):
     assert prof["reader"]["header_line"] == header_at
     assert prof["rows_before"] == len(data)
     unique = {tuple(r) for r in data}
-    assert prof["duplicate_rows_dropped"] == len(data) - len(unique) >= 1
-    assert prof["rows_after"] == len(unique)
+    # identical rows are kept (repeat measurements) and reported with their row numbers
+    assert prof["rows_after"] == len(data) and prof["duplicate_rows_dropped"] == 0
+    repeats = [k + 1 for k, r in enumerate(data) if r in data[:k]]
+    assert prof["duplicate_rows"] == len(data) - len(unique) == len(repeats) >= 1
+    assert findings(prof, "duplicate_rows")[0]["rows"] == repeats[:20]
     absorbance = column(prof, "absorbance")
-    na = sum(r[3] == "NA" for r in unique)
+    na = sum(r[3] == "NA" for r in data)
     assert absorbance["type"] == "number" and absorbance["missing"] == na
     assert column(prof, "read_time")["type"] == "datetime"
 
@@ -162,25 +198,29 @@ def test_bom_duplicate_headers_blank_lines_mixed_types(tmp_path):
     assert [c["original"] for c in prof["columns"]] == ["Sample ID", "Value", "Value", "Date", "Note"]
     assert [c["name"] for c in prof["columns"]] == ["sample_id", "value", "value_2", "date", "note"]
     assert prof["rows_before"] == len(rows) + 1 + 3
-    assert prof["empty_rows_dropped"] == 1 and prof["duplicate_rows_dropped"] == 3
-    assert prof["rows_after"] == len(rows)
+    assert prof["empty_rows_dropped"] == 1 and prof["duplicate_rows"] == 3 and prof["duplicate_rows_dropped"] == 0
+    assert prof["rows_after"] == len(rows) + 3
     by_type = {c["name"]: c["type"] for c in prof["columns"]}
     assert by_type == {"sample_id": "integer", "value": "number", "value_2": "text", "date": "date", "note": "text"}
     loss = audit(prof, "values that are not numbers set to missing", "value")
     assert loss and loss[0]["cells"] == 1 and "oops" in loss[0]["detail"]
-    padded = sum(r[1] != r[1].strip() for r in rows + [rows[3], rows[11], rows[11]])
-    assert audit(prof, "trimmed whitespace", "value")[0]["cells"] == padded
+    # numbers padded with spaces parse as they are: no text column was trimmed for them
+    assert audit(prof, "trimmed whitespace", "value") == []
     dates = column(prof, "date")
     assert (dates["first"], dates["last"]) == ("2026-03-01", (dt.date(2026, 3, 1) + dt.timedelta(days=39)).isoformat())
-    markers = sum(r[4] in MISSING for r in rows + [rows[3], rows[11], rows[11]])
-    empty = sum(r[4] == "" for r in rows + [rows[3], rows[11], rows[11]])
+    kept = rows + [rows[3], rows[11], rows[11]]
+    markers = sum(r[4] in MISSING for r in kept)
+    empty = sum(r[4] == "" for r in kept)
     # empty cells are already missing when read; the markers that were text are counted
     assert audit(prof, "missing markers set to missing", "note")[0]["cells"] == markers - empty
-    assert column(prof, "note")["missing"] == sum(r[4] in MISSING for r in rows)
-    assert audit(prof, "dropped duplicate rows")[0]["rows"] == 3
+    assert column(prof, "note")["missing"] == markers
+    assert audit(prof, "dropped duplicate rows") == []
+    # the repeats are rows 41..43 of the cleaned table (the empty record is gone): 4, 12 and 12 again
+    dup = findings(prof, "duplicate_rows")[0]
+    assert (dup["count"], dup["rows"]) == (3, [len(rows) + 1, len(rows) + 2, len(rows) + 3])
     with open(tmp_path / "out" / "messy" / "messy.csv", encoding="utf-8") as f:
         cleaned = list(csv.DictReader(f))
-    assert [r["sample_id"] for r in cleaned] == [r[0] for r in rows]  # first occurrences, in file order
+    assert [r["sample_id"] for r in cleaned] == [r[0] for r in kept]  # every row, in file order
 
 
 def test_two_sheet_excel(tmp_path):
@@ -206,7 +246,7 @@ def test_two_sheet_excel(tmp_path):
     assert result["skipped_sheets"] == [{"sheet": "Empty", "reason": "the sheet is empty"}]
     g = profile(tmp_path / "out", "run__growth_curve")
     assert g["metadata"] == ["Strain: K12"] and g["sheet"] == "Growth Curve"
-    assert (g["rows_before"], g["rows_after"], g["duplicate_rows_dropped"]) == (25, 24, 1)
+    assert (g["rows_before"], g["rows_after"], g["duplicate_rows"]) == (25, 25, 1)
     assert {c["name"]: c["type"] for c in g["columns"]} == {"time_h": "integer", "od600": "number", "measured": "datetime"}
     assert column(g, "od600")["max"] == pytest.approx(round(0.05 * 1.3 ** (23 / 3), 4))
     p = profile(tmp_path / "out", "run__plates")
@@ -224,8 +264,9 @@ def test_jsonl_nested_fields(tmp_path):
     prof = profile(tmp_path / "out", result["tables"][0])
     assert [c["original"] for c in prof["columns"]] == ["id", "meta.site", "meta.temp.c", "tags"]
     assert [c["name"] for c in prof["columns"]] == ["id", "meta_site", "meta_temp_c", "tags"]
-    assert (prof["rows_before"], prof["rows_after"]) == (13, 12)
-    temps = [r["meta"]["temp"]["c"] for r in records[:12]]
+    assert (prof["rows_before"], prof["rows_after"]) == (13, 13)
+    assert findings(prof, "duplicate_rows")[0]["rows"] == [13]
+    temps = [r["meta"]["temp"]["c"] for r in records]
     assert column(prof, "meta_temp_c")["mean"] == pytest.approx(statistics.mean(temps))
 
 
@@ -338,7 +379,8 @@ def test_latin1_bytes_past_the_sniffed_sample(tmp_path):
     path.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
     result = analyze(path, tmp_path / "out")
     assert result["status"] == "ok" and result["tables"] == ["late"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inputs", "late"]  # no half-written retry left
+    # no half-written retry left: the table, its record and its plot script
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inputs", "late", "scripts"]
     prof = profile(tmp_path / "out", "late")
     assert prof["reader"]["encoding"] == "latin-1" and "256 KB" in prof["reader"]["encoding_note"]
     assert prof["rows_before"] == prof["rows_after"] == 20001

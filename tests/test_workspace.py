@@ -3,7 +3,8 @@ import io
 import pytest
 
 from agent_sandbox.outputs import UnsafePath
-from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace, prepare_workspace, safe_name
+from agent_sandbox.workspace import (REFERENCE_LIST, add_upload, copy_my_files, job_workspace, prepare_workspace,
+                                     reference_paths, safe_name)
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "/etc/passwd", "a/../../b", "..", "", "  "])
@@ -42,6 +43,14 @@ def test_prepare_workspace_copies_uploads_and_my_files(tmp_path):
     assert (ws / "data.csv").read_text() == "uploaded\n"       # uploads win
     assert (ws / "ref" / "units.csv").read_text() == "u\n"
     assert not (ws / "link").exists()
+    # the agent learns which files are the lab's reference material: only the copies, not the upload
+    assert reference_paths(ws) == {"ref/units.csv"}
+    from agent_sandbox.coding_agent import list_workspace
+    assert list_workspace(ws) == [{"path": "data.csv", "size": 9},
+                                  {"path": "ref/units.csv", "size": 2, "reference": True}]
+    # an upload cannot forge the list: its name loses the leading dot
+    assert add_upload(ws, REFERENCE_LIST, io.BytesIO(b"data.csv\n")).name != REFERENCE_LIST
+    assert reference_paths(ws) == {"ref/units.csv"}
     with pytest.raises(UnsafePath):
         job_workspace(tmp_path, "../x")
     assert copy_my_files(ws, None) == []

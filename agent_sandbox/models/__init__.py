@@ -19,6 +19,9 @@ PYTHON = "python"          # run `code` with the sandbox's Python
 WRITE_FILE = "write_file"  # write `content` to `path` (relative to the outputs folder)
 FINISH = "finish"          # stop; `message` is the summary, `status` succeeded|failed
 ACTION_KINDS = (SHELL, PYTHON, WRITE_FILE, FINISH)
+# What the agent is asked when the user gives no instructions.
+DEFAULT_INSTRUCTIONS = ("Profile and clean every dataset in the workspace; write cleaned "
+                        "tables, plots and a report to the outputs folder.")
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Task:
     instructions: str
     workspace: str             # absolute path of the inputs (read them here)
     outputs: str               # absolute path where results must be written
-    files: list[dict[str, Any]] = field(default_factory=list)  # [{path, size}] of the workspace
+    files: list[dict[str, Any]] = field(default_factory=list)  # [{path, size, reference?}] of the workspace
     environment: str = "local"
     max_steps: int = 40        # actions the model may take before the run is stopped
 

@@ -2,27 +2,38 @@
 
 It works like a careful analyst with a fixed method. It writes the analysis
 scripts (agent_sandbox/playbook/scripts) into <outputs>/scripts/, runs
-analyze_table.py once per input file, smallest first, then make_report.py, and
-finishes with a summary. Because every step is a real command, the log shows
-what ran and the results can be reproduced from scripts/ without the agent.
+analyze_table.py once per uploaded file, smallest first, then make_report.py,
+and finishes with a summary. Because every step is a real command, the log
+shows what ran and the results can be reproduced from scripts/ without the agent.
+
+Files copied from my_files (Task.files entries with `reference`) are the lab's
+reference material: they are not analysed, they are listed in the report, and
+each analysis may use them (a plate map joins the plate). Each action is tagged
+with its plan step (`call_id` "step-N"), so observations are read against the
+step that caused them.
 
 It reacts to what it observes: a file whose analysis fails gets a warning and
-the others go on; the run fails only when no table could be analysed. Files
-that are not tables (a README) are skipped by the script with a note.
+the others go on; the run fails, naming each upload and why, when no uploaded
+file yields a table. An instruction to remove duplicates is followed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Action, Task, Turn
+from agent_sandbox.models import DEFAULT_INSTRUCTIONS, FINISH, SHELL, WRITE_FILE, Action, Task, Turn
 from agent_sandbox.playbook import SCRIPT_NAMES, script_source
-from agent_sandbox.playbook.scripts.clean_table import snake_case
+from agent_sandbox.playbook.scripts.common import snake_case
 
 BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
+TAG = "step-"
+MAP_EXTENSIONS = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")  # reference files that may be plate maps
+DROP_DUPLICATES = re.compile(r"\b(drop|remove|delete|discard|exclude|dedupe|de-?duplicate)\w*\b.{0,40}\bduplicat"
+                             r"|\bde-?duplicate", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass
@@ -31,6 +42,14 @@ class Step:
     script: str = ""                           # write
     files: list[dict] = field(default_factory=list)  # analyze: [{path, size, name}]
     preliminary: bool = False                  # report
+
+
+def uploads(task: Task) -> list[dict]:
+    return [f for f in task.files if not f.get("reference")]
+
+
+def references(task: Task) -> list[dict]:
+    return [f for f in task.files if f.get("reference")]
 
 
 def table_base_names(paths: list[str]) -> dict[str, str]:
@@ -52,12 +71,14 @@ def table_base_names(paths: list[str]) -> dict[str, str]:
 
 
 def plan(task: Task) -> list[Step]:
-    files = sorted(task.files, key=lambda f: (f.get("size", 0), f["path"]))
+    files = sorted(uploads(task), key=lambda f: (f.get("size", 0), f["path"]))
+    if not files:
+        return []
     names = table_base_names([f["path"] for f in files])
     files = [dict(f, name=names[f["path"]]) for f in files]
     steps = [Step("write", script=s) for s in SCRIPT_NAMES]
     budget = max(1, task.max_steps - len(steps) - 3)  # final report, finish, maybe a first report
-    per_step = -(-len(files) // budget) if files else 1
+    per_step = -(-len(files) // budget)
     batches = [files[i:i + per_step] for i in range(0, len(files), per_step)]
     for batch in batches:
         if batch[-1].get("size", 0) >= BIG_FILE and len(steps) > len(SCRIPT_NAMES):
@@ -84,6 +105,11 @@ def last_line(text: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
+def step_of(turn: Turn) -> int | None:
+    tag = turn.action.call_id
+    return int(tag[len(TAG):]) if tag.startswith(TAG) and tag[len(TAG):].isdigit() else None
+
+
 class OfflinePlaybook:
     def __init__(self, name: str = ""):
         self.name = "offline"
@@ -96,41 +122,56 @@ class OfflinePlaybook:
 
     def choose(self, task: Task, history: list[Turn]) -> Action:
         steps = plan(task)
-        done = list(zip(steps, history))
+        done = [(steps[i], turn) for turn in history if (i := step_of(turn)) is not None and i < len(steps)]
         for step, turn in done:
             if step.kind == "write" and turn.observation and turn.observation.exit_code != 0:
                 return Action(FINISH, status="failed", thought="The analysis scripts could not be written.",
                               message=f"Could not write scripts/{step.script}: {last_line(turn.observation.output)}")
-        if not task.files:
-            return Action(FINISH, status="failed", thought="The workspace is empty.",
-                          message="No input files were found in the workspace, so there was nothing to analyse.")
-        if len(history) >= len(steps):
+        if not steps:
+            return self.nothing_uploaded(task)
+        if task.max_steps < min_steps():
+            return Action(FINISH, status="failed", thought="The step limit is too small for the playbook.",
+                          message=f"The offline playbook needs at least {min_steps()} steps (it writes "
+                                  f"{len(SCRIPT_NAMES)} scripts, analyses, reports); the limit is {task.max_steps}.")
+        index = max((i for t in history if (i := step_of(t)) is not None), default=-1) + 1
+        if index >= len(steps):
             return self.finish(task, done)
-        step = steps[len(history)]
+        step = steps[index]
         warning = self.warning(done[-1] if done else None)
         if step.kind == "write":
-            return self.write_script(task, step, first=not history)
-        if step.kind == "analyze":
-            return self.analyze(task, step, warning)
-        return self.report(task, step, done, warning)
+            action = self.write_script(task, step, first=index == 0)
+        elif step.kind == "analyze":
+            action = self.analyze(task, step, warning)
+        else:
+            action = self.report(task, step, done, warning)
+        action.call_id = f"{TAG}{index}"
+        return action
 
     # -- actions ------------------------------------------------------------
     def write_script(self, task: Task, step: Step, first: bool) -> Action:
         thought = f"Write scripts/{step.script}, part of the analysis kept with the results so it can be rerun."
         if first:
-            listed = ", ".join(f"{f['path']} ({human_size(f.get('size', 0))})" for f in task.files[:20])
-            more = f" and {len(task.files) - 20} more" if len(task.files) > 20 else ""
-            thought = (f"{len(task.files)} input file(s): {listed}{more}. Plan: write the analysis scripts, "
-                       f"analyse each file (read, clean, profile, plot), then write report.md and report.html. "
+            files = uploads(task)
+            listed = ", ".join(f"{f['path']} ({human_size(f.get('size', 0))})" for f in files[:20])
+            more = f" and {len(files) - 20} more" if len(files) > 20 else ""
+            refs = references(task)
+            ref_note = (f" Reference files from my_files, used where they apply but not analysed: "
+                        f"{', '.join(f['path'] for f in refs[:20])}." if refs else "")
+            thought = (f"{len(files)} uploaded file(s): {listed}{more}.{ref_note} Plan: write the analysis scripts, "
+                       f"analyse each file (read, clean, profile, find, plot), then write report.md and report.html. "
                        + self.instructions_note(task) + thought)
         return Action(WRITE_FILE, thought=thought, path=f"scripts/{step.script}", content=script_source(step.script))
 
     def analyze(self, task: Task, step: Step, warning: str) -> Action:
         scripts = f"{task.outputs}/scripts"
+        extra = [arg for f in references(task) if f["path"].lower().endswith(MAP_EXTENSIONS)
+                 for arg in ("--reference", shlex.quote(f"{task.workspace}/{f['path']}"))]
+        if drop_duplicates(task):
+            extra.append("--drop-duplicates")
         commands = [
             " ".join(["python", shlex.quote(f"{scripts}/analyze_table.py"),
                       shlex.quote(f"{task.workspace}/{f['path']}"), "--out", shlex.quote(task.outputs),
-                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])])
+                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])] + extra)
             for f in step.files]
         if len(commands) == 1:
             command = commands[0]
@@ -138,7 +179,8 @@ class OfflinePlaybook:
         else:  # many files: one command for several, still reporting each one's failure
             command = "status=0; " + " ".join(f"{c} || status=1;" for c in commands) + " exit $status"
             what = f"{len(commands)} files: " + ", ".join(f["path"] for f in step.files)
-        thought = f"Analyse {what}: detect its format, clean it with an audit, profile it, plot it."
+        thought = (f"Analyse {what}: detect its format and layout, clean it with an audit, profile it, "
+                   f"look for findings, plot it.")
         return Action(SHELL, thought=(warning + " " + thought).strip(), command=command)
 
     def report(self, task: Task, step: Step, done: list[tuple[Step, Turn]], warning: str) -> Action:
@@ -146,39 +188,56 @@ class OfflinePlaybook:
         args = ["python", shlex.quote(f"{task.outputs}/scripts/make_report.py"), "--out", shlex.quote(task.outputs)]
         for path, reason in failed.items():
             args += ["--failed", shlex.quote(path), shlex.quote(reason)]
+        for f in references(task):
+            args += ["--reference", shlex.quote(f["path"])]
         thought = ("Write a first report now: the next file is large, and if it runs out of time the "
                    "results so far are still described." if step.preliminary
-                   else "Write report.md and report.html from the profiles, audits and plots.")
+                   else "Write report.md and report.html from the profiles, findings, audits and plots.")
         return Action(SHELL, thought=(warning + " " + thought).strip(), command=" ".join(args))
+
+    def nothing_uploaded(self, task: Task) -> Action:
+        refs = references(task)
+        if refs:
+            message = ("No uploaded file to analyse: the workspace holds only reference files from my_files ("
+                       + ", ".join(f["path"] for f in refs[:20]) + "), which are the lab's material, not data.")
+        else:
+            message = "No input files were found in the workspace, so there was nothing to analyse."
+        return Action(FINISH, status="failed", thought="Nothing was uploaded.", message=message)
 
     def finish(self, task: Task, done: list[tuple[Step, Turn]]) -> Action:
         records = [r for step, turn in done if step.kind == "analyze" and turn.observation
                    for r in parse_results(turn.observation.output)]
         failed = self.failures(done)
         tables = [t for r in records if r.get("status") == "ok" for t in r.get("tables", [])]
-        skipped = [f"{r['file']} ({r['reason']})" for r in records if r.get("status") == "skipped"]
+        skipped = {r["file"]: r["reason"] for r in records if r.get("status") == "skipped"}
         report_turn = done[-1][1] if done and done[-1][0].kind == "report" else None
         report_ok = bool(report_turn and report_turn.observation and report_turn.observation.exit_code == 0)
+        files = uploads(task)
+        if not tables:
+            why = [f"{f['path']} ({failed.get(f['path']) or skipped.get(f['path']) or 'not analysed'})" for f in files]
+            return Action(FINISH, status="failed", thought="No uploaded file holds a table.",
+                          message="No table could be read from the uploaded files: " + "; ".join(why) + ".")
         table_lines = []
         summary = parse_results(report_turn.observation.output) if report_ok else []
         for t in (summary[0]["tables"] if summary else []):
             table_lines.append(f"{t['table']}: {t['rows_before']:,} -> {t['rows_after']:,} rows, "
                                f"{t['columns_before']} -> {t['columns_after']} columns")
         analysed = len({r["file"] for r in records if r.get("status") == "ok"})
-        parts = [f"Analysed {analysed} of {len(task.files)} file(s) into {len(tables)} table(s)."]
+        parts = [f"Analysed {analysed} of {len(files)} uploaded file(s) into {len(tables)} table(s)."]
         if table_lines:
             parts.append("; ".join(table_lines) + ".")
         if skipped:
-            parts.append("Skipped: " + "; ".join(skipped) + ".")
+            parts.append("Skipped: " + "; ".join(f"{f} ({r})" for f, r in skipped.items()) + ".")
         if failed:
             parts.append("Failed: " + "; ".join(f"{p} ({r})" for p, r in failed.items()) + ".")
-        parts.append("See report.md / report.html; cleaned CSV and Parquet, profile JSON with the cleaning audit "
-                     "and plots are in one folder per table; scripts/ reproduces everything."
-                     if report_ok else "The report could not be written: "
-                     + (last_line(report_turn.observation.output) if report_turn and report_turn.observation else "no report step"))
-        status = "succeeded" if tables else "failed"
-        thought = "Done." if tables else "Nothing could be analysed."
-        return Action(FINISH, thought=thought, message=" ".join(parts), status=status)
+        if references(task):
+            parts.append(f"{len(references(task))} reference file(s) from my_files listed, not analysed.")
+        parts.append("See report.md / report.html (findings first); cleaned CSV and Parquet, profile JSON with "
+                     "findings, plots and the cleaning audit are in one folder per table; scripts/ reproduces "
+                     "everything." if report_ok else "The report could not be written: "
+                     + (last_line(report_turn.observation.output) if report_turn and report_turn.observation
+                        else "no report step"))
+        return Action(FINISH, thought="Done.", message=" ".join(parts), status="succeeded")
 
     # -- reading observations -----------------------------------------------
     @staticmethod
@@ -214,10 +273,21 @@ class OfflinePlaybook:
 
     @staticmethod
     def instructions_note(task: Task) -> str:
-        from agent_sandbox.coding_agent import DEFAULT_INSTRUCTIONS
-        if task.instructions and task.instructions.strip() != DEFAULT_INSTRUCTIONS:
-            return ("(The offline playbook runs its standard analysis; free-text instructions need an LLM model.) ")
-        return ""
+        if not task.instructions or task.instructions.strip() == DEFAULT_INSTRUCTIONS:
+            return ""
+        if drop_duplicates(task):
+            return ("(Instruction followed: rows identical to an earlier row will be removed. Other free-text "
+                    "instructions need an LLM model.) ")
+        return "(The offline playbook runs its standard analysis; free-text instructions need an LLM model.) "
+
+
+def min_steps() -> int:
+    """Write every script, analyse all files in one step, report, finish."""
+    return len(SCRIPT_NAMES) + 3
+
+
+def drop_duplicates(task: Task) -> bool:
+    return bool(task.instructions and DROP_DUPLICATES.search(task.instructions))
 
 
 def human_size(size: int) -> str:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from agent_sandbox.playbook import SCRIPT_NAMES
 from web_helpers import REPO, browser_context, wait_finished
 
 DESKTOP = {"width": 1366, "height": 900}
@@ -245,11 +246,17 @@ def test_sample_job_results_by_table_and_every_image_loads(app, browser):
     expect(page.locator("#table-plate_reader")).to_be_visible()
     summary = page.locator(".summary")
     expect(summary).to_contain_text("plate_reader.csv read into plate_reader")
-    expect(summary).to_contain_text("README.md skipped: Markdown text, not a table")
+    # my_files (README.md, units.csv) are reference material, not inputs; the sample's repeat row is a finding
+    expect(summary).not_to_contain_text("README.md")
+    expect(summary).to_contain_text("row(s) identical to an earlier row")
     group = page.locator("#table-plate_reader")
-    # In order: findings (none in today's profiles), plots, one preview, downloads.
+    # In order: findings, plots, one preview, downloads.
     headings = group.locator("h4").all_inner_texts()
-    assert [h.split()[0] for h in headings] == ["Plots", "Preview", "Downloads"], headings
+    assert [h.split()[0] for h in headings] == ["Findings", "Plots", "Preview", "Downloads"], headings
+    job_id = page.url.split("/jobs/")[1].split("/")[0].split("?")[0]
+    profile = page.request.get(f"{app.base}/api/jobs/{job_id}/outputs/plate_reader/plate_reader.profile.json").json()
+    n_plots = len(profile["plots"])
+    assert n_plots >= 2
     assert group.locator("table.preview").count() == 1, "CSV and Parquet of a table: one preview"
     expect(group.locator("table.preview th").first).to_contain_text("text")  # column types
     absorbance = group.locator("th", has_text="absorbance")
@@ -259,17 +266,17 @@ def test_sample_job_results_by_table_and_every_image_loads(app, browser):
     expect(page.locator("details.folded summary")).to_contain_text("Scripts to reproduce")
     assert not page.locator("details.folded").evaluate("d => d.open")
     assert images_loaded(page) == []
-    assert page.locator("#table-plate_reader img").count() == 5
+    assert page.locator("#table-plate_reader img").count() == n_plots
     shot(page, "desktop-finished")
 
     page.click("#report-html")  # served sandboxed, yet its plots show: they are embedded
     page.wait_for_load_state()
-    assert page.locator("img").count() == 5 and images_loaded(page) == []
+    assert page.locator("img").count() == n_plots and images_loaded(page) == []
     assert page.locator('meta[name=viewport]').count() == 1
     page.go_back()
     page.click(".report-links a >> nth=0")
     expect(page.locator("article.rendered h1")).to_have_text("Data report")
-    assert images_loaded(page) == [] and page.locator("article img").count() == 5
+    assert images_loaded(page) == [] and page.locator("article img").count() == n_plots
     raw = page.locator("a", has_text="raw file").get_attribute("href")
     assert requests.get(app.base + raw, cookies=context_cookies(context)).text.startswith("# Data report")
     assert errors == [], errors
@@ -385,7 +392,7 @@ def test_rename_share_rerun_delete(app, browser):
     page.goto(app.base + "/")
     row = page.locator("table.history tr", has=page.locator(f'a[href="{job["urls"]["page"]}"]'))
     expect(row.locator(".job-name")).to_have_text("plate_reader.csv")
-    expect(row.locator(".summary")).to_contain_text("Analysed 2 of 3 file(s)")
+    expect(row.locator(".summary")).to_contain_text("Analysed 1 of 1 uploaded file(s)")
     expect(row).to_contain_text("succeeded")
     row.locator(".job-name").click()
 
@@ -475,7 +482,7 @@ def test_without_javascript_the_job_page_shows_the_log_and_readable_times(app, b
     page = context.new_page()
     page.goto(app.base + job["urls"]["page"])
     log = page.locator("#log")
-    expect(log.locator("details.routine summary")).to_contain_text("wrote 7 files")
+    expect(log.locator("details.routine summary")).to_contain_text(f"wrote {len(SCRIPT_NAMES)} files")
     expect(log).to_contain_text("✓ plate_reader.csv → plate_reader")
     expect(log).to_contain_text("$ python /outputs/scripts/analyze_table.py /workspace/plate_reader.csv")
     expect(log).to_contain_text("run finished: succeeded")

@@ -1,39 +1,45 @@
-"""Analyse one input file: read, clean, profile, plot and save every table in it.
+"""Analyse one input file: read, clean, profile, find, plot and save every table in it.
 
     python analyze_table.py INPUT --out RESULTS --name NAME [--label SHOWN_NAME]
+                            [--reference FILE ...] [--drop-duplicates]
 
 For each table (an Excel file has one per sheet) it writes, under RESULTS:
-    <table>/<table>.csv, <table>/<table>.parquet      the cleaned table
-    <table>/<table>.profile.json                     profile, reader options and cleaning audit
-    <table>/plots/<table>_*.png                      plots
+    <table>/<table>.csv, <table>/<table>.parquet      the cleaned table (identical rows kept)
+    <table>/<table>.profile.json                     profile (with units), findings, plots, reader options, audit
+    <table>/plots/<table>_*.png                      plots, drawn by scripts/plot_<table>.py (edit and rerun it)
 and always inputs/<NAME>.json: what happened to the file (ok, skipped, failed).
 The last line printed is `RESULT {...}` for whoever drives this script.
+--reference names reference files (a lab's my_files): a plate map among them joins the plate.
+--drop-duplicates removes rows identical to an earlier one (they are kept and reported otherwise).
 
 Exit code 0 when the file was analysed or skipped as not a table, 1 when it failed.
 Work happens in DuckDB with a memory limit: in memory for inputs up to 128 MB, in a database
 file under RESULTS/.scratch above that, so files far larger than memory are processed; the
 scratch is removed.
-Self-contained: needs duckdb, openpyxl, Pillow and the sibling scripts.
+Self-contained: needs duckdb, openpyxl, matplotlib and the sibling scripts.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clean_table import EmptyTable, clean_table, snake_case  # noqa: E402
+from clean_table import EmptyTable, clean_table, find_duplicates  # noqa: E402
+from common import MB, snake_case, sql_str  # noqa: E402
+from findings import find_all  # noqa: E402
 from plot_table import plot_table  # noqa: E402
 from profile_table import profile_table  # noqa: E402
-from read_table import NotATable, open_tables, sql_str  # noqa: E402
+from read_table import NotATable, open_tables  # noqa: E402
 
-MB = 1024 * 1024
 IN_MEMORY_BYTES = 128 * MB  # inputs up to this size are worked on in memory (a few times their size)
 
 
@@ -60,63 +66,119 @@ def table_name(out: Path, base: str, sheet: str | None) -> str:
     return candidate
 
 
-def save_table(con, out: Path, name: str, max_file_bytes: int) -> tuple[dict, list[str]]:
-    folder = out / name
-    csv_path, parquet_path = folder / f"{name}.csv", folder / f"{name}.parquet"
-    con.execute(f"COPY clean TO {sql_str(str(csv_path))} (FORMAT CSV, HEADER)")
-    con.execute(f"COPY clean TO {sql_str(str(parquet_path))} (FORMAT PARQUET, COMPRESSION ZSTD)")
-    files, notes = {}, []
-    for kind, path in (("csv", csv_path), ("parquet", parquet_path)):
-        size = path.stat().st_size
-        files[kind] = {"path": f"{name}/{path.name}", "size": size}
-        if size > max_file_bytes:
-            notes.append(f"the cleaned {kind.upper()} is {size / MB:.1f} MB, over the {max_file_bytes / MB:.0f} MB "
-                         f"preview threshold: it comes back for download, not previewed, within the job's output limit"
+FORMATS = {"csv": "FORMAT CSV, HEADER", "parquet": "FORMAT PARQUET, COMPRESSION ZSTD"}
+
+
+def write_table(con, out: Path, name: str, kind: str) -> dict:
+    """The cleaned table as <name>/<name>.csv or .parquet; returns {path, size}."""
+    path = out / name / f"{name}.{kind}"
+    con.execute(f"COPY clean TO {sql_str(str(path))} ({FORMATS[kind]})")
+    return {"path": f"{name}/{path.name}", "size": path.stat().st_size}
+
+
+def size_notes(files: dict, max_file_bytes: int) -> list[str]:
+    notes = []
+    for kind, entry in files.items():
+        if entry["size"] > max_file_bytes:
+            notes.append(f"the cleaned {kind.upper()} is {entry['size'] / MB:.1f} MB, over the "
+                         f"{max_file_bytes / MB:.0f} MB preview threshold: it comes back for download, not previewed, within "
+                         f"the job's output limit"
                          + ("; the Parquet file holds the same data, compressed" if kind == "csv" else ""))
-    return files, notes
+    return notes
 
 
-def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_bytes: int) -> dict:
+def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_bytes: int,
+                drop_duplicates: bool = False) -> dict:
     started = time.time()
     name = table_name(out, base, spec["sheet"])
     (out / name).mkdir(parents=True)
     reader = spec["reader"]
     print(f"[{name}] reading {source}" + (f" sheet {spec['sheet']!r}" if spec["sheet"] else "")
           + (f" (delimiter {reader['delimiter']!r}, encoding {reader['encoding']}, "
-             f"data from line {reader['data_line'] + 1})" if reader.get("delimiter") else f" ({reader['format']})"), flush=True)
+             f"data from line {reader['data_line'] + 1})" if reader.get("delimiter") else f" ({reader['format']})")
+          + (f", {reader['layout']}" if reader.get("layout") else ""), flush=True)
     try:
-        cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False))
+        cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False),
+                              units=reader.get("units"), notes=spec.get("notes"), drop_duplicates=drop_duplicates,
+                              typed_view=spec.get("typed_view"), before_load=start_plot_import)
     except Exception:  # an empty table, or a read to retry with other options: leave nothing behind
         shutil.rmtree(out / name)
         raise
     print(f"[{name}] cleaned: {cleaned['rows_before']} -> {cleaned['rows_after']} rows, "
           f"{cleaned['columns_before']} -> {cleaned['columns_after']} columns, "
           f"{len(cleaned['audit'])} audit entries", flush=True)
-    profile = profile_table(con, "clean", cleaned["columns"])
-    plots = plot_table(con, "clean", profile, out / name / "plots", name)
-    files, notes = save_table(con, out, name, max_file_bytes)
+    # From here the work runs in threads so that both cores stay busy (DuckDB works in C++ without
+    # the GIL; each thread has its own cursor): DuckDB writes the CSV with one thread, so it starts
+    # first, beside the profile; then matplotlib draws the plots (in Python) while DuckDB writes
+    # the Parquet and looks for findings.
+    saved = {kind: {} for kind in FORMATS}
+    writers = [threading.Thread(target=in_thread, args=(saved[kind], write_table, con.cursor(), out, name, kind))
+               for kind in FORMATS]
+    writers[0].start()
+    drawn: dict = {}
+    drawer = None
+    try:
+        profile = profile_table(con, "clean", cleaned["columns"], plate_table=reader.get("layout") == "plate grid")
+        plate_map = reader.get("plate_map") or {}
+        for c in profile["column_profiles"]:
+            labels = {k: m[c["name"].upper()] for k, m in plate_map.items()
+                      if c["role"] == "well" and c["name"].upper() in m}
+            if labels:
+                c["plate_map"] = labels
+        drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out,
+                                                           name, source))
+        drawer.start()
+        writers[1].start()
+        if not drop_duplicates:
+            cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
+            cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
+        findings = find_all(con, "clean", profile, cleaned, plate_map)
+    finally:
+        for thread in writers + [drawer]:
+            if thread is not None and thread.ident is not None:
+                thread.join()
+    for kind, box in saved.items():
+        if "error" in box:
+            raise RuntimeError(f"the cleaned {kind.upper()} could not be written: {box['error']}")
+    files = {kind: box["result"] for kind, box in saved.items()}
+    notes = size_notes(files, max_file_bytes)
+    if "error" in drawn:
+        notes.append(f"the plots could not be drawn: {drawn['error']}")
+    plots = drawn.get("result", [])
     if reader.get("long_lines"):
         notes.append(f"{reader['long_lines']} of the first lines have more fields than the header; "
                      f"their extra fields were not read")
     if profile["approximate"]:
-        notes.append("distinct counts and quartiles are approximate (more than 1,000,000 rows)")
-    print(f"[{name}] profiled {profile['columns']} columns, {len(plots)} plots, "
+        notes.append("distinct counts are approximate (HyperLogLog over every row, as the table has more than "
+                     "1,000,000 rows); every other figure is exact")
+    print(f"[{name}] profiled {profile['columns']} columns, {len(findings)} findings, {len(plots)} plots, "
           f"CSV {files['csv']['size'] / MB:.2f} MB, Parquet {files['parquet']['size'] / MB:.2f} MB", flush=True)
     result = {
         "table": name, "source": source, "sheet": spec["sheet"],
-        "reader": {k: v for k, v in reader.items() if k not in ("header", "metadata")},
-        "metadata": reader.get("metadata", []),
+        "reader": {k: v for k, v in reader.items() if k not in ("header", "metadata", "footer", "plate_map")},
+        "metadata": reader.get("metadata", []), "footer": reader.get("footer", []),
         "rows_before": cleaned["rows_before"], "columns_before": cleaned["columns_before"],
         "rows_after": cleaned["rows_after"], "columns_after": cleaned["columns_after"],
-        "empty_rows_dropped": cleaned["empty_rows"], "duplicate_rows_dropped": cleaned["duplicate_rows"],
+        "empty_rows_dropped": cleaned["empty_rows"], "duplicate_rows": cleaned["duplicate_rows"],
+        "duplicate_rows_dropped": cleaned["duplicates_dropped"],
         "approximate": profile["approximate"], "columns": profile["column_profiles"],
-        "audit": cleaned["audit"], "plots": [dict(p, path=f"{name}/{p['path']}") for p in plots],
+        "findings": findings, "audit": cleaned["audit"], "plots": plots,
         "files": files, "notes": notes, "seconds": round(time.time() - started, 2),
     }
     profile_path = out / name / f"{name}.profile.json"
     profile_path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     con.execute("DROP TABLE clean")
     return result
+
+
+def in_thread(box: dict, func, cursor, *args) -> None:
+    """Run func(cursor, *args) in a thread: its result or its error goes in `box`."""
+    try:
+        box["result"] = func(cursor, *args)
+    except Exception as exc:  # reported by the caller: the plots are optional, the files are not
+        box["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        cursor.close()
 
 
 def forget_previous_run(out: Path, base: str) -> None:
@@ -143,12 +205,21 @@ def read_retry(exc: Exception, options: dict) -> tuple[str, str] | None:
     return None
 
 
+def start_plot_import() -> None:
+    """matplotlib loads in the background while DuckDB reads the table (DuckDB releases the GIL;
+    started earlier, the import would hold the GIL against the type guess's many small steps)."""
+    if "plots" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("plots",), daemon=True).start()
+
+
 def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base: str,
-                   max_file_bytes: int, options: dict) -> None:
-    for spec in open_tables(con, path, scratch, **options):
+                   max_file_bytes: int, options: dict, references: list[Path], drop_duplicates: bool) -> None:
+    specs = open_tables(con, path, scratch, plate_maps=references, **options)
+    for spec in specs:
         if not spec.get("skipped"):
             try:
-                record["tables"].append(analyze_one(con, spec, record["file"], out, base, max_file_bytes)["table"])
+                record["tables"].append(analyze_one(con, spec, record["file"], out, base, max_file_bytes,
+                                                    drop_duplicates)["table"])
                 continue
             except EmptyTable as exc:
                 spec["skipped"] = str(exc)
@@ -158,7 +229,8 @@ def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base
 
 
 def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str = "1GB",
-                 threads: int = 2, max_file_bytes: int = 5 * MB) -> dict:
+                 threads: int = 2, max_file_bytes: int = 5 * MB, references: list[Path] = (),
+                 drop_duplicates: bool = False) -> dict:
     started = time.time()
     record = {"file": label, "name": base, "status": "ok", "reason": "", "tables": [], "skipped_sheets": []}
     forget_previous_run(out, base)
@@ -171,7 +243,8 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
         while True:
             con = connect(scratch, memory_limit, threads, path.stat().st_size <= IN_MEMORY_BYTES)
             try:
-                analyze_tables(con, path, scratch, record, out, base, max_file_bytes, options)
+                analyze_tables(con, path, scratch, record, out, base, max_file_bytes, options, list(references),
+                               drop_duplicates)
                 break
             except Exception as exc:
                 retry = read_retry(exc, options)
@@ -217,10 +290,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="DuckDB memory limit; it spills to disk beyond it (default 1GB)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("PLAYBOOK_THREADS", "2")))
     parser.add_argument("--max-file-mb", type=float, default=5.0, help="preview threshold to note in the report (larger files are not previewed)")
+    parser.add_argument("--reference", type=Path, action="append", default=[],
+                        help="a reference file (plate map, units table); a plate map joins the plate")
+    parser.add_argument("--drop-duplicates", action="store_true",
+                        help="remove rows identical to an earlier row (default: keep them and report them)")
     args = parser.parse_args(argv)
     base = args.name or snake_case(args.input.stem) or "table"
     record = analyze_file(args.input, args.out, base, args.label or args.input.name, args.memory_limit,
-                          args.threads, int(args.max_file_mb * MB))
+                          args.threads, int(args.max_file_mb * MB), args.reference, args.drop_duplicates)
     print("RESULT " + json.dumps(record, ensure_ascii=False), flush=True)
     return 1 if record["status"] == "failed" else 0
 

@@ -1,12 +1,15 @@
 """Write report.md and report.html from what analyze_table.py left in the results folder.
 
-    python make_report.py --out RESULTS [--failed FILE REASON ...]
+    python make_report.py --out RESULTS [--failed FILE REASON ...] [--reference FILE ...]
 
 It reads RESULTS/inputs/*.json (one per input file) and each table's
-<table>/<table>.profile.json. The report is built once as a list of blocks and
-rendered twice, so the Markdown and the HTML always say the same thing. The
-HTML is static (no JavaScript) and refers to the plots by relative path.
---failed adds files whose analysis crashed before it could record anything.
+<table>/<table>.profile.json. The report opens with a table of contents and
+the findings of every table, most important first; then each table's reading,
+columns (with units), cleaning audit and plots. The report is built once as a
+list of blocks and rendered twice, so the Markdown and the HTML always say the
+same thing. The HTML is static (no JavaScript) and refers to the plots by
+relative path. --failed adds files whose analysis crashed before it could
+record anything; --reference lists the reference files (my_files) the job had.
 Self-contained: standard library only.
 """
 
@@ -16,18 +19,34 @@ import argparse
 import datetime as dt
 import html
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 
 MB = 1024 * 1024
 STAT_FIELDS = ("min", "max", "mean", "std", "median")
+# Findings, most important first (the order of findings.KINDS), with the words the report uses.
+FINDING_TITLES = {"duplicate_rows": "identical rows", "constant_column": "constant column",
+                  "mostly_missing": "nearly all missing", "missing_together": "missing together",
+                  "outliers": "outliers", "negative_values": "negative values", "saturated": "saturated readings",
+                  "below_detection": "below detection", "blank_signal": "blank with signal",
+                  "replicate_cv": "replicates disagree"}
 
 
 # ---------------------------------------------------------------- blocks
 
+def slug(text: str) -> str:
+    """The anchor GitHub (and markdown-it's anchors plugin) gives a heading."""
+    return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text.strip().lower()))
+
+
 def h(level: int, text: str) -> tuple:
     return ("h", level, text)
+
+
+def toc(entries: list[tuple[int, str]]) -> tuple:
+    return ("toc", entries)
 
 
 def p(text: str) -> tuple:
@@ -59,6 +78,8 @@ def to_markdown(blocks: list[tuple]) -> str:
     for b in blocks:
         if b[0] == "h":
             out.append("#" * b[1] + " " + b[2])
+        elif b[0] == "toc":
+            out.append("\n".join("  " * (level - 2) + f"- [{text}](#{slug(text)})" for level, text in b[1]))
         elif b[0] == "p":
             out.append(b[1])
         elif b[0] == "ul":
@@ -86,7 +107,11 @@ def to_html(blocks: list[tuple], title: str) -> str:
            f"<style>{CSS}</style></head><body>"]
     for b in blocks:
         if b[0] == "h":
-            out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+            out.append(f"<h{b[1]} id=\"{e(slug(b[2]), quote=True)}\">{e(b[2])}</h{b[1]}>")
+        elif b[0] == "toc":
+            items = "".join(f"<li style=\"margin-left:{(level - 2) * 1.5}em\"><a href=\"#{e(slug(text), quote=True)}\">"
+                            f"{e(text)}</a></li>" for level, text in b[1])
+            out.append(f"<nav><ul>{items}</ul></nav>")
         elif b[0] == "p":
             out.append(f"<p>{e(b[1])}</p>")
         elif b[0] == "ul":
@@ -125,20 +150,25 @@ def column_rows(profile: dict) -> list[list]:
             summary = f"from {c.get('first')} to {c.get('last')}"
         else:
             summary = "; ".join(f"{t['value']} ({t['count']:,})" for t in c.get("top", []))
-        rows.append([c["name"], c["type"], fmt(c["missing"]), f"{c['missing_pct']}%", fmt(c["distinct"]), summary])
+        rows.append([c["name"], c.get("unit") or "", c["type"], c.get("role", ""), fmt(c["missing"]),
+                     f"{c['missing_pct']}%", fmt(c["distinct"]), summary])
     return rows
+
+
+def where(profile: dict) -> str:
+    return profile["source"] + (f", sheet {profile['sheet']!r}" if profile.get("sheet") else "")
 
 
 def table_blocks(profile: dict) -> list[tuple]:
     name = profile["table"]
-    where = profile["source"] + (f", sheet {profile['sheet']!r}" if profile.get("sheet") else "")
-    blocks = [h(2, f"{name} (from {where})")]
+    blocks = [h(3, f"{name} (from {where(profile)})")]
     reader = profile["reader"]
     if reader.get("format") in ("delimited", "excel"):
         how = [f"delimiter {reader['delimiter']!r}" if reader["format"] == "delimited" else "Excel sheet",
                f"encoding {reader['encoding']}" if reader["format"] == "delimited" else "",
                "decimal comma" if reader.get("decimal_comma") else "",
-               f"header on line {reader['header_line'] + 1}" if reader.get("header_line") is not None else "no header row",
+               (reader["layout"] if reader.get("layout") else f"header on line {reader['header_line'] + 1}"
+                if reader.get("header_line") is not None else "no header row"),
                f"{len(profile['metadata'])} metadata line(s) above the header" if profile.get("metadata") else ""]
         blocks.append(p("Read as: " + ", ".join(x for x in how if x) + "."))
     else:
@@ -146,33 +176,64 @@ def table_blocks(profile: dict) -> list[tuple]:
     if profile.get("metadata"):
         blocks.append(p("Metadata above the table:"))
         blocks.append(code("\n".join(profile["metadata"])))
+    if profile.get("footer"):
+        blocks.append(p("Footer after the table (metadata, not data rows):"))
+        blocks.append(code("\n".join(profile["footer"])))
     blocks.append(table(["", "before cleaning", "after cleaning"], [
         ["rows", fmt(profile["rows_before"]), fmt(profile["rows_after"])],
         ["columns", fmt(profile["columns_before"]), fmt(profile["columns_after"])]]))
-    facts = [f"{fmt(profile['empty_rows_dropped'])} empty row(s) and {fmt(profile['duplicate_rows_dropped'])} "
-             f"duplicate row(s) dropped."]
+    dup, dropped = profile.get("duplicate_rows", 0), profile.get("duplicate_rows_dropped", 0)
+    facts = [f"{fmt(profile['empty_rows_dropped'])} empty row(s) dropped; {fmt(dup)} row(s) identical to an earlier "
+             f"row, " + ("dropped as asked." if dropped else "kept (see the findings).")]
     files = profile["files"]
     facts.append(f"Cleaned data: {files['csv']['path']} ({files['csv']['size'] / MB:.2f} MB), "
                  f"{files['parquet']['path']} ({files['parquet']['size'] / MB:.2f} MB); "
                  f"profile and audit: {name}/{name}.profile.json.")
     facts += [n[0].upper() + n[1:] + "." for n in profile.get("notes", [])]
     blocks.append(ul(facts))
-    blocks.append(h(3, "Columns"))
-    blocks.append(table(["column", "type", "missing", "missing %", "distinct", "summary"], column_rows(profile)))
-    blocks.append(h(3, "Cleaning audit"))
+    blocks.append(h(4, f"Columns of {name}"))
+    blocks.append(table(["column", "unit", "type", "role", "missing", "missing %", "distinct", "summary"],
+                        column_rows(profile)))
+    blocks.append(h(4, f"Cleaning audit of {name}"))
     if profile["audit"]:
         blocks.append(table(["change", "column", "rows", "cells", "detail"],
-                            [[a["action"], a["column"] or "(all)", fmt(a["rows"]), fmt(a["cells"]), a["detail"]]
-                             for a in profile["audit"]]))
+                            [[a["action"], a["column"] or (f"{len(a['columns'])} columns" if a.get("columns") else "(all)"),
+                              fmt(a["rows"]), fmt(a["cells"]), a["detail"]] for a in profile["audit"]]))
     else:
         blocks.append(p("Nothing needed changing."))
     if profile["plots"]:
-        blocks.append(h(3, "Plots"))
-        blocks += [img(pl["path"], pl["title"]) for pl in profile["plots"]]
+        blocks.append(h(4, f"Plots of {name}"))
+        blocks.append(p(f"Drawn by scripts/plot_{name}.py (edit and rerun it); each plot's kind and columns are in "
+                        f"the profile's plots."))
+        blocks += [img(pl["path"], f"{pl['title']} ({pl['kind'].replace('_', ' ')})") for pl in profile["plots"]]
     return blocks
 
 
-def build(out: Path, failed: dict[str, str]) -> tuple[list[tuple], dict]:
+def finding_blocks(profiles: list[dict]) -> list[tuple]:
+    order = list(FINDING_TITLES)
+    found = [(order.index(f["kind"]) if f["kind"] in order else len(order), pr["table"], f)
+             for pr in profiles for f in pr.get("findings", [])]
+    if not found:
+        return [p("Nothing stood out: no identical rows, constant or nearly empty columns, outliers, out-of-range "
+                  "readings or disagreeing replicates.")]
+    items = [f"{table_}: {FINDING_TITLES.get(f['kind'], f['kind'])}"
+             + (f" in {f['column']}" if f.get("column") else "") + f": {f['detail']}"
+             for _, table_, f in sorted(found, key=lambda x: (x[0], x[1]))]
+    return [ul(items)]
+
+
+def reference_blocks(references: list[str], profiles: list[dict]) -> list[tuple]:
+    used = {}
+    for pr in profiles:
+        source = pr["reader"].get("plate_map_source")
+        if source:
+            used.setdefault(source, []).append(pr["table"])
+    items = [f"{ref}" + (f": plate map joined to {', '.join(used[Path(ref).name])}" if Path(ref).name in used else
+                         ": reference only, not analysed as data") for ref in references]
+    return [p("Reference files from my_files, the lab's material copied into every job:"), ul(items)]
+
+
+def build(out: Path, failed: dict[str, str], references: list[str] = ()) -> tuple[list[tuple], dict]:
     records = []
     for path in sorted((out / "inputs").glob("*.json")):
         records.append(json.loads(path.read_text(encoding="utf-8")))
@@ -189,29 +250,40 @@ def build(out: Path, failed: dict[str, str]) -> tuple[list[tuple], dict]:
     skipped = [r for r in records if r["status"] == "skipped"]
     bad = [r for r in records if r["status"] == "failed"]
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    blocks = [h(1, "Data report"),
-              p(f"{len(records)} input file(s): {len(ok)} analysed into {len(profiles)} table(s), "
-                f"{len(skipped)} skipped, {len(bad)} failed. Generated {now} by the offline playbook.")]
-    if profiles:
-        blocks.append(table(["table", "source", "rows before", "rows after", "columns before", "columns after",
-                             "duplicates dropped", "audit entries", "plots"],
-                            [[pr["table"], pr["source"] + (f" [{pr['sheet']}]" if pr.get("sheet") else ""),
-                              fmt(pr["rows_before"]), fmt(pr["rows_after"]), fmt(pr["columns_before"]),
-                              fmt(pr["columns_after"]), fmt(pr["duplicate_rows_dropped"]), len(pr["audit"]),
-                              len(pr["plots"])] for pr in profiles]))
     notes = [f"{r['file']}: skipped, {r['reason']}" for r in skipped]
     notes += [f"{r['file']}: FAILED, {r['reason']}" for r in bad]
     notes += [f"{r['file']}: sheet {s['sheet']!r} skipped, {s['reason']}"
               for r in records for s in r.get("skipped_sheets", [])]
-    if notes:
-        blocks += [h(2, "Files not analysed"), ul(notes)]
+    sections = [(2, "Findings"), (2, "Tables")] + [(3, f"{pr['table']} (from {where(pr)})") for pr in profiles]
+    sections += ([(2, "Files not analysed")] if notes else []) + ([(2, "Reference material")] if references else [])
+    sections.append((2, "Reproduce"))
+    blocks = [h(1, "Data report"),
+              p(f"{len(records)} input file(s): {len(ok)} analysed into {len(profiles)} table(s), "
+                f"{len(skipped)} skipped, {len(bad)} failed. Generated {now} by the offline playbook."),
+              toc(sections), h(2, "Findings")] + finding_blocks(profiles) + [h(2, "Tables")]
+    if profiles:
+        blocks.append(table(["table", "source", "rows before", "rows after", "columns before", "columns after",
+                             "identical rows (kept)", "findings", "audit entries", "plots"],
+                            [[pr["table"], pr["source"] + (f" [{pr['sheet']}]" if pr.get("sheet") else ""),
+                              fmt(pr["rows_before"]), fmt(pr["rows_after"]), fmt(pr["columns_before"]),
+                              fmt(pr["columns_after"]), fmt(pr.get("duplicate_rows", 0) - pr["duplicate_rows_dropped"]),
+                              len(pr.get("findings", [])), len(pr["audit"]), len(pr["plots"])] for pr in profiles]))
+    else:
+        blocks.append(p("No table could be read from the uploaded files."))
     for pr in profiles:
         blocks += table_blocks(pr)
+    if notes:
+        blocks += [h(2, "Files not analysed"), ul(notes)]
+    if references:
+        blocks += [h(2, "Reference material")] + reference_blocks(list(references), profiles)
+    refs = "".join(f" --reference INPUT_DIR/{r}" for r in references)
     blocks += [h(2, "Reproduce"),
-               p("Every step ran as a script kept in scripts/ (Python with duckdb, openpyxl and Pillow). "
+               p("Every step ran as a script kept in scripts/ (Python with duckdb, openpyxl and matplotlib). "
                  "From this folder, with the input files in INPUT_DIR:"),
-               code("\n".join([f"python scripts/analyze_table.py INPUT_DIR/{r['file']} --out . --name {r['name']}"
-                               for r in records if r.get("name")] + ["python scripts/make_report.py --out ."]))]
+               code("\n".join([f"python scripts/analyze_table.py INPUT_DIR/{r['file']} --out . --name {r['name']}{refs}"
+                               for r in records if r.get("name")]
+                              + [f"python scripts/plot_{pr['table']}.py  # redraws the plots" for pr in profiles]
+                              + ["python scripts/make_report.py --out ."]))]
     summary = {"files": len(records), "analysed": len(ok), "skipped": len(skipped), "failed": len(bad),
                "tables": [{"table": pr["table"], "rows_before": pr["rows_before"], "rows_after": pr["rows_after"],
                            "columns_before": pr["columns_before"], "columns_after": pr["columns_after"]}
@@ -224,10 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--failed", action="append", nargs=2, default=[], metavar=("FILE", "REASON"),
                         help="a file whose analysis crashed without recording anything")
+    parser.add_argument("--reference", action="append", default=[], metavar="FILE",
+                        help="a reference file the job had (my_files), listed in the report")
     args = parser.parse_args(argv)
     failed = dict(args.failed)
     shutil.rmtree(args.out / ".scratch", ignore_errors=True)  # left by an analysis that was killed
-    blocks, summary = build(args.out, failed)
+    blocks, summary = build(args.out, failed, args.reference)
     (args.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (args.out / "report.html").write_text(to_html(blocks, "Data report"), encoding="utf-8")
     print(f"wrote report.md and report.html: {summary['tables'] and len(summary['tables'])} table(s), "

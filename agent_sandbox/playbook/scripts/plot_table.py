@@ -1,107 +1,165 @@
-"""Plots of a cleaned DuckDB table, drawn from SQL aggregates (never full columns).
+"""Choose a table's plots from what the table is, write them as a script a scientist can
+edit and rerun (RESULTS/scripts/plot_<table>.py), and draw them.
 
-One time series when a date column exists, then histograms of numeric
-columns, then bar charts of the most common values of text columns, at most
-MAX_PLOTS per table so a wide table does not drown the report. All histograms
-come from one pass over the table; the bar charts reuse the profile's top values.
+The rules, in order (at most MAX_PLOTS per table):
+  a table of wells -> a plate heatmap per reading;
+  well columns over a time axis -> growth curves, overlaid, on a log scale, and one panel per plate row,
+      plus a heatmap of the last reading;
+  a time axis -> each measurement over time (long gaps are not bridged);
+  a factor with few levels (up to 10) -> each measurement by group (box plots, or every point for small groups),
+      for the best factor and a second one named like an experiment's;
+  a measurement named like an outcome, among few -> each input against it;
+  four or more measurements -> a correlation heatmap of all of them;
+  measurements not drawn by group -> histograms (log scale when they span orders of magnitude);
+  0/1 columns and factors -> counts. Identifiers get no plot.
+Each plot is recorded as {kind, columns, path, title} so a reader can see why it was chosen.
 
-Self-contained: depends on duckdb and the sibling charts.py (Pillow).
+Self-contained: depends on the sibling roles.py and plots.py (matplotlib), loaded when drawing.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
+import runpy
+import shutil
 from pathlib import Path
 
-from charts import histogram_chart, time_series_chart, top_values_chart
+from common import snake_case
+from roles import FACTOR_NAME, OUTCOME_NAME, factor_preference, log_range, time_axis
 
 MAX_PLOTS = 12
-MAX_HISTOGRAMS = 8
-BINS = 30
-TOP_BARS = 10
-MAX_POINTS = 300
-# Identifiers are numbers too, but their distribution or mean over time says nothing.
-ID_NAME = re.compile(r"(^|_)(id|no|num|number|index|idx|row)$")
+MAX_PANELS = 12
+MAX_SERIES = 6
+STRIP_MAX_GROUP = 30     # groups this small are drawn point by point
+FEW_LEVELS = 10          # a factor with more levels is not drawn as groups
 
 
-def sql_ident(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def histograms(con, table: str, columns: list[dict]) -> list[list[int]]:
-    """BINS counts per column between its min and max, all columns in one pass."""
-    aggs = []
-    for c in columns:
-        lo, hi = float(c["min"]), float(c["max"])
-        x = f"CAST({sql_ident(c['name'])} AS DOUBLE)"
-        aggs.append(f"histogram(CASE WHEN isfinite({x}) THEN least(CAST(floor(({x} - {lo!r}) / {(hi - lo) / BINS!r}) "
-                    f"AS INTEGER), {BINS - 1}) END)")
-    row = con.execute(f"SELECT {', '.join(aggs)} FROM {table}").fetchone()
-    out = []
-    for found in row:
-        counts = [0] * BINS
-        for b, n in (found or {}).items():
-            counts[max(0, min(BINS - 1, b))] += n
-        out.append(counts)
-    return out
-
-
-def _time_unit(first, last) -> str:
-    span = (last - first).total_seconds() if isinstance(first, dt.datetime) else (last - first).days * 86400
-    for unit, seconds in (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400),
-                          ("week", 7 * 86400), ("month", 30 * 86400)):
-        if span / seconds <= MAX_POINTS:
-            return unit
-    return "year"
-
-
-def plot_table(con, table: str, profile: dict, plots_dir: Path, prefix: str) -> list[dict]:
-    """Draw the plots; returns [{path, kind, column, title}] with paths relative to plots_dir's parent."""
-    plots_dir.mkdir(parents=True, exist_ok=True)
+def choose_plots(profile: dict, name: str) -> list[dict]:
     cols = profile["column_profiles"]
-    rows = profile["rows"]
-    top_values = profile.get("top_values", {})
-    made: list[dict] = []
+    units = {c["name"]: c["unit"] for c in cols if c.get("unit")}
+    chosen: list[dict] = []
 
-    def path(kind: str, column: str, title: str) -> Path:
-        name = f"{prefix}_{kind}_{column}.png"
-        made.append({"path": f"{plots_dir.name}/{name}", "kind": kind, "column": column, "title": title})
-        return plots_dir / name
+    def add(kind: str, func: str, shown: list[str], title: str, **kwargs) -> None:
+        if len(chosen) < MAX_PLOTS:
+            slug = snake_case("_".join(shown[:3]))[:60] or "all"
+            path = f"{name}/plots/{name}_{kind}_{slug}.png"
+            n = 1
+            while any(p["path"] == path for p in chosen):
+                n += 1
+                path = f"{name}/plots/{name}_{kind}_{slug}_{n}.png"
+            used = {k: v for k, v in kwargs.items() if v not in (None, [], False)}
+            if any(c in units for c in shown) and func not in ("counts", "correlation_heatmap"):
+                used["units"] = {c: units[c] for c in shown if c in units}
+            chosen.append({"kind": kind, "func": func, "columns": shown, "title": title, "path": path, "args": used})
 
-    numeric = [c for c in cols if c["type"] in ("integer", "number") and c.get("min") is not None
-               and not ID_NAME.search(c["name"])]
-    dates = [c for c in cols if c["type"] in ("date", "datetime") and c.get("first") and c.get("first") != c.get("last")]
-    if dates:
-        d = dates[0]
-        first, last = con.execute(f"SELECT min({sql_ident(d['name'])}), max({sql_ident(d['name'])}) FROM {table}").fetchone()
-        unit = _time_unit(first, last)
-        series = numeric[:3]
-        aggs = ", ".join(f"avg({sql_ident(c['name'])})" for c in series) or "count(*)"
-        data = con.execute(
-            f"SELECT date_trunc('{unit}', {sql_ident(d['name'])}) AS t, {aggs} FROM {table} "
-            f"WHERE {sql_ident(d['name'])} IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
-        # one panel per measurement: their scales differ, one shared axis would flatten them
-        labels = [f"mean {c['name']}" for c in series] or ["rows"]
-        title = f"{'Means' if series else 'Rows'} per {unit} of {d['name']}"
-        time_series_chart(path("timeseries", d["name"], title), title, d["name"], unit, [r[0] for r in data],
-                          [(label, [r[k + 1] for r in data]) for k, label in enumerate(labels)])
-
-    spread = [c for c in numeric[:MAX_HISTOGRAMS] if float(c["min"]) != float(c["max"])]
-    spread = spread[:max(0, MAX_PLOTS - len(made))]
-    for c, counts in zip(spread, histograms(con, table, spread) if spread else []):
-        lo, hi = float(c["min"]), float(c["max"])
-        title = f"Distribution of {c['name']}"
-        histogram_chart(path("hist", c["name"], title), title, c["name"], lo, (hi - lo) / BINS, counts)
-
+    measures = [c for c in cols if c["role"] == "measure"]
+    wells = [c for c in cols if c["role"] == "well"]
+    time = time_axis(cols)
+    logs = [c["name"] for c in measures if log_range(c)]
+    well_names = [c["name"] for c in wells]
+    if any(c["role"] == "plate" and c["name"] == "well" for c in cols):
+        for m in measures[:4]:
+            add("plate_heatmap", "plate_heatmap", [m["name"]], f"{m['name']} across the plate", value=m["name"])
+    if wells and time:
+        t = time["name"]
+        add("growth_curves", "growth_curves", [t] + well_names, f"All {len(wells)} wells over {t}", time=t,
+            wells=well_names)
+        if sum((c.get("min") or 0) > 0 for c in wells) >= len(wells) / 2:
+            add("growth_curves_log", "growth_curves", [t] + well_names, f"All wells over {t}, log scale", time=t,
+                wells=well_names, log=True)
+        add("growth_curves_by_row", "growth_curves", [t] + well_names, "Wells by plate row", time=t,
+            wells=well_names, by_row=True)
+        add("plate_heatmap", "plate_heatmap", well_names, "Last reading of each well", value="last reading",
+            wells=well_names, time=t)
+    if time and measures:
+        series = [m["name"] for m in measures if m is not time][:MAX_SERIES]
+        if series:
+            add("timeseries", "timeseries", [time["name"]] + series, f"Over {time['name']}", time=time["name"],
+                columns=series, log_scale=[c for c in series if c in logs])
+    factors = sorted([c for c in cols if c["role"] == "factor" and (c.get("distinct") or 0) <= FEW_LEVELS],
+                     key=factor_preference)
+    # the best factor, and a second one only when it is named like an experiment's (species, sex, dose, ...)
+    factors = factors[:1] + [f for f in factors[1:2] if FACTOR_NAME.search(f["name"])]
+    grouped: set[str] = set()
+    for f in factors if measures else []:
+        largest = max((t["count"] for t in f.get("top", [])), default=0)
+        strip = 0 < largest <= STRIP_MAX_GROUP
+        panel = [m["name"] for m in measures][:MAX_PANELS]
+        add("strip_by_group" if strip else "box_by_group", "box_by_group", [f["name"]] + panel,
+            f"By {f['name']}", group=f["name"], columns=panel, log_scale=[c for c in panel if c in logs], strip=strip)
+        grouped.update(panel)
+    outcome = next((m for m in measures if OUTCOME_NAME.search(m["name"])), None)
+    if outcome and 2 <= len(measures) <= 15:
+        inputs = [m["name"] for m in measures if m is not outcome][:MAX_PANELS]
+        add("scatter_vs_outcome", "scatter_vs_outcome", [outcome["name"]] + inputs, f"Against {outcome['name']}",
+            outcome=outcome["name"], inputs=inputs, log_scale=[c for c in inputs + [outcome["name"]] if c in logs])
+    if len(measures) >= 4:
+        names = [m["name"] for m in measures]
+        add("correlation_heatmap", "correlation_heatmap", names, f"Correlation of {len(names)} numeric columns",
+            columns=names)
+    for m in measures:  # the distributions not already drawn by group
+        if m.get("min") is not None and m["min"] != m["max"] and m["name"] not in grouped:
+            log = m["name"] in logs
+            add("histogram", "histogram", [m["name"]], f"Distribution of {m['name']}" + (" (log scale)" if log else ""),
+                column=m["name"], log=log)
     for c in cols:
-        if len(made) >= MAX_PLOTS:
-            break
-        top = top_values.get(c["name"], [])[:TOP_BARS]
-        if c["type"] not in ("text", "boolean") or not top or c.get("distinct", 0) < 2:
-            continue
-        if c.get("distinct", 0) >= 0.9 * rows:  # identifiers: one bar per row says nothing
-            continue
-        title = f"Most common values of {c['name']}"
-        top_values_chart(path("top", c["name"], title), title, [str(v)[:40] for v, _ in top], [n for _, n in top])
+        if c["role"] == "binary" or (c["role"] == "factor" and not measures):
+            add("counts", "counts", [c["name"]], f"Rows per value of {c['name']}", column=c["name"])
+    return chosen
+
+
+def script_text(name: str, source: str, chosen: list[dict]) -> str:
+    calls = []
+    for p in chosen:
+        args = ",\n        ".join(f"{k}={v!r}" for k, v in p["args"].items())
+        calls.append(f"    # {p['kind']}: {', '.join(p['columns'][:6])}{' ...' if len(p['columns']) > 6 else ''}\n"
+                     f"    plots.{p['func']}(\n        con, table, results / {p['path']!r}, title={p['title']!r},\n"
+                     f"        {args})")
+    body = "\n".join(calls) if calls else "    pass  # no column of this table calls for a plot"
+    return f'''"""Plots of the table {name} (from {source}), chosen from its structure by analyze_table.py.
+
+Edit the calls below (columns, titles, log scales) and rerun from the results folder:
+    python scripts/plot_{name}.py
+Each call reads the cleaned table {name}/{name}.parquet with DuckDB, every row, and saves one PNG.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plots  # noqa: E402  (matplotlib is imported once, here)
+
+RESULTS = Path(__file__).resolve().parent.parent
+
+
+def draw(con, table="clean", results=RESULTS):
+{body}
+
+
+if __name__ == "__main__":
+    draw(plots.open_table(RESULTS / "{name}" / "{name}.parquet"))
+'''
+
+
+def plot_table(con, table: str, profile: dict, out: Path, name: str, source: str) -> list[dict]:
+    """Write scripts/plot_<name>.py, run it on `table` in this process, and return the plots drawn."""
+    chosen = choose_plots(profile, name)
+    scripts = out / "scripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).resolve().parent
+    for module in ("plots.py", "common.py"):  # the script imports them from beside itself
+        if not (scripts / module).exists() and scripts.resolve() != here:
+            shutil.copyfile(here / module, scripts / module)
+    script = scripts / f"plot_{name}.py"
+    script.write_text(script_text(name, source, chosen), encoding="utf-8")
+    (out / name / "plots").mkdir(parents=True, exist_ok=True)
+    runpy.run_path(str(script))["draw"](con, table, out)
+    made = []
+    for p in chosen:
+        if (out / p["path"]).is_file():
+            entry = {"kind": p["kind"], "columns": p["columns"], "path": p["path"], "title": p["title"]}
+            logs = p["args"].get("log_scale") or ([p["columns"][0]] if p["args"].get("log") and p["func"] == "histogram"
+                                                   else p["columns"][1:] if p["args"].get("log") else [])
+            if logs:
+                entry["log_scale"] = logs
+            made.append(entry)
     return made

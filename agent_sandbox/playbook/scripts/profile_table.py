@@ -1,42 +1,29 @@
 """Profile a cleaned DuckDB table with out-of-core aggregates.
 
-Per column: type, missing and distinct counts; min/max/mean/std/quartiles for
-numbers; first and last date for dates; the most common values for text
-(`top_values` keeps a few more of them, for the bar charts).
-Above APPROX_ROWS rows, distinct counts and quartiles are approximate (DuckDB's
-HyperLogLog and t-digest) so the profile stays one streaming pass.
+Per column: type, unit, role (roles.py), missing and distinct counts;
+min/max/mean/std/quartiles and the count of negative values for numbers; first
+and last date for dates; the most common values for text (`top_values` keeps a
+few more of them, for the plots). Every row is used, never a sample, and every
+figure is exact except, above APPROX_ROWS rows, the distinct counts (DuckDB's
+HyperLogLog over every row: an exact count of distinct values of a wide table
+would cost more than the rest of the profile).
 
-Self-contained: depends on duckdb only.
+Self-contained: depends on duckdb and the sibling common.py, roles.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
+from common import plain, sql_ident
+from roles import assign_roles
 
 APPROX_ROWS = 1_000_000
 TOP_VALUES = 5          # listed in the profile
-TOP_FETCHED = 10        # fetched once, the plots' bar charts show this many
+TOP_FETCHED = 20        # fetched once, for the plots' counts
 MAX_TOP_COLUMNS = 40
 AGGREGATES_PER_PASS = 200
 
 
-def sql_ident(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def plain(value):
-    """A JSON-friendly version of a DuckDB value."""
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (int, str, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def profile_table(con, table: str, columns: list[dict]) -> dict:
+def profile_table(con, table: str, columns: list[dict], plate_table: bool = False) -> dict:
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     approx = rows > APPROX_ROWS
     aggs, slots = [], []
@@ -46,11 +33,10 @@ def profile_table(con, table: str, columns: list[dict]) -> dict:
         aggs += [f"count_if({col} IS NULL)",
                  f"approx_count_distinct({col})" if approx else f"count(DISTINCT {col})"]
         if c["type"] in ("integer", "number"):
-            q = (f"approx_quantile({col}, [0.25, 0.5, 0.75])" if approx
-                 else f"quantile_cont({col}, [0.25, 0.5, 0.75])")
-            aggs += [f"min({col})", f"max({col})", f"avg({col})", f"stddev_samp({col})", q]
-            fields += ["min", "max", "mean", "std", "quartiles"]
-        elif c["type"] in ("date", "datetime"):
+            q = f"quantile_cont({col}, [0.25, 0.5, 0.75])"  # exact, and cheaper than a t-digest here
+            aggs += [f"min({col})", f"max({col})", f"avg({col})", f"stddev_samp({col})", q, f"count_if({col} < 0)"]
+            fields += ["min", "max", "mean", "std", "quartiles", "negative"]
+        elif c["type"] in ("date", "datetime", "time"):
             aggs += [f"min({col})", f"max({col})"]
             fields += ["first", "last"]
         slots.append(fields)
@@ -70,7 +56,9 @@ def profile_table(con, table: str, columns: list[dict]) -> dict:
             entry["q25"], entry["median"], entry["q75"] = (plain(q) for q in quartiles)
         entry["missing_pct"] = round(100.0 * entry["missing"] / rows, 2) if rows else 0.0
         out.append({key: plain(v) for key, v in entry.items()})
-    text_cols = [c for c in out if c["type"] in ("text", "boolean")][:MAX_TOP_COLUMNS]
+    assign_roles(out, rows, plate_table)
+    text_cols = [c for c in out if c["type"] in ("text", "boolean") and c["role"] not in ("id", "constant")
+                 ][:MAX_TOP_COLUMNS]
     top_values = {}
     for c in text_cols:
         col = sql_ident(c["name"])

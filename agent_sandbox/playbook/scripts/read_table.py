@@ -1,13 +1,16 @@
 """Read one input file into DuckDB views, one per table, without loading it into memory.
 
 Delimited text is sniffed here rather than by DuckDB, because lab files break
-generic sniffers: metadata lines above the header, decimal commas with `;`
-delimiters, latin-1 bytes, a UTF-8 BOM, duplicate header names. Every text
-column is read as VARCHAR so cleaning can count exactly what it changes.
-Excel sheets become temporary CSV files and go through the same path; JSON,
-JSON Lines and Parquet are read by DuckDB with nested fields flattened.
+generic sniffers: metadata lines above the header, a units row under it,
+footers after the data (`End Time:`, signatures), decimal commas with `;`
+delimiters, latin-1 bytes, a UTF-8 BOM, duplicate header names, plate grids.
+Every text column is read as VARCHAR so cleaning can count exactly what it
+changes. Excel sheets become temporary CSV files and go through the same path;
+JSON, JSON Lines and Parquet are read by DuckDB with nested fields flattened.
+Instrument layouts (plate grids, wells as rows) are rewritten by layout.py
+into a temporary CSV of one row per well or per time point first.
 
-Self-contained: depends on duckdb and openpyxl only.
+Self-contained: depends on duckdb, openpyxl and the sibling common.py, layout.py, sniff.py.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-import io
-import re
-from collections import Counter
 from pathlib import Path
 
-DELIMITERS = [",", ";", "\t", "|"]
-SAMPLE_BYTES = 256 * 1024
-SAMPLE_LINES = 400
+from common import sql_ident, sql_str
+from layout import grids_to_rows, looks_transposed, read_plate_map, split, transpose, write_rows
+from sniff import NotATable, sniff_text
+
+LAYOUT_BYTES = 20 * 1024 * 1024  # layouts rewritten in Python (plate grids, wells as rows) are smaller than this
 TEXT_EXT = {".csv", ".tsv", ".txt", ".dat", ".tab", ".psv", ".asc", ".prn", ""}
 EXCEL_EXT = {".xlsx", ".xlsm"}
 JSON_EXT = {".json", ".jsonl", ".ndjson"}
@@ -35,120 +37,7 @@ NOT_TABLE_EXT = {
     ".tiff": "an image", ".svg": "an image", ".zip": "an archive", ".gz": "an archive",
     ".py": "source code", ".r": "source code", ".html": "a web page", ".xls": "a legacy .xls workbook (save it as .xlsx)",
 }
-_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
-_DEC_COMMA = re.compile(r"^[+-]?\d*,\d+$")
-_DEC_DOT = re.compile(r"^[+-]?\d*\.\d+$")
-
-
-class NotATable(Exception):
-    """The file is readable but holds no table; the message says why."""
-
-
-def sql_str(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_ident(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-# ---------------------------------------------------------------- text sniffing
-
-def detect_encoding(head: bytes) -> tuple[str, str]:
-    """(python codec, duckdb encoding or '' when DuckDB cannot read it directly)."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig", "utf-8"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", ""
-    for cut in range(4):  # the sample may end inside a multi-byte character
-        try:
-            head[: len(head) - cut].decode("utf-8")
-            return "utf-8", "utf-8"
-        except UnicodeDecodeError:
-            continue
-    return "latin-1", "latin-1"
-
-
-def _field_counts(lines: list[str], delim: str) -> list[int]:
-    counts = []
-    for line in lines:
-        if not line.strip():
-            counts.append(0)
-            continue
-        try:
-            counts.append(len(next(csv.reader([line], delimiter=delim))))
-        except (csv.Error, StopIteration):
-            counts.append(0)
-    return counts
-
-
-def _looks_numeric(value: str) -> bool:
-    return bool(_NUMBER.match(value.strip()))
-
-
-def sniff_lines(lines: list[str], delimiters: list[str] = DELIMITERS, single_column_ok: bool = False) -> dict:
-    """Find delimiter, header line and the metadata lines above it.
-
-    The table body is where most lines share one field count; the header is the
-    first line with that count, and non-blank lines above it are metadata.
-    """
-    nonblank = [i for i, line in enumerate(lines) if line.strip()]
-    if not nonblank:
-        raise NotATable("the file is empty")
-    best = None
-    for delim in delimiters:
-        counts = _field_counts(lines, delim)
-        body = [counts[i] for i in nonblank[len(nonblank) // 3:]] or [counts[i] for i in nonblank]
-        width = Counter(body).most_common(1)[0][0]
-        start = next(i for i in nonblank if counts[i] == width)
-        rest = [counts[i] for i in nonblank if i >= start]
-        score = sum(c == width for c in rest) / len(rest)
-        # ties go to the delimiter whose table starts earlier: with decimal commas and
-        # `;`, a comma split can look just as regular but would lose the header line
-        # a ragged table (half its lines regular) still beats reading it as one column
-        key = (width >= 2 and score >= 0.8, width >= 2 and score >= 0.5, round(score, 2), -start, width)
-        if best is None or key > best[0]:
-            best = (key, delim, width, start)
-    (regular, ragged, *_), delim, width, start = best
-    if not (regular or ragged) and not (single_column_ok and width == 1):
-        raise NotATable("no consistent columns found (it does not look like a delimited table)")
-    first = next(csv.reader([lines[start]], delimiter=delim))
-    has_header = not all(_looks_numeric(v) or not v.strip() for v in first)
-    body_values = [v.strip() for line in lines[start + 1:] if line.strip()
-                   for v in next(csv.reader([line], delimiter=delim))]
-    comma = sum(bool(_DEC_COMMA.match(v)) for v in body_values)
-    dot = sum(bool(_DEC_DOT.match(v)) for v in body_values)
-    counts = _field_counts(lines, delim)
-    body_text = "\n".join(lines[start:])
-    quoted_newlines = '"' in body_text and any(
-        "\n" in f for row in csv.reader(io.StringIO(body_text), delimiter=delim) for f in row)
-    return {
-        "quoted_newlines": quoted_newlines,  # DuckDB must then read the file in one thread
-        "long_lines": sum(c > width for c in counts[start:]),  # their extra fields are not read
-        "delimiter": delim,
-        "width": width,
-        "header_line": start if has_header else None,
-        "data_line": start + 1 if has_header else start,
-        "header": [h.strip() for h in first] if has_header else [],
-        "metadata": [lines[i].strip() for i in nonblank if i < start],
-        "decimal_comma": delim != "," and comma > 0 and comma >= dot,
-    }
-
-
-def sniff_text(path: Path, single_column_ok: bool = False, delimiters: list[str] = DELIMITERS) -> dict:
-    with open(path, "rb") as f:
-        head = f.read(SAMPLE_BYTES)
-    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise NotATable("binary content, not text")
-    codec, duck_encoding = detect_encoding(head)
-    text = head.decode(codec, errors="replace")
-    lines = text.splitlines()
-    if len(head) == SAMPLE_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last line of a sample may be cut
-    info = sniff_lines(lines[:SAMPLE_LINES], delimiters, single_column_ok)
-    info.update(encoding=codec, duckdb_encoding=duck_encoding)
-    return info
-
+# ---------------------------------------------------------------- delimited text
 
 def header_names(info: dict) -> list[str]:
     names = list(info["header"][: info["width"]])
@@ -164,18 +53,84 @@ def transcode_to_utf8(path: Path, codec: str, dest: Path) -> Path:
     return dest
 
 
-def delimited_view(con, path: Path, info: dict, view: str, scratch: Path) -> None:
-    """Create a VARCHAR view c0..cN over the file body, with explicit options."""
+def footer_filter(info: dict) -> str:
+    """A WHERE clause that leaves out the footer lines, matched cell by cell as DuckDB reads them
+    (a rewritten layout left them out already)."""
+    if info.get("layout"):
+        return ""
+    conditions = []
+    for line in info.get("footer", []):
+        cells = (split(line, info["delimiter"]) + [""] * info["width"])[: info["width"]]
+        conditions.append("NOT (" + " AND ".join(f"c{k} IS NULL" if cell == "" else f"c{k} IS NOT DISTINCT FROM {sql_str(cell)}"
+                                                 for k, cell in enumerate(cells)) + ")")
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+def delimited_view(con, path: Path, info: dict, view: str, scratch: Path, types: dict[int, str] | None = None) -> None:
+    """Create a view c0..cN over the file body, with explicit options: VARCHAR columns, or
+    the SQL `types` given by column index (the reader then fails on a cell it cannot convert)."""
     source, encoding = path, info["duckdb_encoding"]
     if not encoding:
         source, encoding = transcode_to_utf8(path, info["encoding"], scratch / f"{view}.utf8.csv"), "utf-8"
-    columns = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(info["width"])) + "}"
+    columns = "{" + ", ".join(f"'c{i}': {sql_str((types or {}).get(i, 'VARCHAR'))}" for i in range(info["width"])) + "}"
     con.execute(
         f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_csv({sql_str(str(source))}, "
         f"auto_detect=false, header=false, skip={info['data_line']}, delim={sql_str(info['delimiter'])}, "
         f"quote='\"', escape='\"', columns={columns}, null_padding=true, strict_mode=false, "
         f"encoding={sql_str(encoding)}, max_line_size=10000000"
-        + (", parallel=false" if info.get("quoted_newlines") or info.get("serial") else "") + ")")
+        + (", parallel=false" if info.get("quoted_newlines") or info.get("serial") else "") + ")"
+        + footer_filter(info))
+
+
+def rewrite_layout(path: Path, info: dict, scratch: Path, name: str, plate_map: dict) -> tuple[Path, dict]:
+    """A plate grid as one row per well, or wells-as-rows turned to one row per time point:
+    written to a CSV in the scratch folder and sniffed again. Other files come back as they are."""
+    lines, delim = info.get("lines"), info.get("delimiter", ",")
+    if info.get("layout") == "plate grid":
+        rows = grids_to_rows(info["grids"], plate_map)
+        found = {"layout": "plate grid", "grids": [{k: g[k] for k in ("label", "rows", "columns")} for g in info["grids"]],
+                 "metadata": info["metadata"], "footer": info["footer"],
+                 "plate_map_columns": [c for c in plate_map if c not in {g["label"] for g in info["grids"]}]}
+    elif lines and info.get("header") and path.stat().st_size <= LAYOUT_BYTES:
+        footer = set(info.get("footer", []))
+        body = [split(line, delim) for line in lines[info["data_line"]:] if line.strip() and line not in footer]
+        if not looks_transposed(info["header"], [r[0] for r in body if r]):
+            return path, info
+        rows = transpose([info["header"]] + body)
+        found = {"layout": "wells as rows", "metadata": info["metadata"], "footer": info.get("footer", [])}
+    else:
+        return path, info
+    dest = write_rows(rows, scratch / f"{name}.layout.csv", delim)
+    new = sniff_text(dest, single_column_ok=True, delimiters=[delim])
+    new.update(found, encoding=info["encoding"], source_delimiter=delim)
+    return dest, new
+
+
+def reader_notes(reader: dict) -> list[dict]:
+    """Audit entries for what reading changed: layouts, units rows, footers."""
+    notes = []
+    if reader.get("layout") == "plate grid":
+        grids = reader["grids"]
+        notes.append({"action": "plate grid read as one row per well", "column": None, "rows": None, "cells": None,
+                      "detail": f"{len(grids)} grid(s) of {grids[0]['rows']} x {grids[0]['columns']} wells ("
+                                + ", ".join(g["label"] for g in grids) + "): columns well, row, column and one per grid"})
+    if reader.get("layout") == "wells as rows":
+        notes.append({"action": "wells as rows turned to columns", "column": None, "rows": None, "cells": None,
+                      "detail": "the file lists one well per line and one time point per column; each time point "
+                                "is now a row and each well a column"})
+    if reader.get("plate_map_columns"):
+        notes.append({"action": "plate map joined", "column": None, "rows": None, "cells": None,
+                      "detail": f"columns {', '.join(reader['plate_map_columns'])} from {reader.get('plate_map_source')}"})
+    if reader.get("units"):
+        shown = ", ".join(u for u in reader["units"] if u)
+        notes.append({"action": "units row read as units", "column": None, "rows": None, "cells": None,
+                      "detail": f"line {reader['units_line'] + 1} ({shown}) holds units, kept as each column's unit, "
+                                "not a data row"})
+    if reader.get("footer"):
+        notes.append({"action": "footer kept as metadata", "column": None, "rows": len(reader["footer"]), "cells": None,
+                      "detail": "lines after the table, not data rows: " + " | ".join(reader["footer"][:3])
+                                + (" ..." if len(reader["footer"]) > 3 else "")})
+    return notes
 
 
 # ---------------------------------------------------------------- excel
@@ -280,24 +235,51 @@ def file_kind(path: Path) -> str:
     return "delimited"
 
 
-def open_tables(con, path: Path, scratch: Path, serial: bool = False, latin1: bool = False) -> list[dict]:
+def delimited_table(con, path: Path, info: dict, view: str, scratch: Path, plate_map: dict, map_source: str) -> dict:
+    if info.get("layout") == "plate grid" or info.get("lines"):
+        path, info = rewrite_layout(path, info, scratch, view, plate_map)
+    if plate_map and info.get("layout") != "plate grid":
+        info["plate_map"] = {**plate_map, **info.get("plate_map", {})}
+    if plate_map:
+        info["plate_map_source"] = map_source
+    delimited_view(con, path, info, view, scratch)
+    info.pop("lines", None)
+    typed_view = None
+    if info["duckdb_encoding"] and not info.get("decimal_comma") and not info.get("footer"):
+        def typed_view(types: dict[int, str]) -> str:
+            """The same file with some columns read as typed values, which is faster than
+            parsing text (cleaning falls back to text when a cell does not convert)."""
+            delimited_view(con, path, info, f"{view}_typed", scratch, types)
+            return f"{view}_typed"
+    return {"view": view, "names": header_names(info), "notes": reader_notes(info), "typed_view": typed_view}, info
+
+
+def open_tables(con, path: Path, scratch: Path, serial: bool = False, latin1: bool = False,
+                plate_maps: list[Path] = ()) -> list[dict]:
     """Create one VARCHAR-or-typed view per table in `path`.
 
-    Returns [{view, sheet, names, reader}] where `names` are the original column
-    names and `reader` the options used (recorded in the profile for reproducibility).
-    Sheets that are empty or hold no table come back with `skipped` set.
-    The views are lazy: a problem past the sniffed sample surfaces when they are
-    first read in full, and the caller reads again with `serial` (quoted line
-    breaks) or `latin1` (bytes that are not UTF-8) set.
+    Returns [{view, sheet, names, reader, notes}] where `names` are the original column
+    names, `reader` the options used (recorded in the profile for reproducibility) and
+    `notes` audit entries for what reading changed. `plate_maps` are reference files
+    that may name the wells' samples. Sheets that are empty or hold no table come
+    back with `skipped` set. The views are lazy: a problem past the sniffed sample
+    surfaces when they are first read in full, and the caller reads again with
+    `serial` (quoted line breaks) or `latin1` (bytes that are not UTF-8) set.
     """
+    plate_map, map_source = {}, ""
+    for ref in plate_maps:
+        found = read_plate_map(ref)
+        if found:
+            plate_map, map_source = found, ref.name
+            break
     kind = file_kind(path)
     if kind == "delimited":
         info = sniff_text(path, single_column_ok=path.suffix.lower() in {".csv", ".tsv"})
         info["serial"] = serial
         if latin1 and info["duckdb_encoding"] == "utf-8":
             info.update(encoding="latin-1", duckdb_encoding="latin-1", encoding_note="not valid UTF-8 past the first 256 KB")
-        delimited_view(con, path, info, "raw_0", scratch)
-        return [{"view": "raw_0", "sheet": None, "names": header_names(info), "reader": {"format": "delimited", **info}}]
+        spec, info = delimited_table(con, path, info, "raw_0", scratch, plate_map, map_source)
+        return [dict(spec, sheet=None, reader={"format": "delimited", **info})]
     if kind == "excel":
         tables = []
         for index, (sheet, csv_path) in enumerate(excel_sheets_to_csv(path, scratch)):
@@ -307,18 +289,19 @@ def open_tables(con, path: Path, scratch: Path, serial: bool = False, latin1: bo
             try:
                 info = sniff_text(csv_path, single_column_ok=True, delimiters=[","])
                 info["serial"] = serial
-                delimited_view(con, csv_path, info, f"raw_{index}", scratch)
+                spec, info = delimited_table(con, csv_path, info, f"raw_{index}", scratch, plate_map, map_source)
             except NotATable as exc:
                 tables.append({"sheet": sheet, "skipped": str(exc)})
                 continue
             info.update(encoding="xlsx", duckdb_encoding="utf-8")
-            tables.append({"view": f"raw_{index}", "sheet": sheet, "names": header_names(info),
-                           "reader": {"format": "excel", "sheet": sheet, **info}})
+            tables.append(dict(spec, sheet=sheet, reader={"format": "excel", "sheet": sheet, **info}))
         return tables
     if kind == "json":
         source = f"read_json({sql_str(str(path))}, format='auto', maximum_object_size=268435456)"
         names, metadata = flat_view(con, source, "raw_0")
-        return [{"view": "raw_0", "sheet": None, "names": names, "reader": {"format": "json", "metadata": metadata}}]
+        return [{"view": "raw_0", "sheet": None, "names": names, "notes": [],
+                 "reader": {"format": "json", "metadata": metadata}}]
     source = f"read_parquet({sql_str(str(path))})"
     names, metadata = flat_view(con, source, "raw_0")
-    return [{"view": "raw_0", "sheet": None, "names": names, "reader": {"format": "parquet", "metadata": metadata}}]
+    return [{"view": "raw_0", "sheet": None, "names": names, "notes": [],
+             "reader": {"format": "parquet", "metadata": metadata}}]
