@@ -48,8 +48,20 @@ class JobExecutor:
     def start(self) -> None:
         """Run jobs in this process (exactly one process per database should)."""
         self.recover()
+        threading.Thread(target=self.prepare_backends, name="backend-prepare", daemon=True).start()
         for t in self._threads:
             t.start()
+
+    def prepare_backends(self) -> None:
+        """What a backend does once, slowly, is done at start-up rather than in the first job
+        (Modal builds its image, its build log in ours); jobs meanwhile wait for the same work."""
+        for name in self.settings.backends:
+            try:
+                prepare = getattr(self.backend_factory(name), "prepare", None)
+                if prepare is not None:
+                    prepare()
+            except Exception as exc:  # the jobs will say what is wrong; the app must still start
+                log.warning("could not prepare the %s backend: %s", name, exc)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop taking jobs, stop the running sandboxes and record how the jobs ended."""

@@ -58,6 +58,9 @@ class SandboxBackend:
     def sweep_orphans(self) -> int:
         return 0
 
+    def prepare(self) -> None:
+        """At start-up: what is slow and done once for every run (Modal builds its image)."""
+
 
 class RunMonitor:
     def __init__(self, spec: RunSpec, on_event: EventCallback, cancel: threading.Event | None):
