@@ -423,15 +423,13 @@ def test_cancel_and_the_run_timeout_act_while_creation_waits(throttled, emulator
     result = backend.run(spec, recorder, cancel)
     assert result.status == (ev.CANCELLED if stop == "cancel" else ev.TIMEOUT)
     assert result.duration < 4
+    def statuses() -> list[str]:
+        return [sb["status"] for sb in emulator.state()["sandboxes"] if sb["tags"].get(JOB_TAG) == spec.job_id]
+
     deadline = time.monotonic() + 20   # the sandbox Modal makes after all is ended, not left running
-    while time.monotonic() < deadline and not any(sb["tags"].get(JOB_TAG) == spec.job_id
-                                                  for sb in emulator.state()["sandboxes"]):
+    while time.monotonic() < deadline and statuses() != ["TERMINATED"]:
         time.sleep(0.2)
-    while time.monotonic() < deadline and any(sb["tags"].get(JOB_TAG) == spec.job_id
-                                              for sb in emulator.running_sandboxes()):
-        time.sleep(0.2)
-    assert [sb["status"] for sb in emulator.state()["sandboxes"] if sb["tags"].get(JOB_TAG) == spec.job_id] == [
-        "TERMINATED"]
+    assert statuses() == ["TERMINATED"]
 
 
 def test_the_modal_image_pins_the_docker_images_packages():

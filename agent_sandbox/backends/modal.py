@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -36,10 +35,11 @@ from grpclib.exceptions import StreamTerminatedError
 from agent_sandbox import events as ev
 from agent_sandbox import settings
 from agent_sandbox.backends import process_alive, this_process
-from agent_sandbox.backends.monitor import POLL, RunMonitor, SandboxBackend
+from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.backends import modal_image
+from agent_sandbox.backends.modal_calls import describe_error, poll_quietly, wait_for_end, watched
 from agent_sandbox.backends.modal_volume import VolumeSource
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
@@ -251,7 +251,7 @@ class ModalSandbox(Sandbox):
         unreachable, until the exec's deadline (the whole run). So: nothing to ask
         once the sandbox has ended, and otherwise polls, bounded.
         """
-        if self.stopped or _poll_quietly(self.sandbox) is not None:
+        if self.stopped or poll_quietly(self.sandbox) is not None:
             return None
         deadline = time.monotonic() + EXIT_STATUS_WAIT
         while time.monotonic() < deadline:
@@ -259,16 +259,16 @@ class ModalSandbox(Sandbox):
                 code = self.process.poll()
             except self.errors as exc:
                 # No exit status: the exec went away, most likely with its sandbox.
-                if _wait_for_end(self.sandbox, max(1.0, deadline - time.monotonic())) is not None:
+                if wait_for_end(self.sandbox, max(1.0, deadline - time.monotonic())) is not None:
                     return None
                 raise SandboxLost(f"lost the agent: {describe_error(exc)}") from exc
             if code == -1:   # the client's answer once the exec's own time limit (Modal's) has passed
                 self.exec_timed_out = True
-                _wait_for_end(self.sandbox, 2)   # most likely the sandbox's limit, which came with it
+                wait_for_end(self.sandbox, 2)   # most likely the sandbox's limit, which came with it
                 return None
             if code is not None:
                 return code
-            if _poll_quietly(self.sandbox) is not None:
+            if poll_quietly(self.sandbox) is not None:
                 return None
             time.sleep(EXIT_STATUS_POLL)
         raise SandboxLost(f"the agent's output ended but its exit status did not come back "
@@ -279,7 +279,7 @@ class ModalSandbox(Sandbox):
         if self.sandbox is not None and not self.ended:
             self.ended = True
             if not self.stopped:   # did it end by itself (its time limit, someone else)?
-                self.ended_code = _poll_quietly(self.sandbox)
+                self.ended_code = poll_quietly(self.sandbox)
             self.terminate(wait=True)
 
     def why_ended(self) -> tuple[str, str] | None:
@@ -310,47 +310,8 @@ class ModalSandbox(Sandbox):
             pass
         except (mexc.Error, OSError) as exc:
             self.run.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
-        if wait and _wait_for_end(self.sandbox, self.config.terminate_wait) is None:
+        if wait and wait_for_end(self.sandbox, self.config.terminate_wait) is None:
             self.run.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
-
-
-def watched(create, run: RunMonitor) -> modal.Sandbox | None:
-    """`create()` in a thread of its own, so that cancel and the run's limits still act
-    while it waits (an image build, Modal's rate limits); None when the run stopped
-    first. A sandbox that comes after all is terminated."""
-    done, outcome = threading.Event(), {}
-    abandoned = threading.Event()
-
-    def work() -> None:
-        try:
-            outcome["sandbox"] = create()
-        except BaseException as exc:   # handed to the run, unless it has moved on
-            outcome["error"] = exc
-        done.set()
-        if abandoned.is_set() and "sandbox" in outcome:
-            _terminate_quietly(outcome["sandbox"])
-
-    threading.Thread(target=work, name=f"{run.spec.job_id}-create", daemon=True).start()
-    while not done.wait(POLL):
-        if run.stop_requested():
-            abandoned.set()
-            if not done.is_set():
-                return None   # `work` ends what it makes
-            break
-    if abandoned.is_set():   # it finished as the run stopped: end it here (twice is harmless)
-        if "sandbox" in outcome:
-            _terminate_quietly(outcome["sandbox"])
-        return None
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["sandbox"]
-
-
-def _terminate_quietly(sandbox: modal.Sandbox) -> None:
-    try:
-        sandbox.terminate()
-    except (mexc.Error, OSError):
-        pass   # Modal's own timeout ends it
 
 
 def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
@@ -361,49 +322,5 @@ def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
         pass  # best effort: Modal's own timeout ends anything missed
 
 
-def _wait_for_end(sandbox: modal.Sandbox, timeout: float) -> int | None:
-    """The sandbox's return code once it has ended; None if it has not within `timeout`."""
-    ended = threading.Event()
-
-    def wait() -> None:   # a long poll: returns as soon as the sandbox has ended
-        try:
-            sandbox.wait(raise_on_termination=False)
-        except (mexc.Error, OSError):   # ended by its own time limit, or Modal unreachable
-            pass
-        finally:
-            ended.set()
-
-    threading.Thread(target=wait, daemon=True).start()
-    ended.wait(timeout)
-    return _poll_quietly(sandbox)
-
-
-def _poll_quietly(sandbox: modal.Sandbox) -> int | None:
-    try:
-        return sandbox.poll()
-    except (mexc.Error, OSError):
-        return None
-
-
 def _modal_seconds(seconds: float) -> int:
     return max(1, min(MAX_MODAL_TIMEOUT, int(seconds + 0.999)))
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line, user-facing description of a Modal or connection failure."""
-    kinds = [
-        (mexc.ImageBuildError, "the sandbox image could not be built"),
-        (mexc.AuthError, "Modal refused the credentials (check MODAL_TOKEN_ID / MODAL_TOKEN_SECRET)"),
-        (mexc.ResourceExhaustedError, "Modal is out of capacity or rate limiting"),
-        (mexc.NotFoundError, "not found on Modal"),
-        (mexc.InvalidError, "Modal refused the request as invalid"),
-        (mexc.SandboxTimeoutError, "the sandbox hit its time limit"),
-        (mexc.SandboxTerminatedError, "the sandbox was terminated"),
-        ((mexc.ServiceError, mexc.InternalError), "Modal had a service error"),
-        ((ConnectionError, OSError, mexc.ConnectionError, StreamTerminatedError), "could not reach Modal"),
-    ]
-    detail = " ".join(str(exc).split())[:500] or type(exc).__name__   # one line, however Modal wraps it
-    for types, text in kinds:
-        if isinstance(exc, types):
-            return f"{text}: {detail}"
-    return f"{type(exc).__name__}: {detail}"
