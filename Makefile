@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # e2fsprogs: each run's capped filesystem (mkfs.ext4); python3: the unprivileged-user test.
 APT_PACKAGES := bubblewrap chromium e2fsprogs python3
 
-.PHONY: install system-packages docker-engine run demo lint docs test bench clean
+.PHONY: install system-packages docker-engine run demo lint docs test test-modal-live bench clean
 
 install: system-packages $(STAMP)
 
@@ -41,6 +41,13 @@ docs: install
 
 test: install lint docker-engine
 	$(PY) -m pytest -q -ra
+
+# The Modal backend against Modal itself (never in CI; costs a few sandbox-minutes): needs
+# MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, and no MODAL_SERVER_URL (that is an emulator).
+test-modal-live: install
+	@[ -n "$$MODAL_TOKEN_ID" ] || { echo "test-modal-live: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"; exit 2; }
+	@[ -z "$$MODAL_SERVER_URL" ] || { echo "test-modal-live: unset MODAL_SERVER_URL (it points at an emulator)"; exit 2; }
+	AGENT_SANDBOX_MODAL_LIVE=1 $(PY) -m pytest -q -ra tests/live
 
 # The Docker backend's tests need a running engine and the sandbox image; both are
 # set up only when missing or out of date, and so are the Modal images the emulator's
