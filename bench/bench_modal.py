@@ -4,12 +4,22 @@ engine and the agent-sandbox image are there, as Docker containers) beside the
 local backend, same trivial job.
 
     .venv/bin/python bench/bench_modal.py [N]
+    .venv/bin/python bench/bench_modal.py --concurrent 100 [--ticks 20]
 
 The job: the scripted model runs one `echo` and finishes, so what is measured
 is the backend's overhead (image definition, mounts upload, sandbox creation,
 exec, streaming, terminate + volume sync, output download), not the agent's
 work. The first Modal run is reported apart: it uploads the agent package and
 defines the image; later runs reuse both.
+
+--concurrent N: one web process (APP_WORKERS=N) runs N Modal jobs at once
+through the emulator (bubblewrap sandboxes: the cheapest honest runtime here;
+each agent prints a tick a second for --ticks seconds, so the machine is not
+the limit once they run), with one live SSE viewer per job. Prints whether
+every job succeeded and every event arrived once and in order, submit -> the
+agent's first event at the viewer, queued -> picked up by a worker, event
+delivery latency (the viewer's receive time minus the agent's own timestamp),
+and the web process's RSS and threads (bench/modal_scale.py).
 """
 
 from __future__ import annotations
@@ -56,7 +66,12 @@ def one_run(backend) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="?", type=int, default=10, help="runs per backend")
+    parser.add_argument("--concurrent", type=int, default=0, help="N Modal jobs at once through one web process")
+    parser.add_argument("--ticks", type=int, default=20, help="with --concurrent: seconds each agent prints")
     args = parser.parse_args()
+    if args.concurrent:
+        from modal_scale import run_concurrent
+        return run_concurrent(args.concurrent, args.ticks)
     emulator = shared_emulator()
     local, modal = get_backend("local"), get_backend("modal")
     cold = one_run(modal)

@@ -23,7 +23,7 @@ READY_TIMEOUT = 30
 
 
 class EmulatorProcess:
-    def __init__(self, runtime: str = "bwrap"):
+    def __init__(self, runtime: str = "bwrap", *extra: str, verbose: bool = True):
         self.folder = Path(tempfile.mkdtemp(prefix="modal-emulator-test-"))
         self.log_path = self.folder / "emulator.log"
         self._log = open(self.log_path, "wb")
@@ -31,7 +31,7 @@ class EmulatorProcess:
             # bubblewrap by default, whatever this machine has: the same sandboxes everywhere;
             # tests switch to Docker explicitly (use_runtime).
             [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"),
-             "--runtime", runtime, "--sandbox-disk-mb", "1024", "-v"],
+             "--runtime", runtime, "--sandbox-disk-mb", "1024", *extra, *(["-v"] if verbose else [])],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
         self.grpc_url = self.http_url = ""
         ready = threading.Event()

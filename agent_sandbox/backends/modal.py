@@ -1,12 +1,15 @@
 """The Modal backend: the agent in a Modal Sandbox.
 
-One run: look up the app, build the image definition (debian_slim + the
-agent's runtime packages + the agent_sandbox package + this job's workspace
-at /workspace, the local layers last), open an ephemeral volume at /outputs,
-create the sandbox (retried with backoff on transient errors only), exec the
-agent with line-buffered output streamed into events, then terminate, wait
-(Modal syncs the volume at termination) and bring the outputs back through
-the shared `collect_outputs`. The volume goes away with its context.
+One run: open an ephemeral v2 volume at /outputs; look up the app and create
+the sandbox from the image (modal_image.py: built once per process, at
+start-up by `prepare`) plus this job's workspace, in a thread the run watches
+so cancel and its limits act while Modal builds or throttles (modal_calls.py),
+retried with backoff on transient errors only; exec the agent with
+line-buffered output streamed into events; then terminate, wait (Modal syncs
+the volume at termination) and bring the outputs back through the shared
+`collect_outputs`. When the output stream breaks or the exit status does not
+come, the sandbox says how it ended (`why_ended`). The volume goes away with
+its context.
 
 Secrets reach the agent as a Modal Secret on its exec only: never in the
 image, the sandbox's own environment, events or logs. Sandboxes are tagged
