@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# e2fsprogs: each run's capped filesystem (mkfs.ext4); python3: the unprivileged-user test.
-APT_PACKAGES := bubblewrap chromium e2fsprogs python3
+# e2fsprogs: each run's capped filesystem (mkfs.ext4); python3: the unprivileged-user test;
+# slirp4netns: the opt-in network that cannot reach the host (agent_sandbox/netjail.py).
+APT_PACKAGES := bubblewrap chromium e2fsprogs python3 slirp4netns
 
-.PHONY: install system-packages docker-engine run demo lint docs test test-modal-live bench clean
+.PHONY: install system-packages docker-engine run demo lint docs test test-live test-modal-live bench clean
 
 install: system-packages $(STAMP)
 
@@ -41,6 +42,10 @@ docs: install
 
 test: install lint docker-engine
 	$(PY) -m pytest -q -ra
+
+# One real LLM job with whichever of OPENAI_API_KEY / ANTHROPIC_API_KEY is set (not in CI).
+test-live: install
+	$(PY) -m pytest -q -s live_tests
 
 # The Modal backend against Modal itself (never in CI; costs a few sandbox-minutes): needs
 # MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, and no MODAL_SERVER_URL (that is an emulator).

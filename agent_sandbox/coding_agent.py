@@ -23,14 +23,15 @@ from pathlib import Path
 from agent_sandbox import events as ev
 from agent_sandbox import limit_watch, tree
 from agent_sandbox.environment import DOCKER, detect_environment, environment_details
-from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, SHELL, WRITE_FILE, Action, Model,
-                                  Observation, Task, Turn, UnknownModel, get_model)
+from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
+                                  Model, Observation, Task, Turn, UnknownModel, get_model)
 from agent_sandbox.outputs import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
 from agent_sandbox.tools import become_subreaper, run_command
 from agent_sandbox.workspace import REFERENCE_LIST, reference_paths
 
 MAX_LISTED_FILES = 500
+MAX_READ_CHARS = 20000   # most characters one read_file returns
 
 
 def list_workspace(workspace: Path) -> list[dict]:
@@ -65,32 +66,63 @@ class Agent:
         self.limits = limits or {}       # the sandbox's limits, to explain what they did
         self.stop = threading.Event()   # set by SIGTERM: kill the running command
         self.history: list[Turn] = []
+        self.summary = ""               # the model's closing message
+        self.channel = None             # the model relay (API models), told the current step
 
     def run(self) -> tuple[str, str]:
         """Returns (status, reason)."""
+        from agent_sandbox.models.llm import InvalidToolCall, ModelError
+        self.setup()
         for step in range(1, self.max_steps + 1):
             if self.stop.is_set():
                 return self.stopped()
+            if self.channel is not None:
+                self.channel.step = step
             try:
                 action = self.model.next_action(self.task, self.history)
+            except InvalidToolCall as exc:  # the model was told; the step is spent
+                self.warn(step)
+                self.writer.emit(ev.WARNING, {"message": str(exc)}, step=step)
+                continue
+            except ModelError as exc:
+                self.writer.emit(ev.ERROR, {"message": str(exc)}, step=step)
+                return ev.FAILED, str(exc)
             except Exception as exc:  # a model failure ends the run; it must be reported, not crash
                 self.writer.emit(ev.ERROR, {"message": f"model error: {exc}"}, step=step)
                 return ev.FAILED, f"model error: {type(exc).__name__}: {exc}"
+            self.warn(step)
             if action.thought:
                 plan = {"of": action.planned_steps} if action.planned_steps else {}
                 self.writer.emit(ev.STEP, {"text": action.thought, **plan}, step=step)
             if action.kind == FINISH:
+                self.summary = action.message
                 if action.message:
                     self.writer.emit(ev.MESSAGE, {"text": action.message}, step=step)
                 status = ev.SUCCEEDED if action.status == ev.SUCCEEDED else ev.FAILED
                 return status, "" if status == ev.SUCCEEDED else (action.message or "the agent gave up")
             observation = self.execute(action, step)
             self.history.append(Turn(action, observation))
-            if observation.timed_out:
+            if observation.timed_out and not (0 < action.timeout < self.command_timeout):
                 if self.stop.is_set():
                     return self.stopped()
                 return ev.COMMAND_TIMEOUT, f"a command ran longer than {self.command_timeout:g}s"
+            if self.stop.is_set():
+                return self.stopped()
         return ev.FAILED, f"step limit of {self.max_steps} reached"
+
+    def setup(self) -> None:
+        """Files the model wants in /outputs before it starts (an LLM: the playbook's scripts)."""
+        setup_files = getattr(self.model, "setup_files", None)
+        for path, content in (setup_files(self.task) if setup_files else []):
+            dest = safe_join(Path(self.task.outputs), path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(content, encoding="utf-8")
+            self.writer.emit(ev.FILE_WRITTEN, {"path": path, "size": len(content.encode("utf-8"))}, step=0)
+
+    def warn(self, step: int) -> None:
+        take = getattr(self.model, "take_warnings", None)
+        for message in (take() if take else []):
+            self.writer.emit(ev.WARNING, {"message": message}, step=step)
 
     @staticmethod
     def stopped() -> tuple[str, str]:
@@ -101,18 +133,21 @@ class Agent:
     def execute(self, action: Action, step: int) -> Observation:
         if action.kind == WRITE_FILE:
             return self.write_file(action, step)
+        if action.kind == READ_FILE:
+            return self.read_file(action, step)
         if action.kind == SHELL:
             argv, shown = ["/bin/sh", "-c", action.command], action.command
         else:  # PYTHON
             argv, shown = [sys.executable, "-c", action.code], action.code
+        timeout = action.timeout if 0 < action.timeout < self.command_timeout else self.command_timeout
         self.writer.emit(ev.COMMAND_STARTED, {"kind": action.kind, "command": shown,
-                                              "timeout": self.command_timeout}, step=step)
+                                              "timeout": timeout}, step=step)
 
         def on_output(stream: str, text: str) -> None:
             self.writer.emit(ev.OUTPUT, {"stream": stream, "text": text}, step=step)
 
         counters = limit_watch.read_counters()
-        obs = run_command(argv, cwd=self.task.workspace, timeout=self.command_timeout,
+        obs = run_command(argv, cwd=self.task.workspace, timeout=timeout,
                           max_chars=self.max_output_chars, on_output=on_output, stop=self.stop)
         for note in limit_watch.explain(counters, limit_watch.read_counters(), self.limits):
             self.writer.emit(ev.WARNING, {"message": note}, step=step)
@@ -124,6 +159,26 @@ class Agent:
                                                "timed_out": obs.timed_out, "truncated": obs.truncated},
                          step=step)
         return obs
+
+    def read_file(self, action: Action, step: int) -> Observation:
+        """Part of a text file: at most MAX_READ_CHARS characters from `offset`, with what is left."""
+        self.writer.emit(ev.COMMAND_STARTED, {"kind": READ_FILE, "command": f"read {action.path}"}, step=step)
+        path = Path(self.task.workspace, action.path)   # an absolute path stays as it is
+        limit = min(action.limit or MAX_READ_CHARS, MAX_READ_CHARS)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(action.offset + limit + 1)[action.offset:]
+        except OSError as exc:
+            self.writer.emit(ev.COMMAND_FINISHED, {"exit_code": 1, "duration": 0.0, "timed_out": False}, step=step)
+            return Observation(exit_code=1, output=f"could not read {action.path}: {exc.strerror or exc}")
+        more = len(text) > limit
+        text = text[:limit]
+        if more:
+            text += f"\n[more follows: read again with offset={action.offset + limit}]"
+        self.writer.emit(ev.OUTPUT, {"stream": "stdout", "text": text[:2000] + ("\n..." if len(text) > 2000 else "")},
+                         step=step)
+        self.writer.emit(ev.COMMAND_FINISHED, {"exit_code": 0, "duration": 0.0, "timed_out": False}, step=step)
+        return Observation(exit_code=0, output=text)
 
     def write_file(self, action: Action, step: int) -> Observation:
         self.writer.emit(ev.COMMAND_STARTED, {"kind": WRITE_FILE, "command": f"write {action.path}"}, step=step)
@@ -155,6 +210,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=defaults.max_steps)
     p.add_argument("--command-timeout", type=float, default=defaults.command_timeout)
     p.add_argument("--max-output-chars", type=int, default=defaults.max_output_chars)
+    p.add_argument("--max-context-chars", type=int, default=defaults.max_context_chars)
+    p.add_argument("--previous-summary", default="", help="a follow-up job: what the previous job did")
+    p.add_argument("--network", action="store_true", help="the commands have outbound network")
     p.add_argument("--secrets-from-stdin", action="store_true",
                    help="read a JSON object of secrets (API keys) from the first line of stdin")
     p.add_argument("--limits-enforced", default="{}", type=json.loads,
@@ -198,6 +256,25 @@ def count_files(folder: Path, leave_out: str = "") -> int:
         return 0
 
 
+def wait_for_network(timeout: float = 15.0) -> bool:
+    """The opt-in network is attached by the host just after the sandbox starts:
+    wait for its default route, so the first command already has it."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            routes = Path("/proc/net/route").read_text().splitlines()[1:]
+        except OSError:
+            return False
+        # A default route (destination and mask 0) through a real device; the fence's
+        # prohibit routes have no device ("*").
+        if any(f[1] == "00000000" and f[7] == "00000000" and f[0] not in ("lo", "*")
+               for f in (r.split() for r in routes) if len(f) > 7):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.max_processes:
@@ -217,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         instructions = Path(args.instructions_file).read_text(encoding="utf-8")
     task = Task(instructions=instructions or DEFAULT_INSTRUCTIONS, workspace=str(Path(args.workspace)),
                 outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment,
-                max_steps=args.max_steps)
+                max_steps=args.max_steps, network=args.network, previous=args.previous_summary)
     limits = {**args.limits, "max_steps": args.max_steps, "command_timeout": args.command_timeout,
-              "max_output_chars": args.max_output_chars}
+              "max_output_chars": args.max_output_chars, "max_context_chars": args.max_context_chars}
     writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,
                                  "limits": limits, "limits_enforced": args.limits_enforced,
                                  "instructions": task.instructions,
@@ -228,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, how in sorted(args.limits_enforced.items()):
         if how.startswith("not enforced"):
             writer.emit(ev.WARNING, {"message": f"limit {name} ({limits.get(name, '?')}) is {how}"})
+    if args.network and not wait_for_network():
+        writer.emit(ev.WARNING, {"message": "the opt-in network did not come up; commands run without it"})
     try:
         model = get_model(args.model)
     except UnknownModel as exc:
@@ -237,12 +316,21 @@ def main(argv: list[str] | None = None) -> int:
 
     agent = Agent(model, task, writer, max_steps=args.max_steps, command_timeout=args.command_timeout,
                   max_output_chars=args.max_output_chars, limits=limits)
+    if getattr(model, "needs_relay", False):
+        # Model calls go to the host as events; its replies come back on our stdin.
+        from agent_sandbox.models.tunnel import RelayChannel
+        agent.channel = RelayChannel(writer, sys.stdin)
+        model.connect(agent.channel, args.max_context_chars)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     status, reason = agent.run()
     # How many files it leaves, so the host can tell when they did not come back.
     left = count_files(outputs, leave_out="agent.log" if mirror else "")
     writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history),
                                   "output_files": left})
+
+
+    writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history),
+                                  "summary": agent.summary})
     if mirror:
         mirror.close()
     return 0 if status == ev.SUCCEEDED else 1

@@ -32,11 +32,17 @@ RUN_FINISHED = "run_finished"        # data: status, reason, steps, output_files
 
 RAW = "raw"                          # host: a stdout/stderr line that is not an event; data: stream, text
 STATUS = "status"                    # host: job lifecycle; data: status, message
-RESULT = "result"                    # host: outputs collected; data: status, reason, files, skipped
+RESULT = "result"                    # host: outputs collected; data: status, reason, files, skipped, usage
+USAGE = "usage"                      # host: one model call relayed; data: input/output/total tokens, job total, budget
+
+# The relay channel (agent_sandbox.relay): the agent asks the host to make a
+# model call for it. The host answers on the agent's stdin; these lines are
+# never stored or shown.
+MODEL_REQUEST = "model_request"      # data: id, method, path, headers, body, timeout
 
 AGENT_TYPES = frozenset({RUN_STARTED, STEP, COMMAND_STARTED, OUTPUT, COMMAND_FINISHED,
                          FILE_WRITTEN, MESSAGE, WARNING, ERROR, RUN_FINISHED})
-HOST_TYPES = frozenset({RAW, STATUS, RESULT})
+HOST_TYPES = frozenset({RAW, STATUS, RESULT, USAGE})
 ALL_TYPES = AGENT_TYPES | HOST_TYPES
 
 class Status(StrEnum):
@@ -169,6 +175,11 @@ def render(event: dict[str, Any]) -> str:
     if t == STATUS:
         return f"-- {d.get('status')}: {d.get('message', '')}".rstrip(": ")
     if t == RESULT:
+        tokens = (d.get("usage") or {}).get("total_tokens")
         return (f"== result: {d.get('status')}, {d.get('files', 0)} files collected, "
-                f"{d.get('skipped', 0)} skipped")
+                f"{d.get('skipped', 0)} skipped" + (f", {tokens:,} model tokens" if tokens else ""))
+    if t == USAGE:
+        budget = f" of {d['max_tokens']:,}" if d.get("max_tokens") else ""
+        return (f"{prefix}   tokens: {d.get('input_tokens', 0):,} in, {d.get('output_tokens', 0):,} out "
+                f"(job: {d.get('job_tokens', 0):,}{budget})")
     return encode(event)

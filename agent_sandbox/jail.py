@@ -4,7 +4,8 @@ One jail for the local backend and for the Modal emulator's bubblewrap
 runtime. Inside: the system's /usr and a few files of /etc read-only, the
 folders its owner binds (read-only or writable), its own /proc with /proc/sys
 read-only, a minimal /dev, and nothing else of the host. Every namespace is
-its own (network only when asked for), no capabilities, the command is PID 1
+its own (the network too: the opt-in network is user-mode networking that
+cannot reach the host, agent_sandbox.netjail), no capabilities, the command is PID 1
 (no bubblewrap process inside whose memory could hold the environment; and
 the agent, not dumpable, keeps its pipe to the host out of reach of commands
 writing to /proc/1/fd/1), and it dies with the process that started it.
@@ -32,6 +33,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sandbox import netjail
 from agent_sandbox.backends import process_alive
 from agent_sandbox.cgroups import RunCgroup
 
@@ -41,7 +43,7 @@ STAGE_ROOTS = ("/run/agent-sandbox", os.path.join(tempfile.gettempdir(), "agent-
 # Read-only system paths Python and the tools need; absent ones are skipped.
 SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
                 "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts", "/usr/share/fonts"]
-NETWORK_PATHS = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf"]
+NETWORK_PATHS = ["/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf"]  # resolv.conf: netjail's
 TOP_DIRS = ("bin", "lib", "lib32", "lib64", "sbin")
 
 
@@ -80,6 +82,11 @@ class Jail:
     cgroup: RunCgroup | None = None    # joined before the jail starts (root only)
     stage: Path | None = None          # from make_stage(); required as root
     binds: list[Bind] = field(default_factory=list)
+    fence: "netjail.JailNetwork | None" = None   # the opt-in network (made when `network`)
+
+    def __post_init__(self) -> None:
+        if self.network:
+            self.fence = netjail.JailNetwork()
 
     def bind(self, source: str | Path, dest: str, writable: bool = False, optional: bool = False) -> "Jail":
         self.binds.append(Bind(str(source), dest, writable, optional))
@@ -95,6 +102,8 @@ class Jail:
                 self.binds.append(Bind(path, path, staged=False))
         for path in SYSTEM_PATHS + (NETWORK_PATHS if self.network else []):
             self.binds.append(Bind(path, path, optional=True, staged=False))
+        if self.network:   # the user-mode network's resolver
+            self.binds.append(Bind(str(netjail.resolv_conf()), "/etc/resolv.conf", staged=False))
         return self
 
     def python(self, python: str = sys.executable) -> "Jail":
@@ -107,10 +116,10 @@ class Jail:
         """bubblewrap's options, for --args."""
         opts = ["--die-with-parent", "--new-session", "--as-pid-1",
                 "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
-                "--cap-drop", "ALL", "--hostname", self.hostname,
+                "--unshare-net", "--cap-drop", "ALL", "--hostname", self.hostname,
                 "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--clearenv"]
-        if not self.network:
-            opts.append("--unshare-net")
+        if self.fence is not None:
+            opts += self.fence.options()
         for name, value in sorted(self.env.items()):
             opts += ["--setenv", name, value]
         for index, bind in enumerate(self.binds):
@@ -140,6 +149,10 @@ class Jail:
         for _, target in plan["stage"]:
             os.makedirs(target, mode=0o755, exist_ok=True)
         return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(plan), *bwrap]
+
+    def pass_fds(self, args_fd: int) -> tuple[int, ...]:
+        """Descriptors the jail's process must get: the options, and the network's pipes."""
+        return (args_fd, *(self.fence.fds if self.fence is not None else ()))
 
     def write_options(self) -> int:
         """An unlinked file holding the options (NUL-separated, as --args reads them); caller closes it."""

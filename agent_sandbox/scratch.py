@@ -145,15 +145,29 @@ def reserve(path: Path, size: int) -> None:
         if libc.fallocate(fd, 0, ctypes.c_longlong(0), ctypes.c_longlong(size)) != 0:
             code = ctypes.get_errno()
             if code == errno.ENOSPC:
-                free = shutil.disk_usage(path.parent).free // MB
-                raise DiskUnavailable(f"the host has {free} MB free where runs keep their files "
-                                      f"({path.parent.parent}); the run needs {size // MB} MB "
-                                      "(AGENT_SANDBOX_DISK_MB)")
+                raise _no_room(path, size)
             if code not in (errno.EOPNOTSUPP, errno.ENOSYS):
                 raise OSError(code, os.strerror(code), str(path))
             os.ftruncate(fd, size)   # this filesystem cannot reserve: the cap still holds
+        elif shutil.disk_usage(path.parent).free < headroom(path.parent):
+            # Reserved, but the host would be left too little for its own writes (the
+            # job store, logs, the results being collected): give it back and refuse.
+            os.ftruncate(fd, 0)
+            raise _no_room(path, size)
     finally:
         os.close(fd)
+
+
+def headroom(folder: Path) -> int:
+    """Free space that reservations never take: a tenth of the disk, at most 1 GB."""
+    return min(1024 * MB, shutil.disk_usage(folder).total // 10)
+
+
+def _no_room(path: Path, size: int) -> DiskUnavailable:
+    free = shutil.disk_usage(path.parent).free // MB
+    return DiskUnavailable(f"the host has {free} MB free where runs keep their files "
+                           f"({path.parent.parent}); the run needs {size // MB} MB "
+                           f"(AGENT_SANDBOX_DISK_MB) and {headroom(path.parent) // MB} MB must stay free")
 
 
 def filesystem_type(path: Path) -> str:

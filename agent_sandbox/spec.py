@@ -43,6 +43,10 @@ class Limits:
     max_total_bytes: int = setting("AGENT_SANDBOX_MAX_TOTAL_BYTES", 2048 * MB, "outputs brought back per job "
                                    "(fits `APP_MAX_REQUEST_MB`; raise both together)", shown="`2147483648` (2 GB)")
     max_files: int = setting("AGENT_SANDBOX_MAX_FILES", 1000, "output files brought back")
+    max_tokens: int = setting("AGENT_SANDBOX_MAX_TOKENS", 1_000_000, "model tokens (in + out) one job may "
+                              "spend, counted by the host's relay; 0: no limit")
+    max_context_chars: int = setting("AGENT_SANDBOX_MAX_CONTEXT_CHARS", 200_000, "characters of conversation "
+                                     "an LLM agent sends per call (older outputs compacted)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Limits":
@@ -67,10 +71,14 @@ class RunSpec:
     results: Path                      # collected outputs and manifest.json land here
     instructions: str = ""
     model: str = "offline"             # "offline" | "openai:<name>" | "anthropic:<name>" | "scripted:<file>"
-    secrets: dict[str, str] = field(default_factory=dict)  # e.g. model API keys; never logged
+    secrets: dict[str, str] = field(default_factory=dict)  # other secrets for the agent; never logged (not model keys)
     env: dict[str, str] = field(default_factory=dict)      # non-secret settings for the agent
     limits: Limits = field(default_factory=Limits)
-    network: bool | None = None        # None: only when the model needs an API
+    network: bool = False              # outbound network for the agent's commands (opt-in; never host or private addresses)
+    # An API model's endpoint and key (agent_sandbox.relay.ModelAccess). It stays on
+    # the host: the relay adds the key to the calls the agent asks for.
+    model_access: Any = field(default=None, repr=False)
+    previous_summary: str = ""         # follow-up jobs: what the previous job did (its results are in /workspace/previous)
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
@@ -78,9 +86,8 @@ class RunSpec:
 
     @property
     def needs_network(self) -> bool:
-        if self.network is not None:
-            return self.network
-        return not (self.model == "offline" or self.model.startswith("scripted"))
+        """Model calls go through the host's relay: only the opt-in gives the sandbox a network."""
+        return bool(self.network)
 
     def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs",
                    enforced: dict[str, str] | None = None) -> list[str]:
@@ -93,9 +100,15 @@ class RunSpec:
                 "--max-steps", str(self.limits.max_steps),
                 "--command-timeout", str(self.limits.command_timeout),
                 "--max-output-chars", str(self.limits.max_output_chars),
+                "--max-context-chars", str(self.limits.max_context_chars),
                 "--limits", json.dumps(sandbox), "--limits-enforced", json.dumps(enforced or {})]
-        if self.instructions:  # one "--opt=value" word: text starting with "-" stays text
+        # One "--opt=value" word each: text starting with "-" stays text.
+        if self.instructions:
             args.append(f"--instructions={self.instructions}")
+        if self.previous_summary:
+            args.append(f"--previous-summary={self.previous_summary}")
+        if self.network:
+            args += ["--network"]
         return args
 
 
@@ -108,6 +121,8 @@ class RunResult:
     exit_code: int | None = None
     duration: float = 0.0
     manifest: dict[str, Any] = field(default_factory=lambda: {"files": [], "skipped": []})
+    usage: dict[str, int] = field(default_factory=dict)  # model calls and tokens, as the host's relay counted them
+    summary: str = ""                  # the agent's closing summary for the user
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
+from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
@@ -58,12 +59,25 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
         "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
         "files": job["files"], "limits": job["limits"], "reason": job["reason"],
         "error": job["error"], "exit_code": job["exit_code"], "events": job["last_seq"],
-        "queue_position": store.queue_position(job),
+        "queue_position": store.queue_position(job), "parent": job["parent"] or None,
+        "usage": job_usage(job),
         "urls": {"page": url_for("pages.job_page", job_id=job["id"]),
                  "events": url_for("api.job_events", job_id=job["id"]),
                  "outputs": url_for("api.job_outputs", job_id=job["id"]),
-                 "zip": url_for("api.job_zip", job_id=job["id"])},
+                 "zip": url_for("api.job_zip", job_id=job["id"]),
+                 "follow_up": url_for("manage.follow_up", job_id=job["id"])},
     }
+
+
+def job_usage(job: dict[str, Any]) -> dict[str, int] | None:
+    """Model calls and tokens so far, as the host's relay counted them (None for offline jobs)."""
+    if job["model"].partition(":")[0] not in ("openai", "anthropic"):
+        return None
+    last = services().store.last_event(job["id"], ev.USAGE)
+    if last is None:
+        return {"calls": 0, "total_tokens": 0}
+    d = last["data"]
+    return {"calls": d.get("calls", 0), "total_tokens": d.get("job_tokens", 0), "max_tokens": d.get("max_tokens", 0)}
 
 
 def job_limits(job: dict[str, Any]) -> Limits:

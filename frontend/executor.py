@@ -21,7 +21,9 @@ from typing import Any, Callable
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.events import Status
-from agent_sandbox.models import model_environment
+from agent_sandbox.followup import record_run
+from agent_sandbox.models import AGENT_MODEL_SETTINGS
+from agent_sandbox.relay import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
 from frontend.feed import FeedHub
@@ -170,6 +172,10 @@ class JobExecutor:
             spec = self.build_spec(job)
             result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
+            # What a follow-up of this job is told about it.
+            record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
+                                      "status": status, "reason": reason, "summary": result.summary,
+                                      "usage": result.usage, "previous": job["parent"]})
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             reason = "the sandbox could not be run"
@@ -205,12 +211,15 @@ class JobExecutor:
             log.exception("job %s: could not store an event", job_id)
 
     def build_spec(self, job: dict[str, Any]) -> RunSpec:
-        secrets, env = model_environment(job["model"], dict(os.environ))
+        env = {k: os.environ[k] for k in AGENT_MODEL_SETTINGS if os.environ.get(k)}
         env.update(job["env"])
         # Stored when the job was queued, maybe by an older version: fields added since
         # take today's defaults, renamed ones their new names.
         limits = Limits.restore(job["limits"], self.settings.limits) if job["limits"] else self.settings.limits
+        # The model's key stays in this process: the sandbox reaches the model through the relay.
         return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.data_dir, job["id"]),
                        results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
-                       model=job["model"], secrets=secrets, env=env, limits=limits)
+                       model=job["model"], env=env, limits=limits, network=self.settings.sandbox_network,
+                       model_access=ModelAccess.from_env(job["model"], dict(os.environ)),
+                       previous_summary=job["previous_summary"])
 

@@ -47,7 +47,7 @@ def _output_lines(text: str) -> Iterable[tuple[str, str]]:
         yield "text", line
 
 
-STEP_NOTES = ("message", "warning", "error", "file_written")
+STEP_NOTES = ("message", "warning", "error", "file_written", "usage")
 
 
 def build_log(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,6 +88,10 @@ def build_log(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _note(kind: str, data: dict[str, Any]) -> tuple[str, str] | None:
+    if kind == "usage":   # one model call, as the host's relay counted it
+        budget = f" of {data['max_tokens']:,}" if data.get("max_tokens") else ""
+        return "usage", (f"tokens: {data.get('input_tokens', 0):,} in, {data.get('output_tokens', 0):,} out"
+                         f" · job {data.get('job_tokens', 0):,}{budget}")
     if kind == "message":
         return "msg", data.get("text", "")
     if kind == "warning":

@@ -1,8 +1,10 @@
-"""What an owner does with a job besides running it: rename, delete, rerun, share; the sample job.
+"""What an owner does with a job besides running it: rename, delete, rerun, follow up, share; the sample job.
 
     PATCH  /api/jobs/<id>          {"name": "..."}   rename ("" goes back to the name from its files)
     DELETE /api/jobs/<id>                            delete the job, its log and its files (not while active)
     POST   /api/jobs/<id>/rerun                      a new job with the same files, instructions and choices
+    POST   /api/jobs/<id>/follow-up                  continue a finished job: form `instructions`, optional
+                                                     `model`; the same inputs plus its results in /workspace/previous/
     POST   /api/jobs/<id>/share                      a read-only link (a new token each time)
     DELETE /api/jobs/<id>/share                      revoke the link
     POST   /api/jobs/sample                          run the bundled sample dataset
@@ -23,6 +25,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
+from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.outputs import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
@@ -85,6 +88,34 @@ def rerun_job(job_id):
     return jsonify(job_json(new)), 201
 
 
+@manage.post("/jobs/<job_id>/follow-up")
+def follow_up(job_id):
+    """A new job continuing a finished one; its model is told what that one did."""
+    parent = own_job(job_id)
+    s = current_app.config["SETTINGS"]
+    instructions = request.form.get("instructions", "").strip()[:20000]
+    model = request.form.get("model") or parent["model"]
+    if not instructions:
+        raise BadRequest("say what the follow-up should do")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    if parent["backend"] not in s.backends:
+        raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
+    results = s.results_dir(parent["id"])
+    if parent["status"] in ACTIVE or load_manifest(results) is None:
+        raise Conflict("this job has no results yet; a follow-up continues a finished job")
+    fields = {"backend": parent["backend"], "model": model, "instructions": instructions, "env": parent["env"],
+              "name": parent["name"], "parent": parent["id"]}
+
+    def fill(workspace: Path) -> list[dict]:
+        # The parent's own previous/ is not carried along: its summary says what was in it.
+        copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
+        fields["previous_summary"] = previous_summary(results, add_previous(workspace, results))
+        return parent["files"]
+
+    return jsonify(job_json(submit_job(fields, fill))), 201
+
+
 @manage.post("/jobs/sample")
 def sample_job():
     s = current_app.config["SETTINGS"]
@@ -113,7 +144,7 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
     workspace = job_workspace(s.data_dir, job_id)
     workspace.mkdir(parents=True)
     try:
-        files = fill(workspace)
+        files = fill(workspace)   # may add to `fields` (a follow-up's summary)
         copy_my_files(workspace, s.my_files)
         job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "files": files,
                                    "limits": s.limits.to_dict()})

@@ -46,7 +46,7 @@ def job_page(job_id):
     return render_template("job.html", job=job, now=time.time(), results=results_context(job),
                            log=logview.build_log(events), phase=logview.phase(events, job["status"], partial=skipped > 0),
                            phases=logview.PHASES, last_step=steps[-1] if steps else None,
-                           shared_view=g.shared_view, log_skipped=skipped)
+                           shared_view=g.shared_view, log_skipped=skipped, settings=current_app.config["SETTINGS"])
 
 
 @pages.get("/jobs/<job_id>/results")

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from markdown_it import MarkdownIt
 
 from agent_sandbox.outputs import MANIFEST, safe_join
+from agent_sandbox.playbook.scripts.make_report import slug
 
 CHUNK = 1024 * 1024
 PREVIEW_ROWS = 20
@@ -33,6 +34,7 @@ TEXT_TYPES = {".md": "text/markdown", ".csv": "text/csv", ".tsv": "text/tab-sepa
               ".log": "text/plain", ".py": "text/x-python", ".json": "application/json",
               ".txt": "text/plain", ".sql": "text/plain", ".yaml": "text/plain", ".yml": "text/plain"}
 CSP_SANDBOX = "sandbox"
+HEADING_ID_PREFIX = "report-"   # ids of a rendered report's headings
 
 
 def load_manifest(results: Path) -> dict[str, Any] | None:
@@ -132,7 +134,9 @@ def render_markdown(text: str, base_path: str, url_for_output) -> str:
     base_dir = posixpath.dirname(base_path)
 
     def rewrite(url: str) -> str:
-        if not url or url.startswith(("#", "/")) or ":" in url.split("/")[0]:
+        if url.startswith("#"):   # the report's own contents: its headings' ids, below
+            return "#" + HEADING_ID_PREFIX + url[1:]
+        if not url or url.startswith("/") or ":" in url.split("/")[0]:
             return url
         target = posixpath.normpath(posixpath.join(base_dir, url.split("#")[0]))
         return url if target.startswith("..") else url_for_output(target)
@@ -147,6 +151,14 @@ def render_markdown(text: str, base_path: str, url_for_output) -> str:
                 walk(tok.children)
 
     walk(tokens)
+    used: dict[str, int] = {}
+    for heading, inline in zip(tokens, tokens[1:]):
+        if heading.type == "heading_open":
+            # GitHub's anchors (a report's table of contents links to them), prefixed so
+            # they cannot clash with the page's own ids; repeats get -1, -2, ...
+            anchor = slug(inline.content)
+            n = used[anchor] = used.get(anchor, -1) + 1
+            heading.attrSet("id", HEADING_ID_PREFIX + anchor + (f"-{n}" if n else ""))
     return _markdown.renderer.render(tokens, _markdown.options, {})
 
 

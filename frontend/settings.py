@@ -64,7 +64,9 @@ class Settings:
     my_files: Path | None = setting("APP_MY_FILES", DEFAULT_MY_FILES, "folder copied into every workspace",
                                     also=("AGENT_SANDBOX_MY_FILES",), shown="$AGENT_SANDBOX_MY_FILES or ./my_files")
     backends: list[str] = setting("APP_BACKENDS", ["local"], "comma-separated backends users may pick")
-    models: list[str] = setting("APP_MODELS", ["offline"], "comma-separated models users may pick")
+    models: list[str] = setting("APP_MODELS", ["offline"], "comma-separated models users may pick, e.g. "
+                                "`openai:gpt-4o,anthropic:claude-sonnet-4-5` (`offline` is always offered; "
+                                "keys from OPENAI_API_KEY etc., kept on the host)")
     default_backend: str = setting("APP_DEFAULT_BACKEND", "", "backend used when the request names none",
                                    shown="first of APP_BACKENDS")
     default_model: str = setting("APP_DEFAULT_MODEL", "", "model used when the request names none",
@@ -92,6 +94,8 @@ class Settings:
     server_max_threads: int = setting("APP_SERVER_MAX_THREADS", 1000,
                                       "most server threads, one per request in progress (event streams hold none)")
     heartbeat_seconds: float = setting("APP_HEARTBEAT_SECONDS", 15.0, "comment line sent on idle event streams")
+    sandbox_network: bool = setting("APP_SANDBOX_NETWORK", False, "1: the agent's commands get outbound "
+                                    "network (e.g. pip install); never the host's or private addresses")
     poll_seconds: float = setting("APP_POLL_SECONDS", 0.5, "how often the database is checked for work of "
                                                           "other processes (events, queued jobs)")
     sample_file: Path | None = setting("APP_SAMPLE_FILE", REPO / "samples" / "plate_reader.csv",
@@ -114,6 +118,8 @@ class Settings:
     def resolve(self) -> None:
         """Fill in the defaults that depend on other settings, then check them."""
         self.database = self.database or self.data_dir / "jobs.sqlite3"
+        if "offline" not in self.models:   # the playbook needs no key: always offered
+            self.models = [*self.models, "offline"]
         self.default_backend = self.default_backend or (self.backends or [""])[0]
         self.default_model = self.default_model or (self.models or [""])[0]
         self.secret_key = self.secret_key or _secret_key(self.secret_key_file or self.data_dir / "secret_key")

@@ -66,11 +66,17 @@ def _m3_name_deleted_share(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX jobs_share_token ON jobs(share_token) WHERE share_token IS NOT NULL")
 
 
-MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share]
+def _m4_follow_ups(db: sqlite3.Connection) -> None:
+    # A follow-up job names the job it continues and keeps what its model is told about it.
+    db.execute("ALTER TABLE jobs ADD COLUMN parent TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE jobs ADD COLUMN previous_summary TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_follow_ups]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
-              "cancel_requested", "name", "deleted", "share_token")
+              "cancel_requested", "name", "deleted", "share_token", "parent", "previous_summary")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -106,7 +112,10 @@ class JobStore:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): then a
+                # ROLLBACK would fail and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def migrate(self) -> None:
@@ -128,7 +137,8 @@ class JobStore:
         row = {k: job.get(k) for k in JOB_FIELDS}
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
-                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None)
+                   cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None,
+                   parent=job.get("parent") or "", previous_summary=job.get("previous_summary") or "")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         with self.transaction() as db:
@@ -239,6 +249,12 @@ class JobStore:
             for _seq, _type, text in batch:
                 yield json.loads(text)
             after = batch[-1][0]
+
+    def last_event(self, job_id: str, type: str) -> dict[str, Any] | None:
+        """The job's latest event of one type (e.g. its token usage so far)."""
+        row = self._db().execute("SELECT event FROM events WHERE job_id=? AND type=? ORDER BY seq DESC LIMIT 1",
+                                 (job_id, type)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def progress(self, job_ids: list[str]) -> dict[str, tuple[int, str]]:
         """job id -> (last_seq, status) for many jobs in one query (the broadcaster's poll)."""

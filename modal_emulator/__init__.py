@@ -13,9 +13,10 @@ entrypoint sandboxes, idle and lifetime timeouts, exec timeouts,
 block_network, idempotency keys, rate limits with Modal's retry policy,
 injected failures. Not covered (answered UNIMPLEMENTED or ignored):
 Functions, Queues, Dicts, named Secrets, snapshots, tunnels, PTYs, sandbox
-stdin and entrypoint stdio, outbound allowlists (the network is open). Where
-Modal's behaviour is undocumented (what an exec's stream does when its
-sandbox ends) each plausible behaviour is a setting, and tests run in each.
+stdin and entrypoint stdio, outbound allowlists (an open network reaches the internet,
+never the host or private addresses). Where Modal's behaviour is undocumented
+(what an exec's stream does when its sandbox ends) each plausible behaviour is
+a setting, and tests run in each.
 
 Modules, one concept each:
     server          wires the gRPC services and the HTTP server together

@@ -21,7 +21,8 @@ from grpclib import GRPCError, Status
 
 from modal_proto import task_command_router_pb2 as sr_pb2
 
-from modal_emulator.sandbox import STDERR, STDOUT, Exec, Sandbox, SandboxFinished
+from modal_emulator.grpc_service import client_streaming
+from modal_emulator.sandbox import STDERR, STDOUT, Exec, Sandbox, SandboxFinished, StdinError
 from modal_emulator.state import CLOSE, UNREACHABLE, EmulatorState
 
 
@@ -88,6 +89,39 @@ class CommandRouter:
                 yield sr_pb2.TaskExecStdioReadResponse(data=data)
             elif done:
                 return
+
+    async def TaskExecStdinWrite(self, request):
+        ex = self._exec(request.task_id, request.exec_id)
+        await self._write_stdin(ex, request.offset, request.data, request.eof)
+        return sr_pb2.TaskExecStdinWriteResponse()
+
+    @client_streaming
+    async def TaskExecStdinWriteStream(self, requests):
+        """Start (task, exec, offset), data chunks, End (EOF); one answer at the end."""
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("payload") != "start":
+            raise GRPCError(Status.INVALID_ARGUMENT, "a stdin stream begins with start")
+        ex = self._exec(first.start.task_id, first.start.exec_id)
+        offset = first.start.offset
+        async for message in requests:
+            kind = message.WhichOneof("payload")
+            if kind == "data":
+                await self._write_stdin(ex, offset, message.data, False)
+                offset += len(message.data)
+            elif kind == "end":
+                await self._write_stdin(ex, offset, b"", True)
+        return sr_pb2.TaskExecStdinWriteStreamResponse()
+
+    async def TaskExecStdinStatus(self, request):
+        ex = self._exec(request.task_id, request.exec_id)
+        return sr_pb2.TaskExecStdinStatusResponse(num_bytes_written=ex.stdin_written, closed=ex.stdin_closed)
+
+    @staticmethod
+    async def _write_stdin(ex: Exec, offset: int, data: bytes, eof: bool) -> None:
+        try:
+            await ex.write_stdin(offset, data, eof)
+        except StdinError as exc:
+            raise GRPCError(Status.FAILED_PRECONDITION, str(exc)) from None
 
     async def TaskExecWait(self, request):
         ex = self._exec(request.task_id, request.exec_id)

@@ -230,7 +230,8 @@ class ControlPlane(ImageRPCs):
                  sandbox_id, request.app_id, definition.timeout_secs, definition.workdir or "/",
                  network_policy(sandbox), sorted(volume_mounts))
         if network_policy(sandbox).startswith("allowlist"):
-            log.warning("sandbox %s: outbound allowlists are not enforced here; its network is open", sandbox_id)
+            log.warning("sandbox %s: outbound allowlists are not enforced here; it reaches the internet "
+                        "(never the host or private addresses)", sandbox_id)
         return api_pb2.SandboxCreateV2Response(
             sandbox_id=sandbox_id, task_id=task_id,
             command_router_access=api_pb2.CommandRouterAccess(

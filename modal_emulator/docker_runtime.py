@@ -26,6 +26,7 @@ import os
 import shlex
 import shutil
 
+from agent_sandbox import netjail
 from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID
 from modal_emulator.jail import JailLayout, SandboxLimits, kill_group
 from modal_emulator.sandbox import SandboxFinished
@@ -104,6 +105,7 @@ class DockerRuntime:
     def __init__(self, layout: JailLayout, image: str, container: str, limits: SandboxLimits):
         self.layout, self.image, self.container, self.limits = layout, image, container, limits
         self.env: dict[str, str] = {}
+        self.network: netjail.UserNetwork | None = None
 
     async def start(self, env: dict[str, str]) -> None:
         limits = self.limits
@@ -113,8 +115,11 @@ class DockerRuntime:
                 "--tmpfs", f"{PIDS}:size=1m,mode=1777", "--label", f"{OWNER_LABEL}={os.getpid()}",
                 "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
                 "--pids-limit", str(limits.max_processes)]
-        if self.layout.block_network:
-            argv += ["--network", "none"]
+        # Never Docker's bridge (it reaches the host): an open network is user-mode
+        # networking in the container's own namespace (agent_sandbox.netjail).
+        argv += ["--network", "none"]
+        if not self.layout.block_network:
+            argv += ["--volume", f"{netjail.resolv_conf()}:/etc/resolv.conf:ro"]
         if limits.cpu:
             argv += ["--cpus", f"{limits.cpu:g}"]
         for child in sorted(self.layout.root_dirs.iterdir()):
@@ -127,18 +132,26 @@ class DockerRuntime:
         code, err = await _run(argv, {})
         if code != 0:
             raise ContainerStartError(f"docker could not start the container: {err.strip()}")
+        if not self.layout.block_network:
+            code, pid = await _output([docker_path(), "inspect", "--format", "{{.State.Pid}}", self.container])
+            try:
+                self.network = netjail.UserNetwork(int(pid.strip()))
+                await asyncio.to_thread(self.network.start)
+            except (ValueError, netjail.NetworkUnavailable) as exc:
+                self.network = None
+                raise ContainerStartError(f"no network for the container: {exc}") from None
         self.env = env
 
     async def spawn(self, exec_id: str, args: list[str], workdir: str, env: dict[str, str],
                     stdout: bool, stderr: bool) -> asyncio.subprocess.Process:
         env = {**self.env, **env}
-        argv = [docker_path(), "exec", "--workdir", workdir]
+        argv = [docker_path(), "exec", "--interactive", "--workdir", workdir]
         for name in sorted(env):
             argv += ["--env", name]
         argv += [self.container, "sh", "-c", _WRAPPER, exec_id, *args]
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+            *argv, stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
             env={**cli_env(), **env}, start_new_session=True)
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
@@ -150,6 +163,9 @@ class DockerRuntime:
         kill_group(process)
 
     async def stop(self) -> None:
+        if self.network is not None:
+            await asyncio.to_thread(self.network.stop)
+            self.network = None
         code, err = await _run([docker_path(), "rm", "--force", self.container], {})
         if code != 0 and "No such container" not in err:
             log.warning("could not remove container %s: %s", self.container, err.strip())

@@ -24,6 +24,12 @@ from modal_emulator.idempotency import KEY_HEADER, IdempotentCalls
 log = logging.getLogger("modal_emulator")
 
 
+def client_streaming(impl):
+    """Marks a handler whose RPC streams requests in: it gets an async iterator of them."""
+    impl.client_streaming = True
+    return impl
+
+
 def build_service(base_cls: type, handler: Any, faults: FaultInjector) -> Any:
     """An instance of a subclass of `base_cls` whose RPCs call `handler`."""
     names = sorted(base_cls.__abstractmethods__)
@@ -44,8 +50,11 @@ def build_service(base_cls: type, handler: Any, faults: FaultInjector) -> Any:
 
 def _rpc(name: str, impl: Any, faults: FaultInjector, calls: IdempotentCalls):
     async def call(self, stream) -> None:
-        request = await stream.recv_message()
-        log.debug("rpc %s %s", name, _short(request))
+        if getattr(impl, "client_streaming", False):
+            request = _Requests(stream)
+        else:
+            request = await stream.recv_message()
+        log.debug("rpc %s %s", name, _short(request) if not isinstance(request, _Requests) else "(stream)")
         if impl is None:
             log.warning("unimplemented rpc %s", name)
             raise GRPCError(Status.UNIMPLEMENTED, f"modal emulator: {name} is not implemented")
@@ -78,6 +87,22 @@ def _rpc(name: str, impl: Any, faults: FaultInjector, calls: IdempotentCalls):
 
     call.__name__ = name
     return call
+
+
+class _Requests:
+    """The requests of a client-streaming RPC, as an async iterator."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        message = await self.stream.recv_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
 
 
 _REDACTED_FIELDS = ("secret_sources", "ephemeral_secrets", "env", "data")

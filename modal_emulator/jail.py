@@ -7,6 +7,10 @@ its volumes), its cgroup and its disk, so they see one filesystem and one set
 of limits as in a container. The image is the host's project environment,
 read-only: /usr, the few /etc files Python needs and the Python prefix that
 runs the emulator. As root, the jail runs as the unprivileged sandbox user.
+Each exec has its own network namespace: empty when the sandbox blocks the
+network, else user-mode networking that reaches the internet but never the
+host or private addresses (agent_sandbox.netjail; bubblewrap holds the command
+until it is up).
 
 The exec's environment (secrets included) reaches bubblewrap in an unlinked
 file (--args), and the command itself is PID 1 of its jail: no process a
@@ -23,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sandbox import netjail
 from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.jail import Jail, make_stage, privileged, remove_stage
 from agent_sandbox.process_group import signal_group
@@ -79,6 +84,7 @@ class BwrapRuntime:
         self.env: dict[str, str] = {}
         self.cgroup: RunCgroup | None = None
         self.stage: Path | None = None
+        self._networks: set[asyncio.Task] = set()   # each exec's network, ended with it
 
     async def start(self, env: dict[str, str]) -> None:
         """Nothing runs until the first exec; `env` is the container's environment."""
@@ -98,12 +104,24 @@ class BwrapRuntime:
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         fd = jail.write_options()
         try:
-            return await asyncio.create_subprocess_exec(
-                *jail.command(args, fd), pass_fds=(fd,),
-                stdin=devnull, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
+            process = await asyncio.create_subprocess_exec(
+                *jail.command(args, fd), pass_fds=jail.pass_fds(fd),
+                stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
                 env={}, start_new_session=True)
+        except BaseException:
+            if jail.fence is not None:
+                jail.fence.close()
+            raise
         finally:
             os.close(fd)
+        if jail.fence is not None:
+            try:
+                await asyncio.to_thread(jail.fence.connect)
+            except netjail.NetworkUnavailable as exc:
+                log.warning("sandbox %s: no network for an exec: %s", self.sandbox_id, exc)
+                kill_group(process)
+            self._networks.add(asyncio.create_task(_close_after(process, jail.fence)))
+        return process
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
         kill_group(process)
@@ -118,6 +136,11 @@ class BwrapRuntime:
         if self.cgroup is not None:
             await asyncio.to_thread(self.cgroup.remove)
         remove_stage(self.stage)
+
+
+async def _close_after(process: asyncio.subprocess.Process, fence: "netjail.JailNetwork") -> None:
+    await process.wait()
+    await asyncio.to_thread(fence.close)
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:

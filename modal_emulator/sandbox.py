@@ -49,6 +49,10 @@ class Runtime(Protocol):
         """Free what the runtime holds once the sandbox's processes are gone."""
 
 
+class StdinError(Exception):
+    """A stdin write that does not fit what was written before."""
+
+
 class SandboxFinished(Exception):
     """The sandbox is no longer running; its processes cannot be reached."""
 
@@ -66,6 +70,37 @@ class Exec:
         self.returncode: int | None = None
         self.killed_by_sandbox_end = False
         self.task: asyncio.Task | None = None
+        self.stdin_written = 0              # bytes of stdin accepted so far (the resume offset)
+        self.stdin_closed = False
+        self._stdin_lock = asyncio.Lock()
+
+    async def write_stdin(self, offset: int, data: bytes, eof: bool) -> None:
+        """Modal's exec stdin: writes carry their offset, so a retried write is taken once.
+
+        Bytes before `stdin_written` were already accepted and are skipped; a write
+        that would leave a gap is refused. A second EOF is ignored; data after EOF
+        is refused. A process that has exited drops what it is sent, as a pipe would.
+        """
+        async with self._stdin_lock:
+            if offset > self.stdin_written:
+                raise StdinError(f"stdin write at offset {offset} leaves a gap after {self.stdin_written} bytes")
+            data = data[self.stdin_written - offset:]
+            if data and self.stdin_closed:
+                raise StdinError("stdin is closed")
+            self.stdin_written += len(data)
+            pipe = self.process.stdin
+            if pipe is None:
+                return
+            try:
+                if data:
+                    pipe.write(data)
+                    await pipe.drain()
+                if eof and not self.stdin_closed:
+                    pipe.close()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            if eof:
+                self.stdin_closed = True
 
     async def run(self, timeout: float | None) -> None:
         pumps = [asyncio.create_task(self._pump(self.process.stdout, STDOUT)),

@@ -190,6 +190,36 @@ def test_a_run_is_refused_at_start_when_the_host_lacks_its_disk(tmp_path, record
         subprocess.run(["umount", str(scratch)], check=True)
 
 
+def test_a_run_that_would_leave_the_host_without_headroom_is_refused(tmp_path, recorder):
+    """A reservation that fits but would leave the host less than its headroom (the job
+    store and the results being collected need room too) is given back and refused."""
+    import shutil
+    import subprocess
+
+    from agent_sandbox.scratch import headroom
+    from agent_sandbox.spec import Limits
+    root_only()
+    scratch, image = tmp_path / "scratch", tmp_path / "small.img"
+    scratch.mkdir()
+    subprocess.run(["truncate", "-s", "200M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(scratch)], check=True)
+    subprocess.run(["rmdir", str(scratch / "lost+found")], check=True)
+    try:
+        free_mb = shutil.disk_usage(scratch).free // (1024 * 1024)
+        keep_mb = headroom(scratch) // (1024 * 1024)
+        too_much = free_mb - keep_mb // 2          # fits on the disk, but eats into the headroom
+        spec = make_spec(tmp_path, [shell("echo never")], limits=Limits(disk_mb=too_much))
+        result = get_backend("local", scratch_root=str(scratch)).run(spec, recorder)
+        assert result.status == ev.ERROR_STATUS and "must stay free" in result.reason, result.reason
+        assert list(scratch.iterdir()) == [] and shutil.disk_usage(scratch).free // (1024 * 1024) >= free_mb - 1
+        fits = free_mb - keep_mb * 2                 # leaves the headroom: runs
+        spec = make_spec(tmp_path / "second", [shell("echo ran")], limits=Limits(disk_mb=fits))
+        assert get_backend("local", scratch_root=str(scratch)).run(spec, recorder).status == ev.SUCCEEDED
+    finally:
+        subprocess.run(["umount", str(scratch)], check=True)
+
+
 def test_what_a_killed_process_left_is_swept(tmp_path):
     """A server killed with SIGKILL cannot clean up: its runs' capped filesystems (with
     their reserved images), cgroups and stages are found by owner and removed."""

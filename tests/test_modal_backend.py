@@ -18,6 +18,7 @@ import pytest
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend, this_process
 from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, PROCESS_TAG, ModalBackend, ModalConfig
+from agent_sandbox.relay import ModelAccess
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO, make_spec
 from tests.modal_support import shared_emulator
@@ -69,13 +70,18 @@ def test_runs_in_the_configured_app_tagged_and_reports_modal(emulator, tmp_path,
     assert started["environment"] == "modal" and started["modal_task_id"].startswith("ta-")
 
 
-def test_network_blocked_for_offline_models_allowlisted_for_api_models(emulator, tmp_path, recorder):
-    backend = ModalBackend(outbound_domains=["api.openai.com"])
-    offline = make_spec(tmp_path / "a", TRIVIAL)
-    api = make_spec(tmp_path / "b", TRIVIAL, network=True)
-    assert backend.run(offline, recorder).ok and backend.run(api, recorder).ok
-    assert sandbox_of(emulator, offline.job_id)["network"] == "blocked"
-    assert sandbox_of(emulator, api.job_id)["network"] == "allowlist:api.openai.com"
+def test_network_blocked_for_every_model_and_fenced_with_the_opt_in(emulator, tmp_path, recorder):
+    llm = make_spec(tmp_path / "a", TRIVIAL, model="openai:gpt-test", env={"AGENT_SANDBOX_MODEL_RETRIES": "0"},
+                    model_access=ModelAccess("openai", "gpt-test", "http://127.0.0.1:9", ""))
+    opted = make_spec(tmp_path / "b", TRIVIAL, network=True)
+    listed = make_spec(tmp_path / "c", TRIVIAL, network=True)
+    ModalBackend().run(llm, recorder)   # the model is unreachable here: only the network matters
+    assert ModalBackend().run(opted, recorder).ok
+    assert ModalBackend(outbound_domains=["pypi.org"]).run(listed, recorder).ok
+    assert sandbox_of(emulator, llm.job_id)["network"] == "blocked"   # model calls go through the relay
+    public = sandbox_of(emulator, opted.job_id)["network"]   # the internet, never private ranges
+    assert public.startswith("allowlist:") and "8.0.0.0/7" in public and "10.0.0.0/8" not in public
+    assert sandbox_of(emulator, listed.job_id)["network"] == "allowlist:pypi.org"
 
 
 def test_cpu_and_memory_are_hard_limits_not_requests(backend, tmp_path, recorder):

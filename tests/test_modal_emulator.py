@@ -137,12 +137,27 @@ def _host_processes(pattern: str) -> list[str]:
     return out.split()
 
 
-def test_block_network_is_honoured(sandboxes, emulator):
-    port = emulator.http_url.rsplit(":", 1)[1]
-    probe = ("import socket,sys\ntry:\n socket.create_connection(('127.0.0.1', %s), timeout=2); print('open')\n"
-             "except OSError as e: print('blocked')" % port)
-    assert run(sandboxes(block_network=True), "python", "-c", probe)[1].strip() == "blocked"
-    assert run(sandboxes(), "python", "-c", probe)[1].strip() == "open"
+def network_probe(emulator) -> tuple[str, list[str]]:
+    """Code that tries the emulator's admin port on every host address, and the internet."""
+    from agent_sandbox import netjail
+
+    port = int(emulator.http_url.rsplit(":", 1)[1])
+    targets = [(ip.split("/")[0], port) for ip in ["127.0.0.1", *netjail.host_addresses()]] + [("pypi.org", 443)]
+    code = ("import socket\n"
+            f"for host, port in {targets!r}:\n"
+            "    try:\n"
+            "        socket.create_connection((host, port), timeout=5).close(); print('open', host)\n"
+            "    except OSError:\n"
+            "        print('blocked', host)\n")
+    return code, [host for host, _ in targets]
+
+
+def test_block_network_is_honoured_and_an_open_one_never_reaches_the_host(sandboxes, emulator):
+    code, hosts = network_probe(emulator)
+    blocked = run(sandboxes(block_network=True), "python", "-c", code)[1].split("\n")
+    assert [line for line in blocked if line] == [f"blocked {h}" for h in hosts]
+    opened = run(sandboxes(), "python", "-c", code)[1].split("\n")
+    assert [line for line in opened if line] == [f"blocked {h}" for h in hosts[:-1]] + ["open pypi.org"]
 
 
 def test_environment_is_like_a_modal_container(sandboxes):
@@ -262,6 +277,51 @@ def test_long_running_emulator_lets_go_of_old_state(tmp_path):
     named.last_heartbeat = now - 1000
     assert state.volumes.expire_ephemeral(900) == [silent.volume_id]
     assert not silent.root.exists() and beating.root.exists() and named.root.exists()
+
+
+def test_exec_stdin_lines_reach_the_process_in_order(sandboxes):
+    sandbox = sandboxes()
+    process = sandbox.exec("python", "-c", "import sys\nfor line in sys.stdin: print('got', line.strip(), flush=True)",
+                           bufsize=1)
+    lines = iter(process.stdout)
+    for word in ("one", "two", "three"):   # one write and drain per line, answered before the next
+        process.stdin.write(f"{word}\n")
+        process.stdin.drain()
+        assert next(lines).strip() == f"got {word}"
+    process.stdin.write_eof()
+    process.stdin.drain()
+    assert process.wait() == 0
+
+
+def test_exec_stdin_write_is_taken_once_when_its_reply_is_lost(sandboxes, emulator):
+    """The client retries a write whose reply was lost, with the same offset: the
+    emulator skips what it already has, as Modal's worker does."""
+    sandbox = sandboxes()
+    process = sandbox.exec("cat")
+    emulator.inject("TaskExecStdinWrite", "UNAVAILABLE", count=1, kind="lost_reply")
+    process.stdin.write("abc\n")
+    process.stdin.drain()
+    process.stdin.write("def\n")
+    process.stdin.write_eof()
+    process.stdin.drain()
+    assert process.stdout.read() == "abc\ndef\n"
+    assert process.wait() == 0
+
+
+def test_exec_stdin_write_stream(sandboxes):
+    """The streaming stdin RPC (start, data chunks, end), through the client's own code."""
+    import asyncio
+    import io
+
+    from modal._utils.async_utils import synchronizer
+
+    sandbox = sandboxes()
+    process = sandbox.exec("sh", "-c", "wc -c")
+    data = os.urandom(300_000)
+    stream = synchronizer._translate_in(process)._stdin_write_stream(io.BytesIO(data))
+    sent = asyncio.run_coroutine_threadsafe(stream, synchronizer._get_loop(start=True)).result(60)
+    assert sent == len(data)
+    assert process.stdout.read().strip() == str(len(data))
 
 
 def test_a_volume_path_through_a_symlink_is_not_served(sandboxes, emulator):

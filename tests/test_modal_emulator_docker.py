@@ -160,3 +160,17 @@ def test_containers_of_a_dead_emulator_are_removed_not_those_of_a_live_one(emula
         assert subprocess.run(["docker", "inspect", alive], capture_output=True).returncode == 0
     finally:
         subprocess.run(["docker", "rm", "--force", *names], capture_output=True)
+
+
+def test_an_open_network_reaches_the_internet_never_the_host(app, emulator):
+    from tests.test_modal_emulator import network_probe
+
+    code, hosts = network_probe(emulator)
+    sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60)
+    try:
+        process = sandbox.exec("python", "-c", code, bufsize=1)
+        lines = [line for line in process.stdout.read().split("\n") if line]
+        assert lines == [f"blocked {h}" for h in hosts[:-1]] + ["open pypi.org"]
+        assert container(sandbox)["HostConfig"]["NetworkMode"] == "none"
+    finally:
+        end(sandbox)

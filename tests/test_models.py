@@ -16,7 +16,7 @@ def test_registered_models_load():
 
 
 def test_an_unknown_model_names_the_ones_there_are():
-    with pytest.raises(UnknownModel, match=r"unknown model 'gpt-x'; use one of offline, scripted$"):
+    with pytest.raises(UnknownModel, match=r"unknown model 'gpt-x'; use one of offline, scripted, openai, anthropic$"):
         get_model("gpt-x")
 
 

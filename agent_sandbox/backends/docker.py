@@ -3,8 +3,9 @@
 The container gets the workspace read-only at /workspace, a fresh host folder
 at /outputs (collected after the container is gone), a /tmp, and nothing else
 writable: read-only root filesystem, no capabilities, no new privileges, a
-non-root user, memory/CPU/process limits, no network unless the model needs
-an API. As root, /outputs and /tmp share one filesystem of `disk_mb`
+non-root user, memory/CPU/process limits, no network (model calls go through
+the host's relay on stdin; the opt-in network is user-mode networking that
+cannot reach the host, agent_sandbox.netjail). As root, /outputs and /tmp share one filesystem of `disk_mb`
 (agent_sandbox.scratch); otherwise /tmp is a tmpfs and /outputs is not capped
 (reported in run_started). Secrets go in on stdin, never in its environment or
 command line (`docker inspect` would show those). Labels name the app, the job
@@ -23,9 +24,10 @@ import secrets as random
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 
-from agent_sandbox import settings
+from agent_sandbox import netjail, settings
 from agent_sandbox.backends import process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
@@ -137,8 +139,12 @@ class DockerBackend(SandboxBackend):
             args += ["--mount", f"type=bind,src={space.tmp},dst=/tmp"]
         else:
             args += ["--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777"]
-        if not spec.needs_network:
-            args += ["--network", "none"]
+        # No network: model calls go through the relay on stdin. The opt-in network is
+        # user-mode networking in the container's own namespace (agent_sandbox.netjail),
+        # never Docker's bridge, which reaches the host.
+        args += ["--network", "none"]
+        if spec.needs_network:
+            args += ["--mount", f"type=bind,src={netjail.resolv_conf()},dst=/etc/resolv.conf,readonly"]
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
         return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
@@ -163,6 +169,7 @@ class DockerSandbox(ProcessSandbox):
     def __init__(self, backend: DockerBackend, spec: RunSpec):
         self.backend, self.config, self.spec = backend, backend.config, spec
         self.space: RunSpace | None = None
+        self.network: netjail.UserNetwork | None = None
         self.name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
 
     def create(self, run: RunMonitor) -> None:
@@ -177,7 +184,28 @@ class DockerSandbox(ProcessSandbox):
         run.status(Status.STARTING, f"starting Docker container {self.name} from {self.config.image}")
 
     def start(self, run: RunMonitor) -> Streams:
-        return self.spawn(self.backend.command(self.spec, self.name, self.space), self.backend.cli_env())
+        streams = self.spawn(self.backend.command(self.spec, self.name, self.space), self.backend.cli_env())
+        if self.spec.needs_network:
+            self.connect()
+        return streams
+
+    def connect(self) -> None:
+        """The opt-in network: user-mode networking for the container's namespace once it
+        runs (the agent waits for its route before it starts)."""
+        deadline = time.monotonic() + 30
+        pid = 0
+        while not pid and self.proc.poll() is None and time.monotonic() < deadline:
+            out = self.backend.cli("inspect", "--format", "{{.State.Pid}}", self.name, check=False).stdout.strip()
+            pid = int(out) if out.isdigit() else 0
+            if not pid:
+                time.sleep(0.05)
+        try:
+            if not pid:
+                raise netjail.NetworkUnavailable("the container did not start")
+            self.network = netjail.UserNetwork(pid)
+            self.network.start()
+        except netjail.NetworkUnavailable as exc:
+            raise SandboxError(f"the opt-in network could not be set up: {exc}") from None
 
     def stop(self) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""
@@ -201,6 +229,8 @@ class DockerSandbox(ProcessSandbox):
     def close(self) -> None:
         if self.space is None:
             return
+        if self.network is not None:
+            self.network.stop()
         self.backend.remove(self.name)  # --rm covers a normal exit; this covers everything else
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()

@@ -3,8 +3,10 @@
 Inside the jail (agent_sandbox.jail): the workspace read-only at /workspace,
 a fresh folder at /outputs, a scratch folder at /tmp, the system's /usr and
 the Python environment read-only, the agent_sandbox package at /opt/agent;
-nothing else of the host. Own namespaces (network only when the model needs
-an API), no capabilities, killed with its parent.
+nothing else of the host. Own namespaces (the network too: model calls go
+through the host's relay; the opt-in network is user-mode networking that
+cannot reach the host, agent_sandbox.netjail), no capabilities, killed with
+its parent.
 
 As root, the jail runs as the unprivileged SANDBOX_UID, in a cgroup of its
 own (memory, processes, CPU) and with /outputs and /tmp on a filesystem of
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from agent_sandbox import cgroups, settings
 from agent_sandbox import events as ev
+from agent_sandbox import netjail
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
 from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
@@ -141,6 +144,7 @@ class LocalSandbox(ProcessSandbox):
         self.stage: Path | None = None
         self.enforcement: dict[str, str] = {}
         self.run: RunMonitor | None = None
+        self.fence: netjail.JailNetwork | None = None
 
     def create(self, run: RunMonitor) -> None:
         self.run = run
@@ -171,11 +175,18 @@ class LocalSandbox(ProcessSandbox):
         self.stage = make_stage() if privileged() else None
         jail = backend.jail(spec, self.space, self.cgroup, self.stage)
         args_fd = jail.write_options()
+        self.fence = jail.fence
         try:  # the jail's options go in on a descriptor: its environment is in them, not in bwrap's
-            return self.spawn(jail.command(backend.agent_command(spec, self.enforcement), args_fd), {},
-                              pass_fds=(args_fd,))
+            streams = self.spawn(jail.command(backend.agent_command(spec, self.enforcement), args_fd), {},
+                                 pass_fds=jail.pass_fds(args_fd))
         finally:
             os.close(args_fd)
+        if self.fence is not None:   # the opt-in network; bubblewrap holds the agent until it is up
+            try:
+                self.fence.connect()
+            except netjail.NetworkUnavailable as exc:
+                raise SandboxError(f"the opt-in network could not be set up: {exc}") from None
+        return streams
 
     def stop(self) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""
@@ -196,6 +207,8 @@ class LocalSandbox(ProcessSandbox):
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
+        if self.fence is not None:
+            self.fence.close()
         if self.cgroup is not None:
             self.cgroup.remove()
         remove_stage(self.stage)

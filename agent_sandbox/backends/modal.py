@@ -11,8 +11,10 @@ the volume at termination) and bring the outputs back through the shared
 come, the sandbox says how it ended (`why_ended`). The volume goes away with
 its context.
 
-Secrets reach the agent as a Modal Secret on its exec only: never in the
-image, the sandbox's own environment, events or logs. Sandboxes are tagged
+The agent's stdin is the exec's (Modal's exec stdin), as on the other
+backends: its first line holds the secrets (never in the image, an
+environment, events or logs), and the model relay's replies follow; model
+keys never leave the host. Sandboxes are tagged
 with the job id and an owner, so `sweep_orphans` finds those a crashed
 process left behind.
 
@@ -36,7 +38,7 @@ import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
 from agent_sandbox import events as ev
-from agent_sandbox import settings
+from agent_sandbox import netjail, settings
 from agent_sandbox.backends import process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
@@ -81,8 +83,9 @@ class ModalConfig:
     extra_packages: list[str] = setting("AGENT_SANDBOX_MODAL_EXTRA_PACKAGES", [],
                                         "extra pip packages (comma or space separated)", shown="none")
     outbound_domains: list[str] = setting("AGENT_SANDBOX_MODAL_OUTBOUND_DOMAINS", [],
-                                          "network allowlist when the model needs an API",
-                                          shown="none (open)")
+                                          "domain allowlist when the opt-in network is on (without it: "
+                                          "every public IPv4 range, no private ones)",
+                                          shown="none (public ranges)")
     timeout_margin: float = setting("AGENT_SANDBOX_MODAL_TIMEOUT_MARGIN", 60.0,
                                     "seconds Modal's own limits exceed ours, so ours fire first")
     create_attempts: int = setting("AGENT_SANDBOX_MODAL_CREATE_ATTEMPTS", 4,
@@ -101,6 +104,29 @@ class ModalConfig:
     @classmethod
     def from_env(cls, **overrides: Any) -> "ModalConfig":
         return settings.load(cls, **overrides)
+
+
+class ExecStdin:
+    """A Modal exec's stdin as the binary pipe the monitor writes lines to."""
+
+    def __init__(self, process: Any):
+        self.process = process
+
+    def write(self, data: bytes) -> None:
+        self.process.stdin.write(data)
+
+    def flush(self) -> None:
+        try:
+            self.process.stdin.drain()
+        except (mexc.Error, OSError) as exc:   # the exec has ended: as a closed pipe would
+            raise OSError(str(exc)) from exc
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.write_eof()
+            self.process.stdin.drain()
+        except (mexc.Error, OSError, ValueError):
+            pass
 
 
 class ModalBackend(SandboxBackend):
@@ -169,9 +195,12 @@ class ModalBackend(SandboxBackend):
     def create_sandbox(self, spec: RunSpec, run: RunMonitor, app: modal.App, image: modal.Image,
                        volume: modal.Volume) -> modal.Sandbox:
         limits, margin = spec.limits, self.config.timeout_margin
+        # Model calls go through the relay: no network, unless the opt-in asks for it, and
+        # then never private ranges (Modal's own network, cloud metadata) or an explicit allowlist.
         network: dict[str, Any] = {"block_network": not spec.needs_network}
-        if spec.needs_network and self.config.outbound_domains:
-            network = {"outbound_domain_allowlist": list(self.config.outbound_domains)}
+        if spec.needs_network:
+            network = ({"outbound_domain_allowlist": list(self.config.outbound_domains)}
+                       if self.config.outbound_domains else {"outbound_cidr_allowlist": netjail.public_ranges()})
 
         attempts = 0
 
@@ -230,18 +259,15 @@ class ModalSandbox(Sandbox):
         spec = self.spec
         # add_local_python_source puts the package in /root; say so rather than rely on the image.
         env = {**spec.env, "PYTHONPATH": "/root"}
-        if spec.secrets:  # names (not values) so the agent hides them from its commands
-            env["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(spec.secrets))
-        secrets = [modal.Secret.from_dict(dict(spec.secrets))] if spec.secrets else []
         try:
             self.process = self.sandbox.exec(
                 "python", "-m", "agent_sandbox.coding_agent", *spec.agent_args(enforced=ENFORCEMENT),
-                bufsize=1, env=env,
-                secrets=secrets, timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
+                "--secrets-from-stdin", bufsize=1, env=env,
+                timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
         except mexc.Error as exc:
             raise SandboxError(f"could not start the agent in the sandbox: {describe_error(exc)}") from exc
-        # The emulator has no exec stdin yet: secrets go in as a Modal Secret on the exec.
-        return Streams(self.process.stdout, self.process.stderr)
+        # The exec's stdin, as on the other backends: the secrets first, then the relay's replies.
+        return Streams(self.process.stdout, self.process.stderr, ExecStdin(self.process))
 
     def stop(self) -> None:
         self.stopped = True

@@ -17,14 +17,16 @@ see sandbox.py), and makes one per run (`SandboxBackend.sandbox`).
 
 Where the sandbox gives the agent's stdin, its first line is the secrets
 (never in an environment or a command line); `send` writes further lines while
-it is open. Today it is closed after the secrets; a host that answers the
-agent during the run (a model relay) keeps it open and writes with `send`.
+it is open. For an API model the monitor holds the job's `ModelRelay`
+(agent_sandbox.relay): the agent's `model_request` lines go to it instead of
+the event log, stdin stays open, and the relay's replies go in with `send`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -35,6 +37,7 @@ from agent_sandbox.backends import EventCallback
 from agent_sandbox.backends.sandbox import MAX_LINE, Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import collect_outputs
+from agent_sandbox.relay import ModelAccess, ModelRelay
 from agent_sandbox.spec import RunResult, RunSpec
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,9 @@ class RunMonitor:
         self._lock = threading.Lock()
         self._stdin: IO[bytes] | None = None
         self._stdin_lock = threading.Lock()
+        # An API model's endpoint and key: the spec's, else this process's environment.
+        access = spec.model_access or ModelAccess.from_env(spec.model, dict(os.environ))
+        self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit) if access is not None else None
 
     # -- events ---------------------------------------------------------------
 
@@ -92,6 +98,11 @@ class RunMonitor:
 
     def feed(self, line: str | bytes, stream: str = "stdout") -> None:
         event = ev.parse_line(line, stream)
+        if event["type"] == ev.MODEL_REQUEST and stream == "stdout":
+            self.last_output = time.monotonic()
+            if self.relay is not None:   # never stored: the conversation is not part of the log
+                self.relay.handle(event)
+            return
         if event["type"] not in ev.AGENT_TYPES and event["type"] != ev.RAW:
             # Only the host writes host events (status, result): from the sandbox
             # such a line is forged, so it is kept as plain text.
@@ -183,7 +194,10 @@ class RunMonitor:
         self._stdin = streams.stdin
         if streams.stdin is not None:
             self.send(json.dumps(self.spec.secrets))
-            self.close_input()  # nothing more to say to the agent yet
+            if self.relay is not None:   # the relay's replies follow, one line each
+                self.relay.attach(lambda line: self.send(line.rstrip("\n")))
+            else:
+                self.close_input()  # nothing more to say to the agent
         readers = [self._reader(streams.stdout, "stdout"), self._reader(streams.stderr, "stderr")]
         try:
             while any(r.is_alive() for r in readers) and sandbox.poll() is None:
@@ -197,6 +211,8 @@ class RunMonitor:
             sandbox.stop()
             raise
         finally:
+            if self.relay is not None:
+                self.relay.close()
             self.close_input()
         for reader in readers:
             reader.join(READER_GRACE)
@@ -225,8 +241,13 @@ class RunMonitor:
 
     def outcome(self, exit_code: int | None, ended: tuple[str, str] | None = None) -> tuple[str, str]:
         """The final (status, reason) once the sandbox is gone."""
+        if self.relay is not None:
+            self.relay.close()
         if self.stopped:
             return self.stopped
+        if self.relay is not None and self.relay.refused:
+            # The host's count, whatever the agent said about it.
+            return Status.FAILED, self.relay.refused
         if self.final is not None:
             status = self.final.get("status", Status.FAILED)
             if status not in ev.RUN_END:
@@ -257,7 +278,7 @@ class RunMonitor:
         self.check_nothing_lost(manifest)
         self.result_event(status, reason, manifest)
         return RunResult(status=status, reason=reason, exit_code=exit_code,
-                         duration=self.duration, manifest=manifest)
+                         duration=self.duration, manifest=manifest, usage=self.usage, summary=self.summary)
 
     def check_nothing_lost(self, manifest: dict) -> None:
         """Say so when the agent left files but none were there to collect (e.g. a Modal
@@ -274,11 +295,23 @@ class RunMonitor:
     def duration(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Model calls and tokens, as the relay counted them ({} without one)."""
+        return dict(self.relay.usage) if self.relay is not None else {}
+
+    @property
+    def summary(self) -> str:
+        return str((self.final or {}).get("summary") or "")
+
     def result_event(self, status: str, reason: str, manifest: dict) -> None:
-        self.emit(ev.RESULT, {"status": status, "reason": reason,
-                              "files": len(manifest.get("files", [])),
-                              "skipped": len(manifest.get("skipped", [])),
-                              "duration": round(self.duration, 3)})
+        if self.relay is not None:
+            self.relay.close()
+        data = {"status": status, "reason": reason, "files": len(manifest.get("files", [])),
+                "skipped": len(manifest.get("skipped", [])), "duration": round(self.duration, 3)}
+        if self.relay is not None:
+            data["usage"] = self.usage
+        self.emit(ev.RESULT, data)
 
 
 def killed_by(exit_code: int | None) -> str:

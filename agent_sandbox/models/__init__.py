@@ -6,6 +6,8 @@ Models are registered by prefix (MODELS, only models that exist here) and
 imported on demand:
     "offline"            the built-in playbook (no network, no key)
     "scripted"           a fixed list of actions from AGENT_SCRIPT (tests)
+    "openai:<name>"      any OpenAI-compatible endpoint (through the host's relay)
+    "anthropic:<name>"   Anthropic (through the host's relay)
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any, Protocol
 SHELL = "shell"            # run `command` with /bin/sh in the workspace
 PYTHON = "python"          # run `code` with the sandbox's Python
 WRITE_FILE = "write_file"  # write `content` to `path` (relative to the outputs folder)
+READ_FILE = "read_file"    # read `limit` characters of `path` from `offset`
 FINISH = "finish"          # stop; `message` is the summary, `status` succeeded|failed
-ACTION_KINDS = (SHELL, PYTHON, WRITE_FILE, FINISH)
+ACTION_KINDS = (SHELL, PYTHON, WRITE_FILE, READ_FILE, FINISH)
 # What the agent is asked when the user gives no instructions.
 DEFAULT_INSTRUCTIONS = ("Profile and clean every dataset in the workspace; write cleaned "
                         "tables, plots and a report to the outputs folder.")
@@ -30,8 +33,11 @@ class Action:
     thought: str = ""          # why: shown in the log as the step's text
     command: str = ""          # SHELL
     code: str = ""             # PYTHON
-    path: str = ""             # WRITE_FILE
+    path: str = ""             # WRITE_FILE, READ_FILE
     content: str = ""          # WRITE_FILE
+    timeout: float = 0.0       # SHELL, PYTHON: the model's own limit in seconds (0: the run's)
+    offset: int = 0            # READ_FILE
+    limit: int = 0             # READ_FILE: characters (0: the most allowed)
     message: str = ""          # FINISH
     status: str = "succeeded"  # FINISH
     call_id: str = ""          # tool-call id, for LLMs that need it echoed back
@@ -47,7 +53,7 @@ class Action:
         return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+        return {k: v for k, v in asdict(self).items() if v not in ("", None, 0, 0.0)}
 
 
 @dataclass
@@ -68,6 +74,8 @@ class Task:
     files: list[dict[str, Any]] = field(default_factory=list)  # [{path, size, reference?}] of the workspace
     environment: str = "local"
     max_steps: int = 40        # actions the model may take before the run is stopped
+    network: bool = False      # the agent's commands have outbound network
+    previous: str = ""         # a follow-up job: what the previous job did (results in /workspace/previous)
 
 
 @dataclass
@@ -86,20 +94,14 @@ class Model(Protocol):
 MODELS: dict[str, str] = {
     "offline": "agent_sandbox.models.offline:OfflinePlaybook",
     "scripted": "agent_sandbox.models.scripted:ScriptedModel",
+    "openai": "agent_sandbox.models.openai:OpenAIModel",
+    "anthropic": "agent_sandbox.models.anthropic:AnthropicModel",
 }
 
 
-# What an API model needs from the host's environment: its key goes in as a
-# secret (never logged, hidden from commands), its endpoint as a plain setting.
-MODEL_SECRETS = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",)}
-MODEL_SETTINGS = {"openai": ("OPENAI_BASE_URL",), "anthropic": ("ANTHROPIC_BASE_URL",)}
-
-
-def model_environment(model: str, environ: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(secrets, settings) for `model` taken from `environ`."""
-    prefix = model.partition(":")[0]
-    pick = lambda names: {k: environ[k] for k in names if environ.get(k)}  # noqa: E731
-    return pick(MODEL_SECRETS.get(prefix, ())), pick(MODEL_SETTINGS.get(prefix, ()))
+# Host settings an LLM agent reads inside the sandbox (never keys): the SDK's
+# retries and its timeout per model call. The CLI and the web app pass them on.
+AGENT_MODEL_SETTINGS = ("AGENT_SANDBOX_MODEL_RETRIES", "AGENT_SANDBOX_MODEL_TIMEOUT")
 
 
 class UnknownModel(ValueError):

@@ -218,6 +218,14 @@
     raw: d => line(d.stream === "stderr" ? "stderr" : "raw", d.text || ""),
     status: d => { topLine("status", `— ${d.status}${d.message ? ": " + d.message : ""}`); setStatus(d.status, d.message); },
     result: d => topLine("status", `outputs collected: ${d.files ?? 0} files, ${d.skipped ?? 0} not brought back`),
+    usage: (d, e) => {
+      const n = x => Number(x || 0).toLocaleString("en");
+      line("usage", `tokens: ${n(d.input_tokens)} in, ${n(d.output_tokens)} out` +
+        ` · job ${n(d.job_tokens)}` + (d.max_tokens ? ` of ${n(d.max_tokens)}` : ""));
+      const tokens = document.getElementById("tokens");
+      if (tokens) tokens.textContent = `${n(d.job_tokens)} in ${d.calls} call${d.calls === 1 ? "" : "s"}` +
+        (d.max_tokens ? ` (budget ${n(d.max_tokens)})` : "");
+    },
   };
 
   // A long output folds away once its command is done; the results stay visible.

@@ -152,3 +152,44 @@ def test_log_follows_output_but_not_while_the_user_reads_above(start_server, bro
     page.click("#jump")
     expect(log).to_contain_text("tick 70", timeout=30_000)
     assert log.evaluate(gap) < 40, "after 'new output below' it follows again"
+
+
+def test_llm_job_shows_reasoning_and_tokens_then_continues(start_server, browser):
+    """Pick the LLM on the upload page, see its reasoning, commands and token usage
+    live, then start a follow-up from the finished job's page."""
+    import sys
+    sys.path.insert(0, str(REPO))
+    from tests.fake_llm import FakeLLM, call, finish
+    from tests.llm_support import new_key
+
+    turns = [call("shell", text="Read the measurements first.", command="head -2 /workspace/penguins.csv"),
+             finish("Looked at the data."),
+             call("shell", text="Continue from the previous results.", command="ls /workspace/previous"),
+             finish("Continued.")]
+    with FakeLLM("openai", turns, key=new_key()) as fake:
+        server = start_server(APP_MODELS="openai:test-model", AGENT_SANDBOX_MY_FILES="", **fake.env())
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.base + "/")
+        page.set_input_files("#file-input", str(PENGUINS))
+        page.select_option("select[name=model]", "openai:test-model")
+        page.fill("#instructions", "look at the penguins")
+        page.click("#submit")
+        page.wait_for_url("**/jobs/*")
+        first_url = page.url
+        expect(page.locator("#status")).to_have_text("succeeded", timeout=60000)
+        expect(page.locator(".log .step").first).to_contain_text("Read the measurements first.")
+        expect(page.locator(".log .cmd-line").first).to_contain_text("head -2 /workspace/penguins.csv")
+        expect(page.locator(".log .usage").first).to_contain_text("tokens: 100 in, 20 out")
+        expect(page.locator("#tokens")).to_contain_text("240 in 2 calls")
+        page.click("#follow-up-open")
+        page.fill("#follow-up-instructions", "now only Adelie")
+        page.click("#follow-up-form button[type=submit]")
+        page.wait_for_url(lambda url: url != first_url and "/jobs/" in url)
+        expect(page.locator("#status")).to_have_text("succeeded", timeout=60000)
+        expect(page.locator(".meta")).to_contain_text("now only Adelie")
+        expect(page.locator(".meta a[href='" + first_url.split(server.base)[1] + "']")).to_be_visible()
+        page.goto(server.base + "/")
+        expect(page.locator("a.parent")).to_have_count(1)
+        assert not errors, errors

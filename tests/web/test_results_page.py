@@ -59,3 +59,19 @@ def test_results_grouped_by_table_with_working_files_hidden(tmp_path):
     with zipfile.ZipFile(io.BytesIO(b"".join(res.stream_zip(results, manifest, "job")))) as zf:
         assert "job/t/t.csv" in zf.namelist() and not any("scratch" in n or n.endswith(".wal") for n in zf.namelist())
         assert ".scratch" not in zf.read("job/manifest.json").decode()
+
+
+def test_a_rendered_report_keeps_its_table_of_contents_working():
+    """The report's contents link to its headings (GitHub's anchors): on our page every
+    such link must land on a heading, and the ids must not clash with the page's own."""
+    import re
+
+    from agent_sandbox.playbook.scripts.make_report import slug
+    titles = ["Findings", "Table penguins (raw)", "Columns", "Table iris", "Columns"]
+    text = "# Report\n\n## Contents\n\n" + "".join(f"- [{t}](#{slug(t)})\n" for t in titles[:3])
+    text += "- [Columns](#columns-1)\n" + "".join(f"\n## {t}\n\nbody\n" for t in titles)
+    out = res.render_markdown(text, "report.md", lambda p: "/out/" + p)
+    ids = set(re.findall(r'<h\d id="([^"]+)"', out))
+    links = re.findall(r'href="#([^"]+)"', out)
+    assert len(links) == 4 and set(links) <= ids, (links, ids)
+    assert all(i.startswith(res.HEADING_ID_PREFIX) for i in ids)

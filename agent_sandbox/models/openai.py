@@ -1,0 +1,69 @@
+"""`openai:<model>`: Chat Completions with tool calling, through the host's relay.
+
+The official `openai` SDK with its own retries; any OpenAI-compatible server
+(vLLM, Ollama, llama.cpp's server, OpenRouter) works: the host's
+OPENAI_BASE_URL says where, and it never reaches the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+
+from agent_sandbox.models.llm import TOOLS, Entry, LLMModel, ModelError, ToolCall, describe_api_error
+from agent_sandbox.models.tunnel import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
+
+OPENAI_TOOLS = [{"type": "function", "function": tool} for tool in TOOLS]
+
+
+def messages(system: str, entries: list[Entry]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    for e in entries:
+        if e.role == "user":
+            out.append({"role": "user", "content": e.text})
+        elif e.role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant", "content": e.text or None}
+            if e.calls:
+                msg["tool_calls"] = [{"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": c.raw or json.dumps(c.args)}}
+                                     for c in e.calls]
+            out.append(msg)
+        else:
+            out.append({"role": "tool", "tool_call_id": e.call_id, "content": e.text})
+    return out
+
+
+def tool_calls(message: Any) -> list[ToolCall]:
+    calls = []
+    for n, call in enumerate(message.tool_calls or []):
+        fn = getattr(call, "function", None)
+        raw = (fn.arguments if fn is not None else "") or ""
+        try:
+            args = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):  # parse_call reports it to the model as an error
+            args = {"__malformed__": raw}
+        calls.append(ToolCall(call.id or f"call_{n}", fn.name if fn is not None else "", args, raw))
+    return calls
+
+
+class OpenAIModel(LLMModel):
+    provider = "openai"
+
+    def make_client(self, channel: Any) -> openai.OpenAI:
+        return openai.OpenAI(api_key=PLACEHOLDER_KEY, base_url=RELAY_BASE_URL, max_retries=self.retries,
+                             timeout=self.timeout, http_client=relay_http_client(channel))
+
+    def call(self, system: str, entries: list[Entry]) -> tuple[str, list[ToolCall]]:
+        try:
+            response = self.client.chat.completions.create(model=self.name, messages=messages(system, entries),
+                                                           tools=OPENAI_TOOLS)
+        except openai.OpenAIError as exc:
+            raise ModelError(describe_api_error(openai, exc, self.name)) from None
+        if not response.choices:
+            raise ModelError("the model endpoint returned no answer")
+        message = response.choices[0].message
+        return message.content or "", tool_calls(message)
