@@ -326,11 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     # How many files it leaves, so the host can tell when they did not come back.
     left = count_files(outputs, leave_out="agent.log" if mirror else "")
     writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history),
-                                  "output_files": left})
-
-
-    writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history),
-                                  "summary": agent.summary})
+                                  "summary": agent.summary, "output_files": left})
     if mirror:
         mirror.close()
     return 0 if status == ev.SUCCEEDED else 1

@@ -415,6 +415,13 @@ def test_the_client_gives_up_on_rate_limits_at_our_cap(throttled, emulator, tmp_
     assert result.duration < 4   # not the 5 s the server asked for
 
 
+def test_a_long_creation_is_not_the_agents_idleness(throttled, tmp_path, recorder):
+    # The client waits 5 s to create the sandbox; the agent may be silent 2 s once it runs.
+    limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=2, disk_mb=1024)
+    result = ModalBackend().run(make_spec(tmp_path, TRIVIAL, limits=limits), recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+
+
 @pytest.mark.parametrize("stop", ["cancel", "run_timeout"])
 def test_cancel_and_the_run_timeout_act_while_creation_waits(throttled, emulator, tmp_path, recorder, stop):
     import time

@@ -180,7 +180,7 @@ class ModalBackend(SandboxBackend):
             try:
                 return call()
             except TRANSIENT_ERRORS as exc:
-                if attempt == self.config.create_attempts or (run and run.stop_requested()):
+                if attempt == self.config.create_attempts or (run and run.stop_requested(idle=False)):
                     raise SandboxError(f"could not {what} after {attempt} attempts: "
                                        f"{describe_error(exc)}") from exc
                 if run:
@@ -256,6 +256,8 @@ class ModalSandbox(Sandbox):
             run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started")
 
     def start(self, run: RunMonitor) -> Streams:
+        if self.sandbox is None:   # creation was abandoned (the monitor stops such a run first)
+            raise SandboxError("the run stopped before its sandbox was created")
         spec = self.spec
         # add_local_python_source puts the package in /root; say so rather than rely on the image.
         env = {**spec.env, "PYTHONPATH": "/root"}

@@ -40,7 +40,7 @@ def watched(create: Callable[[], modal.Sandbox], run: RunMonitor) -> modal.Sandb
 
     threading.Thread(target=work, name=f"{run.spec.job_id}-create", daemon=True).start()
     while not done.wait(POLL):
-        if run.stop_requested():
+        if run.stop_requested(idle=False):   # a long build is no idleness of the agent
             abandoned.set()
             if not done.is_set():
                 return None   # `work` ends what it makes

@@ -140,14 +140,15 @@ class RunMonitor:
 
     # -- limits and stopping ------------------------------------------------------
 
-    def stop_requested(self) -> tuple[str, str] | None:
-        """(status, reason) if cancel or a limit says the run must stop now, else None."""
+    def stop_requested(self, idle: bool = True) -> tuple[str, str] | None:
+        """(status, reason) if cancel or a limit says the run must stop now, else None.
+        Without `idle`, only cancel and the run timeout (while the sandbox is being made)."""
         limits, now = self.spec.limits, time.monotonic()
         if self.cancel.is_set():
             return Status.CANCELLED, "cancelled by the user"
         if now - self.started > limits.run_timeout:
             return Status.TIMEOUT, f"the run took longer than {limits.run_timeout:g}s"
-        if now - self.last_output > limits.idle_timeout:
+        if idle and now - self.last_output > limits.idle_timeout:
             return Status.IDLE_TIMEOUT, f"no output for {limits.idle_timeout:g}s"
         return None
 
@@ -164,6 +165,7 @@ class RunMonitor:
         try:
             try:
                 sandbox.create(self)
+                self.last_output = time.monotonic()   # idleness counts from when the agent starts
                 streams = None
                 if why := self.stop_requested():  # cancelled while it was being created
                     self.stop(*why)
