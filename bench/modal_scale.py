@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import re
-import selectors
-import socket
 import sys
 import threading
 import time
@@ -24,71 +21,34 @@ from tempfile import mkdtemp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "web"))
+from bench_web_fanout import TS, Stream, read_streams  # noqa: E402
 from web_helpers import Client, Server  # noqa: E402
 
 from tests.modal_support import EmulatorProcess  # noqa: E402
 
-FRAME = re.compile(rb"id: (\d+)\nevent: (\w+)\ndata: ([^\n]*)")
-TS = re.compile(rb'"ts":([0-9.]+)')
 
 
-class Viewer:
+class Viewer(Stream):
     """One live viewer of one job: what it received, and when."""
 
     def __init__(self, port: int, path: str, cookie: str):
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
-                          f"Accept: text/event-stream\r\n\r\n".encode())
-        self.sock.setblocking(False)
-        self.head, self.buf = b"", b""
-        self.ids: list[int] = []
+        super().__init__(port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+                               f"Accept: text/event-stream\r\n\r\n".encode())
         self.ticks: list[tuple[float, float]] = []   # (agent's timestamp, received)
         self.first_agent_event = 0.0
-        self.ended = False
 
-    def feed(self, data: bytes, now: float) -> None:
-        if not self.head:
-            self.buf += data
-            if b"\r\n\r\n" not in self.buf:
-                return
-            self.head, data = self.buf.split(b"\r\n\r\n", 1)
-            self.buf = b""
-        self.buf += data
-        cut = self.buf.rfind(b"\n\n")
-        if cut < 0:
-            return
-        done, self.buf = self.buf[:cut + 2], self.buf[cut + 2:]
-        for m in FRAME.finditer(done):
-            self.ids.append(int(m[1]))
-            if m[2] == b"run_started" and not self.first_agent_event:
-                self.first_agent_event = now
-            if b'"text":"tick' in m[3]:
-                self.ticks.append((float(TS.search(m[3])[1]), now))
-        self.ended = self.ended or b"event: end" in done
+    def frame(self, seq: int, event: bytes, data: bytes, now: float) -> None:
+        self.ids.append(seq)
+        if event == b"run_started" and not self.first_agent_event:
+            self.first_agent_event = now
+        if b'"text":"tick' in data:
+            self.ticks.append((float(TS.search(data)[1]), now))
 
 
-def watch(port: int, cookie: str, paths: list[str], out) -> None:
+def watch(port: int, cookie: str, paths: list[tuple[str, str]], out) -> None:
     """All viewers on one epoll loop, until every stream ended."""
-    selector = selectors.DefaultSelector()
-    viewers = {}
-    for job_id, path in paths:
-        viewer = Viewer(port, path, cookie)
-        selector.register(viewer.sock, selectors.EVENT_READ, viewer)
-        viewers[job_id] = viewer
-    open_streams = len(viewers)
-    while open_streams:
-        for key, _ in selector.select(timeout=1.0):
-            viewer = key.data
-            try:
-                data = viewer.sock.recv(1 << 16)
-            except BlockingIOError:
-                continue
-            if data:
-                viewer.feed(data, time.time())
-            if not data or viewer.ended:
-                selector.unregister(viewer.sock)
-                viewer.sock.close()
-                open_streams -= 1
+    viewers = {job_id: Viewer(port, path, cookie) for job_id, path in paths}
+    read_streams(list(viewers.values()))
     out.put({job_id: {"ids": v.ids, "ticks": v.ticks, "first": v.first_agent_event, "ended": v.ended}
              for job_id, v in viewers.items()})
 
