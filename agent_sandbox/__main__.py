@@ -10,6 +10,12 @@ this process: the sandbox reaches the model through the relay.
 `--follow-up RESULTS` continues an earlier run from its results folder: its
 inputs (the FILEs recorded there unless others are given) plus its results in
 /workspace/previous/.
+
+Ctrl-C or SIGTERM cancels the run: the sandbox is stopped and the partial
+outputs are collected, the manifest's "run" saying "cancelled" (a second
+signal stops at once, without collecting). As soon as the sandbox exists the
+manifest says "running" with its sandbox id, so a folder left by a CLI that
+was killed tells which sandbox to end.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -29,7 +36,7 @@ from agent_sandbox import settings
 from agent_sandbox.backends import UnknownBackend, get_backend
 from agent_sandbox.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
-from agent_sandbox.outputs import UnsafePath
+from agent_sandbox.outputs import UnsafePath, write_manifest
 from agent_sandbox.relay import ModelAccess
 from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
@@ -120,15 +127,35 @@ def main(argv: list[str] | None = None) -> int:
                    model_access=ModelAccess.from_env(args.model, dict(os.environ)), previous_summary=summary)
 
     def on_event(event: dict) -> None:
+        sandbox_id = event["data"].get("sandbox_id") if event["type"] == ev.STATUS else None
+        if sandbox_id:
+            output.mkdir(parents=True, exist_ok=True)
+            write_manifest(output, {"files": [], "skipped": [], "run": {
+                "status": "running", "reason": "", "backend": args.backend, "sandbox_id": sandbox_id}})
         line = ev.encode(event) if args.json else ev.render(event)
         print(line, flush=True)
 
     cancel = threading.Event()
+    signalled: list[int] = []
+
+    def on_signal(signum: int, frame) -> None:
+        if signalled:   # a second one: stop at once (the sandbox is still stopped on the way out)
+            raise KeyboardInterrupt
+        signalled.append(signum)
+        cancel.set()
+        print(f"{signal.Signals(signum).name}: stopping the sandbox; partial outputs go to {output}",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         result = backend.run(spec, on_event, cancel)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if result.sandbox_id and "run" not in result.manifest:   # it ended before any output was collected
+        write_manifest(output, {**result.manifest, "run": {"status": str(result.status), "reason": result.reason,
+                                                           "backend": args.backend, "sandbox_id": result.sandbox_id}})
     record_run(output, {"instructions": args.instructions, "model": args.model, "status": result.status,
                         "reason": result.reason, "summary": result.summary, "usage": result.usage,
                         "inputs": files, "previous": str(Path(args.follow_up).resolve()) if args.follow_up else ""})
@@ -136,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results in {output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
         return 0
     print(f"error: run {result.status}: {result.reason}", file=sys.stderr)
-    return 1
+    return 128 + signalled[0] if signalled else 1
 
 
 if __name__ == "__main__":

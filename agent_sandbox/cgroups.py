@@ -10,7 +10,8 @@ included, so no swap either), the process count (threads included) and the
 CPU quota. The launcher (jail_launch.py) joins them before it starts the jail,
 so everything the jail starts is counted and nothing can leave. The folder
 names the host process that owns it: `leftovers()` lists those whose owner is
-gone (a server killed by SIGKILL), to be killed and removed.
+gone (a server killed by SIGKILL), to be killed and removed; the name is also
+the run's sandbox id, by which `named()` finds it again.
 
 Creating them needs root and writable v1 controllers; `RunCgroup.create`
 raises CgroupUnavailable saying why, and callers report the limit as not
@@ -78,6 +79,15 @@ class RunCgroup:
             raise
         return group
 
+    @classmethod
+    def named(cls, name: str) -> "RunCgroup | None":
+        """The existing cgroup of that name (a run's sandbox id), or None."""
+        if not re.fullmatch(r"[0-9]+-[A-Za-z0-9_.-]+", name):
+            return None
+        group = cls(name, {c: ROOT / c / PARENT / name for c in CONTROLLERS
+                           if (ROOT / c / PARENT / name).is_dir()})
+        return group if group.paths else None
+
     def procs_files(self) -> list[str]:
         """Where a process writes its pid to join (the launcher does, before the jail starts)."""
         return [str(path / "cgroup.procs") for path in self.paths.values()]
@@ -113,8 +123,10 @@ class RunCgroup:
             time.sleep(0.02)
         return True
 
-    def remove(self, timeout: float = 10.0) -> None:
-        """Kill what is left, then remove the folders (a process just killed may take a moment)."""
+    def remove(self, timeout: float = 10.0) -> bool:
+        """Kill what is left, then remove the folders (a process just killed may take a moment);
+        True if a process was left to kill."""
+        had_processes = bool(self.pids())
         self.kill(timeout)
         deadline = time.monotonic() + timeout
         for path in list(self.paths.values()):
@@ -130,6 +142,7 @@ class RunCgroup:
                     self.kill(1.0)
                     time.sleep(0.05)
         self.paths = {c: p for c, p in self.paths.items() if p.exists()}
+        return had_processes
 
 
 def _write(path: Path, value: int) -> None:

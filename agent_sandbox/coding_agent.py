@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox import limit_watch, tree
+from agent_sandbox import lifeline, limit_watch, tree
 from agent_sandbox.environment import DOCKER, detect_environment, environment_details
 from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
                                   Model, Observation, Task, Turn, UnknownModel, get_model)
@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     mirror = open(outputs / "agent.log", "a", encoding="utf-8") if environment == DOCKER else None
     writer = ev.EventWriter(sys.stdout, mirror)
     become_subreaper()
+    lifeline.watch_host()   # the host gone (even SIGKILLed): end everything and exit
 
     instructions = args.instructions
     if args.instructions_file:

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from agent_sandbox.outputs import MANIFEST, DirectorySource, UnsafePath, safe_join
+from agent_sandbox.outputs import MANIFEST, DirectorySource, UnsafePath, safe_join, write_manifest
 
 PREVIOUS = "previous"   # folder of the workspace holding the previous job's results
 MAX_LISTED = 40         # result files named in the summary
@@ -36,10 +36,9 @@ def record_run(results: Path, run: dict[str, Any]) -> None:
     manifest = load_manifest(results)
     if manifest is None:
         return
-    manifest["run"] = run
-    tmp = Path(results) / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(Path(results) / MANIFEST)
+    # Added to what the backend recorded (its name, the sandbox's id).
+    manifest["run"] = {**(manifest.get("run") or {}), **run}
+    write_manifest(Path(results), manifest)
 
 
 def previous_summary(results: Path, folder: str = PREVIOUS) -> str:

@@ -8,7 +8,10 @@ its own (the network too: the opt-in network is user-mode networking that
 cannot reach the host, agent_sandbox.netjail), no capabilities, the command is PID 1
 (no bubblewrap process inside whose memory could hold the environment; and
 the agent, not dumpable, keeps its pipe to the host out of reach of commands
-writing to /proc/1/fd/1), and it dies with the process that started it.
+writing to /proc/1/fd/1), and it dies with the process that started it:
+bubblewrap's --die-with-parent, the launcher's own parent-death signal, and
+the agent's lifeline (lifeline.py), which ends the jail once nobody reads its
+output, even when the starter died before any parent-death signal was set.
 
 Who it runs as. bubblewrap started by root maps root inside to root outside,
 and host root may write sysctls whatever its capabilities. So when we are
@@ -142,7 +145,7 @@ class Jail:
         bwrap = [bwrap_path(), "--args", str(args_fd), "--", *argv]
         if not privileged():
             return bwrap
-        plan = {"uid": SANDBOX_UID, "gid": SANDBOX_GID,
+        plan = {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "parent": os.getpid(),
                 "cgroups": self.cgroup.procs_files() if self.cgroup else [],
                 "stage": [[b.source, str(self._staged_path(i))] for i, b in enumerate(self.binds)
                           if self._is_staged(b) and os.path.exists(b.source)]}

@@ -12,7 +12,10 @@ do and then becomes the sandbox user for good before it runs bubblewrap:
    the sandbox user could not reach (a Python under /root, a workspace in a
    private folder) onto an empty folder it can reach, the "stage";
 3. drops every group, then its uid and gid (no capabilities survive that),
-   and execs bubblewrap, which builds the jail from the stage as that user.
+   asks for SIGKILL when the process that started it dies (after the uid
+   change, which would clear it; exec keeps it) and checks that process is
+   still its parent (it may have died before the request), then execs
+   bubblewrap, which builds the jail from the stage as that user.
 
 Standard library only, run with -I -S: nothing from the environment or from
 site-packages runs as root here. A failure is one line on stderr, exit 126.
@@ -21,9 +24,11 @@ site-packages runs as root here. A failure is one line on stderr, exit 126.
 import ctypes
 import json
 import os
+import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
+PR_SET_PDEATHSIG = 1
 MS_REC, MS_BIND, MS_PRIVATE = 0x4000, 0x1000, 0x40000
 
 
@@ -49,6 +54,9 @@ def main(argv: list[str]) -> None:
     os.setresuid(uid, uid, uid)
     if os.getuid() != uid or os.geteuid() != uid or os.getgroups():
         raise OSError(f"could not become uid {uid}")
+    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "ask to die with the parent")
+    if os.getppid() != plan["parent"]:
+        raise OSError("the process that started the jail is gone")
     os.execv(command[0], command)
 
 

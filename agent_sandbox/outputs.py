@@ -5,7 +5,8 @@ kind, size) through an `OutputSource`; `collect_outputs` decides what comes
 back and writes `manifest.json`:
 
     {"files":   [{"path", "size", "sha256"}, ...],
-     "skipped": [{"path", "size", "reason"}, ...]}
+     "skipped": [{"path", "size", "reason"}, ...],
+     "run":     {"status", "reason", "backend", "sandbox_id"}}
 
 Only regular files are copied. Symlinks and special files (FIFOs, sockets,
 devices) are never followed or opened; files over the per-file limit, past the
@@ -106,8 +107,9 @@ def safe_join(root: Path, relative: str) -> Path:
 
 
 def collect_outputs(source: OutputSource, results: Path, limits: Limits,
-                    extra_skipped: Iterable[dict] = ()) -> dict:
-    """Copy what may come back from `source` into `results`; write and return the manifest."""
+                    extra_skipped: Iterable[dict] = (), run: dict | None = None) -> dict:
+    """Copy what may come back from `source` into `results`; write and return the manifest
+    (with `run`, how the run ended, when given)."""
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     files: list[dict] = []
@@ -158,10 +160,17 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
         files.append(record)
     files.sort(key=lambda f: f["path"])
     manifest = {"files": files, "skipped": skipped}
-    tmp = results / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(results / MANIFEST)
+    if run is not None:
+        manifest["run"] = run
+    write_manifest(results, manifest)
     return manifest
+
+
+def write_manifest(results: Path, manifest: dict) -> None:
+    """Write manifest.json whole or not at all (a reader never sees half of it)."""
+    tmp = Path(results) / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(Path(results) / MANIFEST)
 
 
 def _collect_order(entry: OutputEntry, limits: Limits) -> tuple:

@@ -123,6 +123,7 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=lambda: {"files": [], "skipped": []})
     usage: dict[str, int] = field(default_factory=dict)  # model calls and tokens, as the host's relay counted them
     summary: str = ""                  # the agent's closing summary for the user
+    sandbox_id: str = ""   # the sandbox's id on its backend, as reported when it was created
 
     @property
     def ok(self) -> bool:

@@ -42,7 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(app, host, port, settings.server_threads, settings.server_max_threads)
 
     def stop(signum, frame):
-        threading.Thread(target=server.stop, daemon=True).start()
+        # The jobs first, while the server still answers (a cancel sent meanwhile is honoured,
+        # pages show the jobs ending), then the server.
+        def stop_all() -> None:
+            try:
+                app.extensions["jobs"].executor.stop()
+            finally:
+                server.stop()
+
+        threading.Thread(target=stop_all, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -8,6 +8,15 @@ process that runs jobs. Admission caps (queued+running, globally and per
 owner) are checked in the same transaction that creates a job. Every event
 the backend reports is stored under the job's next sequence number, then the
 feed hub is told so live viewers see it at once.
+
+Stopping (SIGTERM) means stopping: no worker starts a sandbox once `stop()`
+began (a job claimed meanwhile goes back to the queue); queued jobs stay
+queued and are told so; every running sandbox is stopped, and one that has
+not ended in time is ended by its id; each of their jobs is recorded
+`interrupted` (or `cancelled`, if a cancel came first) before `stop()` returns.
+Each run's sandbox id (reported in a status event) is stored with its job,
+so after a crash the next start's `recover()` ends those sandboxes by id,
+then lets each backend sweep what is left, and marks the jobs interrupted.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from frontend.settings import Settings
 from frontend.store import JobStore
 
 log = logging.getLogger(__name__)
+STAYS_QUEUED = "the server is stopping: this job stays queued and runs when the server is back"
 
 
 class JobExecutor:
@@ -42,7 +52,10 @@ class JobExecutor:
         self.backend_factory = backend_factory
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._cancels: dict[str, threading.Event] = {}
+        self._started = False
+        self._cancels: dict[str, threading.Event] = {}     # running here: job id -> its cancel flag
+        self._sandboxes: dict[str, tuple[str, str]] = {}   # running here: job id -> (backend, sandbox id)
+        self._recorded: set[str] = set()                   # running here, and their end is written
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
                          for i in range(settings.workers)]
@@ -51,6 +64,7 @@ class JobExecutor:
         """Run jobs in this process (exactly one process per database should)."""
         self.recover()
         threading.Thread(target=self.prepare_backends, name="backend-prepare", daemon=True).start()
+        self._started = True
         for t in self._threads:
             t.start()
 
@@ -65,17 +79,50 @@ class JobExecutor:
             except Exception as exc:  # the jobs will say what is wrong; the app must still start
                 log.warning("could not prepare the %s backend: %s", name, exc)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop taking jobs, stop the running sandboxes and record how the jobs ended."""
-        self._stopping.set()
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs, end the running sandboxes and record how their jobs ended.
+
+        Runs have `timeout` seconds (APP_STOP_SECONDS) to stop the normal way; the sandboxes
+        of the rest are ended by id. When this returns no sandbox this process started is
+        running. Safe to call twice."""
+        with self._lock:   # from here no worker registers a new run (see _run)
+            first = not self._stopping.is_set()
+            self._stopping.set()
+            cancels = list(self._cancels.values())
         self._wake.set()
-        with self._lock:
-            for cancel in self._cancels.values():
-                cancel.set()
-        deadline = time.monotonic() + timeout
+        for cancel in cancels:
+            cancel.set()
+        if first and self._started:
+            for job in self.store.jobs_with_status(Status.QUEUED):
+                self._emit_quietly(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
+                                                                       "message": STAYS_QUEUED}))
+        deadline = time.monotonic() + (self.settings.stop_seconds if timeout is None else timeout)
         for t in self._threads:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = [job_id for job_id in self._cancels if job_id not in self._recorded]
+        for job_id in left:   # its run did not end in time: end its sandbox by id
+            self._end_left_running(job_id)
+        if left:
+            log.warning("stopping: %d run(s) did not stop in time; their sandboxes were ended by id", len(left))
+
+    def _end_left_running(self, job_id: str) -> None:
+        with self._lock:
+            backend, sandbox_id = self._sandboxes.get(job_id, ("", ""))
+        if sandbox_id:
+            self._end_sandbox(backend, sandbox_id)
+        if self._cancel_requested(job_id):
+            self._finish(job_id, Status.CANCELLED, "cancelled by the user")
+        else:
+            self._finish(job_id, Status.INTERRUPTED, "the server stopped while the job ran")
+
+    def _end_sandbox(self, backend: str, sandbox_id: str) -> bool:
+        try:
+            return self.backend_factory(backend).end_sandbox(sandbox_id)
+        except Exception as exc:  # a backend that cannot load or answer must not stop the app
+            log.warning("could not end sandbox %s (%s): %r", sandbox_id, backend, exc)
+            return False
 
     # -- admission and control ---------------------------------------------
 
@@ -93,8 +140,8 @@ class JobExecutor:
         job = self.store.create_job(job, self.settings.max_active_per_owner, self.settings.max_active_jobs)
         if job is None:
             return None
-        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
-                                                       "message": "waiting for a free sandbox"}))
+        message = STAYS_QUEUED if self._stopping.is_set() else "waiting for a free sandbox"
+        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED, "message": message}))
         self._wake.set()
         return job
 
@@ -121,20 +168,29 @@ class JobExecutor:
         self.hub.notify(job_id)
         return seq
 
-    def recover(self) -> None:
-        """After a restart: running jobs are interrupted (their sandboxes swept); queued ones still run."""
+    def recover(self) -> tuple[int, int]:
+        """After a restart: the sandboxes of jobs left running are ended (by their stored
+        ids, then each backend sweeps what a dead process left), then those jobs are marked
+        interrupted; queued ones still run. Returns (sandboxes ended by id, found by sweeping)."""
         interrupted = self.store.jobs_with_status(Status.RUNNING)
+        by_id = sum(self._end_sandbox(job["backend"], job["sandbox_id"])
+                    for job in interrupted if job["sandbox_id"])
+        swept = 0
+        for name in sorted({j["backend"] for j in interrupted} | {self.settings.default_backend}):
+            try:
+                swept += self.backend_factory(name).sweep_orphans()
+            except Exception as exc:  # a backend that cannot load must not stop the app
+                log.warning("sweep_orphans(%s) failed: %r", name, exc)
         for job in interrupted:
             message = "the server restarted while this job was running; it was stopped"
             self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
             self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.INTERRUPTED, "message": message}))
-            self.store.update_job(job["id"], status=Status.INTERRUPTED, finished=time.time(),
-                                  reason=message, error=message)
-        for name in {j["backend"] for j in interrupted} | {self.settings.default_backend}:
-            try:
-                self.backend_factory(name).sweep_orphans()
-            except Exception as exc:  # a backend that cannot load must not stop the app
-                log.warning("sweep_orphans(%s) failed: %r", name, exc)
+            self.store.update_job(job["id"], only_if_status=(Status.RUNNING,), status=Status.INTERRUPTED,
+                                  finished=time.time(), reason=message, error=message)
+        if interrupted or by_id or swept:
+            log.warning("recovery: %d job(s) interrupted by the restart; %d sandbox(es) ended by id, "
+                        "%d more left by a dead process ended", len(interrupted), by_id, swept)
+        return by_id, swept
 
     # -- running ------------------------------------------------------------
 
@@ -162,7 +218,14 @@ class JobExecutor:
     def _run(self, job_id: str) -> None:
         cancel, done = threading.Event(), threading.Event()
         with self._lock:
-            self._cancels[job_id] = cancel
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._cancels[job_id] = cancel   # stop() sets it from now on
+        if stopping:   # claimed as the server began to stop: back to the queue, untouched
+            if self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=Status.QUEUED, started=None):
+                self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": Status.QUEUED,
+                                                                     "message": STAYS_QUEUED}))
+            return
         threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
         status, reason, exit_code, error = Status.ERROR, "", None, ""
         try:
@@ -170,7 +233,16 @@ class JobExecutor:
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
                                                         "message": "a worker picked up the job"}))
             spec = self.build_spec(job)
-            result = self.backend_factory(job["backend"]).run(spec, lambda e: self.emit(job_id, e), cancel)
+
+            def on_event(event: dict[str, Any]) -> None:
+                if event["type"] == ev.STATUS and event["data"].get("sandbox_id"):
+                    # Stored before anyone sees it: whoever finds the job running can end its sandbox.
+                    self.store.update_job(job_id, sandbox_id=event["data"]["sandbox_id"])
+                    with self._lock:
+                        self._sandboxes[job_id] = (job["backend"], event["data"]["sandbox_id"])
+                self.emit(job_id, event)
+
+            result = self.backend_factory(job["backend"]).run(spec, on_event, cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
             # What a follow-up of this job is told about it.
             record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
@@ -183,19 +255,30 @@ class JobExecutor:
             log.exception("job %s: the sandbox could not be run", job_id)
         finally:
             done.set()
-            with self._lock:
-                self._cancels.pop(job_id, None)
             if status not in ev.RUN_END:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            # The final status event goes before the job's status: a viewer that sees the
-            # job finished has every event. The status is written even if that event fails,
-            # so no job stays "running".
-            self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
-            self.store.update_job(job_id, status=status, reason=reason, exit_code=exit_code,
-                                  error=error, finished=time.time())
-            self.hub.notify(job_id)
+            self._finish(job_id, status, reason, exit_code, error)
+            with self._lock:
+                self._cancels.pop(job_id, None)
+                self._sandboxes.pop(job_id, None)
+                self._recorded.discard(job_id)
+
+    def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None = None,
+                error: str = "") -> None:
+        """Write how a job running here ended, once (its worker and stop() may both get here)."""
+        with self._lock:
+            if job_id in self._recorded or job_id not in self._cancels:
+                return
+            self._recorded.add(job_id)
+        # The final status event goes before the job's status: a viewer that sees the
+        # job finished has every event. The status is written even if that event fails,
+        # so no job stays "running".
+        self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
+        self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=status, reason=reason,
+                              exit_code=exit_code, error=error, finished=time.time())
+        self.hub.notify(job_id)
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:

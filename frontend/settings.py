@@ -74,6 +74,8 @@ class Settings:
     run_jobs: bool = setting("APP_RUN_JOBS", True, "1: this process runs jobs (exactly one per database); "
                                                    "0: it only serves pages, API and streams")
     workers: int = setting("APP_WORKERS", 2, "jobs running at once (sandboxes); the rest wait in the queue")
+    stop_seconds: float = setting("APP_STOP_SECONDS", 15.0, "on SIGTERM, how long running sandboxes may take to "
+                                  "stop (outputs collected) before they are ended by id, their outputs lost")
     max_active_jobs: int = setting("APP_MAX_ACTIVE_JOBS", 100,
                                    "queued+running jobs for everybody; beyond it 429 with Retry-After")
     max_active_per_owner: int = setting("APP_MAX_ACTIVE_PER_OWNER", 5, "queued+running jobs per owner; beyond it 429")

@@ -72,11 +72,19 @@ def _m4_follow_ups(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN previous_summary TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_follow_ups]
+def _m5_sandbox_id(db: sqlite3.Connection) -> None:
+    # The run's sandbox on its backend (a cgroup, a container, a Modal sandbox), stored as soon
+    # as it exists: a process that finds the job running after a crash ends the sandbox by it.
+    db.execute("ALTER TABLE jobs ADD COLUMN sandbox_id TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_follow_ups,
+              _m5_sandbox_id]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
-              "cancel_requested", "name", "deleted", "share_token", "parent", "previous_summary")
+              "cancel_requested", "name", "deleted", "share_token", "parent", "previous_summary",
+              "sandbox_id")
 _JSON_FIELDS = ("files", "limits", "env")
 
 
@@ -138,7 +146,8 @@ class JobStore:
         row.update(status=job.get("status", QUEUED), created=job.get("created") or time.time(),
                    instructions=job.get("instructions") or "", reason="", error="", last_seq=0,
                    cancel_requested=0, name=(job.get("name") or "")[:200], deleted=0, share_token=None,
-                   parent=job.get("parent") or "", previous_summary=job.get("previous_summary") or "")
+                   parent=job.get("parent") or "", previous_summary=job.get("previous_summary") or "",
+                   sandbox_id="")
         for k in _JSON_FIELDS:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         with self.transaction() as db:

@@ -2,8 +2,13 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -74,3 +79,106 @@ def test_the_workdir_variable_and_its_deprecated_name(tmp_path):
         [job] = (workdir / "uploaded_files").iterdir()
         assert (job / "d.csv").read_text() == "x\n"
         assert ("AGENT_SANDBOX_OUTPUTS is deprecated; set AGENT_SANDBOX_WORKDIR instead" in proc.stderr) == warned
+
+
+# -- stopping the CLI ----------------------------------------------------------
+
+PARTIAL_THEN_WAIT = [{"kind": "python", "code": "open('/outputs/partial.txt', 'w').write('half done')"},
+                     {"kind": "shell", "command": "echo ready; sleep 300"}]
+
+
+def start_cli(tmp_path, script):
+    """The CLI in a process group of its own (as a shell runs it), up to the agent's "ready"."""
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    env = {**os.environ, "AGENT_SCRIPT": json.dumps(script)}
+    proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "run", "--json", "--model", "scripted",
+                             "--output", str(tmp_path / "out"), str(data)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "output" and "ready" in event["data"]["text"]:
+            return proc
+    raise AssertionError(f"the agent never got ready: {proc.stderr.read()}")
+
+
+def running_jail(tmp_path) -> tuple[str, set[str]]:
+    """The run's sandbox id, as the manifest says while it runs, and its jail's PID namespaces."""
+    from tests.leftovers import in_cgroup, pid_namespaces
+    if os.geteuid() != 0:
+        pytest.skip("the jail's cgroup (its sandbox id) needs root")
+    run = json.loads((tmp_path / "out" / "manifest.json").read_text())["run"]
+    assert run["status"] == "running" and run["backend"] == "local" and run["sandbox_id"]
+    pids = in_cgroup(run["sandbox_id"])
+    namespaces = pid_namespaces(pids) - pid_namespaces([os.getpid()])
+    assert len(pids) >= 3 and namespaces, "the agent, its shell and sleep run in the jail"
+    return run["sandbox_id"], namespaces
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_the_sandbox_and_keeps_the_partial_outputs(tmp_path, sig):
+    from tests.leftovers import in_cgroup, in_namespaces
+    proc = start_cli(tmp_path, PARTIAL_THEN_WAIT)
+    sandbox_id, namespaces = running_jail(tmp_path)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)   # Ctrl-C: the terminal signals the whole foreground group
+    else:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert err.strip().splitlines()[-1] == "error: run cancelled: cancelled by the user"
+    assert json.loads(out.splitlines()[-1])["data"]["status"] == "cancelled"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    run = manifest["run"]   # what the backend recorded, then what a follow-up needs (instructions, ...)
+    assert {k: run[k] for k in ("status", "reason", "backend", "sandbox_id")} == {
+        "status": "cancelled", "reason": "cancelled by the user", "backend": "local", "sandbox_id": sandbox_id}
+    assert run["model"] == "scripted" and run["inputs"]
+    assert [f["path"] for f in manifest["files"]] == ["partial.txt"]
+    assert (tmp_path / "out" / "partial.txt").read_text() == "half done"
+    assert in_cgroup(sandbox_id) == [] and in_namespaces(namespaces) == []
+
+
+def test_sigkill_of_the_cli_leaves_no_process_behind(tmp_path):
+    from tests.leftovers import in_cgroup, in_namespaces, wait_until
+    proc = start_cli(tmp_path, PARTIAL_THEN_WAIT)
+    sandbox_id, namespaces = running_jail(tmp_path)
+    proc.kill()
+    proc.wait()
+    wait_until(lambda: not in_cgroup(sandbox_id) and not in_namespaces(namespaces), 10,
+               "the jail dies with the CLI")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["run"]["status"] == "running", "the folder says the run never finished, and where it ran"
+
+
+def test_a_cli_killed_while_its_jail_starts_leaves_no_agent(tmp_path):
+    """Killed at any moment of the jail's start (before bubblewrap asked for its parent-death
+    signal, while it sets up, as the agent starts): no agent or command survives it, and the
+    next start's sweep ends whatever bubblewrap itself left in the run's cgroup."""
+    from agent_sandbox.backends import get_backend
+    from tests.leftovers import in_cgroup, wait_until
+    if os.geteuid() != 0:
+        pytest.skip("the jail's cgroup (its sandbox id) needs root")
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    env = {**os.environ, "AGENT_SCRIPT": json.dumps([{"kind": "shell", "command": "echo ready; sleep 300"}])}
+    for n, delay in enumerate((0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25, 0.4)):
+        proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "run", "--json", "--model", "scripted",
+                                 "--output", str(tmp_path / f"out{n}"), str(data)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        sandbox_id = next(json.loads(line)["data"]["sandbox_id"] for line in proc.stdout
+                          if '"sandbox_id"' in line)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+
+        wait_until(lambda run=sandbox_id: all(_comm(pid) == "bwrap" for pid in in_cgroup(run)), 10,
+                   f"the agent dies with the CLI killed {delay}s into the start (only bubblewrap may be left)")
+        get_backend("local").sweep_orphans()
+        assert in_cgroup(sandbox_id) == []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""

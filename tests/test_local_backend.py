@@ -2,6 +2,8 @@
 
 import json
 import os
+import signal
+import time
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
@@ -222,7 +224,8 @@ def test_a_run_that_would_leave_the_host_without_headroom_is_refused(tmp_path, r
 
 def test_what_a_killed_process_left_is_swept(tmp_path):
     """A server killed with SIGKILL cannot clean up: its runs' capped filesystems (with
-    their reserved images), cgroups and stages are found by owner and removed."""
+    their reserved images), cgroups and stages are found by owner and removed, and a
+    jail still running in such a cgroup is killed (and counted)."""
     import subprocess
 
     from agent_sandbox.cgroups import RunCgroup
@@ -243,14 +246,52 @@ def test_what_a_killed_process_left_is_swept(tmp_path):
     stage = make_stage()
     dead_stage = stage.with_name(f"stage-{gone.pid}-x")
     stage.rename(dead_stage)
+    procs = [str(path / "cgroup.procs") for path in renamed.values()]
+    left_running = subprocess.Popen(   # what a jail left running looks like: a process in the cgroup
+        ["sh", "-c", 'for f in "$@"; do echo $$ > "$f"; done; exec sleep 300', "sh", *procs],
+        start_new_session=True)
     try:
+        deadline = time.monotonic() + 10
+        while str(left_running.pid) not in (renamed["pids"] / "cgroup.procs").read_text().split():
+            assert time.monotonic() < deadline and left_running.poll() is None
+            time.sleep(0.02)
         assert os.path.ismount(space.data)
         assert get_backend("local", scratch_root=str(tmp_path)).sweep_orphans() == 1
+        assert left_running.wait(timeout=10) == -signal.SIGKILL
         assert not space.folder.exists() and not any(p.exists() for p in renamed.values())
         assert not dead_stage.exists()
         assert alive.folder.exists() and os.path.ismount(alive.data)   # a live owner's run is left alone
+        assert get_backend("local", scratch_root=str(tmp_path)).sweep_orphans() == 0
     finally:
+        if left_running.poll() is None:
+            left_running.kill()
         alive.remove()
         for path in renamed.values():
             if path.exists():
                 path.rmdir()
+
+
+def test_the_jail_ends_when_its_host_stops_reading_even_with_its_parent_alive(tmp_path, recorder):
+    """The host may die in ways parent-death signals miss (before bubblewrap asked for one):
+    the agent watches its stdout and ends, with every process of its jail, once nobody reads it."""
+    from agent_sandbox.backends.monitor import RunMonitor
+    from agent_sandbox.tools import descendants
+    from tests.leftovers import in_namespaces, pid_namespaces, wait_until
+    spec = make_spec(tmp_path, [shell("echo ready; sleep 300")])
+    sandbox = get_backend("local").sandbox(spec)
+    monitor = RunMonitor(spec, recorder, None)
+    sandbox.create(monitor)
+    try:
+        streams = sandbox.start(monitor)
+        streams.stdin.write(b"{}\n")
+        streams.stdin.close()
+        for line in streams.stdout:
+            if b'"output"' in line and b"ready" in line:
+                break
+        jail = pid_namespaces(descendants(sandbox.proc.pid)) - pid_namespaces([os.getpid()])
+        assert jail and in_namespaces(jail), "the agent and its command run in the jail's namespace"
+        sandbox.proc.stdout.close()   # this process lives on (bubblewrap's parent): only the reader is gone
+        wait_until(lambda: not in_namespaces(jail), 10, "the jail ends once its output has no reader")
+        assert sandbox.proc.wait(timeout=10) == 1
+    finally:
+        sandbox.close()

@@ -304,6 +304,41 @@ def test_orphan_sweep_terminates_only_this_owners_sandboxes(backend, emulator):
             sandbox.wait(raise_on_termination=False)
 
 
+def test_a_sandbox_is_ended_by_its_id_without_listing(backend, emulator):
+    """What recovery does with the id stored with a job: no tags, no listing needed
+    (Modal does not list V2 sandboxes)."""
+    app = modal.App.lookup(backend.config.app_name, create_if_missing=True)
+    sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60)   # untagged
+    try:
+        assert backend.sweep_orphans() == 0, "a sandbox without our tags is not the sweep's"
+        assert backend.end_sandbox(sandbox.object_id) is True
+        sandbox.wait(raise_on_termination=False)
+        assert sandbox.returncode == 137
+        assert backend.end_sandbox(sandbox.object_id) is False, "already ended"
+        assert backend.end_sandbox("sb-no-such-sandbox") is False
+    finally:
+        sandbox.terminate()
+
+
+def test_a_cli_run_that_could_not_start_the_agent_says_so_in_its_folder(emulator, tmp_path):
+    """Its manifest said "running" (with the sandbox id) once the sandbox existed; it ends saying
+    how the run ended, not still "running"."""
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    emulator.inject("TaskExecStart", "NOT_FOUND")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "agent_sandbox", "run", "--backend", "modal", "--model",
+                               "scripted", "--output", str(tmp_path / "out"), str(data)], cwd=REPO,
+                              env={**os.environ, "AGENT_SCRIPT": json.dumps(TRIVIAL)},
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        emulator.clear_faults()
+    assert proc.returncode == 1 and "could not start the agent" in proc.stderr
+    run = json.loads((tmp_path / "out" / "manifest.json").read_text())["run"]
+    assert run["status"] == "error" and run["backend"] == "modal" and run["sandbox_id"].startswith("sb-")
+    assert "could not start the agent" in run["reason"]
+
+
 def test_lost_connection_is_an_error_not_a_crash(tmp_path):
     # A server that accepts connections and drops them: the client gives up
     # after its own retries and the backend reports it plainly.

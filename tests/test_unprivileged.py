@@ -44,14 +44,18 @@ def home():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_cli(home: Path, name: str, actions: list[dict], **env: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def cli_command(home: Path, name: str, actions: list[dict], **env: str) -> tuple[list[str], dict[str, str]]:
     environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(home / "src"),
                "AGENT_SCRIPT": json.dumps(actions), "AGENT_SANDBOX_SCRATCH": str(home), **env}
-    proc = subprocess.run([shutil.which("setpriv") or "setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups",
-                           SYSTEM_PYTHON, "-m", "agent_sandbox", "run", "--model", "scripted", "--json",
-                           "--my-files", "", "--workdir", str(home / f"work-{name}"),
-                           "--output", str(home / f"out-{name}"), str(home / "files" / "data.csv")],
-                          env=environ, capture_output=True, text=True, timeout=120)
+    return ([shutil.which("setpriv") or "setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups",
+             SYSTEM_PYTHON, "-m", "agent_sandbox", "run", "--model", "scripted", "--json",
+             "--my-files", "", "--workdir", str(home / f"work-{name}"),
+             "--output", str(home / f"out-{name}"), str(home / "files" / "data.csv")], environ)
+
+
+def run_cli(home: Path, name: str, actions: list[dict], **env: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    argv, environ = cli_command(home, name, actions, **env)
+    proc = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=120)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, events
 
@@ -80,3 +84,37 @@ def test_a_normal_user_may_still_run_without_a_sandbox_when_allowed(home):
     assert proc.returncode == 0, proc.stderr
     assert any("without a sandbox" in e["data"].get("message", "") for e in events if e["type"] == ev.WARNING)
     assert "ran-bare" in "".join(e["data"].get("text", "") for e in events if e["type"] == ev.OUTPUT)
+
+
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["jail", "bare"])
+def test_sigkill_of_a_normal_users_cli_leaves_no_process(home, sandboxed):
+    """No cgroup to kill here: the jail dies with bubblewrap's parent-death signal and the
+    agent's lifeline; without bubblewrap the lifeline alone ends the agent and its commands."""
+    from agent_sandbox.tools import descendants
+    from tests.leftovers import in_namespaces, pid_namespaces, wait_until
+    env = {} if sandboxed else {"PATH": "/nonexistent", "AGENT_SANDBOX_ALLOW_UNSANDBOXED": "1"}
+    argv, environ = cli_command(home, "killed", [{"kind": "shell", "command": "echo ready; sleep 300"}], **env)
+    proc = subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("{") and json.loads(line)["type"] == ev.OUTPUT and "ready" in line:
+                break
+        started = descendants(proc.pid)
+        jail = pid_namespaces(started) - pid_namespaces([os.getpid()])
+        assert len(started) >= 2 and bool(jail) == sandboxed   # the agent and its command at least
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def gone() -> bool:
+        alive = [pid for pid in started if _alive(pid)]
+        return not alive and not in_namespaces(jail)
+
+    wait_until(gone, 10, "everything the CLI started died with it")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -43,6 +43,12 @@ class Backend(Protocol):
         """Stop sandboxes a crashed process left behind; returns how many."""
         ...
 
+    def end_sandbox(self, sandbox_id: str) -> bool:
+        """End one sandbox by the id its run reported (status event "sandbox_id");
+        True if it was still there. For cancel, shutdown and recovery when its
+        starter is gone; never raises for a sandbox that has already ended."""
+        ...
+
 
 class UnknownBackend(ValueError):
     pass

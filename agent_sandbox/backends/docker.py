@@ -121,6 +121,13 @@ class DockerBackend(SandboxBackend):
         sweep_run_leftovers(self.config.scratch_root)
         return len(orphans)
 
+    def end_sandbox(self, sandbox_id: str) -> bool:
+        """Remove the run's container by its name (its sandbox id), running or not."""
+        if not re.fullmatch(r"agent-[a-zA-Z0-9_.-]+", sandbox_id):
+            return False
+        proc = self.cli("rm", "-f", sandbox_id, check=False)
+        return proc.returncode == 0 and "no such container" not in proc.stderr.lower()
+
     # -- one run ----------------------------------------------------------
 
     def command(self, spec: RunSpec, name: str, space: RunSpace) -> list[str]:
@@ -181,7 +188,10 @@ class DockerSandbox(ProcessSandbox):
                                          folders=("outputs", "tmp"))
         except DiskUnavailable as exc:
             raise SandboxError(str(exc)) from exc
-        run.status(Status.STARTING, f"starting Docker container {self.name} from {self.config.image}")
+        # The name is the sandbox id: reported before the container exists, so a container
+        # started just before this process died is found by it too.
+        run.status(Status.STARTING, f"starting Docker container {self.name} from {self.config.image}",
+                   sandbox_id=self.name)
 
     def start(self, run: RunMonitor) -> Streams:
         streams = self.spawn(self.backend.command(self.spec, self.name, self.space), self.backend.cli_env())

@@ -59,10 +59,10 @@ class LocalConfig:
 
 
 def sweep_run_leftovers(scratch_root: str) -> int:
-    """What jails and containers of dead processes left on this host (their processes die
-    with them: --die-with-parent, docker rm): cgroups, run folders, stages."""
-    for group in cgroups.leftovers():
-        group.remove()
+    """What jails and containers of dead processes left on this host: cgroups (and any
+    jail still running in one: every process of it is killed), run folders, stages.
+    Returns how many jails were still running."""
+    ended = sum(group.remove() for group in cgroups.leftovers())
     for stage in leftover_stages():
         remove_stage(stage)
     spaces = leftover_spaces(scratch_root)
@@ -71,7 +71,7 @@ def sweep_run_leftovers(scratch_root: str) -> int:
             space.remove()
         except OSError:
             pass   # busy: the next sweep tries again
-    return len(spaces)
+    return ended
 
 
 class LocalBackend(SandboxBackend):
@@ -84,9 +84,15 @@ class LocalBackend(SandboxBackend):
         return LocalSandbox(self, spec)
 
     def sweep_orphans(self) -> int:
-        """Remove what runs of processes that died left: cgroups (killing anything
-        still in them), capped filesystems and their images, stages; returns how many runs."""
+        """Remove what runs of processes that died left: cgroups (killing any jail
+        still in them), capped filesystems and their images, stages; returns how many
+        jails were still running."""
         return sweep_run_leftovers(self.config.scratch_root)
+
+    def end_sandbox(self, sandbox_id: str) -> bool:
+        """Kill every process of the run's cgroup (its sandbox id) and remove it."""
+        group = RunCgroup.named(sandbox_id)
+        return group.remove() if group is not None else False
 
     def jail(self, spec: RunSpec, space: RunSpace, cgroup: RunCgroup | None, stage: Path | None) -> Jail:
         jail = Jail(env=self.environment(spec), workdir="/workspace", network=spec.needs_network,
@@ -162,7 +168,8 @@ class LocalSandbox(ProcessSandbox):
         except (DiskUnavailable, OSError) as exc:
             raise SandboxError(f"could not prepare the sandbox's disk: {exc}") from exc
         self.enforcement, self.cgroup = self.backend.limits_enforced(self.spec, self.space, sandboxed)
-        run.status(Status.STARTING, "starting the local sandbox" if sandboxed else "starting WITHOUT a sandbox")
+        run.status(Status.STARTING, "starting the local sandbox" if sandboxed else "starting WITHOUT a sandbox",
+                   sandbox_id=self.cgroup.name if self.cgroup else "")
         if not sandboxed:
             run.emit(ev.WARNING, {"message": "running without a sandbox: "
                                              "AGENT_SANDBOX_ALLOW_UNSANDBOXED is set and bwrap is missing"})

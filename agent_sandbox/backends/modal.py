@@ -14,9 +14,11 @@ its context.
 The agent's stdin is the exec's (Modal's exec stdin), as on the other
 backends: its first line holds the secrets (never in the image, an
 environment, events or logs), and the model relay's replies follow; model
-keys never leave the host. Sandboxes are tagged
-with the job id and an owner, so `sweep_orphans` finds those a crashed
-process left behind.
+keys never leave the host. The sandbox's id is reported as soon as it exists
+(status event "sandbox_id"), stored with the job, and `end_sandbox(id)` ends
+it through `Sandbox.from_id` when its starter died. Sandboxes are also tagged
+with the job id and an owner, so `sweep_orphans` finds by listing those whose
+id was never stored (a fallback: Modal does not list V2 sandboxes).
 
 Credentials and the server come from Modal's usual config (MODAL_TOKEN_ID,
 MODAL_TOKEN_SECRET, MODAL_SERVER_URL, ~/.modal.toml); our settings come from
@@ -170,6 +172,21 @@ class ModalBackend(SandboxBackend):
             log.warning("orphan sweep incomplete (%d terminated): %s", swept, describe_error(exc))
         return swept
 
+    def end_sandbox(self, sandbox_id: str) -> bool:
+        """Terminate a sandbox by its id (stored with its job), without listing: Modal's
+        Sandbox.list() does not return V2 sandboxes. Unreachable Modal is logged, not raised."""
+        try:
+            sandbox = modal.Sandbox.from_id(sandbox_id)
+            if sandbox.poll() is not None:
+                return False
+            sandbox.terminate()
+            return True
+        except mexc.NotFoundError:
+            return False
+        except TRANSIENT_ERRORS + (mexc.Error,) as exc:
+            log.warning("could not end sandbox %s: %s", sandbox_id, describe_error(exc))
+            return False
+
     def env_kwargs(self) -> dict[str, str]:
         return {"environment_name": self.config.environment} if self.config.environment else {}
 
@@ -253,7 +270,8 @@ class ModalSandbox(Sandbox):
 
         self.sandbox = watched(create, run)
         if self.sandbox is not None:
-            run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started")
+            run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started",
+                       sandbox_id=self.sandbox.object_id)
 
     def start(self, run: RunMonitor) -> Streams:
         if self.sandbox is None:   # creation was abandoned (the monitor stops such a run first)

@@ -56,7 +56,7 @@ class SandboxBackend:
 
     def run(self, spec: RunSpec, on_event: EventCallback,
             cancel: threading.Event | None = None) -> RunResult:
-        return RunMonitor(spec, on_event, cancel).run(self.sandbox(spec))
+        return RunMonitor(spec, on_event, cancel, self.name).run(self.sandbox(spec))
 
     def sweep_orphans(self) -> int:
         return 0
@@ -64,16 +64,24 @@ class SandboxBackend:
     def prepare(self) -> None:
         """At start-up: what is slow and done once for every run (Modal builds its image)."""
 
+    def end_sandbox(self, sandbox_id: str) -> bool:
+        """End a sandbox of this backend by the id its run reported (after its starter died);
+        True if it was still there."""
+        return False
+
 
 class RunMonitor:
-    def __init__(self, spec: RunSpec, on_event: EventCallback, cancel: threading.Event | None):
+    def __init__(self, spec: RunSpec, on_event: EventCallback, cancel: threading.Event | None,
+                 backend: str = ""):
         self.spec = spec
+        self.backend = backend
         self.on_event = on_event
         self.cancel = cancel or threading.Event()
         self.started = time.monotonic()
         self.last_output = self.started
         self.final: dict[str, Any] | None = None     # the agent's run_finished data
         self.stopped: tuple[str, str] | None = None  # (status, reason) once the host stopped the run
+        self.sandbox_id = ""                          # as the backend reported it (status event)
         self.stderr_tail: list[str] = []
         self.stream_errors: list[BaseException] = []
         self.lost: str | None = None                 # why the agent's output or exit status was lost
@@ -89,8 +97,13 @@ class RunMonitor:
     def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
         self.forward(ev.make_event(type, data))
 
-    def status(self, status: str, message: str = "") -> None:
-        self.emit(ev.STATUS, {"status": status, "message": message})
+    def status(self, status: str, message: str = "", sandbox_id: str = "") -> None:
+        """A status event; `sandbox_id` once the sandbox exists (or its name is reserved), before
+        the agent starts: whoever stores it can end the sandbox by it if this process dies."""
+        data = {"status": status, "message": message}
+        if sandbox_id:
+            self.sandbox_id = data["sandbox_id"] = sandbox_id
+        self.emit(ev.STATUS, data)
 
     def forward(self, event: dict[str, Any]) -> None:
         with self._lock:  # stdout and stderr readers call in from two threads
@@ -189,7 +202,7 @@ class RunMonitor:
         """End the run before the agent ran: an error event, then the result."""
         self.emit(ev.ERROR, {"message": reason})
         self.result_event(Status.ERROR, reason, {})
-        return RunResult(status=Status.ERROR, reason=reason, duration=self.duration)
+        return RunResult(status=Status.ERROR, reason=reason, duration=self.duration, sandbox_id=self.sandbox_id)
 
     def supervise(self, sandbox: Sandbox, streams: Streams) -> int | None:
         """Give the agent its secrets, read its streams, stop it when told; its exit code."""
@@ -218,6 +231,10 @@ class RunMonitor:
             self.close_input()
         for reader in readers:
             reader.join(READER_GRACE)
+        if self.final is None and self.cancel.is_set():
+            # Ended unfinished while a cancel stood: the host's doing (e.g. its sandbox ended by
+            # id at shutdown before this loop saw the flag), not the agent's.
+            self.stop(Status.CANCELLED, "cancelled by the user")
         # A broken stream or a lost exit status is not the verdict yet: the sandbox may
         # have ended under the agent (its time limit, someone else), which `outcome` asks
         # it once it is over. Either way the run goes on to the normal finish.
@@ -270,17 +287,24 @@ class RunMonitor:
         """Collect the outputs, send the result event; the RunResult."""
         self.status(Status.COLLECTING, "collecting outputs")
         try:
-            manifest = collect_outputs(sandbox.outputs(), self.spec.results, self.spec.limits)
+            manifest = collect_outputs(sandbox.outputs(), self.spec.results, self.spec.limits,
+                                       run=self.record(status, reason))
         except (OSError, *sandbox.errors) as exc:
             problem = f"could not read the outputs: {sandbox.describe(exc)}"
-            manifest = collect_outputs(_NoOutputs(), self.spec.results, self.spec.limits)
-            self.emit(ev.ERROR, {"message": problem})
             if status == Status.SUCCEEDED:
                 status, reason = Status.ERROR, problem
+            manifest = collect_outputs(_NoOutputs(), self.spec.results, self.spec.limits,
+                                       run=self.record(status, reason))
+            self.emit(ev.ERROR, {"message": problem})
         self.check_nothing_lost(manifest)
         self.result_event(status, reason, manifest)
         return RunResult(status=status, reason=reason, exit_code=exit_code,
-                         duration=self.duration, manifest=manifest, usage=self.usage, summary=self.summary)
+                         duration=self.duration, manifest=manifest, usage=self.usage, summary=self.summary,
+                         sandbox_id=self.sandbox_id)
+
+    def record(self, status: str, reason: str = "") -> dict[str, str]:
+        """The manifest's "run": how the run ended (partial outputs say so), on which sandbox."""
+        return {"status": str(status), "reason": reason, "backend": self.backend, "sandbox_id": self.sandbox_id}
 
     def check_nothing_lost(self, manifest: dict) -> None:
         """Say so when the agent left files but none were there to collect (e.g. a Modal

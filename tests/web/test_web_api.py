@@ -99,7 +99,7 @@ def test_upload_stream_results(server):
             assert hashlib.sha256(zf.read(prefix + path)).hexdigest() == entry["sha256"]
 
     page = c.get(f"/jobs/{job['id']}")
-    assert page.status_code == 200 and "<h1>Findings</h1>" in page.text
+    assert page.status_code == 200 and ">Findings</h1>" in page.text
     assert f'src="/api/jobs/{job["id"]}/outputs/plots/trend.png"' in page.text
     assert "<script>alert(1)</script>" not in page.text, "raw HTML in the report is escaped"
     assert "<td>A</td>" in page.text and "<td>C</td>" in page.text, "CSV and Parquet previews are on the page"
