@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import threading
 import time
@@ -125,6 +126,8 @@ def run_concurrent(n: int, ticks: int) -> None:
     finally:
         server.stop()
         emulator.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(emulator.folder, ignore_errors=True)
 
 
 def report(n, ticks, jobs, seen, client, peaks, start, submitted_s, wall, load_before) -> None:
