@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # slirp4netns: the opt-in network that cannot reach the host (agent_sandbox/netjail.py).
 APT_PACKAGES := bubblewrap chromium e2fsprogs python3 slirp4netns
 
-.PHONY: install system-packages docker-engine run demo lint docs test test-live bench clean
+.PHONY: install system-packages docker-engine run demo lint docs test test-live test-modal-live bench clean
 
 install: system-packages $(STAMP)
 
@@ -47,10 +47,18 @@ test: install lint docker-engine
 test-live: install
 	$(PY) -m pytest -q -s live_tests
 
+# The Modal backend against Modal itself (never in CI; costs a few sandbox-minutes): needs
+# MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, and no MODAL_SERVER_URL (that is an emulator).
+test-modal-live: install
+	@[ -n "$$MODAL_TOKEN_ID" ] || { echo "test-modal-live: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"; exit 2; }
+	@[ -z "$$MODAL_SERVER_URL" ] || { echo "test-modal-live: unset MODAL_SERVER_URL (it points at an emulator)"; exit 2; }
+	AGENT_SANDBOX_MODAL_LIVE=1 $(PY) -m pytest -q -ra tests/live
+
 # The Docker backend's tests need a running engine and the sandbox image; both are
-# set up only when missing or out of date. AGENT_SANDBOX_SKIP_DOCKER=1 skips them.
-docker-engine:
-	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || scripts/docker-engine.sh
+# set up only when missing or out of date, and so are the Modal images the emulator's
+# Docker runtime builds from the Modal recipe. AGENT_SANDBOX_SKIP_DOCKER=1 skips them.
+docker-engine: install
+	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || { scripts/docker-engine.sh && $(PY) -m modal_emulator.prebuild; }
 
 bench: install docker-engine
 	$(PY) -m pip install -q -e '.[test,bench]'

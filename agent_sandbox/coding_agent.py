@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox import lifeline, limit_watch
+from agent_sandbox import lifeline, limit_watch, tree
 from agent_sandbox.environment import DOCKER, detect_environment, environment_details
 from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
                                   Model, Observation, Task, Turn, UnknownModel, get_model)
@@ -247,6 +247,15 @@ def protect_secrets(from_stdin: bool) -> None:
             os.environ["AGENT_SANDBOX_SECRET_NAMES"] = ",".join(sorted(names))
 
 
+def count_files(folder: Path, leave_out: str = "") -> int:
+    """Regular files under `folder` (bounded, symlinks not followed)."""
+    try:
+        return sum(1 for found in tree.walk(folder, 64, 100_000)
+                   if found.kind == tree.FILE and found.path != leave_out)
+    except OSError:
+        return 0
+
+
 def wait_for_network(timeout: float = 15.0) -> bool:
     """The opt-in network is attached by the host just after the sandbox starts:
     wait for its default route, so the first command already has it."""
@@ -315,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         model.connect(agent.channel, args.max_context_chars)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     status, reason = agent.run()
+    # How many files it leaves, so the host can tell when they did not come back.
+    left = count_files(outputs, leave_out="agent.log" if mirror else "")
     writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history),
-                                  "summary": agent.summary})
+                                  "summary": agent.summary, "output_files": left})
     if mirror:
         mirror.close()
     return 0 if status == ev.SUCCEEDED else 1

@@ -28,7 +28,7 @@ FILE_WRITTEN = "file_written"        # data: path, size
 MESSAGE = "message"                  # data: text (a summary or note for the user)
 WARNING = "warning"                  # data: message
 ERROR = "error"                      # data: message
-RUN_FINISHED = "run_finished"        # data: status, reason, steps
+RUN_FINISHED = "run_finished"        # data: status, reason, steps, output_files
 
 RAW = "raw"                          # host: a stdout/stderr line that is not an event; data: stream, text
 STATUS = "status"                    # host: job lifecycle; data: status, message

@@ -133,8 +133,8 @@ class Jail:
                 continue
             source = str(self._staged_path(index)) if self._is_staged(bind) else bind.source
             opts += ["--bind" if bind.writable else "--ro-bind", source, bind.dest]
-        if self.cgroup and self.cgroup.paths:   # read-only: the agent reads what the limits did
-            for controller in ("memory", "pids"):
+        if self.cgroup and self.cgroup.paths:   # read-only: the agent reads what the limits are and did
+            for controller in ("memory", "pids", "cpu"):
                 if controller in self.cgroup.paths:
                     opts += ["--ro-bind", str(self.cgroup.paths[controller]), f"/sys/fs/cgroup/{controller}"]
         # The jail's own root (a tmpfs bubblewrap made) read-only: only the binds are writable.

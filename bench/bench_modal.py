@@ -4,12 +4,22 @@ engine and the agent-sandbox image are there, as Docker containers) beside the
 local backend, same trivial job.
 
     .venv/bin/python bench/bench_modal.py [N]
+    .venv/bin/python bench/bench_modal.py --concurrent 100 [--ticks 20]
 
 The job: the scripted model runs one `echo` and finishes, so what is measured
 is the backend's overhead (image definition, mounts upload, sandbox creation,
 exec, streaming, terminate + volume sync, output download), not the agent's
 work. The first Modal run is reported apart: it uploads the agent package and
 defines the image; later runs reuse both.
+
+--concurrent N: one web process (APP_WORKERS=N) runs N Modal jobs at once
+through the emulator (bubblewrap sandboxes: the cheapest honest runtime here;
+each agent prints a tick a second for --ticks seconds, so the machine is not
+the limit once they run), with one live SSE viewer per job. Prints whether
+every job succeeded and every event arrived once and in order, submit -> the
+agent's first event at the viewer, queued -> picked up by a worker, event
+delivery latency (the viewer's receive time minus the agent's own timestamp),
+and the web process's RSS and threads (bench/modal_scale.py).
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from agent_sandbox import events as ev  # noqa: E402
 from agent_sandbox.backends import get_backend  # noqa: E402
 from tests.conftest import make_spec  # noqa: E402
-from tests.modal_support import DOCKER_IMAGE, shared_emulator  # noqa: E402
+from tests.modal_support import PYTHON_SLIM, shared_emulator  # noqa: E402
 
 JOB = [{"kind": "shell", "command": "echo hello > /outputs/hello.txt; echo done"}]
 
@@ -56,7 +66,12 @@ def one_run(backend) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("runs", nargs="?", type=int, default=10, help="runs per backend")
+    parser.add_argument("--concurrent", type=int, default=0, help="N Modal jobs at once through one web process")
+    parser.add_argument("--ticks", type=int, default=20, help="with --concurrent: seconds each agent prints")
     args = parser.parse_args()
+    if args.concurrent:
+        from modal_scale import run_concurrent
+        return run_concurrent(args.concurrent, args.ticks)
     emulator = shared_emulator()
     local, modal = get_backend("local"), get_backend("modal")
     cold = one_run(modal)
@@ -86,7 +101,7 @@ def main() -> None:
 
 def docker_image_present() -> bool:
     try:
-        return subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+        return subprocess.run(["docker", "image", "inspect", PYTHON_SLIM], capture_output=True,
                               timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -65,7 +65,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 class Stream:
     """One subscriber's connection and what it has received."""
 
-    def __init__(self, port: int, request: bytes, source: str):
+    def __init__(self, port: int, request: bytes, source: str = "127.0.0.1"):
         self.sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
         self.sock.sendall(request)
         self.head, self.buf = b"", b""
@@ -87,32 +87,32 @@ class Stream:
             return
         done, self.buf = self.buf[:cut + 2], self.buf[cut + 2:]
         for m in FRAME.finditer(done):
-            self.ids.append(int(m[1]))
-            if b'"text":"tick' in m[3]:
-                self.lat.append(now - float(TS.search(m[3])[1]))
-        self.ended = b"event: end" in done
+            self.frame(int(m[1]), m[2], m[3], now)
+        self.ended = self.ended or b"event: end" in done
+
+    def frame(self, seq: int, event: bytes, data: bytes, now: float) -> None:
+        """One event received at `now` (a tick's latency is now minus its own timestamp)."""
+        self.ids.append(seq)
+        if b'"text":"tick' in data:
+            self.lat.append(now - float(TS.search(data)[1]))
 
 
 def subscriber_address(i: int) -> str:
     return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
-def client_process(port: int, path: str, cookie: str, first: int, n: int, ready, out) -> None:
-    """n subscribers on one epoll loop: the lightest client Python can be, to leave CPU to the server."""
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
-               f"Accept: text/event-stream\r\n\r\n").encode()
+def read_streams(streams: list[Stream], on_connected=None) -> None:
+    """Read every stream on one epoll loop until each has ended; `on_connected()` once
+    all have their response headers."""
     sel = selectors.DefaultSelector()
-    streams = []
-    for i in range(first, first + n):
-        st = Stream(port, request, subscriber_address(i))
+    for st in streams:
         st.sock.setblocking(False)
         sel.register(st.sock, selectors.EVENT_READ, st)
-        streams.append(st)
-    open_streams, announced = n, False
+    open_streams = len(streams)
     while open_streams:
-        if not announced and all(st.head for st in streams):
-            ready.put(n)
-            announced = True
+        if on_connected is not None and all(st.head for st in streams):
+            on_connected()
+            on_connected = None
         for key, _ in sel.select(timeout=1.0):
             st = key.data
             try:
@@ -126,6 +126,14 @@ def client_process(port: int, path: str, cookie: str, first: int, n: int, ready,
                 sel.unregister(st.sock)
                 st.sock.close()
                 open_streams -= 1
+
+
+def client_process(port: int, path: str, cookie: str, first: int, n: int, ready, out) -> None:
+    """n subscribers on one epoll loop: the lightest client Python can be, to leave CPU to the server."""
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+               f"Accept: text/event-stream\r\n\r\n").encode()
+    streams = [Stream(port, request, subscriber_address(i)) for i in range(first, first + n)]
+    read_streams(streams, on_connected=lambda: ready.put(n))
     bad = sum(1 for st in streams if not st.ended or st.ids != list(range(1, len(st.ids) + 1)))
     out.put({"clients": n, "bad": bad, "latencies": [x for st in streams for x in st.lat],
              "events": sum(len(st.ids) for st in streams)})

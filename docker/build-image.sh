@@ -2,6 +2,7 @@
 # Build the Docker backend's image, only when something it is made of changed.
 #
 #   docker/build-image.sh [--ca-bundle FILE] [--image NAME] [--base NAME] [--mirror URL]
+#                         [--dockerfile FILE]
 #
 # 1. The base image (NAME default agent-sandbox-base:bookworm) is made with
 #    debootstrap when missing: no container registry is needed.
@@ -13,6 +14,9 @@
 # --ca-bundle FILE (or AGENT_SANDBOX_DOCKER_CA_BUNDLE): PEM certificates the
 # image must trust, e.g. a TLS-intercepting proxy's; pip inside the build and
 # the agent at run time then trust them.
+# --dockerfile FILE: build that Dockerfile instead, its context only itself and
+# the CA bundle (docker/python-slim.Dockerfile, the Modal emulator's stand-in
+# for python:3.11-slim-bookworm).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,6 +24,7 @@ IMAGE="${AGENT_SANDBOX_DOCKER_IMAGE:-agent-sandbox:latest}"
 BASE="${AGENT_SANDBOX_DOCKER_BASE:-agent-sandbox-base:bookworm}"
 MIRROR="${AGENT_SANDBOX_DOCKER_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${AGENT_SANDBOX_DOCKER_CA_BUNDLE:-}"
+DOCKERFILE=""
 DOCKER="${DOCKER:-docker}"
 
 while [ $# -gt 0 ]; do
@@ -28,7 +33,8 @@ while [ $# -gt 0 ]; do
         --image) IMAGE="$2"; shift 2 ;;
         --base) BASE="$2"; shift 2 ;;
         --mirror) MIRROR="$2"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --dockerfile) DOCKERFILE="$2"; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "build-image.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -59,8 +65,12 @@ fi
 # The build context holds only what the image is made of.
 context="$(mktemp -d /tmp/agent-sandbox-context.XXXXXX)"
 trap 'rm -rf "$context"' EXIT
-cp "$ROOT/docker/Dockerfile" "$ROOT/docker/requirements.txt" "$context/"
-(cd "$ROOT" && tar -c --exclude=__pycache__ --exclude='*.pyc' agent_sandbox) | tar -C "$context" -x
+if [ -n "$DOCKERFILE" ]; then
+    cp "$DOCKERFILE" "$context/Dockerfile"
+else
+    cp "$ROOT/docker/Dockerfile" "$ROOT/docker/requirements.txt" "$context/"
+    (cd "$ROOT" && tar -c --exclude=__pycache__ --exclude='*.pyc' agent_sandbox) | tar -C "$context" -x
+fi
 if [ -n "$CA_BUNDLE" ]; then cp "$CA_BUNDLE" "$context/extra-ca.crt"; else : >"$context/extra-ca.crt"; fi
 
 hash="$(cd "$context" && { echo "$BASE"; find . -type f | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)"

@@ -73,6 +73,7 @@ class JobExecutor:
     def start(self) -> None:
         """Run jobs in this process once it holds the database's runner lease (see lease.py);
         until then it waits, serving everything else. The first try is made here."""
+        threading.Thread(target=self.prepare_backends, name="backend-prepare", daemon=True).start()
         self._take_lease()
         if not self.lease.held.is_set():
             log.warning("%s runs the jobs of %s; this process serves pages, the API and event streams, "
@@ -125,6 +126,17 @@ class JobExecutor:
     def _ours(self) -> bool:
         """May this process still write about the jobs it runs? (Not once the lease has gone.)"""
         return self._stopping.is_set() or self.lease.confirm()
+
+    def prepare_backends(self) -> None:
+        """What a backend does once, slowly, is done at start-up rather than in the first job
+        (Modal builds its image, its build log in ours); jobs meanwhile wait for the same work."""
+        for name in self.settings.backends:
+            try:
+                prepare = getattr(self.backend_factory(name), "prepare", None)
+                if prepare is not None:
+                    prepare()
+            except Exception as exc:  # the jobs will say what is wrong; the app must still start
+                log.warning("could not prepare the %s backend: %s", name, exc)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, end the running sandboxes and record how their jobs ended.

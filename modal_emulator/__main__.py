@@ -1,6 +1,7 @@
 """python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
-[--create-rate R] [--runtime auto|bwrap|docker] [--docker-image IMAGE]
-[--sandbox-max-processes N] [--sandbox-disk-mb MB] [--sandbox-memory-mb MB] [-v]
+[--create-rate R] [--runtime auto|bwrap|docker] [--python-slim IMAGE] [--docker-image IMAGE]
+[--sandbox-max-processes N] [--sandbox-disk-mb MB] [--sandbox-memory-mb MB]
+[--ended-task close|not_found|unreachable] [-v]
 
 SIGTERM or SIGINT: every sandbox is killed (no volume commits) and the process
 exits within seconds, whatever the sandboxes did; a second signal exits at once.
@@ -15,8 +16,9 @@ import os
 import signal
 import sys
 
-from modal_emulator.docker_runtime import DEFAULT_IMAGE
+from modal_emulator.image_builds import DEFAULT_PYTHON_SLIM
 from modal_emulator.server import Emulator
+from modal_emulator.state import CLOSE, ENDED_TASK_MODES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,16 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create-rate", type=float, default=0.0,
                         help="sandbox creations allowed per second, as Modal rate limits them (0: no limit)")
     parser.add_argument("--runtime", choices=("auto", "bwrap", "docker"), default="auto",
-                        help="run sandboxes in Docker containers or bubblewrap jails "
-                             "(auto: Docker when an engine answers and has --docker-image)")
-    parser.add_argument("--docker-image", default=DEFAULT_IMAGE,
-                        help="local image every image definition maps to with the Docker runtime")
+                        help="run sandboxes in Docker containers of images built from each definition's "
+                             "recipe, or in bubblewrap jails over this host's environment (auto: Docker when "
+                             "an engine answers and has the --python-slim stand-in)")
+    parser.add_argument("--python-slim", default=DEFAULT_PYTHON_SLIM,
+                        help="local stand-in for Docker Hub's python:<series>-slim-<codename>, debian_slim's "
+                             "base ({series} and {codename} are filled in)")
+    parser.add_argument("--docker-image", default="",
+                        help="run every sandbox in this local image instead of its definition's build (tests)")
     parser.add_argument("--sandbox-max-processes", type=int, default=4096,
                         help="processes (and threads) per sandbox; Modal takes no such setting for Sandboxes")
     parser.add_argument("--sandbox-disk-mb", type=int, default=4096,
                         help="writable space per sandbox (its mounts, /tmp and volume copies together)")
     parser.add_argument("--sandbox-memory-mb", type=int, default=8192,
                         help="memory per sandbox when it asks for no hard limit (memory=(request, limit))")
+    parser.add_argument("--ended-task", choices=ENDED_TASK_MODES, default=CLOSE,
+                        help="what exec output streams and calls get once their sandbox has ended: close "
+                             "cleanly, or fail as when the task (not_found) or its worker (unreachable) is gone")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
     args = parser.parse_args(argv)
     # Only our own logger gets DEBUG: the HTTP/2 libraries would log request headers (tokens).
@@ -48,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s modal-emulator %(levelname)s %(message)s")
     logging.getLogger("modal_emulator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     emulator = Emulator(args.host, args.port, args.http_port, args.state, args.faults,
-                        args.create_rate, args.runtime, args.docker_image)
+                        args.create_rate, args.runtime, args.docker_image, args.python_slim)
     limits = emulator.state.sandbox_limits
     limits.max_processes, limits.disk_mb = args.sandbox_max_processes, args.sandbox_disk_mb
     limits.memory_mb = args.sandbox_memory_mb
+    emulator.state.ended_task = args.ended_task
     asyncio.run(_serve(emulator))
     return 0
 

@@ -24,8 +24,8 @@ from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID, bwrap_path, privileged
 from agent_sandbox.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.tree import walk
 from modal_emulator import images
-from modal_emulator.faults import BUILD_FAILURE
 from modal_emulator.docker_runtime import DockerRuntime
+from modal_emulator.image_rpcs import ImageRPCs
 from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, SandboxLimits
 from modal_emulator.sandbox import Runtime, Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
@@ -36,7 +36,6 @@ log = logging.getLogger("modal_emulator")
 BLOCK_SIZE = 8 * 1024 * 1024      # modal/_utils/blob_utils.py BLOCK_SIZE
 MAX_TIMEOUT_SECS = 24 * 3600      # Modal's limit for a sandbox's lifetime
 LIST_PAGE_SIZE = 100
-SUCCESS = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
 
 
 def give_to_sandbox_user(folder: Path) -> None:
@@ -46,7 +45,7 @@ def give_to_sandbox_user(folder: Path) -> None:
             os.chown(found.name, SANDBOX_UID, SANDBOX_GID, dir_fd=found.parent_fd, follow_symlinks=False)
 
 
-class ControlPlane:
+class ControlPlane(ImageRPCs):
     def __init__(self, state: EmulatorState):
         self.state = state
 
@@ -75,29 +74,6 @@ class ControlPlane:
             self.state.apps[key] = app_id
             self.state.app_ids.add(app_id)
         return api_pb2.AppGetOrCreateResponse(app_id=self.state.apps[key])
-
-    # -- images --------------------------------------------------------------
-    async def ImageGetOrCreate(self, request):
-        record = self.state.images.get_or_create(request.image)
-        result = self._build_result(record)
-        if self.state.faults.take("ImageGetOrCreate", kind=BUILD_FAILURE):
-            # This build fails; the next request for the same image builds again, as on Modal.
-            result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
-                                           exception="injected build failure")
-        return api_pb2.ImageGetOrCreateResponse(image_id=record.image_id, result=result,
-                                                metadata=images.metadata())
-
-    async def ImageJoinStreaming(self, request):
-        record = self.state.images.by_id[request.image_id]
-        yield api_pb2.ImageJoinStreamingResponse(
-            result=self._build_result(record), metadata=images.metadata(), entry_id="1", eof=True)
-
-    @staticmethod
-    def _build_result(record: images.ImageRecord) -> api_pb2.GenericResult:
-        if record.error:
-            return api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
-                                         exception=record.error)
-        return SUCCESS
 
     # -- mounts and blobs ----------------------------------------------------
     async def MountBatchedCheckExistence(self, request):
@@ -144,11 +120,17 @@ class ControlPlane:
     async def VolumeGetOrCreate(self, request):
         ephemeral = request.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_EPHEMERAL
         create = ephemeral or request.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING
+        # Modal's default is still v1 (v2 is opt-in), and the client lists each version
+        # with its own RPC: a backend that forgets to ask for v2 gets v1 here too.
+        wanted = 2 if request.version == api_pb2.VOLUME_FS_VERSION_V2 else 1
         try:
-            volume = self.state.volumes.get_or_create(request.deployment_name, ephemeral, create)
+            volume = self.state.volumes.get_or_create(request.deployment_name, ephemeral, create, wanted)
         except KeyError:
             raise GRPCError(Status.NOT_FOUND, f"Volume '{request.deployment_name}' not found") from None
-        version = api_pb2.VOLUME_FS_VERSION_V2
+        if request.version and wanted != volume.version:
+            raise GRPCError(Status.FAILED_PRECONDITION,
+                            f"Volume '{volume.name}' has version v{volume.version}, not v{wanted}")
+        version = api_pb2.VOLUME_FS_VERSION_V2 if volume.version == 2 else api_pb2.VOLUME_FS_VERSION_V1
         return api_pb2.VolumeGetOrCreateResponse(
             volume_id=volume.volume_id, version=version,
             metadata=api_pb2.VolumeMetadata(version=version, name=volume.name))
@@ -161,16 +143,27 @@ class ControlPlane:
         self.state.volumes.delete(request.volume_id)
         return empty_pb2.Empty()
 
+    async def VolumeListFiles(self, request):
+        """The v1 listing (the client uses it for v1 volumes)."""
+        for entries in await self._list_volume(request, 1):
+            yield api_pb2.VolumeListFilesResponse(entries=entries)
+
     async def VolumeListFiles2(self, request):
+        for entries in await self._list_volume(request, 2):
+            yield api_pb2.VolumeListFiles2Response(entries=entries)
+
+    async def _list_volume(self, request, version: int) -> list[list[api_pb2.FileEntry]]:
         volume = self.state.volumes.get(request.volume_id)
+        if volume.version != version:
+            raise GRPCError(Status.FAILED_PRECONDITION,
+                            f"Volume {volume.volume_id} is v{volume.version}: list it with the v{volume.version} call")
         try:
             entries = await asyncio.to_thread(volume.list, request.path or "/", request.recursive)
         except KeyError:
             raise GRPCError(Status.NOT_FOUND, f"No such file or directory: {request.path}") from None
         if request.max_entries:
             entries = entries[:request.max_entries]
-        for start in range(0, len(entries), LIST_PAGE_SIZE):
-            yield api_pb2.VolumeListFiles2Response(entries=entries[start:start + LIST_PAGE_SIZE])
+        return [entries[start:start + LIST_PAGE_SIZE] for start in range(0, len(entries), LIST_PAGE_SIZE)]
 
     async def VolumeGetFile2(self, request):
         volume = self.state.volumes.get(request.volume_id)
@@ -191,8 +184,16 @@ class ControlPlane:
     async def SandboxCreateV2(self, request):
         definition = request.definition
         self._validate(request)
-        if not self.state.create_rate.take():
-            raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later")
+        runtime = self.state.runtime
+        # Built for this runtime (it may have been built for another one, or be building still).
+        build = self.state.images.build(self.state.images.by_id[definition.image_id], runtime)
+        await build.done.wait()
+        if build.error:
+            raise GRPCError(Status.FAILED_PRECONDITION, f"Image {definition.image_id} failed to build: {build.error}")
+        wait = self.state.create_rate.wait_needed()
+        if wait:   # with the retry policy the client reads: it waits that long and retries by itself
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, "Sandbox creation rate limit exceeded; retry later",
+                            [api_pb2.RPCRetryPolicy(retry_after_secs=wait)])
         sandbox_id = f"sb-{uuid.uuid4().hex}"            # not the 22-char V1 shape -> V2
         task_id = f"ta-{uuid.uuid4().hex[:21]}V"          # "V" marks a V2 task for the client
         mounts = [self.state.mounts[m] for m in definition.mount_ids]
@@ -220,8 +221,8 @@ class ControlPlane:
         sandbox = Sandbox(
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
             tags={t.tag_name: t.tag_value for t in request.tags}, env=env, space=space,
-            layout=layout, runtime=self._runtime(layout, sandbox_id, limits),
-            volume_mounts=volume_mounts)
+            layout=layout, runtime=self._runtime(runtime, layout, sandbox_id, limits, build.docker_tag),
+            volume_mounts=volume_mounts, faults=self.state.faults)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
         sandbox.start()
@@ -237,28 +238,30 @@ class ControlPlane:
                 url=self.state.grpc_url, jwt=fake_jwt(task_id=task_id)),
             metadata=api_pb2.SandboxHandleMetadata(app_id=request.app_id))
 
-    def _runtime(self, layout: JailLayout, sandbox_id: str, limits: SandboxLimits) -> Runtime:
-        if self.state.runtime == "docker":
-            return DockerRuntime(layout, self.state.docker_image, f"modal-emulator-{sandbox_id}", limits)
+    def _runtime(self, runtime: str, layout: JailLayout, sandbox_id: str, limits: SandboxLimits,
+                 docker_tag: str) -> Runtime:
+        if runtime == "docker":   # the image built from the definition, unless a test names one
+            return DockerRuntime(layout, self.state.docker_image or docker_tag, f"modal-emulator-{sandbox_id}",
+                                 limits)
         return BwrapRuntime(layout, limits, sandbox_id)
 
     def _limits(self, definition: api_pb2.Sandbox) -> SandboxLimits:
-        """Modal's hard limits where the definition has them (memory, CPU), the emulator's own
-        per-sandbox limits for the rest (Modal takes no process count or disk size for Sandboxes)."""
+        """Hard limits only from the definition's limit fields, as on Modal: a bare `cpu` or
+        `memory` is a request, which a sandbox may exceed (memory up to the machine, which
+        the emulator's own cap stands for; CPU to Modal's soft limit of request + 16 cores,
+        which is no quota on this machine). The emulator's own limits for the rest (Modal
+        takes no process count or disk size for Sandboxes)."""
         resources, own = definition.resources, self.state.sandbox_limits
         return SandboxLimits(memory_mb=resources.memory_mb_max or max(resources.memory_mb, own.memory_mb),
-                             cpu=(resources.milli_cpu_max or resources.milli_cpu) / 1000,
+                             cpu=resources.milli_cpu_max / 1000,
                              max_processes=own.max_processes, disk_mb=own.disk_mb)
 
     def _validate(self, request) -> None:
         d = request.definition
         if request.app_id not in self.state.app_ids:
             raise GRPCError(Status.NOT_FOUND, f"App {request.app_id} not found")
-        image = self.state.images.by_id.get(d.image_id)
-        if image is None:
+        if d.image_id not in self.state.images.by_id:
             raise GRPCError(Status.NOT_FOUND, f"Image {d.image_id} not found")
-        if image.error:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"Image {d.image_id} failed to build")
         if d.timeout_secs > MAX_TIMEOUT_SECS:
             raise GRPCError(Status.INVALID_ARGUMENT, f"timeout must be at most {MAX_TIMEOUT_SECS}s")
         if d.workdir and not d.workdir.startswith("/"):

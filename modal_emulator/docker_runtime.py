@@ -32,8 +32,6 @@ from modal_emulator.jail import JailLayout, SandboxLimits, kill_group
 from modal_emulator.sandbox import SandboxFinished
 
 log = logging.getLogger("modal_emulator")
-# The Docker backend's image (AGENT_SANDBOX_DOCKER_IMAGE names another one, as for that backend).
-DEFAULT_IMAGE = os.environ.get("AGENT_SANDBOX_DOCKER_IMAGE") or "agent-sandbox:latest"
 OWNER_LABEL = "modal-emulator.pid"   # which emulator process started a container
 PIDS = "/run/modal-emulator"   # tmpfs in the container: each exec's process group id
 # Note the exec's process (group) id for kill, then become the command.
@@ -154,7 +152,7 @@ class DockerRuntime:
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         return await asyncio.create_subprocess_exec(
             *argv, stdin=pipe, stdout=pipe if stdout else devnull, stderr=pipe if stderr else devnull,
-            env={**_cli_env(), **env}, start_new_session=True)
+            env={**cli_env(), **env}, start_new_session=True)
 
     async def kill(self, exec_id: str, process: asyncio.subprocess.Process) -> None:
         """Kill the exec's process group inside the container, then its docker CLI."""
@@ -176,7 +174,7 @@ class DockerRuntime:
         """The engine held the cgroup; nothing is left once the container is gone."""
 
 
-def _cli_env() -> dict[str, str]:
+def cli_env() -> dict[str, str]:
     """What the docker CLI itself needs from our environment (where the engine is)."""
     keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
             "DOCKER_TLS_VERIFY")
@@ -186,7 +184,7 @@ def _cli_env() -> dict[str, str]:
 async def _output(argv: list[str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=_cli_env())
+        stderr=asyncio.subprocess.DEVNULL, env=cli_env())
     out, _ = await process.communicate()
     return process.returncode, out.decode(errors="replace")
 
@@ -194,6 +192,6 @@ async def _output(argv: list[str]) -> tuple[int, str]:
 async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env={**_cli_env(), **env})
+        stderr=asyncio.subprocess.PIPE, env={**cli_env(), **env})
     _, err = await process.communicate()
     return process.returncode, err.decode(errors="replace")

@@ -5,7 +5,9 @@ A fault says: the next `count` calls of `rpc` fail with gRPC `status` (for
 example SandboxCreateV2 with UNAVAILABLE, which the client retries, or
 RESOURCE_EXHAUSTED, which it does not). Kind "build_failure" on
 ImageGetOrCreate instead answers with a failed build (-> ImageBuildError).
-Faults are added through the admin HTTP endpoint (POST /emulator/faults) or at
+Kind "skipped_commit" on the pseudo-RPC VolumeCommit makes the next sandbox
+that ends keep its volumes as they were (its writes are lost, as when Modal
+does not sync a volume). Faults are added through the admin HTTP endpoint (POST /emulator/faults) or at
 start-up with MODAL_EMULATOR_FAULTS="SandboxCreateV2:UNAVAILABLE:2,...".
 """
 
@@ -19,7 +21,8 @@ from grpclib import Status
 GRPC_ERROR = "grpc_error"
 BUILD_FAILURE = "build_failure"
 LOST_REPLY = "lost_reply"   # the call takes effect, then the client gets the error status
-KINDS = (GRPC_ERROR, BUILD_FAILURE, LOST_REPLY)
+SKIPPED_COMMIT = "skipped_commit"   # rpc "VolumeCommit": a sandbox ends without committing its volumes
+KINDS = (GRPC_ERROR, BUILD_FAILURE, LOST_REPLY, SKIPPED_COMMIT)
 
 
 @dataclass
@@ -82,8 +85,8 @@ def parse_faults(spec: str) -> list[Fault]:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         rpc, _, rest = item.partition(":")
         status, _, count = rest.partition(":")
-        if status == BUILD_FAILURE:
-            faults.append(Fault(rpc=rpc, kind=BUILD_FAILURE, count=int(count or 1)))
+        if status in (BUILD_FAILURE, SKIPPED_COMMIT):
+            faults.append(Fault(rpc=rpc, kind=status, count=int(count or 1)))
         else:
             faults.append(Fault(rpc=rpc, status=status or "UNAVAILABLE", count=int(count or 1)))
     return faults

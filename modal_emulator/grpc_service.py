@@ -5,7 +5,8 @@ abstract method per RPC taking a raw stream. Handlers here are simpler: a
 unary RPC is `async def Name(self, request) -> response`, a server-streaming
 one is an async generator yielding responses. RPCs a handler does not define
 answer UNIMPLEMENTED (the client does not retry that code, so a gap in the
-emulator shows at once instead of as a minute of retries).
+emulator shows at once instead of as a minute of retries). Unary calls honour
+the client's idempotency key (idempotency.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from grpclib import GRPCError, Status
 from grpclib.const import Cardinality
 
 from modal_emulator.faults import LOST_REPLY, FaultInjector
+from modal_emulator.idempotency import KEY_HEADER, IdempotentCalls
 
 log = logging.getLogger("modal_emulator")
 
@@ -31,7 +33,8 @@ def client_streaming(impl):
 def build_service(base_cls: type, handler: Any, faults: FaultInjector) -> Any:
     """An instance of a subclass of `base_cls` whose RPCs call `handler`."""
     names = sorted(base_cls.__abstractmethods__)
-    namespace = {name: _rpc(name, getattr(handler, name, None), faults) for name in names}
+    calls = IdempotentCalls()
+    namespace = {name: _rpc(name, getattr(handler, name, None), faults, calls) for name in names}
     cls = type(f"Emulated{base_cls.__name__}", (base_cls,), namespace)
     service = cls()
     cardinality = {path.rsplit("/", 1)[1]: h.cardinality for path, h in service.__mapping__().items()}
@@ -45,7 +48,7 @@ def build_service(base_cls: type, handler: Any, faults: FaultInjector) -> Any:
     return service
 
 
-def _rpc(name: str, impl: Any, faults: FaultInjector):
+def _rpc(name: str, impl: Any, faults: FaultInjector, calls: IdempotentCalls):
     async def call(self, stream) -> None:
         if getattr(impl, "client_streaming", False):
             request = _Requests(stream)
@@ -64,7 +67,10 @@ def _rpc(name: str, impl: Any, faults: FaultInjector):
                 async for response in impl(request):
                     await stream.send_message(response)
             else:
-                response = await impl(request)
+                key = (stream.metadata or {}).get(KEY_HEADER, "")
+                response, replayed = await calls.run(name, key, lambda: impl(request))
+                if replayed:
+                    log.debug("rpc %s: a retry of a call that took effect; its answer again", name)
                 lost = faults.take(name, LOST_REPLY)
                 if lost is not None:
                     log.info("injected lost reply: %s took effect, answering %s", name, lost.status)

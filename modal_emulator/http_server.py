@@ -11,6 +11,9 @@ plus the emulator's admin endpoints.
                                                "sandbox_max_processes", "sandbox_disk_mb",
                                                "sandbox_memory_mb": each new sandbox's own limits}
     POST /emulator/runtime                    {"runtime": "bwrap"|"docker", "docker_image"} for new sandboxes
+                                              (docker_image: run it instead of each definition's build; "" none)
+    POST /emulator/behaviour                  {"ended_task": "close"|"not_found"|"unreachable"}: what exec
+                                              streams and calls get once their sandbox ended (command_router)
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiohttp import web
 
 from modal_emulator.control_plane import BLOCK_SIZE
 from modal_emulator.faults import Fault
-from modal_emulator.state import EmulatorState
+from modal_emulator.state import ENDED_TASK_MODES, EmulatorState
 
 
 def make_app(state: EmulatorState) -> web.Application:
@@ -88,10 +91,21 @@ def make_app(state: EmulatorState) -> web.Application:
             runtime, image = body["runtime"], body.get("docker_image", state.docker_image)
         except (ValueError, TypeError, KeyError) as exc:
             raise web.HTTPBadRequest(text=f"bad runtime request: {exc}") from None
-        if runtime not in ("bwrap", "docker") or not isinstance(image, str) or not image:
+        if runtime not in ("bwrap", "docker") or not isinstance(image, str):
             raise web.HTTPBadRequest(text=f"unknown runtime {runtime!r}; use bwrap or docker")
         state.runtime, state.docker_image = runtime, image
         return web.json_response({"runtime": state.runtime, "docker_image": state.docker_image})
+
+    async def set_behaviour(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            ended_task = body.get("ended_task", state.ended_task)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise web.HTTPBadRequest(text=f"bad behaviour request: {exc}") from None
+        if ended_task not in ENDED_TASK_MODES:
+            raise web.HTTPBadRequest(text=f"unknown ended_task {ended_task!r}; use one of {ENDED_TASK_MODES}")
+        state.ended_task = ended_task
+        return web.json_response({"ended_task": state.ended_task})
 
     async def clear_faults(request: web.Request) -> web.Response:
         state.faults.clear()
@@ -106,6 +120,7 @@ def make_app(state: EmulatorState) -> web.Application:
     app.router.add_delete("/emulator/faults", clear_faults)
     app.router.add_post("/emulator/limits", set_limits)
     app.router.add_post("/emulator/runtime", set_runtime)
+    app.router.add_post("/emulator/behaviour", set_behaviour)
     return app
 
 

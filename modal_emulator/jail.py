@@ -88,7 +88,8 @@ class BwrapRuntime:
 
     async def start(self, env: dict[str, str]) -> None:
         """Nothing runs until the first exec; `env` is the container's environment."""
-        self.env = {"PATH": image_path_env(), **env}
+        # What the image's own ENV would set (python:slim's PATH and LANG), from this host.
+        self.env = {"PATH": image_path_env(), "LANG": "C.UTF-8", **env}
         if privileged():
             try:
                 self.cgroup = RunCgroup.create(self.sandbox_id, self.limits.memory_mb,

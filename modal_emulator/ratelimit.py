@@ -1,8 +1,9 @@
 """Modal's sandbox-creation rate limit, modelled as a token bucket.
 
 Off by default. When on (--create-rate, or POST /emulator/limits), a
-SandboxCreateV2 over the rate fails with RESOURCE_EXHAUSTED, which the client
-does not retry by itself: the caller's own backoff is what gets exercised.
+SandboxCreateV2 over the rate fails with RESOURCE_EXHAUSTED carrying Modal's
+retry policy (how long to wait), which the client honours by itself, waiting
+and retrying without end unless MODAL_MAX_THROTTLE_WAIT caps it.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ class TokenBucket:
             self._tokens = self.capacity
             self._stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def wait_needed(self) -> float:
+        """0 and a call is taken, or the seconds until one may be."""
         with self._lock:
             if not self.rate:
-                return True
+                return 0.0
             now = time.monotonic()
             self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             if self._tokens >= 1:
                 self._tokens -= 1
-                return True
-            return False
+                return 0.0
+            return (1 - self._tokens) / self.rate

@@ -20,6 +20,7 @@ from modal_proto import api_pb2
 
 from agent_sandbox.scratch import RunSpace
 from modal_emulator import volumes as volumes_mod
+from modal_emulator.faults import SKIPPED_COMMIT, FaultInjector
 from modal_emulator.jail import JailLayout, kill_group
 
 log = logging.getLogger("modal_emulator")
@@ -123,6 +124,12 @@ class Exec:
                 self.output[fd] += chunk
                 self.changed.notify_all()
 
+    async def mark_ended_with_sandbox(self) -> None:
+        """The sandbox is ending under this exec: wake its readers (they may fail now)."""
+        async with self.changed:
+            self.killed_by_sandbox_end = not self.done
+            self.changed.notify_all()
+
     def kill(self) -> None:
         """Kill the local process (the jail, or the docker CLI of a removed container)."""
         kill_group(self.process)
@@ -144,6 +151,7 @@ class Sandbox:
     layout: JailLayout
     runtime: Runtime                    # runs the processes: bubblewrap jails or a Docker container
     volume_mounts: dict[str, volumes_mod.Volume]   # mount path -> volume
+    faults: FaultInjector | None = None
     created_at: float = field(default_factory=time.time)
     execs: dict[str, Exec] = field(default_factory=dict)
     result: api_pb2.GenericResult | None = None
@@ -181,12 +189,14 @@ class Sandbox:
             await self.end(STATUS.GENERIC_STATUS_FAILURE, 1, str(exc))
 
     def image_env(self) -> dict[str, str]:
-        """What every process sees, as in a Modal container (MODAL_TASK_ID etc.)."""
-        env = {"HOME": "/root", "PYTHONPATH": "/root",
-               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+        """What every process sees besides the image's own variables: what Modal sets in
+        every container (its docs: MODAL_CLOUD_PROVIDER, MODAL_IMAGE_ID, MODAL_REGION,
+        MODAL_TASK_ID; HOME, as it runs as root), the definition's and the secrets. No
+        more: code that works here only thanks to a variable Modal does not set would
+        fail there (PYTHONPATH, say)."""
+        env = {"HOME": "/root",
                "MODAL_TASK_ID": self.task_id, "MODAL_IMAGE_ID": self.definition.image_id,
-               "MODAL_REGION": "local", "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_LOCAL",
-               "MODAL_ENVIRONMENT": "main"}
+               "MODAL_REGION": "local", "MODAL_CLOUD_PROVIDER": "CLOUD_PROVIDER_LOCAL"}
         env.update(self.definition.environment_variables.contents)
         env.update(self.env)
         return env
@@ -238,11 +248,14 @@ class Sandbox:
             if timer is not current:
                 timer.cancel()
         for ex in self.execs.values():
-            ex.killed_by_sandbox_end = not ex.done
+            await ex.mark_ended_with_sandbox()
         await self.runtime.stop()
         for ex in self.execs.values():
             ex.kill()
         await asyncio.gather(*(ex.wait() for ex in self.execs.values()))
+        if commit and self.faults and self.faults.take("VolumeCommit", SKIPPED_COMMIT):
+            log.info("injected fault: sandbox %s ends without committing its volumes", self.sandbox_id)
+            commit = False
         for mount_path, volume in self.volume_mounts.items() if commit else ():
             try:
                 await asyncio.to_thread(volumes_mod.commit, volume, self.layout.volumes[mount_path])

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
 from aiohttp import web
 from grpclib.server import Server
 
+from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
 from agent_sandbox.jail import privileged
 from agent_sandbox.scratch import leftovers as leftover_spaces
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
-from modal_emulator.docker_runtime import DEFAULT_IMAGE, image_available, remove_orphans
+from modal_emulator.docker_runtime import image_available, remove_orphans
+from modal_emulator.image_builds import DEFAULT_PYTHON_SLIM, DockerBuilder
 from modal_emulator.faults import parse_faults
 from modal_emulator.grpc_service import build_service
 from modal_emulator.state import EmulatorState
@@ -29,24 +32,28 @@ EPHEMERAL_MAX_SILENCE = 900   # an ephemeral volume whose client stopped heartbe
 ENDED_SANDBOX_KEPT = 600      # an ended sandbox stays queryable this long, then is forgotten
 
 
-async def choose_runtime(requested: str, docker_image: str) -> str:
-    """"auto": Docker when an engine answers and has the image, else bubblewrap."""
+async def choose_runtime(requested: str, python_slim: str, docker_image: str = "") -> str:
+    """"auto": Docker when an engine answers and has what images are built on (the
+    stand-in for python:3.11-slim-bookworm, or the image named instead), else bubblewrap."""
     if requested not in ("auto", "bwrap", "docker"):
         raise ValueError(f"unknown runtime {requested!r}; use auto, bwrap or docker")
     if requested != "auto":
         return requested
-    return "docker" if await image_available(docker_image) else "bwrap"
+    base = docker_image or python_slim.format(series=f"{sys.version_info[0]}.{sys.version_info[1]}",
+                                              codename="bookworm")
+    return "docker" if await image_available(base) else "bwrap"
 
 
 class Emulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, http_port: int = 0,
                  state_dir: str | Path | None = None, faults: str = "", create_rate: float = 0.0,
-                 runtime: str = "auto", docker_image: str = DEFAULT_IMAGE):
+                 runtime: str = "auto", docker_image: str = "", python_slim: str = DEFAULT_PYTHON_SLIM):
         self.host, self.port, self.http_port = host, port, http_port
         folder = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="modal-emulator-"))
         self.state = EmulatorState(folder)
         self.state.create_rate.set_rate(create_rate)
         self.state.docker_image = docker_image
+        self.state.images.docker_builder = DockerBuilder(python_slim)
         self.requested_runtime = runtime
         for fault in parse_faults(faults):
             self.state.faults.add(fault)
@@ -57,7 +64,8 @@ class Emulator:
     async def start(self) -> None:
         from modal_emulator.http_server import make_app
 
-        self.state.runtime = await choose_runtime(self.requested_runtime, self.state.docker_image)
+        self.state.runtime = await choose_runtime(self.requested_runtime, self.state.images.docker_builder.python_slim,
+                                                  self.state.docker_image)
         if self.state.runtime == "bwrap" and not privileged():
             log.warning("not root: bubblewrap sandboxes run as this user, and their memory, process "
                         "and disk limits are not enforced")
@@ -70,7 +78,7 @@ class Emulator:
         self._grpc = Server([
             build_service(api_grpc.ModalClientBase, ControlPlane(self.state), faults),
             build_service(task_command_router_grpc.TaskCommandRouterBase, CommandRouter(self.state), faults),
-        ])
+        ], status_details_codec=custom_detail_codec)   # error details (retry policies) as Modal's server sends them
         await self._grpc.start(self.host, self.port)
         self.port = self._grpc._server.sockets[0].getsockname()[1]
         self._http = web.AppRunner(make_app(self.state), access_log=None)

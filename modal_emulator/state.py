@@ -9,7 +9,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modal_emulator.docker_runtime import DEFAULT_IMAGE
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
 from modal_emulator.jail import SandboxLimits
@@ -17,6 +16,11 @@ from modal_emulator.ratelimit import TokenBucket
 from modal_emulator.sandbox import Sandbox
 from modal_emulator.storage import ContentStore
 from modal_emulator.volumes import VolumeStore
+
+
+# What the worker says about a sandbox that has ended (see command_router).
+CLOSE, NOT_FOUND, UNREACHABLE = "close", "not_found", "unreachable"
+ENDED_TASK_MODES = (CLOSE, NOT_FOUND, UNREACHABLE)
 
 
 def new_id(prefix: str) -> str:
@@ -44,7 +48,8 @@ class EmulatorState:
     faults: FaultInjector = field(default_factory=FaultInjector)
     create_rate: TokenBucket = field(default_factory=TokenBucket)   # sandbox creations per second
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
-    docker_image: str = DEFAULT_IMAGE   # the local image every image definition maps to (docker)
+    ended_task: str = CLOSE             # what exec streams and calls get once their sandbox ended
+    docker_image: str = ""              # with docker: run this image instead of each definition's build (tests)
     # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
     sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
         memory_mb=8192, cpu=0.0, max_processes=4096, disk_mb=4096))
@@ -77,6 +82,7 @@ class EmulatorState:
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
                  "running": sb.running, "network": network_policy(sb), "runtime": sb.runtime.name,
+                 "volumes": {path: {"id": v.volume_id, "version": v.version} for path, v in sb.volume_mounts.items()},
                  "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
                 for sb in self.sandboxes.values()],
             "volumes": sorted(self.volumes.by_id),
@@ -85,6 +91,7 @@ class EmulatorState:
             "create_rate": self.create_rate.rate,
             "sandbox_limits": asdict(self.sandbox_limits),
             "runtime": self.runtime,
+            "ended_task": self.ended_task,
         }
 
 

@@ -46,6 +46,7 @@ class Volume:
     root: Path
     name: str = ""
     ephemeral: bool = False
+    version: int = 1              # VolumeFS version: 1 unless 2 was asked for, as on Modal
     last_heartbeat: float = field(default_factory=time.monotonic)
 
     def resolve(self, path: str) -> Path:
@@ -105,13 +106,13 @@ class VolumeStore:
         self.by_id: dict[str, Volume] = {}
         self._by_name: dict[str, str] = {}
 
-    def get_or_create(self, name: str, ephemeral: bool, create: bool) -> Volume:
+    def get_or_create(self, name: str, ephemeral: bool, create: bool, version: int = 1) -> Volume:
         if name and name in self._by_name:
             return self.by_id[self._by_name[name]]
         if not create:
             raise KeyError(name)
         volume_id = f"vo-{uuid.uuid4().hex[:22]}"
-        volume = Volume(volume_id, self.root / volume_id, name=name, ephemeral=ephemeral)
+        volume = Volume(volume_id, self.root / volume_id, name=name, ephemeral=ephemeral, version=version)
         volume.root.mkdir()
         self.by_id[volume_id] = volume
         if name:

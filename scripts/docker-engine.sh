@@ -2,7 +2,8 @@
 # Make the Docker backend usable on this machine, doing only what is missing:
 #   1. install docker.io and debootstrap (Debian packages),
 #   2. start dockerd in the background when no engine answers (log: $DOCKERD_LOG),
-#   3. build the sandbox image (docker/build-image.sh; rebuilt only on changes).
+#   3. build the sandbox image (docker/build-image.sh; rebuilt only on changes), and the
+#      Modal emulator's stand-in for python:3.11-slim-bookworm (docker/python-slim.Dockerfile).
 # The image trusts this machine's CA bundle too (TLS-intercepting proxies):
 # AGENT_SANDBOX_DOCKER_CA_BUNDLE=FILE picks another one, empty for none.
 set -euo pipefail
@@ -51,7 +52,10 @@ if ! docker info >/dev/null 2>&1; then
     fi
 fi
 
-if [ -n "$CA_BUNDLE" ] && [ -r "$CA_BUNDLE" ]; then
-    exec "$ROOT/docker/build-image.sh" --ca-bundle "$CA_BUNDLE"
-fi
-exec "$ROOT/docker/build-image.sh"
+ca=()
+if [ -n "$CA_BUNDLE" ] && [ -r "$CA_BUNDLE" ]; then ca=(--ca-bundle "$CA_BUNDLE"); fi
+"$ROOT/docker/build-image.sh" "${ca[@]}"
+# The Modal emulator's stand-in for python:3.11-slim-bookworm, on which its Docker runtime
+# builds each Modal image's recipe (modal_emulator/image_builds.py).
+"$ROOT/docker/build-image.sh" "${ca[@]}" --dockerfile "$ROOT/docker/python-slim.Dockerfile" \
+    --image agent-sandbox-python:3.11-slim-bookworm

@@ -23,7 +23,7 @@ READY_TIMEOUT = 30
 
 
 class EmulatorProcess:
-    def __init__(self, runtime: str = "bwrap"):
+    def __init__(self, runtime: str = "bwrap", *extra: str, verbose: bool = True):
         self.folder = Path(tempfile.mkdtemp(prefix="modal-emulator-test-"))
         self.log_path = self.folder / "emulator.log"
         self._log = open(self.log_path, "wb")
@@ -31,7 +31,7 @@ class EmulatorProcess:
             # bubblewrap by default, whatever this machine has: the same sandboxes everywhere;
             # tests switch to Docker explicitly (use_runtime).
             [sys.executable, "-m", "modal_emulator", "--port", "0", "--state", str(self.folder / "state"),
-             "--runtime", runtime, "--docker-image", DOCKER_IMAGE, "--sandbox-disk-mb", "1024", "-v"],
+             "--runtime", runtime, "--sandbox-disk-mb", "1024", *extra, *(["-v"] if verbose else [])],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=_die_with_parent)
         self.grpc_url = self.http_url = ""
         ready = threading.Event()
@@ -67,8 +67,13 @@ class EmulatorProcess:
         self.admin("POST", "/emulator/limits", {"create_rate": per_second})
 
     def use_runtime(self, runtime: str, docker_image: str = "") -> None:
-        """Run sandboxes created from now on with "bwrap" or "docker" (and that image)."""
-        self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image or DOCKER_IMAGE})
+        """Run sandboxes created from now on with "bwrap" or "docker" (in images built from their
+        definitions, or in `docker_image` instead)."""
+        self.admin("POST", "/emulator/runtime", {"runtime": runtime, "docker_image": docker_image})
+
+    def set_ended_task(self, mode: str) -> None:
+        """What exec streams and calls get once their sandbox ended: "close", "not_found" or "unreachable"."""
+        self.admin("POST", "/emulator/behaviour", {"ended_task": mode})
 
     def clear_faults(self) -> None:
         self.admin("DELETE", "/emulator/faults")
@@ -106,27 +111,41 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-# What the emulator's Docker runtime runs: the Docker backend's image.
-DOCKER_IMAGE = os.environ.get("AGENT_SANDBOX_DOCKER_IMAGE") or "agent-sandbox:latest"
+# What the emulator's Docker runtime builds Modal images on: its stand-in for python:3.11-slim-bookworm.
+PYTHON_SLIM = f"agent-sandbox-python:{sys.version_info[0]}.{sys.version_info[1]}-slim-bookworm"
 
 
 def require_docker_runtime() -> None:
-    """The emulator's Docker runtime needs an engine and the image. Like the Docker
-    backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
+    """The emulator's Docker runtime needs an engine and the python:slim stand-in. Like the
+    Docker backend's tests, fail with what to do; AGENT_SANDBOX_SKIP_DOCKER=1 skips."""
     import pytest
 
     from tests.docker_engine import skip_if_docker_skipped
 
     skip_if_docker_skipped()
     try:
-        found = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True,
+        found = subprocess.run(["docker", "image", "inspect", PYTHON_SLIM], capture_output=True,
                                timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         found = False
     if found:
         return
-    pytest.fail(f"the emulator's Docker runtime needs an engine and the image {DOCKER_IMAGE} "
+    pytest.fail(f"the emulator's Docker runtime needs an engine and the image {PYTHON_SLIM} "
                 "(make test sets both up; AGENT_SANDBOX_SKIP_DOCKER=1 skips these tests)", pytrace=False)
+
+
+CGROUP_LIMITS = ("for f in /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max "
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max; "
+                 "do [ -r $f ] && echo $f $(cat $f); done")
+
+
+def cgroup_limits(sandbox) -> tuple[float, int]:
+    """(CPU quota in cores, 0 for none; memory limit in MB) as the sandbox's own cgroup says."""
+    found = dict(line.split(" ", 1) for line in sandbox.exec("sh", "-c", CGROUP_LIMITS).stdout.read().splitlines())
+    cpu = found.get("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") or found["/sys/fs/cgroup/cpu.max"].split()[0]
+    cpu = 0.0 if cpu in ("-1", "max") else int(cpu) / 100_000
+    memory = found.get("/sys/fs/cgroup/memory/memory.limit_in_bytes") or found["/sys/fs/cgroup/memory.max"]
+    return cpu, int(memory) // (1024 * 1024)
 
 
 _shared: EmulatorProcess | None = None

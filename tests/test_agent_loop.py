@@ -32,7 +32,8 @@ def test_observations_feed_back_and_events_are_ordered(tmp_path):
     finished = [e["data"]["exit_code"] for e in events if e["type"] == ev.COMMAND_FINISHED]
     assert finished == [0, 0, 3]
     assert (out / "sub" / "x.txt").read_text() == "x"
-    assert events[-1]["data"] == {"status": "succeeded", "reason": "", "steps": 3, "summary": "summary"}
+    assert events[-1]["data"] == {"status": "succeeded", "reason": "", "steps": 3, "summary": "summary",
+                                  "output_files": 1}
 
 
 def test_step_limit_and_escaping_writes(tmp_path):

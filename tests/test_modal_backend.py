@@ -65,6 +65,7 @@ def test_runs_in_the_configured_app_tagged_and_reports_modal(emulator, tmp_path,
     sandbox = sandbox_of(emulator, spec.job_id)
     assert sandbox["app_id"] == emulator.state()["apps"]["configured-app"]
     assert sandbox["tags"][OWNER_TAG] == backend.config.owner and sandbox["status"] == "TERMINATED"
+    assert sandbox["volumes"]["/outputs"]["version"] == 2   # asked for: Modal's default is still v1
     started = recorder.of_type(ev.RUN_STARTED)[0]["data"]
     assert started["environment"] == "modal" and started["modal_task_id"].startswith("ta-")
 
@@ -81,6 +82,52 @@ def test_network_blocked_for_every_model_and_fenced_with_the_opt_in(emulator, tm
     public = sandbox_of(emulator, opted.job_id)["network"]   # the internet, never private ranges
     assert public.startswith("allowlist:") and "8.0.0.0/7" in public and "10.0.0.0/8" not in public
     assert sandbox_of(emulator, listed.job_id)["network"] == "allowlist:pypi.org"
+
+
+def test_cpu_and_memory_are_hard_limits_not_requests(backend, tmp_path, recorder):
+    # A bare number is a request on Modal, which a sandbox may exceed: the backend passes
+    # (request, limit), and the emulator sets a hard limit only from the limit.
+    from tests.modal_support import CGROUP_LIMITS
+
+    limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=60, cpu=0.5, memory_mb=300, disk_mb=1024)
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": CGROUP_LIMITS}], limits=limits)
+    assert backend.run(spec, recorder).ok
+    text = "".join(e["data"]["text"] for e in recorder.of_type(ev.OUTPUT))
+    assert " 50000\n" in text and f" {300 * 1024 * 1024}\n" in text   # CPU quota per 100 ms period; bytes
+
+
+def test_files_the_agent_left_but_the_volume_lost_are_reported(backend, emulator, tmp_path, recorder, caplog):
+    emulator.inject("VolumeCommit", kind="skipped_commit")   # the sandbox ends; its volume never syncs
+    spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo a > /outputs/a.txt; echo b > /outputs/b.txt"}])
+    with caplog.at_level("WARNING", logger="agent_sandbox.backends.monitor"):
+        result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED and result.manifest["files"] == []
+    assert recorder.of_type(ev.RUN_FINISHED)[0]["data"]["output_files"] == 2
+    [warning] = [e["data"]["message"] for e in recorder.of_type(ev.WARNING) if "lost" in e["data"]["message"]]
+    assert "left 2 files in /outputs" in warning
+    assert any(spec.job_id in r.getMessage() and "lost" in r.getMessage() for r in caplog.records)
+
+
+def test_the_image_is_built_once_at_start_up_with_its_log_in_ours(emulator, tmp_path, recorder, caplog):
+    backend = ModalBackend(extra_packages=["requests"])   # a definition this emulator has not built yet
+    with caplog.at_level("INFO", logger="agent_sandbox.backends.modal_image"):
+        image_id = backend.prepare()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("Modal image build: ") and "requests" in line for line in lines), lines
+    assert any(image_id in line and "ready" in line for line in lines)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="agent_sandbox.backends.modal_image"):
+        assert backend.run(make_spec(tmp_path, TRIVIAL), recorder).ok
+    assert not [r for r in caplog.records if "Modal image build" in r.getMessage()]   # found built
+
+
+def test_a_failed_image_build_is_in_our_log(emulator, caplog):
+    backend = ModalBackend(extra_packages=["no-such-package-for-the-emulator"])
+    with caplog.at_level("INFO", logger="agent_sandbox.backends.modal_image"), \
+            pytest.raises(modal.exception.ImageBuildError):
+        backend.prepare()
+    assert any(r.getMessage().startswith("Modal image build: ERROR") and "no-such-package" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_transient_creation_failures_are_retried(backend, emulator, tmp_path, recorder):
@@ -160,7 +207,19 @@ def test_output_stream_errors_resume_without_losing_events(backend, emulator, tm
     assert text.split() == [str(i) for i in range(1, 201)]
 
 
-def test_modals_own_time_limit_is_reported_as_timeout(backend, tmp_path, recorder):
+ENDED_TASK_MODES = ("close", "not_found", "unreachable")
+
+
+@pytest.fixture(params=ENDED_TASK_MODES)
+def ended_task(request, emulator):
+    """Run the test in each way the exec stream may behave when Modal ends the sandbox
+    (closed cleanly, or failing as a task or worker that is gone): Modal does not say which."""
+    emulator.set_ended_task(request.param)
+    yield request.param
+    emulator.set_ended_task("close")
+
+
+def test_modals_own_time_limit_is_reported_as_timeout(backend, ended_task, tmp_path, recorder):
     backend.config.timeout_margin = -27   # Modal's limit (3 s) now comes before ours (30 s)
     limits = Limits(run_timeout=30, command_timeout=25, idle_timeout=30)
     spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo kept > /outputs/a.txt; sleep 20"}],
@@ -170,7 +229,7 @@ def test_modals_own_time_limit_is_reported_as_timeout(backend, tmp_path, recorde
     assert (spec.results / "a.txt").read_text() == "kept\n"   # synced at Modal's termination
 
 
-def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backend, tmp_path, recorder):
+def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backend, ended_task, tmp_path, recorder):
     def on_event(event):
         recorder(event)
         if event["type"] == ev.OUTPUT and "waiting" in event["data"].get("text", ""):
@@ -185,6 +244,9 @@ def test_sandbox_terminated_from_outside_is_an_error_with_partial_outputs(backen
     result = backend.run(spec, on_event)
     assert result.status == ev.ERROR_STATUS and "terminated outside this run" in result.reason
     assert (spec.results / "a.txt").read_text() == "kept\n"
+    # Not process.wait(): with the worker unreachable the client retries it until the
+    # exec's deadline (run timeout + margin, 180 s here).
+    assert result.duration < 60
 
 
 def test_a_sandbox_created_behind_a_lost_reply_is_not_left_running(backend, emulator, tmp_path, recorder):
@@ -340,8 +402,8 @@ def test_concurrent_jobs_stay_apart(emulator, tmp_path):
         assert printed == {name}
 
 
-def test_creation_rate_limit_is_absorbed_by_backoff(emulator, tmp_path):
-    # Modal rate-limits sandbox creation; a burst of jobs must all start anyway.
+def test_creation_rate_limit_is_absorbed(emulator, tmp_path):
+    # Modal rate-limits sandbox creation and says how long to wait: a burst of jobs must all start.
     backend = ModalBackend(retry_delay=0.3, create_attempts=6)
     specs = [make_spec(tmp_path / str(i), TRIVIAL) for i in range(4)]
     events: list[dict] = []
@@ -360,6 +422,69 @@ def test_creation_rate_limit_is_absorbed_by_backoff(emulator, tmp_path):
     finally:
         emulator.set_create_rate(0)
     assert [r.status for r in results] == [ev.SUCCEEDED] * len(specs)
-    warnings = [e["data"]["message"] for e in events
-                if e["type"] == ev.WARNING and "not enforced" not in e["data"]["message"]]
-    assert warnings and all("rate limit" in w for w in warnings)
+
+
+@pytest.fixture
+def throttled(emulator, app_for):
+    """Creation throttled hard: the next sandbox may be created only in 5 s (the emulator
+    says so in Modal's retry policy, which the client waits out by itself)."""
+    emulator.set_create_rate(0.2)
+    first = modal.Sandbox.create(app=app_for(), image=modal.Image.debian_slim(), timeout=30)   # takes the token
+    first.terminate()
+    yield
+    emulator.set_create_rate(0)
+
+
+@pytest.fixture
+def app_for():
+    return lambda: modal.App.lookup(ModalConfig.from_env().app_name, create_if_missing=True)
+
+
+def test_the_client_gives_up_on_rate_limits_at_our_cap(throttled, emulator, tmp_path, recorder, monkeypatch):
+    # Uncapped, the client would wait out every rate limit itself, deaf to cancel and timeouts.
+    monkeypatch.delenv("MODAL_MAX_THROTTLE_WAIT", raising=False)
+    backend = ModalBackend(max_throttle_wait=1, retry_delay=0.01, create_attempts=2)
+    assert os.environ["MODAL_MAX_THROTTLE_WAIT"] == "1"
+    result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
+    assert result.status == ev.ERROR_STATUS and "rate limiting" in result.reason
+    assert result.duration < 4   # not the 5 s the server asked for
+
+
+def test_a_long_creation_is_not_the_agents_idleness(throttled, tmp_path, recorder):
+    # The client waits 5 s to create the sandbox; the agent may be silent 2 s once it runs.
+    limits = Limits(run_timeout=120, command_timeout=60, idle_timeout=2, disk_mb=1024)
+    result = ModalBackend().run(make_spec(tmp_path, TRIVIAL, limits=limits), recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+
+
+@pytest.mark.parametrize("stop", ["cancel", "run_timeout"])
+def test_cancel_and_the_run_timeout_act_while_creation_waits(throttled, emulator, tmp_path, recorder, stop):
+    import time
+
+    backend = ModalBackend()   # the client waits out the 5 s itself, within the cap
+    cancel = threading.Event()
+    limits = Limits(run_timeout=1 if stop == "run_timeout" else 120, command_timeout=60, idle_timeout=60,
+                    disk_mb=1024)
+    spec = make_spec(tmp_path, TRIVIAL, limits=limits)
+    if stop == "cancel":
+        threading.Timer(1, cancel.set).start()
+    result = backend.run(spec, recorder, cancel)
+    assert result.status == (ev.CANCELLED if stop == "cancel" else ev.TIMEOUT)
+    assert result.duration < 4
+    def statuses() -> list[str]:
+        return [sb["status"] for sb in emulator.state()["sandboxes"] if sb["tags"].get(JOB_TAG) == spec.job_id]
+
+    deadline = time.monotonic() + 20   # the sandbox Modal makes after all is ended, not left running
+    while time.monotonic() < deadline and statuses() != ["TERMINATED"]:
+        time.sleep(0.2)
+    assert statuses() == ["TERMINATED"]
+
+
+def test_the_modal_image_pins_the_docker_images_packages():
+    # Two recipes for one sandbox: the Modal image and the Docker backend's must not drift apart.
+    from agent_sandbox.backends.modal_image import RUNTIME_PACKAGES
+
+    lines = (REPO / "docker" / "requirements.txt").read_text().splitlines()
+    docker = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert set(RUNTIME_PACKAGES) == docker
+    assert all("==" in package for package in RUNTIME_PACKAGES)

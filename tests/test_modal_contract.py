@@ -33,14 +33,19 @@ def emulator():
 
 
 def test_prd_flow_with_public_modal_apis(emulator, tmp_path):
+    run_prd_flow(tmp_path)
+
+
+def run_prd_flow(tmp_path, app_name: str = "contract-test") -> None:
+    """The flow, against whatever Modal the client points at (tests/live runs it on Modal)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / "data.csv").write_text("a,b\n1,2\n")
     (workspace / "agent.py").write_text(AGENT)
 
-    app = modal.App.lookup("contract-test", create_if_missing=True)
+    app = modal.App.lookup(app_name, create_if_missing=True)
     image = modal.Image.debian_slim(python_version="3.11").add_local_dir(str(workspace), "/workspace")
-    with modal.Volume.ephemeral() as volume:
+    with modal.Volume.ephemeral(version=2) as volume:
         sandbox = modal.Sandbox.create(
             app=app, image=image, volumes={"/outputs": volume}, timeout=120, workdir="/workspace",
             secrets=[modal.Secret.from_dict({"FLOW_SECRET": "s3cret"})], block_network=True,

@@ -13,7 +13,7 @@ import modal
 import modal.exception as mexc
 import pytest
 
-from tests.modal_support import shared_emulator
+from tests.modal_support import cgroup_limits, shared_emulator
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +340,54 @@ def test_a_volume_path_through_a_symlink_is_not_served(sandboxes, emulator):
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(f"{emulator.http_url}/volumes/{volume.object_id}/blocks/0/esc/passwd", timeout=10)
         assert error.value.code == 404
+
+
+
+def test_hard_limits_come_only_from_the_limit_fields(sandboxes, emulator):
+    """A bare cpu/memory is a request on Modal (the sandbox may use more); (request, limit)
+    sets a hard limit. The emulator must hold a sandbox to no less, and to no more."""
+    own_memory = emulator.state()["sandbox_limits"]["memory_mb"]
+    assert cgroup_limits(sandboxes(cpu=0.25, memory=256)) == (0.0, own_memory)
+    assert cgroup_limits(sandboxes(cpu=(0.25, 0.5), memory=(256, 300))) == (0.5, 300)
+
+
+def test_a_retry_of_a_call_that_took_effect_gets_the_same_answer(app, image, emulator):
+    """The client keeps its idempotency key across its own retries: a creation whose
+    answer was lost and that the client retries must not make a second sandbox."""
+    tag = uuid.uuid4().hex
+    emulator.inject("SandboxCreateV2", "UNAVAILABLE", kind="lost_reply")   # took effect; the client retries
+    sandbox = modal.Sandbox.create(app=app, image=image, timeout=60, tags={"t": tag})
+    try:
+        found = [sb.object_id for sb in modal.Sandbox.list(app_id=app.app_id, tags={"t": tag})]
+        assert found == [sandbox.object_id]
+    finally:
+        sandbox.terminate()
+
+
+def test_rate_limits_carry_the_retry_policy_the_client_waits_by(app, image, emulator, monkeypatch):
+    import time
+
+    emulator.set_create_rate(0.5)   # a creation every 2 s
+    try:
+        first = modal.Sandbox.create(app=app, image=image, timeout=60)
+        started = time.monotonic()
+        second = modal.Sandbox.create(app=app, image=image, timeout=60)   # throttled: the client waits
+        waited = time.monotonic() - started
+        for sandbox in (first, second):
+            sandbox.terminate()
+        assert 1.0 < waited < 10
+        monkeypatch.setenv("MODAL_MAX_THROTTLE_WAIT", "1")   # the cap gives up before the wait is over
+        started = time.monotonic()
+        with pytest.raises(mexc.ResourceExhaustedError, match="rate limit"):
+            modal.Sandbox.create(app=app, image=image, timeout=60)
+        assert time.monotonic() - started < 1.5
+    finally:
+        emulator.set_create_rate(0)
+
+
+def test_no_variables_a_modal_container_would_not_have(sandboxes):
+    """Only what Modal's docs say every container has (and HOME, PATH, LANG from the image):
+    code that works here only thanks to a variable Modal does not set must fail here too."""
+    names = set(run(sandboxes(), "sh", "-c", "env | cut -d= -f1")[1].split())
+    assert {"MODAL_TASK_ID", "MODAL_IMAGE_ID", "MODAL_REGION", "MODAL_CLOUD_PROVIDER", "HOME", "PATH"} <= names
+    assert not names & {"PYTHONPATH", "PYTHONUNBUFFERED", "MODAL_ENVIRONMENT"}

@@ -15,8 +15,9 @@ import pytest
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends.modal import ModalBackend
-from tests.conftest import make_spec
-from tests.modal_support import DOCKER_IMAGE, require_docker_runtime, shared_emulator
+from agent_sandbox.spec import Limits
+from tests.conftest import REPO, make_spec
+from tests.modal_support import PYTHON_SLIM, cgroup_limits, require_docker_runtime, shared_emulator
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def end(sandbox) -> None:
 
 def test_one_container_per_sandbox_with_its_limits_removed_at_the_end(app, emulator):
     sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60,
-                                   cpu=0.5, memory=(300, 300), block_network=True)
+                                   cpu=(0.25, 0.5), memory=(300, 300), block_network=True)
     try:
         process = sandbox.exec("sh", "-c", "echo ok", bufsize=1)
         assert process.stdout.read() == "ok\n" and process.wait() == 0
@@ -60,6 +61,42 @@ def test_one_container_per_sandbox_with_its_limits_removed_at_the_end(app, emula
     finally:
         end(sandbox)
     assert container(sandbox) is None
+
+
+def test_hard_limits_come_only_from_the_limit_fields(app, emulator):
+    own_memory = emulator.state()["sandbox_limits"]["memory_mb"]
+    for resources, expected in (({"cpu": 0.25, "memory": 256}, (0.0, own_memory)),
+                                ({"cpu": (0.25, 0.5), "memory": (256, 300)}, (0.5, 300))):
+        sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60, **resources)
+        try:
+            assert cgroup_limits(sandbox) == expected
+        finally:
+            end(sandbox)
+
+
+def test_no_variables_a_modal_container_would_not_have(app):
+    sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60)
+    try:
+        env = dict(line.split("=", 1) for line in sandbox.exec("env").stdout.read().splitlines() if "=" in line)
+    finally:
+        end(sandbox)
+    assert not set(env) & {"PYTHONPATH", "PYTHONUNBUFFERED", "MODAL_ENVIRONMENT", "MPLBACKEND"}
+    assert env["PATH"].startswith("/usr/local/bin:") and env["LANG"] == "C.UTF-8" and env["HOME"] == "/root"
+
+
+def test_the_offline_playbook_runs_in_the_image_built_from_the_modal_recipe(emulator, tmp_path, recorder):
+    """The sandbox is the Modal image's recipe built for real (debian_slim's stand-in + the
+    pinned packages), not this host's environment: a package the recipe lacks fails here."""
+    sample = (REPO / "samples" / "plate_reader.csv").read_bytes()
+    spec = make_spec(tmp_path, [], files={"plate_reader.csv": sample}, model="offline",
+                     limits=Limits(run_timeout=240, command_timeout=200, idle_timeout=200, disk_mb=1024))
+    result = ModalBackend().run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    paths = {f["path"] for f in result.manifest["files"]}
+    assert {"report.md", "plate_reader/plate_reader.parquet"} <= paths   # duckdb
+    assert any(p.startswith("plate_reader/plots/") and p.endswith(".png") for p in paths)   # Pillow
+    started = recorder.of_type(ev.RUN_STARTED)[0]["data"]
+    assert started["python"].startswith("3.11") and started["environment"] == "modal"
 
 
 def test_processes_outlive_their_exec_until_the_sandbox_ends(app):
@@ -115,7 +152,7 @@ def test_containers_of_a_dead_emulator_are_removed_not_those_of_a_live_one(emula
     names = {f"modal-emulator-test-{uuid.uuid4().hex[:8]}": pid for pid in (finished.pid, os.getpid())}
     for name, pid in names.items():
         subprocess.run(["docker", "run", "--detach", "--label", f"{OWNER_LABEL}={pid}", "--name", name,
-                        DOCKER_IMAGE, "sleep", "300"], check=True, capture_output=True)
+                        PYTHON_SLIM, "sleep", "300"], check=True, capture_output=True)
     try:
         removed = asyncio.run(remove_orphans())
         dead, alive = names

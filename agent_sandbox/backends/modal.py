@@ -1,12 +1,15 @@
 """The Modal backend: the agent in a Modal Sandbox.
 
-One run: look up the app, build the image definition (debian_slim + the
-agent's runtime packages + the agent_sandbox package + this job's workspace
-at /workspace, the local layers last), open an ephemeral volume at /outputs,
-create the sandbox (retried with backoff on transient errors only), exec the
-agent with line-buffered output streamed into events, then terminate, wait
-(Modal syncs the volume at termination) and bring the outputs back through
-the shared `collect_outputs`. The volume goes away with its context.
+One run: open an ephemeral v2 volume at /outputs; look up the app and create
+the sandbox from the image (modal_image.py: built once per process, at
+start-up by `prepare`) plus this job's workspace, in a thread the run watches
+so cancel and its limits act while Modal builds or throttles (modal_calls.py),
+retried with backoff on transient errors only; exec the agent with
+line-buffered output streamed into events; then terminate, wait (Modal syncs
+the volume at termination) and bring the outputs back through the shared
+`collect_outputs`. When the output stream breaks or the exit status does not
+come, the sandbox says how it ended (`why_ended`). The volume goes away with
+its context.
 
 The agent's stdin is the exec's (Modal's exec stdin), as on the other
 backends: its first line holds the secrets (never in the image, an
@@ -27,7 +30,6 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -43,15 +45,17 @@ from agent_sandbox.backends import process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
+from agent_sandbox.backends import modal_image
+from agent_sandbox.backends.modal_calls import describe_error, poll_quietly, wait_for_end, watched
 from agent_sandbox.backends.modal_volume import VolumeSource
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 
-# What the agent needs inside the sandbox (pyproject's runtime dependencies for it).
-RUNTIME_PACKAGES = ("duckdb>=1.1", "pandas>=2.1", "pyarrow>=15", "openpyxl>=3.1", "matplotlib>=3.8",
-                    "pillow>=9")
 JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 MAX_MODAL_TIMEOUT = 24 * 3600
+VOLUME_VERSION = 2        # VolumeFS v2 (the client passes it as api_pb2.VOLUME_FS_VERSION_V2 == 2)
+EXIT_STATUS_WAIT = 30.0   # seconds the agent's exit status may take once its output has ended
+EXIT_STATUS_POLL = 0.05
 # What holds each sandbox limit on Modal (reported in run_started).
 ENFORCEMENT = {
     "memory_mb": "Modal's hard memory limit",
@@ -94,33 +98,14 @@ class ModalConfig:
                                     "seconds to wait for the sandbox (and volume sync) to end")
     owner: str = setting("AGENT_SANDBOX_MODAL_OWNER", factory=socket.gethostname, shown="hostname",
                          doc="owner tag; `sweep_orphans()` only touches its own sandboxes")
+    max_throttle_wait: int = setting("AGENT_SANDBOX_MODAL_MAX_THROTTLE_WAIT", 60,
+                                     "seconds the client may wait out Modal's rate limits in one call before "
+                                     "it gives up and our retries take over (sets `MODAL_MAX_THROTTLE_WAIT` "
+                                     "unless that is set)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ModalConfig":
         return settings.load(cls, **overrides)
-
-
-_base_images: dict[tuple, modal.Image] = {}
-_base_lock = threading.Lock()
-
-
-def base_image(config: ModalConfig) -> modal.Image:
-    """The part of the image every job shares, defined (and uploaded) once per process.
-
-    The agent's package is a local layer; a job's workspace is the only other
-    one, and Modal allows local layers only at the end.
-    """
-    key = (config.python_version, tuple(config.extra_packages))
-    with _base_lock:
-        if key not in _base_images:
-            _base_images[key] = (modal.Image.debian_slim(python_version=config.python_version)
-                                 .pip_install(*RUNTIME_PACKAGES, *config.extra_packages)
-                                 .add_local_python_source("agent_sandbox"))
-        return _base_images[key]
-
-
-def job_image(config: ModalConfig, spec: RunSpec) -> modal.Image:
-    return base_image(config).add_local_dir(str(spec.workspace), "/workspace")
 
 
 class ExecStdin:
@@ -151,6 +136,17 @@ class ModalBackend(SandboxBackend):
 
     def __init__(self, **config: Any):
         self.config = ModalConfig.from_env(**config)
+        # Unset, the client waits out rate limits without end, deaf to cancel and timeouts.
+        if modal.config.config.get("max_throttle_wait") is None:
+            modal.config.config.override_locally("max_throttle_wait", str(self.config.max_throttle_wait))
+
+    def prepare(self) -> str:
+        """At start-up: build (or look up) the image once, its build log in our log; its id."""
+        app = self.retrying(self.lookup_app, None, "look up the app")
+        return modal_image.build(self.config, app)
+
+    def lookup_app(self) -> modal.App:
+        return modal.App.lookup(self.config.app_name, create_if_missing=True, **self.env_kwargs())
 
     def sandbox(self, spec: RunSpec) -> ModalSandbox:
         return ModalSandbox(self, spec)
@@ -201,7 +197,7 @@ class ModalBackend(SandboxBackend):
             try:
                 return call()
             except TRANSIENT_ERRORS as exc:
-                if attempt == self.config.create_attempts or (run and run.stop_requested()):
+                if attempt == self.config.create_attempts or (run and run.stop_requested(idle=False)):
                     raise SandboxError(f"could not {what} after {attempt} attempts: "
                                        f"{describe_error(exc)}") from exc
                 if run:
@@ -254,7 +250,8 @@ class ModalSandbox(Sandbox):
         self.volume: modal.Volume | None = None
         self.sandbox: modal.Sandbox | None = None
         self.process = None
-        self.stopped = self.ended = self.timed_out = False
+        self.stopped = self.ended = self.exec_timed_out = False
+        self.ended_code: int | None = None   # the sandbox's return code if it ended before we ended it
 
     def describe(self, exc: BaseException) -> str:
         return describe_error(exc)
@@ -262,16 +259,23 @@ class ModalSandbox(Sandbox):
     def create(self, run: RunMonitor) -> None:
         self.run = run
         run.status(Status.STARTING, f"preparing the Modal sandbox (app {self.config.app_name})")
-        app = self.backend.retrying(lambda: modal.App.lookup(self.config.app_name, create_if_missing=True,
-                                                             **self.backend.env_kwargs()),
-                                    None, "look up the app")
-        image = job_image(self.config, self.spec)
-        self.volume = self.resources.enter_context(modal.Volume.ephemeral(**self.backend.env_kwargs()))
-        self.sandbox = self.backend.create_sandbox(self.spec, run, app, image, self.volume)
-        run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started",
-                   sandbox_id=self.sandbox.object_id)
+        # v2 explicitly: Modal's default is still v1, which this code is not tested against.
+        self.volume = self.resources.enter_context(modal.Volume.ephemeral(version=VOLUME_VERSION,
+                                                                          **self.backend.env_kwargs()))
+
+        def create() -> modal.Sandbox:
+            app = self.backend.retrying(self.backend.lookup_app, run, "look up the app")
+            image = modal_image.job_image(self.config, self.spec)
+            return self.backend.create_sandbox(self.spec, run, app, image, self.volume)
+
+        self.sandbox = watched(create, run)
+        if self.sandbox is not None:
+            run.status(Status.RUNNING, f"Modal sandbox {self.sandbox.object_id} started",
+                       sandbox_id=self.sandbox.object_id)
 
     def start(self, run: RunMonitor) -> Streams:
+        if self.sandbox is None:   # creation was abandoned (the monitor stops such a run first)
+            raise SandboxError("the run stopped before its sandbox was created")
         spec = self.spec
         # add_local_python_source puts the package in /root; say so rather than rely on the image.
         env = {**spec.env, "PYTHONPATH": "/root"}
@@ -290,29 +294,53 @@ class ModalSandbox(Sandbox):
         self.terminate(wait=False)
 
     def wait(self) -> int | None:
-        if self.stopped:
+        """The agent's exit code; None when the sandbox ended under it (`why_ended` says how).
+
+        Never `process.wait()`: the client retries TaskExecWait while a worker is
+        unreachable, until the exec's deadline (the whole run). So: nothing to ask
+        once the sandbox has ended, and otherwise polls, bounded.
+        """
+        if self.stopped or poll_quietly(self.sandbox) is not None:
             return None
-        try:
-            return self.process.wait()
-        except mexc.Error as exc:
-            # No exit status: the sandbox went away under the agent. Say who ended it.
-            ended = _wait_for_end(self.sandbox, 10)
-            if ended == 124:
-                self.timed_out = True
-                return -1
-            raise SandboxLost("the sandbox was terminated outside this run" if ended == 137
-                              else f"lost the agent: {describe_error(exc)}") from exc
+        deadline = time.monotonic() + EXIT_STATUS_WAIT
+        while time.monotonic() < deadline:
+            try:
+                code = self.process.poll()
+            except self.errors as exc:
+                # No exit status: the exec went away, most likely with its sandbox.
+                if wait_for_end(self.sandbox, max(1.0, deadline - time.monotonic())) is not None:
+                    return None
+                raise SandboxLost(f"lost the agent: {describe_error(exc)}") from exc
+            if code == -1:   # the client's answer once the exec's own time limit (Modal's) has passed
+                self.exec_timed_out = True
+                wait_for_end(self.sandbox, 2)   # most likely the sandbox's limit, which came with it
+                return None
+            if code is not None:
+                return code
+            if poll_quietly(self.sandbox) is not None:
+                return None
+            time.sleep(EXIT_STATUS_POLL)
+        raise SandboxLost(f"the agent's output ended but its exit status did not come back "
+                          f"within {EXIT_STATUS_WAIT:g}s")
 
     def end(self) -> None:
         """Terminate and wait until it has ended: Modal syncs the volume at termination."""
         if self.sandbox is not None and not self.ended:
             self.ended = True
+            if not self.stopped:   # did it end by itself (its time limit, someone else)?
+                self.ended_code = poll_quietly(self.sandbox)
             self.terminate(wait=True)
 
     def why_ended(self) -> tuple[str, str] | None:
-        if self.timed_out or (self.sandbox is not None and self.sandbox.returncode == 124):
+        """How the sandbox ended, if it did before this run ended it (Modal's return codes)."""
+        code = self.ended_code
+        if code is None:
+            return (Status.TIMEOUT, "Modal ended the agent's command at its time limit") if self.exec_timed_out else None
+        if code == 124:
             return Status.TIMEOUT, "Modal ended the sandbox at its time limit"
-        return None
+        if code == 137:
+            return Status.ERROR, "the sandbox was terminated outside this run"
+        return Status.ERROR, f"the sandbox ended under the agent (return code {code})"
 
     def outputs(self) -> VolumeSource:
         return VolumeSource(self.volume)
@@ -331,7 +359,7 @@ class ModalSandbox(Sandbox):
             pass
         except (mexc.Error, OSError) as exc:
             self.run.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
-        if wait and _wait_for_end(self.sandbox, self.config.terminate_wait) is None:
+        if wait and wait_for_end(self.sandbox, self.config.terminate_wait) is None:
             self.run.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
 
 
@@ -343,49 +371,5 @@ def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
         pass  # best effort: Modal's own timeout ends anything missed
 
 
-def _wait_for_end(sandbox: modal.Sandbox, timeout: float) -> int | None:
-    """The sandbox's return code once it has ended; None if it has not within `timeout`."""
-    ended = threading.Event()
-
-    def wait() -> None:   # a long poll: returns as soon as the sandbox has ended
-        try:
-            sandbox.wait(raise_on_termination=False)
-        except (mexc.Error, OSError):   # ended by its own time limit, or Modal unreachable
-            pass
-        finally:
-            ended.set()
-
-    threading.Thread(target=wait, daemon=True).start()
-    ended.wait(timeout)
-    return _poll_quietly(sandbox)
-
-
-def _poll_quietly(sandbox: modal.Sandbox) -> int | None:
-    try:
-        return sandbox.poll()
-    except (mexc.Error, OSError):
-        return None
-
-
 def _modal_seconds(seconds: float) -> int:
     return max(1, min(MAX_MODAL_TIMEOUT, int(seconds + 0.999)))
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line, user-facing description of a Modal or connection failure."""
-    kinds = [
-        (mexc.ImageBuildError, "the sandbox image could not be built"),
-        (mexc.AuthError, "Modal refused the credentials (check MODAL_TOKEN_ID / MODAL_TOKEN_SECRET)"),
-        (mexc.ResourceExhaustedError, "Modal is out of capacity or rate limiting"),
-        (mexc.NotFoundError, "not found on Modal"),
-        (mexc.InvalidError, "Modal refused the request as invalid"),
-        (mexc.SandboxTimeoutError, "the sandbox hit its time limit"),
-        (mexc.SandboxTerminatedError, "the sandbox was terminated"),
-        ((mexc.ServiceError, mexc.InternalError), "Modal had a service error"),
-        ((ConnectionError, OSError, mexc.ConnectionError, StreamTerminatedError), "could not reach Modal"),
-    ]
-    detail = " ".join(str(exc).split())[:500] or type(exc).__name__   # one line, however Modal wraps it
-    for types, text in kinds:
-        if isinstance(exc, types):
-            return f"{text}: {detail}"
-    return f"{type(exc).__name__}: {detail}"

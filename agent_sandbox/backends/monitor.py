@@ -25,6 +25,7 @@ the event log, stdin stays open, and the relay's replies go in with `send`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -39,6 +40,7 @@ from agent_sandbox.outputs import collect_outputs
 from agent_sandbox.relay import ModelAccess, ModelRelay
 from agent_sandbox.spec import RunResult, RunSpec
 
+log = logging.getLogger(__name__)
 STDERR_TAIL = 20
 POLL = 0.025            # seconds between checks of the limits while the agent runs
 READER_GRACE = 10.0     # seconds the streams may take to end once the agent has
@@ -58,6 +60,9 @@ class SandboxBackend:
 
     def sweep_orphans(self) -> int:
         return 0
+
+    def prepare(self) -> None:
+        """At start-up: what is slow and done once for every run (Modal builds its image)."""
 
     def end_sandbox(self, sandbox_id: str) -> bool:
         """End a sandbox of this backend by the id its run reported (after its starter died);
@@ -79,6 +84,7 @@ class RunMonitor:
         self.sandbox_id = ""                          # as the backend reported it (status event)
         self.stderr_tail: list[str] = []
         self.stream_errors: list[BaseException] = []
+        self.lost: str | None = None                 # why the agent's output or exit status was lost
         self._lock = threading.Lock()
         self._stdin: IO[bytes] | None = None
         self._stdin_lock = threading.Lock()
@@ -147,14 +153,15 @@ class RunMonitor:
 
     # -- limits and stopping ------------------------------------------------------
 
-    def stop_requested(self) -> tuple[str, str] | None:
-        """(status, reason) if cancel or a limit says the run must stop now, else None."""
+    def stop_requested(self, idle: bool = True) -> tuple[str, str] | None:
+        """(status, reason) if cancel or a limit says the run must stop now, else None.
+        Without `idle`, only cancel and the run timeout (while the sandbox is being made)."""
         limits, now = self.spec.limits, time.monotonic()
         if self.cancel.is_set():
             return Status.CANCELLED, "cancelled by the user"
         if now - self.started > limits.run_timeout:
             return Status.TIMEOUT, f"the run took longer than {limits.run_timeout:g}s"
-        if now - self.last_output > limits.idle_timeout:
+        if idle and now - self.last_output > limits.idle_timeout:
             return Status.IDLE_TIMEOUT, f"no output for {limits.idle_timeout:g}s"
         return None
 
@@ -171,6 +178,7 @@ class RunMonitor:
         try:
             try:
                 sandbox.create(self)
+                self.last_output = time.monotonic()   # idleness counts from when the agent starts
                 streams = None
                 if why := self.stop_requested():  # cancelled while it was being created
                     self.stop(*why)
@@ -227,12 +235,15 @@ class RunMonitor:
             # Ended unfinished while a cancel stood: the host's doing (e.g. its sandbox ended by
             # id at shutdown before this loop saw the flag), not the agent's.
             self.stop(Status.CANCELLED, "cancelled by the user")
-        if self.stream_errors and self.final is None:
-            self.stop(Status.ERROR, f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}")
+        # A broken stream or a lost exit status is not the verdict yet: the sandbox may
+        # have ended under the agent (its time limit, someone else), which `outcome` asks
+        # it once it is over. Either way the run goes on to the normal finish.
+        if self.stream_errors:
+            self.lost = f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}"
         try:
             return sandbox.wait()
         except SandboxLost as exc:
-            self.stop(Status.ERROR, str(exc))
+            self.lost = self.lost or str(exc)
             return None
 
     def _reader(self, lines: Iterable[str | bytes], stream: str) -> threading.Thread:
@@ -240,7 +251,7 @@ class RunMonitor:
             try:
                 for line in lines:
                     self.feed(line[:MAX_LINE], stream)  # a runaway line must not fill the host's memory
-            except Exception as exc:  # a broken stream ends the run unless the agent had finished
+            except Exception as exc:  # a broken stream: `outcome` decides what it means
                 self.stream_errors.append(exc)
 
         reader = threading.Thread(target=read, name=f"{self.spec.job_id}-{stream}", daemon=True)
@@ -263,6 +274,8 @@ class RunMonitor:
             return Status(status), self.final.get("reason", "")
         if ended:
             return ended
+        if self.lost:
+            return Status.ERROR, self.lost
         tail = " | ".join(self.stderr_tail[-3:])
         killed = killed_by(exit_code)
         if killed:   # not a crash of ours: something in the sandbox (or its limits) killed the agent
@@ -283,6 +296,7 @@ class RunMonitor:
             manifest = collect_outputs(_NoOutputs(), self.spec.results, self.spec.limits,
                                        run=self.record(status, reason))
             self.emit(ev.ERROR, {"message": problem})
+        self.check_nothing_lost(manifest)
         self.result_event(status, reason, manifest)
         return RunResult(status=status, reason=reason, exit_code=exit_code,
                          duration=self.duration, manifest=manifest, usage=self.usage, summary=self.summary,
@@ -291,6 +305,17 @@ class RunMonitor:
     def record(self, status: str, reason: str = "") -> dict[str, str]:
         """The manifest's "run": how the run ended (partial outputs say so), on which sandbox."""
         return {"status": str(status), "reason": reason, "backend": self.backend, "sandbox_id": self.sandbox_id}
+
+    def check_nothing_lost(self, manifest: dict) -> None:
+        """Say so when the agent left files but none were there to collect (e.g. a Modal
+        volume that did not sync), rather than return nothing without a word."""
+        left = (self.final or {}).get("output_files")
+        if not isinstance(left, int) or left <= 0 or manifest.get("files") or manifest.get("skipped"):
+            return
+        message = (f"the agent left {left} file{'s' if left > 1 else ''} in /outputs, but the sandbox's "
+                   "storage held none when the outputs were collected: they are lost")
+        log.warning("job %s: %s", self.spec.job_id, message)
+        self.emit(ev.WARNING, {"message": message})
 
     @property
     def duration(self) -> float:

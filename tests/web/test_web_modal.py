@@ -38,3 +38,5 @@ def test_web_job_runs_on_the_modal_backend(start_server):
     body = client.get(f"/api/jobs/{job['id']}/outputs/summary.csv").content
     assert body == b"rows,2\n" and files["summary.csv"]["sha256"] == hashlib.sha256(body).hexdigest()
     assert not emulator.running_sandboxes()
+    # The image was built (or found built) once at start-up, said in the server's log.
+    assert "Modal image: building or looking up" in server.read_log() and "ready in" in server.read_log()

@@ -1,0 +1,102 @@
+"""The image the agent runs in on Modal: its recipe, built (or found) once.
+
+The recipe is `debian_slim` + the agent's runtime packages at pinned versions
+(the same releases as docker/requirements.txt and the tests, so every build
+gives the same sandbox) + any extra packages, then the agent's own source
+and, per job, its workspace: local layers last, as Modal requires.
+
+Modal builds an image remotely the first time a sandbox asks for it: minutes
+with no word in our logs, and no way to cancel it. So a process builds (or,
+when Modal has it cached, only looks up) the remote part once at start-up,
+`build()`, with every line of the build log in our log; later sandboxes find
+it built.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import modal
+from modal._output.manager import DisabledOutputManager, OutputManager
+
+if TYPE_CHECKING:
+    from agent_sandbox.backends.modal import ModalConfig
+    from agent_sandbox.spec import RunSpec
+
+# What the agent needs inside the sandbox, pinned (tests check docker/requirements.txt agrees).
+# The model SDKs too: an API model runs its official SDK inside, over the host's relay.
+RUNTIME_PACKAGES = ("duckdb==2.0.1", "pandas==3.1.1", "pyarrow==26.0.1", "openpyxl==3.1.5",
+                    "matplotlib==3.11.2", "numpy==2.4.6", "pillow==13.0.0",
+                    "openai==3.57.0", "anthropic==2.14.0", "httpx2==2.16.2", "pydantic==2.14.4")
+log = logging.getLogger(__name__)
+
+_images: dict[tuple, tuple[modal.Image, modal.Image]] = {}
+_lock = threading.Lock()
+
+
+def _key(config: ModalConfig) -> tuple:
+    return config.python_version, tuple(config.extra_packages)
+
+
+def remote_image(config: ModalConfig) -> modal.Image:
+    """The part Modal builds: debian_slim and the packages."""
+    return _pair(config)[0]
+
+
+def base_image(config: ModalConfig) -> modal.Image:
+    """The part every job shares: the remote part and the agent's source (uploaded once)."""
+    return _pair(config)[1]
+
+
+def job_image(config: ModalConfig, spec: RunSpec) -> modal.Image:
+    return base_image(config).add_local_dir(str(spec.workspace), "/workspace")
+
+
+def _pair(config: ModalConfig) -> tuple[modal.Image, modal.Image]:
+    with _lock:
+        if _key(config) not in _images:
+            remote = (modal.Image.debian_slim(python_version=config.python_version)
+                      .pip_install(*RUNTIME_PACKAGES, *config.extra_packages))
+            _images[_key(config)] = remote, remote.add_local_python_source("agent_sandbox")
+        return _images[_key(config)]
+
+
+def build(config: ModalConfig, app: modal.App) -> str:
+    """Build (or look up) the remote part now, its build log in ours; the image id.
+
+    Raises modal.exception.ImageBuildError (its log already written) when it fails.
+    """
+    image = remote_image(config)
+    started = time.monotonic()
+    log.info("Modal image: building or looking up debian_slim (Python %s) + %s", config.python_version,
+             " ".join([*RUNTIME_PACKAGES, *config.extra_packages]))
+    previous = OutputManager.get()
+    OutputManager._set(_BuildLog())
+    try:
+        image.build(app)
+    finally:
+        OutputManager._set(previous)
+    log.info("Modal image %s ready in %.1fs", image.object_id, time.monotonic() - started)
+    return image.object_id
+
+
+class _BuildLog(DisabledOutputManager):
+    """The client's output, silent but for the image build log, which goes to our log line by line."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    async def put_streaming_log(self, log_entry, prefix: str = "") -> None:
+        lines = (self._partial + log_entry.data).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                log.info("Modal image build: %s", line.rstrip())
+
+    def flush_lines(self) -> None:
+        if self._partial.strip():
+            log.info("Modal image build: %s", self._partial.rstrip())
+        self._partial = ""
