@@ -56,6 +56,7 @@ MAX_MODAL_TIMEOUT = 24 * 3600
 VOLUME_VERSION = 2        # VolumeFS v2 (the client passes it as api_pb2.VOLUME_FS_VERSION_V2 == 2)
 EXIT_STATUS_WAIT = 30.0   # seconds the agent's exit status may take once its output has ended
 EXIT_STATUS_POLL = 0.05
+END_BY_ID_WAIT = 10.0     # seconds end_sandbox waits for a terminated sandbox to have ended
 # What holds each sandbox limit on Modal (reported in run_started).
 ENFORCEMENT = {
     "memory_mb": "Modal's hard memory limit",
@@ -180,6 +181,9 @@ class ModalBackend(SandboxBackend):
             if sandbox.poll() is not None:
                 return False
             sandbox.terminate()
+            # Terminate returns at once; the caller (stop, recovery) says no sandbox runs any more.
+            if wait_for_end(sandbox, END_BY_ID_WAIT) is None:
+                log.warning("sandbox %s did not end within %g s of its terminate", sandbox_id, END_BY_ID_WAIT)
             return True
         except mexc.NotFoundError:
             return False
