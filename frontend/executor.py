@@ -64,6 +64,8 @@ class JobExecutor:
         self._cancels: dict[str, threading.Event] = {}     # running here: job id -> its cancel flag
         self._sandboxes: dict[str, tuple[str, str]] = {}   # running here: job id -> (backend, sandbox id)
         self._recorded: set[str] = set()                   # running here, and their end is written
+        # Ended here, but the database refused their end (a full disk): written again each lease beat.
+        self._unwritten: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.lease = RunnerLease(store, settings.runner_lease_seconds)
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
@@ -113,6 +115,8 @@ class JobExecutor:
                     self._take_lease()
                 elif not self.lease.renew():
                     self._lease_lost()
+                else:
+                    self._write_unwritten_ends()
             except Exception:  # the database is busy or gone for a moment: try again next time
                 log.exception("runner lease: could not reach the database")
 
@@ -165,6 +169,7 @@ class JobExecutor:
             self._end_left_running(job_id)
         if left:
             log.warning("stopping: %d run(s) did not stop in time; their sandboxes were ended by id", len(left))
+        self._write_unwritten_ends()   # a last try; what still fails, the next runner recovers
         try:
             self.lease.release()  # a process waiting for it takes over at once
         except Exception:
@@ -353,11 +358,37 @@ class JobExecutor:
             self._recorded.add(job_id)
         # The final status event goes before the job's status: a viewer that sees the
         # job finished has every event. The status is written even if that event fails,
-        # so no job stays "running".
-        self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": status, "message": reason}))
-        self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=status, reason=reason,
-                              exit_code=exit_code, error=error, finished=time.time())
+        # and what the database refuses (a full disk) is tried again, so no job stays "running".
+        event = ev.make_event(ev.STATUS, {"status": status, "message": reason})
+        fields = {"status": status, "reason": reason, "exit_code": exit_code, "error": error,
+                  "finished": time.time()}
+        if not self._write_end(job_id, event, fields):
+            log.error("job %s: could not record that it ended (%s); trying again every %g s",
+                      job_id, status, self.lease.interval)
+
+    def _write_end(self, job_id: str, event: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
+        """Write a job's final event (unless already written: None) and then its status."""
+        try:
+            if event is not None:
+                self.emit(job_id, event)
+                event = None
+            self.store.update_job(job_id, only_if_status=(Status.RUNNING,), **fields)
+        except Exception as exc:
+            with self._lock:
+                self._unwritten[job_id] = (event, fields)
+            log.debug("job %s: its end not written: %r", job_id, exc)
+            return False
+        with self._lock:
+            self._unwritten.pop(job_id, None)
         self.hub.notify(job_id)
+        return True
+
+    def _write_unwritten_ends(self) -> None:
+        with self._lock:
+            pending = dict(self._unwritten)
+        for job_id, (event, fields) in pending.items():
+            if self._ours() and self._write_end(job_id, event, fields):
+                log.warning("job %s: its end (%s) is recorded at last", job_id, fields["status"])
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:
