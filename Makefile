@@ -20,9 +20,9 @@ system-packages:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml web/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[playbook,llm,modal,test]' -e ./web
 	touch $(STAMP)
 
 run: install
@@ -61,7 +61,7 @@ docker-engine: install
 	@[ "$$AGENT_SANDBOX_SKIP_DOCKER" = 1 ] || { scripts/docker-engine.sh && $(PY) -m modal_emulator.prebuild; }
 
 bench: install docker-engine
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[playbook,llm,modal,test,bench]' -e ./web
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

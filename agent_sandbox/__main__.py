@@ -38,9 +38,9 @@ from agent_sandbox import events as ev
 from agent_sandbox import settings, tree
 from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
 from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
-from agent_sandbox.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model
+from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model
 from agent_sandbox.outputs import MANIFEST, write_manifest
-from agent_sandbox.relay import ModelAccess
+from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace

@@ -35,7 +35,7 @@ STATUS = "status"                    # host: job lifecycle; data: status, messag
 RESULT = "result"                    # host: outputs collected; data: status, reason, files, skipped, usage
 USAGE = "usage"                      # host: one model call relayed; data: input/output/total tokens, job total, budget
 
-# The relay channel (agent_sandbox.relay): the agent asks the host to make a
+# The relay channel (agent_sandbox.relay.host): the agent asks the host to make a
 # model call for it. The host answers on the agent's stdin; these lines are
 # never stored or shown.
 MODEL_REQUEST = "model_request"      # data: id, method, path, headers, body, timeout

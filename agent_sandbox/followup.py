@@ -17,7 +17,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from agent_sandbox.outputs import MANIFEST, DirectorySource, UnsafePath, safe_join, write_manifest
+from agent_sandbox.outputs import MANIFEST, DirectorySource, write_manifest
+from agent_sandbox.paths import UnsafePath, safe_join
 
 PREVIOUS = "previous"   # folder of the workspace holding the previous job's results
 MAX_LISTED = 40         # result files named in the summary

@@ -29,10 +29,11 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Protocol
 
 from agent_sandbox import tree
+from agent_sandbox.paths import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
 from agent_sandbox.tree import DIR, FILE, SPECIAL, SYMLINK  # noqa: F401 (the kinds, as backends import them)
 
@@ -91,21 +92,6 @@ class DirectorySource:
             os.close(fd)
             raise OSError(errno.EINVAL, "not a regular file", path)
         return os.fdopen(fd, "rb")
-
-
-class UnsafePath(ValueError):
-    pass
-
-
-def safe_join(root: Path, relative: str) -> Path:
-    """`root / relative`, refusing absolute paths, `..` and anything outside root."""
-    rel = PurePosixPath(relative.replace("\\", "/"))
-    if rel.is_absolute() or any(part in ("..", "") for part in rel.parts) or not rel.parts:
-        raise UnsafePath(f"unsafe path: {relative!r}")
-    full = Path(root, *rel.parts)
-    if os.path.commonpath([os.path.abspath(full), os.path.abspath(root)]) != os.path.abspath(root):
-        raise UnsafePath(f"unsafe path: {relative!r}")
-    return full
 
 
 def collect_outputs(source: OutputSource, results: Path, limits: Limits,

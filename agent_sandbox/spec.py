@@ -75,7 +75,7 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)      # non-secret settings for the agent
     limits: Limits = field(default_factory=Limits)
     network: bool = False              # outbound network for the agent's commands (opt-in; never host or private addresses)
-    # An API model's endpoint and key (agent_sandbox.relay.ModelAccess). It stays on
+    # An API model's endpoint and key (agent_sandbox.relay.host.ModelAccess). It stays on
     # the host: the relay adds the key to the calls the agent asks for.
     model_access: Any = field(default=None, repr=False)
     previous_summary: str = ""         # follow-up jobs: what the previous job did (its results are in /workspace/previous)
@@ -91,7 +91,7 @@ class RunSpec:
 
     def agent_args(self, workspace: str = "/workspace", outputs: str = "/outputs",
                    enforced: dict[str, str] | None = None) -> list[str]:
-        """Arguments for `python -m agent_sandbox.coding_agent` inside the sandbox.
+        """Arguments for `python -m agent_sandbox.agent` inside the sandbox.
 
         `enforced` says, per sandbox limit, what enforces it on this backend (or
         "not enforced: why"); the agent reports it in run_started."""

@@ -10,55 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import unicodedata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from agent_sandbox.outputs import UnsafePath
+from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, safe_name, short_name
 
 DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
-# Written beside the copies: the workspace paths that came from my_files, one per line, so the
-# agent treats them as the lab's reference material, not as uploaded data. An upload can never
-# take this name (safe_name strips leading dots).
-REFERENCE_LIST = ".my_files"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_NAME_CHARS = 1024  # a longer upload name, or a deeper one, is refused (the file system's own
-MAX_NAME_PARTS = 32    # limits would fail later, with a less useful error)
-_UNSAFE_CHARS = re.compile(r"[^\w.\- ()+,@=]", re.UNICODE)
-
-
-def safe_name(name: str) -> str:
-    """A user's file name as a safe relative path (sub-folders kept).
-
-    Refuses absolute paths and any `..` component rather than silently
-    rewriting them, so a hostile name fails loudly.
-    """
-    name = unicodedata.normalize("NFC", name or "").replace("\\", "/").strip()
-    path = PurePosixPath(name)
-    if not name or path.is_absolute() or ".." in path.parts:
-        raise UnsafePath(f"refused file name {_short(name)}: it would leave the job folder")
-    if len(name) > MAX_NAME_CHARS or len(path.parts) > MAX_NAME_PARTS:
-        raise UnsafePath(f"refused file name {_short(name)}: longer than {MAX_NAME_CHARS} characters "
-                         f"or {MAX_NAME_PARTS} folder levels")
-    parts = []
-    for part in path.parts:
-        if part in ("", "."):
-            continue
-        cleaned = _fit(_UNSAFE_CHARS.sub("_", part).strip(" .")[:200], 240)  # file systems count bytes
-        if not cleaned:
-            raise UnsafePath(f"refused file name {_short(name)}")
-        parts.append(cleaned)
-    if not parts:
-        raise UnsafePath(f"refused file name {_short(name)}")
-    return "/".join(parts)
-
-
-def _fit(part: str, max_bytes: int) -> str:
-    return part.encode()[:max_bytes].decode(errors="ignore")
-
-
-def _short(name: str) -> str:
-    return repr(name if len(name) <= 80 else name[:60] + "..." + name[-15:])
 
 
 def job_workspace(root: Path, job_id: str) -> Path:
@@ -76,7 +34,7 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
     except (FileExistsError, NotADirectoryError):
         raise ValueError(f"{rel} clashes with another uploaded file of the same name as its folder") from None
     except OSError as exc:  # a name the file system refuses (too long in bytes, ...)
-        raise ValueError(f"refused file name {_short(rel)}: {exc.strerror}") from None
+        raise ValueError(f"refused file name {short_name(rel)}: {exc.strerror}") from None
     stem, suffix, n = dest.stem, dest.suffix, 1
     written = 0
     try:
@@ -85,7 +43,7 @@ def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None
             dest = dest.with_name(f"{stem}_{n}{suffix}")
         out = open(dest, "xb")
     except OSError as exc:
-        raise ValueError(f"refused file name {_short(rel)}: {exc.strerror}") from None
+        raise ValueError(f"refused file name {short_name(rel)}: {exc.strerror}") from None
     with out:
         while chunk := data.read(1024 * 1024):
             written += len(chunk)
@@ -137,14 +95,6 @@ def copy_my_files(workspace: Path, my_files: Path | None = DEFAULT_MY_FILES,
 def _note(notes: list[str] | None, text: str) -> None:
     if notes is not None:
         notes.append(text)
-
-
-def reference_paths(workspace: Path) -> set[str]:
-    """The workspace paths copied from my_files (empty when the workspace has no list)."""
-    listing = Path(workspace) / REFERENCE_LIST
-    if listing.is_symlink() or not listing.is_file():
-        return set()
-    return {line.strip() for line in listing.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
 
 
 def prepare_workspace(root: Path, job_id: str, files: Iterable[Path | str],

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "tests" / "web"))
 from agent_sandbox.backends.monitor import RunMonitor  # noqa: E402
 from agent_sandbox.backends.sandbox import ProcessSandbox, Streams  # noqa: E402
 from agent_sandbox.outputs import DirectorySource  # noqa: E402
-from agent_sandbox.relay import ModelAccess  # noqa: E402
+from agent_sandbox.relay.host import ModelAccess  # noqa: E402
 from agent_sandbox.spec import Limits, RunSpec  # noqa: E402
 from tests.fake_llm import FakeLLM, call, finish  # noqa: E402
 from tests.llm_support import CSV  # noqa: E402
@@ -45,10 +45,10 @@ CALLER = r'''
 import json, statistics, sys, time
 import openai
 from agent_sandbox import events as ev
-from agent_sandbox.models.openai import OPENAI_TOOLS
+from agent_sandbox.agent.models.openai import OPENAI_TOOLS
 mode, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "relay":
-    from agent_sandbox.models.tunnel import PLACEHOLDER_KEY, RELAY_BASE_URL, RelayChannel, relay_http_client
+    from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, RelayChannel, relay_http_client
     sys.stdout.reconfigure(line_buffering=True)
     channel = RelayChannel(ev.EventWriter(sys.stdout), sys.stdin)
     client = openai.OpenAI(api_key=PLACEHOLDER_KEY, base_url=RELAY_BASE_URL, http_client=relay_http_client(channel))

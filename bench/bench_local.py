@@ -45,7 +45,7 @@ def main(n: int) -> None:
                                           "--model", "scripted", "--output", str(out), str(data)], env))
         ws, outs = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
         (ws / "data.csv").write_text("a,b\n1,2\n")
-        rows["agent direct"].append(timed([sys.executable, "-m", "agent_sandbox.coding_agent",
+        rows["agent direct"].append(timed([sys.executable, "-m", "agent_sandbox.agent",
                                            "--workspace", str(ws), "--outputs", str(outs),
                                            "--model", "scripted"], env))
     print(f"local sandbox overhead, median of {n} runs")

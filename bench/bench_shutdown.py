@@ -76,7 +76,7 @@ def recovery_seconds(backend: str, env: dict[str, str]) -> float:
 def lifeline_seconds() -> float:
     workspace = Path(tempfile.mkdtemp(prefix="bench-lifeline-"))
     env = {**os.environ, "AGENT_SCRIPT": json.dumps(LONG)}
-    proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox.coding_agent", "--workspace", str(workspace),
+    proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox.agent", "--workspace", str(workspace),
                              "--outputs", str(workspace / "out"), "--model", "scripted"], cwd=REPO, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     for line in proc.stdout:

@@ -46,7 +46,7 @@ WORK = [  # a few seconds of typical work, for the overhead ratio when the playb
                                "open('/outputs/report.md', 'w').write('# Report\\n')"},
     {"kind": "finish", "message": "done"},
 ]
-HAVE_PLAYBOOK = importlib.util.find_spec("agent_sandbox.models.offline") is not None
+HAVE_PLAYBOOK = importlib.util.find_spec("agent_sandbox.agent.models.offline") is not None
 
 
 def rss_mb(pid: int) -> float:

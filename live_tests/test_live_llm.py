@@ -18,7 +18,7 @@ import pytest
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
-from agent_sandbox.relay import ModelAccess
+from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "plate_reader.csv"

@@ -20,8 +20,8 @@ from grpclib import GRPCError, Status
 
 from modal_proto import api_pb2
 
-from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID, bwrap_path, privileged
-from agent_sandbox.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.isolation.jail import SANDBOX_GID, SANDBOX_UID, bwrap_path, privileged
+from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.tree import walk
 from modal_emulator import images
 from modal_emulator.docker_runtime import DockerRuntime

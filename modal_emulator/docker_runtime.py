@@ -26,8 +26,8 @@ import os
 import shlex
 import shutil
 
-from agent_sandbox import netjail
-from agent_sandbox.jail import SANDBOX_GID, SANDBOX_UID
+from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation.jail import SANDBOX_GID, SANDBOX_UID
 from modal_emulator.jail import JailLayout, SandboxLimits, kill_group
 from modal_emulator.sandbox import SandboxFinished
 
@@ -116,7 +116,7 @@ class DockerRuntime:
                 "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
                 "--pids-limit", str(limits.max_processes)]
         # Never Docker's bridge (it reaches the host): an open network is user-mode
-        # networking in the container's own namespace (agent_sandbox.netjail).
+        # networking in the container's own namespace (agent_sandbox.isolation.netjail).
         argv += ["--network", "none"]
         if not self.layout.block_network:
             argv += ["--volume", f"{netjail.resolv_conf()}:/etc/resolv.conf:ro"]

@@ -1,6 +1,6 @@
 """The bubblewrap runtime: a sandbox's processes in the local backend's jail.
 
-Each exec is its own jail (agent_sandbox.jail, the same jail as the local
+Each exec is its own jail (agent_sandbox.isolation.jail, the same jail as the local
 backend), but all execs of one sandbox share its writable folders (the
 image's mounts such as /workspace and /root, /tmp, and the private copies of
 its volumes), its cgroup and its disk, so they see one filesystem and one set
@@ -9,7 +9,7 @@ read-only: /usr, the few /etc files Python needs and the Python prefix that
 runs the emulator. As root, the jail runs as the unprivileged sandbox user.
 Each exec has its own network namespace: empty when the sandbox blocks the
 network, else user-mode networking that reaches the internet but never the
-host or private addresses (agent_sandbox.netjail; bubblewrap holds the command
+host or private addresses (agent_sandbox.isolation.netjail; bubblewrap holds the command
 until it is up).
 
 The exec's environment (secrets included) reaches bubblewrap in an unlinked
@@ -27,9 +27,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_sandbox import netjail
-from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
-from agent_sandbox.jail import Jail, make_stage, privileged, remove_stage
+from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
+from agent_sandbox.isolation.jail import Jail, make_stage, privileged, remove_stage
 from agent_sandbox.process_group import signal_group
 
 log = logging.getLogger("modal_emulator")

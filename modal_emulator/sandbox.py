@@ -18,7 +18,7 @@ from typing import Protocol
 
 from modal_proto import api_pb2
 
-from agent_sandbox.scratch import RunSpace
+from agent_sandbox.isolation.scratch import RunSpace
 from modal_emulator import volumes as volumes_mod
 from modal_emulator.faults import SKIPPED_COMMIT, FaultInjector
 from modal_emulator.jail import JailLayout, kill_group

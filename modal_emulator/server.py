@@ -15,8 +15,8 @@ from grpclib.server import Server
 from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
-from agent_sandbox.jail import privileged
-from agent_sandbox.scratch import leftovers as leftover_spaces
+from agent_sandbox.isolation.jail import privileged
+from agent_sandbox.isolation.scratch import leftovers as leftover_spaces
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
 from modal_emulator.docker_runtime import image_available, remove_orphans

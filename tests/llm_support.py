@@ -8,7 +8,7 @@ import secrets
 import uuid
 from pathlib import Path
 
-from agent_sandbox.relay import ModelAccess
+from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec
 from tests.fake_llm import FakeLLM
 

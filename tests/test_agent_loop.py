@@ -13,7 +13,7 @@ def run_agent(tmp_path, script, *extra):
     ws.mkdir(exist_ok=True)
     (ws / "in.csv").write_text("a\n1\n")
     env = dict(os.environ, AGENT_SCRIPT=json.dumps(script))
-    proc = subprocess.run([sys.executable, "-m", "agent_sandbox.coding_agent", "--workspace", str(ws),
+    proc = subprocess.run([sys.executable, "-m", "agent_sandbox.agent", "--workspace", str(ws),
                            "--outputs", str(out), "--model", "scripted", *extra],
                           capture_output=True, text=True, env=env, timeout=60)
     return proc, [ev.parse_line(line) for line in proc.stdout.splitlines()], out

@@ -1,4 +1,4 @@
-from agent_sandbox.environment import detect_environment, environment_details
+from agent_sandbox.agent.environment import detect_environment, environment_details
 
 
 def test_detects_modal_docker_and_local(tmp_path):

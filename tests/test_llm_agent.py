@@ -16,7 +16,7 @@ import pytest
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
-from agent_sandbox.relay import ModelAccess, ModelRelay
+from agent_sandbox.relay.host import ModelAccess, ModelRelay
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO
 from tests.fake_llm import FakeLLM, call, calls, error, finish, text
@@ -220,7 +220,7 @@ def agent_memory() -> bytes:
     for pid in os.listdir("/proc"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if (b"agent_sandbox.coding_agent" not in cmdline or b"bwrap" in cmdline.split(b"\0")[0]
+            if (b"\0agent_sandbox.agent\0" not in cmdline or b"bwrap" in cmdline.split(b"\0")[0]
                     or not descends_from_us(pid)):
                 continue
             with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:

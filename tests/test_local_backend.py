@@ -95,7 +95,7 @@ def test_as_root_the_jail_is_the_sandbox_user_in_its_own_cgroup(tmp_path, record
     import time
     from pathlib import Path
 
-    from agent_sandbox.jail import SANDBOX_UID
+    from agent_sandbox.isolation.jail import SANDBOX_UID
     from agent_sandbox.spec import Limits
     root_only()
     token = f"{7 + os.getpid() % 1000 / 1000:.3f}"
@@ -150,7 +150,7 @@ def test_when_the_agent_itself_runs_out_of_memory_the_run_says_so(tmp_path, reco
 def test_leftover_cgroups_of_a_dead_owner_are_found(tmp_path):
     import subprocess
 
-    from agent_sandbox import cgroups
+    from agent_sandbox.isolation import cgroups
     root_only()
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -198,7 +198,7 @@ def test_a_run_that_would_leave_the_host_without_headroom_is_refused(tmp_path, r
     import shutil
     import subprocess
 
-    from agent_sandbox.scratch import headroom
+    from agent_sandbox.isolation.scratch import headroom
     from agent_sandbox.spec import Limits
     root_only()
     scratch, image = tmp_path / "scratch", tmp_path / "small.img"
@@ -228,9 +228,9 @@ def test_what_a_killed_process_left_is_swept(tmp_path):
     jail still running in such a cgroup is killed (and counted)."""
     import subprocess
 
-    from agent_sandbox.cgroups import RunCgroup
-    from agent_sandbox.jail import make_stage
-    from agent_sandbox.scratch import OWNER, RunSpace
+    from agent_sandbox.isolation.cgroups import RunCgroup
+    from agent_sandbox.isolation.jail import make_stage
+    from agent_sandbox.isolation.scratch import OWNER, RunSpace
     root_only()
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -275,7 +275,7 @@ def test_the_jail_ends_when_its_host_stops_reading_even_with_its_parent_alive(tm
     """The host may die in ways parent-death signals miss (before bubblewrap asked for one):
     the agent watches its stdout and ends, with every process of its jail, once nobody reads it."""
     from agent_sandbox.backends.monitor import RunMonitor
-    from agent_sandbox.tools import descendants
+    from agent_sandbox.agent.tools import descendants
     from tests.leftovers import in_namespaces, pid_namespaces, wait_until
     spec = make_spec(tmp_path, [shell("echo ready; sleep 300")])
     sandbox = get_backend("local").sandbox(spec)

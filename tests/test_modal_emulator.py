@@ -139,7 +139,7 @@ def _host_processes(pattern: str) -> list[str]:
 
 def network_probe(emulator) -> tuple[str, list[str]]:
     """Code that tries the emulator's admin port on every host address, and the internet."""
-    from agent_sandbox import netjail
+    from agent_sandbox.isolation import netjail
 
     port = int(emulator.http_url.rsplit(":", 1)[1])
     targets = [(ip.split("/")[0], port) for ip in ["127.0.0.1", *netjail.host_addresses()]] + [("pypi.org", 443)]

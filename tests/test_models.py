@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_sandbox import models
-from agent_sandbox.models import UnknownModel, get_model
+from agent_sandbox.agent import models
+from agent_sandbox.agent.models import UnknownModel, get_model
 from agent_sandbox.settings import SettingError
 from frontend.settings import Settings
 

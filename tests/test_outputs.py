@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from agent_sandbox.outputs import DirectorySource, UnsafePath, collect_outputs, safe_join
+from agent_sandbox.outputs import DirectorySource, collect_outputs
+from agent_sandbox.paths import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
 
 

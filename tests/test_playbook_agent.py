@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from agent_sandbox.events import parse_line
-from agent_sandbox.models import FINISH, SHELL, WRITE_FILE, Action, Observation, Task, Turn
-from agent_sandbox.models.offline import OfflinePlaybook, min_steps, plan, table_base_names
-from agent_sandbox.playbook import SCRIPT_NAMES
+from agent_sandbox.agent.models import FINISH, SHELL, WRITE_FILE, Action, Observation, Task, Turn
+from agent_sandbox.agent.models.offline import OfflinePlaybook, min_steps, plan, table_base_names
+from agent_sandbox.agent.playbook import SCRIPT_NAMES
 from agent_sandbox.workspace import prepare_workspace
 from tests import lab_files
 from tests.conftest import REPO
@@ -23,7 +23,7 @@ PENGUINS_RAW = Path(str(importlib.resources.files("palmerpenguins") / "data" / "
 
 
 def run_agent(workspace: Path, outputs: Path, *extra: str) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "agent_sandbox.coding_agent", "--workspace", str(workspace),
+    proc = subprocess.run([sys.executable, "-m", "agent_sandbox.agent", "--workspace", str(workspace),
                            "--outputs", str(outputs), "--model", "offline", *extra],
                           capture_output=True, text=True, timeout=240, cwd=REPO)
     events = [parse_line(line) for line in proc.stdout.splitlines()]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox.playbook import SCRIPTS_DIR
+from agent_sandbox.agent.playbook import SCRIPTS_DIR
 from tests import lab_files
 from tests.test_playbook_scripts import analyze, audit, column, findings, profile
 

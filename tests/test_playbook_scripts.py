@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_sandbox.playbook import SCRIPTS_DIR
+from agent_sandbox.agent.playbook import SCRIPTS_DIR
 
 PENGUINS_RAW = importlib.resources.files("palmerpenguins") / "data" / "penguins-raw.csv"
 MISSING = {"", "NA", "N/A", "-", "null"}

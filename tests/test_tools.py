@@ -3,7 +3,7 @@ import subprocess
 import sys
 import time
 
-from agent_sandbox.tools import command_env, run_command
+from agent_sandbox.agent.tools import command_env, run_command
 
 
 def test_output_is_captured_streamed_and_capped():
@@ -35,7 +35,7 @@ def test_agent_kills_detached_grandchildren(tmp_path):
     ws.mkdir()
     script = [{"kind": "shell", "command": f"setsid sh -c 'sleep 2; echo late > {marker}' & sleep 60"}]
     env = dict(os.environ, AGENT_SCRIPT=json.dumps(script))
-    proc = subprocess.run([sys.executable, "-m", "agent_sandbox.coding_agent", "--workspace", str(ws),
+    proc = subprocess.run([sys.executable, "-m", "agent_sandbox.agent", "--workspace", str(ws),
                            "--outputs", str(out), "--model", "scripted", "--command-timeout", "1"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1

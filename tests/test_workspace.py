@@ -2,9 +2,9 @@ import io
 
 import pytest
 
-from agent_sandbox.outputs import UnsafePath
-from agent_sandbox.workspace import (REFERENCE_LIST, add_upload, copy_my_files, job_workspace, prepare_workspace,
-                                     reference_paths, safe_name)
+from agent_sandbox.paths import UnsafePath
+from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace, prepare_workspace
+from agent_sandbox.paths import REFERENCE_LIST, reference_paths, safe_name
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "/etc/passwd", "a/../../b", "..", "", "  "])
@@ -45,7 +45,7 @@ def test_prepare_workspace_copies_uploads_and_my_files(tmp_path):
     assert not (ws / "link").exists()
     # the agent learns which files are the lab's reference material: only the copies, not the upload
     assert reference_paths(ws) == {"ref/units.csv"}
-    from agent_sandbox.coding_agent import list_workspace
+    from agent_sandbox.agent.loop import list_workspace
     assert list_workspace(ws) == [{"path": "data.csv", "size": 9},
                                   {"path": "ref/units.csv", "size": 2, "reference": True}]
     # an upload cannot forge the list: its name loses the leading dot

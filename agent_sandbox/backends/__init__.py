@@ -16,8 +16,6 @@ real and the run ends with status "cancelled".
 from __future__ import annotations
 
 import importlib
-import os
-import socket
 import threading
 from typing import Any, Callable, Protocol
 
@@ -62,29 +60,3 @@ def get_backend(name: str, **config: Any) -> Backend:
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**config)
-
-
-def this_process() -> str:
-    """"host:pid" of this process, as backends label their sandboxes with it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def process_alive(owner: str) -> bool:
-    """Is the process that started a sandbox ("host:pid", from this_process) still running?
-
-    Another machine's process is not ours to judge (counted alive); a missing
-    or malformed label means nobody owns the sandbox any more."""
-    host, _, pid = owner.rpartition(":")
-    if not host:
-        return False
-    if host != socket.gethostname():
-        return True
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        pass
-    return True

@@ -5,8 +5,8 @@ at /outputs (collected after the container is gone), a /tmp, and nothing else
 writable: read-only root filesystem, no capabilities, no new privileges, a
 non-root user, memory/CPU/process limits, no network (model calls go through
 the host's relay on stdin; the opt-in network is user-mode networking that
-cannot reach the host, agent_sandbox.netjail). As root, /outputs and /tmp share one filesystem of `disk_mb`
-(agent_sandbox.scratch); otherwise /tmp is a tmpfs and /outputs is not capped
+cannot reach the host, agent_sandbox.isolation.netjail). As root, /outputs and /tmp share one filesystem of `disk_mb`
+(agent_sandbox.isolation.scratch); otherwise /tmp is a tmpfs and /outputs is not capped
 (reported in run_started). Secrets go in on stdin, never in its environment or
 command line (`docker inspect` would show those). Labels name the app, the job
 and the owning process, so `sweep_orphans()` can remove what a crashed process
@@ -27,13 +27,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from agent_sandbox import netjail, settings
-from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox import settings
+from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation.owners import process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import DirectorySource
-from agent_sandbox.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 
@@ -131,7 +132,7 @@ class DockerBackend(SandboxBackend):
     # -- one run ----------------------------------------------------------
 
     def command(self, spec: RunSpec, name: str, space: RunSpace) -> list[str]:
-        """The full argv: `docker run` around `python -m agent_sandbox.coding_agent`."""
+        """The full argv: `docker run` around `python -m agent_sandbox.agent`."""
         limits = spec.limits
         args = [self.config.docker, "run", "-i", "--rm", "--init", "--pull", "never", "--name", name,
                 "--label", f"{LABEL}.app={self.config.app}", "--label", f"{LABEL}.job={spec.job_id}",
@@ -147,14 +148,14 @@ class DockerBackend(SandboxBackend):
         else:
             args += ["--tmpfs", f"/tmp:rw,nosuid,nodev,exec,size={self.config.tmp_mb}m,mode=1777"]
         # No network: model calls go through the relay on stdin. The opt-in network is
-        # user-mode networking in the container's own namespace (agent_sandbox.netjail),
+        # user-mode networking in the container's own namespace (agent_sandbox.isolation.netjail),
         # never Docker's bridge, which reaches the host.
         args += ["--network", "none"]
         if spec.needs_network:
             args += ["--mount", f"type=bind,src={netjail.resolv_conf()},dst=/etc/resolv.conf,readonly"]
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
-        return args + [self.config.image, "python", "-m", "agent_sandbox.coding_agent",
+        return args + [self.config.image, "python", "-m", "agent_sandbox.agent",
                        *spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"]
 
     def user(self) -> str:

@@ -1,16 +1,16 @@
 """The local backend: the agent in a bubblewrap jail on this machine.
 
-Inside the jail (agent_sandbox.jail): the workspace read-only at /workspace,
+Inside the jail (agent_sandbox.isolation.jail): the workspace read-only at /workspace,
 a fresh folder at /outputs, a scratch folder at /tmp, the system's /usr and
 the Python environment read-only, the agent_sandbox package at /opt/agent;
 nothing else of the host. Own namespaces (the network too: model calls go
 through the host's relay; the opt-in network is user-mode networking that
-cannot reach the host, agent_sandbox.netjail), no capabilities, killed with
+cannot reach the host, agent_sandbox.isolation.netjail), no capabilities, killed with
 its parent.
 
 As root, the jail runs as the unprivileged SANDBOX_UID, in a cgroup of its
 own (memory, processes, CPU) and with /outputs and /tmp on a filesystem of
-`disk_mb` (agent_sandbox.scratch). Without root it runs as the calling user,
+`disk_mb` (agent_sandbox.isolation.scratch). Without root it runs as the calling user,
 processes are capped by RLIMIT_NPROC in the jail's own user namespace, and
 memory and disk are reported as not enforced.
 """
@@ -24,19 +24,19 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_sandbox import cgroups, settings
+from agent_sandbox import settings
 from agent_sandbox import events as ev
-from agent_sandbox import netjail
+from agent_sandbox.isolation import cgroups, netjail
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
-from agent_sandbox.cgroups import CgroupUnavailable, RunCgroup
+from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.events import Status
-from agent_sandbox.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
+from agent_sandbox.isolation.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
                                 remove_stage)
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.process_group import end_group
-from agent_sandbox.scratch import DiskUnavailable, RunSpace
-from agent_sandbox.scratch import leftovers as leftover_spaces
+from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.isolation.scratch import leftovers as leftover_spaces
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 
@@ -106,7 +106,7 @@ class LocalBackend(SandboxBackend):
 
     def agent_command(self, spec: RunSpec, enforcement: dict[str, str], outputs: str = "/outputs",
                       workspace: str = "/workspace") -> list[str]:
-        argv = [self.config.python, "-m", "agent_sandbox.coding_agent",
+        argv = [self.config.python, "-m", "agent_sandbox.agent",
                 *spec.agent_args(workspace, outputs, enforcement), "--secrets-from-stdin"]
         if enforcement["max_processes"] == RLIMIT_NPROC_NOTE:
             argv += ["--max-processes", str(spec.limits.max_processes)]

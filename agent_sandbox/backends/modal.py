@@ -40,8 +40,9 @@ import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
 from agent_sandbox import events as ev
-from agent_sandbox import netjail, settings
-from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox import settings
+from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation.owners import process_alive, this_process
 from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
 from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
@@ -285,7 +286,7 @@ class ModalSandbox(Sandbox):
         env = {**spec.env, "PYTHONPATH": "/root"}
         try:
             self.process = self.sandbox.exec(
-                "python", "-m", "agent_sandbox.coding_agent", *spec.agent_args(enforced=ENFORCEMENT),
+                "python", "-m", "agent_sandbox.agent", *spec.agent_args(enforced=ENFORCEMENT),
                 "--secrets-from-stdin", bufsize=1, env=env,
                 timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
         except mexc.Error as exc:

@@ -18,7 +18,7 @@ see sandbox.py), and makes one per run (`SandboxBackend.sandbox`).
 Where the sandbox gives the agent's stdin, its first line is the secrets
 (never in an environment or a command line); `send` writes further lines while
 it is open. For an API model the monitor holds the job's `ModelRelay`
-(agent_sandbox.relay): the agent's `model_request` lines go to it instead of
+(agent_sandbox.relay.host): the agent's `model_request` lines go to it instead of
 the event log, stdin stays open, and the relay's replies go in with `send`.
 """
 
@@ -37,7 +37,7 @@ from agent_sandbox.backends import EventCallback
 from agent_sandbox.backends.sandbox import MAX_LINE, Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import collect_outputs
-from agent_sandbox.relay import ModelAccess, ModelRelay
+from agent_sandbox.relay.host import ModelAccess, ModelRelay
 from agent_sandbox.spec import RunResult, RunSpec
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import uuid
 import modal
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends import this_process
+from agent_sandbox.isolation.owners import this_process
 from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, PROCESS_TAG
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO, make_spec

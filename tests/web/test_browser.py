@@ -21,7 +21,7 @@ from web_helpers import REPO, sandbox_processes
 
 PENGUINS = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
 ARTIFACTS = REPO / "test-artifacts"
-HAVE_PLAYBOOK = importlib.util.find_spec("agent_sandbox.models.offline") is not None
+HAVE_PLAYBOOK = importlib.util.find_spec("agent_sandbox.agent.models.offline") is not None
 
 ANALYSIS = """
 import os, pandas as pd, matplotlib

@@ -66,7 +66,7 @@ def test_a_rendered_report_keeps_its_table_of_contents_working():
     such link must land on a heading, and the ids must not clash with the page's own."""
     import re
 
-    from agent_sandbox.playbook.scripts.make_report import slug
+    from agent_sandbox.agent.playbook.scripts.make_report import slug
     titles = ["Findings", "Table penguins (raw)", "Columns", "Table iris", "Columns"]
     text = "# Report\n\n## Contents\n\n" + "".join(f"- [{t}](#{slug(t)})\n" for t in titles[:3])
     text += "- [Columns](#columns-1)\n" + "".join(f"\n## {t}\n\nbody\n" for t in titles)

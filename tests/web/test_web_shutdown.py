@@ -203,7 +203,7 @@ class SurvivingJail:
     stored id can end it."""
 
     def __init__(self, store: JobStore, job_id: str):
-        from agent_sandbox.cgroups import RunCgroup
+        from agent_sandbox.isolation.cgroups import RunCgroup
         self.group = RunCgroup.create(job_id, 256, 16, 0)
         procs = self.group.procs_files()
         self.proc = subprocess.Popen(["sh", "-c", 'for f in "$@"; do echo $$ > "$f"; done; exec sleep 300',

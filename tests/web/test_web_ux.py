@@ -18,7 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from agent_sandbox.playbook import SCRIPT_NAMES
+from agent_sandbox.agent.playbook import SCRIPT_NAMES
 from web_helpers import REPO, browser_context, wait_finished
 
 DESKTOP = {"width": 1366, "height": 900}

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox.isolation.owners import process_alive, this_process
 from frontend.store import JobStore
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox import settings
-from agent_sandbox.models import UnknownModel, check_model
+from agent_sandbox.agent.models import UnknownModel, check_model
 from agent_sandbox.settings import MB, SettingError, megabytes, setting
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import DEFAULT_MY_FILES
 from frontend.guard import Networks, socket_budget
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository (this file is web/frontend/settings.py)
 
 
 def load_env_file(path: Path) -> None:

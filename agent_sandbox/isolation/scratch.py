@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_sandbox.backends import process_alive, this_process
+from agent_sandbox.isolation.owners import process_alive, this_process
 from agent_sandbox.tree import remove_tree
 
 MB = 1024 * 1024

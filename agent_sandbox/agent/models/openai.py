@@ -12,8 +12,8 @@ from typing import Any
 
 import openai
 
-from agent_sandbox.models.llm import TOOLS, Entry, LLMModel, ModelError, ToolCall, describe_api_error
-from agent_sandbox.models.tunnel import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
+from agent_sandbox.agent.models.llm import TOOLS, Entry, LLMModel, ModelError, ToolCall, describe_api_error
+from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
 
 OPENAI_TOOLS = [{"type": "function", "function": tool} for tool in TOOLS]
 

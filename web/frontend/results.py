@@ -21,8 +21,9 @@ from typing import Any, Iterator
 
 from markdown_it import MarkdownIt
 
-from agent_sandbox.outputs import MANIFEST, safe_join
-from agent_sandbox.playbook.scripts.make_report import slug
+from agent_sandbox.outputs import MANIFEST
+from agent_sandbox.paths import safe_join
+from agent_sandbox.agent.playbook.scripts.make_report import slug
 
 CHUNK = 1024 * 1024
 PREVIEW_ROWS = 20

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, PYTHON, READ_FILE, SHELL, WRITE_FILE, Action,
+from agent_sandbox.agent.models import (DEFAULT_INSTRUCTIONS, FINISH, PYTHON, READ_FILE, SHELL, WRITE_FILE, Action,
                                   Observation, Task, Turn, UnknownModel)
 
 MAX_RESPONSE_TOKENS = 8192
@@ -262,9 +262,9 @@ class LLMModel:
 
     def setup_files(self, task: Task) -> list[tuple[str, str]]:
         """Files the agent writes into /outputs before the first step."""
-        from agent_sandbox.playbook import SCRIPT_NAMES, script_source
+        from agent_sandbox.agent.playbook import SCRIPT_NAMES, script_source
         if task.instructions.strip() == DEFAULT_INSTRUCTIONS and not task.previous:
-            from agent_sandbox.models.offline import OfflinePlaybook
+            from agent_sandbox.agent.models.offline import OfflinePlaybook
             self.preamble = OfflinePlaybook()   # it writes the scripts itself, as logged steps
             return []
         return [(f"scripts/{name}", script_source(name)) for name in SCRIPT_NAMES]
@@ -317,7 +317,7 @@ class LLMModel:
         return actions[0]
 
     def first_message(self, task: Task) -> str:
-        from agent_sandbox.models.offline import human_size
+        from agent_sandbox.agent.models.offline import human_size
         given = task.instructions.strip() != DEFAULT_INSTRUCTIONS
         listed = "\n".join(f"- /workspace/{f['path']} ({human_size(f.get('size', 0))})" for f in task.files[:200])
         more = f"\n- ... and {len(task.files) - 200} more" if len(task.files) > 200 else ""

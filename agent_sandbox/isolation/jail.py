@@ -5,7 +5,7 @@ runtime. Inside: the system's /usr and a few files of /etc read-only, the
 folders its owner binds (read-only or writable), its own /proc with /proc/sys
 read-only, a minimal /dev, and nothing else of the host. Every namespace is
 its own (the network too: the opt-in network is user-mode networking that
-cannot reach the host, agent_sandbox.netjail), no capabilities, the command is PID 1
+cannot reach the host, agent_sandbox.isolation.netjail), no capabilities, the command is PID 1
 (no bubblewrap process inside whose memory could hold the environment; and
 the agent, not dumpable, keeps its pipe to the host out of reach of commands
 writing to /proc/1/fd/1), and it dies with the process that started it:
@@ -15,7 +15,7 @@ output, even when the starter died before any parent-death signal was set.
 
 Who it runs as. bubblewrap started by root maps root inside to root outside,
 and host root may write sysctls whatever its capabilities. So when we are
-root the jail is started by jail_launch.py, which joins the run's cgroups,
+root the jail is started by launch.py, which joins the run's cgroups,
 binds the folders the sandbox user could not reach onto a "stage" it can
 (in a mount namespace of its own), and becomes SANDBOX_UID before bubblewrap
 runs. Without root, bubblewrap runs as the calling user, as it always has.
@@ -36,12 +36,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_sandbox import netjail
-from agent_sandbox.backends import process_alive
-from agent_sandbox.cgroups import RunCgroup
+from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation.owners import process_alive
+from agent_sandbox.isolation.cgroups import RunCgroup
 
 SANDBOX_UID = SANDBOX_GID = 10001   # the Docker image's user too
-LAUNCHER = Path(__file__).with_name("jail_launch.py")
+LAUNCHER = Path(__file__).with_name("launch.py")
 STAGE_ROOTS = ("/run/agent-sandbox", os.path.join(tempfile.gettempdir(), "agent-sandbox-stage"))
 # Read-only system paths Python and the tools need; absent ones are skipped.
 SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",

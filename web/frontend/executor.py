@@ -38,8 +38,8 @@ from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.events import Status
 from agent_sandbox.followup import record_run
-from agent_sandbox.models import AGENT_MODEL_SETTINGS
-from agent_sandbox.relay import ModelAccess
+from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
+from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
 from frontend.feed import FeedHub

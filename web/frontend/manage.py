@@ -27,7 +27,7 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
 from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
 from agent_sandbox.events import ACTIVE
-from agent_sandbox.outputs import safe_join
+from agent_sandbox.paths import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
 from frontend.api import TooManyJobs, job_json, services
 from frontend.identity import client_address, current_owner, job_owner

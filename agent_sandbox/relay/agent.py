@@ -1,4 +1,4 @@
-"""The agent's end of the model relay (the host's end is agent_sandbox.relay).
+"""The agent's end of the model relay (the host's end is agent_sandbox.relay.host).
 
 The sandbox has no network and no model key. `RelayTransport` is an HTTP
 transport for the SDK clients: each request goes out as a `model_request`

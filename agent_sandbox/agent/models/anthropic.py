@@ -10,9 +10,9 @@ from typing import Any
 
 import anthropic
 
-from agent_sandbox.models.llm import (MAX_RESPONSE_TOKENS, TOOLS, Entry, LLMModel, ModelError, ToolCall,
+from agent_sandbox.agent.models.llm import (MAX_RESPONSE_TOKENS, TOOLS, Entry, LLMModel, ModelError, ToolCall,
                                       describe_api_error)
-from agent_sandbox.models.tunnel import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
+from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
 
 ANTHROPIC_TOOLS = [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
                    for t in TOOLS]

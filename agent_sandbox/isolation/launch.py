@@ -1,6 +1,6 @@
-"""Start bubblewrap as the unprivileged sandbox user, from root (agent_sandbox.jail).
+"""Start bubblewrap as the unprivileged sandbox user, from root (agent_sandbox.isolation.jail).
 
-    python -I -S jail_launch.py PLAN_JSON BWRAP [BWRAP ARGS...]
+    python -I -S launch.py PLAN_JSON BWRAP [BWRAP ARGS...]
 
 bubblewrap started by root maps root inside to root outside, so root must not
 start it. This launcher, started by root, does the few things only root can

@@ -92,10 +92,10 @@ class Model(Protocol):
 
 # prefix -> "module:Class"; the part after "prefix:" is passed as `name`.
 MODELS: dict[str, str] = {
-    "offline": "agent_sandbox.models.offline:OfflinePlaybook",
-    "scripted": "agent_sandbox.models.scripted:ScriptedModel",
-    "openai": "agent_sandbox.models.openai:OpenAIModel",
-    "anthropic": "agent_sandbox.models.anthropic:AnthropicModel",
+    "offline": "agent_sandbox.agent.models.offline:OfflinePlaybook",
+    "scripted": "agent_sandbox.agent.models.scripted:ScriptedModel",
+    "openai": "agent_sandbox.agent.models.openai:OpenAIModel",
+    "anthropic": "agent_sandbox.agent.models.anthropic:AnthropicModel",
 }
 
 

@@ -1,6 +1,6 @@
 """The coding agent, run INSIDE the sandbox:
 
-    python -m agent_sandbox.coding_agent --workspace /workspace --outputs /outputs \
+    python -m agent_sandbox.agent --workspace /workspace --outputs /outputs \
         [--instructions TEXT | --instructions-file F] [--model offline] \
         [--max-steps N] [--command-timeout S]
 
@@ -21,14 +21,15 @@ import threading
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox import lifeline, limit_watch, tree
-from agent_sandbox.environment import DOCKER, detect_environment, environment_details
-from agent_sandbox.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
+from agent_sandbox import tree
+from agent_sandbox.agent import lifeline, limit_watch
+from agent_sandbox.agent.environment import DOCKER, detect_environment, environment_details
+from agent_sandbox.agent.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
                                   Model, Observation, Task, Turn, UnknownModel, get_model)
-from agent_sandbox.outputs import UnsafePath, safe_join
+from agent_sandbox.paths import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
-from agent_sandbox.tools import become_subreaper, run_command
-from agent_sandbox.workspace import REFERENCE_LIST, reference_paths
+from agent_sandbox.agent.tools import become_subreaper, run_command
+from agent_sandbox.paths import REFERENCE_LIST, reference_paths
 
 MAX_LISTED_FILES = 500
 MAX_READ_CHARS = 20000   # most characters one read_file returns
@@ -71,7 +72,7 @@ class Agent:
 
     def run(self) -> tuple[str, str]:
         """Returns (status, reason)."""
-        from agent_sandbox.models.llm import InvalidToolCall, ModelError
+        from agent_sandbox.agent.models.llm import InvalidToolCall, ModelError
         self.setup()
         for step in range(1, self.max_steps + 1):
             if self.stop.is_set():
@@ -198,7 +199,7 @@ class Agent:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m agent_sandbox.coding_agent",
+    p = argparse.ArgumentParser(prog="python -m agent_sandbox.agent",
                                 description="Run the coding agent (inside a sandbox).")
     p.add_argument("--workspace", required=True, help="folder with the inputs")
     p.add_argument("--outputs", required=True, help="folder for the results")
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                   max_output_chars=args.max_output_chars, limits=limits)
     if getattr(model, "needs_relay", False):
         # Model calls go to the host as events; its replies come back on our stdin.
-        from agent_sandbox.models.tunnel import RelayChannel
+        from agent_sandbox.relay.agent import RelayChannel
         agent.channel = RelayChannel(writer, sys.stdin)
         model.connect(agent.channel, args.max_context_chars)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())

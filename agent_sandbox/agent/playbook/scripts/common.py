@@ -1,7 +1,7 @@
 """Small helpers every playbook script uses: SQL quoting, column names, JSON values.
 
 Self-contained: standard library only (the other scripts import it as a sibling,
-the agent package imports it as agent_sandbox.playbook.scripts.common).
+the agent package imports it as agent_sandbox.agent.playbook.scripts.common).
 """
 
 from __future__ import annotations

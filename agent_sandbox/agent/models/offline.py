@@ -25,9 +25,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from agent_sandbox.models import DEFAULT_INSTRUCTIONS, FINISH, SHELL, WRITE_FILE, Action, Task, Turn
-from agent_sandbox.playbook import SCRIPT_NAMES, script_source
-from agent_sandbox.playbook.scripts.common import snake_case
+from agent_sandbox.agent.models import DEFAULT_INSTRUCTIONS, FINISH, SHELL, WRITE_FILE, Action, Task, Turn
+from agent_sandbox.agent.playbook import SCRIPT_NAMES, script_source
+from agent_sandbox.agent.playbook.scripts.common import snake_case
 
 BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
 TAG = "step-"

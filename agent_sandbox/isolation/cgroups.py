@@ -7,7 +7,7 @@ pids and cpu hierarchies,
 
 with the run's limits written there before anything runs: memory (swap
 included, so no swap either), the process count (threads included) and the
-CPU quota. The launcher (jail_launch.py) joins them before it starts the jail,
+CPU quota. The launcher (launch.py) joins them before it starts the jail,
 so everything the jail starts is counted and nothing can leave. The folder
 names the host process that owns it: `leftovers()` lists those whose owner is
 gone (a server killed by SIGKILL), to be killed and removed; the name is also
@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_sandbox.backends import process_alive
+from agent_sandbox.isolation.owners import process_alive
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "agent-sandbox"

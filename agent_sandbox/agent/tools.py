@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from agent_sandbox.models import Observation
+from agent_sandbox.agent.models import Observation
 from agent_sandbox.process_group import signal_group
 
 SECRET_PATTERN = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from agent_sandbox.models import FINISH, Action, Task, Turn
+from agent_sandbox.agent.models import FINISH, Action, Task, Turn
 
 
 class ScriptedModel:

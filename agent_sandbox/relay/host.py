@@ -2,7 +2,7 @@
 
 An agent with an API model has no network and no key. Its SDK client sends
 each HTTP request as a `model_request` line on the agent's stdout (see
-agent_sandbox.models.tunnel); the backend's monitor hands it to `ModelRelay`,
+agent_sandbox.relay.agent); the backend's monitor hands it to `ModelRelay`,
 which checks it, adds the key, forwards it to the configured endpoint only,
 and writes the reply as one JSON line to the agent's stdin:
 
