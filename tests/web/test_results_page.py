@@ -49,7 +49,7 @@ def test_results_grouped_by_table_with_working_files_hidden(tmp_path):
     assert [p["title"] for p in t["plots"]] == ["hist of x"]
     assert [d["path"] for d in t["downloads"]] == ["t/t.csv", "t/t.profile.json"]
     assert t["preview"]["column_info"][0] == {"name": "x", "type": "integer", "unit": "mM", "numeric": True}
-    assert view["findings"] == [dict(profile["findings"][0], table="t")]
+    assert [(f["kind"], f["detail"], f["table"], f["count"]) for f in view["findings"]] == [("outlier", "9 is high", "t", 1)]
     assert [f["path"] for f in view["folded"]] == ["scripts/a.py"]
     assert [f["path"] for f in view["images"]] == ["loose.png"]
     assert [f["path"] for f in view["others"]] == ["report.md"]

@@ -17,8 +17,10 @@ from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend import results as res
+from frontend.choices import UnknownOption, instructions_applied, with_options
 from frontend.guard import RETRY_AFTER, QuietLog
 from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
+from frontend.readable import Unreadable, check_uploads
 from frontend.sse import SSE_HEADERS
 from frontend.uploads import UploadError, save_uploads
 
@@ -60,6 +62,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
         "started": job["started"], "finished": job["finished"],
         "duration": round(end - job["started"], 3) if end and job["started"] else None,
         "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
+        "instructions_applied": instructions_applied(job["model"], job["instructions"]),
         "files": job["files"], "limits": job["limits"], "reason": job["reason"],
         "error": job["error"], "exit_code": job["exit_code"], "events": job["last_seq"],
         "queue_position": store.queue_position(job), "parent": job["parent"] or None,
@@ -68,6 +71,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
                  "events": url_for("api.job_events", job_id=job["id"]),
                  "outputs": url_for("api.job_outputs", job_id=job["id"]),
                  "zip": url_for("api.job_zip", job_id=job["id"]),
+                 "tables": url_for("explore.tables_json", job_id=job["id"]),
                  "follow_up": url_for("manage.follow_up", job_id=job["id"])},
     }
 
@@ -127,6 +131,11 @@ def create_job():
         raise BadRequest(f"backend {backend!r} is not allowed here; choose one of {', '.join(s.backends)}")
     if model not in s.models:
         raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    try:  # the offline analysis's options (checkboxes) become the instruction lines it recognises
+        instructions = with_options(form.get("instructions", "")[:20000], form.getlist("option"))
+        check_uploads(request.files.getlist("files"))  # before a workspace, a job or a sandbox exists
+    except (UnknownOption, Unreadable) as exc:
+        raise BadRequest(str(exc)) from None
     env = {}
     if model.partition(":")[0] == "scripted" and form.get("script"):
         env["AGENT_SCRIPT"] = _script(form["script"])
@@ -143,7 +152,7 @@ def create_job():
         shutil.rmtree(workspace, ignore_errors=True)
         raise
     job = svc.executor.submit({"id": job_id, "owner": owner, "address": address, "backend": backend, "model": model,
-                               "instructions": form.get("instructions", "").strip()[:20000],
+                               "instructions": instructions,
                                "files": files, "limits": s.limits.to_dict(), "env": env}, notes)
     if job is None:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -281,6 +290,6 @@ def job_zip(job_id):
     manifest = res.load_manifest(results)
     if manifest is None:
         abort(409, "this job has no results yet")
-    name = f"job-{job['id']}"
+    name = res.zip_name(display_name(job), job["id"])
     return Response(res.stream_zip(results, manifest, name), mimetype="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+                    headers={"Content-Disposition": res.attachment(name + ".zip")})

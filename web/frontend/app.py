@@ -19,8 +19,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from agent_sandbox.events import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
+from frontend.explore import explore
 from frontend.feed import FeedHub
 from frontend.guard import RETRY_AFTER, Networks, QuietLog, RateLimit, StreamQuota
+from frontend.history import history
 from frontend.identity import check_csrf, csrf_token
 from frontend.manage import manage
 from frontend.pages import pages
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
     app.register_blueprint(api)
     app.register_blueprint(manage)
     app.register_blueprint(pages)
+    app.register_blueprint(explore)
+    app.register_blueprint(history)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["statuses"] = statuses_for_pages()

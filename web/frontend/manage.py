@@ -5,7 +5,8 @@
     POST   /api/jobs/<id>/rerun                      a new job with the same files, instructions and choices
     POST   /api/jobs/<id>/follow-up                  continue a finished job: form `instructions`, optional
                                                      `model`; the same inputs plus its results in /workspace/previous/
-    POST   /api/jobs/<id>/share                      a read-only link (a new token each time)
+    POST   /api/jobs/<id>/share                      a read-only link (a new token each time; {"reuse": true}:
+                                                     the current one if any)
     DELETE /api/jobs/<id>/share                      revoke the link
     POST   /api/jobs/sample                          run the bundled sample dataset
 
@@ -29,7 +30,8 @@ from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_man
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
-from frontend.api import TooManyJobs, job_json, services
+from frontend.api import TooManyJobs, display_name, job_json, services
+from frontend.choices import follows_instructions
 from frontend.identity import client_address, current_owner, job_owner
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
@@ -99,13 +101,18 @@ def follow_up(job_id):
         raise BadRequest("say what the follow-up should do")
     if model not in s.models:
         raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    if not follows_instructions(model):
+        raise BadRequest(f"the model {model!r} cannot follow instructions, so it cannot continue a job; "
+                         "choose an AI model")
     if parent["backend"] not in s.backends:
         raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
     results = s.results_dir(parent["id"])
     if parent["status"] in ACTIVE or load_manifest(results) is None:
         raise Conflict("this job has no results yet; a follow-up continues a finished job")
+    # Named after what it continues and what it was asked, so the history tells them apart.
+    name = " ".join(f"{display_name(parent)} — {instructions}".split())
     fields = {"backend": parent["backend"], "model": model, "instructions": instructions, "env": parent["env"],
-              "name": parent["name"], "parent": parent["id"]}
+              "name": name[:MAX_NAME - 1] + "…" if len(name) > MAX_NAME else name, "parent": parent["id"]}
 
     def fill(workspace: Path) -> list[dict]:
         # The parent's own previous/ is not carried along: its summary says what was in it.
@@ -172,9 +179,14 @@ def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
 
 @manage.post("/jobs/<job_id>/share")
 def share_job(job_id):
+    """A new read-only link; with {"reuse": true}, the one already given out if there is one
+    (a link to one table view or plot then keeps the job's other links working)."""
     job = own_job(job_id)
-    token = secrets.token_urlsafe(24)
-    services().store.update_job(job["id"], share_token=token)
+    body = request.get_json(silent=True)
+    reuse = isinstance(body, dict) and body.get("reuse") is True
+    token = job["share_token"] if reuse and job["share_token"] else secrets.token_urlsafe(24)
+    if token != job["share_token"]:
+        services().store.update_job(job["id"], share_token=token)
     return jsonify(url=url_for("pages.shared_link", token=token, _external=True), token=token)
 
 

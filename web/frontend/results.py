@@ -9,7 +9,6 @@ sandbox`, so it cannot run scripts on our origin.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import mimetypes
@@ -24,6 +23,7 @@ from markdown_it import MarkdownIt
 from agent_sandbox.outputs import MANIFEST
 from agent_sandbox.paths import safe_join
 from agent_sandbox.agent.playbook.scripts.make_report import slug
+from frontend.tables import Table, View
 
 CHUNK = 1024 * 1024
 PREVIEW_ROWS = 20
@@ -87,31 +87,14 @@ def describe(manifest: dict[str, Any]) -> dict[str, list]:
 
 
 def preview_table(path: Path, rows: int = PREVIEW_ROWS) -> dict[str, Any]:
-    """The first rows of a CSV/TSV/Parquet file: {columns, rows, note}."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-        pf = pq.ParquetFile(path)
-        batch = next(pf.iter_batches(batch_size=rows), None)
-        columns = pf.schema_arrow.names
-        data = batch.to_pylist() if batch is not None else []
-        types = {f.name: str(f.type) for f in pf.schema_arrow}
-        return {"columns": columns, "rows": [[_cell(r.get(c)) for c in columns] for r in data],
-                "total_rows": pf.metadata.num_rows, "types": types}
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        head = f.read(64 * 1024)
-        f.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(head, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-        reader = csv.reader(f, dialect)
-        header = next(reader, [])
-        body = [next(reader, None) for _ in range(rows)]
-    return {"columns": header, "rows": [r for r in body if r is not None], "total_rows": None}
+    """The first rows of a CSV/TSV/Parquet file: {columns, rows, total_rows, types}.
 
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    Read through `tables.Table`, so bounded whatever the agent wrote: a memory limit
+    per query, cells cut to tables.MAX_CELL characters before they reach Python."""
+    table = Table(path)
+    view = table.view(View(limit=rows))
+    return {"columns": view["columns"], "rows": view["rows"], "total_rows": view["total"],
+            "types": view["types"]}
 
 
 def find_report(manifest: dict[str, Any]) -> dict[str, str]:
@@ -127,6 +110,21 @@ def find_report(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def _table_open(self, tokens, idx, options, env):
+    # A wide table scrolls in its own box, which keyboard users reach with Tab (axe: serious otherwise).
+    env["tables"] = env.get("tables", 0) + 1
+    return (f'<div class="table-scroll" tabindex="0" role="region" aria-label="Table {env["tables"]} of the report">'
+            + self.renderToken(tokens, idx, options, env))
+
+
+def _table_close(self, tokens, idx, options, env):
+    return self.renderToken(tokens, idx, options, env) + "</div>"
+
+
+_markdown.add_render_rule("table_open", _table_open)
+_markdown.add_render_rule("table_close", _table_close)
 
 
 def render_markdown(text: str, base_path: str, url_for_output) -> str:
@@ -202,6 +200,17 @@ def self_contained_html(results: Path, manifest: dict[str, Any], path: str, max_
         at = head.end() if head else 0
         text = text[:at] + PHONE_STYLE + text[at:]
     return text.encode("utf-8")
+
+
+def zip_name(job_name: str, job_id: str) -> str:
+    """The zip's name (and its top folder): the job's name in safe characters, else the job's id."""
+    name = re.sub(r"[^\w.+-]+", "-", job_name, flags=re.ASCII).strip("-.")[:80]
+    return name or f"job-{job_id}"
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for `filename` (ASCII already: zip_name)."""
+    return f'attachment; filename="{filename}"'
 
 
 class _ZipSink:

@@ -97,8 +97,16 @@ def _m7_client_address(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX jobs_address_status ON jobs(address, status)")
 
 
+def _m8_recovery_links(db: sqlite3.Connection) -> None:
+    # A visitor's personal link that brings its jobs to another browser: only its hash is kept.
+    db.execute("""CREATE TABLE recovery_links (
+        token_hash TEXT PRIMARY KEY,
+        owner TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL)""")
+
+
 MIGRATIONS = [_m1_jobs_and_events, _m2_cancel_requested, _m3_name_deleted_share, _m4_follow_ups,
-              _m5_sandbox_id, _m6_runner_lease, _m7_client_address]
+              _m5_sandbox_id, _m6_runner_lease, _m7_client_address, _m8_recovery_links]
 
 JOB_FIELDS = ("id", "owner", "status", "created", "started", "finished", "backend", "model",
               "instructions", "files", "limits", "env", "reason", "error", "exit_code", "last_seq",
@@ -253,6 +261,33 @@ class JobStore:
             sql, args = sql + " AND id=?", args + [job_id]
         row = self._db().execute(sql, args).fetchone()
         return _job(row) if row else None
+
+    # -- recovery links (frontend/history.py) ---------------------------------
+
+    def set_recovery(self, owner: str, token_hash: str) -> None:
+        """The owner's recovery link, replacing the one it had (which then opens nothing)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM recovery_links WHERE owner=?", (owner,))
+            db.execute("INSERT INTO recovery_links (token_hash, owner, created) VALUES (?,?,?)",
+                       (token_hash, owner, time.time()))
+
+    def recovery_owner(self, token_hash: str) -> str | None:
+        row = self._db().execute("SELECT owner FROM recovery_links WHERE token_hash=?", (token_hash,)).fetchone()
+        return row[0] if row else None
+
+    def recovery_made(self, owner: str) -> float | None:
+        """When the owner's recovery link was made (None: it has none)."""
+        row = self._db().execute("SELECT created FROM recovery_links WHERE owner=?", (owner,)).fetchone()
+        return row[0] if row else None
+
+    def revoke_recovery(self, owner: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM recovery_links WHERE owner=?", (owner,))
+
+    def move_jobs(self, from_owner: str, to_owner: str) -> int:
+        """Give every job of `from_owner` to `to_owner` (a browser joining its owner's history)."""
+        with self.transaction() as db:
+            return db.execute("UPDATE jobs SET owner=? WHERE owner=?", (to_owner, from_owner)).rowcount
 
     def mark_deleted(self, job_id: str) -> None:
         """Hide the job for good and drop its events (its files are removed by the caller)."""
