@@ -8,12 +8,15 @@ descending), `limit`, `offset`, `columns=a,b` and one filter per parameter
 both), isnull, notnull. The same view answers as a page, as JSON and as CSV.
 
 Agent-written files are untrusted, so every read is bounded whatever the file
-holds: each query runs in its own DuckDB database with a memory limit (a
-Parquet file of 40 MB cells fails that query cleanly, it does not take the
-server's memory), at most QUERIES_AT_ONCE at a time, interrupted after
-QUERY_SECONDS; cells are cut to MAX_CELL characters in SQL, before they
-reach Python. DuckDB releases the GIL while it works, so a slow view holds no
-other request.
+holds. A Parquet file's footer is read first (at most MAX_FOOTER bytes): a
+column whose row groups hold more than MAX_BYTES_PER_ROW per row on average,
+or more than MAX_CHUNK in one row group, is never read (its cells show as too
+large; it cannot be sorted or filtered), so a 34 KB file of 40 MB cells costs
+nothing. Every query then runs in its own DuckDB database with a memory limit
+(what the footer does not say, or says falsely, fails that query, not the
+server), at most QUERIES_AT_ONCE at a time, interrupted after QUERY_SECONDS;
+cells are cut to MAX_CELL characters in SQL, before they reach Python. DuckDB
+releases the GIL while it works, so a slow view holds no other request.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import datetime as dt
 import decimal
 import math
 import posixpath
+import struct
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +41,9 @@ MEMORY_LIMIT = "256MB"         # per query: a hostile file fails its query, not 
 THREADS = 2
 QUERIES_AT_ONCE = 2            # so all table views together use at most 2 x MEMORY_LIMIT
 QUERY_SECONDS = 20.0
+MAX_BYTES_PER_ROW = 64 * 1024  # a Parquet column averaging more per row in a row group is not read
+MAX_CHUNK = 256 * 1024 * 1024  # nor one with a larger row group (decompressed)
+MAX_FOOTER = 16 * 1024 * 1024
 WAIT_SECONDS = 30.0
 OPS = {"exact": "equals", "contains": "contains", "gte": "at least", "lte": "at most",
        "isnull": "is missing", "notnull": "is present"}
@@ -184,16 +191,52 @@ def _source(path: Path, row_number: bool) -> tuple[str, list]:
     return f"read_csv(?, max_line_size=2000000{delim})", [str(path)]
 
 
+def oversized_columns(path: Path) -> dict[str, str]:
+    """Top-level columns of a Parquet file too large to read, by their footer: {name: why}."""
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        if size < 12:
+            raise ViewError("this Parquet file is too short to be one")
+        f.seek(size - 8)
+        footer, magic = struct.unpack("<I4s", f.read(8))
+    if magic != b"PAR1" or footer > min(MAX_FOOTER, size):
+        raise ViewError("this Parquet file's footer is missing or too large to read")
+    meta = pq.ParquetFile(path).metadata
+    names = sorted(meta.schema.to_arrow_schema().names, key=len, reverse=True)
+    worst: dict[str, tuple[float, int]] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        rows = max(group.num_rows, 1)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            leaf = chunk.path_in_schema
+            name = next((n for n in names if leaf == n or leaf.startswith(n + ".")), leaf)
+            size = max(chunk.total_uncompressed_size, chunk.total_compressed_size)
+            per_row, largest = worst.get(name, (0.0, 0))
+            worst[name] = (max(per_row, size / rows), max(largest, size))
+    return {name: f"{_mb(per_row)} per row, {_mb(largest)} in one row group"
+            for name, (per_row, largest) in worst.items() if per_row > MAX_BYTES_PER_ROW or largest > MAX_CHUNK}
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1024 / 1024:,.1f} MB" if n >= 100 * 1024 else f"{n / 1024:,.1f} KB"
+
+
 class Table:
     """One table file: its columns and types, and the rows of any view of it."""
 
     def __init__(self, path: Path, tmp_dir: Path | None = None):
         self.path, self.tmp_dir = Path(path), tmp_dir
+        parquet = self.path.suffix.lower() == ".parquet"
+        self.oversized = oversized_columns(self.path) if parquet else {}
         described = self._run(lambda con: con.execute(f"DESCRIBE SELECT * FROM {_source(self.path, False)[0]}",
                                                       _source(self.path, False)[1]).fetchall())
         self.types = {row[0]: str(row[1]) for row in described}
         self.columns = list(self.types)
-        self._row_number = self.path.suffix.lower() == ".parquet" and ROW_NUMBER not in self.types
+        self._row_number = parquet and ROW_NUMBER not in self.types
 
     def numeric(self, column: str) -> bool:
         return is_numeric(self.types.get(column, ""))
@@ -233,6 +276,8 @@ class Table:
     # -- SQL pieces ------------------------------------------------------------------------
 
     def _cell(self, column: str, cap: int) -> str:
+        if column in self.oversized:   # never read: its cells are said to be too large
+            return "'(too large to show: " + self.oversized[column] + ")'"
         kind = self.types[column].upper()
         ident = _ident(column)
         if kind.startswith(PLAIN):
@@ -240,8 +285,14 @@ class Table:
         text = ident if kind == "VARCHAR" else f"CAST({ident} AS VARCHAR)"
         return f"CASE WHEN length({text}) > {cap} THEN left({text}, {cap - 1}) || '…' ELSE {text} END"
 
+    def _usable(self, column: str, what: str) -> None:
+        if column in self.oversized:
+            raise ViewError(f"cannot {what} {column}: its cells are too large ({self.oversized[column]})")
+
     def _order(self, view: View) -> str:
         keys = []
+        if view.sort:
+            self._usable(view.sort, "sort by")
         if view.sort:
             keys.append(f"{_ident(view.sort)} {'DESC' if view.descending else 'ASC'} NULLS LAST")
         if keys and self._row_number:  # unsorted, DuckDB keeps the file's order by itself
@@ -251,6 +302,7 @@ class Table:
     def _where(self, filters: tuple[Filter, ...]) -> tuple[str, list]:
         parts, params = [], []
         for f in filters:
+            self._usable(f.column, "filter")
             ident, kind = _ident(f.column), self.types[f.column]
             if f.op == "isnull":
                 parts.append(f"{ident} IS NULL")

@@ -44,8 +44,14 @@ class Step:
     preliminary: bool = False                  # report
 
 
+PREVIOUS_RESULTS = re.compile(r"^previous(_\d+)?/")  # a follow-up's copy of the previous job's results
+
+
 def uploads(task: Task) -> list[dict]:
-    return [f for f in task.files if not f.get("reference")]
+    """The files to analyse: not my_files' reference material, nor (in a follow-up) the results
+    of the previous job, which are not new data."""
+    return [f for f in task.files if not f.get("reference")
+            and not (task.previous and PREVIOUS_RESULTS.match(f["path"]))]
 
 
 def references(task: Task) -> list[dict]:
@@ -190,6 +196,10 @@ class OfflinePlaybook:
             args += ["--failed", shlex.quote(path), shlex.quote(reason)]
         for f in references(task):
             args += ["--reference", shlex.quote(f["path"])]
+        if unapplied := unapplied_instructions(task):  # the report says so, as the job's page does
+            args += ["--note", shlex.quote(f"Instructions given to this job were not applied: “{unapplied[:500]}”. "
+                                           "The offline playbook cannot follow written instructions; it ran its "
+                                           "standard analysis.")]
         thought = ("Write a first report now: the next file is large, and if it runs out of time the "
                    "results so far are still described." if step.preliminary
                    else "Write report.md and report.html from the profiles, findings, audits and plots.")
@@ -284,6 +294,14 @@ class OfflinePlaybook:
 def min_steps() -> int:
     """Write every script, analyse all files in one step, report, finish."""
     return len(SCRIPT_NAMES) + 3
+
+
+def unapplied_instructions(task: Task) -> str:
+    """The instruction lines the playbook does not follow (those asking to remove duplicates it does)."""
+    if not task.instructions or task.instructions.strip() == DEFAULT_INSTRUCTIONS:
+        return ""
+    return " ".join(line.strip() for line in task.instructions.splitlines()
+                    if line.strip() and not DROP_DUPLICATES.search(line))
 
 
 def drop_duplicates(task: Task) -> bool:

@@ -233,7 +233,7 @@ def reference_blocks(references: list[str], profiles: list[dict]) -> list[tuple]
     return [p("Reference files from my_files, the lab's material copied into every job:"), ul(items)]
 
 
-def build(out: Path, failed: dict[str, str], references: list[str] = ()) -> tuple[list[tuple], dict]:
+def build(out: Path, failed: dict[str, str], references: list[str] = (), notes_first: list[str] = ()) -> tuple[list[tuple], dict]:
     records = []
     for path in sorted((out / "inputs").glob("*.json")):
         records.append(json.loads(path.read_text(encoding="utf-8")))
@@ -260,7 +260,7 @@ def build(out: Path, failed: dict[str, str], references: list[str] = ()) -> tupl
     blocks = [h(1, "Data report"),
               p(f"{len(records)} input file(s): {len(ok)} analysed into {len(profiles)} table(s), "
                 f"{len(skipped)} skipped, {len(bad)} failed. Generated {now} by the offline playbook."),
-              toc(sections), h(2, "Findings")] + finding_blocks(profiles) + [h(2, "Tables")]
+              *[p(n) for n in notes_first], toc(sections), h(2, "Findings")] + finding_blocks(profiles) + [h(2, "Tables")]
     if profiles:
         blocks.append(table(["table", "source", "rows before", "rows after", "columns before", "columns after",
                              "identical rows (kept)", "findings", "audit entries", "plots"],
@@ -298,10 +298,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a file whose analysis crashed without recording anything")
     parser.add_argument("--reference", action="append", default=[], metavar="FILE",
                         help="a reference file the job had (my_files), listed in the report")
+    parser.add_argument("--note", action="append", default=[], help="a sentence the report opens with")
     args = parser.parse_args(argv)
     failed = dict(args.failed)
     shutil.rmtree(args.out / ".scratch", ignore_errors=True)  # left by an analysis that was killed
-    blocks, summary = build(args.out, failed, args.reference)
+    blocks, summary = build(args.out, failed, args.reference, args.note)
     (args.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (args.out / "report.html").write_text(to_html(blocks, "Data report"), encoding="utf-8")
     print(f"wrote report.md and report.html: {summary['tables'] and len(summary['tables'])} table(s), "
