@@ -25,6 +25,7 @@ import datetime as dt
 import decimal
 import math
 import posixpath
+import queue
 import struct
 import threading
 from dataclasses import dataclass, field, replace
@@ -52,9 +53,6 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "U
 PLAIN = NUMERIC + ("BOOLEAN", "DATE", "TIMESTAMP", "TIME", "INTERVAL", "TIMESTAMP WITH TIME ZONE")
 RESERVED = ("sort", "limit", "offset", "columns", "format")
 ROW_NUMBER = "file_row_number"  # DuckDB's Parquet row number: ties in a sort keep the file's order
-
-_slots = threading.BoundedSemaphore(QUERIES_AT_ONCE)
-
 
 class ViewError(ValueError):
     """A view the table cannot give (an unknown column, a value that is not a number): a 400."""
@@ -327,30 +325,60 @@ class Table:
     # -- one bounded DuckDB run ------------------------------------------------------------
 
     def _run(self, work):
-        if not _slots.acquire(timeout=WAIT_SECONDS):
-            raise TableBusy("the server is busy with other table views; try again in a moment")
-        con = None
-        timer = None
+        con = _pool.take(self.tmp_dir)
+        timer = threading.Timer(QUERY_SECONDS, con.interrupt)
+        timer.start()
+        healthy = True
         try:
-            config = {"memory_limit": MEMORY_LIMIT, "threads": THREADS}
-            if self.tmp_dir is not None:
-                config |= {"temp_directory": str(self.tmp_dir), "max_temp_directory_size": "1GB"}
-            con = duckdb.connect(config=config)
-            con.execute("SET enable_progress_bar = false")
-            timer = threading.Timer(QUERY_SECONDS, con.interrupt)
-            timer.start()
             return work(con)
         except duckdb.InterruptException:
             raise ViewError(f"this view took longer than {QUERY_SECONDS:g} s; filter the table first") from None
         except duckdb.OutOfMemoryException:
             raise ViewError("this view needs more memory than a table view may use (its cells are very "
                             "large); choose fewer columns or download the file") from None
+        except duckdb.FatalException:
+            healthy = False
+            raise
         finally:
-            if timer is not None:
-                timer.cancel()
-            if con is not None:
-                con.close()
-            _slots.release()
+            timer.cancel()
+            _pool.give_back(con, healthy)
+
+
+class _Connections:
+    """QUERIES_AT_ONCE DuckDB databases in memory, each with its own memory limit, made when first
+    needed and kept: a view waits (at most WAIT_SECONDS) for a free one."""
+
+    def __init__(self, size: int):
+        self._free: queue.LifoQueue = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    def take(self, tmp_dir: Path | None) -> "duckdb.DuckDBPyConnection":
+        if not self._slots.acquire(timeout=WAIT_SECONDS):
+            raise TableBusy("the server is busy with other table views; try again in a moment")
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            config = {"memory_limit": MEMORY_LIMIT, "threads": THREADS}
+            if tmp_dir is not None:
+                config |= {"temp_directory": str(tmp_dir), "max_temp_directory_size": "1GB"}
+            con = duckdb.connect(config=config)
+            con.execute("SET enable_progress_bar = false")
+            return con
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def give_back(self, con, healthy: bool = True) -> None:
+        if healthy:
+            self._free.put(con)
+        else:
+            con.close()
+        self._slots.release()
+
+
+_pool = _Connections(QUERIES_AT_ONCE)
 
 
 def kind_of(sql_type: str) -> str:
