@@ -56,7 +56,7 @@ def test_upload_watch_live_and_get_results(start_server, browser):
     page.set_input_files("#file-input", str(PENGUINS))
     # and a second file by drag and drop
     drop = page.evaluate_handle("""() => { const dt = new DataTransfer();
-        dt.items.add(new File(['measured at station B'], 'notes.txt', {type: 'text/plain'})); return dt; }""")
+        dt.items.add(new File(['station,temp\nB,4.5\n'], 'stations.csv', {type: 'text/csv'})); return dt; }""")
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": drop})
     expect(page.locator("#file-list li")).to_have_count(2)
     page.fill("#instructions", "Compare body mass by species")
