@@ -398,9 +398,9 @@ def test_statuses_after_a_cancel_and_a_job_without_a_table(ux, browser, viewport
     page = context.new_page()
     page.goto(ux.base + job["urls"]["page"])
     chip = page.locator('#file-progress li[data-file="data.csv"]')
-    expect(chip).to_contain_text("analysing", timeout=30_000)
+    expect(chip).to_contain_text("analysing", timeout=60_000)
     page.click("#cancel")
-    expect(page.locator("#status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=60_000)
     expect(chip).to_contain_text("stopped")
     expect(page.locator("#phases li.current")).to_have_text("Cancelled")
     page.reload()   # the server says the same
