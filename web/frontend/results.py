@@ -204,6 +204,7 @@ def self_contained_html(results: Path, manifest: dict[str, Any], path: str, max_
 
 def zip_name(job_name: str, job_id: str) -> str:
     """The zip's name (and its top folder): the job's name in safe characters, else the job's id."""
+    job_name = re.sub(r"\.(csv|tsv|txt|xlsx|xlsm|json|jsonl|parquet)$", "", job_name, flags=re.IGNORECASE)
     name = re.sub(r"[^\w.+-]+", "-", job_name, flags=re.ASCII).strip("-.")[:80]
     return name or f"job-{job_id}"
 
