@@ -109,7 +109,8 @@ def view_output(job_id, path):
     body = None
     if size <= job_limits(raw).preview_bytes:
         text = full.read_text(encoding="utf-8", errors="replace")
-        body = res.render_markdown(text, path, lambda p: url_for("api.job_output_file", job_id=job["id"], path=p))
+        body = res.render_markdown(results_page.plain(text), path,
+                                   lambda p: url_for("api.job_output_file", job_id=job["id"], path=p))
     return render_template("view.html", job=job, path=path, body=body, size=size, links=links_for(raw),
                            raw_url=url_for("api.job_output_file", job_id=job["id"], path=path))
 
@@ -130,7 +131,7 @@ def results_context(job: dict, links: JobLinks) -> dict | None:
         full = res.listed_file(results, manifest, md)
         if full is not None and not entry.get("large"):
             text = full.read_text(encoding="utf-8", errors="replace")
-            ctx["report_html"] = res.render_markdown(text, md, ctx["url"])
+            ctx["report_html"] = res.render_markdown(results_page.plain(text), md, ctx["url"])
     return ctx
 
 
