@@ -185,3 +185,23 @@ def test_the_zip_is_named_after_the_job(app):
     with zipfile.ZipFile(io.BytesIO(resp.data)) as zf:
         assert "Plate-7-March-run/t/t.csv" in zf.namelist()
     assert json.loads(alice.get(f"/api/jobs/{job['id']}").data)["urls"]["tables"] == f"/api/jobs/{job['id']}/tables"
+
+
+def test_a_table_file_is_read_within_bounds(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from frontend import tables as tbl
+    path = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "note": ["x" * 300] * 3, "blob": [c * 100_000 for c in "BCD"]}), path)
+    table = tbl.Table(path)
+    assert set(table.oversized) == {"blob"}, "100 KB a row: over the footer's budget, never read"
+    rows = table.view(tbl.View())["rows"]
+    assert rows[0][0] == 1 and rows[0][1] == "x" * 199 + "…" and rows[0][2].startswith("(too large to show: ")
+    for args in ({"sort": "blob"}, {"blob__contains": "B"}):
+        with pytest.raises(tbl.ViewError, match="too large"):
+            table.view(tbl.View.from_args(args, table.columns))
+    glob = tmp_path / "all*.parquet"
+    glob.write_bytes(path.read_bytes())
+    with pytest.raises(tbl.ViewError, match="pattern"):
+        tbl.Table(glob)

@@ -52,6 +52,7 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "U
            "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")
 PLAIN = NUMERIC + ("BOOLEAN", "DATE", "TIMESTAMP", "TIME", "INTERVAL", "TIMESTAMP WITH TIME ZONE")
 RESERVED = ("sort", "limit", "offset", "columns", "format")
+GLOB = ("*", "?", "[", "{")
 ROW_NUMBER = "file_row_number"  # DuckDB's Parquet row number: ties in a sort keep the file's order
 
 class ViewError(ValueError):
@@ -228,6 +229,9 @@ class Table:
 
     def __init__(self, path: Path, tmp_dir: Path | None = None):
         self.path, self.tmp_dir = Path(path), tmp_dir
+        if any(c in self.path.name for c in GLOB):  # DuckDB would read the name as a pattern of files
+            raise ViewError(f"{self.path.name!r} cannot be read as a table: DuckDB would read its name as a "
+                            f"pattern (it holds one of {' '.join(GLOB)})")
         parquet = self.path.suffix.lower() == ".parquet"
         self.oversized = oversized_columns(self.path) if parquet else {}
         described = self._run(lambda con: con.execute(f"DESCRIBE SELECT * FROM {_source(self.path, False)[0]}",
