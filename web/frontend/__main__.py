@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         app.extensions["jobs"].executor.stop()
         app.extensions["jobs"].hub.stop()
+        app.extensions["jobs"].store.close()
     return 0
 
 
@@ -109,6 +110,7 @@ def run_jobs_only(settings: Settings) -> int:
     while not stopping.wait(1.0):
         pass
     executor.stop()
+    executor.store.close()
     log.info("runner stopped")
     return 0
 

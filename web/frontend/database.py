@@ -94,6 +94,9 @@ class SQLite:
     def notify(self, db: sqlite3.Connection, channel: str, payload: str) -> None:
         """Nobody can listen: other processes poll."""
 
+    def close(self) -> None:
+        pass  # each thread's connection closes with its thread
+
     def on_notice(self, channel: str, callback: Callable[[str | None], None]) -> bool:
         return False
 

@@ -141,6 +141,10 @@ class JobStore:
         """Which database, for logs (never a password)."""
         return self.db.describe()
 
+    def close(self) -> None:
+        """Stop listening for notices and close the idle connections (a process that ends)."""
+        self.db.close()
+
     @contextmanager
     def transaction(self, *locks: int) -> Iterator[Any]:
         with self.db.transaction(*locks) as db:
