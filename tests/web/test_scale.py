@@ -7,7 +7,11 @@ database's notices (LISTEN/NOTIFY); the stored events stay the truth for a resum
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +20,7 @@ import pytest
 
 from agent_sandbox.events import FINAL
 from frontend.store import JobStore
-from web_helpers import Runner, only_events, wait_finished
+from web_helpers import Runner, free_port, only_events, wait_finished
 
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]
 WRITE = [{"kind": "write_file", "path": "ran.txt", "content": "once"}]
@@ -121,3 +125,43 @@ def test_two_hundred_jobs_through_two_web_processes_run_exactly_once_each(cluste
         assert final_statuses(events) == ["succeeded"]
     ran = Counter(job["runner"] for job in jobs)
     assert set(ran) == {r.holder() for r in runners}, f"both runners took jobs from the queue: {ran}"
+
+
+def test_processes_starting_at_once_on_one_data_folder_agree_on_one_session_key(tmp_path):
+    from frontend.settings import _secret_key
+
+    path = tmp_path / "shared" / "secret_key"
+    start = threading.Barrier(8)
+    keys: list[str] = []
+
+    def read_key():
+        start.wait()
+        keys.append(_secret_key(path))
+
+    threads = [threading.Thread(target=read_key) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 64
+    assert [p.name for p in path.parent.iterdir()] == ["secret_key"], "no half-made key left behind"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("args, env, says", [
+    (["--role", "runner"], {"APP_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:{port}/jobs"},
+     "error: cannot reach the database postgresql://app@127.0.0.1:{port}/jobs: "),
+    (["--port", "0"], {"APP_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:{port}/jobs"},
+     "error: cannot reach the database postgresql://app@127.0.0.1:{port}/jobs: "),
+    ([], {"APP_DATABASE_URL": "mysql://app:hunter2@db/jobs"}, "error: APP_DATABASE_URL is not valid: expected "),
+    ([], {"APP_ROLE": "everything"}, "error: APP_ROLE='everything' is not valid: expected all, web, runner"),
+])
+def test_bad_database_or_role_settings_say_so_in_one_line(tmp_path, args, env, says):
+    port = free_port()   # nothing listens there
+    env = {k: v.format(port=port) for k, v in env.items()}
+    proc = subprocess.run([sys.executable, "-m", "frontend", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "APP_DATA_DIR": str(tmp_path / "data"),
+                                           "APP_ENV_FILE": str(tmp_path / "no.env"), **env})
+    assert proc.returncode in (1, 2) and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(says.format(port=port)), proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr

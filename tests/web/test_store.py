@@ -245,3 +245,24 @@ def test_a_job_whose_end_meets_a_full_disk_is_recorded_once_there_is_room(small_
     finally:
         app.extensions["jobs"].executor.stop()
         app.extensions["jobs"].hub.stop()
+
+
+def test_a_listener_cut_off_listens_again_and_says_so(postgres_cluster):
+    """The connection that listens is cut (a database restart, a proxy's timeout): it connects
+    again and says so (None: read everything again), and notices flow as before."""
+    import psycopg
+
+    url = postgres_cluster.new_database()
+    listener, writer = JobStore(url), JobStore(url)
+    heard: "queue.Queue[str | None]" = queue.Queue()
+    listener.on_notice(EVENTS, heard.put)
+    assert heard.get(timeout=10) is None
+    new_job(writer, "job1")
+    with psycopg.connect(url, autocommit=True) as admin:
+        cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'agent-sandbox-web listener'").fetchall()
+    assert cut == [(True,)]
+    assert heard.get(timeout=10) is None, "listening again, and told so"
+    writer.append_event("job1", {"type": "raw"})
+    assert heard.get(timeout=10) == "job1"
+    listener.close()

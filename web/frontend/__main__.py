@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(settings)
     except DatabaseUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
+        server.stop()
         return 1
     server.wsgi_app = app
     limits.streams = lambda: app.extensions["jobs"].streams.total  # event streams are sockets too
