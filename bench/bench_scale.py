@@ -27,9 +27,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from tempfile import mkdtemp
@@ -154,15 +156,22 @@ def submissions(setup: Setup, count: int, clients: int) -> dict:
     wall = time.perf_counter() - t0
     took = sorted(d for d, _ in done)
     web = setup.webs[-1]
+    waiting, ended = [j for _, j in done], Counter()
     deadline = time.time() + 1800
-    while time.time() < deadline:
-        statuses = [http.get(f"{web.base}/api/jobs/{j}").json()["status"] for _, j in done[-20:]]
-        active = sum(s in ("queued", "running") for s in statuses)
-        if not active:
-            break
-        time.sleep(0.5)
+    while waiting and time.time() < deadline:
+        still = []
+        for job_id in waiting:
+            status = http.get(f"{web.base}/api/jobs/{job_id}").json()["status"]
+            if status in ("queued", "running"):
+                still.append(job_id)
+            else:
+                ended[status] += 1
+        waiting = still
+        time.sleep(1.0)
     drained = time.perf_counter() - t0
-    ok = sum(http.get(f"{web.base}/api/jobs/{j}").json()["status"] == "succeeded" for _, j in done)
+    ok = ended["succeeded"]
+    if ok != count:
+        print(f"{setup.name}: of {count} jobs {dict(ended)}, {len(waiting)} not ended", flush=True)
     return {"rate": count / wall, "p50": statistics.median(took), "p99": took[int(len(took) * 0.99)],
             "drained": drained, "succeeded": ok, "count": count,
             "cpu": sum(cpu_seconds(pid) for pid in setup.pids) - cpu0}
@@ -193,6 +202,7 @@ def main() -> None:
             finally:
                 setup.stop()
             print(f"{setup.name}: done", flush=True)
+    shutil.rmtree(root, ignore_errors=True)
     report(results, args)
 
 
