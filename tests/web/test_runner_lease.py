@@ -20,7 +20,7 @@ import pytest
 
 from agent_sandbox.events import FINAL
 from frontend.store import JobStore
-from web_helpers import only_events, sandbox_processes, wait_finished
+from web_helpers import Runner, only_events, sandbox_processes, wait_finished
 
 SLOW = [{"kind": "shell", "command": "echo started; sleep 4; echo finished"}]
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]
@@ -165,3 +165,20 @@ def test_a_hung_runner_loses_its_jobs_lease_and_the_job_ends_once(start_server, 
     assert final_statuses(c.events(after["id"])) == ["succeeded"]
     assert ran_on(first, shared, after["id"])
     assert c2.post(f"/api/jobs/{on[second]['id']}/cancel").status_code == 202
+
+
+def test_roles_on_one_machine_with_sqlite(start_server, tmp_path):
+    """`--role runner` and `--role web` on one SQLite file: the web process runs nothing, the
+    runner everything, and the web process polls the events the runner stores."""
+    runner = start_server(tmp_path / "shared", kind=Runner)
+    web = start_server(tmp_path / "shared", APP_ROLE="web")
+    assert "runs no jobs: 1 runner(s) run the jobs of this database" in web.read_log()
+    c = web.client()
+    job = c.submit(SLOW).json()
+    frames = c.events(job["id"])
+    assert final_statuses(frames) == ["succeeded"]
+    assert [f["data"]["data"]["text"].strip() for f in only_events(frames) if f["event"] == "output"] == [
+        "started", "finished"]
+    assert JobStore(tmp_path / "shared" / "outputs" / "jobs.sqlite3").get_job(job["id"])["runner"] == runner.holder()
+    runner.stop(signal.SIGTERM)
+    assert "runner stopped" in runner.read_log()
