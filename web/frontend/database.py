@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_LOCK = 7_345_001      # PostgreSQL advisory lock: one process migrates at a time
 ADMISSION_LOCK = 7_345_002   # ...and admits a job at a time, so the caps hold across processes
+CONNECT_TIMEOUT = 10         # seconds: an unreachable database fails a request, not hangs it for minutes
 
 
 class DatabaseUnavailable(Exception):
@@ -165,7 +166,8 @@ class PostgreSQL:
     def _open(self) -> PostgreSQLConnection:
         try:
             return PostgreSQLConnection(self.psycopg.connect(self.url, autocommit=True, row_factory=_row_maker,
-                                                             application_name="agent-sandbox-web"))
+                                                             application_name="agent-sandbox-web",
+                                                             connect_timeout=CONNECT_TIMEOUT))
         except self.psycopg.OperationalError as exc:
             reason = " ".join(str(exc).split())[:300]
             raise DatabaseUnavailable(f"cannot reach the database {self.describe()}: {reason}") from None
@@ -236,7 +238,7 @@ class PostgreSQL:
         listening: set[str] = set()
         while not self._stop.is_set():
             try:
-                with self.psycopg.connect(self.url, autocommit=True,
+                with self.psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                           application_name="agent-sandbox-web listener") as raw:
                     listening.clear()
                     while not self._stop.is_set():
