@@ -44,7 +44,8 @@ from tests.postgres import PostgresCluster  # noqa: E402
 from web_helpers import Runner, Server  # noqa: E402
 
 QUICK = [{"kind": "write_file", "path": "ran.txt", "content": "once"}]
-CAPS = {"APP_MAX_ACTIVE_JOBS": 5000, "APP_MAX_ACTIVE_PER_OWNER": 5000, "APP_MAX_ACTIVE_PER_ADDRESS": 5000,
+# Every run reserves its disk up front (4 GB by default): 64 MB each, as other engineers' runs share the disk.
+CAPS = {"AGENT_SANDBOX_DISK_MB": 64, "APP_MAX_ACTIVE_JOBS": 5000, "APP_MAX_ACTIVE_PER_OWNER": 5000, "APP_MAX_ACTIVE_PER_ADDRESS": 5000,
         "APP_MAX_STREAMS_PER_OWNER": 5000, "APP_MODELS": "scripted", "APP_HEARTBEAT_SECONDS": 15}
 
 
@@ -156,22 +157,25 @@ def submissions(setup: Setup, count: int, clients: int) -> dict:
     wall = time.perf_counter() - t0
     took = sorted(d for d, _ in done)
     web = setup.webs[-1]
-    waiting, ended = [j for _, j in done], Counter()
+    waiting, ended, why = [j for _, j in done], Counter(), Counter()
     deadline = time.time() + 1800
     while waiting and time.time() < deadline:
         still = []
         for job_id in waiting:
-            status = http.get(f"{web.base}/api/jobs/{job_id}").json()["status"]
-            if status in ("queued", "running"):
+            job = http.get(f"{web.base}/api/jobs/{job_id}").json()
+            if job["status"] in ("queued", "running"):
                 still.append(job_id)
             else:
-                ended[status] += 1
+                ended[job["status"]] += 1
+                if job["status"] != "succeeded":
+                    why[f"{job['reason']} {job['error']}"[:200]] += 1
         waiting = still
         time.sleep(1.0)
     drained = time.perf_counter() - t0
     ok = ended["succeeded"]
     if ok != count:
-        print(f"{setup.name}: of {count} jobs {dict(ended)}, {len(waiting)} not ended", flush=True)
+        print(f"{setup.name}: of {count} jobs {dict(ended)}, {len(waiting)} not ended; why: {why.most_common(3)}",
+              flush=True)
     return {"rate": count / wall, "p50": statistics.median(took), "p99": took[int(len(took) * 0.99)],
             "drained": drained, "succeeded": ok, "count": count,
             "cpu": sum(cpu_seconds(pid) for pid in setup.pids) - cpu0}
