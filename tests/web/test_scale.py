@@ -102,7 +102,7 @@ def test_a_killed_runners_job_is_taken_over_by_the_other_within_its_lease(cluste
 
 def test_two_hundred_jobs_through_two_web_processes_run_exactly_once_each(cluster):
     webs, runners, store = cluster(APP_WORKERS=3, APP_MAX_ACTIVE_JOBS=300, APP_MAX_ACTIVE_PER_OWNER=300,
-                                   APP_MAX_ACTIVE_PER_ADDRESS=300)
+                                   APP_MAX_ACTIVE_PER_ADDRESS=300, AGENT_SANDBOX_DISK_MB=64)  # (reserved per run)
     c = webs[0].client()
     visitors = [c, as_visitor(webs[1], c)]
 
