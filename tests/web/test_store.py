@@ -126,8 +126,10 @@ def test_an_expired_lease_is_taken_over_by_exactly_one_runner(database):
     new_job(stores[0], "job1")
     assert stores[0].claim_next("dead", 0.2) == "job1"
     assert stores[1].leased_elsewhere("other") == [{"id": "job1", "runner": "dead", "expired": False}]
+    assert stores[1].leased_elsewhere("other", local="here:") == [], "another host's live lease is not ours to judge"
+    assert len(stores[1].leased_elsewhere("other", local="de")) == 1, "this host's runners are checked one by one"
     time.sleep(0.3)   # the database's clock says when a lease has expired
-    assert [bool(j["expired"]) for j in stores[1].leased_elsewhere("other")] == [True]
+    assert [bool(j["expired"]) for j in stores[1].leased_elsewhere("other", local="here:")] == [True]
     assert stores[0].leased_elsewhere("dead") == [], "a runner's own jobs are not someone else's"
     taken = at_once(6, lambda n: stores[n % 2].take_over("job1", "dead", f"runner{n}", 30))
     assert taken.count(True) == 1

@@ -195,13 +195,14 @@ class JobExecutor:
 
     def admission_error(self, owner: str, address: str = "") -> str | None:
         """Why a new job from `owner` (at client `address`) must wait (429), or None."""
-        if self.store.count_active(owner) >= self.settings.max_active_per_owner:
+        total, owners, address_count = self.store.active_counts(owner, address)
+        if owners >= self.settings.max_active_per_owner:
             return (f"you already have {self.settings.max_active_per_owner} jobs queued or running; "
                     "wait for one to finish")
-        if owner.startswith(ANONYMOUS) and self.store.count_active(address=address) >= self.settings.max_active_per_address:
+        if owner.startswith(ANONYMOUS) and address_count >= self.settings.max_active_per_address:
             return (f"visitors from your address already have {self.settings.max_active_per_address} jobs "
                     "queued or running; wait for one to finish")
-        if self.store.count_active() >= self.settings.max_active_jobs:
+        if total >= self.settings.max_active_jobs:
             return "the server is at its limit of queued and running jobs; try again shortly"
         return None
 

@@ -89,7 +89,8 @@ class JobLeases:
 
     def orphans(self) -> list[tuple[str, str]]:
         """(job id, holder) of running jobs whose runner is gone or whose lease has expired."""
-        return [(job["id"], job["runner"]) for job in self.store.leased_elsewhere(self.holder)
+        local = self.holder.rsplit(":", 2)[0] + ":"   # "host:": the runners of this host
+        return [(job["id"], job["runner"]) for job in self.store.leased_elsewhere(self.holder, local)
                 if job["expired"] or holder_gone(job["runner"])]
 
     def take_over(self, job_id: str, previous: str) -> bool:

@@ -191,10 +191,11 @@ class JobStore:
             row[k] = json.dumps(job.get(k) or ([] if k == "files" else {}))
         capped = (max_per_owner, max_total, max_per_address) != (None, None, None)
         with self.transaction(*([ADMISSION_LOCK] if capped else [])) as db:
-            if ((max_per_owner is not None and self.count_active(row["owner"]) >= max_per_owner)
+            total, owners, address = self.active_counts(row["owner"], row["address"])
+            if ((max_per_owner is not None and owners >= max_per_owner)
                     or (max_per_address is not None and row["owner"].startswith(ANONYMOUS)
-                        and self.count_active(address=row["address"]) >= max_per_address)
-                    or (max_total is not None and self.count_active() >= max_total)):
+                        and address >= max_per_address)
+                    or (max_total is not None and total >= max_total)):
                 return None
             db.execute(f"INSERT INTO jobs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
                        list(row.values()))
@@ -239,11 +240,14 @@ class JobStore:
         return [dict(r) for r in self._rows(f"SELECT holder, started, heartbeat, {self.db.NOW} AS now "
                                             f"FROM runners WHERE expires > {self.db.NOW} ORDER BY started")]
 
-    def leased_elsewhere(self, holder: str) -> list[dict[str, Any]]:
-        """Running jobs another runner holds: id, runner, and whether their lease has expired."""
+    def leased_elsewhere(self, holder: str, local: str = "") -> list[dict[str, Any]]:
+        """Running jobs another runner holds whose lease has expired, or (given `local`, the start of
+        the holder ids of this host) that a runner of this host holds: id, runner, expired."""
+        expired = f"lease_expires <= {self.db.NOW}"
         return [dict(r) for r in self._rows(
-            f"SELECT id, runner, lease_expires <= {self.db.NOW} AS expired FROM jobs "
-            "WHERE status=? AND runner!=? ORDER BY created", (RUNNING, holder))]
+            f"SELECT id, runner, {expired} AS expired FROM jobs WHERE status=? AND runner!=? "
+            f"AND ({expired} OR substr(runner, 1, ?) = ?) ORDER BY created",
+            (RUNNING, holder, len(local), local))]
 
     def take_over(self, job_id: str, previous: str, holder: str, seconds: float) -> bool:
         """Take the lease of a running job from runner `previous` (dead, or its lease expired);
@@ -301,6 +305,15 @@ class JobStore:
         if address is not None:
             sql, args = sql + " AND address=? AND owner LIKE ?", args + [address, ANONYMOUS + "%"]
         return self._row(sql, args)[0]
+
+    def active_counts(self, owner: str, address: str) -> tuple[int, int, int]:
+        """Queued and running jobs (everybody's, `owner`'s, the anonymous visitors' of `address`),
+        in one query: what admitting a job looks at."""
+        row = self._row("SELECT COUNT(*), COALESCE(SUM(CASE WHEN owner=? THEN 1 ELSE 0 END), 0), "
+                        "COALESCE(SUM(CASE WHEN address=? AND owner LIKE ? THEN 1 ELSE 0 END), 0) "
+                        f"FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})",
+                        [owner, address, ANONYMOUS + "%", *sorted(ACTIVE)])
+        return int(row[0]), int(row[1]), int(row[2])
 
     def queue_position(self, job: dict[str, Any]) -> int | None:
         """1 for the next job to start; None unless queued."""
