@@ -205,3 +205,20 @@ def test_a_table_file_is_read_within_bounds(tmp_path):
     glob.write_bytes(path.read_bytes())
     with pytest.raises(tbl.ViewError, match="pattern"):
         tbl.Table(glob)
+
+
+def test_recovery_links_are_kept_by_their_hash_on_both_databases(database):
+    from frontend.store import JobStore
+    store, other = JobStore(database), JobStore(database)   # two processes
+    store.create_job({"id": "j1", "owner": "visitor:a", "backend": "local", "model": "offline"})
+    store.create_job({"id": "j2", "owner": "visitor:b", "backend": "local", "model": "offline"})
+    store.set_recovery("visitor:a", "hash-1")
+    assert other.recovery_owner("hash-1") == "visitor:a" and other.recovery_made("visitor:a") is not None
+    store.set_recovery("visitor:a", "hash-2")   # a new link ends the old one
+    assert other.recovery_owner("hash-1") is None and other.recovery_owner("hash-2") == "visitor:a"
+    assert other.move_jobs("visitor:b", "visitor:a") == 1
+    assert [j["id"] for j in store.list_jobs("visitor:a")] == ["j2", "j1"] and store.list_jobs("visitor:b") == []
+    other.revoke_recovery("visitor:a")
+    assert store.recovery_owner("hash-2") is None and store.recovery_made("visitor:a") is None
+    store.close()
+    other.close()

@@ -3,9 +3,12 @@
     app = create_app()              # settings from the environment
     app = create_app(settings)      # tests build their own Settings
 
-One process per database runs the jobs: the one holding its runner lease
-(frontend/lease.py; the executor lives here); any process sharing the
-database serves pages, the API and event streams.
+    executor = create_runner(settings)   # `--role runner`: jobs only, no pages
+
+A process of role `all` (the default) serves pages, the API and event streams
+and runs jobs; any number of processes of each role may share one database
+(SQLite on one machine, PostgreSQL on many): each running job is leased by
+the runner that claimed it (frontend/lease.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from agent_sandbox.events import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
 from frontend.explore import explore
-from frontend.feed import FeedHub
+from frontend.feed import FeedHub, NoViewers
 from frontend.guard import RETRY_AFTER, Networks, QuietLog, RateLimit, StreamQuota
 from frontend.history import history
 from frontend.identity import check_csrf, csrf_token
@@ -74,12 +77,12 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         MAX_FORM_MEMORY_SIZE=1024 * 1024,  # the text fields (instructions, script)
     )
     app.json.sort_keys = False
-    store = JobStore(settings.database)
+    store = JobStore(settings.store_target(), settings.database_connections)
     hub = FeedHub(store, settings.poll_seconds, settings.heartbeat_seconds)
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}
     executor = JobExecutor(settings, store, hub, **kwargs)
     app.extensions["jobs"] = Services(settings, store, hub, executor)
-    if settings.run_jobs if run_jobs is None else run_jobs:
+    if settings.runs_jobs() if run_jobs is None else run_jobs:
         executor.start()
 
     app.register_blueprint(api)
@@ -119,6 +122,15 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         return jsonify(error="internal error; the server log has the details", status=500), 500
 
     return app
+
+
+def create_runner(settings: Settings | None = None, backend_factory=None) -> JobExecutor:
+    """A process that runs jobs and serves nothing (`--role runner`); call `.start()`."""
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.store_target(), settings.database_connections)
+    kwargs = {"backend_factory": backend_factory} if backend_factory else {}
+    return JobExecutor(settings, store, NoViewers(), **kwargs)
 
 
 def _wants_html() -> bool:

@@ -26,6 +26,7 @@ from agent_sandbox.workspace import DEFAULT_MY_FILES
 from frontend.guard import Networks, socket_budget
 
 REPO = Path(__file__).resolve().parents[2]  # the repository (this file is web/frontend/settings.py)
+ROLES = ("all", "web", "runner")  # what one process does: see `python -m frontend --help`
 
 
 def load_env_file(path: Path) -> None:
@@ -46,15 +47,23 @@ def _absolute(path: Path) -> Path:
 
 
 def _secret_key(path: Path) -> str:
-    """A random key kept in a file (mode 600) so sessions survive restarts."""
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+    """A random key kept in a file (mode 600) so sessions survive restarts.
+
+    Processes starting at once on one (shared) data folder agree on one key: each writes its
+    own, and the first hard link to the key's name wins (atomic, even on NFS)."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mine = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(mine, path)
+        except FileExistsError:
+            pass  # another process was first: its key is the one
+        finally:
+            os.unlink(mine)
+    return path.read_text().strip()
 
 
 @dataclass
@@ -64,8 +73,16 @@ class Settings:
     data_dir: Path = setting("APP_DATA_DIR", Path("outputs"),
                              "the app's folder: the database, `uploaded_files/<job>/` and `results/<job>/` "
                              "(`APP_OUTPUTS` is its deprecated name)", old=("APP_OUTPUTS",))
-    database: Path | None = setting("APP_DATABASE", None, "SQLite file holding jobs and their events",
-                                    shown="`<APP_DATA_DIR>/jobs.sqlite3`")
+    database: Path | None = setting("APP_DATABASE", None, "SQLite file holding jobs and their events "
+                                    "(unless APP_DATABASE_URL is set)", shown="`<APP_DATA_DIR>/jobs.sqlite3`")
+    database_url: str = setting("APP_DATABASE_URL", "", "the job store on PostgreSQL, e.g. "
+                                "`postgresql://app:secret@db.internal/jobs`, shared by any number of web and "
+                                "runner processes on any number of hosts (see \"Past one machine\")",
+                                shown="SQLite (APP_DATABASE)")
+    database_connections: int = setting("APP_DATABASE_CONNECTIONS", 8, "PostgreSQL connections one process "
+                                        "opens at most (plus one that listens for notices)", above=0)
+    role: str = setting("APP_ROLE", "all", "`web`: pages, API and event streams; `runner`: runs jobs (no "
+                        "port); `all`: both in one process (`--role` overrides)")
     my_files: Path | None = setting("APP_MY_FILES", DEFAULT_MY_FILES, "folder copied into every workspace",
                                     also=("AGENT_SANDBOX_MY_FILES",), shown="$AGENT_SANDBOX_MY_FILES or ./my_files")
     backends: list[str] = setting("APP_BACKENDS", ["local"], "comma-separated backends users may pick")
@@ -76,13 +93,11 @@ class Settings:
                                    shown="first of APP_BACKENDS")
     default_model: str = setting("APP_DEFAULT_MODEL", "", "model used when the request names none",
                                  shown="first of APP_MODELS")
-    run_jobs: bool = setting("APP_RUN_JOBS", True, "1: this process runs jobs when it holds the database's "
-                                                   "runner lease (one process per database does; the others "
-                                                   "wait for it); 0: it only serves pages, API and streams")
+    run_jobs: bool = setting("APP_RUN_JOBS", True, "0: a process of role `all` runs no jobs (as `--role web`)")
     runner_lease_seconds: float = setting(
-        "APP_RUNNER_LEASE_SECONDS", 15.0, "how long the runner lease lasts after its holder's last heartbeat "
-        "(renewed every third of it); a process waiting for it takes over a runner's jobs once it expires, "
-        "at once when that runner was a process of this machine that is gone", above=0)
+        "APP_RUNNER_LEASE_SECONDS", 15.0, "how long a running job's lease lasts after its runner's last "
+        "heartbeat (renewed every third of it); then another runner takes the job over and records it "
+        "interrupted (at once when that runner was a process of this machine that is gone)", above=0)
     workers: int = setting("APP_WORKERS", 2, "jobs running at once (sandboxes); the rest wait in the queue")
     stop_seconds: float = setting("APP_STOP_SECONDS", 15.0, "on SIGTERM, how long running sandboxes may take to "
                                   "stop (outputs collected) before they are ended by id, their outputs lost")
@@ -149,6 +164,16 @@ class Settings:
         total = self.max_connections or socket_budget(self.server_max_threads)
         return total, min(total, self.max_streams or total * 9 // 10)
 
+    def runs_jobs(self) -> bool:
+        return self.role != "web" and self.run_jobs
+
+    def serves_pages(self) -> bool:
+        return self.role != "runner"
+
+    def store_target(self) -> str | Path:
+        """Where the job store is: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.database
+
     def results_dir(self, job_id: str) -> Path:
         return self.data_dir / "results" / job_id
 
@@ -185,6 +210,10 @@ class Settings:
             raise SettingError(f"default backend {self.default_backend!r} is not in APP_BACKENDS {self.backends}")
         if self.default_model not in self.models:
             raise SettingError(f"default model {self.default_model!r} is not in APP_MODELS {self.models}")
+        if self.role not in ROLES:
+            raise SettingError(f"APP_ROLE={self.role!r} is not valid: expected {', '.join(ROLES)}")
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise SettingError("APP_DATABASE_URL is not valid: expected postgresql://user:password@host/database")
         if self.workers < 1:
             raise SettingError("APP_WORKERS must be at least 1")
         try:
