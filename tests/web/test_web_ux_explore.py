@@ -443,3 +443,23 @@ def test_axe_finds_nothing_serious_on_the_start_job_shared_report_explorer_and_p
     assert {p: v for p, v in found.items() if v} == {}
     reader.context.close()
     context.close()
+
+
+def test_the_explorer_works_without_javascript(ux, owner, big_job, browser):
+    context = browser_context(browser, ux, owner, viewport=PHONE, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(ux.base + f"/jobs/{big_job['id']}/tables/{TABLE}")
+    page.select_option("select[name=fcol]", "current_pa")
+    page.select_option("select[name=fop]", "isnull")
+    page.click(".filter-form button[type=submit]")   # a GET the server turns into the view's URL
+    page.wait_for_url(re.compile(r"current_pa__isnull=1$"))
+    assert {r[4] for r in explorer_rows(page)} == {"missing"}
+    expect(page.locator("#count")).to_contain_text(f"of {len(range(0, ROWS, 7)):,}")
+    page.click("summary")   # choose columns
+    page.uncheck("input[name=col][value=cell]")
+    page.click(".columns-chooser button[type=submit]")
+    page.wait_for_url(re.compile(r"columns=id,time_s,voltage_mv,current_pa,condition"))
+    page.click("#next")
+    page.wait_for_url(re.compile(r"offset=50"))
+    expect(page.locator("#count")).to_contain_text("Rows 51–100")
+    context.close()
