@@ -4,6 +4,7 @@ import io
 import json
 import zipfile
 
+from frontend import render
 from frontend import results as res
 from frontend import results_page
 
@@ -26,7 +27,8 @@ def test_report_html_gets_listed_images_embedded_and_a_viewport(tmp_path):
     html = ('<html><head><title>r</title></head><body><img src="t/plots/a.png"><img alt=x src=\'t/plots/a.png\'>'
             '<img src="../secret.png"><img src="big.png"><img src="https://example.org/x.png"></body></html>')
     manifest = write(results, {"report.html": html.encode(), "t/plots/a.png": PNG, "big.png": PNG * 100})
-    out = res.self_contained_html(results, manifest, "report.html", max_image_bytes=5000).decode()
+    images = {f["path"]: f["size"] for f in manifest["files"]}
+    out = render.self_contained_html(html, "report.html", render.image_loader(results, images, 5000))
     assert out.count("data:image/png;base64,") == 2
     assert 'src="../secret.png"' in out and 'src="big.png"' in out and "https://example.org/x.png" in out
     assert out.index('name="viewport"') < out.index("<title>")
@@ -70,8 +72,8 @@ def test_a_rendered_report_keeps_its_table_of_contents_working():
     titles = ["Findings", "Table penguins (raw)", "Columns", "Table iris", "Columns"]
     text = "# Report\n\n## Contents\n\n" + "".join(f"- [{t}](#{slug(t)})\n" for t in titles[:3])
     text += "- [Columns](#columns-1)\n" + "".join(f"\n## {t}\n\nbody\n" for t in titles)
-    out = res.render_markdown(text, "report.md", lambda p: "/out/" + p)
+    out = render.render_markdown(text, "report.md", lambda p: "/out/" + p)
     ids = set(re.findall(r'<h\d id="([^"]+)"', out))
     links = re.findall(r'href="#([^"]+)"', out)
     assert len(links) == 4 and set(links) <= ids, (links, ids)
-    assert all(i.startswith(res.HEADING_ID_PREFIX) for i in ids)
+    assert all(i.startswith(render.HEADING_ID_PREFIX) for i in ids)

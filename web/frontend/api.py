@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import secrets
@@ -16,6 +15,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnav
 from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
+from frontend import reports
 from frontend import results as res
 from frontend.guard import RETRY_AFTER, QuietLog
 from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
@@ -248,14 +248,13 @@ def job_output_file(job_id, path):
         raise NotFound(f"no output file {path!r} in this job")
     preview_bytes = job_limits(job).preview_bytes
     kind = res.content_type(path)
-    attach = bool(request.args.get("download"))
+    attach = bool(request.args.get("download")) or kind == res.DOWNLOAD
+    source = full
     if path.lower().endswith((".html", ".htm")) and full.stat().st_size <= preview_bytes:
         # Self-contained (plots embedded, phone viewport): it still works sandboxed and downloaded.
-        body = io.BytesIO(res.self_contained_html(results, manifest, path, preview_bytes))
-        resp = send_file(body, mimetype=kind, as_attachment=attach, download_name=full.name, max_age=0)
-    else:
-        resp = send_file(full, mimetype=kind, as_attachment=attach, download_name=full.name,
-                         conditional=True, max_age=0)
+        source = reports.renderer().html(job["id"], results, manifest, path, preview_bytes).path or full
+    resp = send_file(source, mimetype=kind, as_attachment=attach, download_name=full.name,
+                     conditional=True, max_age=0)
     resp.headers["Content-Type"] = kind  # as is: send_file would add a second charset to text types
     resp.headers["Content-Security-Policy"] = res.CSP_SANDBOX
     return resp

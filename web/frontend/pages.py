@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, redirect, render_template, url_for
 from werkzeug.exceptions import NotFound
 
 from agent_sandbox.events import Status
-from frontend import logview
+from frontend import logview, reports
 from frontend import results as res
 from frontend import results_page
 from frontend.api import job_json, job_limits, owned_job, services
@@ -67,12 +67,19 @@ def view_output(job_id, path):
     if full is None or not path.lower().endswith(".md"):
         raise NotFound(f"no Markdown output {path!r} in this job")
     size = full.stat().st_size
-    body = None
-    if size <= job_limits(raw).preview_bytes:
-        text = full.read_text(encoding="utf-8", errors="replace")
-        body = res.render_markdown(text, path, lambda p: url_for("api.job_output_file", job_id=job["id"], path=p))
-    return render_template("view.html", job=job, path=path, body=body, size=size,
+    limit = job_limits(raw).preview_bytes
+    body, why = None, f"it is larger ({size / 1048576:.1f} MB) than the {limit / 1048576:g} MB shown on a page"
+    if size <= limit:
+        body, why = _rendered(job["id"], full, path)
+    return render_template("view.html", job=job, path=path, body=body, size=size, why=why,
                            raw_url=url_for("api.job_output_file", job_id=job["id"], path=path))
+
+
+def _rendered(job_id: str, full, path: str) -> tuple[str | None, str]:
+    """A Markdown output as HTML (rendered once, in a process with a time limit), or why not."""
+    prefix = url_for("api.job_output_file", job_id=job_id, path="-")[:-1]
+    rendered = reports.renderer().markdown(job_id, full, path, prefix)
+    return (rendered.path.read_text(encoding="utf-8") if rendered.path else None), rendered.why
 
 
 @pages.get("/shared/<token>")
@@ -100,8 +107,10 @@ def results_context(job: dict) -> dict | None:
         entry = next(f for f in ctx["files"] if f["path"] == md)
         full = res.listed_file(results, manifest, md)
         if full is not None and not entry.get("large"):
-            text = full.read_text(encoding="utf-8", errors="replace")
-            ctx["report_html"] = res.render_markdown(text, md, ctx["url"])
+            try:
+                ctx["report_html"] = _rendered(job["id"], full, md)[0]
+            except reports.Busy:   # the page without it, rather than no page
+                pass
     return ctx
 
 
