@@ -17,6 +17,7 @@ from frontend.identity import current_owner, remember_shared
 
 pages = Blueprint("pages", __name__)
 SERVER_LOG_EVENTS = 5000
+SERVER_LOG_BYTES = 2 * 1024 * 1024
 pages.add_app_template_filter(logview.clock, "clock")
 pages.add_app_template_filter(logview.duration, "duration")
 pages.add_app_template_filter(logview.iso, "iso")
@@ -39,9 +40,10 @@ def index():
 def job_page(job_id):
     raw = owned_job(job_id)
     job = job_json(raw)
-    # The server-rendered log (for pages without JavaScript) holds the last events of a long run.
-    skipped = max(0, raw["last_seq"] - SERVER_LOG_EVENTS)
-    events = list(services().store.iter_events(raw["id"], after=skipped))
+    # The server-rendered log (for pages without JavaScript) holds the last events of a long run,
+    # within a byte budget: however much a run printed, a view reads this much at most.
+    events = services().store.recent_events(raw["id"], SERVER_LOG_EVENTS, SERVER_LOG_BYTES)
+    skipped = events[0]["seq"] - 1 if events else raw["last_seq"]
     steps = [e["step"] for e in events if e.get("type") == "step" and e.get("step")]
     return render_template("job.html", job=job, now=time.time(), results=results_context(job),
                            log=logview.build_log(events), phase=logview.phase(events, job["status"], partial=skipped > 0),

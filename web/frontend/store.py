@@ -327,6 +327,19 @@ class JobStore:
                 yield json.loads(text)
             after = batch[-1][0]
 
+    def recent_events(self, job_id: str, max_events: int, max_bytes: int) -> list[dict[str, Any]]:
+        """The job's last events, oldest first: at most `max_events`, and at most `max_bytes` of them
+        as stored (their sizes are summed in the database, so only what is kept is ever read here)."""
+        sizes = self._db().execute("SELECT seq, length(CAST(event AS BLOB)) FROM events WHERE job_id=? "
+                                   "ORDER BY seq DESC LIMIT ?", (job_id, max_events))
+        first, total = None, 0
+        for seq, size in sizes:
+            total += size
+            if total > max_bytes:
+                break
+            first = seq
+        return [] if first is None else list(self.iter_events(job_id, after=first - 1))
+
     def last_event(self, job_id: str, type: str) -> dict[str, Any] | None:
         """The job's latest event of one type (e.g. its token usage so far)."""
         row = self._db().execute("SELECT event FROM events WHERE job_id=? AND type=? ORDER BY seq DESC LIMIT 1",
