@@ -137,6 +137,7 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
     """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
     s = current_app.config["SETTINGS"]
     svc = services()
+    check_allowed(fields["backend"], fields["model"])
     owner, address = job_owner(), client_address()
     if reason := svc.executor.admission_error(owner, address):
         raise TooManyJobs(reason)
@@ -156,6 +157,16 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
         shutil.rmtree(workspace, ignore_errors=True)
         raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
     return job
+
+
+def check_allowed(backend: str, model: str) -> None:
+    """The server's allow-lists as they are now: a job run again, or followed up, may have been
+    made when the operator allowed more."""
+    s = current_app.config["SETTINGS"]
+    if backend not in s.backends:
+        raise BadRequest(f"backend {backend!r} is not allowed here any more; this server runs {', '.join(s.backends)}")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here any more; choose one of {', '.join(s.models)}")
 
 
 def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
