@@ -26,7 +26,7 @@ from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
 from frontend.store import JobStore
-from frontend.uploads import UploadRequest, too_large
+from frontend.uploads import UploadRequest, limit_body, too_large
 
 quiet = QuietLog(logging.getLogger("frontend.app"))
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
     app.register_blueprint(manage)
     app.register_blueprint(pages)
     app.before_request(check_csrf)
+    app.before_request(limit_body)   # JSON and form bodies: APP_MAX_BODY_KB (uploads have their own limits)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["statuses"] = statuses_for_pages()
 
