@@ -71,7 +71,7 @@ def stream_status(server, owner: Client, job_id: str, source: str = "127.0.0.1")
 
 
 def test_event_streams_are_capped_per_owner_and_per_address_and_everyone_else_is_served(start_server):
-    server = start_server()
+    server = start_server(APP_MAX_STREAMS_PER_LINK=1000)   # (its own cap: tests/hostile/test_web_streams.py)
     owner = server.client()
     job = owner.submit(HANG).json()
     owner.wait_for_event(job["id"], lambda f: f["event"] == "output")

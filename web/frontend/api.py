@@ -195,11 +195,12 @@ def job_events(job_id):
         raise BadRequest("Last-Event-ID / after must be an event number") from None
     svc = services()
     owner, address = current_owner(), client_address()
-    if refused := svc.streams.acquire(owner, address):  # caps per owner, per address, in all
+    link = (shared_token(job["id"]) or "") if g.shared_view else ""
+    if refused := svc.streams.acquire(owner, address, link):  # caps per owner, address, share link, in all
         status, why = refused
         quiet.log(logging.WARNING, "refusing live logs (%s): %s", address, why, key=why[:40])
         raise (TooManyRequests if status == 429 else ServiceUnavailable)(why, retry_after=RETRY_AFTER)
-    release = svc.streams.releaser(owner, address)
+    release = svc.streams.releaser(owner, address, link)
     handoff = request.environ.get("frontend.handoff")
     if handoff is not None:
         # Our server: it sends these headers (after_request has added its own), then

@@ -38,7 +38,8 @@ class Services:
     def __init__(self, settings: Settings, store: JobStore, hub: FeedHub, executor: JobExecutor):
         self.settings, self.store, self.hub, self.executor = settings, store, hub, executor
         _, max_streams = settings.socket_caps()
-        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address)
+        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address,
+                                   settings.max_streams_per_link)
         self.new_visitors = RateLimit(settings.new_visitors_per_address)
         self.proxies = Networks(settings.trusted_proxies)
 
