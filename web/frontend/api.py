@@ -20,6 +20,7 @@ from frontend import results as res
 from frontend.guard import RETRY_AFTER, QuietLog
 from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
 from frontend.sse import SSE_HEADERS
+from frontend.storage import InsufficientStorage, disk_bytes, storage
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -120,6 +121,11 @@ def create_job():
     if reason := svc.executor.admission_error(owner, address):
         _drain_body()
         raise TooManyJobs(reason)
+    try:
+        storage().check_room(owner)   # the owner's quota on disk
+    except InsufficientStorage:
+        _drain_body()
+        raise
     form = request.form  # parses the body: files stream to capped temp files
     backend = form.get("backend") or s.default_backend
     model = form.get("model") or s.default_model
@@ -136,6 +142,7 @@ def create_job():
     try:
         files = save_uploads(request.files.getlist("files"), workspace, s.my_files, s.max_files,
                              s.max_file_bytes, notes)
+        limits = storage().job_limits(owner, disk_bytes(workspace))   # results cut to what the quota leaves
     except UploadError as exc:
         shutil.rmtree(workspace, ignore_errors=True)
         raise BadRequest(str(exc)) from None
@@ -144,7 +151,7 @@ def create_job():
         raise
     job = svc.executor.submit({"id": job_id, "owner": owner, "address": address, "backend": backend, "model": model,
                                "instructions": form.get("instructions", "").strip()[:20000],
-                               "files": files, "limits": s.limits.to_dict(), "env": env}, notes)
+                               "files": files, "limits": limits, "env": env}, notes)
     if job is None:
         shutil.rmtree(workspace, ignore_errors=True)
         raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")

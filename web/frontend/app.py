@@ -25,6 +25,7 @@ from frontend.identity import check_csrf, csrf_token
 from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
+from frontend.storage import Storage
 from frontend.store import JobStore
 from frontend.uploads import UploadRequest, limit_body, too_large
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}
     executor = JobExecutor(settings, store, hub, **kwargs)
     app.extensions["jobs"] = Services(settings, store, hub, executor)
+    app.extensions["storage"] = Storage(settings, store).start_retention()   # quota per owner, retention
     if settings.run_jobs if run_jobs is None else run_jobs:
         executor.start()
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from frontend.render import IMAGE_TYPES
 log = logging.getLogger(__name__)
 quiet = QuietLog(log)
 VERSION = "1"   # part of every cache key: a change to the renderer renders again
+CACHE_FOLDER = "rendered"   # in APP_DATA_DIR: <job>/<key>.html
 
 
 class Rendered(NamedTuple):
@@ -60,9 +60,6 @@ class ReportRenderer:
     def markdown(self, job_id: str, source: Path, path: str, url_prefix: str) -> Rendered:
         """A Markdown output as HTML; its relative links go to `url_prefix` + the output's path."""
         return self._render(job_id, source, {"kind": "markdown", "path": path, "url_prefix": url_prefix})
-
-    def forget(self, job_id: str) -> None:
-        shutil.rmtree(self.cache / job_id, ignore_errors=True)
 
     def _render(self, job_id: str, source: Path, job: dict[str, Any]) -> Rendered:
         size = source.stat().st_size
@@ -138,7 +135,7 @@ def renderer() -> ReportRenderer:
     if found is None:
         s = current_app.config["SETTINGS"]
         found = current_app.extensions.setdefault("reports", ReportRenderer(
-            s.data_dir / "rendered", s.render_seconds, s.render_max_bytes, s.render_processes))
+            s.data_dir / CACHE_FOLDER, s.render_seconds, s.render_max_bytes, s.render_processes))
     return found
 
 

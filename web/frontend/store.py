@@ -260,6 +260,12 @@ class JobStore:
             db.execute("UPDATE jobs SET deleted=1, share_token=NULL, name='' WHERE id=?", (job_id,))
             db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
 
+    def finished_before(self, cutoff: float, limit: int = 100) -> list[str]:
+        """Ids of jobs not deleted that ended before `cutoff` (a time), the oldest first."""
+        rows = self._db().execute("SELECT id FROM jobs WHERE deleted=0 AND finished IS NOT NULL AND finished<? "
+                                  "ORDER BY finished LIMIT ?", (cutoff, limit)).fetchall()
+        return [r[0] for r in rows]
+
     def last_message(self, job_id: str) -> str:
         """The agent's last message (its summary of the run), or ''."""
         row = self._db().execute("SELECT event FROM events WHERE job_id=? AND type='message' "
