@@ -77,3 +77,18 @@ def test_a_rendered_report_keeps_its_table_of_contents_working():
     links = re.findall(r'href="#([^"]+)"', out)
     assert len(links) == 4 and set(links) <= ids, (links, ids)
     assert all(i.startswith(render.HEADING_ID_PREFIX) for i in ids)
+
+
+def test_report_html_is_read_as_a_browser_reads_it_and_otherwise_left_as_written():
+    from frontend.htmltags import start_tags
+    png = lambda p: ("image/png", b"PNG") if p == "a.png" else None  # noqa: E731
+    text = ('<!doctype html><HEAD><Meta NAME="Viewport" content="x"></HEAD><!-- <img src="a.png"> -->'
+            '<script>document.write("<img src=a.png>")</script><img\nsrc = a.png alt="&quot;>">'
+            "<p title='<img src=a.png>'>x</p><img src=\"a.png\" src=\"b.png\"><img src=\"a.png")
+    out = render.self_contained_html(text, "report.html", png)
+    assert out.count("data:image/png") == 2, out              # not in a comment, a script or an attribute
+    assert "<meta name" not in out and 'content="x"' in out   # it has a viewport: none added
+    assert out.endswith('<img src="a.png') and out.startswith("<!doctype html><HEAD>")   # an open tag ends it
+    assert [t.name for t in start_tags(text)] == ["head", "meta", "script", "img", "p", "img"]
+    plain = render.self_contained_html("<p>hi", "r.html", png)
+    assert plain.startswith(render.PHONE_STYLE) and plain.endswith("<p>hi")
