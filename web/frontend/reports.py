@@ -113,7 +113,9 @@ class ReportRenderer:
 
     def _process(self, job: dict[str, Any]) -> str | None:
         """Run one render in its own process; None when it worked, else why not."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        # Only what Python needs: the server's environment holds model keys, and this process reads hostile text.
+        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "PATH": os.environ.get("PATH", ""),
+               "LC_ALL": "C.UTF-8"}
         try:
             done = subprocess.run([sys.executable, "-m", "frontend.render"], input=json.dumps(job).encode(),
                                   capture_output=True, timeout=self.seconds, env=env)

@@ -32,6 +32,7 @@ from frontend.reports import CACHE_FOLDER
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
 DAY = 86400.0
+REMEMBERED = 100_000   # finished jobs whose size is kept in memory
 
 
 class InsufficientStorage(HTTPException):
@@ -102,6 +103,8 @@ class Storage:
             data = self.settings.data_dir
             known = disk_bytes(job_workspace(data, job_id)) + disk_bytes(self.settings.results_dir(job_id))
             with self._lock:
+                if len(self._finished) >= REMEMBERED:   # measured again when next asked
+                    self._finished.clear()
                 self._finished[job_id] = known
         return known
 
