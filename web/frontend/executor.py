@@ -343,9 +343,9 @@ class JobExecutor:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            if self._ours() and (left_out := budget.summary()):
-                self._emit_quietly(job_id, left_out)
             if self._ours():
+                if left_out := budget.summary():   # what the run printed past its log's cap
+                    self._emit_quietly(job_id, left_out)
                 self._finish(job_id, status, reason, exit_code, error)
             else:  # the new runner's recovery records the job's end
                 log.warning("job %s: its end is left to the runner that took the lease over", job_id)

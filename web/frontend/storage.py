@@ -62,16 +62,16 @@ class Storage:
 
     # -- the quota -------------------------------------------------------------
 
-    def usage(self, owner: str) -> int:
-        """Bytes the owner's jobs hold, or may still bring back."""
-        total = 0
+    def usage(self, owner: str) -> tuple[int, int]:
+        """(bytes the owner's jobs hold, bytes their queued and running jobs may still bring back)."""
+        held = reserved = 0
         for job in self.store.list_jobs(owner, limit=1_000_000):
             if job["status"] in ACTIVE:
-                total += disk_bytes(job_workspace(self.settings.data_dir, job["id"]))
-                total += int((job["limits"] or {}).get("max_total_bytes") or self.settings.limits.max_total_bytes)
+                held += disk_bytes(job_workspace(self.settings.data_dir, job["id"]))
+                reserved += int((job["limits"] or {}).get("max_total_bytes") or self.settings.limits.max_total_bytes)
             else:
-                total += self._finished_bytes(job["id"])
-        return total
+                held += self._finished_bytes(job["id"])
+        return held, reserved
 
     def check_room(self, owner: str) -> None:
         """Before an upload is read: 507 if the owner is at the quota already."""
@@ -87,13 +87,14 @@ class Storage:
         return limits
 
     def _left(self, owner: str, upload_bytes: int) -> int:
-        used = self.usage(owner)
-        left = self.quota - used - upload_bytes
+        held, reserved = self.usage(owner)
+        left = self.quota - held - reserved - upload_bytes
         if left <= 0:
-            more = f" and this job's {_mb(upload_bytes)} of files" if upload_bytes else ""
+            more = f", this job's files {_mb(upload_bytes)}" if upload_bytes else ""
+            pending = f", and your queued and running jobs may bring back {_mb(reserved)} more" if reserved else ""
             raise InsufficientStorage(
-                f"your jobs hold {_mb(used)}{more}, and this server keeps {_mb(self.quota)} per owner "
-                "(APP_MAX_STORAGE_MB_PER_OWNER): delete some jobs to make room")
+                f"this server keeps {_mb(self.quota)} per owner (APP_MAX_STORAGE_MB_PER_OWNER): your jobs hold "
+                f"{_mb(held)}{more}{pending}; delete some jobs, or wait for yours to finish")
         return left
 
     def _finished_bytes(self, job_id: str) -> int:
