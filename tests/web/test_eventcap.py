@@ -26,3 +26,15 @@ def test_past_the_bytes_nothing_more_of_the_run_is_stored_however_small():
     kept = stored(budget, [big, big, small, small])
     assert [e["type"] for e in kept] == ["output", "warning"]
     assert EventBudget("j", 10, 10_000).summary() is None
+
+
+def test_the_page_reads_the_logs_tail_within_a_byte_budget(tmp_path):
+    from frontend.store import JobStore
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.create_job({"id": "j", "owner": "o", "backend": "local", "model": "offline"})
+    for i in range(100):
+        store.append_event("j", ev.make_event(ev.OUTPUT, {"text": f"{i:03d}" + "A" * 10_000}))
+    tail = store.recent_events("j", max_events=50, max_bytes=100_000)
+    assert [e["seq"] for e in tail] == list(range(92, 101))   # 9 events of ~10 KB fit
+    assert len(store.recent_events("j", max_events=5, max_bytes=10**9)) == 5
+    assert store.recent_events("j", max_events=50, max_bytes=100) == []

@@ -335,8 +335,8 @@ class JobStore:
 
     def recent_events(self, job_id: str, max_events: int, max_bytes: int) -> list[dict[str, Any]]:
         """The job's last events, oldest first: at most `max_events`, and at most `max_bytes` of them
-        as stored (their sizes are summed in the database, so only what is kept is ever read here)."""
-        sizes = self._db().execute("SELECT seq, length(CAST(event AS BLOB)) FROM events WHERE job_id=? "
+        in characters as stored (summed in the database: only what is kept is read here)."""
+        sizes = self._db().execute("SELECT seq, length(event) FROM events WHERE job_id=? "
                                    "ORDER BY seq DESC LIMIT ?", (job_id, max_events))
         first, total = None, 0
         for seq, size in sizes:
