@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, redirect, render_template, url_for
 from werkzeug.exceptions import NotFound
 
 from agent_sandbox.events import Status
-from frontend import logview
+from frontend import logview, reports
 from frontend import results as res
 from frontend import results_page
 from frontend.api import job_json, job_limits, owned_job, services
@@ -17,6 +17,7 @@ from frontend.identity import current_owner, remember_shared
 
 pages = Blueprint("pages", __name__)
 SERVER_LOG_EVENTS = 5000
+SERVER_LOG_BYTES = 2 * 1024 * 1024
 pages.add_app_template_filter(logview.clock, "clock")
 pages.add_app_template_filter(logview.duration, "duration")
 pages.add_app_template_filter(logview.iso, "iso")
@@ -39,9 +40,10 @@ def index():
 def job_page(job_id):
     raw = owned_job(job_id)
     job = job_json(raw)
-    # The server-rendered log (for pages without JavaScript) holds the last events of a long run.
-    skipped = max(0, raw["last_seq"] - SERVER_LOG_EVENTS)
-    events = list(services().store.iter_events(raw["id"], after=skipped))
+    # The server-rendered log (for pages without JavaScript) holds the last events of a long run,
+    # within a byte budget: however much a run printed, a view reads this much at most.
+    events = services().store.recent_events(raw["id"], SERVER_LOG_EVENTS, SERVER_LOG_BYTES)
+    skipped = events[0]["seq"] - 1 if events else raw["last_seq"]
     steps = [e["step"] for e in events if e.get("type") == "step" and e.get("step")]
     return render_template("job.html", job=job, now=time.time(), results=results_context(job),
                            log=logview.build_log(events), phase=logview.phase(events, job["status"], partial=skipped > 0),
@@ -67,12 +69,19 @@ def view_output(job_id, path):
     if full is None or not path.lower().endswith(".md"):
         raise NotFound(f"no Markdown output {path!r} in this job")
     size = full.stat().st_size
-    body = None
-    if size <= job_limits(raw).preview_bytes:
-        text = full.read_text(encoding="utf-8", errors="replace")
-        body = res.render_markdown(text, path, lambda p: url_for("api.job_output_file", job_id=job["id"], path=p))
-    return render_template("view.html", job=job, path=path, body=body, size=size,
+    limit = job_limits(raw).preview_bytes
+    body, why = None, f"it is larger ({size / 1048576:.1f} MB) than the {limit / 1048576:g} MB shown on a page"
+    if size <= limit:
+        body, why = _rendered(job["id"], full, path)
+    return render_template("view.html", job=job, path=path, body=body, size=size, why=why,
                            raw_url=url_for("api.job_output_file", job_id=job["id"], path=path))
+
+
+def _rendered(job_id: str, full, path: str) -> tuple[str | None, str]:
+    """A Markdown output as HTML (rendered once, in a process with a time limit), or why not."""
+    prefix = url_for("api.job_output_file", job_id=job_id, path="-")[:-1]
+    rendered = reports.renderer().markdown(job_id, full, path, prefix)
+    return (rendered.path.read_text(encoding="utf-8") if rendered.path else None), rendered.why
 
 
 @pages.get("/shared/<token>")
@@ -100,8 +109,10 @@ def results_context(job: dict) -> dict | None:
         entry = next(f for f in ctx["files"] if f["path"] == md)
         full = res.listed_file(results, manifest, md)
         if full is not None and not entry.get("large"):
-            text = full.read_text(encoding="utf-8", errors="replace")
-            ctx["report_html"] = res.render_markdown(text, md, ctx["url"])
+            try:
+                ctx["report_html"] = _rendered(job["id"], full, md)[0]
+            except reports.Busy:   # the page without it, rather than no page
+                pass
     return ctx
 
 
