@@ -152,7 +152,7 @@ def test_bad_uploads_are_refused_clearly(app):
 
 
 def test_trusted_user_header_names_the_owner(make_app):
-    app = make_app(trusted_user_header="X-Forwarded-User")
+    app = make_app(trusted_user_header="X-Forwarded-User", trusted_proxies=["127.0.0.1"])  # the test client's
     laptop, phone = Visitor(app, **{"X-Forwarded-User": "alice"}), Visitor(app, **{"X-Forwarded-User": "alice"})
     bob, anonymous = Visitor(app, **{"X-Forwarded-User": "bob"}), Visitor(app)
     job = laptop.run()

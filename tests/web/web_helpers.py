@@ -56,6 +56,8 @@ class Server:
                "APP_ENV_FILE": str(self.root / "no.env"), "APP_MODELS": "scripted,offline",
                "APP_HEARTBEAT_SECONDS": "1", "APP_WORKERS": "2", "APP_MAX_ACTIVE_PER_OWNER": "20",
                "APP_MAX_ACTIVE_PER_ADDRESS": "100",  # the tests visit from one address; test_web_abuse lowers it
+               # Their many jobs at once would each reserve 2 GB of results; tests/hostile sets a quota.
+               "APP_MAX_STORAGE_MB_PER_OWNER": "0",
                "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
         self.log = open(self.root / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],

@@ -30,8 +30,9 @@ from frontend.identity import check_csrf, csrf_token
 from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
+from frontend.storage import Storage
 from frontend.store import JobStore
-from frontend.uploads import UploadRequest, too_large
+from frontend.uploads import UploadRequest, limit_body, too_large
 
 quiet = QuietLog(logging.getLogger("frontend.app"))
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -43,7 +44,8 @@ class Services:
     def __init__(self, settings: Settings, store: JobStore, hub: FeedHub, executor: JobExecutor):
         self.settings, self.store, self.hub, self.executor = settings, store, hub, executor
         _, max_streams = settings.socket_caps()
-        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address)
+        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address,
+                                   settings.max_streams_per_link)
         self.new_visitors = RateLimit(settings.new_visitors_per_address)
         self.proxies = Networks(settings.trusted_proxies)
 
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}
     executor = JobExecutor(settings, store, hub, **kwargs)
     app.extensions["jobs"] = Services(settings, store, hub, executor)
+    app.extensions["storage"] = Storage(settings, store).start_retention()   # quota per owner, retention
     if settings.runs_jobs() if run_jobs is None else run_jobs:
         executor.start()
 
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
     app.register_blueprint(explore)
     app.register_blueprint(history)
     app.before_request(check_csrf)
+    app.before_request(limit_body)   # JSON and form bodies: APP_MAX_BODY_KB (uploads have their own limits)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["statuses"] = statuses_for_pages()
 

@@ -44,6 +44,7 @@ from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
+from frontend.eventcap import EventBudget
 from frontend.feed import FeedHub
 from frontend.lease import JobLeases
 from frontend.settings import Settings
@@ -314,6 +315,7 @@ class JobExecutor:
             return
         threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
         status, reason, exit_code, error = Status.ERROR, "", None, ""
+        budget = EventBudget(job_id, self.settings.max_events_per_job, self.settings.max_event_bytes_per_job)
         try:
             job = self.store.get_job(job_id)
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
@@ -328,7 +330,8 @@ class JobExecutor:
                     self.store.update_job(job_id, sandbox_id=event["data"]["sandbox_id"])
                     with self._lock:
                         self._sandboxes[job_id] = (job["backend"], event["data"]["sandbox_id"])
-                self.emit(job_id, event)
+                for stored in budget.admit(event):   # past the cap per job, counted, not stored
+                    self.emit(job_id, stored)
 
             result = self.backend_factory(job["backend"]).run(spec, on_event, cancel)
             status, reason, exit_code = result.status, result.reason, result.exit_code
@@ -348,6 +351,8 @@ class JobExecutor:
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
             if self._ours(job_id):
+                if left_out := budget.summary():   # what the run printed past its log's cap
+                    self._emit_quietly(job_id, left_out)
                 self._finish(job_id, status, reason, exit_code, error)
             else:  # the runner that took it over records the job's end
                 log.warning("job %s: its end is left to the runner that took its lease over", job_id)

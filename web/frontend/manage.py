@@ -33,6 +33,7 @@ from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
 from frontend.api import TooManyJobs, display_name, job_json, services
 from frontend.choices import follows_instructions
 from frontend.identity import client_address, current_owner, job_owner
+from frontend.storage import disk_bytes, storage
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
 
@@ -63,10 +64,7 @@ def delete_job(job_id):
     job = own_job(job_id)
     if job["status"] in ACTIVE:
         raise Conflict("this job is still queued or running; cancel it before deleting it")
-    s = current_app.config["SETTINGS"]
-    services().store.mark_deleted(job["id"])
-    shutil.rmtree(job_workspace(s.data_dir, job["id"]), ignore_errors=True)
-    shutil.rmtree(s.results_dir(job["id"]), ignore_errors=True)
+    storage().remove(job["id"])
     return "", 204
 
 
@@ -144,6 +142,7 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
     """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
     s = current_app.config["SETTINGS"]
     svc = services()
+    check_allowed(fields["backend"], fields["model"])
     owner, address = job_owner(), client_address()
     if reason := svc.executor.admission_error(owner, address):
         raise TooManyJobs(reason)
@@ -154,8 +153,9 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
         files = fill(workspace)   # may add to `fields` (a follow-up's summary)
         notes: list[str] = []
         copy_my_files(workspace, s.my_files, notes)
+        limits = storage().job_limits(owner, disk_bytes(workspace))   # results cut to what the quota leaves
         job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "address": address, "files": files,
-                                   "limits": s.limits.to_dict()}, notes)
+                                   "limits": limits}, notes)
     except BaseException:
         shutil.rmtree(workspace, ignore_errors=True)
         raise
@@ -163,6 +163,16 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
         shutil.rmtree(workspace, ignore_errors=True)
         raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
     return job
+
+
+def check_allowed(backend: str, model: str) -> None:
+    """The server's allow-lists as they are now: a job run again, or followed up, may have been
+    made when the operator allowed more."""
+    s = current_app.config["SETTINGS"]
+    if backend not in s.backends:
+        raise BadRequest(f"backend {backend!r} is not allowed here any more; this server runs {', '.join(s.backends)}")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here any more; choose one of {', '.join(s.models)}")
 
 
 def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:

@@ -13,7 +13,7 @@ from werkzeug.exceptions import NotFound
 from agent_sandbox.events import Status
 from agent_sandbox.paths import reference_paths
 from agent_sandbox.workspace import job_workspace
-from frontend import choices, logview
+from frontend import choices, logview, reports
 from frontend import results as res
 from frontend import results_page
 from frontend.api import job_json, job_limits, owned_job, services
@@ -23,6 +23,7 @@ from frontend.readable import ACCEPTED, ACCEPTED_WORDS, REFUSED
 
 pages = Blueprint("pages", __name__)
 SERVER_LOG_EVENTS = 5000
+SERVER_LOG_BYTES = 2 * 1024 * 1024
 pages.add_app_template_filter(logview.clock, "clock")
 pages.add_app_template_filter(logview.duration, "duration")
 pages.add_app_template_filter(logview.iso, "iso")
@@ -62,9 +63,10 @@ def _job_page(raw: dict):
     job = job_json(raw)
     s = current_app.config["SETTINGS"]
     links = links_for(raw)
-    # The server-rendered log (for pages without JavaScript) holds the last events of a long run.
-    skipped = max(0, raw["last_seq"] - SERVER_LOG_EVENTS)
-    events = list(services().store.iter_events(raw["id"], after=skipped))
+    # The server-rendered log (for pages without JavaScript) holds the last events of a long run,
+    # within a byte budget: however much a run printed, a view reads this much at most.
+    events = services().store.recent_events(raw["id"], SERVER_LOG_EVENTS, SERVER_LOG_BYTES)
+    skipped = events[0]["seq"] - 1 if events else raw["last_seq"]
     steps = [e["step"] for e in events if e.get("type") == "step" and e.get("step")]
     results = results_context(job, links)
     follow_models = [m for m in s.models if choices.follows_instructions(m)]
@@ -106,13 +108,21 @@ def view_output(job_id, path):
     if full is None or not path.lower().endswith(".md"):
         raise NotFound(f"no Markdown output {path!r} in this job")
     size = full.stat().st_size
-    body = None
-    if size <= job_limits(raw).preview_bytes:
-        text = full.read_text(encoding="utf-8", errors="replace")
-        body = res.render_markdown(results_page.plain(text), path,
-                                   lambda p: url_for("api.job_output_file", job_id=job["id"], path=p))
-    return render_template("view.html", job=job, path=path, body=body, size=size, links=links_for(raw),
+    limit = job_limits(raw).preview_bytes
+    body, why = None, f"it is larger ({size / 1048576:.1f} MB) than the {limit / 1048576:g} MB shown on a page"
+    if size <= limit:
+        body, why = _rendered(job["id"], full, path)
+    return render_template("view.html", job=job, path=path, body=body, size=size, why=why, links=links_for(raw),
                            raw_url=url_for("api.job_output_file", job_id=job["id"], path=path))
+
+
+def _rendered(job_id: str, full, path: str) -> tuple[str | None, str]:
+    """A Markdown output as HTML (rendered once, in a process with a time limit), or why not;
+    in plain words (no option names or internal paths)."""
+    prefix = url_for("api.job_output_file", job_id=job_id, path="-")[:-1]
+    rendered = reports.renderer().markdown(job_id, full, path, prefix)
+    body = rendered.path.read_text(encoding="utf-8") if rendered.path else None
+    return (results_page.plain(body) if body is not None else None), rendered.why
 
 
 def results_context(job: dict, links: JobLinks) -> dict | None:
@@ -130,8 +140,10 @@ def results_context(job: dict, links: JobLinks) -> dict | None:
         entry = next(f for f in ctx["files"] if f["path"] == md)
         full = res.listed_file(results, manifest, md)
         if full is not None and not entry.get("large"):
-            text = full.read_text(encoding="utf-8", errors="replace")
-            ctx["report_html"] = res.render_markdown(results_page.plain(text), md, ctx["url"])
+            try:
+                ctx["report_html"] = _rendered(job["id"], full, md)[0]
+            except reports.Busy:   # the page without it, rather than no page
+                pass
     return ctx
 
 

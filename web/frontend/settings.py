@@ -25,6 +25,14 @@ from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import DEFAULT_MY_FILES
 from frontend.guard import Networks, socket_budget
 
+KB = 1024
+
+
+def kilobytes(raw: str) -> int:
+    """a number of kilobytes"""  # (the error message says "expected <this docstring>")
+    return int(float(raw) * KB)
+
+
 REPO = Path(__file__).resolve().parents[2]  # the repository (this file is web/frontend/settings.py)
 ROLES = ("all", "web", "runner")  # what one process does: see `python -m frontend --help`
 
@@ -122,7 +130,8 @@ class Settings:
                                            shown="`<APP_DATA_DIR>/secret_key`")
     trusted_user_header: str = setting("APP_TRUSTED_USER_HEADER", "",
                                        "header set by an authenticating proxy naming the user, e.g. "
-                                       "X-Forwarded-User; only behind such a proxy", shown="off")
+                                       "X-Forwarded-User; honoured only from APP_TRUSTED_PROXIES (required "
+                                       "with it)", shown="off")
     trusted_proxies: list[str] = setting(
         "APP_TRUSTED_PROXIES", [], "addresses or networks of reverse proxies in front of the app (e.g. "
         "127.0.0.1 or 10.0.0.0/8): a request from one of them is from the last address in its "
@@ -147,6 +156,32 @@ class Settings:
                                   "server threads started up front (the pool grows on demand)")
     server_max_threads: int = setting("APP_SERVER_MAX_THREADS", 1000,
                                       "most server threads, one per request in progress (event streams hold none)")
+    max_streams_per_link: int = setting("APP_MAX_STREAMS_PER_LINK", 20,
+                                        "live logs open through one share link, by all its viewers together "
+                                        "(each also counts against its address); beyond it 429", above=0)
+    max_body_bytes: int = setting("APP_MAX_BODY_KB", 1024 * KB, "largest request body other than an upload "
+                                  "(JSON, forms) in KB (413 beyond, before it is read)", parse=kilobytes,
+                                  shown="`1024`", above=0)
+    max_events_per_job: int = setting("APP_MAX_EVENTS_PER_JOB", 20000,
+                                      "events of one run stored (the live log); the rest are counted, not "
+                                      "stored, and the log says so", above=0)
+    max_event_bytes_per_job: int = setting("APP_MAX_EVENT_MB_PER_JOB", 32 * MB,
+                                           "MB of events of one run stored; the rest are counted, not stored, "
+                                           "and the log says so", parse=megabytes, shown="`32`", above=0)
+    max_storage_per_owner: int = setting(
+        "APP_MAX_STORAGE_MB_PER_OWNER", 10240 * MB, "MB of uploads and results one owner's jobs may hold on "
+        "disk, counted by real size (0: no quota); past it a new job gets 507, and a job's results are cut "
+        "to what is left when it is queued", parse=megabytes, shown="`10240`")
+    retention_days: float = setting("APP_RETENTION_DAYS", 0.0, "days a finished job (its log, uploads and "
+                                    "results) is kept, then removed as if its owner deleted it (0: for ever)")
+    render_max_bytes: int = setting("APP_RENDER_MAX_MB", 2 * MB, "largest report.html or Markdown file "
+                                    "rendered for the page; a larger one is offered raw", parse=megabytes,
+                                    shown="`2`", above=0)
+    render_seconds: float = setting("APP_RENDER_SECONDS", 10.0, "seconds one report may take to render "
+                                    "(in a process of its own, once; then kept); past it it is offered raw",
+                                    above=0)
+    render_processes: int = setting("APP_RENDER_PROCESSES", 2, "reports rendered at once (each in a process "
+                                    "of its own); more views wait for one", above=0)
     heartbeat_seconds: float = setting("APP_HEARTBEAT_SECONDS", 15.0, "comment line sent on idle event streams")
     sandbox_network: bool = setting("APP_SANDBOX_NETWORK", False, "1: the agent's commands get outbound "
                                     "network (e.g. pip install); never the host's or private addresses")
@@ -216,6 +251,12 @@ class Settings:
             raise SettingError("APP_DATABASE_URL is not valid: expected postgresql://user:password@host/database")
         if self.workers < 1:
             raise SettingError("APP_WORKERS must be at least 1")
+        if self.trusted_user_header and not self.trusted_proxies:
+            raise SettingError(f"APP_TRUSTED_USER_HEADER={self.trusted_user_header} needs APP_TRUSTED_PROXIES: "
+                               "the header is honoured only from the proxies listed there (any client "
+                               "could send it)")
+        if self.retention_days < 0 or self.max_storage_per_owner < 0:
+            raise SettingError("APP_RETENTION_DAYS and APP_MAX_STORAGE_MB_PER_OWNER must be 0 (none) or more")
         try:
             Networks(self.trusted_proxies)
         except ValueError as exc:

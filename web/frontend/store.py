@@ -321,6 +321,12 @@ class JobStore:
             db.execute("UPDATE jobs SET deleted=1, share_token=NULL, name='' WHERE id=?", (job_id,))
             db.execute("DELETE FROM events WHERE job_id=?", (job_id,))
 
+    def finished_before(self, cutoff: float, limit: int = 100) -> list[str]:
+        """Ids of jobs not deleted that ended before `cutoff` (a time), the oldest first."""
+        rows = self._db().execute("SELECT id FROM jobs WHERE deleted=0 AND finished IS NOT NULL AND finished<? "
+                                  "ORDER BY finished LIMIT ?", (cutoff, limit)).fetchall()
+        return [r[0] for r in rows]
+
     def last_message(self, job_id: str) -> str:
         """The agent's last message (its summary of the run), or ''."""
         row = self._row("SELECT event FROM events WHERE job_id=? AND type='message' "
@@ -398,6 +404,19 @@ class JobStore:
             for _seq, _type, text in batch:
                 yield json.loads(text)
             after = batch[-1][0]
+
+    def recent_events(self, job_id: str, max_events: int, max_bytes: int) -> list[dict[str, Any]]:
+        """The job's last events, oldest first: at most `max_events`, and at most `max_bytes` of them
+        in characters as stored (summed in the database: only what is kept is read here)."""
+        sizes = self._db().execute("SELECT seq, length(event) FROM events WHERE job_id=? "
+                                   "ORDER BY seq DESC LIMIT ?", (job_id, max_events))
+        first, total = None, 0
+        for seq, size in sizes:
+            total += size
+            if total > max_bytes:
+                break
+            first = seq
+        return [] if first is None else list(self.iter_events(job_id, after=first - 1))
 
     def last_event(self, job_id: str, type: str) -> dict[str, Any] | None:
         """The job's latest event of one type (e.g. its token usage so far)."""
