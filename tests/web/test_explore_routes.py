@@ -222,3 +222,11 @@ def test_recovery_links_are_kept_by_their_hash_on_both_databases(database):
     assert store.recovery_owner("hash-2") is None and store.recovery_made("visitor:a") is None
     store.close()
     other.close()
+
+
+def test_a_rendered_reports_wide_tables_scroll_in_a_box_reached_by_tab():
+    from frontend import render
+    out = render.render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n\ntext\n\n| c |\n|---|\n| 3 |\n", "report.md",
+                                 lambda p: p)
+    boxes = re.findall(r'<div class="table-scroll" tabindex="0" role="region" aria-label="([^"]+)"><table>', out)
+    assert boxes == ["Table 1 of the report", "Table 2 of the report"] and out.count("</table>\n</div>") == 2
