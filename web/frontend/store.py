@@ -288,8 +288,8 @@ class JobStore:
 
     def finished_before(self, cutoff: float, limit: int = 100) -> list[str]:
         """Ids of jobs not deleted that ended before `cutoff` (a time), the oldest first."""
-        rows = self._db().execute("SELECT id FROM jobs WHERE deleted=0 AND finished IS NOT NULL AND finished<? "
-                                  "ORDER BY finished LIMIT ?", (cutoff, limit)).fetchall()
+        rows = self._rows("SELECT id FROM jobs WHERE deleted=0 AND finished IS NOT NULL AND finished<? "
+                          "ORDER BY finished LIMIT ?", (cutoff, limit))
         return [r[0] for r in rows]
 
     def last_message(self, job_id: str) -> str:
@@ -373,8 +373,8 @@ class JobStore:
     def recent_events(self, job_id: str, max_events: int, max_bytes: int) -> list[dict[str, Any]]:
         """The job's last events, oldest first: at most `max_events`, and at most `max_bytes` of them
         in characters as stored (summed in the database: only what is kept is read here)."""
-        sizes = self._db().execute("SELECT seq, length(event) FROM events WHERE job_id=? "
-                                   "ORDER BY seq DESC LIMIT ?", (job_id, max_events))
+        sizes = self._rows("SELECT seq, length(event) FROM events WHERE job_id=? "
+                           "ORDER BY seq DESC LIMIT ?", (job_id, max_events))
         first, total = None, 0
         for seq, size in sizes:
             total += size
