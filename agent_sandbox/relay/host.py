@@ -25,6 +25,7 @@ What a request may do, whatever the agent inside was made to send:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -110,7 +111,7 @@ class ModelAccess:
     def problem(self) -> str:
         """Why calls cannot be made (a missing key, a malformed endpoint), in one line; "" if they can."""
         provider = PROVIDERS[self.provider]
-        where = f"{provider.base_url_env}={endpoint(self.base_url)!r}"
+        where = f"{provider.base_url_env}={Redactor(self.secrets())(self.base_url)[:200]!r}"
         try:
             url = urlsplit(self.base_url)
             url.port   # noqa: B018 - raises on a port that is not a number
@@ -127,6 +128,14 @@ class ModelAccess:
                    "to a server that needs none)"
         return ""
 
+    def call_url(self) -> str:
+        """The endpoint to call: with a key, its header is the credential (credentials in the URL
+        would replace it with Basic auth); without one, the URL's own credentials stay."""
+        if not self.api_key or "@" not in self.base_url:
+            return self.base_url
+        parts = urlsplit(self.base_url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
     def secrets(self) -> list[str]:
         """Every text that would give the key or the endpoint's credentials away."""
         found = [self.api_key]
@@ -138,6 +147,8 @@ class ModelAccess:
         except ValueError:
             pass
         found += [unquote(s) for s in found]
+        if len(found) > 2 and (found[1] or found[2]):   # as the Basic auth header carries them
+            found.append(base64.b64encode(f"{unquote(found[1])}:{unquote(found[2])}".encode()).decode())
         return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
@@ -321,7 +332,7 @@ class ModelRelay:
         asked = request.get("timeout")
         timeout = min(float(asked), self.call_timeout) if isinstance(asked, (int, float)) and asked > 0 \
             else self.call_timeout
-        url = self.access.base_url.rstrip("/") + path
+        url = self.access.call_url().rstrip("/") + path
         try:
             status, reply_headers, text = fetch(url, content, headers, timeout)
         except TimeoutError:

@@ -28,7 +28,7 @@ import json
 import re
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ STUB_CHARS = 300              # an entry this long or shorter is never compacted
 MAX_REFUSALS = 3              # refusals in a row that end the run
 WARN_STEPS = 3                # from this many steps left (this one included) the model is told to wrap up
 MAX_THOUGHT_CHARS = 20000     # of a reply's text shown in the log
+PREAMBLE_STEPS = 100          # steps the playbook run before the model may take (it batches files past that)
 
 
 class ModelError(Exception):
@@ -258,8 +259,8 @@ def squeeze(entry: Entry, keep: int) -> int:
 def compact(entries: list[Entry], budget: int, hard: bool = False) -> None:
     """Shrink the conversation until it fits `budget` characters: first old tool outputs and
     old replies (their text and their calls' arguments, e.g. a written file's content),
-    then (or at once when `hard`) the recent ones too. The task (the first entry) and the
-    latest tool results (the error the model must fix) are never compacted."""
+    then (or at once when `hard`) the recent ones too. The latest tool results (the error
+    the model must fix) are never compacted; the task (the first entry) only when `hard`."""
     total = sum(entry_size(e) for e in entries)
     latest = latest_results(entries)
     older = entries[1:-KEEP_RECENT] if not hard else []
@@ -268,6 +269,8 @@ def compact(entries: list[Entry], budget: int, hard: bool = False) -> None:
         if total <= budget:
             return
         total -= squeeze(entry, 0)
+    if hard and total > budget and entries:   # the task itself, as a last resort: its head and its end
+        squeeze(entries[0], max(STUB_CHARS + 1, budget // 2))
 
 
 def latest_results(entries: list[Entry]) -> set[int]:
@@ -367,8 +370,8 @@ class LLMModel:
 
     # -- the loop's entry point ---------------------------------------------
     def next_action(self, task: Task, history: list[Turn]) -> Action:
-        if self.preamble is not None:
-            action = self.preamble.next_action(task, history)
+        if self.preamble is not None:   # its own step budget: its steps are not the model's
+            action = self.preamble.next_action(replace(task, max_steps=PREAMBLE_STEPS), history)
             if action.kind != FINISH:
                 action.free = True   # the agent's own step, not the model's
                 return action
