@@ -98,27 +98,60 @@ def kill_tree(proc: subprocess.Popen) -> None:
             pass
 
 
+class _Tail:
+    """The last `limit` characters of a stream of (stream, text) pieces."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pieces: deque[tuple[str, str]] = deque()
+        self.size = 0
+
+    def add(self, stream: str, text: str) -> None:
+        text = text[-self.limit:] if self.limit else ""
+        self.pieces.append((stream, text))
+        self.size += len(text)
+        while self.size > self.limit:
+            first_stream, first = self.pieces.popleft()
+            over = self.size - self.limit
+            self.size -= len(first)
+            if over < len(first):
+                self.pieces.appendleft((first_stream, first[over:]))
+                self.size += len(first) - over
+
+    def text(self) -> str:
+        return "".join(text for _, text in self.pieces)
+
+    def last(self, n: int) -> list[tuple[str, str]]:
+        pieces: list[tuple[str, str]] = []
+        for stream, text in reversed(self.pieces):
+            if n <= 0:
+                break
+            pieces.append((stream, text[-n:]))
+            n -= len(pieces[-1][1])
+        return pieces[::-1]
+
+
 class _Capture:
     """A command's output, both streams interleaved: its head and its tail, and all of it in a file.
 
     The first `limit` characters stream to `on_output` as they come (the live log). The
     model gets the head (2/5 of `limit`) and the tail (3/5: a failing command's error is at
-    its end) with how much was elided between them; `finish` sends the log the end it did
-    not see. The whole output goes to `full_path` (up to FULL_OUTPUT_BYTES), where the
-    model can tail or grep it."""
+    its end) with how much was elided between them, and the end of stderr when the
+    interleaved tail lost it (the two streams are read by two threads: a traceback can
+    arrive before the last of stdout); `finish` sends the log the end it did not see. The
+    whole output goes to `full_path` (up to FULL_OUTPUT_BYTES), where the model can tail
+    or grep it."""
 
     def __init__(self, limit: int, on_output: OutputCallback | None, full_path: Path | None = None):
         self.limit = limit
         self.head_limit = limit * 2 // 5
-        self.tail_limit = limit - self.head_limit
         self.on_output = on_output
         self.head: list[str] = []
         self.head_size = 0
-        self.tail: deque[tuple[str, str]] = deque()   # (stream, text) after the head, at most tail_limit
-        self.tail_size = 0
-        self.total = 0                                 # characters seen
+        self.tail = _Tail(limit - self.head_limit)        # after the head
+        self.errors = _Tail((limit - self.head_limit) // 3)   # the end of stderr alone
+        self.total = 0                                     # characters seen
         self.lock = threading.Lock()
-        self.full_path = full_path
         self.file = self._open(full_path)
         self.file_bytes = 0
 
@@ -138,13 +171,15 @@ class _Capture:
             if self.on_output and self.total < self.limit:
                 self.on_output(stream, text[:self.limit - self.total])
             self.total += len(text)
+            if stream == "stderr":
+                self.errors.add(stream, text)
             room = self.head_limit - self.head_size
             if room > 0:
                 self.head.append(text[:room])
                 self.head_size += len(self.head[-1])
                 text = text[room:]
             if text:
-                self._add_tail(stream, text)
+                self.tail.add(stream, text)
 
     def _keep_all(self, text: str) -> None:
         if self.file is None or self.file_bytes >= FULL_OUTPUT_BYTES:
@@ -158,26 +193,22 @@ class _Capture:
         except OSError:   # the sandbox's disk is full: the file stops, the capture goes on
             self.file_bytes = FULL_OUTPUT_BYTES
 
-    def _add_tail(self, stream: str, text: str) -> None:
-        text = text[-self.tail_limit:]
-        self.tail.append((stream, text))
-        self.tail_size += len(text)
-        while self.tail_size > self.tail_limit:
-            first_stream, first = self.tail.popleft()
-            over = self.tail_size - self.tail_limit
-            self.tail_size -= len(first)
-            if over < len(first):
-                self.tail.appendleft((first_stream, first[over:]))
-                self.tail_size += len(first) - over
-
     @property
     def elided(self) -> int:
-        return self.total - self.head_size - self.tail_size
+        return self.total - self.head_size - self.tail.size
 
     def output(self) -> str:
-        tail = "".join(text for _, text in self.tail)
         middle = f"\n[... {self.elided:,} characters elided ...]\n" if self.elided else ""
-        return "".join(self.head) + middle + tail
+        return "".join(self.head) + middle + self.tail.text() + self.lost_errors()
+
+    def lost_errors(self) -> str:
+        """The end of stderr, when neither the head nor the tail holds it."""
+        if not self.errors.pieces:
+            return ""
+        latest = self.errors.pieces[-1][1][-200:]   # the last thing written to stderr
+        if latest in self.tail.text() or (not self.tail.size and latest in "".join(self.head)):
+            return ""
+        return f"\n[the end of stderr:]\n{self.errors.text()}"
 
     def finish(self) -> None:
         """Close the file; give the live log the end of an output it saw only the start of."""
@@ -188,19 +219,12 @@ class _Capture:
                 pass
         if self.on_output is None or self.total <= self.limit:
             return
-        unseen = min(self.tail_size, self.total - self.limit)   # the tail's part past what was streamed
+        unseen = min(self.tail.size, self.total - self.limit)   # the tail's part past what was streamed
         self.on_output("stdout", f"\n[... {self.total - self.limit - unseen:,} characters not shown; the end:]\n")
-        for stream, text in self._last(unseen):
+        for stream, text in self.tail.last(unseen):
             self.on_output(stream, text)
-
-    def _last(self, n: int) -> list[tuple[str, str]]:
-        pieces: list[tuple[str, str]] = []
-        for stream, text in reversed(self.tail):
-            if n <= 0:
-                break
-            pieces.append((stream, text[-n:]))
-            n -= len(pieces[-1][1])
-        return pieces[::-1]
+        if lost := self.lost_errors():
+            self.on_output("stderr", lost)
 
 
 def _pump(pipe, stream: str, capture: _Capture) -> None:
