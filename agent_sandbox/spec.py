@@ -35,7 +35,8 @@ class Limits:
                            "(reserved on the host's disk while the run lasts)", above=0)
     max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop", above=0)
     max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
-                                    "output kept per command, for the model and the log", above=0)
+                                    "output of a command the model gets (its head and its end) and the log "
+                                    "streams; all of it stays in a file in the sandbox", above=0)
     preview_bytes: int = setting("AGENT_SANDBOX_PREVIEW_BYTES", 5 * MB, "output files larger than this are "
                                  "flagged `large`: brought back, not previewed inline", shown="`5242880` (5 MB)")
     max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 2048 * MB, "largest single output file brought back",
