@@ -36,11 +36,11 @@ def llm_spec(tmp_path: Path, fake: FakeLLM, instructions: str = "plot od by stra
     for name, data in (files or {"plate.csv": CSV}).items():
         (workspace / name).parent.mkdir(parents=True, exist_ok=True)
         (workspace / name).write_bytes(data)
-    env = {"AGENT_SANDBOX_MODEL_RETRIES": "2", **kwargs.pop("env", {})}
+    env = kwargs.pop("env", {})
     return RunSpec(job_id=kwargs.pop("job_id", uuid.uuid4().hex[:16]), workspace=workspace,
                    results=tmp_path / "results", instructions=instructions,
                    model=f"{fake.provider}:test-model",
-                   limits=limits or Limits(run_timeout=120, command_timeout=60, idle_timeout=60),
+                   limits=limits or Limits(run_timeout=120, command_timeout=60, idle_timeout=60, model_retries=2),
                    model_access=ModelAccess(fake.provider, "test-model", fake.base_url, fake.key),
                    env=env, **kwargs)
 

@@ -67,7 +67,8 @@ def test_unknown_model_is_one_clear_line(local, tmp_path, recorder):
 
 def test_unreachable_endpoint_is_one_clear_line(local, tmp_path, recorder):
     with FakeLLM("anthropic", [], key=new_key()) as fake:
-        spec = llm_spec(tmp_path, fake, env={"AGENT_SANDBOX_MODEL_RETRIES": "1"})
+        spec = llm_spec(tmp_path, fake, limits=Limits(run_timeout=120, command_timeout=60, idle_timeout=60,
+                                                      model_retries=1))
     # The server is closed now: nothing listens on its port.
     result = local.run(spec, recorder)
     assert result.status == ev.FAILED

@@ -38,7 +38,7 @@ def backend(request):
 
 
 def limits(**kw) -> Limits:
-    return Limits(**{"run_timeout": 180, "command_timeout": 60, "idle_timeout": 90, **kw})
+    return Limits(**{"run_timeout": 180, "command_timeout": 60, "idle_timeout": 90, "model_retries": 2, **kw})
 
 
 def stored(recorder) -> str:

@@ -322,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                 outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment,
                 max_steps=args.max_steps, network=args.network, previous=previous_summary(Path(args.workspace)))
     limits = {**args.limits, "max_steps": args.max_steps, "command_timeout": args.command_timeout,
-              "max_output_chars": args.max_output_chars, "max_context_chars": args.max_context_chars}
+              "max_output_chars": args.max_output_chars, "max_context_chars": args.max_context_chars,
+              **({"model_retries": args.model_retries, "model_timeout": args.model_timeout}
+                 if args.model.partition(":")[0] in ("openai", "anthropic") else {})}
     writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,
                                  "limits": limits, "limits_enforced": args.limits_enforced,
                                  "instructions": task.instructions,
