@@ -166,6 +166,8 @@ def tool_result_text(action: Action, obs: Observation | None, limit: int) -> str
     part) its end, with what was elided and where the whole output is."""
     if obs is None:
         return "(no result)"
+    if action.kind == READ_FILE and obs.exit_code == 0 and len(obs.output) > limit:   # read on where it stops
+        return obs.output[:limit] + f"\n[more follows: read again with offset={action.offset + limit}]"
     text = shorten(obs.output or "", limit, head_share=1 / 3)
     if (obs.truncated or len(obs.output or "") > limit) and obs.full_output:
         text += (f"\n[the whole output ({obs.total_chars or len(obs.output):,} characters) is in "
