@@ -115,7 +115,9 @@ def follow_up(job_id):
     def fill(workspace: Path) -> list[dict]:
         # The parent's own previous/ is not carried along: its summary says what was in it.
         copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
-        fields["previous_summary"] = previous_summary(results, add_previous(workspace, results))
+        # The whole chain's results: a record's "previous" is its parent job's id.
+        folder = add_previous(workspace, results, lambda parent: s.results_dir(parent) if parent.isalnum() else None)
+        fields["previous_summary"] = previous_summary(results, folder)
         return parent["files"]
 
     return jsonify(job_json(submit_job(fields, fill))), 201
