@@ -130,7 +130,7 @@ def test_the_offline_notice_before_and_after_submit(ux, owner, offline_job, brow
     page.select_option("select[name=model]", AI)   # an AI model: its instructions box, and where data goes
     expect(page.locator("#instructions")).to_be_visible()
     expect(page.locator("#offline-options")).to_be_hidden()
-    expect(page.locator(f'.provider-notice[data-model="{AI}"]')).to_contain_text("sent to OpenAI")
+    expect(page.locator(f'.provider-notice[data-model="{AI}"]')).to_contain_text("are sent to the model's provider (OpenAI")
     page.select_option("select[name=model]", "offline")
     expect(page.locator("#offline-notice")).to_be_visible()
     # Submitted with the option: the job shows it as an option, and says nothing was left out.

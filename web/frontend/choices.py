@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent_sandbox.agent import models
+
 FOLLOWS_INSTRUCTIONS = ("openai", "anthropic")   # model prefixes that read free-text instructions
-PROVIDERS = {"openai": "OpenAI (or the OpenAI-compatible service this server is set up with)",
-             "anthropic": "Anthropic"}
 MODEL_LABELS = {"offline": "offline analysis (no AI service)", "scripted": "scripted (tests)"}
-PROVIDER_NOTICE = ("With {model}, parts of your files (what the agent reads, and the output of the commands it "
-                   "runs) are sent to {provider} for each step. Choose the offline analysis to keep everything "
-                   "on this server.")
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,6 @@ def instructions_applied(model: str, instructions: str) -> bool:
 
 
 def provider_notice(model: str) -> str | None:
-    """What leaves the server when `model` runs a job (None: nothing does)."""
-    provider = PROVIDERS.get(model.partition(":")[0])
-    return PROVIDER_NOTICE.format(model=model, provider=provider) if provider else None
+    """What leaves the server when `model` runs a job (None: nothing does); the agent's own words,
+    which the CLI prints too."""
+    return models.provider_notice(model) or None
