@@ -59,7 +59,7 @@ class ColumnAudit:
                           detail="markers: " + ", ".join(self._markers_seen(i, f"x{i}", table)))
         if kind in NUMERIC_KINDS and high + low:
             self._range_markers(table, i, name)
-        junk = self._unparsed(table, i, kind)
+        junk = self._unparsed(table, i, kind) if found else None  # no raw cell left over: nothing to look for
         if parsed == 0:
             self._note("dropped empty column", name, detail=f"{self.original[i]!r} had no values")
             return None, unit

@@ -31,6 +31,9 @@ MAX_PANELS = 12
 MAX_SERIES = 6
 STRIP_MAX_GROUP = 30     # groups this small are drawn point by point
 FEW_LEVELS = 10          # a factor with more levels is not drawn as groups
+SMALL_TABLE = 200        # rows of a table small enough to read its last column as the outcome
+MAX_SAMPLES = 48         # a plate map with more samples than this is drawn in plate layout only
+NO_UNITS = ("counts", "correlation_heatmap", "growth_plate", "growth_heatmap")  # these say their units otherwise
 
 
 def choose_plots(profile: dict, name: str) -> list[dict]:
@@ -47,7 +50,7 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
                 n += 1
                 path = f"{name}/plots/{name}_{kind}_{slug}_{n}.png"
             used = {k: v for k, v in kwargs.items() if v not in (None, [], False)}
-            if any(c in units for c in shown) and func not in ("counts", "correlation_heatmap"):
+            if any(c in units for c in shown) and func not in NO_UNITS:
                 used["units"] = {c: units[c] for c in shown if c in units}
             chosen.append({"kind": kind, "func": func, "columns": shown, "title": title, "path": path, "args": used})
 
@@ -56,10 +59,16 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
     time = time_axis(cols)
     logs = [c["name"] for c in measures if log_range(c)]
     well_names = [c["name"] for c in wells]
+    blanks = profile.get("blanks") or {}
     if any(c["role"] == "plate" and c["name"] == "well" for c in cols):
         for m in measures[:4]:
-            add("plate_heatmap", "plate_heatmap", [m["name"]], f"{m['name']} across the plate", value=m["name"])
-    if wells and time:
+            add("plate_heatmap", "plate_heatmap", [m["name"]], f"{m['name']} across the plate", value=m["name"],
+                blanks=blanks.get("wells") if blanks.get("value") == m["name"] else None,
+                blank_rule=blanks.get("rule") if blanks.get("value") == m["name"] else None)
+    growth = profile.get("growth")
+    if growth:
+        growth_plots(add, growth, cols, time)
+    elif wells and time:
         t = time["name"]
         add("growth_curves", "growth_curves", [t] + well_names, f"All {len(wells)} wells over {t}", time=t,
             wells=well_names)
@@ -72,9 +81,13 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
             wells=well_names, time=t)
     if time and measures:
         series = [m["name"] for m in measures if m is not time][:MAX_SERIES]
+        repeated = (time.get("distinct") or 0) < profile["rows"] - (time.get("missing") or 0)
+        lines = sorted([c for c in cols if c["role"] == "factor" and 2 <= (c.get("distinct") or 0) <= MAX_SERIES],
+                       key=factor_preference) if repeated else []
         if series:
-            add("timeseries", "timeseries", [time["name"]] + series, f"Over {time['name']}", time=time["name"],
-                columns=series, log_scale=[c for c in series if c in logs])
+            add("timeseries", "timeseries", [time["name"]] + series, f"Over {time['name']}"
+                + (f", by {lines[0]['name']}" if lines else ""), time=time["name"], columns=series,
+                log_scale=[c for c in series if c in logs], group=lines[0]["name"] if lines else None)
     factors = sorted([c for c in cols if c["role"] == "factor" and (c.get("distinct") or 0) <= FEW_LEVELS],
                      key=factor_preference)
     # the best factor, and a second one only when it is named like an experiment's (species, sex, dose, ...)
@@ -87,7 +100,7 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
         add("strip_by_group" if strip else "box_by_group", "box_by_group", [f["name"]] + panel,
             f"By {f['name']}", group=f["name"], columns=panel, log_scale=[c for c in panel if c in logs], strip=strip)
         grouped.update(panel)
-    outcome = next((m for m in measures if OUTCOME_NAME.search(m["name"])), None)
+    outcome = next((m for m in measures if OUTCOME_NAME.search(m["name"])), None) or last_outcome(profile, measures, time)
     if outcome and 2 <= len(measures) <= 15:
         inputs = [m["name"] for m in measures if m is not outcome][:MAX_PANELS]
         add("scatter_vs_outcome", "scatter_vs_outcome", [outcome["name"]] + inputs, f"Against {outcome['name']}",
@@ -105,6 +118,39 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
         if c["role"] == "binary" or (c["role"] == "factor" and not measures):
             add("counts", "counts", [c["name"]], f"Rows per value of {c['name']}", column=c["name"])
     return chosen
+
+
+def last_outcome(profile: dict, measures: list[dict], time: dict | None) -> dict | None:
+    """In a small table of a few measurements and nothing else (a regression dataset such as
+    stackloss), the last column is the outcome by the usual convention."""
+    cols = profile["column_profiles"]
+    others = [c for c in cols if c["role"] not in ("measure", "id", "constant")]
+    if time is None and not others and profile["rows"] <= SMALL_TABLE and 3 <= len(measures) <= 8 \
+            and cols[-1] is measures[-1]:
+        return measures[-1]
+    return None
+
+
+def growth_plots(add, growth: dict, cols: list[dict], time: dict) -> None:
+    """A kinetic read's growth analysis: blank-corrected curves in plate layout (linear and log),
+    by sample when a plate map names them, and heatmaps of growth rate and max OD."""
+    columns = [time["name"]] + (list(growth["columns"].values()) if growth["columns"] else [growth["value"]])
+    unit = next((c.get("unit") for c in cols if c["name"] in columns[1:] and c.get("unit")), None) or ""
+    od = unit or "OD"
+    n = len(growth["wells"])
+    blank_note = f"blank: {len(growth['blanks']['wells'])} well(s)" if growth["blanks"]["wells"] else "no blank found"
+    add("growth_curves", "growth_plate", columns, f"{n} wells, {od} minus blank ({blank_note}), plate layout",
+        unit=unit)
+    add("growth_curves_log", "growth_plate", columns, f"{n} wells, {od} minus blank, log scale, plate layout",
+        unit=unit, log=True)
+    names = growth.get("conditions") or {}
+    if 2 <= len(set(names.values())) <= MAX_SAMPLES and len(set(names.values())) < len(names):
+        add("growth_by_sample", "growth_plate", columns, f"Replicate wells of each sample ({od} minus blank)",
+            unit=unit, by="sample", names=names)
+    add("growth_rate_heatmap", "growth_heatmap", ["growth_rate_per_h"], "Maximum specific growth rate (1/h) per well",
+        value="growth_rate_per_h", colour_label="growth rate (1/h)")
+    add("max_od_heatmap", "growth_heatmap", ["max_od"], f"Maximum {od} minus blank per well", value="max_od",
+        colour_label=f"max {od} minus blank")
 
 
 def script_text(name: str, source: str, chosen: list[dict]) -> str:
@@ -136,7 +182,7 @@ def draw(con, table="clean", results=RESULTS):
 
 
 if __name__ == "__main__":
-    draw(plots.open_table(RESULTS / "{name}" / "{name}.parquet"))
+    draw(plots.open_table(RESULTS / "{name}" / "{name}.parquet"))  # with the growth analysis' tables, if any
 '''
 
 

@@ -25,7 +25,7 @@ FACTOR_WORDS = ["species", "treatment", "strain", "diagnosis", "genotype", "cond
                 "sex", "gender", "site", "origin", "island", "region", "batch", "phase", "cylinders", "replicate", "rep"]
 FACTOR_NAME = re.compile("|".join(FACTOR_WORDS))
 FREE_TEXT_NAME = re.compile(r"comment|note|remark|description|memo")
-OUTCOME_NAME = re.compile(r"(^|_)(y|target|response|outcome|yield|result|score|growth|rate|activity|efficiency|survival"
+OUTCOME_NAME = re.compile(r"(^|_)(y|target|response|outcome|yield|result|score|growth|rate|activity|efficiency|survival|loss"
                           r"|mpg|miles_per_gallon|price|progression|quality|output|effect|inhibition|viability)($|_)")
 # Quantities that are zero or more: optical density, concentrations, counts, sizes.
 NONNEGATIVE_NAME = re.compile(r"(^|_)(od|od\d{3}|a\d{3}|abs|absorbance|optical_density|conc|concentration|count|counts|cfu"
