@@ -161,7 +161,7 @@ def zwietering(hours: float, rate: float, lag: float, start: float = 0.01, top: 
 
 def kinetic_plate(path: Path, reads: int = 97, interval_h: float = 0.25, blank_column: int = 12,
                   no_growth: tuple[str, ...] = ("C5", "F9"), layout: bool = False, seed: int = 11,
-                  overflow: tuple[tuple[str, int], ...] = ()) -> dict:
+                  overflow: tuple[tuple[str, int], ...] = (), read_label: str = "Read 1:600") -> dict:
     """A BioTek Gen5-style kinetic read of a 96-well plate: `Read 1:600` above `Time  T° 600  A1 ... H12`,
     h:mm:ss times. Samples follow `zwietering` with known rates (0.4-1.2 /h) and lags (1-4 h) over a
     0.09 medium background with +-0.002 read noise; column `blank_column` holds flat blanks; the
@@ -195,7 +195,7 @@ def kinetic_plate(path: Path, reads: int = 97, interval_h: float = 0.25, blank_c
     if layout:
         lines += ["Layout", "\t" + "\t".join(str(c) for c in range(1, 13))]
         lines += [letter + "\t" + "\t".join(names[f"{letter}{c}"] for c in range(1, 13)) for letter in ROWS] + [""]
-    lines += ["Read 1:600", "", "\t".join(["Time", "T° 600"] + wells)]
+    lines += [read_label, "", "\t".join(["Time", "T° 600"] + wells)]
     overflow_at = dict(overflow)
     for k, h in enumerate(hours):
         seconds = round(h * 3600)

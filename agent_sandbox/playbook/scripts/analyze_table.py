@@ -96,15 +96,17 @@ def apply_units(profile: dict, reader: dict, unit_table: dict[str, str]) -> None
     """Units the lab gave (my_files/units.csv) win; a plate reader's readings (well columns, a
     table of wells' values) without a unit take the one the file's header lines name (OD600)."""
     by_name = {snake_case(k): v for k, v in unit_table.items()}
-    reading = next((v for k, v in by_name.items() if k in READING_KEYS), None) \
-        or reading_unit(reader.get("metadata", []) + [g["label"] for g in reader.get("grids", [])])
+    reading, source = next((v for k, v in by_name.items() if k in READING_KEYS), None), "units table"
+    if reading is None:
+        reading, source = reading_unit(reader.get("metadata", []) + [g["label"] for g in reader.get("grids", [])]), \
+            "file header"
     plate_table = reader.get("layout") == "plate grid"
     for c in profile["column_profiles"]:
         given = unit_table.get(c.get("original") or "") or by_name.get(c["name"])
         if given:
             c["unit"], c["unit_source"] = given, "units table"
         elif reading and not c.get("unit") and (c["role"] == "well" or (plate_table and c["role"] == "measure")):
-            c["unit"], c["unit_source"] = reading, "file header"
+            c["unit"], c["unit_source"] = reading, source
 
 
 def growth_or_blanks(con, profile: dict, reader: dict, folder: Path, notes: list[str]) -> None:
@@ -130,7 +132,7 @@ def growth_or_blanks(con, profile: dict, reader: dict, folder: Path, notes: list
             if found:
                 profile["blanks"] = found
     except Exception as exc:  # the table is still read, cleaned, profiled and plotted
-        notes.append(f"the growth and blank analysis failed: {type(exc).__name__}: {exc}")
+        notes.append(f"the growth and blank analysis failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
 def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_bytes: int,

@@ -115,7 +115,7 @@ def read_matrix(con, table: str, time: dict, shape: dict) -> tuple[np.ndarray, l
 def long_labels(con, table: str, shape: dict, ids: dict) -> dict[str, dict[str, str]]:
     """Text columns that hold one value per well (sample, role, condition): {column: {well: value}}."""
     cols = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
-    types = dict(con.execute(f"SELECT column_name, data_type FROM (DESCRIBE {table})").fetchall())
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())
     out = {}
     for c in cols:
         if c in (shape["well"], shape["value"]) or types.get(c) != "VARCHAR":

@@ -436,9 +436,12 @@ def _positive(values: list) -> list:
 
 
 def _text_colour(rgba) -> str:
-    """Black on light cells, white on dark ones (relative luminance), readable on every colour."""
-    r, g, b = rgba[:3]
-    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+    """Black or white, whichever contrasts more with the cell (WCAG relative luminance): at least
+    4.5:1 on any colour, so every value is readable (white on yellow was not)."""
+    def channel(x: float) -> float:
+        return x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4
+    lum = sum(w * channel(x) for w, x in zip((0.2126, 0.7152, 0.0722), rgba[:3]))
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
 
 def _plate_axes(wells, cell: float = 0.45, right: float = 1.6):
