@@ -16,6 +16,7 @@ Self-contained: depends on duckdb and the sibling blanks.py, common.py, roles.py
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import statistics
@@ -41,6 +42,8 @@ LABELS = 10               # labels named per finding; the rest are counted in `m
 MAX_PER_KIND = 10         # findings of one kind in a table; the rest are named in one more finding
 MANY_COLUMNS = 5          # more columns than this with the same finding: one finding for all
 MAX_OUTLIERS, OUTLIER_SHARE = 12, 0.01   # more far values than this are a long tail, not outliers
+MAX_GRID = 100_000_000   # grid points counted in a bitmap (12 MB)
+HEAD_TIMES = 2001         # the first sorted time points, to find a series' step
 WHERE = "{where}"         # in a detail, replaced by the finding's labels ("A4, E8 and 3 more")
 REPLICATE_NAME = re.compile(r"^(rep|repl|replicate|biological_replicate|technical_replicate|bio_rep|tech_rep)(_?\d+)?$")
 __all__ = ["BLANK", "KINDS", "find_all"]
@@ -94,7 +97,8 @@ def finalize(con, table: str, profile: dict, found: list[dict]) -> list[dict]:
         if "labels" not in f:
             f["labels"] = names.of(f)
         f["labels"] = [str(x) for x in f["labels"][:LABELS]]
-        f["more"] = max(0, (f.get("count") or 0) - len(f["labels"])) if f["labels"] else 0
+        if "more" not in f:  # the rest of what it counts; findings that count other things set their own
+            f["more"] = max(0, (f.get("count") or 0) - len(f["labels"])) if f["labels"] else 0
         f["detail"] = f["detail"].replace(WHERE, where_text(f["labels"], f["more"]))
         k = position[f["kind"]] = position.get(f["kind"], -1) + 1
         f["rank"] = (KINDS.index(f["kind"]) + 1) * 100 + min(k, 99)
@@ -322,7 +326,8 @@ def negatives(con, table: str, cols: list[dict], groups: GroupSplit) -> list[dic
         out.append(finding("negative_values", None, [], f"{total:,} negative value(s) in {len(found)} columns that are "
                            f"usually zero or more: " + ", ".join(f"{c['name']} (min {c['min']:g})" for c in found[:12]),
                            total, columns=[c["name"] for c in found],
-                           labels=[(well_id(c["name"]) or c["name"]) for c in found]))
+                           labels=[(well_id(c["name"]) or c["name"]) for c in found],
+                           more=max(0, len(found) - LABELS)))
     return out
 
 
@@ -336,7 +341,8 @@ def range_markers(flags: dict) -> list[dict]:
             out.append(finding(kind, None, [], f"{total:,} reading(s) {what} in {len(found)} columns: "
                                + ", ".join(f"{c} ({m['count']})" for c, m in found[:12])
                                + "; missing values now, the marker kept in each <column>_flag", total,
-                               columns=[c for c, _ in found], labels=[well_id(c) or c for c, _ in found]))
+                               columns=[c for c, _ in found], labels=[well_id(c) or c for c, _ in found],
+                               more=max(0, len(found) - LABELS)))
             continue
         for col, m in found:
             out.append(finding(kind, col, m["rows"], f"{m['count']:,} reading(s) {what}: "
@@ -360,49 +366,99 @@ def step_name(step: float, seconds: bool, unit: str | None) -> str:
     return f"step of {step:g}" + (f" {unit}" if unit else "")
 
 
-def missing_times(con, table: str, cols: list[dict], rows: int) -> list[dict]:
-    """A regular time series (one row per time point, most steps equal) with time points missing,
-    or with a measure missing at some time points: runs of missing steps, named by date."""
-    time = time_axis(cols)
-    if time is None or rows < 12 or time.get("distinct", 0) < 0.95 * (rows - time["missing"]):
-        return []
+def time_grid(con, table: str, time: dict) -> dict | None:
+    """The regular grid a time axis follows, or None: its first time, its step (from the first
+    sorted time points, a top-N rather than a sort of the table), each row's grid index as SQL,
+    and, in one aggregate pass, how many grid points hold rows and how many there are."""
     seconds = time["type"] in ("date", "datetime")
     t = sql_ident(time["name"])
     e = f"epoch(CAST({t} AS TIMESTAMP))" if seconds else f"CAST({t} AS DOUBLE)"
-    stats = con.execute(f"WITH d AS (SELECT {e} - lag({e}) OVER (ORDER BY {t}) AS s FROM {table} WHERE {t} IS NOT NULL) "
-                        f"SELECT median(s), count_if(abs(s - median_s) <= 0.1 * median_s), count(s) FROM d, "
-                        f"(SELECT median(s) AS median_s FROM d) GROUP BY median_s").fetchone()
-    if not stats or not stats[0] or stats[1] < 0.8 * stats[2]:
+    head = [r[0] for r in con.execute(f"SELECT {e} FROM {table} WHERE {t} IS NOT NULL ORDER BY 1 LIMIT {HEAD_TIMES}"
+                                      ).fetchall()]
+    steps = sorted(b - a for a, b in zip(head, head[1:]) if b > a)
+    if len(steps) < 5:
+        return None
+    step, lo = steps[len(steps) // 2], head[0]
+    months = next((m for m, days in ((1, 30.44), (3, 91.3), (12, 365.25)) if seconds and
+                   abs(step - days * 86400) <= 0.1 * days * 86400), None)
+    if months:
+        first = f"CAST(to_timestamp({lo!r}) AS DATE)"
+        key, check = f"(date_diff('month', {first}, CAST({t} AS DATE)) // {months})", \
+            f"date_diff('month', {first}, CAST({t} AS DATE)) % {months} = 0"
+    else:
+        key = f"CAST(round(({e} - {lo!r}) / {step!r}) AS BIGINT)"
+        check = f"abs(({e} - {lo!r}) / {step!r} - round(({e} - {lo!r}) / {step!r})) < 0.1"
+    on_grid, rows, last = con.execute(f"SELECT count_if({check}), count(*), max({key}) FROM {table} "
+                                      f"WHERE {t} IS NOT NULL").fetchone()
+    if on_grid < 0.95 * rows or last is None or last + 1 > MAX_GRID or rows < 0.5 * (last + 1):
+        return None
+    # the grid points that hold a row, counted in a bitmap: no hash table of every time
+    present = con.execute(f"SELECT bit_count(bitstring_agg({key}, 0, {last})) FROM {table} WHERE {t} IS NOT NULL "
+                          f"AND {check}").fetchone()[0]
+    if present < 0.9 * rows:
+        return None  # several rows per time point: a grouped series, not one
+    return {"key": key, "lo": lo, "step": step, "months": months, "present": present, "points": last + 1,
+            "seconds": seconds, "date": time["type"] == "date", "unit": time.get("unit"),
+            "name": step_name(months * 30.44 * 86400 if months else step, seconds, time.get("unit"))}
+
+
+def grid_time(grid: dict, k: int) -> str:
+    """The time of grid point k, as the report writes it."""
+    if not grid["seconds"]:
+        return _fmt_time(float(grid["lo"] + k * grid["step"]), grid["unit"])
+    start = dt.datetime.fromtimestamp(grid["lo"], dt.timezone.utc).replace(tzinfo=None)
+    if grid["months"]:
+        month = start.month - 1 + k * grid["months"]
+        start = start.replace(year=start.year + month // 12, month=month % 12 + 1, day=min(start.day, 28))
+        at = start
+    else:
+        at = start + dt.timedelta(seconds=k * grid["step"])
+    return _fmt_time(at.date() if grid["date"] else at, None)
+
+
+def _runs(con, keys_sql: str) -> list[tuple[int, int, int]]:
+    """(first, last, length) of each run of consecutive grid indexes in `keys_sql` (a k column)."""
+    return con.execute(f"SELECT min(k), max(k), count(*) FROM (SELECT k, k - row_number() OVER (ORDER BY k) AS run "
+                       f"FROM ({keys_sql})) GROUP BY run ORDER BY 1").fetchall()
+
+
+def missing_times(con, table: str, cols: list[dict], rows: int) -> list[dict]:
+    """A regular time series (one row per time point on a grid of equal steps, or of months) with
+    time points missing, or with a measure missing at some of them: runs of missing steps, named
+    by date. Only the missing points are sorted, never the table."""
+    time = time_axis(cols)
+    if time is None or rows < 12 or (time.get("distinct") or 0) < 0.9 * (rows - time["missing"]):
+        return []  # no time axis, or several rows per time point
+    grid = time_grid(con, table, time)
+    if grid is None:
         return []
-    step, name = stats[0], step_name(stats[0], seconds, time.get("unit"))
+    t, name = sql_ident(time["name"]), grid["name"]
     plural = name + "s" if not name.startswith("step") else "steps"
     out = []
-    gaps = con.execute(f"WITH d AS (SELECT {t} AS t_at, lag({t}) OVER (ORDER BY {t}) AS t_before, "
-                       f"{e} - lag({e}) OVER (ORDER BY {t}) AS s FROM {table} WHERE {t} IS NOT NULL) "
-                       f"SELECT t_before, t_at, round(s / {step!r}) - 1 FROM d WHERE s > 1.5 * {step!r} ORDER BY t_at").fetchall()
-    if gaps:
-        missing = int(sum(g[2] for g in gaps))
-        longest = max(gaps, key=lambda g: g[2])
+    if grid["points"] > grid["present"]:
+        runs = _runs(con, f"SELECT r.k FROM range(0, {grid['points']}) r(k) ANTI JOIN "
+                          f"(SELECT DISTINCT {grid['key']} AS k FROM {table} WHERE {t} IS NOT NULL) p ON r.k = p.k")
+        missing = sum(n for _, _, n in runs)
+        first, _, longest = max(runs, key=lambda r: r[2])
         out.append(finding("missing_times", time["name"], [], f"{missing:,} {plural} missing from a regular series "
-                           f"(one row per {name}) in {len(gaps):,} run(s), the longest {int(longest[2]):,} {plural} "
-                           f"after {_fmt_time(longest[0], time.get('unit'))}: {WHERE}", missing,
-                           labels=[f"after {_fmt_time(b, time.get('unit'))}" for b, _, _ in gaps[:LABELS]]))
+                           f"(one row per {name}) in {len(runs):,} run(s), the longest {longest:,} {plural} after "
+                           f"{grid_time(grid, first - 1)}: {WHERE}", missing,
+                           labels=[f"after {grid_time(grid, a - 1)}" for a, _, _ in runs[:LABELS]],
+                           more=max(0, len(runs) - LABELS)))
     flagged = {c.get("flag_for") for c in cols}  # missing because out of range: said by their own finding
     for c in [c for c in cols if c["role"] == "measure" and 0 < c["missing"] < rows and c["name"] not in flagged
               ][:MANY_COLUMNS]:
-        runs = con.execute(
-            f"WITH m AS (SELECT {t} AS t_at, {sql_ident(c['name'])} IS NULL AS gap, row_number() OVER (ORDER BY {t}) AS k "
-            f"FROM {table} WHERE {t} IS NOT NULL), g AS (SELECT t_at, k - row_number() OVER (ORDER BY k) AS run "
-            f"FROM m WHERE gap) SELECT min(t_at), max(t_at), count(*) FROM g GROUP BY run ORDER BY 1").fetchall()
+        runs = _runs(con, f"SELECT DISTINCT {grid['key']} AS k FROM {table} WHERE {t} IS NOT NULL "
+                          f"AND {sql_ident(c['name'])} IS NULL")
         total = sum(n for _, _, n in runs)
-        if total < 2 or len(runs) == total and total <= 2:
-            continue  # a single missing reading is not a run
-        longest = max(runs, key=lambda r: r[2])
+        first, _, longest = max(runs, key=lambda r: r[2]) if runs else (0, 0, 0)
+        if longest < 2:
+            continue  # scattered single readings are counted in the column's missing values; runs matter
         out.append(finding("missing_times", c["name"], [], f"{total:,} {plural} without a {c['name']} value in "
-                           f"{len(runs):,} run(s) of a regular series, the longest {longest[2]:,} {plural} from "
-                           f"{_fmt_time(longest[0], time.get('unit'))}: {WHERE}", total,
-                           labels=[_fmt_time(a, time.get("unit")) + (f" to {_fmt_time(b, time.get('unit'))}" if n > 1 else "")
-                                   for a, b, n in runs[:LABELS]]))
+                           f"{len(runs):,} run(s) of a regular series, the longest {longest:,} {plural} from "
+                           f"{grid_time(grid, first)}: {WHERE}", total,
+                           labels=[grid_time(grid, a) + (f" to {grid_time(grid, b)}" if n > 1 else "")
+                                   for a, b, n in runs[:LABELS]], more=max(0, len(runs) - LABELS)))
     return out
 
 
