@@ -1,4 +1,11 @@
-"""Benchmark: the offline playbook's analysis against the physical floor and ydata-profiling.
+"""Benchmark: the offline playbook's analysis against the physical floor and ydata-profiling,
+and its growth analysis of a kinetic plate read.
+
+Growth: a BioTek Gen5-style kinetic read of a 96-well plate, 97 reads every 15 min
+(tests/lab_files.kinetic_plate: known rates and lags, blanks in column 12, two wells that
+never grow) is analysed end to end by analyze_table.py (read, clean, profile, blanks,
+growth fits, findings, plots, files); the wall time (target under 3 s), the growth fit
+alone, and the first lines of growth_parameters.csv are printed.
 
 Generates lab-like CSVs of about 10 MB, 100 MB and 1 GB in a temporary folder
 (deleted afterwards) and, for each, runs side by side as child processes:
@@ -16,6 +23,7 @@ the median is shown, so a busy machine slows all of them alike. The ratio to
 the floor is playbook / floor; the speed-up is ydata / playbook.
 
     python bench/bench_playbook.py [--sizes 10,100,1000] [--repeat N] [--no-ydata] [--ydata-python PATH]
+                                   [--no-growth]
 
 The playbook runs under this interpreter (the project's .venv). ydata-profiling
 pins older pandas/numpy/matplotlib, so keep it out of the project's venv and
@@ -98,12 +106,40 @@ def median_run(runs: list[tuple[float, float, int]]) -> tuple[float, float, bool
     return (statistics.median(r[0] for r in runs), max(r[1] for r in runs), all(r[2] == 0 for r in runs))
 
 
+def growth_case(tmp: Path, repeat: int) -> None:
+    """The growth analysis of a 96-well x 97-read plate, end to end, median of `repeat` runs."""
+    sys.path.insert(0, str(REPO))
+    from tests import lab_files
+
+    plate = tmp / "kinetic_96x97.txt"
+    truth = lab_files.kinetic_plate(plate)
+    runs = []
+    for _ in range(repeat):
+        out = tmp / "out_growth"
+        shutil.rmtree(out, ignore_errors=True)
+        runs.append(run_measured([sys.executable, str(ANALYZE), str(plate), "--out", str(out)]))
+    wall, rss, ok = median_run(runs)
+    prof = json.loads((out / plate.stem / f"{plate.stem}.profile.json").read_text())
+    g = prof["growth"]
+    print(f"\ngrowth analysis of {len(g['wells'])} wells x {g['reads']} reads (analyze_table.py end to end, median of "
+          f"{repeat}): {wall:.2f} s{'' if ok else ' (failed)'} (target under 3 s), peak RSS {rss:,.0f} MB; the fit "
+          f"itself {g['seconds']:.3f} s; {len(prof['plots'])} plots, {len(prof['findings'])} findings; runs: "
+          + ", ".join(f"{r[0]:.2f} s" for r in runs))
+    print(f"blanks {', '.join(g['blanks']['wells'])}: {g['blanks']['rule']}")
+    errors = [abs(p["growth_rate_per_h"] / truth["rates"][p["well"]] - 1) for p in g["parameters"]
+              if p["well"] in truth["rates"] and p["growth_rate_per_h"]]
+    print(f"growth rates within {max(errors):.1%} of the truth (largest error over {len(errors)} wells)")
+    lines = (out / plate.stem / "growth_parameters.csv").read_text().splitlines()
+    print("\n".join(lines[:4] + ["..."] + [ln for ln in lines if ln.startswith(("C5,", "A12,"))]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000", help="CSV sizes in MB")
     parser.add_argument("--repeat", type=int, default=None, help="runs per case (default 3 up to 100 MB, 1 above)")
     parser.add_argument("--ydata-max-mb", type=int, default=100, help="largest size given to ydata-profiling")
     parser.add_argument("--no-ydata", action="store_true")
+    parser.add_argument("--no-growth", action="store_true", help="skip the growth analysis of a 96-well plate")
     parser.add_argument("--ydata-python", default=os.environ.get("YDATA_PYTHON") or sys.executable,
                         help="interpreter that has ydata-profiling (default: env YDATA_PYTHON, else this one)")
     args = parser.parse_args()
@@ -115,7 +151,9 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_playbook_") as tmp:
         tmp = Path(tmp)
-        for mb in [int(s) for s in args.sizes.split(",")]:
+        if not args.no_growth:
+            growth_case(tmp, args.repeat or 3)
+        for mb in [int(s) for s in args.sizes.split(",") if s]:
             csv = tmp / f"data_{mb}mb.csv"
             t0 = time.perf_counter()
             rows = generate(csv, mb)
@@ -143,6 +181,8 @@ def main() -> int:
             shutil.rmtree(out, ignore_errors=True)
             csv.unlink()
 
+    if not results:
+        return 0
     print("\n| CSV | rows | floor (DuckDB COPY to Parquet) | playbook | playbook / floor | playbook peak RSS "
           "| ydata-profiling (minimal) | ydata peak RSS | ydata / playbook | statistics over every row | plots, findings |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

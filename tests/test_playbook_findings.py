@@ -147,4 +147,4 @@ def test_report_opens_with_answers_then_plots_then_columns(tmp_path):
     # full-width plots, each a link to the image at full size
     plot = "growth/plots/growth_growth_curves_time_a1_a2.png"
     assert f'<a href="{plot}" title="open full size"><img src="{plot}"' in html and "img{width:100%" in html
-    assert f"[![" in md and f"]({plot})]({plot})" in md
+    assert "[![" in md and f"]({plot})]({plot})" in md

@@ -113,16 +113,20 @@ def growth_or_blanks(con, profile: dict, reader: dict, folder: Path, notes: list
     """A kinetic read gets its growth analysis (profile["growth"]), a table of wells its blanks
     (profile["blanks"]); a failure is a note, the rest of the analysis goes on."""
     try:
-        time = time_axis(profile["column_profiles"])
-        if time is not None and any(c["role"] in ("well",) or c["name"] == "well" for c in profile["column_profiles"]):
+        axis = time_axis(profile["column_profiles"])
+        if axis is not None and any(c["role"] == "well" or c["name"] == "well" for c in profile["column_profiles"]):
             import growth
 
-            shape = growth.kinetic_shape(profile, time)
+            shape = growth.kinetic_shape(profile, axis)
             if shape is not None:
-                found = growth.analyse(con, "clean", profile, time, shape, reader.get("plate_map") or {},
+                started = time.perf_counter()
+                found = growth.analyse(con, "clean", profile, axis, shape, reader.get("plate_map") or {},
                                        reader.get("plate_map_source") or "", folder)
                 if found:
-                    profile["growth"] = found
+                    profile["growth"] = dict(found, seconds=round(time.perf_counter() - started, 3))
+                    print(f"[{folder.name}] growth of {len(found['wells'])} wells x {found['reads']} reads: blanks "
+                          f"{len(found['blanks']['wells'])} ({found['blanks']['kind']}), "
+                          f"{sum(p['grew'] for p in found['parameters'] if p['role'] == 'sample')} grew", flush=True)
                     return
         if reader.get("layout") == "plate grid":
             from blanks import endpoint_blanks

@@ -310,7 +310,7 @@ def long_tail(con, table: str, c: dict, high: int, low: int, values: int, words:
                    f"{high + low:,} of {values:,} values ({100 * (high + low) / values:.1f}%) lie beyond "
                    f"{FAR_OUT:g} interquartile ranges{words}; median {c['median']:g}, 99th percentile {p99:g}, "
                    f"max {c['max']:g}" + groups.text(cond) + ". Summaries robust to the tail (median, quartiles) "
-                   f"describe it better than the mean", high + low)
+                   "describe it better than the mean", high + low)
 
 
 def negatives(con, table: str, cols: list[dict], groups: GroupSplit) -> list[dict]:
@@ -388,15 +388,15 @@ def time_grid(con, table: str, time: dict) -> dict | None:
     else:
         key = f"CAST(round(({e} - {lo!r}) / {step!r}) AS BIGINT)"
         check = f"abs(({e} - {lo!r}) / {step!r} - round(({e} - {lo!r}) / {step!r})) < 0.1"
-    on_grid, rows, last = con.execute(f"SELECT count_if({check}), count(*), max({key}) FROM {table} "
-                                      f"WHERE {t} IS NOT NULL").fetchone()
-    if on_grid < 0.95 * rows or last is None or last + 1 > MAX_GRID or rows < 0.5 * (last + 1):
+    last = con.execute(f"SELECT {key} FROM {table} WHERE {t} IS NOT NULL ORDER BY {t} DESC LIMIT 1").fetchone()[0]
+    if last is None or last < 1 or last + 1 > MAX_GRID:
         return None
-    # the grid points that hold a row, counted in a bitmap: no hash table of every time
-    present = con.execute(f"SELECT bit_count(bitstring_agg({key}, 0, {last})) FROM {table} WHERE {t} IS NOT NULL "
-                          f"AND {check}").fetchone()[0]
-    if present < 0.9 * rows:
-        return None  # several rows per time point: a grouped series, not one
+    # one pass: rows on the grid, and the grid points holding a row counted in a bitmap (no hash table)
+    on_grid, rows, present = con.execute(
+        f"SELECT count_if({check}), count(*), bit_count(bitstring_agg({key}, 0, {last}) FILTER (WHERE {check} AND "
+        f"{key} BETWEEN 0 AND {last})) FROM {table} WHERE {t} IS NOT NULL").fetchone()
+    if on_grid < 0.95 * rows or not present or rows < 0.5 * (last + 1) or present < 0.9 * rows:
+        return None  # irregular, mostly empty, or several rows per time point (a grouped series)
     return {"key": key, "lo": lo, "step": step, "months": months, "present": present, "points": last + 1,
             "seconds": seconds, "date": time["type"] == "date", "unit": time.get("unit"),
             "name": step_name(months * 30.44 * 86400 if months else step, seconds, time.get("unit"))}

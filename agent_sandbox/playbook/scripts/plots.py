@@ -310,7 +310,7 @@ def _series(con, table, time: str, columns: list[str], numeric_time: bool, group
     mean (with min and max) per time point when several rows share one, per interval when there
     are too many time points to draw; `words` says which ("" for the values themselves)."""
     t = q(time)
-    distinct, rows = con.execute(f"SELECT count(DISTINCT {t}), count({t}) FROM {table}").fetchone()
+    distinct, rows = con.execute(f"SELECT approx_count_distinct({t}), count({t}) FROM {table}").fetchone()
     g = q(group) if group else "NULL"
     if distinct > MAX_POINTS:
         key, x, words = _bins(con, table, time, numeric_time, unit)
