@@ -179,8 +179,8 @@ class OfflinePlaybook:
         else:  # many files: one command for several, still reporting each one's failure
             command = "status=0; " + " ".join(f"{c} || status=1;" for c in commands) + " exit $status"
             what = f"{len(commands)} files: " + ", ".join(f["path"] for f in step.files)
-        thought = (f"Analyse {what}: detect its format and layout, clean it with an audit, profile it, "
-                   f"look for findings, plot it.")
+        thought = (f"Analyse {what}: detect its format and layout, clean it with an audit, profile it, find the "
+                   f"blanks and fit each well's growth if it is a plate read over time, look for findings, plot it.")
         return Action(SHELL, thought=(warning + " " + thought).strip(), command=command)
 
     def report(self, task: Task, step: Step, done: list[tuple[Step, Turn]], warning: str) -> Action:
@@ -232,9 +232,9 @@ class OfflinePlaybook:
             parts.append("Failed: " + "; ".join(f"{p} ({r})" for p, r in failed.items()) + ".")
         if references(task):
             parts.append(f"{len(references(task))} reference file(s) from my_files listed, not analysed.")
-        parts.append("See report.md / report.html (findings first); cleaned CSV and Parquet, profile JSON with "
-                     "findings, plots and the cleaning audit are in one folder per table; scripts/ reproduces "
-                     "everything." if report_ok else "The report could not be written: "
+        parts.append("See report.md / report.html (a summary and the findings first); cleaned CSV and Parquet, "
+                     "profile JSON with findings, plots and the cleaning audit (and growth_parameters.csv for a "
+                     "kinetic plate read) are in one folder per table; scripts/ reproduces everything." if report_ok else "The report could not be written: "
                      + (last_line(report_turn.observation.output) if report_turn and report_turn.observation
                         else "no report step"))
         return Action(FINISH, thought="Done.", message=" ".join(parts), status="succeeded")
