@@ -448,7 +448,7 @@ def _plate_axes(wells, cell: float = 0.45, right: float = 1.6):
     letters = sorted({_plate_row(w) for w in wells}, key=lambda r: (len(r), r))
     numbers = sorted({int(w[len(_plate_row(w)):]) for w in wells})
     cell = cell if len(numbers) <= 12 else 0.3
-    fig, ax = single(2.1 + cell * len(numbers), 1.3 + cell * len(letters), left=0.45, bottom=0.35, top=0.85,
+    fig, ax = single(2.1 + cell * len(numbers), 1.5 + cell * len(letters), left=0.45, bottom=0.55, top=0.85,
                      right=right)
     return fig, ax, letters, numbers
 
@@ -483,13 +483,16 @@ def draw_plate(cells: dict, title: str, colour_label: str, flags: dict | None = 
                         color=_text_colour(image.cmap(image.norm(v))))
             elif v is None and well in notes and write:
                 ax.text(j, i, notes[well], ha="center", va="center", fontsize=5, color="#444444")
-            if well in blanks:
-                ax.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="black",
-                                       linestyle=(0, (2, 1.5)), linewidth=0.8))
+            if well in blanks:  # outlined in the colour that stands out on the cell
+                edge = _text_colour(image.cmap(image.norm(v))) if v is not None else "black"
+                ax.add_patch(Rectangle((j - 0.42, i - 0.42), 0.84, 0.84, fill=False, edgecolor=edge,
+                                       linestyle=(0, (2, 1.5)), linewidth=0.9))
     fig.colorbar(image, ax=ax, shrink=0.9, label=colour_label)
     ax.set_title(title, fontsize=10, pad=18)
     if footnote:
-        fig.text(0.01, 0.01, footnote, fontsize=7, color="#444444")
+        import textwrap
+        width = int(fig.get_size_inches()[0] * 15)
+        fig.text(0.01, 0.01, textwrap.fill(footnote, width), fontsize=7, color="#444444", va="bottom")
     return fig
 
 
