@@ -109,7 +109,7 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
         names = [m["name"] for m in measures]
         add("correlation_heatmap", "correlation_heatmap", names, f"Correlation of {len(names)} numeric columns",
             columns=names)
-    for m in measures:  # the distributions not already drawn by group
+    for m in measures if not growth else []:  # the distributions not already drawn (a plate's temperature: over time)
         if m.get("min") is not None and m["min"] != m["max"] and m["name"] not in grouped:
             log = m["name"] in logs
             add("histogram", "histogram", [m["name"]], f"Distribution of {m['name']}" + (" (log scale)" if log else ""),
