@@ -148,3 +148,16 @@ def test_report_opens_with_answers_then_plots_then_columns(tmp_path):
     plot = "growth/plots/growth_growth_curves_time_a1_a2.png"
     assert f'<a href="{plot}" title="open full size"><img src="{plot}"' in html and "img{width:100%" in html
     assert "[![" in md and f"]({plot})]({plot})" in md
+
+
+def test_identical_rows_found_in_full_after_a_first_look_at_the_most_varied_columns(tmp_path):
+    """Rows 41-45 repeat rows 1-5 in every column; rows 46-50 repeat rows 6-10 in the two most
+    varied columns (id and time) but not in the reading: only the first five are identical."""
+    lines = ["sample_id,read_time,site,od"] + [f"{k},2024-01-01 00:{k:02d}:00,s{k % 3},{0.1 * (k % 7):.1f}"
+                                               for k in range(40)]
+    lines += [lines[1 + k] for k in range(5)] + [f"{k},2024-01-01 00:{k:02d}:00,s{k % 3},{0.1 * (k % 7) + 5:.1f}"
+                                                 for k in range(5, 10)]
+    (tmp_path / "reads.csv").write_text("\n".join(lines) + "\n")
+    prof = profile(tmp_path / "out", analyze(tmp_path / "reads.csv", tmp_path / "out")["tables"][0])
+    dup = findings(prof, "duplicate_rows")[0]
+    assert dup["rows"] == [41, 42, 43, 44, 45] and prof["duplicate_rows"] == 5

@@ -185,7 +185,9 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
         drawer.start()
         writers[1].start()
         if not drop_duplicates:
-            cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
+            cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]],
+                                                    {c["name"]: c["distinct"] for c in profile["column_profiles"]},
+                                                    profile["rows"])
             cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
         findings = find_all(con, "clean", profile, cleaned, plate_map)
     finally:
