@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,13 @@ def fit(t: np.ndarray, corrected: np.ndarray, noise: float) -> dict[str, np.ndar
 
 def analyse(con, table: str, profile: dict, time: dict, shape: dict, plate_map: dict, map_source: str,
             folder: Path) -> dict | None:
+    with warnings.catch_warnings():  # a well read OVER throughout is all NaN: its figures are missing, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _analyse(con, table, profile, time, shape, plate_map, map_source, folder)
+
+
+def _analyse(con, table: str, profile: dict, time: dict, shape: dict, plate_map: dict, map_source: str,
+             folder: Path) -> dict | None:
     t_raw, wells, raw, labels = read_matrix(con, table, time, shape)
     if len(t_raw) < MIN_READS or len(wells) < 2:
         return None

@@ -90,6 +90,13 @@ def role_of(c: dict, rows: int, plate_table: bool, wide_plate: bool) -> str:
     return "text"
 
 
+def identifier(name: str, type_: str) -> bool:
+    """An integer column named like an ID (sample_id, run_no) that is not a time, a year or a well:
+    role_of makes it an identifier whatever its values, so the profile skips its quartiles."""
+    return type_ == "integer" and bool(ID_NAME.search(name)) and not (TIME_NAME.search(name) or YEAR_NAME.search(name)
+                                                                       or well_id(name))
+
+
 def time_axis(columns: list[dict]) -> dict | None:
     """The column to plot others against: a date, else an elapsed or time-named number, else a year."""
     times = [c for c in columns if c.get("role") == "time" and (c.get("distinct") or 0) > 2]
