@@ -109,7 +109,7 @@ def test_plate_map_and_units_from_my_files(tmp_path):
     assert events[-1]["data"]["status"] == "succeeded"
     prof = json.loads((out / "kinetic" / "kinetic.profile.json").read_text())
     g = prof["growth"]
-    assert g["blanks"]["kind"] == "plate map" and "plate_map.csv from my_files" in g["blanks"]["rule"]
+    assert g["blanks"]["kind"] == "plate map" and "(plate_map.csv)" in g["blanks"]["rule"]
     assert g["blanks"]["wells"] == sorted(truth["blanks"] + ["F9"], key=lambda w: (w[0], int(w[1:])))
     assert findings(prof, "no_growth")[0]["labels"] == ["C5"]
     assert plots_of(prof, "growth_by_sample")
@@ -117,6 +117,23 @@ def test_plate_map_and_units_from_my_files(tmp_path):
     assert g["unit"] == "OD600"
     report = (out / "report.md").read_text()
     assert "growth_parameters.csv" in report and "| well | role | max_od | growth_rate_per_h |" in report
+
+
+def test_plate_map_uploaded_beside_the_plate_serves_it(tmp_path):
+    """A plate map uploaded with the plate (named like one) names its blanks too, and is read as a
+    table of its own as well."""
+    plate = tmp_path / "kinetic.txt"
+    truth = lab_files.kinetic_plate(plate, reads=25, interval_h=1.0)
+    layout = {w: ("blank" if w in truth["blanks"] + ["C5"] else truth["names"][w]) for w in truth["wells"]}
+    lab_files.plate_map_csv(tmp_path / "plate_layout.csv", layout)
+    ws = prepare_workspace(tmp_path / "root", "job22b", [plate, tmp_path / "plate_layout.csv"], None)
+    out = tmp_path / "out"
+    assert run_agent(ws, out)[-1]["data"]["status"] == "succeeded"
+    g = json.loads((out / "kinetic" / "kinetic.profile.json").read_text())["growth"]
+    assert g["blanks"]["kind"] == "plate map" and "(plate_layout.csv)" in g["blanks"]["rule"]
+    assert "C5" in g["blanks"]["wells"] and [p["well"] for p in g["parameters"] if not p["grew"]
+                                             and p["role"] == "sample"] == ["F9"]
+    assert (out / "plate_layout" / "plate_layout.csv").is_file()
 
 
 def test_endpoint_plate_blanks_over_and_readable_annotations(tmp_path):

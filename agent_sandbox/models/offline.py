@@ -8,7 +8,8 @@ shows what ran and the results can be reproduced from scripts/ without the agent
 
 Files copied from my_files (Task.files entries with `reference`) are the lab's
 reference material: they are not analysed, they are listed in the report, and
-each analysis may use them (a plate map joins the plate). Each action is tagged
+each analysis may use them (a plate map joins the plate). An upload named like a
+plate map (plate_map.csv, layout.xlsx) is analysed and serves the other uploads too. Each action is tagged
 with its plan step (`call_id` "step-N"), so observations are read against the
 step that caused them.
 
@@ -32,6 +33,7 @@ from agent_sandbox.playbook.scripts.common import snake_case
 BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
 TAG = "step-"
 MAP_EXTENSIONS = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")  # reference files that may be plate maps
+PLATE_MAP_NAME = re.compile(r"plate[ _-]?(map|layout)|(^|[ _-])(layout|platemap)([ _-]|$)", re.IGNORECASE)
 DROP_DUPLICATES = re.compile(r"\b(drop|remove|delete|discard|exclude|dedupe|de-?duplicate)\w*\b.{0,40}\bduplicat"
                              r"|\bde-?duplicate", re.IGNORECASE | re.DOTALL)
 
@@ -164,14 +166,16 @@ class OfflinePlaybook:
 
     def analyze(self, task: Task, step: Step, warning: str) -> Action:
         scripts = f"{task.outputs}/scripts"
-        extra = [arg for f in references(task) if f["path"].lower().endswith(MAP_EXTENSIONS)
-                 for arg in ("--reference", shlex.quote(f"{task.workspace}/{f['path']}"))]
-        if drop_duplicates(task):
-            extra.append("--drop-duplicates")
+        maps = [f for f in uploads(task) if PLATE_MAP_NAME.search(PurePosixPath(f["path"]).stem)
+                and f["path"].lower().endswith(MAP_EXTENSIONS)]  # an uploaded plate map serves the other uploads
+        maps += [f for f in references(task) if f["path"].lower().endswith(MAP_EXTENSIONS)]
+        extra = ["--drop-duplicates"] if drop_duplicates(task) else []
         commands = [
             " ".join(["python", shlex.quote(f"{scripts}/analyze_table.py"),
                       shlex.quote(f"{task.workspace}/{f['path']}"), "--out", shlex.quote(task.outputs),
-                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])] + extra)
+                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])]
+                     + [arg for m in maps if m["path"] != f["path"]
+                        for arg in ("--reference", shlex.quote(f"{task.workspace}/{m['path']}"))] + extra)
             for f in step.files]
         if len(commands) == 1:
             command = commands[0]

@@ -92,7 +92,7 @@ def find_blanks(wells: list[str], level: dict[str, float], top: dict[str, float]
     (plate map | labels | flat | none), and the flat wells that are not blanks."""
     found, column = by_labels(wells, plate_map or {})
     if found:
-        where = f"{map_source} from my_files" if map_source else f"the file's {column} grid"
+        where = map_source if map_source else f"the file's {column} grid"
         names = sorted({plate_map[column][w] for w in found})
         return {"wells": found, "kind": "plate map", "flat": [],
                 "rule": f"named {', '.join(repr(n) for n in names)} in the plate map ({where})"}
