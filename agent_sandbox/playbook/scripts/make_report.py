@@ -264,7 +264,7 @@ def describe(profile: dict) -> str:
         text = (f"A kinetic plate read: {len(g['wells'])} wells x {g['reads']} reads over {g['hours']:g} h "
                 f"({unit}, every {g['interval_h'] * 60:.3g} min). ")
         blanks = g["blanks"]
-        text += (f"Blanks: {len(blanks['wells'])} well(s), {blanks['rule']}. " if blanks["wells"] else
+        text += (f"Blanks {wells_text(blanks['wells'])}: {blanks['rule']}. " if blanks["wells"] else
                  f"Blanks: {blanks['rule']}. ")
         text += (f"{len(grew)} of {len(samples)} sample wells grew: growth rate "
                  f"{_span([prm['growth_rate_per_h'] for prm in grew])} per h, doubling time "
@@ -276,7 +276,7 @@ def describe(profile: dict) -> str:
         text = f"A plate of {wells} wells, one reading per well: {', '.join(readings) or 'no readings'}."
         if profile.get("blanks", {}).get("wells"):
             b = profile["blanks"]
-            text += f" Blanks: {len(b['wells'])} well(s), {b['rule']}, at {b['level']:g}."
+            text += f" Blanks {wells_text(b['wells'])}: {b['rule']}; they read {b['level']:g}."
     else:
         roles: dict[str, list[str]] = {}
         for c in cols:
@@ -292,6 +292,15 @@ def describe(profile: dict) -> str:
     else:
         text += " Nothing stood out."
     return text
+
+
+def wells_text(wells: list[str]) -> str:
+    """'A12-H12 (8 wells)' for one plate column or row, else the wells named (10 at most)."""
+    rows = {w.rstrip("0123456789") for w in wells}
+    cols = {w[len(w.rstrip("0123456789")):] for w in wells}
+    if len(wells) >= 3 and (len(rows) == 1 or len(cols) == 1):
+        return f"{wells[0]}-{wells[-1]} ({len(wells)} wells)"
+    return ", ".join(wells[:10]) + (f" and {len(wells) - 10} more" if len(wells) > 10 else "")
 
 
 def rank(f: dict) -> int:
