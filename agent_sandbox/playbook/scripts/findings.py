@@ -21,7 +21,7 @@ import math
 import re
 import statistics
 
-from blanks import BLANK, blank_label_column, is_blank_name, well_range
+from blanks import blank_label_column, is_blank_name, well_range
 from common import sql_ident
 from layout import well_id
 from roles import factor_preference, log_range, time_axis, usually_nonnegative
@@ -46,7 +46,6 @@ MAX_GRID = 100_000_000   # grid points counted in a bitmap (12 MB)
 HEAD_TIMES = 2001         # the first sorted time points, to find a series' step
 WHERE = "{where}"         # in a detail, replaced by the finding's labels ("A4, E8 and 3 more")
 REPLICATE_NAME = re.compile(r"^(rep|repl|replicate|biological_replicate|technical_replicate|bio_rep|tech_rep)(_?\d+)?$")
-__all__ = ["BLANK", "KINDS", "find_all"]
 
 
 def finding(kind: str, column: str | None, rows: list[int], detail: str, count: int | None = None, **extra) -> dict:
