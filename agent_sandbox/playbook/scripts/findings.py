@@ -489,7 +489,7 @@ def growth_findings(g: dict) -> list[dict]:
     if blanks["wells"]:
         neg = g["negative"]
         noise = (f" After subtraction {neg['count']:,} reading(s) are slightly below zero (down to {neg['min']:g}): "
-                 f"within the blanks' noise (SD {g['noise']:g}), expected when a blank is subtracted, not an error."
+                 f"within the blanks' noise (SD {g['noise']:.2g}), expected when a blank is subtracted, not an error."
                  if neg["count"] and not neg["beyond_noise"] else "")
         out.append(finding("blanks", None, [], f"blanks {well_range(blanks['wells'])}: {blanks['rule']}. Their median "
                            f"at each read (about {g['blank_level']:g} {unit}) is subtracted from every well." + noise,

@@ -23,6 +23,7 @@ import runpy
 import shutil
 from pathlib import Path
 
+from blanks import well_range
 from common import snake_case
 from roles import FACTOR_NAME, OUTCOME_NAME, factor_preference, log_range, time_axis
 
@@ -138,7 +139,7 @@ def growth_plots(add, growth: dict, cols: list[dict], time: dict) -> None:
     unit = next((c.get("unit") for c in cols if c["name"] in columns[1:] and c.get("unit")), None) or ""
     od = unit or "OD"
     n = len(growth["wells"])
-    blank_note = f"blank: {len(growth['blanks']['wells'])} well(s)" if growth["blanks"]["wells"] else "no blank found"
+    blank_note = f"blanks {well_range(growth['blanks']['wells'])}" if growth["blanks"]["wells"] else "no blank found"
     add("growth_curves", "growth_plate", columns, f"{n} wells, {od} minus blank ({blank_note}), plate layout",
         unit=unit)
     add("growth_curves_log", "growth_plate", columns, f"{n} wells, {od} minus blank, log scale, plate layout",
