@@ -2,19 +2,23 @@
 edit and rerun (RESULTS/scripts/plot_<table>.py), and draw them.
 
 The rules, in order (at most MAX_PLOTS per table):
-  a table of wells -> a plate heatmap per reading;
-  well columns over a time axis -> growth curves, overlaid, on a log scale, and one panel per plate row,
-      plus a heatmap of the last reading;
-  a time axis -> each measurement over time (long gaps are not bridged);
+  a table of wells -> a plate heatmap per reading (OVER wells hatched, blanks outlined);
+  a kinetic read with its growth analysis -> blank-corrected curves in plate layout (linear and log),
+      replicate wells per sample when a plate map names them, heatmaps of growth rate and max OD;
+      (well columns over time without one -> the readings overlaid, on a log scale, per plate row);
+  a time axis -> each measurement over time, one line per group, a mean with its min-max band where
+      rows share a time point or there are too many to draw (said on the axis), no line across gaps;
   a factor with few levels (up to 10) -> each measurement by group (box plots, or every point for small groups),
       for the best factor and a second one named like an experiment's;
-  a measurement named like an outcome, among few -> each input against it;
+  a measurement named like an outcome (or the last of a small table of measurements), among few ->
+      each input against it;
   four or more measurements -> a correlation heatmap of all of them;
   measurements not drawn by group -> histograms (log scale when they span orders of magnitude);
   0/1 columns and factors -> counts. Identifiers get no plot.
 Each plot is recorded as {kind, columns, path, title} so a reader can see why it was chosen.
 
-Self-contained: depends on the sibling roles.py and plots.py (matplotlib), loaded when drawing.
+Self-contained: depends on the sibling blanks.py, common.py, roles.py and plots.py (matplotlib), loaded
+when drawing.
 """
 
 from __future__ import annotations
