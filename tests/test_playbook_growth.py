@@ -177,3 +177,24 @@ def contrast(rgba, colour: str) -> float:
 
     a, b = luminance(rgba), luminance(mcolors.to_rgba(colour))
     return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+def test_table_of_wells_with_labelled_blanks_and_a_well_below_them(tmp_path):
+    """One row per well (`A01` spelled with a zero), `medium` in the sample column for column 1: those
+    are the blanks, said so; a well reading below every blank is named; a plate heatmap is drawn.
+    When the sample column names every well and none is a blank, no well is taken for a blank."""
+    lines = ["Well,Sample,OD600"]
+    for r in "ABCDEFGH":
+        for c in range(1, 13):
+            od = 0.02 if f"{r}{c}" == "D7" else 0.05 if c == 1 else 0.3 + 0.05 * c
+            lines.append(f"{r}{c:02d},{'medium' if c == 1 else f'strain{c}'},{od}")
+    (tmp_path / "wells.csv").write_text("\n".join(lines) + "\n")
+    prof = profile(tmp_path / "out", analyze(tmp_path / "wells.csv", tmp_path / "out")["tables"][0])
+    b = prof["blanks"]
+    assert b["wells"] == [f"{r}1" for r in "ABCDEFGH"] and b["kind"] == "labels" and "'medium'" in b["rule"]
+    assert findings(prof, "below_blank")[0]["labels"] == ["D7"]
+    assert plots_of(prof, "plate_heatmap")[0]["columns"] == ["od600"]
+    (tmp_path / "named.csv").write_text("\n".join(line.replace("medium", "strain1") for line in lines) + "\n")
+    prof = profile(tmp_path / "out2", analyze(tmp_path / "named.csv", tmp_path / "out2")["tables"][0])
+    assert prof["blanks"]["wells"] == [] and "names every well" in prof["blanks"]["rule"]
+    assert not findings(prof, "blanks")

@@ -129,11 +129,13 @@ def growth_or_blanks(con, profile: dict, reader: dict, folder: Path, notes: list
                           f"{len(found['blanks']['wells'])} ({found['blanks']['kind']}), "
                           f"{sum(p['grew'] for p in found['parameters'] if p['role'] == 'sample')} grew", flush=True)
                     return
-        if reader.get("layout") == "plate grid":
+        plate_table = reader.get("layout") == "plate grid"
+        well = next((c for c in profile["column_profiles"] if c["name"] == "well" and c["type"] == "text"), None)
+        if plate_table or (well and (well.get("distinct") or 0) >= max(6, 0.9 * profile["rows"])):
             from blanks import endpoint_blanks
 
             found = endpoint_blanks(con, "clean", profile["column_profiles"], reader.get("plate_map_columns") or [],
-                                    reader.get("plate_map_source") or "")
+                                    reader.get("plate_map_source") or "", plate_table)
             if found:
                 profile["blanks"] = found
     except Exception as exc:  # the table is still read, cleaned, profiled and plotted

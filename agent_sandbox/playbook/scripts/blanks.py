@@ -101,6 +101,11 @@ def find_blanks(wells: list[str], level: dict[str, float], top: dict[str, float]
         names = sorted({labels[column][w] for w in found})
         return {"wells": found, "kind": "labels", "flat": [],
                 "rule": f"labelled {', '.join(repr(n) for n in names)} in column {column}"}
+    named = next((c for source in (plate_map or {}, labels or {}) for c, by_well in source.items()
+                  if sum(1 for w in wells if by_well.get(w)) >= 0.9 * len(wells)), None)
+    if named:  # the lab named every well, none a blank: low or flat wells are samples
+        return {"wells": [], "kind": "none", "flat": [], "rule": f"none: {named} names every well, none of them a "
+                "blank (blank, BLK, media, NTC, ...)"}
     candidates = near_minimum(level, top or level, rise)
     if not candidates or len(candidates) > 0.5 * len(wells):
         return {"wells": [], "kind": "none", "flat": sorted(candidates, key=plate_sort_key),
@@ -124,9 +129,15 @@ def wells_of(names) -> list[str]:
     return sorted({w for n in names if (w := well_id(str(n)))}, key=plate_sort_key)
 
 
-def endpoint_blanks(con, table: str, cols: list[dict], map_columns: list[str], map_source: str) -> dict | None:
-    """Blanks of a table of wells (one reading per well): {value, wells, rule, kind, level, corrected}.
-    `map_columns` are the label columns joined from a reference plate map (named `map_source`)."""
+READING = re.compile(r"(^|_)(od\d*|a\d{3}|abs|absorbance|read|reading|fluorescence|rfu|rlu|luminescence|signal|value)"
+                     r"($|_|\d)")
+
+
+def endpoint_blanks(con, table: str, cols: list[dict], map_columns: list[str], map_source: str,
+                    plate_table: bool = True) -> dict | None:
+    """Blanks of a table of wells (one reading per well): {value, wells, rule, kind, level, spread, levels}.
+    A plate grid's label columns are its plate map (the file's Layout, or `map_columns` joined from
+    the reference `map_source`); another table's text columns are labels."""
     import statistics
 
     from common import sql_ident
@@ -135,16 +146,20 @@ def endpoint_blanks(con, table: str, cols: list[dict], map_columns: list[str], m
     measures = [c["name"] for c in cols if c["role"] == "measure"]
     if "well" not in names or "plate" in names or not measures:
         return None
-    value = measures[0]
-    label_cols = [c["name"] for c in cols if c["role"] == "label"]
+    value = next((m for m in measures if READING.search(m)), measures[0])
+    label_cols = [c["name"] for c in cols if (c["role"] == "label" if plate_table else
+                                              c["type"] == "text" and c["name"] != "well" and c["role"] != "flag")]
     rows = con.execute(f"SELECT well, CAST({sql_ident(value)} AS DOUBLE)"
                        + "".join(f", {sql_ident(c)}" for c in label_cols) + f" FROM {table}").fetchall()
-    wells = [w for w, *_ in rows if well_id(str(w))]
-    level = {r[0]: r[1] for r in rows if r[0] in wells}
+    rows = [(well_id(str(r[0])),) + tuple(r[1:]) for r in rows if r[0] is not None and well_id(str(r[0]))]
+    wells = sorted({r[0] for r in rows}, key=plate_sort_key)
+    level = {r[0]: r[1] for r in rows}
     labels = {c: {r[0]: r[2 + k] for r in rows if r[2 + k]} for k, c in enumerate(label_cols)}
-    column = blank_label_column(labels)
-    source = map_source if column in map_columns else ""
-    found = find_blanks(wells, level, plate_map=labels, map_source=source)
+    if plate_table:
+        column = blank_label_column(labels)
+        found = find_blanks(wells, level, plate_map=labels, map_source=map_source if column in map_columns else "")
+    else:
+        found = find_blanks(wells, level, labels=labels)
     blank_values = [level[w] for w in found["wells"] if level.get(w) is not None]
     if not blank_values:
         return dict(found, value=value, level=None)

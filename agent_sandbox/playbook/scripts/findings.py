@@ -527,7 +527,7 @@ def endpoint_findings(b: dict, cols: list[dict]) -> list[dict]:
     unit = next((c.get("unit") for c in cols if c["name"] == b["value"] and c.get("unit")), "")
     levels = b.get("levels") or {}
     others = [v for w, v in levels.items() if w not in b["wells"] and v is not None]
-    above = f"; the other wells read {min(others) - b['level']:.3g} to {max(others) - b['level']:.3g} above it" \
+    above = f"; the other wells read {min(others) - b['level']:+.3g} to {max(others) - b['level']:+.3g} from it" \
         if others else ""
     out = [finding("blanks", b["value"], [], f"blanks {well_range(b['wells'])}: {b['rule']}; blank level "
                    f"{b['level']:g}{' ' + unit if unit else ''} (median; spread {b['spread']:g}){above}",

@@ -62,8 +62,9 @@ def kinetic_shape(profile: dict, time: dict | None) -> dict | None:
     well = next((c for c in cols if c["name"] in ("well", "well_id", "wells", "well_position") and
                  c["type"] == "text"), None)
     values = [c for c in cols if c["role"] == "measure" and c is not time]
-    if well is None or not values or (well.get("distinct") or 0) < 3:
-        return None
+    if well is None or not values or (well.get("distinct") or 0) < 3 \
+            or profile["rows"] < MIN_READS * well["distinct"]:
+        return None  # not a table of wells, or each well read a few times only: not a growth curve
     value = next((c for c in values if _reading_name(c["name"])), values[0])
     return {"shape": "long", "well": well["name"], "value": value["name"]}
 
@@ -206,7 +207,7 @@ def analyse(con, table: str, profile: dict, time: dict, shape: dict, plate_map: 
 def _analyse(con, table: str, profile: dict, time: dict, shape: dict, plate_map: dict, map_source: str,
              folder: Path) -> dict | None:
     t_raw, wells, raw, labels = read_matrix(con, table, time, shape)
-    if len(t_raw) < MIN_READS or len(wells) < 2:
+    if len(t_raw) < MIN_READS or len(wells) < 2 or np.median(np.isfinite(raw).sum(axis=0)) < MIN_READS:
         return None
     factor, time_note = hours_factor(time)
     t = (t_raw - t_raw[0]) * factor if time["type"] in ("date", "datetime") else t_raw * factor

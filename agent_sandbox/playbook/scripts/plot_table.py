@@ -70,6 +70,9 @@ def choose_plots(profile: dict, name: str) -> list[dict]:
             add("plate_heatmap", "plate_heatmap", [m["name"]], f"{m['name']} across the plate", value=m["name"],
                 blanks=blanks.get("wells") if blanks.get("value") == m["name"] else None,
                 blank_rule=blanks.get("rule") if blanks.get("value") == m["name"] else None)
+    if blanks.get("value") and not any(c["role"] == "plate" for c in cols):  # a table of wells, not a grid
+        add("plate_heatmap", "plate_heatmap", [blanks["value"]], f"{blanks['value']} across the plate",
+            value=blanks["value"], blanks=blanks.get("wells"), blank_rule=blanks.get("rule"))
     growth = profile.get("growth")
     if growth:
         growth_plots(add, growth, cols, time)

@@ -395,6 +395,13 @@ def _wells_over_time(con, table, time: str, wells: list[str]):
     return times, {w: [r[k + 1] for r in rows] for k, w in enumerate(wells)}
 
 
+def _well(text) -> str | None:
+    """'A01', ' a1' -> 'A1'; None for anything that is not a well."""
+    import re
+    match = re.match(r"^\s*([A-Za-z]{1,2})0*([1-9][0-9]?)\s*$", str(text or ""))
+    return f"{match.group(1).upper()}{match.group(2)}" if match else None
+
+
 def _plate_row(well: str) -> str:
     return well.rstrip("0123456789").upper()
 
@@ -512,6 +519,7 @@ def plate_heatmap(con, table, value: str, title: str, wells: list[str] | None = 
         flag = f"{value}_flag" if _has(con, table, f"{value}_flag") else "NULL"
         found = con.execute(f"SELECT well, {q(value)}, {q(flag) if flag != 'NULL' else flag} FROM {table}{first_plate}"
                             ).fetchall()
+        found = [(_well(w), v, f) for w, v, f in found if _well(w)]
         cells = {w: v for w, v, _ in found}
         flags = {w: f for w, _, f in found if f}
     footnote = []

@@ -114,7 +114,7 @@ def reading_unit(lines: list[str]) -> str | None:
 
 
 def read_units_file(path) -> dict[str, str]:
-    """A lab's units table (my_files/units.csv): a `column` (or variable, name) column and a `unit`
+    """A lab's units table (my_files/units.csv): a `column` (or variable, quantity, name) column and a `unit`
     (or units) column. {column name as written: unit}; empty when the file is not one."""
     import csv
     from pathlib import Path
@@ -131,7 +131,8 @@ def read_units_file(path) -> dict[str, str]:
     if len(rows) < 2:
         return {}
     header = [h.strip().lower() for h in rows[0]]
-    name = next((header.index(h) for h in ("column", "variable", "name", "field", "measurement") if h in header), None)
+    name = next((header.index(h) for h in ("column", "variable", "quantity", "name", "field", "measurement")
+                 if h in header), None)
     unit = next((header.index(h) for h in ("unit", "units") if h in header), None)
     if name is None or unit is None:
         return {}
