@@ -88,8 +88,11 @@ def generate(path: Path, megabytes: int) -> int:
     return rows
 
 
-def run_measured(argv: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MB of the child, exit code)."""
+def run_measured(argv: list[str]) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS MB of the child, exit code, CPU seconds of the child: user + system).
+
+    The CPU time is the steadier figure on a shared machine: other engineers' load stretches the
+    wall time of a long multi-phase run more than that of a short one."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -99,11 +102,12 @@ def run_measured(argv: list[str]) -> tuple[float, float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         print(f"  command failed ({code}): {err.strip()[-500:]}", file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, code
+    return wall, usage.ru_maxrss / 1024, code, usage.ru_utime + usage.ru_stime
 
 
-def median_run(runs: list[tuple[float, float, int]]) -> tuple[float, float, bool]:
-    return (statistics.median(r[0] for r in runs), max(r[1] for r in runs), all(r[2] == 0 for r in runs))
+def median_run(runs: list[tuple[float, float, int, float]]) -> tuple[float, float, bool, float]:
+    return (statistics.median(r[0] for r in runs), max(r[1] for r in runs), all(r[2] == 0 for r in runs),
+            statistics.median(r[3] for r in runs))
 
 
 def growth_case(tmp: Path, repeat: int) -> None:
@@ -118,11 +122,12 @@ def growth_case(tmp: Path, repeat: int) -> None:
         out = tmp / "out_growth"
         shutil.rmtree(out, ignore_errors=True)
         runs.append(run_measured([sys.executable, str(ANALYZE), str(plate), "--out", str(out)]))
-    wall, rss, ok = median_run(runs)
+    wall, rss, ok, cpu = median_run(runs)
     prof = json.loads((out / plate.stem / f"{plate.stem}.profile.json").read_text())
     g = prof["growth"]
     print(f"\ngrowth analysis of {len(g['wells'])} wells x {g['reads']} reads (analyze_table.py end to end, median of "
-          f"{repeat}): {wall:.2f} s{'' if ok else ' (failed)'} (target under 3 s), peak RSS {rss:,.0f} MB; the fit "
+          f"{repeat}): {wall:.2f} s{'' if ok else ' (failed)'} (target under 3 s), CPU {cpu:.2f} s, peak RSS "
+          f"{rss:,.0f} MB; the fit "
           f"itself {g['seconds']:.3f} s; {len(prof['plots'])} plots, {len(prof['findings'])} findings; runs: "
           + ", ".join(f"{r[0]:.2f} s" for r in runs))
     print(f"blanks {', '.join(g['blanks']['wells'])}: {g['blanks']['rule']}")
@@ -168,7 +173,8 @@ def main() -> int:
                 playbook.append(run_measured([sys.executable, str(ANALYZE), str(csv), "--out", str(out)]))
                 if have_ydata and mb <= args.ydata_max_mb:
                     ydata.append(run_measured([args.ydata_python, "-c", YDATA, str(csv), str(tmp / f"y_{mb}.html")]))
-                print(f"  run {k + 1}: floor {floor[-1][0]:.2f}s, playbook {playbook[-1][0]:.2f}s"
+                print(f"  run {k + 1}: floor {floor[-1][0]:.2f}s (CPU {floor[-1][3]:.2f}s), playbook "
+                      f"{playbook[-1][0]:.2f}s (CPU {playbook[-1][3]:.2f}s)"
                       + (f", ydata {ydata[-1][0]:.1f}s" if ydata else ""), flush=True)
             prof = json.loads((out / csv.stem / f"{csv.stem}.profile.json").read_text())
             exact = ("all exact" if not prof["approximate"] else "exact but distinct counts (HyperLogLog)") \
@@ -183,13 +189,15 @@ def main() -> int:
 
     if not results:
         return 0
-    print("\n| CSV | rows | floor (DuckDB COPY to Parquet) | playbook | playbook / floor | playbook peak RSS "
-          "| ydata-profiling (minimal) | ydata peak RSS | ydata / playbook | statistics over every row | plots, findings |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for size, rows, (f_wall, _, _), (p_wall, p_rss, ok), y, exact, plots, found in results:
+    print("\n| CSV | rows | floor (DuckDB COPY to Parquet) | playbook | playbook / floor | CPU playbook / floor "
+          "| playbook peak RSS | ydata-profiling (minimal) | ydata peak RSS | ydata / playbook | statistics over every "
+          "row | plots, findings |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, rows, (f_wall, _, _, f_cpu), (p_wall, p_rss, ok, p_cpu), y, exact, plots, found in results:
         ycells = f"{y[0]:.1f} s | {y[1]:,.0f} MB | {y[0] / p_wall:.1f}x" if y else "not run | | "
         print(f"| {size:,.0f} MB | {rows:,} | {f_wall:.2f} s | {p_wall:.2f} s{'' if ok else ' (failed)'} | "
-              f"{p_wall / f_wall:.1f}x | {p_rss:,.0f} MB | {ycells} | {exact} | "
+              f"{p_wall / f_wall:.1f}x | {p_cpu:.1f} s / {f_cpu:.1f} s = {p_cpu / f_cpu:.1f}x | {p_rss:,.0f} MB | "
+              f"{ycells} | {exact} | "
               f"{plots}, {found} |")
     return 0
 
