@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ANALYZE = REPO / "agent_sandbox" / "playbook" / "scripts" / "analyze_table.py"
+ANALYZE = REPO / "agent_sandbox" / "agent" / "playbook" / "scripts" / "analyze_table.py"
 BYTES_PER_ROW = 70  # measured for the generator below
 
 FLOOR = """
