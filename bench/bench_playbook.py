@@ -23,7 +23,11 @@ the median is shown, so a busy machine slows all of them alike. The ratio to
 the floor is playbook / floor; the speed-up is ydata / playbook.
 
     python bench/bench_playbook.py [--sizes 10,100,1000] [--repeat N] [--no-ydata] [--ydata-python PATH]
-                                   [--no-growth]
+                                   [--no-growth] [--baseline REV_OR_DIR]
+
+--baseline runs an earlier version of the scripts (a git revision such as `main`, or a folder
+holding analyze_table.py) in the same alternation, right after the playbook, so that before and
+after are measured side by side under the same load.
 
 The playbook runs under this interpreter (the project's .venv). ydata-profiling
 pins older pandas/numpy/matplotlib, so keep it out of the project's venv and
@@ -110,18 +114,37 @@ def median_run(runs: list[tuple[float, float, int, float]]) -> tuple[float, floa
             statistics.median(r[3] for r in runs))
 
 
-def growth_case(tmp: Path, repeat: int) -> None:
+def baseline_scripts(rev_or_dir: str, tmp: Path) -> Path:
+    """analyze_table.py of an earlier version: in a folder given, or extracted from a git revision."""
+    folder = Path(rev_or_dir)
+    if (folder / "analyze_table.py").is_file():
+        return folder / "analyze_table.py"
+    dest = tmp / "baseline"
+    dest.mkdir()
+    scripts = ANALYZE.parent.relative_to(REPO).as_posix()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev_or_dir, scripts], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / scripts / "analyze_table.py"
+
+
+def run_playbook(script: Path, source: Path, out: Path) -> tuple[float, float, int, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    return run_measured([sys.executable, str(script), str(source), "--out", str(out)])
+
+
+def growth_case(tmp: Path, repeat: int, baseline: Path | None = None) -> None:
     """The growth analysis of a 96-well x 97-read plate, end to end, median of `repeat` runs."""
     sys.path.insert(0, str(REPO))
     from tests import lab_files
 
     plate = tmp / "kinetic_96x97.txt"
     truth = lab_files.kinetic_plate(plate)
-    runs = []
+    runs, before = [], []
+    out = tmp / "out_growth"
     for _ in range(repeat):
-        out = tmp / "out_growth"
-        shutil.rmtree(out, ignore_errors=True)
-        runs.append(run_measured([sys.executable, str(ANALYZE), str(plate), "--out", str(out)]))
+        runs.append(run_playbook(ANALYZE, plate, out))
+        if baseline:
+            before.append(run_playbook(baseline, plate, tmp / "out_growth_before"))
     wall, rss, ok, cpu = median_run(runs)
     prof = json.loads((out / plate.stem / f"{plate.stem}.profile.json").read_text())
     g = prof["growth"]
@@ -130,6 +153,10 @@ def growth_case(tmp: Path, repeat: int) -> None:
           f"{rss:,.0f} MB; the fit "
           f"itself {g['seconds']:.3f} s; {len(prof['plots'])} plots, {len(prof['findings'])} findings; runs: "
           + ", ".join(f"{r[0]:.2f} s" for r in runs))
+    if before:
+        b_wall, b_rss, b_ok, b_cpu = median_run(before)
+        print(f"  before (--baseline), alternated with it: {b_wall:.2f} s{'' if b_ok else ' (failed)'}, CPU "
+              f"{b_cpu:.2f} s, peak RSS {b_rss:,.0f} MB; runs: " + ", ".join(f"{r[0]:.2f} s" for r in before))
     print(f"blanks {', '.join(g['blanks']['wells'])}: {g['blanks']['rule']}")
     errors = [abs(p["growth_rate_per_h"] / truth["rates"][p["well"]] - 1) for p in g["parameters"]
               if p["well"] in truth["rates"] and p["growth_rate_per_h"]]
@@ -147,6 +174,8 @@ def main() -> int:
     parser.add_argument("--no-growth", action="store_true", help="skip the growth analysis of a 96-well plate")
     parser.add_argument("--ydata-python", default=os.environ.get("YDATA_PYTHON") or sys.executable,
                         help="interpreter that has ydata-profiling (default: env YDATA_PYTHON, else this one)")
+    parser.add_argument("--baseline", help="an earlier version of the scripts to run alongside: a git revision or "
+                                           "a folder holding analyze_table.py")
     args = parser.parse_args()
     have_ydata = not args.no_ydata and subprocess.run(
         [args.ydata_python, "-c", "import ydata_profiling"], capture_output=True).returncode == 0
@@ -156,8 +185,9 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_playbook_") as tmp:
         tmp = Path(tmp)
+        baseline = baseline_scripts(args.baseline, tmp) if args.baseline else None
         if not args.no_growth:
-            growth_case(tmp, args.repeat or 3)
+            growth_case(tmp, args.repeat or 3, baseline)
         for mb in [int(s) for s in args.sizes.split(",") if s]:
             csv = tmp / f"data_{mb}mb.csv"
             t0 = time.perf_counter()
@@ -165,16 +195,18 @@ def main() -> int:
             size = csv.stat().st_size / 1024 / 1024
             print(f"generated {csv.name}: {size:.0f} MB, {rows:,} rows in {time.perf_counter() - t0:.1f}s", flush=True)
             repeat = args.repeat or (3 if mb <= 100 else 1)
-            floor, playbook, ydata = [], [], []
+            floor, playbook, ydata, before = [], [], [], []
+            out = tmp / f"out_{mb}"
             for k in range(repeat):
                 floor.append(run_measured([sys.executable, "-c", FLOOR, str(csv), str(tmp / "floor.parquet")]))
-                out = tmp / f"out_{mb}"
-                shutil.rmtree(out, ignore_errors=True)
-                playbook.append(run_measured([sys.executable, str(ANALYZE), str(csv), "--out", str(out)]))
+                playbook.append(run_playbook(ANALYZE, csv, out))
+                if baseline:
+                    before.append(run_playbook(baseline, csv, tmp / f"out_{mb}_before"))
                 if have_ydata and mb <= args.ydata_max_mb:
                     ydata.append(run_measured([args.ydata_python, "-c", YDATA, str(csv), str(tmp / f"y_{mb}.html")]))
                 print(f"  run {k + 1}: floor {floor[-1][0]:.2f}s (CPU {floor[-1][3]:.2f}s), playbook "
                       f"{playbook[-1][0]:.2f}s (CPU {playbook[-1][3]:.2f}s)"
+                      + (f", before {before[-1][0]:.2f}s (CPU {before[-1][3]:.2f}s)" if before else "")
                       + (f", ydata {ydata[-1][0]:.1f}s" if ydata else ""), flush=True)
             prof = json.loads((out / csv.stem / f"{csv.stem}.profile.json").read_text())
             exact = ("all exact" if not prof["approximate"] else "exact but distinct counts (HyperLogLog)") \
@@ -182,9 +214,15 @@ def main() -> int:
             pairs = statistics.median(p[0] / f[0] for p, f in zip(playbook, floor))
             print(f"  playbook / floor per run: {', '.join(f'{p[0] / f[0]:.1f}x' for p, f in zip(playbook, floor))}"
                   f" (median {pairs:.1f}x)", flush=True)
+            if before:
+                print(f"  before / floor per run: {', '.join(f'{b[0] / f[0]:.1f}x' for b, f in zip(before, floor))}"
+                      f" (median {statistics.median(b[0] / f[0] for b, f in zip(before, floor)):.1f}x)", flush=True)
             results.append((size, rows, median_run(floor), median_run(playbook),
                             median_run(ydata) if ydata else None, exact, len(prof["plots"]), len(prof["findings"])))
+            if before:
+                results.append((size, rows, median_run(floor), median_run(before), None, "before (--baseline)", "", ""))
             shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(tmp / f"out_{mb}_before", ignore_errors=True)
             csv.unlink()
 
     if not results:
