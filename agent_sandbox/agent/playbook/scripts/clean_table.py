@@ -23,7 +23,8 @@ from __future__ import annotations
 from audit import NOT_LOOKED, PARSE_SHARE, SHOWN_ROWS, ColumnAudit, find_duplicates, group_routine
 from common import row_list, sql_ident, sql_str, unique_snake_names
 from parse import (DATE_FORMATS, DATE_LIKE, ELAPSED_RE, HIGH_RE, INT_RE, ISO, LOW_RE, NUM_COMMA_RE, NUM_RE,
-                   NUMERIC_KINDS, RANGE_RE, YMD_RE, is_marker, matches, parse, swap_day_month, trim)
+                   NUMERIC_KINDS, RANGE_RE, YMD_RE, is_marker, matches, parse, swap_day_month, trim,
+                   trim_once)
 from units import header_unit, name_unit
 
 SAMPLE_ROWS = 20000
@@ -211,7 +212,7 @@ class Cleaner(ColumnAudit):
                 middle.append(f"v{i}")
                 outer.append(f"v{i}")
             elif kind == "text":
-                inner += [f"{col} AS r{i}", f"{trim(col)} AS t{i}"]
+                inner += [f"{col} AS r{i}", f"{trim_once(col)} AS t{i}"]
                 middle += [f"CAST(CASE WHEN r{i} IS NULL THEN 0 WHEN {is_marker(f't{i}')} THEN 2 WHEN t{i} <> r{i} "
                            f"THEN 1 ELSE 0 END AS UTINYINT) AS f{i}", f"t{i}"]
                 outer += [f"CASE WHEN f{i} = 2 THEN NULL ELSE t{i} END AS v{i}", f"f{i}"]

@@ -39,9 +39,23 @@ DATE_LIKE = r"^([0-9]{1,4}[-/. ][0-9A-Za-z]{1,9}[-/., ]+[0-9]{2,4}|[A-Za-z]{3,9}
 NUMERIC_KINDS = ("integer", "number", "elapsed")
 
 
+EDGE_CHARS = (" ", "\t", "\n", "\r", "\f", "\xa0")  # what EDGE_SPACE matches at a cell's end
+
+
 def trim(col: str) -> str:
     # trim() with a character list is several times slower than this check-then-strip.
     return (f"CASE WHEN regexp_matches({col}, {sql_str(EDGE_SPACE)}) "
+            f"THEN regexp_replace({col}, {sql_str(EDGE_SPACES)}, '', 'g') ELSE {col} END")
+
+
+def trim_once(col: str) -> str:
+    """trim() for a cell of every row, computed once (its expression is long: nested in others,
+    as is_marker(trim(x)) nests it, it would cost more to plan than the regular expression costs
+    on a sample). A code-point test on the first character and suffix tests on the last cost half
+    of the regular expression, which scans the whole cell for its `$`; they let through a few
+    more cells (another control character first), which the strip leaves unchanged."""
+    ends = " OR ".join(f"ends_with({col}, {sql_str(c)})" for c in EDGE_CHARS)
+    return (f"CASE WHEN ord({col}) <= 32 OR ord({col}) = 160 OR {ends} "
             f"THEN regexp_replace({col}, {sql_str(EDGE_SPACES)}, '', 'g') ELSE {col} END")
 
 
