@@ -25,6 +25,7 @@ import argparse
 import importlib
 import json
 import os
+import runpy
 import shutil
 import sys
 import threading
@@ -36,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clean_table import EmptyTable, clean_table, find_duplicates  # noqa: E402
 from common import MB, snake_case, sql_str  # noqa: E402
 from findings import find_all  # noqa: E402
-from plot_table import plot_table  # noqa: E402
+from plot_table import DrawingProcess, plots_made, write_plot_script  # noqa: E402
 from profile_table import profile_table  # noqa: E402
-from read_table import NotATable, open_tables  # noqa: E402
+from read_table import NotATable, file_kind, open_tables  # noqa: E402
 from roles import time_axis  # noqa: E402
 from units import read_units_file, reading_unit  # noqa: E402
 
@@ -143,7 +144,7 @@ def growth_or_blanks(con, profile: dict, reader: dict, folder: Path, notes: list
 
 
 def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_bytes: int,
-                drop_duplicates: bool = False, unit_table: dict | None = None) -> dict:
+                drop_duplicates: bool = False, unit_table: dict | None = None, drawer=None) -> dict:
     started = time.time()
     name = table_name(out, base, spec["sheet"])
     (out / name).mkdir(parents=True)
@@ -155,7 +156,7 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     try:
         cleaned = clean_table(con, spec["view"], spec["names"], "clean", reader.get("decimal_comma", False),
                               units=reader.get("units"), notes=spec.get("notes"), drop_duplicates=drop_duplicates,
-                              typed_view=spec.get("typed_view"), before_load=start_plot_import)
+                              typed_view=spec.get("typed_view"), before_load=None if drawer else start_plot_import)
     except Exception:  # an empty table, or a read to retry with other options: leave nothing behind
         shutil.rmtree(out / name)
         raise
@@ -163,15 +164,14 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
           f"{cleaned['columns_before']} -> {cleaned['columns_after']} columns, "
           f"{len(cleaned['audit'])} audit entries", flush=True)
     # From here the work runs in threads so that both cores stay busy (DuckDB works in C++ without
-    # the GIL; each thread has its own cursor): DuckDB writes the CSV with one thread, so it starts
-    # first, beside the profile; then matplotlib draws the plots (in Python) while DuckDB writes
-    # the Parquet and looks for findings.
+    # the GIL; each thread has its own cursor): DuckDB writes the Parquet, then the CSV, beside the
+    # profile; then the plots are drawn from the Parquet (in the drawing process, else in a thread)
+    # while DuckDB writes the CSV and looks for identical rows and findings.
     saved = {kind: {} for kind in FORMATS}
-    writers = [threading.Thread(target=in_thread, args=(saved[kind], write_table, con.cursor(), out, name, kind))
-               for kind in FORMATS]
-    writers[0].start()
-    drawn: dict = {}
-    drawer = None
+    parquet_written = threading.Event()
+    writer = threading.Thread(target=write_files, args=(saved, con.cursor(), out, name, parquet_written))
+    writer.start()
+    plots_drawn = None
     early_notes: list[str] = []
     try:
         profile = profile_table(con, "clean", cleaned["columns"], plate_table=reader.get("layout") == "plate grid")
@@ -183,10 +183,10 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
                 c["plate_map"] = labels
         apply_units(profile, reader, unit_table or {})
         growth_or_blanks(con, profile, reader, out / name, early_notes)
-        drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out,
-                                                           name, source))
-        drawer.start()
-        writers[1].start()
+        chosen, script = write_plot_script(profile, out, name, source)
+        parquet_written.wait()
+        if "result" in saved["parquet"]:
+            plots_drawn = start_drawing(drawer, con, script, out, name)
         if not drop_duplicates:
             cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]],
                                                     {c["name"]: c["distinct"] for c in profile["column_profiles"]},
@@ -194,17 +194,16 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
             cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
         findings = find_all(con, "clean", profile, cleaned, plate_map)
     finally:
-        for thread in writers + [drawer]:
-            if thread is not None and thread.ident is not None:
-                thread.join()
+        writer.join()
+        plot_error = plots_drawn() if plots_drawn else "the cleaned Parquet they read was not written"
     for kind, box in saved.items():
         if "error" in box:
             raise RuntimeError(f"the cleaned {kind.upper()} could not be written: {box['error']}")
     files = {kind: box["result"] for kind, box in saved.items()}
     notes = early_notes + size_notes(files, max_file_bytes)
-    if "error" in drawn:
-        notes.append(f"the plots could not be drawn: {drawn['error']}")
-    plots = drawn.get("result", [])
+    if plot_error:
+        notes.append(f"the plots could not be drawn: {plot_error}")
+    plots = plots_made(chosen, out)
     if reader.get("long_lines"):
         notes.append(f"{reader['long_lines']} of the first lines have more fields than the header; "
                      f"their extra fields were not read")
@@ -230,6 +229,40 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     profile_path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     con.execute("DROP TABLE clean")
     return result
+
+
+def write_files(saved: dict, cursor, out: Path, name: str, parquet_written: threading.Event) -> None:
+    """The Parquet first (the plots read it), then the CSV; each result or error in `saved`."""
+    try:
+        for kind in ("parquet", "csv"):
+            try:
+                saved[kind]["result"] = write_table(cursor, out, name, kind)
+            except Exception as exc:  # reported by the caller
+                saved[kind]["error"] = f"{type(exc).__name__}: {exc}"
+            parquet_written.set()
+    finally:
+        parquet_written.set()
+        cursor.close()
+
+
+def start_drawing(drawer, con, script: Path, out: Path, name: str):
+    """Start drawing the plot script's plots: in the drawing process when there is one (it reads
+    the Parquet), else in a thread on the table in memory. Returns a function that waits for
+    them and gives None, or what went wrong."""
+    if drawer is not None and drawer.send(script, out / name / f"{name}.parquet", out):
+        return drawer.result
+    box: dict = {}
+    thread = threading.Thread(target=in_thread, args=(box, draw_script, con.cursor(), script, out))
+    thread.start()
+
+    def wait() -> str | None:
+        thread.join()
+        return box.get("error")
+    return wait
+
+
+def draw_script(cursor, script: Path, out: Path) -> None:
+    runpy.run_path(str(script))["draw"](cursor, "clean", out)
 
 
 def in_thread(box: dict, func, cursor, *args) -> None:
@@ -274,7 +307,8 @@ def start_plot_import() -> None:
 
 
 def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base: str,
-                   max_file_bytes: int, options: dict, references: list[Path], drop_duplicates: bool) -> None:
+                   max_file_bytes: int, options: dict, references: list[Path], drop_duplicates: bool,
+                   drawer=None) -> None:
     specs = open_tables(con, path, scratch, plate_maps=references, **options)
     unit_table = {}
     for ref in references:
@@ -283,7 +317,7 @@ def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base
         if not spec.get("skipped"):
             try:
                 record["tables"].append(analyze_one(con, spec, record["file"], out, base, max_file_bytes,
-                                                    drop_duplicates, unit_table)["table"])
+                                                    drop_duplicates, unit_table, drawer)["table"])
                 continue
             except EmptyTable as exc:
                 spec["skipped"] = str(exc)
@@ -294,7 +328,7 @@ def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base
 
 def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str = "1GB",
                  threads: int = 2, max_file_bytes: int = 5 * MB, references: list[Path] = (),
-                 drop_duplicates: bool = False) -> dict:
+                 drop_duplicates: bool = False, drawer=None) -> dict:
     started = time.time()
     record = {"file": label, "name": base, "status": "ok", "reason": "", "tables": [], "skipped_sheets": []}
     forget_previous_run(out, base)
@@ -308,7 +342,7 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
             con = connect(scratch, memory_limit, threads, path.stat().st_size <= IN_MEMORY_BYTES)
             try:
                 analyze_tables(con, path, scratch, record, out, base, max_file_bytes, options, list(references),
-                               drop_duplicates)
+                               drop_duplicates, drawer)
                 break
             except Exception as exc:
                 retry = read_retry(exc, options)
@@ -344,6 +378,21 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
     return record
 
 
+def start_drawing_process(path: Path, threads: int, memory_limit: str):
+    """The process that will draw the plots, forked now so that its imports overlap the reading;
+    None for a file that is not a table (nothing to draw), where there is no fork, or when it
+    cannot start (the plots are then drawn in this process)."""
+    import duckdb  # noqa: F401  (before the fork: the drawing process gets it loaded)
+
+    if not hasattr(os, "fork") or threading.active_count() > 1:  # forking a threaded process is unsafe
+        return None
+    try:
+        file_kind(path)
+        return DrawingProcess(threads, memory_limit)
+    except (NotATable, OSError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path)
@@ -360,8 +409,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="remove rows identical to an earlier row (default: keep them and report them)")
     args = parser.parse_args(argv)
     base = args.name or snake_case(args.input.stem) or "table"
-    record = analyze_file(args.input, args.out, base, args.label or args.input.name, args.memory_limit,
-                          args.threads, int(args.max_file_mb * MB), args.reference, args.drop_duplicates)
+    drawer = start_drawing_process(args.input, args.threads, args.memory_limit)
+    try:
+        record = analyze_file(args.input, args.out, base, args.label or args.input.name, args.memory_limit,
+                              args.threads, int(args.max_file_mb * MB), args.reference, args.drop_duplicates, drawer)
+    finally:
+        if drawer is not None:
+            drawer.close()
     print("RESULT " + json.dumps(record, ensure_ascii=False), flush=True)
     return 1 if record["status"] == "failed" else 0
 
