@@ -147,32 +147,39 @@ def group_routine(entries: list[dict]) -> list[dict]:
     return out
 
 
+NEARLY_UNIQUE = 0.9  # a column with this share of distinct values is, alone, the first key for identical rows
 NOT_LOOKED = {"count": 0, "rows": [], "first_of": [], "rows_sql": "SELECT NULL LIMIT 0"}
 
 
 def find_duplicates(con, table: str, cols: list[str], distinct: dict[str, int] | None = None,
                     rows: int | None = None) -> dict:
     """Rows identical to an earlier row: their count, the first row numbers, and a SQL list of
-    all their rowids. Rows are first compared by a hash in one narrow GROUP BY; only rows
-    whose hash repeats are compared column by column. With the columns' `distinct` counts
-    (the profile's) the first hash covers only the two most varied columns when they tell
-    most rows apart (identical rows agree there too): hashing every column of every row
-    costs more than checking the few candidates in full."""
+    all their rowids. Rows are first compared by a key in one narrow GROUP BY; only rows
+    whose key repeats are compared column by column. With the columns' `distinct` counts
+    (the profile's) the key covers only the two most varied columns when they tell most rows
+    apart (identical rows agree there too), or only the most varied one, by its values, when
+    it alone nearly does: hashing every column of every row costs more than checking the few
+    candidates in full, and grouping one column by value costs less than by a hash."""
     idents = ", ".join(sql_ident(c) for c in cols)
-    key = idents
+    key = f"hash({idents})"
     if distinct and rows:
         varied = sorted(cols, key=lambda c: -(distinct.get(c) or 0))[:2]
-        if len(varied) < len(cols) and (distinct.get(varied[0]) or 0) >= 0.5 * rows:
-            key = ", ".join(sql_ident(c) for c in varied)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({key}) AS h FROM {table} "
+        most = distinct.get(varied[0]) or 0
+        if len(varied) < len(cols) and most >= NEARLY_UNIQUE * rows:
+            key = sql_ident(varied[0])
+        elif len(varied) < len(cols) and most >= 0.5 * rows:
+            key = f"hash({', '.join(sql_ident(c) for c in varied)})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT {key} AS h FROM {table} "
                 "GROUP BY 1 HAVING count(*) > 1")
     empty = dict(NOT_LOOKED)
     if not con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
         con.execute("DROP TABLE dup_hashes")
         return empty
+    # IN never matches a missing key: rows that share one (several rows without an ID) are candidates too
     con.execute(f"CREATE OR REPLACE TEMP TABLE dup_rows AS SELECT rowid AS r, "
                 f"first_value(rowid) OVER (PARTITION BY {idents} ORDER BY rowid) AS f FROM {table} "
-                f"WHERE hash({key}) IN (SELECT h FROM dup_hashes)")
+                f"WHERE {key} IN (SELECT h FROM dup_hashes) "
+                f"OR ({key} IS NULL AND EXISTS (SELECT 1 FROM dup_hashes WHERE h IS NULL))")
     count, rows, firsts = con.execute("SELECT count(*), list(r + 1 ORDER BY r)[1:20], list(f + 1 ORDER BY r)[1:20] "
                                       "FROM dup_rows WHERE r <> f").fetchone()
     con.execute("DROP TABLE dup_hashes")

@@ -203,10 +203,13 @@ class Cleaner(ColumnAudit):
         for i, raw in enumerate(self.raw_cols):
             kind, fmts = guesses[i]
             col = sql_ident(raw)
-            if i in typed:  # read as values already; NaN and infinity are not numbers
-                finite = f"isfinite({col})" if kind == "number" else "true"
-                inner += [f"CASE WHEN {finite} THEN {col} END AS p{i}",
-                          f"CASE WHEN NOT {finite} THEN CAST({col} AS VARCHAR) END AS x{i}"]
+            if i in typed and kind == "number":  # read as values already; NaN and infinity are not numbers
+                inner += [f"CASE WHEN isfinite({col}) THEN {col} END AS p{i}",
+                          f"CASE WHEN NOT isfinite({col}) THEN CAST({col} AS VARCHAR) END AS x{i}"]
+                middle += [f"p{i}", f"x{i}"]
+                outer += [f"p{i}", f"x{i}"]
+            elif i in typed:  # integers and date-times read as values: nothing left over
+                inner += [f"{col} AS p{i}", f"CAST(NULL AS VARCHAR) AS x{i}"]
                 middle += [f"p{i}", f"x{i}"]
                 outer += [f"p{i}", f"x{i}"]
             elif kind == "keep":
