@@ -26,6 +26,7 @@ when drawing.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
@@ -306,7 +307,11 @@ def serve(jobs, answers) -> None:
     memory_limit}), one out when it is drawn ({} or {"error"}); it ends when its input closes.
     Anything the plots print goes to stderr."""
     sys.stdout = sys.stderr
+    gc.disable()  # matplotlib's import makes objects by the hundred thousand and no garbage
     import plots  # matplotlib, now, while the analysis reads the table
+
+    gc.freeze()  # what the import made is never collected: later collections skip it
+    gc.enable()
 
     for line in jobs:
         job = json.loads(line)
