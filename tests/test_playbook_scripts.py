@@ -12,9 +12,12 @@ import datetime as dt
 import importlib.resources
 import io
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -426,3 +429,50 @@ def test_integers_in_the_sample_then_decimals_and_words_below(tmp_path):
     with open(tmp_path / "out" / "late_types" / "late_types.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[20001]["dose"] == "20001.5" and rows[19999]["dose"] == "19999.0"
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_plots_drawn_here_when_the_drawing_process_is_killed(tmp_path):
+    # the plots are drawn by a process forked at the start; killed, the analysis draws them itself
+    from tests import lab_files
+
+    lab_files.kinetic_plate(tmp_path / "growth.txt")
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS_DIR / "analyze_table.py"), str(tmp_path / "growth.txt"),
+                             "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = []
+    while proc.poll() is None and not killed:
+        for child in children_of(proc.pid):
+            os.kill(child, signal.SIGKILL)
+            killed.append(child)
+        time.sleep(0.005)
+    out, err = proc.communicate(timeout=120)
+    assert killed, "the analysis started no drawing process"
+    result = json.loads(out.strip().splitlines()[-1].removeprefix("RESULT "))
+    assert proc.returncode == 0 and result["status"] == "ok", err
+    prof = profile(tmp_path / "out", "growth")
+    assert not any("plots" in note for note in prof["notes"]), prof["notes"]
+    assert {p["kind"] for p in prof["plots"]} >= {"growth_curves", "growth_curves_log", "growth_rate_heatmap"}
+    assert all((tmp_path / "out" / p["path"]).stat().st_size > 0 for p in prof["plots"])
+    assert not (tmp_path / "out" / ".scratch").exists()
+
+
+def test_broken_matplotlib_setting_costs_the_plots_only(tmp_path):
+    # an invalid MPLBACKEND makes importing matplotlib fail, in the drawing process and here alike
+    path = tmp_path / "runs.csv"
+    path.write_text("run,dose,yield\n" + "".join(f"{i},{['low', 'high'][i % 2]},{i * 1.5}\n" for i in range(40)))
+    proc = subprocess.run([sys.executable, str(SCRIPTS_DIR / "analyze_table.py"), str(path), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MPLBACKEND": "nonsense"})
+    result = json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
+    assert proc.returncode == 0 and result["status"] == "ok"
+    prof = profile(tmp_path / "out", "runs")
+    assert prof["plots"] == [] and any(n.startswith("the plots could not be drawn: ValueError") for n in prof["notes"])
+    assert (tmp_path / "out" / "runs" / "runs.csv").read_text().splitlines()[1] == "0,low,0.0"
+    assert (tmp_path / "out" / "runs" / "runs.parquet").stat().st_size > 0
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 1

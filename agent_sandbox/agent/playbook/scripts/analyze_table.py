@@ -25,6 +25,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import runpy
 import shutil
 import sys
@@ -259,9 +260,14 @@ def write_files(saved: dict, cursor, out: Path, name: str, parquet_written: thre
 def start_drawing(drawer, con, script: Path, out: Path, name: str):
     """Start drawing the plot script's plots: in the drawing process when there is one (it reads
     the Parquet), else in a thread on the table in memory. Returns a function that waits for
-    them and gives None, or what went wrong."""
-    if drawer is not None and drawer.send(script, out / name / f"{name}.parquet", out):
-        return drawer.result
+    them and gives None, or what went wrong; if the drawing process ended (killed, or it could
+    not start), this process draws them."""
+    spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0] + "_plots"
+    if drawer is not None and drawer.send(script, out / name / f"{name}.parquet", out, spill):
+        def from_process() -> str | None:
+            error = drawer.result()
+            return draw_here(con, script, out) if error == drawer.GONE else error
+        return from_process
     box: dict = {}
     thread = threading.Thread(target=in_thread, args=(box, draw_script, con.cursor(), script, out))
     thread.start()
@@ -270,6 +276,12 @@ def start_drawing(drawer, con, script: Path, out: Path, name: str):
         thread.join()
         return box.get("error")
     return wait
+
+
+def draw_here(con, script: Path, out: Path) -> str | None:
+    box: dict = {}
+    in_thread(box, draw_script, con.cursor(), script, out)
+    return box.get("error")
 
 
 def draw_script(cursor, script: Path, out: Path) -> None:
@@ -389,6 +401,17 @@ def analyze_file(path: Path, out: Path, base: str, label: str, memory_limit: str
     return record
 
 
+def quarter(memory_limit: str) -> str:
+    """A quarter of a DuckDB memory limit ("1GB" -> "256MB") for the drawing process, whose queries
+    are small aggregates (beyond it they spill to disk): the two processes together stay near what
+    the analysis was given."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT])i?B\s*", memory_limit, re.IGNORECASE)
+    if not match:
+        return memory_limit
+    megabytes = float(match.group(1)) * 1024 ** "KMGT".index(match.group(2).upper()) / 1024
+    return f"{max(16, int(megabytes / 4))}MB"
+
+
 def start_drawing_process(path: Path, threads: int, memory_limit: str):
     """The process that will draw the plots, forked now so that its imports overlap the reading;
     None for a file that is not a table (nothing to draw), where there is no fork, or when it
@@ -399,7 +422,7 @@ def start_drawing_process(path: Path, threads: int, memory_limit: str):
         return None
     try:
         file_kind(path)
-        return DrawingProcess(threads, memory_limit)
+        return DrawingProcess(threads, quarter(memory_limit))
     except (NotATable, OSError):
         return None
 

@@ -34,7 +34,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from blanks import well_range
@@ -260,8 +259,8 @@ class DrawingProcess:
             code = 0
             try:
                 serve(open(jobs_in, encoding="utf-8"), open(answers_out, "w", encoding="utf-8"))
-            except BaseException:  # noqa: BLE001 (said on stderr; the analysis notes the missing plots)
-                traceback.print_exc()
+            except BaseException as exc:  # one line on stderr; the analysis draws the plots itself
+                print(f"the drawing process stopped: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
                 code = 1
             finally:
                 sys.stderr.flush()
@@ -271,9 +270,10 @@ class DrawingProcess:
         self.jobs = open(jobs_out, "w", encoding="utf-8")
         self.answers = open(answers_in, encoding="utf-8")
 
-    def send(self, script: Path, parquet: Path, results: Path) -> bool:
+    def send(self, script: Path, parquet: Path, results: Path, spill: str) -> bool:
         """Ask for one script's plots; False when the process is gone (the caller draws itself)."""
-        job = {"script": str(script), "parquet": str(parquet), "results": str(results), **self.settings}
+        job = {"script": str(script), "parquet": str(parquet), "results": str(results), "spill": spill,
+               **self.settings}
         try:
             self.jobs.write(json.dumps(job) + "\n")
             self.jobs.flush()
@@ -281,10 +281,13 @@ class DrawingProcess:
         except OSError:
             return False
 
+    GONE = "the drawing process ended"
+
     def result(self) -> str | None:
-        """Wait for the plots asked for: None when drawn, else what went wrong."""
+        """Wait for the plots asked for: None when drawn, GONE when the process ended first, else
+        what went wrong."""
         line = self.answers.readline()
-        return json.loads(line).get("error") if line else "the drawing process ended"
+        return json.loads(line).get("error") if line else self.GONE
 
     def close(self) -> None:
         """End the process (it ends when its input closes) and collect it."""
@@ -303,7 +306,7 @@ class DrawingProcess:
 
 
 def serve(jobs, answers) -> None:
-    """The drawing process: one JSON line in per plot script ({script, parquet, results, threads,
+    """The drawing process: one JSON line in per plot script ({script, parquet, results, spill, threads,
     memory_limit}), one out when it is drawn ({} or {"error"}); it ends when its input closes.
     Anything the plots print goes to stderr."""
     sys.stdout = sys.stderr
@@ -319,6 +322,7 @@ def serve(jobs, answers) -> None:
             con = plots.open_table(Path(job["parquet"]))
             con.execute(f"SET threads = {int(job['threads'])}")
             con.execute(f"SET memory_limit = {sql_str(job['memory_limit'])}")
+            con.execute(f"SET temp_directory = {sql_str(job['spill'])}")
             try:
                 runpy.run_path(job["script"])["draw"](con, "clean", Path(job["results"]))
             finally:
