@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from agent_sandbox import settings
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.owners import process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
-from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
+from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams
+from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
@@ -64,7 +64,7 @@ class DockerUnavailable(SandboxError, RuntimeError):
     pass
 
 
-class DockerBackend(SandboxBackend):
+class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, **config):

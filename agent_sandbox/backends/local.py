@@ -27,8 +27,8 @@ from pathlib import Path
 from agent_sandbox import settings
 from agent_sandbox import events as ev
 from agent_sandbox.isolation import cgroups, netjail
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
-from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
+from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams
+from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.events import Status
 from agent_sandbox.isolation.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
@@ -74,7 +74,7 @@ def sweep_run_leftovers(scratch_root: str) -> int:
     return ended
 
 
-class LocalBackend(SandboxBackend):
+class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, **config):

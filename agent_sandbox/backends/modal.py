@@ -43,8 +43,7 @@ from agent_sandbox import events as ev
 from agent_sandbox import settings
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.owners import process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
-from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
+from agent_sandbox.backends.contract import Backend, RunMonitor, Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
 from agent_sandbox.backends import modal_image
 from agent_sandbox.backends.modal_calls import describe_error, poll_quietly, wait_for_end, watched
@@ -133,7 +132,7 @@ class ExecStdin:
             pass
 
 
-class ModalBackend(SandboxBackend):
+class ModalBackend(Backend):
     name = "modal"
 
     def __init__(self, **config: Any):

@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import modal
 from modal._output.manager import DisabledOutputManager, OutputManager
 
 if TYPE_CHECKING:
-    from agent_sandbox.backends.modal import ModalConfig
     from agent_sandbox.spec import RunSpec
 
 # What the agent needs inside the sandbox, pinned (tests check docker/requirements.txt agrees).
@@ -32,6 +31,15 @@ RUNTIME_PACKAGES = ("duckdb==2.0.1", "pandas==3.1.1", "pyarrow==26.0.1", "openpy
                     "matplotlib==3.11.2", "numpy==2.4.6", "pillow==13.0.0",
                     "openai==3.57.0", "anthropic==2.14.0", "httpx2==2.16.2", "pydantic==2.14.4")
 log = logging.getLogger(__name__)
+
+
+class ModalConfig(Protocol):
+    """What the recipe reads of the Modal backend's settings (modal.ModalConfig), named
+    here so this module need not import the backend that imports it."""
+
+    python_version: str
+    extra_packages: list[str]
+
 
 _images: dict[tuple, tuple[modal.Image, modal.Image]] = {}
 _lock = threading.Lock()

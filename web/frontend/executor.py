@@ -136,9 +136,7 @@ class JobExecutor:
         (Modal builds its image, its build log in ours); jobs meanwhile wait for the same work."""
         for name in self.settings.backends:
             try:
-                prepare = getattr(self.backend_factory(name), "prepare", None)
-                if prepare is not None:
-                    prepare()
+                self.backend_factory(name).prepare()
             except Exception as exc:  # the jobs will say what is wrong; the app must still start
                 log.warning("could not prepare the %s backend: %s", name, exc)
 
