@@ -37,9 +37,9 @@ from pathlib import Path
 from agent_sandbox import events as ev
 from agent_sandbox import settings, tree
 from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
-from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
+from agent_sandbox.followup import add_previous, previous_summary
+from agent_sandbox.manifest import MANIFEST, load_manifest, mark_running, record_run
 from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model
-from agent_sandbox.outputs import MANIFEST, write_manifest
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.settings import SettingError, setting
 from agent_sandbox.spec import Limits, RunSpec
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_event(event: dict) -> None:
         sandbox_id = event["data"].get("sandbox_id") if event["type"] == ev.STATUS else None
         if sandbox_id:
-            output.mkdir(parents=True, exist_ok=True)
-            write_manifest(output, {"files": [], "skipped": [], "run": {
-                "status": "running", "reason": "", "backend": args.backend, "sandbox_id": sandbox_id}})
+            mark_running(output, args.backend, sandbox_id)
         line = ev.encode(event) if args.json else ev.render(event)
         print(line, flush=True)
 
@@ -196,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     if result.sandbox_id and "run" not in result.manifest:   # it ended before any output was collected
-        write_manifest(output, {**result.manifest, "run": {"status": str(result.status), "reason": result.reason,
-                                                           "backend": args.backend, "sandbox_id": result.sandbox_id}})
+        record_run(output, {"status": str(result.status), "reason": result.reason, "backend": args.backend,
+                            "sandbox_id": result.sandbox_id}, create=True)
     record_run(output, {"instructions": args.instructions, "model": args.model, "status": result.status,
                         "reason": result.reason, "summary": result.summary, "usage": result.usage,
                         "inputs": files, "previous": str(Path(args.follow_up).resolve()) if args.follow_up else ""})

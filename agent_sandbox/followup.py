@@ -1,7 +1,7 @@
 """Follow-up jobs: continue a finished job with a new instruction.
 
-After a run, `record_run` adds what happened (instructions, model, status,
-the agent's summary, token usage, the input files) to the results'
+After a run, `manifest.record_run` adds what happened (instructions, model,
+status, the agent's summary, token usage, the input files) to the results'
 manifest.json under "run". A follow-up is a new job whose workspace holds the
 same inputs plus the previous job's results in `previous/`, and whose model
 gets `previous_summary()` of that record. The web app and the CLI
@@ -10,42 +10,23 @@ gets `previous_summary()` of that record. The web app and the CLI
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Any
 
-from agent_sandbox.outputs import MANIFEST, DirectorySource, write_manifest
+from agent_sandbox.manifest import MANIFEST, load_manifest, run_record
+from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.paths import UnsafePath, safe_join
 
 PREVIOUS = "previous"   # folder of the workspace holding the previous job's results
 MAX_LISTED = 40         # result files named in the summary
 
 
-def load_manifest(results: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((Path(results) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
-def record_run(results: Path, run: dict[str, Any]) -> None:
-    """Add `run` (instructions, model, status, summary, usage, inputs, ...) to manifest.json."""
-    manifest = load_manifest(results)
-    if manifest is None:
-        return
-    # Added to what the backend recorded (its name, the sandbox's id).
-    manifest["run"] = {**(manifest.get("run") or {}), **run}
-    write_manifest(Path(results), manifest)
-
-
 def previous_summary(results: Path, folder: str = PREVIOUS) -> str:
     """What the previous job did, for the follow-up's model."""
     manifest = load_manifest(results) or {}
-    run = manifest.get("run") or {}
+    run = run_record(manifest)
     files = [f["path"] for f in manifest.get("files", [])]
     listed = ", ".join(files[:MAX_LISTED]) + (f" and {len(files) - MAX_LISTED} more" if len(files) > MAX_LISTED else "")
     lines = [f"Instructions: {run.get('instructions') or '(none: the standard analysis)'}",

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from agent_sandbox.events import FINAL, Status, statuses_for_pages
+from agent_sandbox.events import FINAL, Status
+from frontend.statuses import statuses_for_pages
 from frontend.app import create_app
 from frontend.settings import Settings
 from web_helpers import StandInBackend

@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.events import Status
-from agent_sandbox.followup import record_run
+from agent_sandbox.manifest import record_run
 from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec

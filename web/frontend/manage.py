@@ -25,7 +25,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
+from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, previous_summary
+from agent_sandbox.manifest import load_manifest
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace

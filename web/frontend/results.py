@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from markdown_it import MarkdownIt
 
-from agent_sandbox.outputs import MANIFEST
+from agent_sandbox.manifest import MANIFEST, load_manifest  # noqa: F401 (load_manifest: the pages read it here)
 from agent_sandbox.paths import safe_join
 from agent_sandbox.agent.playbook.scripts.make_report import slug
 
@@ -36,13 +36,6 @@ TEXT_TYPES = {".md": "text/markdown", ".csv": "text/csv", ".tsv": "text/tab-sepa
               ".txt": "text/plain", ".sql": "text/plain", ".yaml": "text/plain", ".yml": "text/plain"}
 CSP_SANDBOX = "sandbox"
 HEADING_ID_PREFIX = "report-"   # ids of a rendered report's headings
-
-
-def load_manifest(results: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((results / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def is_internal(path: str) -> bool:
