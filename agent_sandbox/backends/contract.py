@@ -18,7 +18,7 @@ clean up (`close`). `Backend.run` drives it the same way on every backend:
   sandbox with that status and reason;
 - finish: end the sandbox, decide the final status, collect the outputs into
   spec.results with manifest.json, send the `result` event, return a RunResult;
-- and always close the sandbox.
+- and always close the sandbox (a signal waits until it is closed).
 
 The run's bookkeeping (events, the agent's stdin, the relay, limits, the
 verdict) is the `RunMonitor` every hook gets (monitor.py). A third-party
@@ -28,11 +28,13 @@ conformance suite (`agent_sandbox.testing`).
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, ClassVar, Iterable
+from typing import IO, ClassVar, Iterable, Iterator
 
 from agent_sandbox.backends.monitor import POLL, READER_GRACE, EventCallback, RunMonitor
 from agent_sandbox.events import Status
@@ -177,10 +179,25 @@ def drive(sandbox: Sandbox, run: RunMonitor) -> RunResult:
         status, reason = run.outcome(exit_code, sandbox.why_ended())
         return finish(sandbox, run, status, reason, exit_code)
     finally:
-        try:
-            sandbox.close()
-        except sandbox.errors as exc:  # the run has its result: say so, do not undo it
-            run.warn(f"could not clean up the sandbox: {sandbox.describe(exc)}")
+        with signals_held():   # a Ctrl-C must not cut the clean-up short: it comes right after
+            try:
+                sandbox.close()
+            except sandbox.errors as exc:  # the run has its result: say so, do not undo it
+                run.warn(f"could not clean up the sandbox: {sandbox.describe(exc)}")
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while the block runs (in the main thread, where Python runs
+    their handlers; other threads never get them), then are delivered."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def supervise(sandbox: Sandbox, streams: Streams, run: RunMonitor) -> int | None:

@@ -198,3 +198,19 @@ def test_live_log_places_are_capped_and_given_back_on_the_plain_wsgi_path(make_a
     assert again.status_code == 200 and again.get_data(as_text=True).endswith('"succeeded"}\n\n')
     again.close()  # as every WSGI server does
     assert app.extensions["jobs"].streams.total == 0
+
+
+def test_a_job_stored_by_an_older_version_still_serves_its_outputs(app, monkeypatch):
+    """Stored limits are rebuilt with Limits.restore: a field renamed since, or one that is gone,
+    does not break the job's output routes (Limits(**stored) raised TypeError: a 500)."""
+    from agent_sandbox.spec import Limits
+    alice = Visitor(app)
+    job = alice.run()
+    store = app.extensions["jobs"].store
+    stored = store.get_job(job["id"])["limits"]
+    monkeypatch.setattr(Limits, "RENAMED", {"preview_size": "preview_bytes"})
+    old = {**{k: v for k, v in stored.items() if k != "preview_bytes"}, "preview_size": 10, "gone_setting": 1}
+    store.update_job(job["id"], limits=old)
+    assert alice.get(f"/api/jobs/{job['id']}/outputs/clean.csv").status_code == 200
+    page = alice.get(f"/jobs/{job['id']}/view/report.md")
+    assert page.status_code == 200 and "Findings" not in page.text, "over the old 10-byte preview limit: not rendered"

@@ -25,13 +25,15 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, previous_summary
+from agent_sandbox.followup import PREVIOUS, copy_inputs
+from agent_sandbox.jobs import continue_from
 from agent_sandbox.manifest import load_manifest
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
-from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
-from frontend.api import TooManyJobs, job_json, services
-from frontend.identity import client_address, current_owner, job_owner
+from agent_sandbox.workspace import add_upload, job_workspace, remove_workspace
+from frontend.api import job_json, services
+from frontend.identity import current_owner
+from frontend.submission import submit_job
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
 
@@ -64,7 +66,7 @@ def delete_job(job_id):
         raise Conflict("this job is still queued or running; cancel it before deleting it")
     s = current_app.config["SETTINGS"]
     services().store.mark_deleted(job["id"])
-    shutil.rmtree(job_workspace(s.data_dir, job["id"]), ignore_errors=True)
+    remove_workspace(job_workspace(s.data_dir, job["id"]))
     shutil.rmtree(s.results_dir(job["id"]), ignore_errors=True)
     return "", 204
 
@@ -111,7 +113,7 @@ def follow_up(job_id):
     def fill(workspace: Path) -> list[dict]:
         # The parent's own previous/ is not carried along: its summary says what was in it.
         copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
-        fields["previous_summary"] = previous_summary(results, add_previous(workspace, results))
+        fields["previous_summary"] = continue_from(workspace, results)
         return parent["files"]
 
     return jsonify(job_json(submit_job(fields, fill))), 201
@@ -132,31 +134,6 @@ def sample_job():
     new = submit_job({"backend": s.default_backend, "model": s.default_model, "instructions": "",
                       "env": {}, "name": f"Sample: {sample.name}"}, fill)
     return jsonify(job_json(new)), 201
-
-
-def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
-    """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
-    s = current_app.config["SETTINGS"]
-    svc = services()
-    owner, address = job_owner(), client_address()
-    if reason := svc.executor.admission_error(owner, address):
-        raise TooManyJobs(reason)
-    job_id = secrets.token_urlsafe(16)
-    workspace = job_workspace(s.data_dir, job_id)
-    workspace.mkdir(parents=True)
-    try:
-        files = fill(workspace)   # may add to `fields` (a follow-up's summary)
-        notes: list[str] = []
-        copy_my_files(workspace, s.my_files, notes)
-        job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "address": address, "files": files,
-                                   "limits": s.limits.to_dict()}, notes)
-    except BaseException:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise
-    if job is None:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
-    return job
 
 
 def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
