@@ -1,12 +1,15 @@
-"""Every backend must pass the conformance suite. A backend joins by adding
-its name -> fixture name here and defining that fixture (it may start
-services, e.g. the Modal emulator, and must clean them up)."""
+"""Every backend must pass the conformance suite (agent_sandbox.testing, collected
+here by the import below). A backend joins by adding its name -> fixture name
+here and defining that fixture (it may start services, e.g. the Modal emulator,
+and must clean them up)."""
 
 from __future__ import annotations
 
 import pytest
 
 from agent_sandbox.backends import get_backend
+from agent_sandbox.testing import *  # noqa: F403 (the suite is collected in this folder; its fixtures)
+from agent_sandbox.testing.fixtures import default_leftovers
 
 # backend name -> (fixture that yields a ready backend, environment the agent must report)
 BACKENDS = {
@@ -26,6 +29,25 @@ def backend(request):
 @pytest.fixture
 def expected_environment(request, backend) -> str:
     return BACKENDS[backend.name][1]
+
+
+@pytest.fixture
+def unenforced_limits(backend) -> set[str]:
+    """Modal takes no process count or disk size for Sandboxes (the emulator's own limits stand in)."""
+    return {"max_processes", "disk_mb"} if backend.name == "modal" else set()
+
+
+@pytest.fixture
+def host_leftovers(backend):
+    """What a run may leave on the host; on Modal, the emulator's folders of all its sandboxes
+    (only this session uses it)."""
+    if backend.name != "modal":
+        return default_leftovers
+    from tests.modal_support import shared_emulator
+
+    root = shared_emulator().folder / "state" / "sandboxes"
+    return lambda job_id: {str(p) for p in root.iterdir()} | {
+        line.split()[1] for line in open("/proc/mounts").read().splitlines() if f"{root}/" in line}
 
 
 @pytest.fixture

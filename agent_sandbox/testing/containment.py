@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
-from tests.conftest import make_spec
+from agent_sandbox.testing.support import make_spec, python, shell
 
 SECRET = "sk-containment-93b1f4d2c8a7"
-
-
-def shell(command: str) -> dict:
-    return {"kind": "shell", "command": command}
-
-
-def python(code: str) -> dict:
-    return {"kind": "python", "code": code}
 
 
 def outputs_text(recorder) -> str:
@@ -234,7 +224,7 @@ print("FORKS", json.dumps({"started": len(children), "error": error}))
 '''
 
 
-def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder, platform_limits):
+def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder, platform_limits, unenforced_limits):
     run_limits = limits(max_processes=48)
     platform_limits(run_limits)
     spec = make_spec(tmp_path, [python(FORK_BOMB), shell("echo still-running")], limits=run_limits)
@@ -244,7 +234,7 @@ def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder, pla
     assert result.status == ev.SUCCEEDED, result.reason   # the run goes on
     assert "still-running" in outputs_text(recorder)
     how = enforced(recorder)["max_processes"]
-    assert how.startswith("not enforced") == (backend.name == "modal")
+    assert how.startswith("not enforced") == ("max_processes" in unenforced_limits), how
     if not how.startswith("not enforced"):
         assert any("process limit reached" in e["data"]["message"] for e in recorder.of_type(ev.WARNING))
 
@@ -271,7 +261,8 @@ def test_memory_past_the_limit_is_killed_and_said(backend, tmp_path, recorder):
     assert not enforced(recorder)["memory_mb"].startswith("not enforced")
 
 
-def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tmp_path, recorder, platform_limits):
+def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tmp_path, recorder, platform_limits,
+                                                                     unenforced_limits):
     run_limits = limits(disk_mb=64)
     platform_limits(run_limits)
     spec = make_spec(tmp_path, [
@@ -288,8 +279,8 @@ def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tm
     assert fill and fill[0]["size"] <= 64 * 1024 * 1024   # stopped at the cap: the host's disk took no more
     assert (spec.results / "manifest.json").exists()
     how = enforced(recorder)["disk_mb"]
-    assert how.startswith("not enforced") == (backend.name == "modal")
-    if backend.name != "modal":    # /outputs and /tmp share the one cap
+    assert how.startswith("not enforced") == ("disk_mb" in unenforced_limits), how
+    if "disk_mb" not in unenforced_limits:    # /outputs and /tmp share the one cap
         assert "tmp-full" in text
 
 
@@ -312,10 +303,10 @@ print("built")
 '''
 
 
-def test_a_tree_ten_thousand_folders_deep_is_collected_and_removed(backend, tmp_path, recorder):
+def test_a_tree_ten_thousand_folders_deep_is_collected_and_removed(backend, tmp_path, recorder, host_leftovers):
     spec = make_spec(tmp_path, [{"kind": "write_file", "path": "report.md", "content": "# done\n"},
                                 python(DEEP_TREE)], limits=limits())
-    before = leftovers(backend, spec.job_id)
+    before = host_leftovers(spec.job_id)
     result = backend.run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     assert "built" in outputs_text(recorder)
@@ -326,29 +317,10 @@ def test_a_tree_ten_thousand_folders_deep_is_collected_and_removed(backend, tmp_
     assert len(deep) == 1 and "nested deeper than 64 folders" in deep[0]["reason"]
     assert json.loads((spec.results / "manifest.json").read_text()) == result.manifest
     # Nothing of the run is left on the host: no folder, no mount, no cgroup.
-    deadline = time.monotonic() + 20   # the emulator removes a sandbox's folder just after it ended
-    while leftovers(backend, spec.job_id) - before and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20   # a platform may remove a sandbox's folder just after it ended
+    while host_leftovers(spec.job_id) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert leftovers(backend, spec.job_id) - before == set()
-
-
-def leftovers(backend, job_id: str) -> set[str]:
-    """The host folders, mounts and cgroups a run of this job may leave (the emulator's:
-    all of its sandboxes', as only this session uses it)."""
-    if backend.name == "modal":
-        from tests.modal_support import shared_emulator
-
-        root = str(shared_emulator().folder / "state" / "sandboxes")
-        mark = root + "/"
-    else:
-        root, mark = tempfile.gettempdir(), f"/agent-{job_id}-"
-    found = {f"{root}/{name}" for name in os.listdir(root) if f"/{name}".startswith(mark) or mark == root + "/"}
-    found |= {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if mark in line}
-    for controller in ("memory", "pids"):
-        folder = Path("/sys/fs/cgroup", controller, "agent-sandbox")
-        if folder.is_dir():
-            found |= {str(p) for p in folder.iterdir() if job_id[:40] in p.name}
-    return found
+    assert host_leftovers(spec.job_id) - before == set()
 
 
 # -- statuses and instructions -----------------------------------------------------
