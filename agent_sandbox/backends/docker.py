@@ -134,7 +134,9 @@ class DockerBackend(Backend):
     def command(self, spec: RunSpec, name: str, space: RunSpace) -> list[str]:
         """The full argv: `docker run` around `python -m agent_sandbox.agent`."""
         limits = spec.limits
-        args = [self.config.docker, "run", "-i", "--rm", "--init", "--pull", "never", "--name", name,
+        # No --init: the agent is PID 1 (not dumpable), so no command can open its stdout, the
+        # host channel, through /proc/1/fd/1; and no log: that channel is not kept on the host's disk.
+        args = [self.config.docker, "run", "-i", "--rm", "--log-driver", "none", "--pull", "never", "--name", name,
                 "--label", f"{LABEL}.app={self.config.app}", "--label", f"{LABEL}.job={spec.job_id}",
                 "--label", f"{LABEL}.owner={self.owner}",
                 "--user", self.user(), "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
