@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterable, TypeVar
 
 from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, safe_name, short_name
 from agent_sandbox.tree import remove_tree
 
 DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
+AGENT_PACKAGE = "agent_sandbox"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 T = TypeVar("T")
 
@@ -33,6 +34,11 @@ def job_workspace(root: Path, job_id: str) -> Path:
 def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None = None) -> Path:
     """Stream one upload into the workspace; returns its path. Never overwrites."""
     rel = safe_name(name)
+    if PurePosixPath(rel).parts[0].partition(".")[0] == AGENT_PACKAGE:
+        # The agent never imports from /workspace (it starts with `python -I`), and no
+        # command run there should find a package of that name either.
+        raise UnsafePath(f"refused file name {short_name(rel)}: the agent's own package name "
+                         f"({AGENT_PACKAGE}) is reserved; rename it")
     dest = workspace / rel
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -273,7 +273,7 @@ def own_tmpdir(tmp_path) -> tuple[Path, dict]:
     the CLI's environment using it for its workspace and the sandbox's scratch space."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    return tmpdir, {**os.environ, "TMPDIR": str(tmpdir)}
+    return tmpdir, {**os.environ, "TMPDIR": str(tmpdir), "AGENT_SANDBOX_DISK_MB": "256"}
 
 
 def cli_in(env: dict, *args, script=None):

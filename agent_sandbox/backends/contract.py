@@ -41,10 +41,24 @@ from agent_sandbox.events import Status
 from agent_sandbox.outputs import OutputSource
 from agent_sandbox.spec import RunResult, RunSpec
 
-__all__ = ["MAX_LINE", "Backend", "EventCallback", "RunMonitor", "Sandbox", "SandboxError", "SandboxLost",
+__all__ = ["MAX_LINE", "Backend", "agent_command", "EventCallback", "RunMonitor", "Sandbox", "SandboxError", "SandboxLost",
            "Streams"]
 
 MAX_LINE = 1024 * 1024  # bytes of one line from the sandbox kept as one event
+# How the agent starts, on every backend (`agent_command`): its package's folder first on the
+# path, given explicitly, and nothing else of the environment.
+AGENT_BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+              "runpy.run_module('agent_sandbox.agent', run_name='__main__', alter_sys=True)")
+
+
+def agent_command(python: str, package_root: str, args: list[str]) -> list[str]:
+    """The one way every backend starts the agent (to run from `/`, never /workspace).
+
+    `python -I`: neither the working folder nor PYTHONPATH nor the user's site is on its path,
+    and no PYTHON* variable applies, so nothing a command or an upload put in /workspace (an
+    `agent_sandbox/` package, a sitecustomize.py) can run in its place; `package_root` is
+    the read-only folder holding the agent_sandbox package inside the sandbox."""
+    return [python, "-I", "-c", AGENT_BOOT, package_root, *args]
 
 
 class SandboxError(Exception):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from agent_sandbox import settings
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.owners import process_alive, this_process
-from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams
+from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams, agent_command
 from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import DirectorySource
@@ -41,6 +41,7 @@ from agent_sandbox.spec import RunSpec
 LABEL = "agent-sandbox"  # label prefix: agent-sandbox.app, .job, .owner
 CLI_TIMEOUT = 60.0       # seconds for one docker CLI call other than `run`
 AGENT_LOG = "agent.log"  # the agent mirrors its events there when it runs in Docker
+IMAGE_PACKAGE_ROOT = "/opt/agent"   # where docker/Dockerfile puts the agent_sandbox package
 
 
 @dataclass
@@ -144,7 +145,7 @@ class DockerBackend(Backend):
                 "--cpus", f"{limits.cpu:g}", "--pids-limit", str(limits.max_processes),
                 "--mount", f"type=bind,src={spec.workspace.resolve()},dst=/workspace,readonly",
                 "--mount", f"type=bind,src={space.outputs},dst=/outputs",
-                "--workdir", "/workspace"]
+                "--workdir", "/"]   # the agent's; its commands run in /workspace
         if space.image is not None:   # the capped filesystem holds /tmp too
             args += ["--mount", f"type=bind,src={space.tmp},dst=/tmp"]
         else:
@@ -157,8 +158,8 @@ class DockerBackend(Backend):
             args += ["--mount", f"type=bind,src={netjail.resolv_conf()},dst=/etc/resolv.conf,readonly"]
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
-        return args + [self.config.image, "python", "-m", "agent_sandbox.agent",
-                       *spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"]
+        return args + [self.config.image, *agent_command(
+            "python", IMAGE_PACKAGE_ROOT, [*spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"])]
 
     def user(self) -> str:
         return self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from agent_sandbox import settings
 from agent_sandbox import events as ev
 from agent_sandbox.isolation import cgroups, netjail
-from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams
+from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams, agent_command
 from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.events import Status
@@ -95,7 +95,7 @@ class LocalBackend(Backend):
         return group.remove() if group is not None else False
 
     def jail(self, spec: RunSpec, space: RunSpace, cgroup: RunCgroup | None, stage: Path | None) -> Jail:
-        jail = Jail(env=self.environment(spec), workdir="/workspace", network=spec.needs_network,
+        jail = Jail(env=self.environment(spec), workdir="/", network=spec.needs_network,
                     cgroup=cgroup, stage=stage).system()
         # /tmp before the Python: a Python environment under /tmp (a clone there)
         # must be bound on top of the jail's /tmp, not hidden by it.
@@ -106,8 +106,9 @@ class LocalBackend(Backend):
 
     def agent_command(self, spec: RunSpec, enforcement: dict[str, str], outputs: str = "/outputs",
                       workspace: str = "/workspace") -> list[str]:
-        argv = [self.config.python, "-m", "agent_sandbox.agent",
-                *spec.agent_args(workspace, outputs, enforcement), "--secrets-from-stdin"]
+        root = AGENT_ROOT if self.config.bwrap else str(PACKAGE_DIR.parent)
+        argv = agent_command(self.config.python, root,
+                             [*spec.agent_args(workspace, outputs, enforcement), "--secrets-from-stdin"])
         if enforcement["max_processes"] == RLIMIT_NPROC_NOTE:
             argv += ["--max-processes", str(spec.limits.max_processes)]
         return argv
