@@ -24,11 +24,13 @@ import tempfile
 import threading
 from pathlib import Path
 
-# Never reachable from a sandbox: private (RFC 1918, CGNAT), loopback, link-local,
-# "this network", benchmarking, multicast and reserved ranges; the host's own
-# addresses and its gateways are added at run time.
+# Never reachable from a sandbox: private (RFC 1918, CGNAT), loopback, link-local (every
+# cloud's metadata service at 169.254.169.254 and the like), "this network", benchmarking,
+# multicast and reserved ranges, and the cloud host agents at public addresses (Azure's
+# wireserver, 168.63.129.16); the host's own addresses and its gateways are added at run time.
 BLOCKED = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-           "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")
+           "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+           "168.63.129.16/32")
 SLIRP_DNS = "10.0.2.3"
 RESOLV_CONF = f"nameserver {SLIRP_DNS}\n"
 READY_TIMEOUT = 10.0
