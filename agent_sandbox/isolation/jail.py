@@ -36,13 +36,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation import hostfiles, netjail
 from agent_sandbox.isolation.owners import process_alive
 from agent_sandbox.isolation.cgroups import RunCgroup
 
 SANDBOX_UID = SANDBOX_GID = 10001   # the Docker image's user too
 LAUNCHER = Path(__file__).with_name("launch.py")
-STAGE_ROOTS = ("/run/agent-sandbox", os.path.join(tempfile.gettempdir(), "agent-sandbox-stage"))
 # Read-only system paths Python and the tools need; absent ones are skipped.
 SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
                 "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts", "/usr/share/fonts"]
@@ -183,24 +182,16 @@ def make_stage() -> Path:
 
     The binds onto it exist only in each launcher's own mount namespace: on the
     host it stays a tree of empty folders (remove it with remove_stage)."""
-    for root in STAGE_ROOTS:
-        try:
-            os.makedirs(root, mode=0o711, exist_ok=True)
-            st = os.lstat(root)
-            if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(root) or os.path.islink(root):
-                continue   # not ours alone: someone else could swap what the jail sees
-            stage = Path(tempfile.mkdtemp(prefix=f"stage-{os.getpid()}-", dir=root))
-            os.chmod(stage, 0o711)
-            return stage
-        except OSError:
-            continue
-    raise OSError(f"no private folder for the jail's stage in {', '.join(STAGE_ROOTS)}")
+    # In a folder that is ours alone: someone else could swap what the jail sees.
+    stage = Path(tempfile.mkdtemp(prefix=f"stage-{os.getpid()}-", dir=hostfiles.private_root()))
+    os.chmod(stage, 0o711)
+    return stage
 
 
 def leftover_stages() -> list[Path]:
     """Stages of processes that are gone (named stage-<pid>-...)."""
     found = []
-    for root in STAGE_ROOTS:
+    for root in hostfiles.ROOTS:
         try:
             names = os.listdir(root)
         except OSError:

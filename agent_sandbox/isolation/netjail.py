@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
+
+from agent_sandbox.isolation.hostfiles import write_private
 
 # Never reachable from a sandbox: private (RFC 1918, CGNAT), loopback, link-local (every
 # cloud's metadata service at 169.254.169.254 and the like), "this network", benchmarking,
@@ -66,14 +67,9 @@ def public_ranges() -> list[str]:
 
 
 def resolv_conf() -> Path:
-    """A resolv.conf naming slirp's resolver, to bind at /etc/resolv.conf in the sandbox."""
-    path = Path(tempfile.gettempdir()) / "agent-sandbox-resolv.conf"
-    if not path.is_file() or path.read_text() != RESOLV_CONF:
-        tmp = path.with_suffix(f".{os.getpid()}")
-        tmp.write_text(RESOLV_CONF)
-        tmp.chmod(0o644)
-        tmp.replace(path)
-    return path
+    """A resolv.conf naming slirp's resolver, to bind at /etc/resolv.conf in the sandbox (written
+    where no other user can plant a link: hostfiles)."""
+    return write_private("resolv.conf", RESOLV_CONF)
 
 
 def available() -> str:
