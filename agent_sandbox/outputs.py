@@ -180,6 +180,11 @@ def _skip(entry: OutputEntry, reason: str) -> dict:
     return {"path": entry.path, "size": entry.size, "reason": reason}
 
 
+# Runs of zeros come back as holes: a sparse file takes on the host what it took in the
+# sandbox's capped disk, not its logical size (it is still brought back whole).
+ZEROS = bytes(CHUNK)
+
+
 def _copy(source: OutputSource, entry: OutputEntry, results: Path, max_bytes: int) -> dict | None:
     dest = safe_join(results, entry.path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +199,10 @@ def _copy(source: OutputSource, entry: OutputEntry, results: Path, max_bytes: in
                 tmp.unlink()
                 return None
             digest.update(chunk)
-            out.write(chunk)
+            if chunk == ZEROS[:len(chunk)]:   # a hole (or zeros): stays one, the host's disk holds no more
+                out.seek(len(chunk), os.SEEK_CUR)
+            else:
+                out.write(chunk)
+        out.truncate(size)
     tmp.replace(dest)
     return {"path": entry.path, "size": size, "sha256": digest.hexdigest()}
