@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:   # a second signal: the sandbox is stopped on the way out
         print("error: interrupted", file=sys.stderr)
         return 130
-    finally:
+    finally:   # the run is over, however it ended: nothing may cut its clean-up short
+        stopping.ignore()
         remove_workspace(root if workdir is None else workspace)
 
 
@@ -182,13 +183,16 @@ class Stopping:
 
     def on_signal(self, signum: int, frame) -> None:
         if self.signalled:   # a second one: stop at once (the sandbox is still stopped on the way out)
-            for sig in (signal.SIGINT, signal.SIGTERM):   # and nothing cuts that short
-                signal.signal(sig, signal.SIG_IGN)
+            self.ignore()    # and nothing cuts that short
             raise KeyboardInterrupt
         self.signalled.append(signum)
         self.cancel.set()
         print(f"{signal.Signals(signum).name}: stopping the sandbox; partial outputs go to {self.output}",
               file=sys.stderr, flush=True)
+
+    def ignore(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def run(checked: Checked, workspace: Path, stopping: Stopping) -> int:

@@ -83,6 +83,7 @@ class Jail:
     hostname: str = "sandbox"
     cgroup: RunCgroup | None = None    # joined before the jail starts (root only)
     stage: Path | None = None          # from make_stage(); required as root
+    uid: int = SANDBOX_UID             # as root: the host uid (and gid) the jail runs as
     binds: list[Bind] = field(default_factory=list)
     fence: "netjail.JailNetwork | None" = None   # the opt-in network (made when `network`)
 
@@ -116,8 +117,9 @@ class Jail:
     # -- starting it ----------------------------------------------------------
     def options(self) -> list[str]:
         """bubblewrap's options, for --args."""
+        # --disable-userns: no user namespace inside (their count is the kernel's, per uid and shared).
         opts = ["--die-with-parent", "--new-session", "--as-pid-1",
-                "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+                "--unshare-user", "--disable-userns", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
                 "--unshare-net", "--cap-drop", "ALL", "--hostname", self.hostname,
                 "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--clearenv"]
         if self.fence is not None:
@@ -144,7 +146,7 @@ class Jail:
         bwrap = [bwrap_path(), "--args", str(args_fd), "--", *argv]
         if not privileged():
             return bwrap
-        plan = {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "parent": os.getpid(),
+        plan = {"uid": self.uid, "gid": self.uid, "parent": os.getpid(),
                 "cgroups": self.cgroup.procs_files() if self.cgroup else [],
                 "stage": [[b.source, str(self._staged_path(i))] for i, b in enumerate(self.binds)
                           if self._is_staged(b) and os.path.exists(b.source)]}
