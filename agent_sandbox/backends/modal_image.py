@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # The model SDKs too: an API model runs its official SDK inside, over the host's relay.
 RUNTIME_PACKAGES = ("duckdb==2.0.1", "pandas==3.1.1", "pyarrow==26.0.1", "openpyxl==3.1.5",
                     "matplotlib==3.11.2", "numpy==2.4.6", "pillow==13.0.0",
-                    "openai==3.57.0", "anthropic==2.14.0", "httpx2==2.16.2", "pydantic==2.14.4")
+                    "openai==3.63.0", "anthropic==2.17.0", "httpx2==2.17.0", "pydantic==2.14.4")
 log = logging.getLogger(__name__)
 
 
