@@ -19,7 +19,7 @@ ROOT = REPO / PACKAGE
 # What only the host runs: the agent (inside the sandbox) must import none of it, even indirectly.
 HOST_ONLY = ("agent_sandbox.backends", "agent_sandbox.isolation", "agent_sandbox.relay.host",
              "agent_sandbox.jobs", "agent_sandbox.workspace", "agent_sandbox.outputs",
-             "agent_sandbox.followup", "agent_sandbox.manifest", "agent_sandbox.__main__")
+             "agent_sandbox.followup", "agent_sandbox.manifest", "agent_sandbox.testing", "agent_sandbox.__main__")
 
 
 def module_name(path: Path, root: Path = REPO) -> str:
