@@ -48,7 +48,8 @@ MAX_LINE = 1024 * 1024  # bytes of one line from the sandbox kept as one event
 # How the agent starts, on every backend (`agent_command`): its package's folder first on the
 # path, given explicitly, and nothing else of the environment.
 AGENT_BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
-              "runpy.run_module('agent_sandbox.agent', run_name='__main__', alter_sys=True)")
+              "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+AGENT_MODULE = "agent_sandbox.agent"   # a word of its own in the command line: `ps` shows what runs
 
 
 def agent_command(python: str, package_root: str, args: list[str]) -> list[str]:
@@ -58,7 +59,7 @@ def agent_command(python: str, package_root: str, args: list[str]) -> list[str]:
     and no PYTHON* variable applies, so nothing a command or an upload put in /workspace (an
     `agent_sandbox/` package, a sitecustomize.py) can run in its place; `package_root` is
     the read-only folder holding the agent_sandbox package inside the sandbox."""
-    return [python, "-I", "-c", AGENT_BOOT, package_root, *args]
+    return [python, "-I", "-c", AGENT_BOOT, package_root, AGENT_MODULE, *args]
 
 
 class SandboxError(Exception):
