@@ -39,7 +39,7 @@ from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox import settings, tree
-from agent_sandbox.agent.models import MODELS, UnknownModel, check_model
+from agent_sandbox.agent.models import MODELS, UnknownModel, check_model, provider_notice
 from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
 from agent_sandbox.backends.contract import Backend
 from agent_sandbox.jobs import Job, continue_from, run_job
@@ -212,8 +212,9 @@ def run(checked: Checked, workspace: Path, stopping: Stopping) -> int:
     except (FileNotFoundError, ValueError) as exc:  # ValueError: UnsafePath, a name clash
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    for note in notes + [provider_notice(args.model)]:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     # The scripted test model's actions come from this process's environment too.
     env = {"AGENT_SCRIPT": os.environ["AGENT_SCRIPT"]} if os.environ.get("AGENT_SCRIPT") else {}
     job = Job(id=workspace.name, workspace=workspace, results=checked.output, backend=args.backend,

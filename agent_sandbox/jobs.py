@@ -26,7 +26,7 @@ from agent_sandbox import events as ev
 from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.backends import get_backend
 from agent_sandbox.backends.contract import Backend, EventCallback
-from agent_sandbox.followup import add_previous, previous_summary
+from agent_sandbox.followup import add_previous, previous_summary, results_path
 from agent_sandbox.manifest import mark_running, record_run
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunResult, RunSpec
@@ -53,9 +53,12 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def continue_from(workspace: Path, results: Path) -> str:
-    """A follow-up: the previous job's results into the workspace; what its model is told."""
-    return previous_summary(results, add_previous(workspace, results))
+def continue_from(workspace: Path, results: Path,
+                  resolve: Callable[[str], Path | None] = results_path) -> str:
+    """A follow-up: the previous job's results into the workspace (and those of the jobs it
+    continued, each record's "previous" turned into a results folder by `resolve`); what its
+    model is told."""
+    return previous_summary(results, add_previous(workspace, results, resolve))
 
 
 # -- the run ------------------------------------------------------------------------

@@ -176,6 +176,8 @@ def drive(sandbox: Sandbox, run: RunMonitor) -> RunResult:
     """One run of `sandbox`, from its creation to its result; the sandbox is always closed."""
     if not run.spec.workspace.is_dir():
         return run.fail(f"workspace {run.spec.workspace} does not exist")
+    if run.relay is not None and (problem := run.relay.access.problem()):
+        return run.fail(problem)   # a missing key or a malformed endpoint: before any sandbox
     try:
         try:
             sandbox.create(run)

@@ -56,7 +56,8 @@ class RunMonitor:
         self._stdin_lock = threading.Lock()
         # An API model's endpoint and key: the spec's, else this process's environment.
         access = spec.model_access or ModelAccess.from_env(spec.model, dict(os.environ))
-        self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit) if access is not None else None
+        self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit, spec.limits.model_timeout) \
+            if access is not None else None
 
     # -- events ---------------------------------------------------------------
 

@@ -5,7 +5,8 @@
     POST   /api/jobs/<id>/rerun                      a new job with the same files, instructions and choices
     POST   /api/jobs/<id>/follow-up                  continue a finished job: form `instructions`, optional
                                                      `model`; the same inputs plus its results in /workspace/previous/
-    POST   /api/jobs/<id>/share                      a read-only link (a new token each time)
+    POST   /api/jobs/<id>/share                      a read-only link (a new token each time; {"reuse": true}:
+                                                     the current one if any)
     DELETE /api/jobs/<id>/share                      revoke the link
     POST   /api/jobs/sample                          run the bundled sample dataset
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,11 @@ from agent_sandbox.jobs import continue_from
 from agent_sandbox.manifest import load_manifest
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
-from agent_sandbox.workspace import add_upload, job_workspace, remove_workspace
-from frontend.api import job_json, services
+from agent_sandbox.workspace import add_upload, job_workspace
+from frontend.api import display_name, job_json, services
+from frontend.choices import follows_instructions
 from frontend.identity import current_owner
+from frontend.storage import storage
 from frontend.submission import submit_job
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
@@ -64,10 +66,7 @@ def delete_job(job_id):
     job = own_job(job_id)
     if job["status"] in ACTIVE:
         raise Conflict("this job is still queued or running; cancel it before deleting it")
-    s = current_app.config["SETTINGS"]
-    services().store.mark_deleted(job["id"])
-    remove_workspace(job_workspace(s.data_dir, job["id"]))
-    shutil.rmtree(s.results_dir(job["id"]), ignore_errors=True)
+    storage().remove(job["id"])
     return "", 204
 
 
@@ -102,18 +101,25 @@ def follow_up(job_id):
         raise BadRequest("say what the follow-up should do")
     if model not in s.models:
         raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    if not follows_instructions(model):
+        raise BadRequest(f"the model {model!r} cannot follow instructions, so it cannot continue a job; "
+                         "choose an AI model")
     if parent["backend"] not in s.backends:
         raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
     results = s.results_dir(parent["id"])
     if parent["status"] in ACTIVE or load_manifest(results) is None:
         raise Conflict("this job has no results yet; a follow-up continues a finished job")
+    # Named after what it continues and what it was asked, so the history tells them apart.
+    name = " ".join(f"{display_name(parent)} — {instructions}".split())
     fields = {"backend": parent["backend"], "model": model, "instructions": instructions, "env": parent["env"],
-              "name": parent["name"], "parent": parent["id"]}
+              "name": name[:MAX_NAME - 1] + "…" if len(name) > MAX_NAME else name, "parent": parent["id"]}
 
     def fill(workspace: Path) -> list[dict]:
         # The parent's own previous/ is not carried along: its summary says what was in it.
         copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
-        fields["previous_summary"] = continue_from(workspace, results)
+        # The whole chain's results: a record's "previous" is its parent job's id.
+        fields["previous_summary"] = continue_from(
+            workspace, results, lambda parent: s.results_dir(parent) if parent.isalnum() else None)
         return parent["files"]
 
     return jsonify(job_json(submit_job(fields, fill))), 201
@@ -150,9 +156,14 @@ def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
 
 @manage.post("/jobs/<job_id>/share")
 def share_job(job_id):
+    """A new read-only link; with {"reuse": true}, the one already given out if there is one
+    (a link to one table view or plot then keeps the job's other links working)."""
     job = own_job(job_id)
-    token = secrets.token_urlsafe(24)
-    services().store.update_job(job["id"], share_token=token)
+    body = request.get_json(silent=True)
+    reuse = isinstance(body, dict) and body.get("reuse") is True
+    token = job["share_token"] if reuse and job["share_token"] else secrets.token_urlsafe(24)
+    if token != job["share_token"]:
+        services().store.update_job(job["id"], share_token=token)
     return jsonify(url=url_for("pages.shared_link", token=token, _external=True), token=token)
 
 
