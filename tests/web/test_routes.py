@@ -216,9 +216,11 @@ def test_a_job_stored_by_an_older_version_still_serves_its_outputs(app, monkeypa
     assert page.status_code == 200 and "Findings" not in page.text, "over the old 10-byte preview limit: not rendered"
 
 
-def test_a_web_jobs_workspace_goes_with_the_job_and_a_refused_one_leaves_nothing(app):
+def test_a_web_jobs_workspace_goes_with_the_job_and_a_refused_one_leaves_nothing(make_app):
     """Issue 19.4 on the web side: every way to make a job (upload, rerun, follow-up) prepares its
     workspace in one place; a refused request leaves no folder, a deleted job takes its own."""
+    app = make_app()
+    app.config["SETTINGS"].models.append("openai:gpt-test")   # a follow-up needs a model that reads instructions
     workspaces = app.config["SETTINGS"].data_dir / "uploaded_files"
     alice = Visitor(app)
     job = alice.run()
@@ -227,7 +229,7 @@ def test_a_web_jobs_workspace_goes_with_the_job_and_a_refused_one_leaves_nothing
     assert alice.post(f"/api/jobs/{job['id']}/follow-up", data={"instructions": ""}).status_code == 400
     assert sorted(p.name for p in workspaces.iterdir()) == [job["id"]], "refused: nothing left"
     rerun = alice.post(f"/api/jobs/{job['id']}/rerun")
-    follow = alice.post(f"/api/jobs/{job['id']}/follow-up", data={"instructions": "more"})
+    follow = alice.post(f"/api/jobs/{job['id']}/follow-up", data={"instructions": "more", "model": "openai:gpt-test"})
     assert rerun.status_code == 201 and follow.status_code == 201
     assert (workspaces / follow.json["id"] / "previous" / "clean.csv").is_file(), "the follow-up got the results"
     for new in (rerun.json, follow.json):
