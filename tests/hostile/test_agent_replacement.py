@@ -63,8 +63,9 @@ def test_the_web_app_refuses_an_upload_under_the_agents_name(tmp_path):
     app = create_app(settings, run_jobs=False)
     client = app.test_client()
     csrf = client.get("/api/session").json["csrf_token"]
-    for name in ("agent_sandbox/agent/__main__.py", "agent_sandbox.py", "agent_sandbox/__init__.py"):
+    # Tables (the web app takes no source code at all), named to land in the agent's package.
+    for name in ("agent_sandbox/agent/plates.csv", "agent_sandbox/plates.tsv", "agent_sandbox.csv"):
         resp = client.post("/api/jobs", headers={"X-CSRF-Token": csrf}, content_type="multipart/form-data",
-                           data={"files": [(io.BytesIO(IMPOSTOR.encode()), name), (io.BytesIO(b"a\n"), "d.csv")]})
+                           data={"files": [(io.BytesIO(b"a,b\n1,2\n"), name), (io.BytesIO(b"a\n1\n"), "d.csv")]})
         assert resp.status_code == 400 and "the agent's own package" in resp.json["error"], (name, resp.json)
     assert not (settings.data_dir / "uploaded_files").exists() or not any((settings.data_dir / "uploaded_files").iterdir())
