@@ -56,7 +56,10 @@ class Server:
                "APP_ENV_FILE": str(self.root / "no.env"), "APP_MODELS": "scripted,offline",
                "APP_HEARTBEAT_SECONDS": "1", "APP_WORKERS": "2", "APP_MAX_ACTIVE_PER_OWNER": "20",
                "APP_MAX_ACTIVE_PER_ADDRESS": "100",  # the tests visit from one address; test_web_abuse lowers it
-               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
+               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1",
+               # the repository's, as `make run` has them (the defaults are relative to the server's folder)
+               "AGENT_SANDBOX_MY_FILES": str(REPO / "my_files"),
+               "APP_SAMPLE_FILE": str(REPO / "samples" / "plate_reader.csv"), **self.env}
         self.log = open(self.root / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],
                                      cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
