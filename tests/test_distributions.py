@@ -22,6 +22,18 @@ UV = Path(sys.executable).parent / "uv"
 SAMPLE = REPO / "samples" / "plate_reader.csv"
 
 
+def source(tmp_path: Path) -> Path:
+    """The two distributions' files, as the repository has them, in a folder of this test's: a
+    build (pip's, uv's) writes build/ and *.egg-info beside its sources, never in the repository."""
+    copy = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for part in ("agent_sandbox", "web/frontend"):
+        shutil.copytree(REPO / part, copy / part, ignore=ignore)
+    for part in ("pyproject.toml", "web/pyproject.toml"):
+        shutil.copy(REPO / part, copy / part)
+    return copy
+
+
 def new_venv(folder: Path, *requirements: str) -> Path:
     """A venv in `folder` with `requirements` pip-installed; its python."""
     venv.create(folder, with_pip=True)
@@ -42,18 +54,19 @@ def built_wheel(project: Path, out: Path) -> zipfile.ZipFile:
 
 
 def test_the_library_wheel_holds_neither_the_web_app_nor_the_emulator(tmp_path):
-    names = built_wheel(REPO, tmp_path / "lib").namelist()
+    repo = source(tmp_path)
+    names = built_wheel(repo, tmp_path / "lib").namelist()
     tops = {name.split("/")[0] for name in names}
     assert "agent_sandbox/backends/sandbox-requirements.txt" in names
     assert "agent_sandbox/agent/playbook/scripts/analyze_table.py" in names
     assert {"frontend", "modal_emulator", "tests", "web"}.isdisjoint(tops), sorted(tops)
-    web = built_wheel(REPO / "web", tmp_path / "web").namelist()
+    web = built_wheel(repo / "web", tmp_path / "web").namelist()
     assert "frontend/templates/base.html" in web
     assert {name.split("/")[0] for name in web}.isdisjoint({"agent_sandbox", "modal_emulator", "tests"})
 
 
 def test_the_library_alone_runs_the_cli_on_the_sample_in_a_new_venv(tmp_path):
-    python = new_venv(tmp_path / "venv", f"{REPO}[playbook]")
+    python = new_venv(tmp_path / "venv", f"{source(tmp_path)}[playbook]")
     where = subprocess.run([str(python), "-c", "import agent_sandbox; print(agent_sandbox.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path, check=True).stdout
     assert str(tmp_path / "venv") in where, "the installed library, not the repository's source"
@@ -69,7 +82,8 @@ def test_the_library_alone_runs_the_cli_on_the_sample_in_a_new_venv(tmp_path):
 
 
 def test_the_web_apps_tests_pass_with_both_distributions_installed(tmp_path):
-    python = new_venv(tmp_path / "venv", f"{REPO}[playbook,llm,modal,test]", str(REPO / "web"))
+    repo = source(tmp_path)
+    python = new_venv(tmp_path / "venv", f"{repo}[playbook,llm,modal,test]", str(repo / "web"))
     # the tests alone, beside their own settings: nothing of the repository's source on the path
     shutil.copytree(REPO / "tests", tmp_path / "t" / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "modal_emulator", tmp_path / "t" / "modal_emulator",
