@@ -38,8 +38,8 @@ system-packages:
 # extra, the lock's own tool): `uv sync --locked` installs it, verifying each file's hash, removes
 # whatever is not in it, and refuses a lock that no longer matches the pyproject files.
 $(STAMP): uv.lock pyproject.toml web/pyproject.toml | $(UV)
-	@$(UV) sync -q --locked --all-packages --all-extras \
-		|| { echo "make install: uv.lock does not match pyproject.toml: run make lock" >&2; exit 1; }
+	@$(UV) sync --locked --all-packages --all-extras \
+		|| { echo "make install: uv sync failed (when uv.lock no longer matches a pyproject.toml: make lock)" >&2; exit 1; }
 	touch $(STAMP)
 
 # The bootstrap: the venv, and in it the uv release uv.lock names (uv sync keeps it from then on).
