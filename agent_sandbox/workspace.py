@@ -19,7 +19,9 @@ from typing import Any, BinaryIO, Callable, Iterable, TypeVar
 from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, safe_name, short_name
 from agent_sandbox.tree import remove_tree
 
-DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
+# Relative to the working directory (the repository's my_files/ when run from its root, as
+# `make run` and `make demo` do): the library names no folder of its own checkout.
+DEFAULT_MY_FILES = Path("my_files")
 AGENT_PACKAGE = "agent_sandbox"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 T = TypeVar("T")

@@ -57,7 +57,10 @@ class Server:
                "APP_MAX_ACTIVE_PER_ADDRESS": "100",  # the tests visit from one address; test_web_abuse lowers it
                # Their many jobs at once would each reserve 2 GB of results; tests/hostile sets a quota.
                "APP_MAX_STORAGE_MB_PER_OWNER": "0",
-               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
+               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1",
+               # the repository's, as `make run` has them (the defaults are relative to the server's folder)
+               "AGENT_SANDBOX_MY_FILES": str(REPO / "my_files"),
+               "APP_SAMPLE_FILE": str(REPO / "samples" / "plate_reader.csv"), **self.env}
         self.log = open(self.root / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],
                                      cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
