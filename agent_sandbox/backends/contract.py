@@ -263,7 +263,7 @@ def finish(sandbox: Sandbox, run: RunMonitor, status: str, reason: str, exit_cod
     run.status(Status.COLLECTING, "collecting outputs")
     try:
         manifest = run.collect(sandbox.outputs(), status, reason)
-    except (OSError, *sandbox.errors) as exc:
+    except (OSError, *sandbox.errors) as exc:  # type: ignore[misc]  # (a tuple built at run time)
         problem = f"could not read the outputs: {sandbox.describe(exc)}"
         if status == Status.SUCCEEDED:
             status, reason = Status.ERROR, problem

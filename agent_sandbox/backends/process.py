@@ -15,15 +15,16 @@ class ProcessSandbox(Sandbox):
 
     def spawn(self, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> Streams:
         # A session of its own: stopping it reaches every process it started.
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
-        return Streams(pipe_lines(self.proc.stdout), pipe_lines(self.proc.stderr), self.proc.stdin)
+        proc = self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
+        assert proc.stdout is not None and proc.stderr is not None   # (PIPE)
+        return Streams(pipe_lines(proc.stdout), pipe_lines(proc.stderr), proc.stdin)
 
     def poll(self) -> int | None:
-        return self.proc.poll()
+        return self.proc.poll() if self.proc is not None else None
 
     def wait(self) -> int | None:
-        return self.proc.wait()
+        return self.proc.wait() if self.proc is not None else None
 
 
 def pipe_lines(pipe: IO[bytes]) -> Iterator[bytes]:
