@@ -43,8 +43,8 @@ from agent_sandbox import events as ev
 from agent_sandbox import settings
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.owners import process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
-from agent_sandbox.backends.sandbox import Sandbox, SandboxError, SandboxLost, Streams
+from agent_sandbox.backends.contract import (Backend, RunMonitor, Sandbox, SandboxError, SandboxLost, Streams,
+                                             agent_command)
 from agent_sandbox.events import Status
 from agent_sandbox.backends import modal_image
 from agent_sandbox.backends.modal_calls import describe_error, poll_quietly, wait_for_end, watched
@@ -133,7 +133,7 @@ class ExecStdin:
             pass
 
 
-class ModalBackend(SandboxBackend):
+class ModalBackend(Backend):
     name = "modal"
 
     def __init__(self, **config: Any):
@@ -286,8 +286,8 @@ class ModalSandbox(Sandbox):
         env = {**spec.env, "PYTHONPATH": "/root"}
         try:
             self.process = self.sandbox.exec(
-                "python", "-m", "agent_sandbox.agent", *spec.agent_args(enforced=ENFORCEMENT),
-                "--secrets-from-stdin", bufsize=1, env=env,
+                *agent_command("python", "/root", [*spec.agent_args(enforced=ENFORCEMENT), "--secrets-from-stdin"]),
+                workdir="/", bufsize=1, env=env,
                 timeout=_modal_seconds(spec.limits.run_timeout + self.config.timeout_margin))
         except mexc.Error as exc:
             raise SandboxError(f"could not start the agent in the sandbox: {describe_error(exc)}") from exc

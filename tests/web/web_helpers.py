@@ -24,8 +24,7 @@ import requests
 
 from agent_sandbox import events as ev
 from agent_sandbox.events import ACTIVE
-from agent_sandbox.backends.monitor import SandboxBackend
-from agent_sandbox.backends.sandbox import Sandbox, Streams
+from agent_sandbox.backends.contract import Backend, Sandbox, Streams
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.spec import RunSpec
 
@@ -58,7 +57,10 @@ class Server:
                "APP_MAX_ACTIVE_PER_ADDRESS": "100",  # the tests visit from one address; test_web_abuse lowers it
                # Their many jobs at once would each reserve 2 GB of results; tests/hostile sets a quota.
                "APP_MAX_STORAGE_MB_PER_OWNER": "0",
-               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
+               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1",
+               # the repository's, as `make run` has them (the defaults are relative to the server's folder)
+               "AGENT_SANDBOX_MY_FILES": str(REPO / "my_files"),
+               "APP_SAMPLE_FILE": str(REPO / "samples" / "plate_reader.csv"), **self.env}
         self.log = open(self.root / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],
                                      cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -288,7 +290,7 @@ class StandInSandbox(Sandbox):
         return DirectorySource(self.folder)
 
 
-class StandInBackend(SandboxBackend):
+class StandInBackend(Backend):
     name = "stand-in"
 
     def __init__(self, scratch: Path):

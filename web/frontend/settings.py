@@ -33,7 +33,8 @@ def kilobytes(raw: str) -> int:
     return int(float(raw) * KB)
 
 
-REPO = Path(__file__).resolve().parents[2]  # the repository (this file is web/frontend/settings.py)
+# Relative to the folder the server starts in (the repository's root for `make run`).
+SAMPLE_FILE = Path("samples") / "plate_reader.csv"
 ROLES = ("all", "web", "runner")  # what one process does: see `python -m frontend --help`
 
 
@@ -187,7 +188,7 @@ class Settings:
                                     "network (e.g. pip install); never the host's or private addresses")
     poll_seconds: float = setting("APP_POLL_SECONDS", 0.5, "how often the database is checked for work of "
                                                           "other processes (events, queued jobs)")
-    sample_file: Path | None = setting("APP_SAMPLE_FILE", REPO / "samples" / "plate_reader.csv",
+    sample_file: Path | None = setting("APP_SAMPLE_FILE", SAMPLE_FILE,
                                        "dataset the start page's \"try it with sample data\" button runs "
                                        "(empty: no button)", shown="`samples/plate_reader.csv`", blank=None)
     log_level: str = setting("APP_LOG_LEVEL", "INFO", "server log level: DEBUG, INFO, WARNING or ERROR")
