@@ -1,0 +1,133 @@
+"""Every Modal job of a process on ONE asyncio event loop: no thread per job.
+
+A thread per job (and two per stream) is what one process can afford for a
+few dozen sandboxes; Modal is for hundreds. So the Modal backend hands each
+run to the process's `ModalRunner`: one thread runs one event loop, which
+drives every job's creation, exec, output streams (as bytes), termination
+and volume listing on the client's `.aio` API (`ModalRun`, modal_run.py).
+Besides it, a fixed handful of threads whatever the number of jobs:
+
+- one ticker task (not a thread) checks every job's cancel flag and limits
+  every TICK seconds, instead of a timer per job;
+- `delivery`: events are handed to each job's `on_event` (which stores them:
+  a database write) by one thread, in order, so a slow store never holds the
+  loop; a job's result is given only after its last event;
+- `downloads`: `collect_outputs` (hashing, writing files) runs in a pool of
+  `download_concurrency` threads, its reads done on the loop;
+- the client's own loop thread (synchronicity) and its small pools.
+
+Creation and the upload of each job's workspace are bounded by semaphores
+(`create_concurrency`, `upload_concurrency`): a burst of a thousand jobs
+becomes a queue, not a thousand requests. The local and Docker backends keep
+their threads; nothing here is used by them.
+
+    runner = ModalRunner.shared()
+    future = runner.submit(backend, spec, on_event, cancel)   # a concurrent.futures.Future[RunResult]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
+
+from agent_sandbox.backends import EventCallback
+from agent_sandbox.spec import RunResult, RunSpec
+
+if TYPE_CHECKING:
+    from agent_sandbox.backends.modal import ModalBackend, ModalConfig
+    from agent_sandbox.backends.modal_run import ModalRun
+
+log = logging.getLogger(__name__)
+TICK = 0.2   # seconds between checks of every job's cancel flag and limits
+
+_shared: ModalRunner | None = None
+_shared_lock = threading.Lock()
+
+
+class ModalRunner:
+    def __init__(self, config: ModalConfig):
+        self.loop = asyncio.new_event_loop()
+        self.jobs: set[ModalRun] = set()
+        self.downloads = concurrent.futures.ThreadPoolExecutor(config.download_concurrency,
+                                                               thread_name_prefix="modal-download")
+        self.create_slots = asyncio.Semaphore(config.create_concurrency)
+        self.upload_slots = asyncio.Semaphore(config.upload_concurrency)
+        self._deliveries: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, name="modal-runner", daemon=True),
+                         threading.Thread(target=self._deliver_all, name="modal-events", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    @classmethod
+    def shared(cls, config: ModalConfig) -> ModalRunner:
+        """This process's runner (made on first use, with `config`'s concurrency settings)."""
+        global _shared
+        with _shared_lock:
+            if _shared is None:
+                _shared = cls(config)
+            return _shared
+
+    # -- from any thread -------------------------------------------------------------
+
+    def submit(self, backend: ModalBackend, spec: RunSpec, on_event: EventCallback,
+               cancel: threading.Event | None = None) -> concurrent.futures.Future[RunResult]:
+        """Run one job; its result once every event of it has been handed to `on_event`."""
+        result: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
+        asyncio.run_coroutine_threadsafe(self._run(backend, spec, on_event, cancel, result), self.loop)
+        return result
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+        """Run one coroutine on the loop and wait for its result (for calls outside a job)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def deliver(self, on_event: EventCallback, event: dict[str, Any]) -> None:
+        self._deliveries.put(lambda: on_event(event))
+
+    @property
+    def running(self) -> int:
+        return len(self.jobs)
+
+    # -- on the loop -------------------------------------------------------------------
+
+    async def _run(self, backend: ModalBackend, spec: RunSpec, on_event: EventCallback,
+                   cancel: threading.Event | None, result: concurrent.futures.Future) -> None:
+        from agent_sandbox.backends.modal_run import ModalRun
+
+        try:
+            job = ModalRun(self, backend, spec, on_event, cancel)
+        except BaseException as exc:
+            self._deliveries.put(lambda error=exc: result.set_exception(error))
+            return
+        self.jobs.add(job)
+        try:
+            outcome = await job.run_async()
+            self._deliveries.put(lambda: result.set_result(outcome))
+        except BaseException as exc:   # a bug of ours: the caller hears of it, the loop goes on
+            log.exception("Modal job %s failed", spec.job_id)
+            self._deliveries.put(lambda error=exc: result.set_exception(error))
+        finally:
+            self.jobs.discard(job)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            for job in list(self.jobs):
+                job.check()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.create_task(self._tick())
+        self.loop.run_forever()
+
+    # -- the delivery thread ----------------------------------------------------------
+
+    def _deliver_all(self) -> None:
+        while (deliver := self._deliveries.get()) is not None:
+            try:
+                deliver()
+            except Exception:   # a store that refused one event must not stop everybody's
+                log.exception("a Modal job's event could not be delivered")
