@@ -1,7 +1,8 @@
 """python -m modal_emulator --port PORT [--http-port P] [--state DIR] [--faults SPEC]
 [--create-rate R] [--runtime auto|bwrap|docker] [--python-slim IMAGE] [--docker-image IMAGE]
 [--sandbox-max-processes N] [--sandbox-disk-mb MB] [--sandbox-memory-mb MB]
-[--ended-task close|not_found|unreachable] [-v]
+[--ended-task close|not_found|unreachable] [--fail-read GLOB] [--schedule-delay S]
+[--commit-delay S] [--replay FILE] [-v]
 
 SIGTERM or SIGINT: every sandbox is killed (no volume commits) and the process
 exits within seconds, whatever the sandboxes did; a second signal exits at once.
@@ -50,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ended-task", choices=ENDED_TASK_MODES, default=CLOSE,
                         help="what exec output streams and calls get once their sandbox has ended: close "
                              "cleanly, or fail as when the task (not_found) or its worker (unreachable) is gone")
+    parser.add_argument("--fail-read", default="", metavar="GLOB",
+                        help="volume files whose block downloads fail (HTTP 500, Modal's ExecutionError), "
+                             "e.g. '*.csv'")
+    parser.add_argument("--schedule-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="seconds a new sandbox waits for a worker: no task id meanwhile, execs wait")
+    parser.add_argument("--commit-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="seconds a volume's commit lags the end of its sandbox (Modal promises no timing)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every RPC")
     args = parser.parse_args(argv)
     # Only our own logger gets DEBUG: the HTTP/2 libraries would log request headers (tokens).
@@ -62,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     limits.max_processes, limits.disk_mb = args.sandbox_max_processes, args.sandbox_disk_mb
     limits.memory_mb = args.sandbox_memory_mb
     emulator.state.ended_task = args.ended_task
+    if args.schedule_delay < 0 or args.commit_delay < 0:
+        parser.error("--schedule-delay and --commit-delay are seconds, 0 or more")
+    emulator.state.fail_read = args.fail_read
+    emulator.state.schedule_delay, emulator.state.commit_delay = args.schedule_delay, args.commit_delay
     asyncio.run(_serve(emulator))
     return 0
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+import urllib.parse
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -176,7 +177,8 @@ class ControlPlane(ImageRPCs):
         length = request.len or max(size - start, 0)
         length = max(0, min(length, size - start))
         blocks = range(start // BLOCK_SIZE, -(-(start + length) // BLOCK_SIZE)) if length else range(0)
-        rel = path.relative_to(volume.root).as_posix()
+        # Quoted: a name with "?", "#" or "%" is a path, not a query or a fragment (Modal's URLs are opaque).
+        rel = urllib.parse.quote(path.relative_to(volume.root).as_posix())
         urls = [f"{self.state.http_url}/volumes/{volume.volume_id}/blocks/{i}/{rel}" for i in blocks]
         return api_pb2.VolumeGetFile2Response(get_urls=urls, size=size, start=start, len=length)
 
@@ -222,7 +224,8 @@ class ControlPlane(ImageRPCs):
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
             tags={t.tag_name: t.tag_value for t in request.tags}, env=env, space=space,
             layout=layout, runtime=self._runtime(runtime, layout, sandbox_id, limits, build.docker_tag),
-            volume_mounts=volume_mounts, faults=self.state.faults)
+            volume_mounts=volume_mounts, faults=self.state.faults, schedule_delay=self.state.schedule_delay,
+            commit_delay=self.state.commit_delay, disk_mb=limits.disk_mb)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
         sandbox.start()
@@ -233,7 +236,7 @@ class ControlPlane(ImageRPCs):
             log.warning("sandbox %s: outbound allowlists are not enforced here; it reaches the internet "
                         "(never the host or private addresses)", sandbox_id)
         return api_pb2.SandboxCreateV2Response(
-            sandbox_id=sandbox_id, task_id=task_id,
+            sandbox_id=sandbox_id, task_id="" if sandbox.schedule_delay else task_id,   # not scheduled yet
             command_router_access=api_pb2.CommandRouterAccess(
                 url=self.state.grpc_url, jwt=fake_jwt(task_id=task_id)),
             metadata=api_pb2.SandboxHandleMetadata(app_id=request.app_id))
@@ -305,6 +308,8 @@ class ControlPlane(ImageRPCs):
         sandbox = self.state.sandboxes[request.sandbox_id]
         if not sandbox.running and sandbox.result is not None:
             return api_pb2.SandboxGetTaskIdResponse(task_result=sandbox.result)
+        if not sandbox.scheduled:   # no worker yet: the client asks again
+            return api_pb2.SandboxGetTaskIdResponse()
         return api_pb2.SandboxGetTaskIdResponse(task_id=sandbox.task_id)
 
     async def SandboxGetCommandRouterAccess(self, request):

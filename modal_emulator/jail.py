@@ -131,6 +131,9 @@ class BwrapRuntime:
         if self.cgroup is not None:
             await asyncio.to_thread(self.cgroup.kill)
 
+    def oom_kills(self) -> int:
+        return self.cgroup.counters()["oom_kills"] if self.cgroup is not None else 0
+
     async def release(self) -> None:
         """Once its processes are gone: remove the cgroup and the stage."""
         if self.cgroup is not None:

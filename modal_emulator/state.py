@@ -50,6 +50,9 @@ class EmulatorState:
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
     ended_task: str = CLOSE             # what exec streams and calls get once their sandbox ended
     docker_image: str = ""              # with docker: run this image instead of each definition's build (tests)
+    fail_read: str = ""                 # volume files (a glob of their paths) whose block downloads fail
+    schedule_delay: float = 0.0         # seconds a new sandbox waits to be scheduled (no task id meanwhile)
+    commit_delay: float = 0.0           # seconds a volume's commit at termination lags the sandbox's end
     # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
     sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
         memory_mb=8192, cpu=0.0, max_processes=4096, disk_mb=4096))
@@ -81,7 +84,8 @@ class EmulatorState:
             "apps": {name: app_id for (_, name), app_id in self.apps.items()},
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
-                 "running": sb.running, "network": network_policy(sb), "runtime": sb.runtime.name,
+                 "running": sb.running, "scheduled": sb.scheduled, "network": network_policy(sb),
+                 "runtime": sb.runtime.name,
                  "volumes": {path: {"id": v.volume_id, "version": v.version} for path, v in sb.volume_mounts.items()},
                  "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
                 for sb in self.sandboxes.values()],
@@ -92,7 +96,13 @@ class EmulatorState:
             "sandbox_limits": asdict(self.sandbox_limits),
             "runtime": self.runtime,
             "ended_task": self.ended_task,
+            "behaviour": self.behaviour(),
         }
+
+    def behaviour(self) -> dict:
+        """What the emulator does where Modal's timing or failures are not ours to choose."""
+        return {"ended_task": self.ended_task, "fail_read": self.fail_read,
+                "schedule_delay": self.schedule_delay, "commit_delay": self.commit_delay}
 
 
 def api_status_name(status: int) -> str:

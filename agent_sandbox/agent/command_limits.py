@@ -24,6 +24,7 @@ note: a warning event, and a line of the command's output for the model.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import resource
@@ -38,6 +39,7 @@ from typing import Any
 from agent_sandbox.agent.tools import descendants, kill_tree
 
 MB = 1024 * 1024
+PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
 AGENT_SHARE = 4           # the agent keeps 1/AGENT_SHARE of the sandbox's memory (at least AGENT_RESERVE_MB)
 AGENT_RESERVE_MB = 64
 COMMAND_USER = "nobody"   # an unprivileged user every Debian image has
@@ -78,19 +80,18 @@ class CommandLimits:
 
     def room(self) -> int:
         """Bytes the commands may still write before the disk cap."""
-        return max(0, self.disk_mb * MB - (disk_used(self.folders) - self.baseline))
+        cap = self.disk_mb * MB
+        return min(cap, max(0, cap - (disk_used(self.folders) - self.baseline)))
 
     def prepare_command(self) -> dict[str, Any]:
         """Before each command: hand the folders over to the command user, and the
         arguments for Popen that run it under the limits."""
+        reap_orphans()
         if self.user is not None:
             self.hand_over()
         self.command_room = self.room() if self.disk_mb else 0
         room = self.command_room if self.disk_mb else resource.RLIM_INFINITY
-        kwargs: dict[str, Any] = {"preexec_fn": lambda: self._in_child(room)}
-        if self.user is not None:
-            kwargs.update(user=self.user[0], group=self.user[1], extra_groups=[])
-        return kwargs
+        return {"preexec_fn": lambda: self._in_child(room)}
 
     def env(self, environ: dict[str, str]) -> dict[str, str]:
         """A command's environment: a home of its own it may write to, when it is another user."""
@@ -113,12 +114,14 @@ class CommandLimits:
     def hand_over(self) -> None:
         """Give the workspace and outputs (and what the agent wrote there as root) to the command user."""
         for folder in self.folders[1:]:
-            for path, st in walk(folder):
+            for path, st in [(folder, os.lstat(folder)), *walk(folder)]:
                 if st.st_uid != self.user[0] and not stat.S_ISLNK(st.st_mode):
                     os.chown(path, *self.user, follow_symlinks=False)
 
     def _in_child(self, room: int) -> None:
-        """In the command's process, before it runs (after Popen dropped to the command user)."""
+        """In the command's process, before it runs: become the command user, then the limits."""
+        if self.user is not None:
+            become(*self.user)
         if self.memory_mb:
             cap = self.memory_cap_mb * MB
             resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
@@ -174,7 +177,7 @@ class CommandWatch:
         if self.stopped_for.startswith("the disk"):
             notes.append(f"disk cap reached: /tmp, /outputs and the workspace may hold {limits.disk_mb} MB "
                          "together; the command was stopped there")
-        elif failed and ("File too large" in output or limits.room() == 0) and limits.disk_mb:
+        elif limits.disk_mb and ("File too large" in output or failed and limits.room() == 0):
             notes.append(f"disk cap reached: /tmp, /outputs and the workspace may hold {limits.disk_mb} MB "
                          f"together, {self.room // MB} MB were left for this command; a write past that failed")
         if limits.max_processes and (self.peak_processes >= limits.max_processes - 2
@@ -182,6 +185,38 @@ class CommandWatch:
             notes.append(f"process limit reached: commands may run {limits.max_processes} processes at once; "
                          "a new process was refused")
         return notes
+
+
+def become(uid: int, gid: int) -> None:
+    """Root to `uid`, for good: no capability left to regain, not even through a setuid
+    program of the image (no_new_privs, an empty bounding set)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    for cap in range(last_capability() + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def last_capability() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 63
+
+
+def reap_orphans() -> None:
+    """Reap what earlier commands left to the agent (its subreaper): a zombie still counts
+    against the process limit until reaped. Only between commands: no child of ours runs."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def unprivileged_user() -> tuple[int, int]:
