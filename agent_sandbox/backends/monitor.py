@@ -24,6 +24,7 @@ the event log, stdin stays open, and the relay's replies go in with `send`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -57,6 +58,12 @@ class SandboxBackend:
     def run(self, spec: RunSpec, on_event: EventCallback,
             cancel: threading.Event | None = None) -> RunResult:
         return RunMonitor(spec, on_event, cancel, self.name).run(self.sandbox(spec))
+
+    def submit(self, spec: RunSpec, on_event: EventCallback,
+               cancel: threading.Event | None = None) -> concurrent.futures.Future[RunResult] | None:
+        """Start the run without holding the caller's thread: a future of its RunResult. None
+        (the default): this backend's runs hold a thread each, and the caller uses `run`."""
+        return None
 
     def sweep_orphans(self) -> int:
         return 0

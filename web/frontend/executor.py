@@ -68,9 +68,13 @@ class JobExecutor:
         self._unwritten: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.lease = RunnerLease(store, settings.runner_lease_seconds)
-        self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
-                         for i in range(settings.workers)]
-        self._threads.append(threading.Thread(target=self._keep_lease, name="runner-lease", daemon=True))
+        # Workers are started as jobs need them: a job that holds its thread (local, Docker) leaves
+        # one free to claim the next; a Modal job is handed to the Modal runner and holds none.
+        self._workers = [threading.Thread(target=self._work, name="job-worker-0", daemon=True)]
+        self._busy = 0   # workers holding a job
+        self._threads = [*self._workers,
+                         threading.Thread(target=self._keep_lease, name="runner-lease", daemon=True),
+                         threading.Thread(target=self._watch_cancels, name="cancel-watch", daemon=True)]
 
     def start(self) -> None:
         """Run jobs in this process once it holds the database's runner lease (see lease.py);
@@ -160,9 +164,13 @@ class JobExecutor:
                 self._emit_quietly(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                                        "message": STAYS_QUEUED}))
         deadline = time.monotonic() + (self.settings.stop_seconds if timeout is None else timeout)
-        for t in self._threads:
+        with self._lock:
+            threads = [*self._threads, *self._workers[1:]]
+        for t in threads:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
+        while self._running() and time.monotonic() < deadline:   # handed-off runs hold no thread
+            time.sleep(0.05)
         with self._lock:
             left = [job_id for job_id in self._cancels if job_id not in self._recorded]
         for job_id in left:   # its run did not end in time: end its sandbox by id
@@ -277,6 +285,10 @@ class JobExecutor:
             try:
                 if not self.lease.held.wait(self.settings.poll_seconds):
                     continue
+                if self._running() >= self.settings.workers:   # APP_WORKERS jobs run already
+                    self._wake.wait(self.settings.poll_seconds)
+                    self._wake.clear()
+                    continue
                 job_id = self.store.claim_next(self.lease.holder)
                 if job_id is None:
                     self._wake.wait(self.settings.poll_seconds)
@@ -287,15 +299,40 @@ class JobExecutor:
                 log.exception("job worker error")
                 time.sleep(1)
 
-    def _watch_cancel(self, job_id: str, cancel: threading.Event, done: threading.Event) -> None:
-        while not done.wait(0.5):
-            job = self.store.get_job(job_id)
-            if job is None or job["cancel_requested"]:
-                cancel.set()
+    def _running(self) -> int:
+        with self._lock:
+            return len(self._cancels)
+
+    def _hold_worker(self, held: bool) -> None:
+        """A job takes (or gives back) this worker thread: while it holds it, another worker
+        claims the next job, up to APP_WORKERS threads."""
+        with self._lock:
+            self._busy += 1 if held else -1
+            if not held or self._busy < len(self._workers) or len(self._workers) >= self.settings.workers:
                 return
+            worker = threading.Thread(target=self._work, name=f"job-worker-{len(self._workers)}", daemon=True)
+            self._workers.append(worker)
+        worker.start()
+
+    def _watch_cancels(self) -> None:
+        """One thread for every running job: a cancel asked through another process (or a job
+        deleted) stops its run here within a second."""
+        while not self._stopping.wait(0.5):
+            try:
+                with self._lock:
+                    flags = dict(self._cancels)
+                if not flags:
+                    continue
+                running = {job["id"]: job for job in self.store.jobs_with_status(Status.RUNNING)}
+                for job_id, cancel in flags.items():
+                    job = running.get(job_id) or self.store.get_job(job_id)
+                    if job is None or job["cancel_requested"]:
+                        cancel.set()
+            except Exception:   # the database is busy for a moment: look again next time
+                log.exception("cancel watch: could not read the jobs")
 
     def _run(self, job_id: str) -> None:
-        cancel, done = threading.Event(), threading.Event()
+        cancel = threading.Event()
         with self._lock:
             stopping = self._stopping.is_set()
             if not stopping:
@@ -305,8 +342,8 @@ class JobExecutor:
                 self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                                      "message": STAYS_QUEUED}))
             return
-        threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
         status, reason, exit_code, error = Status.ERROR, "", None, ""
+        handed_off = False
         try:
             job = self.store.get_job(job_id)
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
@@ -323,19 +360,47 @@ class JobExecutor:
                         self._sandboxes[job_id] = (job["backend"], event["data"]["sandbox_id"])
                 self.emit(job_id, event)
 
-            result = self.backend_factory(job["backend"]).run(spec, on_event, cancel)
-            status, reason, exit_code = result.status, result.reason, result.exit_code
-            # What a follow-up of this job is told about it.
-            record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
-                                      "status": status, "reason": reason, "summary": result.summary,
-                                      "usage": result.usage, "previous": job["parent"]})
+            backend = self.backend_factory(job["backend"])
+            future = backend.submit(spec, on_event, cancel)
+            if future is not None:   # runs without this thread (Modal): it ends in a callback
+                future.add_done_callback(lambda f: self._run_ended(job_id, *self._ran(job_id, job, spec, f.result)))
+                handed_off = True
+                return
+            self._hold_worker(True)
+            try:
+                status, reason, exit_code, error = self._ran(job_id, job, spec,
+                                                             lambda: backend.run(spec, on_event, cancel))
+            finally:
+                self._hold_worker(False)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             reason = "the sandbox could not be run"
             self._emit_quietly(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
             log.exception("job %s: the sandbox could not be run", job_id)
         finally:
-            done.set()
+            if not handed_off:
+                self._run_ended(job_id, status, reason, exit_code, error)
+
+    def _ran(self, job_id: str, job: dict[str, Any], spec: RunSpec,
+             result_of: Callable[[], Any]) -> tuple[str, str, int | None, str]:
+        """(status, reason, exit code, error) of a run, from its result; what a follow-up of the
+        job is told about it is recorded."""
+        try:
+            result = result_of()
+            # What a follow-up of this job is told about it.
+            record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
+                                      "status": result.status, "reason": result.reason, "summary": result.summary,
+                                      "usage": result.usage, "previous": job["parent"]})
+            return result.status, result.reason, result.exit_code, ""
+        except Exception as exc:
+            error, reason = f"{type(exc).__name__}: {exc}", "the sandbox could not be run"
+            self._emit_quietly(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
+            log.exception("job %s: the sandbox could not be run", job_id)
+            return Status.ERROR, reason, None, error
+
+    def _run_ended(self, job_id: str, status: str, reason: str, exit_code: int | None, error: str) -> None:
+        """Record how a run ended (on its worker, or in the callback of a handed-off run)."""
+        try:
             if status not in ev.RUN_END:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
@@ -344,10 +409,12 @@ class JobExecutor:
                 self._finish(job_id, status, reason, exit_code, error)
             else:  # the new runner's recovery records the job's end
                 log.warning("job %s: its end is left to the runner that took the lease over", job_id)
+        finally:
             with self._lock:
                 self._cancels.pop(job_id, None)
                 self._sandboxes.pop(job_id, None)
                 self._recorded.discard(job_id)
+            self._wake.set()   # room for the next job
 
     def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None = None,
                 error: str = "") -> None:
