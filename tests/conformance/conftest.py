@@ -65,28 +65,3 @@ def modal_docker_backend():
         emulator.use_runtime("bwrap")
     left = emulator.running_sandboxes()
     assert not left, f"sandboxes left running: {left}"
-
-
-@pytest.fixture
-def platform_limits(backend):
-    """Set the platform's own per-sandbox limits to a run's, for backends where the run
-    cannot pass them: Modal takes no process count or disk size for Sandboxes (the run
-    reports them as not enforced), so the emulator's own limits stand in, as Modal's
-    would. A no-op elsewhere; restored after the test."""
-    changed = []
-
-    def apply(limits) -> None:
-        if backend.name != "modal":
-            return
-        from tests.modal_support import shared_emulator
-
-        emulator = shared_emulator()
-        if not changed:
-            changed.append((emulator, emulator.state()["sandbox_limits"]))
-        emulator.admin("POST", "/emulator/limits", {"sandbox_max_processes": limits.max_processes,
-                                                    "sandbox_disk_mb": limits.disk_mb})
-
-    yield apply
-    for emulator, before in changed:
-        emulator.admin("POST", "/emulator/limits", {"sandbox_max_processes": before["max_processes"],
-                                                    "sandbox_disk_mb": before["disk_mb"]})

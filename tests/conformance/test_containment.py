@@ -234,19 +234,17 @@ print("FORKS", json.dumps({"started": len(children), "error": error}))
 '''
 
 
-def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder, platform_limits):
+def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder):
+    # On Modal (which takes no process limit) the agent holds it, the emulator giving no help.
     run_limits = limits(max_processes=48)
-    platform_limits(run_limits)
     spec = make_spec(tmp_path, [python(FORK_BOMB), shell("echo still-running")], limits=run_limits)
     result = backend.run(spec, recorder)
     forks = probe_result(recorder, "FORKS")
     assert forks["error"] == "EAGAIN" and 0 < forks["started"] < 48
     assert result.status == ev.SUCCEEDED, result.reason   # the run goes on
     assert "still-running" in outputs_text(recorder)
-    how = enforced(recorder)["max_processes"]
-    assert how.startswith("not enforced") == (backend.name == "modal")
-    if not how.startswith("not enforced"):
-        assert any("process limit reached" in e["data"]["message"] for e in recorder.of_type(ev.WARNING))
+    assert not enforced(recorder)["max_processes"].startswith("not enforced")
+    assert any("process limit reached" in e["data"]["message"] for e in recorder.of_type(ev.WARNING))
 
 
 ALLOCATE = r'''
@@ -271,9 +269,9 @@ def test_memory_past_the_limit_is_killed_and_said(backend, tmp_path, recorder):
     assert not enforced(recorder)["memory_mb"].startswith("not enforced")
 
 
-def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tmp_path, recorder, platform_limits):
+def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tmp_path, recorder):
+    # On Modal (which takes no disk size) the agent holds it, the emulator giving no help.
     run_limits = limits(disk_mb=64)
-    platform_limits(run_limits)
     spec = make_spec(tmp_path, [
         shell("echo kept > /outputs/kept.txt"),
         shell("head -c 200000000 /dev/zero > /outputs/fill.bin; echo exit=$?"),
@@ -282,15 +280,14 @@ def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tm
     result = backend.run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     text = outputs_text(recorder)
-    assert "No space left on device" in text and "exit=1" in text
+    # A full filesystem, or (held by the agent) a file size limit at the room left.
+    assert ("No space left on device" in text or "File too large" in text) and "exit=1" in text
     assert (spec.results / "kept.txt").read_text() == "kept\n"
     fill = [f for f in result.manifest["files"] + result.manifest["skipped"] if f["path"] == "fill.bin"]
     assert fill and fill[0]["size"] <= 64 * 1024 * 1024   # stopped at the cap: the host's disk took no more
     assert (spec.results / "manifest.json").exists()
-    how = enforced(recorder)["disk_mb"]
-    assert how.startswith("not enforced") == (backend.name == "modal")
-    if backend.name != "modal":    # /outputs and /tmp share the one cap
-        assert "tmp-full" in text
+    assert not enforced(recorder)["disk_mb"].startswith("not enforced")
+    assert "tmp-full" in text    # /outputs and /tmp share the one cap
 
 
 # -- hostile trees ---------------------------------------------------------------
