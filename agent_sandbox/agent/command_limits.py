@@ -47,7 +47,7 @@ MEMORY_EVERY = 0.05       # seconds between looks at a command's memory and proc
 DISK_EVERY = 0.5          # seconds between measures of the disk it wrote
 MAX_WALKED = 200_000      # entries measured in the watched folders (the rest is not counted)
 # What a command prints when an allocation or a fork was refused.
-MEMORY_WORDS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
+MEMORY_WORDS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory", "memory exhausted")
 FORK_WORDS = ("Resource temporarily unavailable", "EAGAIN", "fork: retry", "Cannot fork", "can't fork")
 
 
@@ -169,7 +169,7 @@ class CommandWatch:
     def notes(self, exit_code: int | None, output: str) -> list[str]:
         limits, notes = self.limits, []
         failed = exit_code not in (0, None)
-        if self.stopped_for.startswith("it used") or (failed and any(w in output for w in MEMORY_WORDS)):
+        if self.stopped_for.startswith("it used") or any(w in output for w in MEMORY_WORDS):
             notes.append(f"out of memory: a command may use {limits.memory_cap_mb} MB (the sandbox has "
                          f"{limits.memory_mb} MB, the rest is the agent's); "
                          + (f"{self.stopped_for}, so it was stopped" if self.stopped_for else

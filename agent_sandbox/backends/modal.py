@@ -69,8 +69,9 @@ class ModalConfig:
     create_concurrency: int = setting("AGENT_SANDBOX_MODAL_CREATE_CONCURRENCY", 16,
                                       "sandboxes being created at once by one process (the rest wait their turn)",
                                       above=0)
-    upload_concurrency: int = setting("AGENT_SANDBOX_MODAL_UPLOAD_CONCURRENCY", 8,
-                                      "job workspaces being uploaded at once by one process", above=0)
+    upload_concurrency: int = setting("AGENT_SANDBOX_MODAL_UPLOAD_CONCURRENCY", 4,
+                                      "job workspaces being uploaded at once by one process (the client "
+                                      "hashes each in a pool of min(32, CPUs + 4) threads)", above=0)
     download_concurrency: int = setting("AGENT_SANDBOX_MODAL_DOWNLOAD_CONCURRENCY", 8,
                                         "jobs whose outputs are being downloaded at once (one thread each)",
                                         above=0)
