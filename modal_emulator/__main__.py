@@ -18,6 +18,7 @@ import signal
 import sys
 
 from modal_emulator.image_builds import DEFAULT_PYTHON_SLIM
+from modal_emulator.replay import Recording
 from modal_emulator.server import Emulator
 from modal_emulator.state import CLOSE, ENDED_TASK_MODES
 
@@ -33,10 +34,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='failures to inject, e.g. "SandboxCreateV2:UNAVAILABLE:2"')
     parser.add_argument("--create-rate", type=float, default=0.0,
                         help="sandbox creations allowed per second, as Modal rate limits them (0: no limit)")
-    parser.add_argument("--runtime", choices=("auto", "bwrap", "docker"), default="auto",
+    parser.add_argument("--runtime", choices=("auto", "bwrap", "docker", "replay"), default="auto",
                         help="run sandboxes in Docker containers of images built from each definition's "
                              "recipe, or in bubblewrap jails over this host's environment (auto: Docker when "
-                             "an engine answers and has the --python-slim stand-in)")
+                             "an engine answers and has the --python-slim stand-in); replay: start nothing, "
+                             "play --replay's recorded agent run in each (scale benchmarks)")
+    parser.add_argument("--replay", default="", metavar="RECORDING",
+                        help="with --runtime replay: the recorded agent run (python -m modal_emulator.replay record)")
     parser.add_argument("--python-slim", default=DEFAULT_PYTHON_SLIM,
                         help="local stand-in for Docker Hub's python:<series>-slim-<codename>, debian_slim's "
                              "base ({series} and {codename} are filled in)")
@@ -72,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     emulator.state.ended_task = args.ended_task
     if args.schedule_delay < 0 or args.commit_delay < 0:
         parser.error("--schedule-delay and --commit-delay are seconds, 0 or more")
+    if (args.runtime == "replay") != bool(args.replay):
+        parser.error("--runtime replay plays the recording given with --replay (and only it)")
+    if args.replay:
+        try:
+            emulator.state.recording = Recording.load(args.replay)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--replay: {exc}")
     emulator.state.fail_read = args.fail_read
     emulator.state.schedule_delay, emulator.state.commit_delay = args.schedule_delay, args.commit_delay
     asyncio.run(_serve(emulator))

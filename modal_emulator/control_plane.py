@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -28,6 +29,7 @@ from modal_emulator import images
 from modal_emulator.docker_runtime import DockerRuntime
 from modal_emulator.image_rpcs import ImageRPCs
 from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, SandboxLimits
+from modal_emulator.replay import ReplayRuntime
 from modal_emulator.sandbox import Runtime, Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
 from modal_emulator.volumes import MAX_TREE_DEPTH, copy_tree
@@ -37,6 +39,17 @@ log = logging.getLogger("modal_emulator")
 BLOCK_SIZE = 8 * 1024 * 1024      # modal/_utils/blob_utils.py BLOCK_SIZE
 MAX_TIMEOUT_SECS = 24 * 3600      # Modal's limit for a sandbox's lifetime
 LIST_PAGE_SIZE = 100
+SPACE_FOLDERS = ("fs", "tmp", "volumes")   # a sandbox's writable folders: image mounts, /tmp, volume copies
+
+
+def plain_space(scratch_root: Path, prefix: str, disk_mb: int, owner: tuple[int, int] | None,
+                folders: tuple[str, ...]) -> RunSpace:
+    """A sandbox's folder without a filesystem of its own (the replay runtime: nothing writes but us)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_root))
+    space = RunSpace(folder, folder / "data", enforcement="not enforced: nothing runs (replay)")
+    for name in folders:
+        (space.data / name).mkdir(parents=True)
+    return space
 
 
 def give_to_sandbox_user(folder: Path) -> None:
@@ -201,14 +214,15 @@ class ControlPlane(ImageRPCs):
         mounts = [self.state.mounts[m] for m in definition.mount_ids]
         volume_mounts = {vm.mount_path: self.state.volumes.get(vm.volume_id) for vm in definition.volume_mounts}
         limits = self._limits(definition)
+        replay = runtime == "replay"   # nothing runs: a plain folder, no image mounts
         try:
-            space = await asyncio.to_thread(RunSpace.create, self.state.folder / "sandboxes", f"{sandbox_id}-",
-                                            limits.disk_mb, (SANDBOX_UID, SANDBOX_GID) if privileged() else None,
-                                            ("fs", "tmp", "volumes"))
+            space = await asyncio.to_thread(plain_space if replay else RunSpace.create, self.state.folder / "sandboxes",
+                                            f"{sandbox_id}-", limits.disk_mb,
+                                            (SANDBOX_UID, SANDBOX_GID) if privileged() else None, SPACE_FOLDERS)
         except DiskUnavailable as exc:
             raise GRPCError(Status.RESOURCE_EXHAUSTED, f"no room for the sandbox's disk: {exc}") from None
         try:
-            layout = await asyncio.to_thread(self._prepare_folder, space, mounts, volume_mounts)
+            layout = await asyncio.to_thread(self._prepare_folder, space, [] if replay else mounts, volume_mounts)
         except BaseException:
             await asyncio.to_thread(space.remove)
             raise
@@ -243,6 +257,8 @@ class ControlPlane(ImageRPCs):
 
     def _runtime(self, runtime: str, layout: JailLayout, sandbox_id: str, limits: SandboxLimits,
                  docker_tag: str) -> Runtime:
+        if runtime == "replay":
+            return ReplayRuntime(self.state.recording, layout.volumes.get("/outputs"))
         if runtime == "docker":   # the image built from the definition, unless a test names one
             return DockerRuntime(layout, self.state.docker_image or docker_tag, f"modal-emulator-{sandbox_id}",
                                  limits)
@@ -300,7 +316,7 @@ class ControlPlane(ImageRPCs):
             private = space.data / "volumes" / str(index)
             copy_tree(volume.root, private)
             layout.volumes[mount_path] = private
-        if privileged():   # the sandbox user may write its whole filesystem, as root may in a Modal container
+        if privileged() and mounts:   # the sandbox user may write its whole filesystem, as root may on Modal
             give_to_sandbox_user(space.data)
         return layout
 

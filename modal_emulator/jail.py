@@ -147,6 +147,6 @@ async def _close_after(process: asyncio.subprocess.Process, fence: "netjail.Jail
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:  # started in its own session: its group holds everything it started
+    if process.returncode is None and process.pid > 0:  # its own session: its group holds all it started
         signal_group(process.pid, signal.SIGKILL)
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
@@ -53,6 +54,7 @@ class EmulatorState:
     fail_read: str = ""                 # volume files (a glob of their paths) whose block downloads fail
     schedule_delay: float = 0.0         # seconds a new sandbox waits to be scheduled (no task id meanwhile)
     commit_delay: float = 0.0           # seconds a volume's commit at termination lags the sandbox's end
+    recording: Any = None               # the replay runtime's recorded agent run (replay.Recording)
     # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
     sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
         memory_mb=8192, cpu=0.0, max_processes=4096, disk_mb=4096))
