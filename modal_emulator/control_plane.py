@@ -211,7 +211,11 @@ class ControlPlane(ImageRPCs):
                             [api_pb2.RPCRetryPolicy(retry_after_secs=wait)])
         sandbox_id = f"sb-{uuid.uuid4().hex}"            # not the 22-char V1 shape -> V2
         task_id = f"ta-{uuid.uuid4().hex[:21]}V"          # "V" marks a V2 task for the client
-        mounts = [self.state.mounts[m] for m in definition.mount_ids]
+        # What `COPY . <dest>` layers put in the image, then the mounts (/root must stay writable, so
+        # even the Docker runtime binds it: the copied files are laid out with the mounts').
+        copies = [(record.copies_to, self.state.mounts[record.context_mount_id])
+                  for record in self.state.images.layers(definition.image_id) if record.copies_to]
+        mounts = copies + [("/", self.state.mounts[m]) for m in definition.mount_ids]
         volume_mounts = {vm.mount_path: self.state.volumes.get(vm.volume_id) for vm in definition.volume_mounts}
         limits = self._limits(definition)
         replay = runtime == "replay"   # nothing runs: a plain folder, no image mounts
@@ -222,7 +226,8 @@ class ControlPlane(ImageRPCs):
         except DiskUnavailable as exc:
             raise GRPCError(Status.RESOURCE_EXHAUSTED, f"no room for the sandbox's disk: {exc}") from None
         try:
-            layout = await asyncio.to_thread(self._prepare_folder, space, [] if replay else mounts, volume_mounts)
+            layout = await asyncio.to_thread(self._prepare_folder, space, [] if replay else mounts, volume_mounts,
+                                             not replay)
         except BaseException:
             await asyncio.to_thread(space.remove)
             raise
@@ -296,13 +301,15 @@ class ControlPlane(ImageRPCs):
         if self.state.runtime == "bwrap" and not bwrap_path():
             raise GRPCError(Status.FAILED_PRECONDITION, "the emulator needs bubblewrap (bwrap) to run sandboxes")
 
-    def _prepare_folder(self, space: RunSpace, mounts: list[MountRecord], volume_mounts: dict) -> JailLayout:
-        """Materialise the image's mounts and copy the volumes in (runs in a thread)."""
+    def _prepare_folder(self, space: RunSpace, mounts: list[tuple[str, MountRecord]], volume_mounts: dict,
+                        for_processes: bool = True) -> JailLayout:
+        """Materialise the image's mounts and copy the volumes in (runs in a thread); given to the
+        sandbox user when processes will run there."""
         layout = JailLayout(root_dirs=space.data / "fs", tmp=space.data / "tmp")
         (layout.root_dirs / "root").mkdir()
-        for mount in mounts:
+        for destination, mount in mounts:
             for filename, sha, mode in mount.files:
-                parts = PurePosixPath(filename).parts[1:]
+                parts = PurePosixPath(destination, filename.lstrip("/")).parts[1:]
                 if len(parts) < 2 or ".." in parts or parts[0] in SYSTEM_DIRS or parts[0] in ("proc", "dev", "tmp"):
                     log.warning("mount file %s is outside what the emulator maps; skipped", filename)
                     continue
@@ -316,7 +323,7 @@ class ControlPlane(ImageRPCs):
             private = space.data / "volumes" / str(index)
             copy_tree(volume.root, private)
             layout.volumes[mount_path] = private
-        if privileged() and mounts:   # the sandbox user may write its whole filesystem, as root may on Modal
+        if privileged() and for_processes:   # the sandbox user may write its whole filesystem, as root may on Modal
             give_to_sandbox_user(space.data)
         return layout
 

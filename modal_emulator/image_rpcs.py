@@ -32,6 +32,13 @@ class ImageRPCs:
                                                     metadata=images.metadata())
         return api_pb2.ImageGetOrCreateResponse(image_id=record.image_id)   # building: join it
 
+    async def ImageFromId(self, request):
+        record = self.state.images.by_id[request.image_id]   # unknown: NOT_FOUND
+        build = self.state.images.build(record, self.state.runtime)
+        if not build.done.is_set() or build.error:
+            raise KeyError(request.image_id)   # as on Modal: only a built image can be looked up
+        return api_pb2.ImageFromIdResponse(image_id=record.image_id, metadata=images.metadata())
+
     async def ImageJoinStreaming(self, request):
         record = self.state.images.by_id[request.image_id]
         build = self.state.images.build(record, self.state.runtime)

@@ -54,6 +54,7 @@ class Emulator:
         self.state.create_rate.set_rate(create_rate)
         self.state.docker_image = docker_image
         self.state.images.docker_builder = DockerBuilder(python_slim)
+        self.state.images.mount_files = self.state.mount_files
         self.requested_runtime = runtime
         for fault in parse_faults(faults):
             self.state.faults.add(fault)

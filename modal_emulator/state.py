@@ -71,6 +71,10 @@ class EmulatorState:
         self.volumes = VolumeStore(self.folder)
         (self.folder / "sandboxes").mkdir(parents=True, exist_ok=True)
 
+    def mount_files(self, mount_id: str) -> list[tuple[str, Path, int]]:
+        """A mount's files: (absolute filename in the container, its content here, mode)."""
+        return [(name, self.content.file_path(sha), mode) for name, sha, mode in self.mounts[mount_id].files]
+
     def forget_ended(self, max_age: float) -> list[str]:
         """Drop sandboxes (and their kept output) that ended more than `max_age` s ago."""
         now = time.monotonic()

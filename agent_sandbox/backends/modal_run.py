@@ -135,7 +135,8 @@ class ModalRun(RunMonitor):
         volume = modal.Volume.ephemeral(version=VOLUME_VERSION, **self.modal.env_kwargs())
         self.volume = await self.resources.enter_async_context(volume)
         app = await self.retrying(self.modal.lookup_app, "look up the app")
-        image = modal_image.job_image(self.config, self.spec)
+        image_id = await self.retrying(lambda: modal_image.built_image_id(self.config, app), "build the image")
+        image = modal_image.job_image(self.config, self.spec, image_id)
         async with self.runner.upload_slots:   # the job's workspace goes up with its image
             await self.retrying(lambda: image.build.aio(app), "upload the workspace")
         attempts = 0
