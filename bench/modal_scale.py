@@ -105,7 +105,7 @@ def run_concurrent(n: int, ticks: int, runtime: str = "bwrap") -> None:
         emulator = EmulatorProcess("bwrap", "--sandbox-disk-mb", "64", verbose=False)
     server = Server(root, {**emulator.env(), "APP_BACKENDS": "modal", "APP_MODELS": "scripted",
                            "APP_WORKERS": str(n), "APP_MAX_ACTIVE_JOBS": str(2 * n),
-                           "APP_MAX_ACTIVE_PER_OWNER": str(2 * n), "APP_SERVER_THREADS": "64",
+                           "APP_MAX_ACTIVE_PER_OWNER": str(2 * n), "APP_SERVER_THREADS": "16",
                            # one visitor from one address watches every job: its caps are not measured
                            "APP_MAX_ACTIVE_PER_ADDRESS": str(2 * n), "APP_MAX_STREAMS_PER_OWNER": str(2 * n),
                            "APP_MAX_STREAMS_PER_ADDRESS": str(2 * n),

@@ -100,7 +100,7 @@ def test_output_is_read_as_bytes_a_bad_byte_costs_one_character(backend, tmp_pat
 
 def test_one_runner_drives_many_jobs_without_a_thread_each(emulator, tmp_path):
     # Its own runner, so its concurrency settings are these (a process's runner is made once).
-    backend = ModalBackend(upload_concurrency=1, download_concurrency=2)
+    backend = ModalBackend(create_concurrency=1, download_concurrency=2)
     runner = ModalRunner(backend.config)
     before = threading.active_count()
     specs = [make_spec(tmp_path / str(i), [{"kind": "shell", "command": f"sleep 2; echo {i} > /outputs/n.txt"}])
@@ -118,8 +118,8 @@ def test_one_runner_drives_many_jobs_without_a_thread_each(emulator, tmp_path):
     results = [f.result() for f in futures]
     assert [r.status for r in results] == [ev.SUCCEEDED] * len(specs), [r.reason for r in results]
     assert [(s.results / "n.txt").read_text() for s in specs] == [f"{i}\n" for i in range(12)]
-    # The runner's two, two download threads and the client's hashing pool of the one upload at a time
-    # (min(32, CPUs + 4) threads): not the three or more per job of a thread per job.
+    # The runner's two, two download threads and the client's hashing pool of the one creation at a
+    # time (min(32, CPUs + 4) threads): not the three or more per job of a thread per job.
     pool = min(32, (os.cpu_count() or 1) + 4)
     assert peak - before <= 2 + 2 + pool + 2, f"{peak - before} more threads for 12 jobs"
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sys
@@ -32,6 +33,7 @@ ENFORCEMENT = {
     "disk_mb": "the agent: RLIMIT_FSIZE and a watchdog over /tmp, /outputs and the workspace",
 }
 log = logging.getLogger(__name__)
+_apps: dict[tuple[str, str], asyncio.Future] = {}   # looked up once per process, on the runner's loop
 
 
 @dataclass
@@ -66,12 +68,10 @@ class ModalConfig:
                                      "it gives up and our retries take over (sets `MODAL_MAX_THROTTLE_WAIT` "
                                      "unless that is set)")
 
-    create_concurrency: int = setting("AGENT_SANDBOX_MODAL_CREATE_CONCURRENCY", 16,
-                                      "sandboxes being created at once by one process (the rest wait their turn)",
+    create_concurrency: int = setting("AGENT_SANDBOX_MODAL_CREATE_CONCURRENCY", 8,
+                                      "sandboxes being created at once by one process, each uploading its job's "
+                                      "workspace (the client hashes it in a pool of its own); the rest wait",
                                       above=0)
-    upload_concurrency: int = setting("AGENT_SANDBOX_MODAL_UPLOAD_CONCURRENCY", 4,
-                                      "job workspaces being uploaded at once by one process (the client "
-                                      "hashes each in a pool of min(32, CPUs + 4) threads)", above=0)
     download_concurrency: int = setting("AGENT_SANDBOX_MODAL_DOWNLOAD_CONCURRENCY", 8,
                                         "jobs whose outputs are being downloaded at once (one thread each)",
                                         above=0)
@@ -124,7 +124,12 @@ class ModalBackend(SandboxBackend):
         return modal_image.build(self.config, app)
 
     async def lookup_app(self) -> modal.App:
-        return await modal.App.lookup.aio(self.config.app_name, create_if_missing=True, **self.env_kwargs())
+        """The app, looked up once per process (every job runs under it; a failed lookup is tried again)."""
+        key = (self.config.app_name, self.config.environment)
+        if key not in _apps or _apps[key].done() and _apps[key].exception() is not None:
+            _apps[key] = asyncio.ensure_future(modal.App.lookup.aio(self.config.app_name, create_if_missing=True,
+                                                                    **self.env_kwargs()))
+        return await asyncio.shield(_apps[key])
 
     def sweep_orphans(self) -> int:
         """Terminate this owner's sandboxes whose starting process is gone (it crashed).

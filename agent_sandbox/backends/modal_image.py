@@ -17,6 +17,7 @@ every sandbox (half the client's CPU per job, measured).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _images: dict[tuple, tuple[modal.Image, modal.Image]] = {}
 _built: dict[tuple, str] = {}   # the id of each recipe's image once built (or found) in this process
+_building: dict[tuple, asyncio.Future] = {}   # a build the runner's jobs wait for together
 _lock = threading.Lock()
 
 
@@ -56,12 +58,20 @@ def base_image(config: ModalConfig) -> modal.Image:
 
 
 async def built_image_id(config: ModalConfig, app: modal.App) -> str:
-    """The shared image's id: built at start-up (`build`), or now by the first job that needs it."""
-    if _key(config) not in _built:
-        image = base_image(config)
-        await image.build.aio(app)
-        _built[_key(config)] = image.object_id
-    return _built[_key(config)]
+    """The shared image's id: built at start-up (`build`), or now, once, for the jobs that need it."""
+    key = _key(config)
+    if key in _built:
+        return _built[key]
+    if key not in _building or _building[key].done() and _building[key].exception() is not None:
+        _building[key] = asyncio.ensure_future(_build_async(config, app))   # a failed build is tried again
+    return await asyncio.shield(_building[key])
+
+
+async def _build_async(config: ModalConfig, app: modal.App) -> str:
+    image = base_image(config)
+    await image.build.aio(app)
+    _built[_key(config)] = image.object_id
+    return image.object_id
 
 
 def job_image(config: ModalConfig, spec: RunSpec, image_id: str) -> modal.Image:

@@ -4,8 +4,8 @@ It is `RunMonitor.run`, step for step, on the client's `.aio` API: the same
 events, limits, outcome and finish (inherited), with the waits awaited
 instead of held by threads:
 
-- create: an ephemeral v2 volume at /outputs, the app, the job's image (its
-  workspace uploaded), the sandbox; retried with backoff on transient errors
+- create: an ephemeral v2 volume at /outputs, the app, the shared image, the
+  sandbox with the job's workspace uploaded; retried with backoff on transient errors
   only. Each step races the run's stop (cancel, the run timeout): a stop
   abandons the wait, and a sandbox that comes after all is terminated;
 - start: the agent's exec, raced the same way, since Modal answers an exec
@@ -136,9 +136,9 @@ class ModalRun(RunMonitor):
         self.volume = await self.resources.enter_async_context(volume)
         app = await self.retrying(self.modal.lookup_app, "look up the app")
         image_id = await self.retrying(lambda: modal_image.built_image_id(self.config, app), "build the image")
+        # The job's workspace goes up as the sandbox is created: loading the image a second
+        # time (a build of its own) would hash and check every file twice.
         image = modal_image.job_image(self.config, self.spec, image_id)
-        async with self.runner.upload_slots:   # the job's workspace goes up with its image
-            await self.retrying(lambda: image.build.aio(app), "upload the workspace")
         attempts = 0
 
         async def create() -> modal.Sandbox:

@@ -16,10 +16,11 @@ Besides it, a fixed handful of threads whatever the number of jobs:
   `download_concurrency` threads, its reads done on the loop;
 - the client's own loop thread (synchronicity) and its small pools.
 
-Creation and the upload of each job's workspace are bounded by semaphores
-(`create_concurrency`, `upload_concurrency`): a burst of a thousand jobs
-becomes a queue, not a thousand requests. The local and Docker backends keep
-their threads; nothing here is used by them.
+Creation (with the upload of the job's workspace, which the client does as
+part of it) is bounded by `create_concurrency`, downloads by
+`download_concurrency`: a burst of a thousand jobs becomes a queue, not a
+thousand requests at once. The local and Docker backends keep their threads;
+nothing here is used by them.
 
     runner = ModalRunner.shared()
     future = runner.submit(backend, spec, on_event, cancel)   # a concurrent.futures.Future[RunResult]
@@ -55,7 +56,6 @@ class ModalRunner:
         self.downloads = concurrent.futures.ThreadPoolExecutor(config.download_concurrency,
                                                                thread_name_prefix="modal-download")
         self.create_slots = asyncio.Semaphore(config.create_concurrency)
-        self.upload_slots = asyncio.Semaphore(config.upload_concurrency)
         self._deliveries: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._serve, name="modal-runner", daemon=True),
                          threading.Thread(target=self._deliver_all, name="modal-events", daemon=True)]
