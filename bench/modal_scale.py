@@ -105,10 +105,10 @@ def run_concurrent(n: int, ticks: int, runtime: str = "bwrap") -> None:
         emulator = EmulatorProcess("bwrap", "--sandbox-disk-mb", "64", verbose=False)
     server = Server(root, {**emulator.env(), "APP_BACKENDS": "modal", "APP_MODELS": "scripted",
                            "APP_WORKERS": str(n), "APP_MAX_ACTIVE_JOBS": str(2 * n),
-                           "APP_MAX_ACTIVE_PER_OWNER": str(2 * n), "APP_SERVER_THREADS": "16",
+                           "APP_MAX_ACTIVE_PER_OWNER": str(2 * n), "APP_SERVER_THREADS": "16", "APP_SERVER_MAX_THREADS": "48",
                            # one visitor from one address watches every job: its caps are not measured
                            "APP_MAX_ACTIVE_PER_ADDRESS": str(2 * n), "APP_MAX_STREAMS_PER_OWNER": str(2 * n),
-                           "APP_MAX_STREAMS_PER_ADDRESS": str(2 * n),
+                           "APP_MAX_STREAMS_PER_ADDRESS": str(2 * n), "APP_MAX_CONNECTIONS_PER_ADDRESS": "0",
                            "APP_HEARTBEAT_SECONDS": "15", "APP_LOG_LEVEL": "WARNING",
                            "AGENT_SANDBOX_MEMORY_MB": "256", "AGENT_SANDBOX_CPU": "0.5"}).start()
     try:

@@ -29,6 +29,7 @@ nothing here is used by them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import queue
@@ -69,7 +70,19 @@ class ModalRunner:
         with _shared_lock:
             if _shared is None:
                 _shared = cls(config)
+                atexit.register(_shared.close)
             return _shared
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop and the delivery thread (at exit: a loop left to the interpreter's end
+        logs its pending tasks from a finalizer, which can deadlock on a lock a frozen thread holds)."""
+        if not self.loop.is_running():
+            return
+        asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop)
+        self._threads[0].join(timeout)
+        self._deliveries.put(None)
+        self._threads[1].join(timeout)
+        self.downloads.shutdown(wait=False, cancel_futures=True)
 
     # -- from any thread -------------------------------------------------------------
 
@@ -112,6 +125,14 @@ class ModalRunner:
         finally:
             self.jobs.discard(job)
 
+    async def _cancel_all(self) -> None:
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.loop.stop()
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK)
@@ -121,7 +142,10 @@ class ModalRunner:
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.create_task(self._tick())
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
 
     # -- the delivery thread ----------------------------------------------------------
 

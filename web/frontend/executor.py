@@ -315,19 +315,14 @@ class JobExecutor:
         worker.start()
 
     def _watch_cancels(self) -> None:
-        """One thread for every running job: a cancel asked through another process (or a job
-        deleted) stops its run here within a second."""
+        """One thread for every running job: a cancel asked through another process stops its
+        run here within a second."""
         while not self._stopping.wait(0.5):
             try:
                 with self._lock:
                     flags = dict(self._cancels)
-                if not flags:
-                    continue
-                running = {job["id"]: job for job in self.store.jobs_with_status(Status.RUNNING)}
-                for job_id, cancel in flags.items():
-                    job = running.get(job_id) or self.store.get_job(job_id)
-                    if job is None or job["cancel_requested"]:
-                        cancel.set()
+                for job_id in self.store.cancels_requested() & flags.keys() if flags else ():
+                    flags[job_id].set()
             except Exception:   # the database is busy for a moment: look again next time
                 log.exception("cancel watch: could not read the jobs")
 

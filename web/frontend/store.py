@@ -266,6 +266,11 @@ class JobStore:
                                  "ORDER BY seq DESC LIMIT 1", (job_id,)).fetchone()
         return (json.loads(row[0]).get("data") or {}).get("text", "") if row else ""
 
+    def cancels_requested(self) -> set[str]:
+        """Running jobs whose cancel was asked for (through any process): one small query for all."""
+        rows = self._db().execute("SELECT id FROM jobs WHERE status=? AND cancel_requested=1", (RUNNING,))
+        return {row[0] for row in rows.fetchall()}
+
     def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
         rows = self._db().execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created",
