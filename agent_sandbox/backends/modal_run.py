@@ -209,7 +209,7 @@ class ModalRun(RunMonitor):
         readers = [asyncio.ensure_future(self.read(self.process.stdout, "stdout")),
                    asyncio.ensure_future(self.read(self.process.stderr, "stderr"))]
         try:
-            if await self.stopped_first(asyncio.gather(*readers)):
+            if await self.stopped_first(asyncio.ensure_future(asyncio.wait(readers))):
                 await self.stop_sandbox()
         finally:
             if self.relay is not None:
@@ -337,6 +337,7 @@ class ModalRun(RunMonitor):
 
     async def close_late(self) -> None:
         """A creation the run gave up on has come (or failed): end its sandbox, drop its volume."""
+        self.runner.own()
         if not self.creating.cancelled() and self.creating.exception() is None:
             await terminate_quietly(self.creating.result())
         try:

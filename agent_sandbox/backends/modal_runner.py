@@ -2,10 +2,14 @@
 
 A thread per job (and two per stream) is what one process can afford for a
 few dozen sandboxes; Modal is for hundreds. So the Modal backend hands each
-run to the process's `ModalRunner`: one thread runs one event loop, which
-drives every job's creation, exec, output streams (as bytes), termination
-and volume listing on the client's `.aio` API (`ModalRun`, modal_run.py).
-Besides it, a fixed handful of threads whatever the number of jobs:
+run to the process's `ModalRunner`: one event loop drives every job's
+creation, exec, output streams (as bytes), termination and volume listing on
+the client's `.aio` API (`ModalRun`, modal_run.py). That loop is the client's
+own (synchronicity's, in its one thread): an `.aio` call made from another
+loop hops to it and back through a thread-safe queue, once per call and per
+chunk of output; made on it, it is a plain await (measured: about half the
+CPU of a streamed event). Besides it, a fixed handful of threads whatever the
+number of jobs:
 
 - one ticker task (not a thread) checks every job's cancel flag and limits
   every TICK seconds, instead of a timer per job;
@@ -14,7 +18,7 @@ Besides it, a fixed handful of threads whatever the number of jobs:
   loop; a job's result is given only after its last event;
 - `downloads`: `collect_outputs` (hashing, writing files) runs in a pool of
   `download_concurrency` threads, its reads done on the loop;
-- the client's own loop thread (synchronicity) and its small pools.
+- the client's small pools (it hashes each workspace in one of its own).
 
 Creation (with the upload of the job's workspace, which the client does as
 part of it) is bounded by `create_concurrency`, downloads by
@@ -36,6 +40,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
+from modal._utils.async_utils import synchronizer
+
 from agent_sandbox.backends import EventCallback
 from agent_sandbox.spec import RunResult, RunSpec
 
@@ -52,16 +58,16 @@ _shared_lock = threading.Lock()
 
 class ModalRunner:
     def __init__(self, config: ModalConfig):
-        self.loop = asyncio.new_event_loop()
+        self.loop = synchronizer._get_loop(start=True)   # the client's own: see above
         self.jobs: set[ModalRun] = set()
         self.downloads = concurrent.futures.ThreadPoolExecutor(config.download_concurrency,
                                                                thread_name_prefix="modal-download")
         self.create_slots = asyncio.Semaphore(config.create_concurrency)
+        self._tasks: set[asyncio.Task] = set()   # ours on the loop: the ticker and the jobs
         self._deliveries: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._serve, name="modal-runner", daemon=True),
-                         threading.Thread(target=self._deliver_all, name="modal-events", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._delivery = threading.Thread(target=self._deliver_all, name="modal-events", daemon=True)
+        self._delivery.start()
+        asyncio.run_coroutine_threadsafe(self._tick(), self.loop)
 
     @classmethod
     def shared(cls, config: ModalConfig) -> ModalRunner:
@@ -74,14 +80,16 @@ class ModalRunner:
             return _shared
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the loop and the delivery thread (at exit: a loop left to the interpreter's end
-        logs its pending tasks from a finalizer, which can deadlock on a lock a frozen thread holds)."""
-        if not self.loop.is_running():
-            return
-        asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop)
-        self._threads[0].join(timeout)
+        """End our tasks and the delivery thread (at exit, before the client ends its loop: a task
+        left to the interpreter's end is logged from a finalizer, which can deadlock on the lock of
+        a logging handler that a frozen thread holds)."""
+        if self.loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._cancel_ours(), self.loop).result(timeout)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass
         self._deliveries.put(None)
-        self._threads[1].join(timeout)
+        self._delivery.join(timeout)
         self.downloads.shutdown(wait=False, cancel_futures=True)
 
     # -- from any thread -------------------------------------------------------------
@@ -110,6 +118,7 @@ class ModalRunner:
                    cancel: threading.Event | None, result: concurrent.futures.Future) -> None:
         from agent_sandbox.backends.modal_run import ModalRun
 
+        self.own()
         try:
             job = ModalRun(self, backend, spec, on_event, cancel)
         except BaseException as exc:
@@ -125,27 +134,25 @@ class ModalRunner:
         finally:
             self.jobs.discard(job)
 
-    async def _cancel_all(self) -> None:
-        current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.loop.stop()
+    async def _cancel_ours(self, rounds: int = 5) -> None:
+        for _ in range(rounds):   # a cancelled job may start a late clean-up of its own
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def own(self) -> None:
+        """The running task is ours: ended with the runner."""
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _tick(self) -> None:
+        self.own()
         while True:
             await asyncio.sleep(TICK)
             for job in list(self.jobs):
                 job.check()
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.create_task(self._tick())
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.close()
 
     # -- the delivery thread ----------------------------------------------------------
 
