@@ -38,7 +38,7 @@ from agent_sandbox import events as ev
 from agent_sandbox import settings, tree
 from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
 from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
-from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model
+from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model, provider_notice
 from agent_sandbox.outputs import MANIFEST, write_manifest
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.settings import SettingError, setting
@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:  # ValueError: UnsafePath, a name clash
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    for note in notes + [provider_notice(args.model)]:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     env = {k: os.environ[k] for k in AGENT_SETTINGS if os.environ.get(k)}
     spec = RunSpec(job_id=job_id, workspace=workspace, results=output, instructions=args.instructions,
                    model=args.model, limits=limits, env=env, network=args.network,

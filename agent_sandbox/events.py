@@ -106,13 +106,30 @@ def parse_line(line: str | bytes, stream: str = "stdout") -> dict[str, Any]:
     if text.startswith("{"):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):   # a line nested past Python's recursion limit stays text
             obj = None
-        if (isinstance(obj, dict) and obj.get("v") == PROTOCOL_VERSION
-                and isinstance(obj.get("type"), str) and isinstance(obj.get("data", {}), dict)):
+        if (isinstance(obj, dict) and obj.get("v") == PROTOCOL_VERSION and isinstance(obj.get("type"), str)
+                and isinstance(obj.get("data", {}), dict) and shallow(obj["data"], MAX_DEPTH)):
             obj.setdefault("data", {})
             return obj
     return make_event(RAW, {"stream": stream, "text": text})
+
+
+MAX_DEPTH = 32   # nesting an event's data may have; deeper, the line is kept as text (it is stored and re-encoded)
+
+
+def shallow(value: Any, depth: int) -> bool:
+    """`value` nests at most `depth` levels of lists and dicts (checked without recursion)."""
+    todo = [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            if level >= depth:
+                return False
+            todo.extend((child, level + 1) for child in item if isinstance(child, (dict, list)))
+    return True
 
 
 class EventWriter:
@@ -129,14 +146,15 @@ class EventWriter:
         self._lock = threading.Lock()
 
     def emit(self, type: str, data: dict[str, Any] | None = None,
-             step: int | None = None) -> dict[str, Any]:
+             step: int | None = None, mirror: bool = True) -> dict[str, Any]:
+        """Write one event; `mirror=False` keeps it out of the mirror file (the relay's frames)."""
         with self._lock:
             self.seq += 1
             event = make_event(type, data, seq=self.seq, step=step)
             line = encode(event) + "\n"
             self.stream.write(line)
             self.stream.flush()
-            if self.mirror is not None:
+            if self.mirror is not None and mirror:
                 self.mirror.write(line)
                 self.mirror.flush()
         return event

@@ -14,6 +14,9 @@ from pathlib import Path, PurePosixPath
 # agent treats them as the lab's reference material, not as uploaded data. An upload can never
 # take this name (safe_name strips leading dots).
 REFERENCE_LIST = ".my_files"
+# A follow-up's workspace holds what the earlier jobs did, for its model: a file, since a
+# command line has a size limit (read by the agent; written by agent_sandbox.followup).
+PREVIOUS_SUMMARY = ".previous.md"
 MAX_NAME_CHARS = 1024  # a longer upload name, or a deeper one, is refused (the file system's own
 MAX_NAME_PARTS = 32    # limits would fail later, with a less useful error)
 _UNSAFE_CHARS = re.compile(r"[^\w.\- ()+,@=]", re.UNICODE)

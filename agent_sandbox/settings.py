@@ -29,10 +29,13 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")   # settings are dataclasses
 MB = 1024 * 1024
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -70,6 +73,14 @@ def setting(env: str | None, default: Any = dataclasses.MISSING, doc: str = "", 
 def megabytes(raw: str) -> int:
     """a number of megabytes"""  # (the error message says "expected <this docstring>")
     return int(float(raw) * MB)
+
+
+def executable(raw: str) -> str:
+    """the path of an executable file"""
+    path = os.path.expanduser(raw.strip())
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise ValueError(raw)
+    return path
 
 
 def split_list(raw: str) -> list[str]:

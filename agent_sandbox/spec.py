@@ -35,7 +35,8 @@ class Limits:
                            "(reserved on the host's disk while the run lasts)", above=0)
     max_steps: int = setting("AGENT_SANDBOX_MAX_STEPS", 40, "agent steps before it must stop", above=0)
     max_output_chars: int = setting("AGENT_SANDBOX_MAX_OUTPUT_CHARS", 20000,
-                                    "output kept per command, for the model and the log", above=0)
+                                    "output of a command the model gets (its head and its end) and the log "
+                                    "streams; all of it stays in a file in the sandbox", above=0)
     preview_bytes: int = setting("AGENT_SANDBOX_PREVIEW_BYTES", 5 * MB, "output files larger than this are "
                                  "flagged `large`: brought back, not previewed inline", shown="`5242880` (5 MB)")
     max_file_bytes: int = setting("AGENT_SANDBOX_MAX_FILE_BYTES", 2048 * MB, "largest single output file brought back",
@@ -46,7 +47,12 @@ class Limits:
     max_tokens: int = setting("AGENT_SANDBOX_MAX_TOKENS", 1_000_000, "model tokens (in + out) one job may "
                               "spend, counted by the host's relay; 0: no limit", above=-1)
     max_context_chars: int = setting("AGENT_SANDBOX_MAX_CONTEXT_CHARS", 200_000, "characters of conversation "
-                                     "an LLM agent sends per call (older outputs compacted)", above=0)
+                                     "an LLM agent sends per call (older outputs compacted; lower it for a "
+                                     "model with a small context window: ~3 characters a token)", above=0)
+    model_retries: int = setting("AGENT_SANDBOX_MODEL_RETRIES", 4, "retries of a model call that failed for a "
+                                 "passing reason (429, 5xx, a lost connection), by the model's SDK", above=-1)
+    model_timeout: float = setting("AGENT_SANDBOX_MODEL_TIMEOUT", 300.0, "seconds one model call may take in "
+                                   "all, its retries included (at most 600)", above=0)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Limits":
@@ -78,7 +84,8 @@ class RunSpec:
     # An API model's endpoint and key (agent_sandbox.relay.host.ModelAccess). It stays on
     # the host: the relay adds the key to the calls the agent asks for.
     model_access: Any = field(default=None, repr=False)
-    previous_summary: str = ""         # follow-up jobs: what the previous job did (its results are in /workspace/previous)
+    previous_summary: str = ""         # follow-up jobs: what the previous job did (the agent reads it from the
+    #                                    workspace's followup.SUMMARY_FILE; its results are in /workspace/previous)
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
@@ -101,12 +108,14 @@ class RunSpec:
                 "--command-timeout", str(self.limits.command_timeout),
                 "--max-output-chars", str(self.limits.max_output_chars),
                 "--max-context-chars", str(self.limits.max_context_chars),
+                "--model-retries", str(self.limits.model_retries),
+                "--model-timeout", str(self.limits.model_timeout),
                 "--limits", json.dumps(sandbox), "--limits-enforced", json.dumps(enforced or {})]
-        # One "--opt=value" word each: text starting with "-" stays text.
+        # One "--opt=value" word each: text starting with "-" stays text. The previous job's
+        # summary is not here (argv has a size limit): the agent reads it from the workspace
+        # (agent_sandbox.followup.SUMMARY_FILE).
         if self.instructions:
             args.append(f"--instructions={self.instructions}")
-        if self.previous_summary:
-            args.append(f"--previous-summary={self.previous_summary}")
         if self.network:
             args += ["--network"]
         return args

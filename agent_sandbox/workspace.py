@@ -15,7 +15,9 @@ from typing import BinaryIO, Iterable
 
 from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, safe_name, short_name
 
-DEFAULT_MY_FILES = Path(__file__).resolve().parent.parent / "my_files"
+# Relative to the working directory (the repository's my_files/ when run from its root, as
+# `make run` and `make demo` do): the library names no folder of its own checkout.
+DEFAULT_MY_FILES = Path("my_files")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 

@@ -8,7 +8,8 @@
 #    debootstrap when missing: no container registry is needed.
 # 2. The agent image (NAME default agent-sandbox:latest, the backend's
 #    AGENT_SANDBOX_DOCKER_IMAGE) is also tagged REPO:<content hash>, where the
-#    hash covers the Dockerfile, requirements.txt, agent_sandbox/ and the CA
+#    hash covers the Dockerfile, requirements.txt (the lock's sandbox packages,
+#    agent_sandbox/backends/sandbox-requirements.txt), agent_sandbox/ and the CA
 #    bundle; when that tag exists nothing is rebuilt, only NAME re-pointed.
 #
 # --ca-bundle FILE (or AGENT_SANDBOX_DOCKER_CA_BUNDLE): PEM certificates the
@@ -68,7 +69,8 @@ trap 'rm -rf "$context"' EXIT
 if [ -n "$DOCKERFILE" ]; then
     cp "$DOCKERFILE" "$context/Dockerfile"
 else
-    cp "$ROOT/docker/Dockerfile" "$ROOT/docker/requirements.txt" "$context/"
+    cp "$ROOT/docker/Dockerfile" "$context/"
+    cp "$ROOT/agent_sandbox/backends/sandbox-requirements.txt" "$context/requirements.txt"
     (cd "$ROOT" && tar -c --exclude=__pycache__ --exclude='*.pyc' agent_sandbox) | tar -C "$context" -x
 fi
 if [ -n "$CA_BUNDLE" ]; then cp "$CA_BUNDLE" "$context/extra-ca.crt"; else : >"$context/extra-ca.crt"; fi

@@ -52,6 +52,34 @@ def make_spec(tmp_path: Path, actions: list[dict], files: dict[str, bytes] | Non
                    model=kwargs.pop("model", "scripted"), env=env, limits=limits, **kwargs)
 
 
+# The lanes. `make test-fast` runs the tests in none of them: the unit tests, the local
+# backend's conformance tests, the web app's tests. A test is in a lane by its marker, else
+# by a word of its file's name or of a parameter's id, or by a fixture it uses.
+LANES = {   # lane: (words, fixtures)
+    "docker": (("docker",), {"docker_backend", "modal_docker_backend"}),
+    "modal": (("modal", "emulator"), {"modal_backend", "modal_docker_backend"}),
+    "browser": (("browser",), {"browser"}),
+    "agent": (("playbook", "llm_agent"), set()),   # whole agent runs on real datasets or SDKs
+    "dist": (("distribution",), set()),            # installs the distributions into new venvs
+}
+
+
+def lanes_of(item: pytest.Item) -> set[str]:
+    """The lanes a collected test belongs to (none: the fast lane)."""
+    words = {Path(str(item.fspath)).stem.lower()}
+    callspec = getattr(item, "callspec", None)
+    words |= {str(value).lower() for value in (callspec.params.values() if callspec else ())}
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return {lane for lane, (keys, names) in LANES.items()
+            if item.get_closest_marker(lane) or fixtures & names or any(k in w for k in keys for w in words)}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for lane in lanes_of(item) - {m.name for m in item.iter_markers()}:
+            item.add_marker(lane)
+
+
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()

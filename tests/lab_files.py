@@ -149,3 +149,75 @@ def plate_map_csv(path: Path, layout: dict[str, str]) -> None:
         w = csv.writer(f)
         w.writerow(["Well", "Sample"])
         w.writerows(sorted(layout.items()))
+
+
+def zwietering(hours: float, rate: float, lag: float, start: float = 0.01, top: float = 1.0) -> float:
+    """Cells as OD above the blank on the modified logistic of Zwietering et al. (1990): ln(N/N0) rises
+    to ln(top/start) with the maximum specific growth rate `rate` (per h), and the tangent at the
+    steepest point meets ln N0 at `lag` (h). The truth a growth fit should recover."""
+    a = math.log(top / start)
+    return start * math.exp(a / (1 + math.exp(4 * rate / a * (lag - hours) + 2)))
+
+
+def kinetic_plate(path: Path, reads: int = 97, interval_h: float = 0.25, blank_column: int = 12,
+                  no_growth: tuple[str, ...] = ("C5", "F9"), layout: bool = False, seed: int = 11,
+                  overflow: tuple[tuple[str, int], ...] = (), read_label: str = "Read 1:600") -> dict:
+    """A BioTek Gen5-style kinetic read of a 96-well plate: `Read 1:600` above `Time  T° 600  A1 ... H12`,
+    h:mm:ss times. Samples follow `zwietering` with known rates (0.4-1.2 /h) and lags (1-4 h) over a
+    0.09 medium background with +-0.002 read noise; column `blank_column` holds flat blanks; the
+    `no_growth` wells were inoculated (0.01 above the blank) but never grew. With `layout`, a Gen5
+    Layout grid names the samples (SPL1.., triplicates) and the blanks (BLK). The true lag is the
+    tangent lag as a scientist measures it: where the tangent at the steepest point meets ln of
+    the first reading above the blank (`lag` of the model plus the rise it already made at 0 h)."""
+    import random
+
+    rng = random.Random(seed)
+    hours = [k * interval_h for k in range(reads)]
+    wells = [f"{letter}{c}" for letter in ROWS for c in range(1, 13)]
+    rates, lags, series, names = {}, {}, {}, {}
+    for i, well in enumerate(wells):
+        c = int(well[1:])
+        background = [0.09 + rng.uniform(-0.002, 0.002) for _ in hours]
+        if c == blank_column:
+            series[well], names[well] = background, "BLK"
+            continue
+        names[well] = f"SPL{(i // 12) * 4 + (c - 1) // 3 + 1}"
+        if well in no_growth:
+            series[well] = [b + 0.01 for b in background]
+            continue
+        rates[well], model_lag = round(0.4 + 0.8 * ((i * 37) % 88) / 87, 4), round(1 + 3 * ((i * 53) % 88) / 87, 3)
+        lags[well] = model_lag + math.log(zwietering(0, rates[well], model_lag) / 0.01) / rates[well]
+        series[well] = [b + zwietering(h, rates[well], model_lag) for b, h in zip(background, hours)]
+    blanks = [w for w in wells if int(w[1:]) == blank_column]
+    lines = ["Software Version\t3.11.19", "Plate Number\tPlate 1", "Date\t5/1/2024", "Reader Type:\tSynergy H1", "",
+             "Procedure Details", "Set Temperature\tSetpoint 37°C",
+             f"Start Kinetic\tInterval {int(interval_h * 60)} min, {reads} Reads", ""]
+    if layout:
+        lines += ["Layout", "\t" + "\t".join(str(c) for c in range(1, 13))]
+        lines += [letter + "\t" + "\t".join(names[f"{letter}{c}"] for c in range(1, 13)) for letter in ROWS] + [""]
+    lines += [read_label, "", "\t".join(["Time", "T° 600"] + wells)]
+    overflow_at = dict(overflow)
+    for k, h in enumerate(hours):
+        seconds = round(h * 3600)
+        cells = [f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}", f"{37.0 + 0.1 * (k % 2):.1f}"]
+        cells += ["OVRFLW" if overflow_at.get(w) == k else f"{series[w][k]:.4f}" for w in wells]
+        lines.append("\t".join(cells))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"wells": wells, "hours": hours, "series": series, "rates": rates, "lags": lags, "blanks": blanks,
+            "no_growth": list(no_growth), "names": names, "top": 1.0}
+
+
+def long_growth_table(path: Path, reads: int = 49, interval_h: float = 0.5) -> dict:
+    """A long table (well, sample, time_min, od600): 24 wells of a 96-well plate, two of them media
+    blanks named in the sample column, the others growing with known rates."""
+    wells = [f"{letter}{c}" for letter in "ABCD" for c in range(1, 7)]
+    blanks = ["D5", "D6"]
+    rates = {w: round(0.5 + 0.03 * i, 3) for i, w in enumerate(wells) if w not in blanks}
+    lines = ["well,sample,time_min,od600"]
+    for w in wells:
+        for k in range(reads):
+            h = k * interval_h
+            od = 0.05 + 0.001 * ((k * 7 + len(w)) % 3 - 1) + (0 if w in blanks else zwietering(h, rates[w], 2.0))
+            lines.append(f"{w},{'media' if w in blanks else 'strain_' + w},{round(h * 60)},{od:.4f}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"wells": wells, "blanks": blanks, "rates": rates}

@@ -4,11 +4,15 @@ and the probe that looks for the model key inside the sandbox."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import threading
 import uuid
 from pathlib import Path
 
-from agent_sandbox.relay.host import ModelAccess
+from agent_sandbox import events as ev
+from agent_sandbox.relay import wire
+from agent_sandbox.relay.host import ModelAccess, ModelRelay
 from agent_sandbox.spec import Limits, RunSpec
 from tests.fake_llm import FakeLLM
 
@@ -32,11 +36,11 @@ def llm_spec(tmp_path: Path, fake: FakeLLM, instructions: str = "plot od by stra
     for name, data in (files or {"plate.csv": CSV}).items():
         (workspace / name).parent.mkdir(parents=True, exist_ok=True)
         (workspace / name).write_bytes(data)
-    env = {"AGENT_SANDBOX_MODEL_RETRIES": "2", **kwargs.pop("env", {})}
+    env = kwargs.pop("env", {})
     return RunSpec(job_id=kwargs.pop("job_id", uuid.uuid4().hex[:16]), workspace=workspace,
                    results=tmp_path / "results", instructions=instructions,
                    model=f"{fake.provider}:test-model",
-                   limits=limits or Limits(run_timeout=120, command_timeout=60, idle_timeout=60),
+                   limits=limits or Limits(run_timeout=120, command_timeout=60, idle_timeout=60, model_retries=2),
                    model_access=ModelAccess(fake.provider, "test-model", fake.base_url, fake.key),
                    env=env, **kwargs)
 
@@ -113,3 +117,36 @@ def probe_hits(events: list[dict]) -> tuple[int, set[str]]:
 
 def all_text_under(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file())
+
+
+class RelayClient:
+    """Talks to a ModelRelay as an agent would: request frames in, reply frames back."""
+
+    def __init__(self, relay: ModelRelay):
+        self.relay = relay
+        self.replies: dict[int, dict] = {}
+        self.lines: list[str] = []
+        self._frames = wire.Assembler()
+        self._got = threading.Condition()
+        relay.attach(self._line)
+
+    def _line(self, line: str) -> None:
+        with self._got:
+            self.lines.append(line)
+            done = self._frames.add(json.loads(line))
+            if done is not None:
+                self.replies[done[0]] = done[1]
+                self._got.notify_all()
+
+    def send(self, call_id: int, request: dict, step: int | None = None) -> None:
+        for data in wire.frames(call_id, request):
+            self.relay.handle({"type": ev.MODEL_REQUEST, "data": data, "step": step})
+
+    def wait(self, call_id: int, timeout: float = 10) -> dict:
+        with self._got:
+            assert self._got.wait_for(lambda: call_id in self.replies, timeout), f"no reply to {call_id}"
+            return self.replies[call_id]
+
+    def ask(self, call_id: int, request: dict, timeout: float = 10) -> dict:
+        self.send(call_id, request)
+        return self.wait(call_id, timeout)

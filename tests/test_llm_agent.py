@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from agent_sandbox.relay.host import ModelAccess, ModelRelay
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO
 from tests.fake_llm import FakeLLM, call, calls, error, finish, text
-from tests.llm_support import CSV, llm_spec, new_key
+from tests.llm_support import CSV, RelayClient, llm_spec, new_key
 
 PROVIDERS = ["openai", "anthropic"]
 
@@ -68,7 +67,8 @@ def test_unknown_model_is_one_clear_line(local, tmp_path, recorder):
 
 def test_unreachable_endpoint_is_one_clear_line(local, tmp_path, recorder):
     with FakeLLM("anthropic", [], key=new_key()) as fake:
-        spec = llm_spec(tmp_path, fake, env={"AGENT_SANDBOX_MODEL_RETRIES": "1"})
+        spec = llm_spec(tmp_path, fake, limits=Limits(run_timeout=120, command_timeout=60, idle_timeout=60,
+                                                      model_retries=1))
     # The server is closed now: nothing listens on its port.
     result = local.run(spec, recorder)
     assert result.status == ev.FAILED
@@ -123,7 +123,7 @@ def test_context_stays_within_budget_with_huge_outputs(local, tmp_path, recorder
     sizes = [len(json.dumps(r["body"]["messages"])) for r in fake.requests]
     assert max(sizes) < 12000 + 12000, sizes   # the budget plus the prompt and tool calls
     assert "characters cut" in fake.tool_results(1)
-    assert "[compacted to save context" in fake.tool_results(6)
+    assert "[output compacted to save context" in fake.tool_results(6)
 
 
 def test_an_instruction_the_data_cannot_support_is_said_so(local, tmp_path, recorder):
@@ -159,26 +159,19 @@ def test_without_instructions_the_playbook_runs_first(local, tmp_path, recorder)
 def test_relay_forwards_only_the_api_path_with_the_jobs_model(tmp_path):
     key = new_key()
     with FakeLLM("openai", [finish("ok"), finish("ok")], key=key) as fake:
-        events, lines = [], []
+        events = []
         relay = ModelRelay(ModelAccess("openai", "test-model", fake.base_url, key), 0,
                            lambda t, d: events.append((t, d)))
-        got = threading.Event()
-        relay.attach(lambda line: (lines.append(json.loads(line)), got.set()))
-
-        def ask(data):
-            got.clear()
-            relay.handle({"type": ev.MODEL_REQUEST, "data": data})
-            assert got.wait(10)
-            return lines[-1]
-
-        assert ask({"id": 1, "method": "POST", "path": "/files", "body": {}})["status"] == 403
-        assert ask({"id": 2, "method": "GET", "path": "/chat/completions", "body": {}})["status"] == 403
-        reply = ask({"id": 3, "method": "POST", "path": "/chat/completions",
-                     "headers": {"authorization": "Bearer stolen", "x-forwarded-for": "1.2.3.4"},
-                     "body": {"model": "gpt-most-expensive", "stream": True, "messages": []}})
-        assert reply["status"] == 200 and reply["id"] == 3
+        client = RelayClient(relay)
+        assert client.ask(1, {"method": "POST", "path": "/files", "body": {}})["status"] == 403
+        assert client.ask(2, {"method": "GET", "path": "/chat/completions", "body": {}})["status"] == 403
+        reply = client.ask(3, {"method": "POST", "path": "/chat/completions",
+                               "headers": {"authorization": "Bearer stolen", "x-forwarded-for": "1.2.3.4"},
+                               "body": {"model": "gpt-most-expensive", "stream": True, "n": 5, "logprobs": True,
+                                        "messages": [], "max_tokens": 100}})
+        assert reply["status"] == 200
     sent = fake.requests[0]
-    assert sent["body"]["model"] == "test-model" and "stream" not in sent["body"]
+    assert sent["body"] == {"model": "test-model", "messages": [], "max_tokens": 100}   # allow-listed, n dropped
     assert sent["headers"]["authorization"] == f"Bearer {key}" and "x-forwarded-for" not in sent["headers"]
     assert len(fake.requests) == 1 and events[-1][0] == ev.USAGE
 

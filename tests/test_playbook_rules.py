@@ -206,10 +206,13 @@ def test_growth_curve_with_elapsed_times_blanks_and_overflow(tmp_path):
     far = [f for f in findings(prof, "replicate_cv") if truth["far_replicate"] in f["wells"]]
     assert far and "SPL1" in far[0]["detail"]
     kinds = [p["kind"] for p in prof["plots"]]
-    assert {"growth_curves", "growth_curves_log", "growth_curves_by_row", "plate_heatmap"} <= set(kinds)
+    assert {"growth_curves", "growth_curves_log", "growth_by_sample", "growth_rate_heatmap",
+            "max_od_heatmap"} <= set(kinds)
     curves = plots_of(prof, "growth_curves")[0]
     assert curves["columns"] == ["time"] + [w.lower() for w in truth["wells"]]
     assert plots_of(prof, "growth_curves_log")[0]["log_scale"]
+    # the contaminated blank is left out of the blank and the blanks' rule names the Layout grid
+    assert prof["growth"]["blanks"]["kind"] == "plate map" and prof["growth"]["grown_blanks"] == [truth["contaminated"]]
     assert "histogram" not in [p["kind"] for p in prof["plots"] if p["columns"][0] in ("a1", "time")]
 
 
@@ -364,9 +367,12 @@ def test_findings_of_a_lab_table(tmp_path):
     (tmp_path / "lab.csv").write_text("\n".join(lines) + "\n")
     prof = profile(tmp_path / "out", analyze(tmp_path / "lab.csv", tmp_path / "out")["tables"][0])
     kinds = [f["kind"] for f in prof["findings"]]
-    assert kinds == sorted(kinds, key=["duplicate_rows", "constant_column", "mostly_missing", "missing_together",
-                                       "outliers", "negative_values", "saturated", "below_detection",
-                                       "blank_signal", "replicate_cv"].index)
+    # instrument problems first (a negative optical density), then the data's
+    assert kinds == sorted(kinds, key=["negative_values", "replicate_cv", "outliers", "missing_together",
+                                       "mostly_missing", "constant_column"].index)
+    assert [f["rank"] for f in prof["findings"]] == sorted(f["rank"] for f in prof["findings"])
+    assert findings(prof, "negative_values")[0]["severity"] == "instrument"
+    assert {f["severity"] for f in prof["findings"] if f["kind"] != "negative_values"} == {"data"}
     assert findings(prof, "constant_column", "instrument")[0]["detail"] == "every row with a value holds 'reader-1'"
     assert findings(prof, "mostly_missing", "note")[0]["rows"] == [8]
     together = findings(prof, "missing_together")
@@ -391,8 +397,10 @@ def test_report_opens_with_findings_and_a_table_of_contents(tmp_path):
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert md.index("- [Findings](#findings)") < md.index("## Findings") < md.index("## Tables")
     findings_part = md[md.index("## Findings"):md.index("## Tables")]
-    # identical rows come before saturated readings: ordered by importance across tables
-    assert findings_part.index("iris: identical rows") < findings_part.index("tecan: saturated readings in absorbance")
+    # grouped per table, the table with an instrument problem (saturation) before iris' identical rows
+    tecan, iris = findings_part.index("tecan (from tecan.csv):"), findings_part.index("iris (from iris.json):")
+    assert tecan < findings_part.index("- saturated readings in absorbance [instrument]") < iris
+    assert iris < findings_part.index("- identical rows [data]")
     assert '<h2 id="findings">Findings</h2>' in html and '<a href="#findings">' in html
     assert "| absorbance | " in md and "| culmen" not in md
     assert "- units.csv: reference only, not analysed as data" in md

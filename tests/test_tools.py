@@ -6,14 +6,24 @@ import time
 from agent_sandbox.agent.tools import command_env, run_command
 
 
-def test_output_is_captured_streamed_and_capped():
+def test_output_is_captured_streamed_and_capped(tmp_path):
+    """The head and the tail (where a failing command's error is) for the model; the first
+    max_chars live, then the end, in the log; all of it in a file."""
     seen = []
-    obs = run_command(["/bin/sh", "-c", "echo one; echo two >&2; sleep 0.3; seq 1 5000"], cwd="/", timeout=30,
-                      max_chars=100, on_output=lambda s, t: seen.append((s, t)))
-    assert obs.exit_code == 0 and obs.truncated and len(obs.output) == 100
-    assert "one\n" in obs.output and "two\n" in obs.output
+    full = tmp_path / "out" / "step-1.txt"
+    obs = run_command(["/bin/sh", "-c", "echo one; echo two >&2; sleep 0.3; seq 1 5000; echo boom >&2; exit 3"],
+                      cwd="/", timeout=30, max_chars=100, on_output=lambda s, t: seen.append((s, t)),
+                      full_output=full)
+    assert obs.exit_code == 3 and obs.truncated and obs.total_chars == 23906
+    head, marker, tail = obs.output.partition(f"\n[... {obs.elided:,} characters elided ...]\n")
+    assert marker and len(head) == 40 and 100 + obs.elided == obs.total_chars
+    # The end of stdout, and the error even when its thread read it before the last of stdout.
+    assert set(head.split()[:2]) == {"one", "two"} and "4999\n5000\n" in tail and tail.endswith("boom\n")
     assert {s for s, _ in seen} == {"stdout", "stderr"}
-    assert sum(len(t) for _, t in seen) == 100
+    live = "".join(t for _, t in seen)
+    assert "\n1\n2\n" in live[:20] and "characters not shown; the end:]" in live and live.endswith("boom\n")
+    assert len(live) < 100 + 60 + 80
+    assert full.read_text().count("\n") == 5003 and obs.full_output == str(full)
 
 
 def test_timeout_kills_the_process_group(tmp_path):

@@ -2,7 +2,10 @@
 
     python -m agent_sandbox.agent --workspace /workspace --outputs /outputs \
         [--instructions TEXT | --instructions-file F] [--model offline] \
-        [--max-steps N] [--command-timeout S]
+        [--max-steps N] [--command-timeout S] [--model-retries N] [--model-timeout S]
+
+A follow-up's summary of the earlier jobs is read from the workspace
+(paths.PREVIOUS_SUMMARY), not given as an argument: a command line has a size limit.
 
 The model proposes an action, the tool runs it in the workspace, the
 observation goes back to the model, until it finishes or the step limit.
@@ -17,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -31,10 +35,12 @@ from agent_sandbox.agent.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE,
 from agent_sandbox.paths import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
 from agent_sandbox.agent.tools import become_subreaper, run_command
-from agent_sandbox.paths import REFERENCE_LIST, reference_paths
+from agent_sandbox.paths import PREVIOUS_SUMMARY, REFERENCE_LIST, reference_paths
 
 MAX_LISTED_FILES = 500
 MAX_READ_CHARS = 20000   # most characters one read_file returns
+MAX_FREE_STEPS = 1000    # the agent's own steps (not the model's) a run may take besides max_steps
+OUTPUT_FILES = "agent-sandbox-output"   # folder in the sandbox's /tmp with each command's whole output
 
 
 def list_workspace(workspace: Path) -> list[dict]:
@@ -48,12 +54,20 @@ def list_workspace(workspace: Path) -> list[dict]:
             if full.is_symlink() or not full.is_file():
                 continue
             rel = full.relative_to(workspace).as_posix()
-            if rel == REFERENCE_LIST:
+            if rel in (REFERENCE_LIST, PREVIOUS_SUMMARY):
                 continue
             files.append({"path": rel, "size": full.stat().st_size, **({"reference": True} if rel in references else {})})
             if len(files) >= MAX_LISTED_FILES:
                 return files
     return files
+
+
+def previous_summary(workspace: Path) -> str:
+    """A follow-up's: what the earlier jobs did (the host wrote it into the workspace)."""
+    path = workspace / PREVIOUS_SUMMARY
+    if path.is_symlink() or not path.is_file():
+        return ""
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 class Agent:
@@ -74,17 +88,22 @@ class Agent:
         self.command_limits: CommandLimits | None = None   # held by the agent itself (--hold-limits)
 
     def run(self) -> tuple[str, str]:
-        """Returns (status, reason)."""
+        """Returns (status, reason). Only the model's steps count against max_steps; the
+        agent's own (Action.free: the playbook an LLM run starts with) do not."""
         from agent_sandbox.agent.models.llm import InvalidToolCall, ModelError
         self.setup()
-        for step in range(1, self.max_steps + 1):
+        used, step = 0, 0
+        while used < self.max_steps and step < self.max_steps + MAX_FREE_STEPS:
+            step += 1
             if self.stop.is_set():
                 return self.stopped()
             if self.channel is not None:
                 self.channel.step = step
+            self.task.steps_left = self.max_steps - used
             try:
                 action = self.model.next_action(self.task, self.history)
             except InvalidToolCall as exc:  # the model was told; the step is spent
+                used += 1
                 self.warn(step)
                 self.writer.emit(ev.WARNING, {"message": str(exc)}, step=step)
                 continue
@@ -94,6 +113,7 @@ class Agent:
             except Exception as exc:  # a model failure ends the run; it must be reported, not crash
                 self.writer.emit(ev.ERROR, {"message": f"model error: {exc}"}, step=step)
                 return ev.FAILED, f"model error: {type(exc).__name__}: {exc}"
+            used += 0 if action.free else 1
             self.warn(step)
             if action.thought:
                 plan = {"of": action.planned_steps} if action.planned_steps else {}
@@ -153,6 +173,7 @@ class Agent:
         counters = limit_watch.read_counters()
         obs = run_command(argv, cwd=self.task.workspace, timeout=timeout,
                           max_chars=self.max_output_chars, on_output=on_output, stop=self.stop,
+                          full_output=Path(tempfile.gettempdir(), OUTPUT_FILES, f"step-{step}.txt"),
                           limits=self.command_limits)
         held = self.command_limits.notes(obs.exit_code, obs.output) if self.command_limits else []
         for note in limit_watch.explain(counters, limit_watch.read_counters(), self.limits) + held:
@@ -217,7 +238,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--command-timeout", type=float, default=defaults.command_timeout)
     p.add_argument("--max-output-chars", type=int, default=defaults.max_output_chars)
     p.add_argument("--max-context-chars", type=int, default=defaults.max_context_chars)
-    p.add_argument("--previous-summary", default="", help="a follow-up job: what the previous job did")
+    p.add_argument("--model-retries", type=int, default=defaults.model_retries,
+                   help="retries of a failed model call (the SDK's)")
+    p.add_argument("--model-timeout", type=float, default=defaults.model_timeout,
+                   help="seconds one model call may take, retries included")
     p.add_argument("--network", action="store_true", help="the commands have outbound network")
     p.add_argument("--secrets-from-stdin", action="store_true",
                    help="read a JSON object of secrets (API keys) from the first line of stdin")
@@ -303,9 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         instructions = Path(args.instructions_file).read_text(encoding="utf-8")
     task = Task(instructions=instructions or DEFAULT_INSTRUCTIONS, workspace=str(Path(args.workspace)),
                 outputs=str(outputs), files=list_workspace(Path(args.workspace)), environment=environment,
-                max_steps=args.max_steps, network=args.network, previous=args.previous_summary)
+                max_steps=args.max_steps, network=args.network, previous=previous_summary(Path(args.workspace)))
     limits = {**args.limits, "max_steps": args.max_steps, "command_timeout": args.command_timeout,
-              "max_output_chars": args.max_output_chars, "max_context_chars": args.max_context_chars}
+              "max_output_chars": args.max_output_chars, "max_context_chars": args.max_context_chars,
+              **({"model_retries": args.model_retries, "model_timeout": args.model_timeout}
+                 if args.model.partition(":")[0] in ("openai", "anthropic") else {})}
     writer.emit(ev.RUN_STARTED, {**environment_details(environment), "model": args.model,
                                  "limits": limits, "limits_enforced": args.limits_enforced,
                                  "instructions": task.instructions,
@@ -331,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         # Model calls go to the host as events; its replies come back on our stdin.
         from agent_sandbox.relay.agent import RelayChannel
         agent.channel = RelayChannel(writer, sys.stdin)
-        model.connect(agent.channel, args.max_context_chars)
+        model.connect(agent.channel, args.max_context_chars, args.model_retries, args.model_timeout)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     status, reason = agent.run()
     if environment == MODAL and (problem := sync_outputs(str(outputs))):   # v2 volumes sync at the end, or now

@@ -49,7 +49,10 @@ RLIMIT_NPROC_NOTE = "RLIMIT_NPROC, counted in the jail's own user namespace"
 class LocalConfig:
     bwrap: str = setting(None, factory=lambda: shutil.which("bwrap") or "",
                          doc="path of bubblewrap; empty if missing")
-    python: str = setting(None, sys.executable, "the Python that runs the agent inside the jail")
+    python: str = setting("AGENT_SANDBOX_LOCAL_PYTHON", sys.executable,
+                          "the Python that runs the agent inside the jail (an environment with the "
+                          "`sandbox` extra, e.g. a venv of its own)", parse=settings.executable,
+                          shown="the one running the library")
     allow_unsandboxed: bool = setting("AGENT_SANDBOX_ALLOW_UNSANDBOXED", False,
                                       "let the local backend run without bubblewrap (unsafe; every run warns; never as root)",
                                       shown="off")

@@ -1,10 +1,10 @@
 """The image the agent runs in on Modal: its recipe, built (or found) once.
 
-The recipe is `debian_slim` + the agent's runtime packages at pinned versions
-(the same releases as docker/requirements.txt and the tests, so every build
-gives the same sandbox) + any extra packages + the agent's own source, copied
-into a layer; then, per job, its workspace as a mount: local files last, as
-Modal requires.
+The recipe is `debian_slim` + the agent's runtime packages at the versions of
+the project's lock (agent_sandbox.backends.packages: the same releases as the
+Docker image and the tests, so every build gives the same sandbox) + any extra
+packages + the agent's own source, copied into a layer; then, per job, its
+workspace as a mount: local files last, as Modal requires.
 
 Modal builds an image remotely the first time a sandbox asks for it: minutes
 with no word in our logs, and no way to cancel it. So a process builds (or,
@@ -26,21 +26,24 @@ from typing import TYPE_CHECKING
 import modal
 from modal._output.manager import DisabledOutputManager, OutputManager
 
+from agent_sandbox.backends import packages
+
 if TYPE_CHECKING:
     from agent_sandbox.backends.modal import ModalConfig
     from agent_sandbox.spec import RunSpec
 
-# What the agent needs inside the sandbox, pinned (tests check docker/requirements.txt agrees).
-# The model SDKs too: an API model runs its official SDK inside, over the host's relay.
-RUNTIME_PACKAGES = ("duckdb==2.0.1", "pandas==3.1.1", "pyarrow==26.0.1", "openpyxl==3.1.5",
-                    "matplotlib==3.11.2", "numpy==2.4.6", "pillow==13.0.0",
-                    "openai==3.57.0", "anthropic==2.14.0", "httpx2==2.16.2", "pydantic==2.14.4")
 log = logging.getLogger(__name__)
 
 _images: dict[tuple, tuple[modal.Image, modal.Image]] = {}
 _built: dict[tuple, str] = {}   # the id of each recipe's image once built (or found) in this process
 _building: dict[tuple, asyncio.Future] = {}   # a build the runner's jobs wait for together
 _lock = threading.Lock()
+
+
+def runtime_packages(config: ModalConfig) -> tuple[str, ...]:
+    """What the agent needs inside the sandbox, at the lock's versions for the image's Python.
+    The model SDKs too: an API model runs its official SDK inside, over the host's relay."""
+    return packages.pinned(config.python_version)
 
 
 def _key(config: ModalConfig) -> tuple:
@@ -83,7 +86,7 @@ def _pair(config: ModalConfig) -> tuple[modal.Image, modal.Image]:
     with _lock:
         if _key(config) not in _images:
             remote = (modal.Image.debian_slim(python_version=config.python_version)
-                      .pip_install(*RUNTIME_PACKAGES, *config.extra_packages))
+                      .pip_install(*runtime_packages(config), *config.extra_packages))
             _images[_key(config)] = remote, remote.add_local_python_source("agent_sandbox", copy=True)
         return _images[_key(config)]
 
@@ -96,7 +99,7 @@ def build(config: ModalConfig, app: modal.App) -> str:
     image = base_image(config)
     started = time.monotonic()
     log.info("Modal image: building or looking up debian_slim (Python %s) + %s", config.python_version,
-             " ".join([*RUNTIME_PACKAGES, *config.extra_packages]))
+             " ".join([*runtime_packages(config), *config.extra_packages]))
     previous = OutputManager.get()
     OutputManager._set(_BuildLog())
     try:

@@ -97,7 +97,8 @@ class RunMonitor:
         self._stdin_lock = threading.Lock()
         # An API model's endpoint and key: the spec's, else this process's environment.
         access = spec.model_access or ModelAccess.from_env(spec.model, dict(os.environ))
-        self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit) if access is not None else None
+        self.relay = ModelRelay(access, spec.limits.max_tokens, self.emit, spec.limits.model_timeout) \
+            if access is not None else None
 
     # -- events ---------------------------------------------------------------
 
@@ -182,6 +183,8 @@ class RunMonitor:
     def run(self, sandbox: Sandbox) -> RunResult:
         if not self.spec.workspace.is_dir():
             return self.fail(f"workspace {self.spec.workspace} does not exist")
+        if self.relay is not None and (problem := self.relay.access.problem()):
+            return self.fail(problem)   # a missing key or a malformed endpoint: before any sandbox
         try:
             try:
                 sandbox.create(self)

@@ -13,8 +13,8 @@ from web_helpers import CHROMIUM_ARGS, Server
 def start_server(tmp_path):
     servers: list[Server] = []
 
-    def start(root: Path | None = None, open_files: int | None = None, **env) -> Server:
-        server = Server(root or tmp_path / f"srv{len(servers)}", {k: str(v) for k, v in env.items()}, open_files)
+    def start(root: Path | None = None, open_files: int | None = None, kind: type[Server] = Server, **env) -> Server:
+        server = kind(root or tmp_path / f"srv{len(servers)}", {k: str(v) for k, v in env.items()}, open_files)
         servers.append(server.start())
         return server
 
@@ -40,3 +40,22 @@ def browser():
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster for the session (tests/postgres.py), like dockerd."""
+    from tests.postgres import MISSING, PostgresCluster, binaries
+
+    if binaries() is None:
+        pytest.skip(MISSING)
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """Where a test's job store lives: a SQLite file, then a fresh PostgreSQL database (its URL)."""
+    if request.param == "sqlite":
+        return tmp_path / "jobs.sqlite3"
+    return request.getfixturevalue("postgres_cluster").new_database()

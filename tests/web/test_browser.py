@@ -56,11 +56,13 @@ def test_upload_watch_live_and_get_results(start_server, browser):
     page.set_input_files("#file-input", str(PENGUINS))
     # and a second file by drag and drop
     drop = page.evaluate_handle("""() => { const dt = new DataTransfer();
-        dt.items.add(new File(['measured at station B'], 'notes.txt', {type: 'text/plain'})); return dt; }""")
+        dt.items.add(new File(['station,temp\\nB,4.5\\n'], 'stations.csv', {type: 'text/csv'})); return dt; }""")
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": drop})
     expect(page.locator("#file-list li")).to_have_count(2)
-    page.fill("#instructions", "Compare body mass by species")
     page.select_option("select[name=model]", model)
+    # Neither model reads written instructions: the form offers the offline analysis's options instead.
+    expect(page.locator("#instructions")).to_be_hidden()
+    page.check("input[name=option][value=drop_duplicates]")
     if model == "scripted":  # the scripted model reads its actions from this form field
         page.evaluate("""(s) => { const i = document.createElement('input'); i.type = 'hidden';
             i.name = 'script'; i.value = s; document.getElementById('upload-form').appendChild(i); }""",

@@ -4,6 +4,7 @@ import io
 import json
 import zipfile
 
+from frontend import render
 from frontend import results as res
 from frontend import results_page
 
@@ -26,7 +27,8 @@ def test_report_html_gets_listed_images_embedded_and_a_viewport(tmp_path):
     html = ('<html><head><title>r</title></head><body><img src="t/plots/a.png"><img alt=x src=\'t/plots/a.png\'>'
             '<img src="../secret.png"><img src="big.png"><img src="https://example.org/x.png"></body></html>')
     manifest = write(results, {"report.html": html.encode(), "t/plots/a.png": PNG, "big.png": PNG * 100})
-    out = res.self_contained_html(results, manifest, "report.html", max_image_bytes=5000).decode()
+    images = {f["path"]: f["size"] for f in manifest["files"]}
+    out = render.self_contained_html(html, "report.html", render.image_loader(results, images, 5000))
     assert out.count("data:image/png;base64,") == 2
     assert 'src="../secret.png"' in out and 'src="big.png"' in out and "https://example.org/x.png" in out
     assert out.index('name="viewport"') < out.index("<title>")
@@ -49,7 +51,7 @@ def test_results_grouped_by_table_with_working_files_hidden(tmp_path):
     assert [p["title"] for p in t["plots"]] == ["hist of x"]
     assert [d["path"] for d in t["downloads"]] == ["t/t.csv", "t/t.profile.json"]
     assert t["preview"]["column_info"][0] == {"name": "x", "type": "integer", "unit": "mM", "numeric": True}
-    assert view["findings"] == [dict(profile["findings"][0], table="t")]
+    assert [(f["kind"], f["detail"], f["table"], f["count"]) for f in view["findings"]] == [("outlier", "9 is high", "t", 1)]
     assert [f["path"] for f in view["folded"]] == ["scripts/a.py"]
     assert [f["path"] for f in view["images"]] == ["loose.png"]
     assert [f["path"] for f in view["others"]] == ["report.md"]
@@ -70,8 +72,23 @@ def test_a_rendered_report_keeps_its_table_of_contents_working():
     titles = ["Findings", "Table penguins (raw)", "Columns", "Table iris", "Columns"]
     text = "# Report\n\n## Contents\n\n" + "".join(f"- [{t}](#{slug(t)})\n" for t in titles[:3])
     text += "- [Columns](#columns-1)\n" + "".join(f"\n## {t}\n\nbody\n" for t in titles)
-    out = res.render_markdown(text, "report.md", lambda p: "/out/" + p)
+    out = render.render_markdown(text, "report.md", lambda p: "/out/" + p)
     ids = set(re.findall(r'<h\d id="([^"]+)"', out))
     links = re.findall(r'href="#([^"]+)"', out)
     assert len(links) == 4 and set(links) <= ids, (links, ids)
-    assert all(i.startswith(res.HEADING_ID_PREFIX) for i in ids)
+    assert all(i.startswith(render.HEADING_ID_PREFIX) for i in ids)
+
+
+def test_report_html_is_read_as_a_browser_reads_it_and_otherwise_left_as_written():
+    from frontend.htmltags import start_tags
+    png = lambda p: ("image/png", b"PNG") if p == "a.png" else None  # noqa: E731
+    text = ('<!doctype html><HEAD><Meta NAME="Viewport" content="x"></HEAD><!-- <img src="a.png"> -->'
+            '<script>document.write("<img src=a.png>")</script><img\nsrc = a.png alt="&quot;>">'
+            "<p title='<img src=a.png>'>x</p><img src=\"a.png\" src=\"b.png\"><img src=\"a.png")
+    out = render.self_contained_html(text, "report.html", png)
+    assert out.count("data:image/png") == 2, out              # not in a comment, a script or an attribute
+    assert "<meta name" not in out and 'content="x"' in out   # it has a viewport: none added
+    assert out.endswith('<img src="a.png') and out.startswith("<!doctype html><HEAD>")   # an open tag ends it
+    assert [t.name for t in start_tags(text)] == ["head", "meta", "script", "img", "p", "img"]
+    plain = render.self_contained_html("<p>hi", "r.html", png)
+    assert plain.startswith(render.PHONE_STYLE) and plain.endswith("<p>hi")

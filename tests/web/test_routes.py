@@ -87,7 +87,7 @@ def test_a_job_runs_and_its_results_are_served(app):
     assert {f["path"] for f in manifest["files"]} == {"clean.csv", "report.md"}
     csv = alice.get(f"/api/jobs/{job['id']}/outputs/clean.csv")
     assert csv.status_code == 200 and csv.data == b"sample,value\nA,1.5\n"
-    assert alice.get(f"/api/jobs/{job['id']}/preview/clean.csv").json["rows"] == [["A", "1.5"]]
+    assert alice.get(f"/api/jobs/{job['id']}/preview/clean.csv").json["rows"] == [["A", 1.5]]  # typed, as the table views
 
 
 def test_two_owners_cannot_see_each_others_jobs(app):
@@ -152,7 +152,7 @@ def test_bad_uploads_are_refused_clearly(app):
 
 
 def test_trusted_user_header_names_the_owner(make_app):
-    app = make_app(trusted_user_header="X-Forwarded-User")
+    app = make_app(trusted_user_header="X-Forwarded-User", trusted_proxies=["127.0.0.1"])  # the test client's
     laptop, phone = Visitor(app, **{"X-Forwarded-User": "alice"}), Visitor(app, **{"X-Forwarded-User": "alice"})
     bob, anonymous = Visitor(app, **{"X-Forwarded-User": "bob"}), Visitor(app)
     job = laptop.run()

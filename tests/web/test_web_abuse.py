@@ -71,7 +71,7 @@ def stream_status(server, owner: Client, job_id: str, source: str = "127.0.0.1")
 
 
 def test_event_streams_are_capped_per_owner_and_per_address_and_everyone_else_is_served(start_server):
-    server = start_server()
+    server = start_server(APP_MAX_STREAMS_PER_LINK=1000)   # (its own cap: tests/hostile/test_web_streams.py)
     owner = server.client()
     job = owner.submit(HANG).json()
     owner.wait_for_event(job["id"], lambda f: f["event"] == "output")
@@ -217,7 +217,8 @@ def test_anonymous_visitors_of_one_address_share_a_cap_and_new_identities_are_ra
 
 
 def test_named_users_count_per_user_not_per_address(start_server):
-    server = start_server(APP_WORKERS=1, APP_TRUSTED_USER_HEADER="X-User", APP_MAX_ACTIVE_PER_OWNER=5)
+    server = start_server(APP_WORKERS=1, APP_TRUSTED_USER_HEADER="X-User", APP_TRUSTED_PROXIES="127.0.0.2",
+                          APP_MAX_ACTIVE_PER_OWNER=5)  # the users' proxy is at 127.0.0.2
     for user in ("ann", "bob", "cy"):  # 15 jobs from one address: more than its anonymous cap of 10
         c = Client(server.base, {"X-User": user}, source="127.0.0.2")
         assert [c.submit(HANG).status_code for _ in range(5)] == [201] * 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 import zipfile
 
@@ -81,10 +82,10 @@ def test_upload_stream_results(server):
         "Content-Disposition"].startswith("attachment")
 
     preview = c.get(f"/api/jobs/{job['id']}/preview/clean.csv").json()
-    assert preview["columns"] == ["sample", "value"] and preview["rows"] == [["A", "1.5"], ["B", "2.5"]]
+    assert preview["columns"] == ["sample", "value"] and preview["rows"] == [["A", 1.5], ["B", 2.5]]  # typed
     preview = c.get(f"/api/jobs/{job['id']}/preview/clean.parquet").json()
     assert preview["columns"] == ["sample", "value"] and preview["total_rows"] == 3
-    assert preview["rows"][2] == ["C", "3.5"]
+    assert preview["rows"][2] == ["C", 3.5]
     assert manifest["skipped"][0]["path"] == "passwd-link" and "symlink" in manifest["skipped"][0]["reason"]
     assert c.get(f"/api/jobs/{job['id']}/outputs/passwd-link").status_code == 404
 
@@ -93,7 +94,7 @@ def test_upload_stream_results(server):
     assert "Content-Length" not in z.headers, "the zip is streamed"
     with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
         names = zf.namelist()
-        prefix = f"job-{job['id']}/"
+        prefix = re.search(r'filename="(.+)\.zip"', z.headers["Content-Disposition"]).group(1) + "/"  # the job's name
         assert prefix + "manifest.json" in names
         for path, entry in paths.items():
             assert hashlib.sha256(zf.read(prefix + path)).hexdigest() == entry["sha256"]

@@ -56,7 +56,7 @@ def test_both_delivery_paths_send_the_same_bytes(tmp_path):
     A viewer cannot tell them apart: same status, headers (the app's after_request
     included) and body."""
     settings = Settings(data_dir=tmp_path, secret_key="feed-test", trusted_user_header="X-User",
-                        poll_seconds=0.05)
+                        trusted_proxies=["127.0.0.1"], poll_seconds=0.05)
     settings.resolve()
     app = create_app(settings, run_jobs=False)
     store = app.extensions["jobs"].store

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 from frontend.store import JobStore
@@ -55,26 +54,6 @@ def test_restart_marks_running_jobs_interrupted_and_runs_queued_ones(start_serve
     assert c.get(f"/api/jobs/{queued['id']}/outputs/after.txt").text == "ran after restart"
     history = [j["id"] for j in c.get("/api/jobs").json()["jobs"]]
     assert history == [queued["id"], running["id"]], "history survives, newest first"
-
-
-def test_store_numbers_events_contiguously_under_concurrent_writers(tmp_path):
-    store = JobStore(tmp_path / "jobs.sqlite3")
-    store.create_job({"id": "job1", "owner": "o", "backend": "local", "model": "offline"})
-
-    def writer(n):
-        for i in range(50):
-            store.append_event("job1", {"type": "raw", "data": {"text": f"{n}-{i}"}})
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    events = list(store.iter_events("job1"))
-    assert [e["seq"] for e in events] == list(range(1, 201))
-    assert sorted(e["data"]["text"] for e in events) == sorted(f"{n}-{i}" for n in range(4) for i in range(50))
-    again = JobStore(tmp_path / "jobs.sqlite3")  # migrations run once; reopening keeps the data
-    assert again.get_job("job1")["last_seq"] == 200
 
 
 def test_a_second_process_serves_streams_submits_and_cancels(start_server, tmp_path):

@@ -127,7 +127,7 @@ def test_keyboard_only_upload_and_submit(app, browser, viewport):
 # -- 3. upload progress and limits -------------------------------------------------------
 
 def test_upload_progress_with_speed_time_left_and_cancel(app, browser, tmp_path):
-    big = tmp_path / "scan.bin"
+    big = tmp_path / "scan.csv"
     big.write_bytes(os.urandom(12 * 1024 * 1024))
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
@@ -259,10 +259,16 @@ def test_sample_job_results_by_table_and_every_image_loads(app, browser):
     assert n_plots >= 2
     assert group.locator("table.preview").count() == 1, "CSV and Parquet of a table: one preview"
     expect(group.locator("table.preview th").first).to_contain_text("text")  # column types
-    absorbance = group.locator("th", has_text="absorbance")
-    absorbance.locator("button").click()
-    values = [float(v) for v in group.locator("tbody tr td:nth-child(4)").all_inner_texts() if v]
-    assert values == sorted(values) and absorbance.get_attribute("aria-sort") == "ascending"
+    # A header sorts the whole table on the server (the explorer), largest first for numbers.
+    group.locator("th", has_text="absorbance").locator("a.sort").click()
+    page.wait_for_url(re.compile(r"/tables/plate_reader\?sort=-absorbance"))
+    column = page.locator("table.explore thead th").all_inner_texts().index(
+        next(t for t in page.locator("table.explore thead th").all_inner_texts() if t.startswith("absorbance")))
+    values = [float(v) for v in page.locator(f"table.explore tbody tr td:nth-child({column + 1})").all_inner_texts()
+              if v and v != "missing"]
+    assert values == sorted(values, reverse=True) and len(values) > 20
+    assert page.get_attribute("th[aria-sort=descending]", "scope") == "col"
+    page.go_back()
     expect(page.locator("details.folded summary")).to_contain_text("Scripts to reproduce")
     assert not page.locator("details.folded").evaluate("d => d.open")
     assert images_loaded(page) == []
@@ -311,7 +317,7 @@ def test_findings_plots_units_partial_and_no_internal_files(app, browser):
     results = page.locator("#results")
     expect(results.locator("h2 .badge.partial")).to_have_text("partial")
     expect(results.locator(".partial-note")).to_contain_text("the run failed")
-    expect(results.locator(".summary .findings")).to_contain_text("outlier assay.od: 0.99 is far above the rest (1 row)")
+    expect(results.locator(".summary .findings")).to_contain_text("data: outlier assay.od: 0.99 is far above the rest (1 row)")
     group = page.locator("#table-assay")
     expect(group.locator("h3")).to_contain_text("from assay.xlsx")
     expect(group.locator(".findings li")).to_have_count(1)

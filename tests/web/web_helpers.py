@@ -56,7 +56,12 @@ class Server:
                "APP_ENV_FILE": str(self.root / "no.env"), "APP_MODELS": "scripted,offline",
                "APP_HEARTBEAT_SECONDS": "1", "APP_WORKERS": "2", "APP_MAX_ACTIVE_PER_OWNER": "20",
                "APP_MAX_ACTIVE_PER_ADDRESS": "100",  # the tests visit from one address; test_web_abuse lowers it
-               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1", **self.env}
+               # Their many jobs at once would each reserve 2 GB of results; tests/hostile sets a quota.
+               "APP_MAX_STORAGE_MB_PER_OWNER": "0",
+               "APP_SERVER_THREADS": "16", "PYTHONUNBUFFERED": "1",
+               # the repository's, as `make run` has them (the defaults are relative to the server's folder)
+               "AGENT_SANDBOX_MY_FILES": str(REPO / "my_files"),
+               "APP_SAMPLE_FILE": str(REPO / "samples" / "plate_reader.csv"), **self.env}
         self.log = open(self.root / f"server-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--port", str(self.port)],
                                      cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -86,7 +91,7 @@ class Server:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def restart_on_same_data(self) -> "Server":
-        again = Server(self.root, self.env)
+        again = type(self)(self.root, self.env)
         return again.start()
 
     def read_log(self) -> str:
@@ -94,6 +99,31 @@ class Server:
 
     def client(self, source: str | None = None, **headers) -> "Client":
         return Client(self.base, headers, source)
+
+
+class Runner(Server):
+    """`python -m frontend --role runner` in the same kind of folder: it runs jobs and has no port
+    (`port` only names its log); ready once it says so in its log."""
+
+    def start(self) -> "Runner":
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "APP_DATA_DIR": str(self.root / "outputs"),
+               "APP_DATABASE": str(self.root / "outputs" / "jobs.sqlite3"),
+               "APP_ENV_FILE": str(self.root / "no.env"), "APP_MODELS": "scripted,offline",
+               "APP_WORKERS": "2", "PYTHONUNBUFFERED": "1", **self.env}
+        self.log = open(self.root / f"server-{self.port}.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "frontend", "--role", "runner"], cwd=self.root,
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while "this process runs jobs as runner" not in self.read_log():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"runner did not start: {self.read_log()}")
+            time.sleep(0.1)
+        return self
+
+    def holder(self) -> str:
+        """The runner id it holds job leases under (in each job's `runner`)."""
+        return self.read_log().split("this process runs jobs as runner ", 1)[1].split()[0]
 
 
 class SourceAddress(requests.adapters.HTTPAdapter):

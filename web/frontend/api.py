@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import secrets
@@ -16,10 +15,14 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnav
 from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
+from frontend import reports
 from frontend import results as res
+from frontend.choices import UnknownOption, instructions_applied, with_options
 from frontend.guard import RETRY_AFTER, QuietLog
 from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
+from frontend.readable import Unreadable, check_uploads
 from frontend.sse import SSE_HEADERS
+from frontend.storage import InsufficientStorage, disk_bytes, storage
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -60,6 +63,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
         "started": job["started"], "finished": job["finished"],
         "duration": round(end - job["started"], 3) if end and job["started"] else None,
         "backend": job["backend"], "model": job["model"], "instructions": job["instructions"],
+        "instructions_applied": instructions_applied(job["model"], job["instructions"]),
         "files": job["files"], "limits": job["limits"], "reason": job["reason"],
         "error": job["error"], "exit_code": job["exit_code"], "events": job["last_seq"],
         "queue_position": store.queue_position(job), "parent": job["parent"] or None,
@@ -68,6 +72,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
                  "events": url_for("api.job_events", job_id=job["id"]),
                  "outputs": url_for("api.job_outputs", job_id=job["id"]),
                  "zip": url_for("api.job_zip", job_id=job["id"]),
+                 "tables": url_for("explore.tables_json", job_id=job["id"]),
                  "follow_up": url_for("manage.follow_up", job_id=job["id"])},
     }
 
@@ -120,6 +125,11 @@ def create_job():
     if reason := svc.executor.admission_error(owner, address):
         _drain_body()
         raise TooManyJobs(reason)
+    try:
+        storage().check_room(owner)   # the owner's quota on disk
+    except InsufficientStorage:
+        _drain_body()
+        raise
     form = request.form  # parses the body: files stream to capped temp files
     backend = form.get("backend") or s.default_backend
     model = form.get("model") or s.default_model
@@ -127,6 +137,11 @@ def create_job():
         raise BadRequest(f"backend {backend!r} is not allowed here; choose one of {', '.join(s.backends)}")
     if model not in s.models:
         raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    try:  # the offline analysis's options (checkboxes) become the instruction lines it recognises
+        instructions = with_options(form.get("instructions", "")[:20000], form.getlist("option"))
+        check_uploads(request.files.getlist("files"))  # before a workspace, a job or a sandbox exists
+    except (UnknownOption, Unreadable) as exc:
+        raise BadRequest(str(exc)) from None
     env = {}
     if model.partition(":")[0] == "scripted" and form.get("script"):
         env["AGENT_SCRIPT"] = _script(form["script"])
@@ -136,6 +151,7 @@ def create_job():
     try:
         files = save_uploads(request.files.getlist("files"), workspace, s.my_files, s.max_files,
                              s.max_file_bytes, notes)
+        limits = storage().job_limits(owner, disk_bytes(workspace))   # results cut to what the quota leaves
     except UploadError as exc:
         shutil.rmtree(workspace, ignore_errors=True)
         raise BadRequest(str(exc)) from None
@@ -143,8 +159,8 @@ def create_job():
         shutil.rmtree(workspace, ignore_errors=True)
         raise
     job = svc.executor.submit({"id": job_id, "owner": owner, "address": address, "backend": backend, "model": model,
-                               "instructions": form.get("instructions", "").strip()[:20000],
-                               "files": files, "limits": s.limits.to_dict(), "env": env}, notes)
+                               "instructions": instructions,
+                               "files": files, "limits": limits, "env": env}, notes)
     if job is None:
         shutil.rmtree(workspace, ignore_errors=True)
         raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
@@ -195,11 +211,12 @@ def job_events(job_id):
         raise BadRequest("Last-Event-ID / after must be an event number") from None
     svc = services()
     owner, address = current_owner(), client_address()
-    if refused := svc.streams.acquire(owner, address):  # caps per owner, per address, in all
+    link = (shared_token(job["id"]) or "") if g.shared_view else ""
+    if refused := svc.streams.acquire(owner, address, link):  # caps per owner, address, share link, in all
         status, why = refused
         quiet.log(logging.WARNING, "refusing live logs (%s): %s", address, why, key=why[:40])
         raise (TooManyRequests if status == 429 else ServiceUnavailable)(why, retry_after=RETRY_AFTER)
-    release = svc.streams.releaser(owner, address)
+    release = svc.streams.releaser(owner, address, link)
     handoff = request.environ.get("frontend.handoff")
     if handoff is not None:
         # Our server: it sends these headers (after_request has added its own), then
@@ -248,14 +265,13 @@ def job_output_file(job_id, path):
         raise NotFound(f"no output file {path!r} in this job")
     preview_bytes = job_limits(job).preview_bytes
     kind = res.content_type(path)
-    attach = bool(request.args.get("download"))
+    attach = bool(request.args.get("download")) or kind == res.DOWNLOAD
+    source = full
     if path.lower().endswith((".html", ".htm")) and full.stat().st_size <= preview_bytes:
         # Self-contained (plots embedded, phone viewport): it still works sandboxed and downloaded.
-        body = io.BytesIO(res.self_contained_html(results, manifest, path, preview_bytes))
-        resp = send_file(body, mimetype=kind, as_attachment=attach, download_name=full.name, max_age=0)
-    else:
-        resp = send_file(full, mimetype=kind, as_attachment=attach, download_name=full.name,
-                         conditional=True, max_age=0)
+        source = reports.renderer().html(job["id"], results, manifest, path, preview_bytes).path or full
+    resp = send_file(source, mimetype=kind, as_attachment=attach, download_name=full.name,
+                     conditional=True, max_age=0)
     resp.headers["Content-Type"] = kind  # as is: send_file would add a second charset to text types
     resp.headers["Content-Security-Policy"] = res.CSP_SANDBOX
     return resp
@@ -281,6 +297,6 @@ def job_zip(job_id):
     manifest = res.load_manifest(results)
     if manifest is None:
         abort(409, "this job has no results yet")
-    name = f"job-{job['id']}"
+    name = res.zip_name(display_name(job), job["id"])
     return Response(res.stream_zip(results, manifest, name), mimetype="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+                    headers={"Content-Disposition": res.attachment(name + ".zip")})

@@ -3,9 +3,12 @@
     app = create_app()              # settings from the environment
     app = create_app(settings)      # tests build their own Settings
 
-One process per database runs the jobs: the one holding its runner lease
-(frontend/lease.py; the executor lives here); any process sharing the
-database serves pages, the API and event streams.
+    executor = create_runner(settings)   # `--role runner`: jobs only, no pages
+
+A process of role `all` (the default) serves pages, the API and event streams
+and runs jobs; any number of processes of each role may share one database
+(SQLite on one machine, PostgreSQL on many): each running job is leased by
+the runner that claimed it (frontend/lease.py).
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from agent_sandbox.events import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
-from frontend.feed import FeedHub
+from frontend.explore import explore
+from frontend.feed import FeedHub, NoViewers
 from frontend.guard import RETRY_AFTER, Networks, QuietLog, RateLimit, StreamQuota
+from frontend.history import history
 from frontend.identity import check_csrf, csrf_token
 from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
+from frontend.storage import Storage
 from frontend.store import JobStore
-from frontend.uploads import UploadRequest, too_large
+from frontend.uploads import UploadRequest, limit_body, too_large
 
 quiet = QuietLog(logging.getLogger("frontend.app"))
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -38,7 +44,8 @@ class Services:
     def __init__(self, settings: Settings, store: JobStore, hub: FeedHub, executor: JobExecutor):
         self.settings, self.store, self.hub, self.executor = settings, store, hub, executor
         _, max_streams = settings.socket_caps()
-        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address)
+        self.streams = StreamQuota(max_streams, settings.max_streams_per_owner, settings.max_streams_per_address,
+                                   settings.max_streams_per_link)
         self.new_visitors = RateLimit(settings.new_visitors_per_address)
         self.proxies = Networks(settings.trusted_proxies)
 
@@ -72,18 +79,22 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         MAX_FORM_MEMORY_SIZE=1024 * 1024,  # the text fields (instructions, script)
     )
     app.json.sort_keys = False
-    store = JobStore(settings.database)
+    store = JobStore(settings.store_target(), settings.database_connections)
     hub = FeedHub(store, settings.poll_seconds, settings.heartbeat_seconds)
     kwargs = {"backend_factory": backend_factory} if backend_factory else {}
     executor = JobExecutor(settings, store, hub, **kwargs)
     app.extensions["jobs"] = Services(settings, store, hub, executor)
-    if settings.run_jobs if run_jobs is None else run_jobs:
+    app.extensions["storage"] = Storage(settings, store).start_retention()   # quota per owner, retention
+    if settings.runs_jobs() if run_jobs is None else run_jobs:
         executor.start()
 
     app.register_blueprint(api)
     app.register_blueprint(manage)
     app.register_blueprint(pages)
+    app.register_blueprint(explore)
+    app.register_blueprint(history)
     app.before_request(check_csrf)
+    app.before_request(limit_body)   # JSON and form bodies: APP_MAX_BODY_KB (uploads have their own limits)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["statuses"] = statuses_for_pages()
 
@@ -115,6 +126,15 @@ def create_app(settings: Settings | None = None, run_jobs: bool | None = None, b
         return jsonify(error="internal error; the server log has the details", status=500), 500
 
     return app
+
+
+def create_runner(settings: Settings | None = None, backend_factory=None) -> JobExecutor:
+    """A process that runs jobs and serves nothing (`--role runner`); call `.start()`."""
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.store_target(), settings.database_connections)
+    kwargs = {"backend_factory": backend_factory} if backend_factory else {}
+    return JobExecutor(settings, store, NoViewers(), **kwargs)
 
 
 def _wants_html() -> bool:

@@ -3,18 +3,19 @@
 At most `settings.workers` sandboxes run at once; other jobs wait, oldest
 first (their position is shown). The queue is the jobs table itself: workers
 claim the oldest queued job in a transaction, so a job submitted (or a cancel
-asked for) through any process sharing the database is seen by the one
-process that runs jobs. Admission caps (queued+running, globally, per owner
+asked for) through any process sharing the database is seen by the
+runners. Admission caps (queued+running, globally, per owner
 and per client address of anonymous visitors) are checked in the same
 transaction that creates a job. Every event the backend reports is stored
 under the job's next sequence number, then the feed hub is told so live
 viewers see it at once.
 
-The process that runs jobs is the holder of the database's runner lease
-(lease.py): this executor takes it (or waits for it, serving nothing but
-pages meanwhile), renews it, recovers only the jobs a runner whose lease
-expired left running, and writes nothing more about a job once the lease
-has gone to another process (which recovers that job).
+Any number of runner processes, on any number of hosts, share one database:
+each job a worker claims runs under its own lease (lease.py), renewed at each
+heartbeat of this runner. At each heartbeat the runner also takes over the
+jobs of runners that are gone or whose leases expired, and records them
+interrupted; it writes nothing more about a job of its own once its lease
+has gone to another runner (which records that job's end).
 
 Stopping (SIGTERM) means stopping: no worker starts a sandbox once `stop()`
 began (a job claimed meanwhile goes back to the queue); queued jobs stay
@@ -22,8 +23,9 @@ queued and are told so; every running sandbox is stopped, and one that has
 not ended in time is ended by its id; each of their jobs is recorded
 `interrupted` (or `cancelled`, if a cancel came first) before `stop()` returns.
 Each run's sandbox id (reported in a status event) is stored with its job,
-so after a crash the next runner's `recover()` ends those sandboxes by id,
-then lets each backend sweep what is left, and marks the jobs interrupted.
+so after a crash the runner that takes a job over (`recover()`) ends its
+sandbox by id, lets the backend sweep what dead processes left, and marks the
+job interrupted.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits, RunSpec
 from agent_sandbox.workspace import job_workspace
+from frontend.eventcap import EventBudget
 from frontend.feed import FeedHub
-from frontend.lease import RunnerLease
+from frontend.lease import JobLeases
 from frontend.settings import Settings
-from frontend.store import ANONYMOUS, JobStore
+from frontend.store import ANONYMOUS, QUEUE, JobStore
 
 log = logging.getLogger(__name__)
 STAYS_QUEUED = "the server is stopping: this job stays queued and runs when the server is back"
@@ -67,73 +70,62 @@ class JobExecutor:
         # Ended here, but the database refused their end (a full disk): written again each lease beat.
         self._unwritten: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self.lease = RunnerLease(store, settings.runner_lease_seconds)
+        self.leases = JobLeases(store, settings.runner_lease_seconds, on_lost=self._leases_lost)
         # Workers are started as jobs need them: a job that holds its thread (local, Docker) leaves
         # one free to claim the next; a Modal job is handed to the Modal runner and holds none.
         self._workers = [threading.Thread(target=self._work, name="job-worker-0", daemon=True)]
         self._busy = 0   # workers holding a job
         self._threads = [*self._workers,
-                         threading.Thread(target=self._keep_lease, name="runner-lease", daemon=True),
+                         threading.Thread(target=self._keep_leases, name="job-leases", daemon=True),
                          threading.Thread(target=self._watch_cancels, name="cancel-watch", daemon=True)]
 
     def start(self) -> None:
-        """Run jobs in this process once it holds the database's runner lease (see lease.py);
-        until then it waits, serving everything else. The first try is made here."""
+        """Run jobs in this process, alongside any other runners of the database (see lease.py):
+        first the jobs that runners which are gone left running are recovered."""
         threading.Thread(target=self.prepare_backends, name="backend-prepare", daemon=True).start()
-        self._take_lease()
-        if not self.lease.held.is_set():
-            log.warning("%s runs the jobs of %s; this process serves pages, the API and event streams, "
-                        "and takes over running jobs if that process stops (its lease lasts %g s "
-                        "after its last heartbeat)", self.lease.describe_other(), self.settings.database,
-                        self.lease.seconds)
+        self.leases.beat()   # counted among the live runners from now on
+        self.recover(sweep=True)
+        self.store.on_notice(QUEUE, lambda job_id: self._wake.set())  # PostgreSQL: a job queued anywhere
         self._started = True
         for t in self._threads:
             t.start()
 
     def role(self) -> str:
         """What this process does with jobs, for the start-up line."""
-        if self.lease.held.is_set():
-            return "runs jobs"
+        others = len(self.leases.others())
         if self._started:
-            return f"waits for the runner lease ({self.lease.describe_other()} runs jobs)"
-        return "does not run jobs (APP_RUN_JOBS=0)"
+            return f"runs jobs as runner {self.leases.holder} ({others} other runner(s) on this database)"
+        if others:
+            return f"runs no jobs: {others} runner(s) run the jobs of this database"
+        return ("runs no jobs, and no runner runs the jobs of this database yet: start one "
+                "(python -m frontend --role runner)")
 
-    def _take_lease(self) -> None:
-        waited = self.lease.other is not None
-        previous = self.lease.take()
-        if not self.lease.held.is_set():
-            return
-        self.lease.held.clear()  # workers wait until recovery is done
-        if previous or waited:
-            how = (f"took the runner lease over from process {previous['holder']}, which stopped renewing it"
-                   if previous else "the runner lease was given up by the process that held it")
-            log.warning("this process now runs the jobs of %s: %s", self.settings.database, how)
-        self.recover()
-        self.lease.held.set()
-        self._wake.set()
-
-    def _keep_lease(self) -> None:
-        while not self._stopping.wait(self.lease.interval):
+    def _keep_leases(self) -> None:
+        while not self._stopping.wait(self.leases.interval):
             try:
-                if not self.lease.held.is_set():
-                    self._take_lease()
-                elif not self.lease.renew():
-                    self._lease_lost()
-                else:
-                    self._write_unwritten_ends()
+                self.leases.beat()
+                self._write_unwritten_ends()
+                self.recover()
             except Exception:  # the database is busy or gone for a moment: try again next time
-                log.exception("runner lease: could not reach the database")
+                log.exception("job leases: could not reach the database")
 
-    def _lease_lost(self) -> None:
-        log.error("this process lost the runner lease (its heartbeat came too late and another process "
-                  "took over); it stops its running jobs, which the new runner records as interrupted")
+    def _leases_lost(self, job_ids: set[str]) -> None:
+        """Jobs of ours another runner took over (our heartbeat came too late): stop them; the
+        runner that took them over records their end."""
         with self._lock:
-            for cancel in self._cancels.values():
-                cancel.set()
+            lost = [job_id for job_id in job_ids if job_id in self._cancels and job_id not in self._recorded]
+            for job_id in job_ids:
+                self._unwritten.pop(job_id, None)
+            for job_id in lost:
+                self._cancels[job_id].set()
+        for job_id in lost:
+            log.error("job %s: this runner lost its lease (its heartbeat came too late and another runner "
+                      "took the job over); it stops the job, which the other runner records as interrupted",
+                      job_id)
 
-    def _ours(self) -> bool:
-        """May this process still write about the jobs it runs? (Not once the lease has gone.)"""
-        return self._stopping.is_set() or self.lease.confirm()
+    def _ours(self, job_id: str) -> bool:
+        """May this process still write about a job it runs? (Not once its lease has gone.)"""
+        return self._stopping.is_set() or self.leases.confirm(job_id)
 
     def prepare_backends(self) -> None:
         """What a backend does once, slowly, is done at start-up rather than in the first job
@@ -159,7 +151,7 @@ class JobExecutor:
         self._wake.set()
         for cancel in cancels:
             cancel.set()
-        if first and self.lease.held.is_set():  # (a process waiting for the lease runs no jobs)
+        if first and self._started and not self._others_run_on():
             for job in self.store.jobs_with_status(Status.QUEUED):
                 self._emit_quietly(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                                        "message": STAYS_QUEUED}))
@@ -177,11 +169,19 @@ class JobExecutor:
             self._end_left_running(job_id)
         if left:
             log.warning("stopping: %d run(s) did not stop in time; their sandboxes were ended by id", len(left))
-        self._write_unwritten_ends()   # a last try; what still fails, the next runner recovers
+        self._write_unwritten_ends()   # a last try; what still fails, another runner recovers
+        if self._started:
+            try:
+                self.leases.end()
+            except Exception:
+                log.exception("could not remove this runner's row; it expires by itself")
+
+    def _others_run_on(self) -> bool:
+        """Do other runners run the queue on once this one stops?"""
         try:
-            self.lease.release()  # a process waiting for it takes over at once
+            return bool(self.leases.others())
         except Exception:
-            log.exception("could not release the runner lease; it expires by itself")
+            return False
 
     def _end_left_running(self, job_id: str) -> None:
         with self._lock:
@@ -204,13 +204,14 @@ class JobExecutor:
 
     def admission_error(self, owner: str, address: str = "") -> str | None:
         """Why a new job from `owner` (at client `address`) must wait (429), or None."""
-        if self.store.count_active(owner) >= self.settings.max_active_per_owner:
+        total, owners, address_count = self.store.active_counts(owner, address)
+        if owners >= self.settings.max_active_per_owner:
             return (f"you already have {self.settings.max_active_per_owner} jobs queued or running; "
                     "wait for one to finish")
-        if owner.startswith(ANONYMOUS) and self.store.count_active(address=address) >= self.settings.max_active_per_address:
+        if owner.startswith(ANONYMOUS) and address_count >= self.settings.max_active_per_address:
             return (f"visitors from your address already have {self.settings.max_active_per_address} jobs "
                     "queued or running; wait for one to finish")
-        if self.store.count_active() >= self.settings.max_active_jobs:
+        if total >= self.settings.max_active_jobs:
             return "the server is at its limit of queued and running jobs; try again shortly"
         return None
 
@@ -252,30 +253,37 @@ class JobExecutor:
         self.hub.notify(job_id)
         return seq
 
-    def recover(self) -> tuple[int, int]:
-        """On taking the runner lease: the sandboxes of the jobs another runner left running are
-        ended (by their stored ids, then each backend sweeps what a dead process left), then
-        those jobs are marked interrupted; queued ones still run. A live runner holds the lease,
-        so this never touches its jobs. Returns (sandboxes ended by id, found by sweeping)."""
-        interrupted = self.store.orphaned_jobs(self.lease.holder)
-        by_id = sum(self._end_sandbox(job["backend"], job["sandbox_id"])
-                    for job in interrupted if job["sandbox_id"])
+    def recover(self, sweep: bool = False) -> tuple[int, int]:
+        """Take over the running jobs whose runner is gone or whose lease expired (each by exactly one
+        runner), end their sandboxes by their stored ids, let their backends sweep what dead
+        processes left (and, at start, `sweep`, the default backend too), then mark those jobs
+        interrupted. A live runner's jobs are never touched. Returns (sandboxes ended by id, found
+        by sweeping)."""
+        orphans = [(job_id, holder) for job_id, holder in self.leases.orphans() if self.leases.take_over(job_id, holder)]
+        taken = [(job, holder) for job_id, holder in orphans if (job := self.store.get_job(job_id))]
+        by_id = sum(self._end_sandbox(job["backend"], job["sandbox_id"]) for job, _ in taken if job["sandbox_id"])
         swept = 0
-        for name in sorted({j["backend"] for j in interrupted} | {self.settings.default_backend}):
+        backends = {job["backend"] for job, _ in taken} | ({self.settings.default_backend} if sweep else set())
+        for name in sorted(backends):
             try:
                 swept += self.backend_factory(name).sweep_orphans()
             except Exception as exc:  # a backend that cannot load must not stop the app
                 log.warning("sweep_orphans(%s) failed: %r", name, exc)
-        for job in interrupted:
-            message = "the server restarted while this job was running; it was stopped"
-            self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
-            self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.INTERRUPTED, "message": message}))
-            self.store.update_job(job["id"], only_if_status=(Status.RUNNING,), status=Status.INTERRUPTED,
-                                  finished=time.time(), reason=message, error=message)
-        if interrupted or by_id or swept:
-            log.warning("recovery: %d job(s) interrupted by the restart; %d sandbox(es) ended by id, "
-                        "%d more left by a dead process ended", len(interrupted), by_id, swept)
+        for job, holder in taken:
+            self._record_interrupted(job, holder)
+        if taken or by_id or swept:
+            log.warning("recovery: %d job(s) taken over from runners that stopped; %d sandbox(es) ended by id, "
+                        "%d more left by a dead process ended", len(taken), by_id, swept)
         return by_id, swept
+
+    def _record_interrupted(self, job: dict[str, Any], holder: str) -> None:
+        message = ("the process running this job stopped or restarted (runner "
+                   f"{holder or 'unknown'}); the job was stopped")
+        self.emit(job["id"], ev.make_event(ev.ERROR, {"message": message}))
+        self.emit(job["id"], ev.make_event(ev.STATUS, {"status": Status.INTERRUPTED, "message": message}))
+        self.store.update_job(job["id"], only_if_status=(Status.RUNNING,), status=Status.INTERRUPTED,
+                              finished=time.time(), reason=message, error=message)
+        self.leases.release(job["id"])
 
     # -- running ------------------------------------------------------------
 
@@ -283,13 +291,11 @@ class JobExecutor:
         # Jobs are claimed from the database, so jobs submitted by any process run here.
         while not self._stopping.is_set():
             try:
-                if not self.lease.held.wait(self.settings.poll_seconds):
-                    continue
                 if self._running() >= self.settings.workers:   # APP_WORKERS jobs run already
                     self._wake.wait(self.settings.poll_seconds)
                     self._wake.clear()
                     continue
-                job_id = self.store.claim_next(self.lease.holder)
+                job_id = self.leases.claim()
                 if job_id is None:
                     self._wake.wait(self.settings.poll_seconds)
                     self._wake.clear()
@@ -333,12 +339,15 @@ class JobExecutor:
             if not stopping:
                 self._cancels[job_id] = cancel   # stop() sets it from now on
         if stopping:   # claimed as the server began to stop: back to the queue, untouched
-            if self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=Status.QUEUED, started=None):
+            if self.store.update_job(job_id, only_if_status=(Status.RUNNING,), status=Status.QUEUED, started=None,
+                                     runner=""):
                 self._emit_quietly(job_id, ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                                      "message": STAYS_QUEUED}))
+            self.leases.release(job_id)
             return
         status, reason, exit_code, error = Status.ERROR, "", None, ""
         handed_off = False
+        budget = EventBudget(job_id, self.settings.max_events_per_job, self.settings.max_event_bytes_per_job)
         try:
             job = self.store.get_job(job_id)
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
@@ -346,19 +355,21 @@ class JobExecutor:
             spec = self.build_spec(job)
 
             def on_event(event: dict[str, Any]) -> None:
-                if not self._ours():  # the lease, and so the job, went to another process
+                if not self._ours(job_id):  # its lease, and so the job, went to another runner
                     return
                 if event["type"] == ev.STATUS and event["data"].get("sandbox_id"):
                     # Stored before anyone sees it: whoever finds the job running can end its sandbox.
                     self.store.update_job(job_id, sandbox_id=event["data"]["sandbox_id"])
                     with self._lock:
                         self._sandboxes[job_id] = (job["backend"], event["data"]["sandbox_id"])
-                self.emit(job_id, event)
+                for stored in budget.admit(event):   # past the cap per job, counted, not stored
+                    self.emit(job_id, stored)
 
             backend = self.backend_factory(job["backend"])
             future = backend.submit(spec, on_event, cancel)
             if future is not None:   # runs without this thread (Modal): it ends in a callback
-                future.add_done_callback(lambda f: self._run_ended(job_id, *self._ran(job_id, job, spec, f.result)))
+                future.add_done_callback(
+                    lambda f: self._run_ended(job_id, budget, *self._ran(job_id, job, spec, f.result)))
                 handed_off = True
                 return
             self._hold_worker(True)
@@ -374,7 +385,7 @@ class JobExecutor:
             log.exception("job %s: the sandbox could not be run", job_id)
         finally:
             if not handed_off:
-                self._run_ended(job_id, status, reason, exit_code, error)
+                self._run_ended(job_id, budget, status, reason, exit_code, error)
 
     def _ran(self, job_id: str, job: dict[str, Any], spec: RunSpec,
              result_of: Callable[[], Any]) -> tuple[str, str, int | None, str]:
@@ -393,17 +404,21 @@ class JobExecutor:
             log.exception("job %s: the sandbox could not be run", job_id)
             return Status.ERROR, reason, None, error
 
-    def _run_ended(self, job_id: str, status: str, reason: str, exit_code: int | None, error: str) -> None:
+    def _run_ended(self, job_id: str, budget: EventBudget, status: str, reason: str, exit_code: int | None,
+                   error: str) -> None:
         """Record how a run ended (on its worker, or in the callback of a handed-off run)."""
         try:
             if status not in ev.RUN_END:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
                 status, reason = Status.INTERRUPTED, "the server stopped while the job ran"
-            if self._ours():
+            if self._ours(job_id):
+                if left_out := budget.summary():   # what the run printed past its log's cap
+                    self._emit_quietly(job_id, left_out)
                 self._finish(job_id, status, reason, exit_code, error)
-            else:  # the new runner's recovery records the job's end
-                log.warning("job %s: its end is left to the runner that took the lease over", job_id)
+            else:  # the runner that took it over records the job's end
+                log.warning("job %s: its end is left to the runner that took its lease over", job_id)
+                self.leases.release(job_id)
         finally:
             with self._lock:
                 self._cancels.pop(job_id, None)
@@ -426,7 +441,7 @@ class JobExecutor:
                   "finished": time.time()}
         if not self._write_end(job_id, event, fields):
             log.error("job %s: could not record that it ended (%s); trying again every %g s",
-                      job_id, status, self.lease.interval)
+                      job_id, status, self.leases.interval)
 
     def _write_end(self, job_id: str, event: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
         """Write a job's final event (unless already written: None) and then its status."""
@@ -442,6 +457,7 @@ class JobExecutor:
             return False
         with self._lock:
             self._unwritten.pop(job_id, None)
+        self.leases.release(job_id)
         self.hub.notify(job_id)
         return True
 
@@ -449,7 +465,7 @@ class JobExecutor:
         with self._lock:
             pending = dict(self._unwritten)
         for job_id, (event, fields) in pending.items():
-            if self._ours() and self._write_end(job_id, event, fields):
+            if self._ours(job_id) and self._write_end(job_id, event, fields):
                 log.warning("job %s: its end (%s) is recorded at last", job_id, fields["status"])
 
     def _cancel_requested(self, job_id: str) -> bool:

@@ -1,9 +1,11 @@
 """Live event streams: one reader per job, fanned out to every viewer.
 
-`FeedHub` runs one thread. It is woken when this process stores an event (and
-otherwise polls every `poll_seconds`, to see events other processes store),
-reads the new events of every job someone is watching, and encodes each
-event ONCE as an SSE frame in that job's `JobFeed` tail.
+`FeedHub` runs one thread. It is woken when this process stores an event, and
+on PostgreSQL when any process does (a NOTIFY, heard by the store's listener);
+otherwise it polls every `poll_seconds` (SQLite; on PostgreSQL every
+NOTICED_POLL seconds, in case a notice was lost). It reads the new events of
+every job someone is watching from the database, the one truth, and encodes
+each event ONCE as an SSE frame in that job's `JobFeed` tail.
 
 Viewers come in two kinds:
 - sockets handed over by our server (server.py): after the request is
@@ -29,13 +31,14 @@ from typing import Callable, Iterator
 from agent_sandbox.events import ACTIVE
 from frontend.guard import QuietLog
 from frontend.sse import KEEP_ALIVE, RETRY, chunked, end_frame, sse_frame
-from frontend.store import JobStore
+from frontend.store import EVENTS, JobStore
 
 log = logging.getLogger(__name__)
 quiet = QuietLog(log)
 
 TAIL = 2000                    # frames kept in memory per watched job
 MAX_PENDING = 4 * 1024 * 1024  # bytes queued for one slow socket before it is dropped
+NOTICED_POLL = 5.0             # seconds between polls when the database sends notices
 
 
 class JobFeed:
@@ -106,12 +109,23 @@ class FeedHub:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._run, name="feed-hub", daemon=True)
         self._thread.start()
+        if store.on_notice(EVENTS, self._heard):
+            self.poll_seconds = max(poll_seconds, NOTICED_POLL)
 
     # -- called from any thread ---------------------------------------------
 
     def notify(self, job_id: str) -> None:
         """This process stored an event for job_id: refresh now rather than at the next poll."""
         if job_id in self.feeds:
+            self._dirty.set()
+            self._wake()
+
+    def _heard(self, job_id: str | None) -> None:
+        """A notice from the database: a job's events or status changed (None: listening just
+        (re)started, and what changed meanwhile is unknown: read every watched job again)."""
+        if job_id is not None:
+            self.notify(job_id)
+        elif self.feeds:
             self._dirty.set()
             self._wake()
 
@@ -345,3 +359,13 @@ class FeedHub:
         viewer.sock.close()
         viewer.release()
         self.unsubscribe(feed)
+
+
+class NoViewers:
+    """The hub of a process that serves no event streams (`--role runner`): nobody to tell."""
+
+    def notify(self, job_id: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

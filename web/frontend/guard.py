@@ -12,8 +12,8 @@
   `header_timeout` seconds of its first byte, however slowly they trickle
   (408 and closed past that), so a client sending a header line every few
   seconds holds a server thread only that long.
-- Event streams (`StreamQuota`, taken by the events view): per owner and per
-  client address (429), and in all (503), each with Retry-After.
+- Event streams (`StreamQuota`, taken by the events view): per owner, per
+  client address and per share link (429), and in all (503), each with Retry-After.
 - `QuietLog`: the same message at most once per interval, with a count of
   the ones held back, so no error can flood the log.
 """
@@ -97,17 +97,20 @@ class QuietLog:
 
 
 class StreamQuota:
-    """Open event streams: by owner, by client address, in all."""
+    """Open event streams: by owner, by client address, by share link (its viewers may have no
+    identity of their own), in all."""
 
-    def __init__(self, total: int, per_owner: int, per_address: int):
-        self.max_total, self.per_owner, self.per_address = total, per_owner, per_address
+    def __init__(self, total: int, per_owner: int, per_address: int, per_link: int = 1 << 30):
+        self.max_total, self.per_owner, self.per_address, self.per_link = total, per_owner, per_address, per_link
         self.by_owner: Counter[str] = Counter()
         self.by_address: Counter[str] = Counter()
+        self.by_link: Counter[str] = Counter()
         self.total = 0
         self._lock = threading.Lock()
 
-    def acquire(self, owner: str, address: str) -> tuple[int, str] | None:
-        """Count one more stream; or (status, why) when a cap says no."""
+    def acquire(self, owner: str, address: str, link: str = "") -> tuple[int, str] | None:
+        """Count one more stream (`link`: the share token it is read through, if any);
+        or (status, why) when a cap says no."""
         with self._lock:
             if self.total >= self.max_total:
                 return 503, "the server has as many live logs open as it can hold; try again shortly"
@@ -116,12 +119,17 @@ class StreamQuota:
                              "close some tabs showing a job, or try again shortly")
             if self.by_address[address] >= self.per_address:
                 return 429, f"{self.per_address} live logs are already open from your address; try again shortly"
-            self.by_owner[owner] += 1
-            self.by_address[address] += 1
+            if link and self.by_link[link] >= self.per_link:
+                return 429, f"{self.per_link} live logs are already open through this share link; try again shortly"
+            for counter, key in self._keys(owner, address, link):
+                counter[key] += 1
             self.total += 1
             return None
 
-    def releaser(self, owner: str, address: str) -> Callable[[], None]:
+    def _keys(self, owner: str, address: str, link: str) -> list[tuple[Counter[str], str]]:
+        return [(self.by_owner, owner), (self.by_address, address)] + ([(self.by_link, link)] if link else [])
+
+    def releaser(self, owner: str, address: str, link: str = "") -> Callable[[], None]:
         """The call that gives this stream's place back (only its first call counts)."""
         done = threading.Event()
 
@@ -131,7 +139,7 @@ class StreamQuota:
             done.set()
             with self._lock:
                 self.total -= 1
-                for counter, key in ((self.by_owner, owner), (self.by_address, address)):
+                for counter, key in self._keys(owner, address, link):
                     counter[key] -= 1
                     if counter[key] <= 0:
                         del counter[key]

@@ -4,7 +4,8 @@ Each visitor gets a random identity in Flask's signed, HttpOnly session
 cookie, made when it first submits a job or asks GET /api/session (reading
 pages needs none). When
 APP_TRUSTED_USER_HEADER is set (only behind a proxy that authenticates users
-and sets that header itself), the header names the user.
+and sets that header itself), the header names the user, on requests that come
+from a proxy listed in APP_TRUSTED_PROXIES only.
 
 CSRF: the session also holds a random token. Every POST must send it back in
 the `X-CSRF-Token` header; the pages read it from a <meta> tag and scripts
@@ -30,9 +31,12 @@ MAX_SHARED = 50
 
 
 def current_owner() -> str:
-    """The caller's identity, or "" for a visitor who has none yet (and so owns nothing)."""
+    """The caller's identity, or "" for a visitor who has none yet (and so owns nothing).
+
+    The trusted user header names the user only on a request from a listed proxy
+    (APP_TRUSTED_PROXIES, required with the header): anyone else could send it."""
     header = current_app.config["SETTINGS"].trusted_user_header
-    if header:
+    if header and (request.remote_addr or "") in current_app.extensions["jobs"].proxies:
         user = request.headers.get(header, "").strip()
         if user:
             return "user:" + user

@@ -176,6 +176,11 @@ def iso(ts: float | None) -> str:
 
 
 PHASES = (Status.QUEUED, Status.STARTING, Status.RUNNING, Status.COLLECTING, "done")
+# The last phase of a finished job says how it ended.
+OUTCOMES = {Status.SUCCEEDED: "Done", Status.FAILED: "Failed", Status.CANCELLED: "Cancelled",
+            Status.TIMEOUT: "Ran out of time", Status.COMMAND_TIMEOUT: "A command ran out of time",
+            Status.IDLE_TIMEOUT: "Stopped: no output", Status.ERROR: "Sandbox failed",
+            Status.INTERRUPTED: "Interrupted"}
 
 
 def phase(events: Iterable[dict[str, Any]], status: str, partial: bool = False) -> str:
@@ -191,3 +196,53 @@ def phase(events: Iterable[dict[str, Any]], status: str, partial: bool = False) 
         elif kind == "status" and data.get("status") in (Status.STARTING, Status.COLLECTING):
             current = Status(data["status"])
     return current
+
+
+def reached(events: Iterable[dict[str, Any]], status: str, partial: bool = False) -> set[str]:
+    """The phases a job went through (a cancelled or failed job skipped some): a finished job's
+    page marks only these as passed."""
+    if status == Status.SUCCEEDED:
+        return set(PHASES)
+    seen = {Status.QUEUED} | ({Status.STARTING, Status.RUNNING} if partial else set())
+    for event in events:
+        kind, data = event.get("type"), event.get("data") or {}
+        if kind == "run_started":
+            seen |= {Status.STARTING, Status.RUNNING}
+        elif kind == "status" and data.get("status") in (Status.STARTING, Status.COLLECTING):
+            seen.add(Status(data["status"]))
+    return seen | ({"done"} if status not in ACTIVE else set())
+
+
+def file_states(events: Iterable[dict[str, Any]], names: list[str], status: str) -> dict[str, tuple[str, str]]:
+    """Input file -> (state, words) as the live page shows it: analysing, done, skipped, failed;
+    a file still being analysed when the job ended badly was stopped."""
+    states: dict[str, tuple[str, str]] = {}
+    for event in events:
+        kind, data = event.get("type"), event.get("data") or {}
+        if kind == "command_started":
+            line = data.get("command") or ""
+            for name in names:
+                if "/workspace/" + name in line and name not in states:
+                    states[name] = ("working", "analysing")
+        elif kind == "output":
+            for line in (data.get("text") or "").splitlines():
+                payload = _result(line)
+                if payload and payload.get("file") in names:
+                    st = payload.get("status")
+                    states[payload["file"]] = (("done", "done") if st == "ok" else
+                                               ("skipped", "skipped") if st == "skipped" else ("failed", st or "failed"))
+    if status == Status.SUCCEEDED:  # nothing said how its analysis ended: no claim either way
+        states = {n: s for n, s in states.items() if s[0] != "working"}
+    elif status not in ACTIVE:
+        states = {n: (("stopped", "stopped") if s[0] == "working" else s) for n, s in states.items()}
+    return states
+
+
+def _result(line: str) -> dict[str, Any] | None:
+    if not line.startswith("RESULT {"):
+        return None
+    try:
+        payload = json.loads(line[len("RESULT "):])
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None

@@ -5,7 +5,8 @@
     POST   /api/jobs/<id>/rerun                      a new job with the same files, instructions and choices
     POST   /api/jobs/<id>/follow-up                  continue a finished job: form `instructions`, optional
                                                      `model`; the same inputs plus its results in /workspace/previous/
-    POST   /api/jobs/<id>/share                      a read-only link (a new token each time)
+    POST   /api/jobs/<id>/share                      a read-only link (a new token each time; {"reuse": true}:
+                                                     the current one if any)
     DELETE /api/jobs/<id>/share                      revoke the link
     POST   /api/jobs/sample                          run the bundled sample dataset
 
@@ -29,8 +30,10 @@ from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_man
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
-from frontend.api import TooManyJobs, job_json, services
+from frontend.api import TooManyJobs, display_name, job_json, services
+from frontend.choices import follows_instructions
 from frontend.identity import client_address, current_owner, job_owner
+from frontend.storage import disk_bytes, storage
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
 
@@ -61,10 +64,7 @@ def delete_job(job_id):
     job = own_job(job_id)
     if job["status"] in ACTIVE:
         raise Conflict("this job is still queued or running; cancel it before deleting it")
-    s = current_app.config["SETTINGS"]
-    services().store.mark_deleted(job["id"])
-    shutil.rmtree(job_workspace(s.data_dir, job["id"]), ignore_errors=True)
-    shutil.rmtree(s.results_dir(job["id"]), ignore_errors=True)
+    storage().remove(job["id"])
     return "", 204
 
 
@@ -99,18 +99,25 @@ def follow_up(job_id):
         raise BadRequest("say what the follow-up should do")
     if model not in s.models:
         raise BadRequest(f"model {model!r} is not allowed here; choose one of {', '.join(s.models)}")
+    if not follows_instructions(model):
+        raise BadRequest(f"the model {model!r} cannot follow instructions, so it cannot continue a job; "
+                         "choose an AI model")
     if parent["backend"] not in s.backends:
         raise BadRequest(f"backend {parent['backend']!r} is no longer allowed here")
     results = s.results_dir(parent["id"])
     if parent["status"] in ACTIVE or load_manifest(results) is None:
         raise Conflict("this job has no results yet; a follow-up continues a finished job")
+    # Named after what it continues and what it was asked, so the history tells them apart.
+    name = " ".join(f"{display_name(parent)} — {instructions}".split())
     fields = {"backend": parent["backend"], "model": model, "instructions": instructions, "env": parent["env"],
-              "name": parent["name"], "parent": parent["id"]}
+              "name": name[:MAX_NAME - 1] + "…" if len(name) > MAX_NAME else name, "parent": parent["id"]}
 
     def fill(workspace: Path) -> list[dict]:
         # The parent's own previous/ is not carried along: its summary says what was in it.
         copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
-        fields["previous_summary"] = previous_summary(results, add_previous(workspace, results))
+        # The whole chain's results: a record's "previous" is its parent job's id.
+        folder = add_previous(workspace, results, lambda parent: s.results_dir(parent) if parent.isalnum() else None)
+        fields["previous_summary"] = previous_summary(results, folder)
         return parent["files"]
 
     return jsonify(job_json(submit_job(fields, fill))), 201
@@ -137,6 +144,7 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
     """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
     s = current_app.config["SETTINGS"]
     svc = services()
+    check_allowed(fields["backend"], fields["model"])
     owner, address = job_owner(), client_address()
     if reason := svc.executor.admission_error(owner, address):
         raise TooManyJobs(reason)
@@ -147,8 +155,9 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
         files = fill(workspace)   # may add to `fields` (a follow-up's summary)
         notes: list[str] = []
         copy_my_files(workspace, s.my_files, notes)
+        limits = storage().job_limits(owner, disk_bytes(workspace))   # results cut to what the quota leaves
         job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "address": address, "files": files,
-                                   "limits": s.limits.to_dict()}, notes)
+                                   "limits": limits}, notes)
     except BaseException:
         shutil.rmtree(workspace, ignore_errors=True)
         raise
@@ -156,6 +165,16 @@ def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
         shutil.rmtree(workspace, ignore_errors=True)
         raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
     return job
+
+
+def check_allowed(backend: str, model: str) -> None:
+    """The server's allow-lists as they are now: a job run again, or followed up, may have been
+    made when the operator allowed more."""
+    s = current_app.config["SETTINGS"]
+    if backend not in s.backends:
+        raise BadRequest(f"backend {backend!r} is not allowed here any more; this server runs {', '.join(s.backends)}")
+    if model not in s.models:
+        raise BadRequest(f"model {model!r} is not allowed here any more; choose one of {', '.join(s.models)}")
 
 
 def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
@@ -172,9 +191,14 @@ def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:
 
 @manage.post("/jobs/<job_id>/share")
 def share_job(job_id):
+    """A new read-only link; with {"reuse": true}, the one already given out if there is one
+    (a link to one table view or plot then keeps the job's other links working)."""
     job = own_job(job_id)
-    token = secrets.token_urlsafe(24)
-    services().store.update_job(job["id"], share_token=token)
+    body = request.get_json(silent=True)
+    reuse = isinstance(body, dict) and body.get("reuse") is True
+    token = job["share_token"] if reuse and job["share_token"] else secrets.token_urlsafe(24)
+    if token != job["share_token"]:
+        services().store.update_job(job["id"], share_token=token)
     return jsonify(url=url_for("pages.shared_link", token=token, _external=True), token=token)
 
 

@@ -3,27 +3,23 @@
 Only files listed in the job's manifest.json are ever served, each through
 `safe_join` under the job's results folder, so no request path can reach
 anything else. Agent-written HTML is served under `Content-Security-Policy:
-sandbox`, so it cannot run scripts on our origin.
+sandbox`, so it cannot run scripts on our origin; a file of a type a browser
+could run as script or style (.js, .css, ...) is served as a download
+(`content_type`). Reports are rendered by reports.py.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
 import json
-import mimetypes
 import posixpath
 import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from markdown_it import MarkdownIt
-
 from agent_sandbox.outputs import MANIFEST
 from agent_sandbox.paths import safe_join
-from agent_sandbox.agent.playbook.scripts.make_report import slug
+from frontend.tables import Table, View
 
 CHUNK = 1024 * 1024
 PREVIEW_ROWS = 20
@@ -34,8 +30,12 @@ COMPRESSED = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".parquet", ".zip", ".gz
 TEXT_TYPES = {".md": "text/markdown", ".csv": "text/csv", ".tsv": "text/tab-separated-values",
               ".log": "text/plain", ".py": "text/x-python", ".json": "application/json",
               ".txt": "text/plain", ".sql": "text/plain", ".yaml": "text/plain", ".yml": "text/plain"}
+# Agent-written files of any other type (.js, .css, .xml, ...) are downloads: served from our
+# origin as what they are, one could run as script or style in a page of ours.
+SAFE_TYPES = {**TEXT_TYPES, ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+              ".webp": "image/webp", ".svg": "image/svg+xml", ".html": "text/html", ".htm": "text/html"}
+DOWNLOAD = "application/octet-stream"
 CSP_SANDBOX = "sandbox"
-HEADING_ID_PREFIX = "report-"   # ids of a rendered report's headings
 
 
 def load_manifest(results: Path) -> dict[str, Any] | None:
@@ -68,11 +68,9 @@ def regular_file(results: Path, path: str) -> Path | None:
 
 
 def content_type(path: str) -> str:
-    ext = posixpath.splitext(path)[1].lower()
-    if ext in TEXT_TYPES:
-        kind = TEXT_TYPES[ext]
-    else:
-        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    """The type an output is served as: one a browser shows without running anything of ours
+    (HTML only sandboxed), else application/octet-stream, which is served as a download."""
+    kind = SAFE_TYPES.get(posixpath.splitext(path)[1].lower(), DOWNLOAD)
     if kind.startswith("text/") or kind in ("application/json", "image/svg+xml"):
         kind += "; charset=utf-8"
     return kind
@@ -87,31 +85,14 @@ def describe(manifest: dict[str, Any]) -> dict[str, list]:
 
 
 def preview_table(path: Path, rows: int = PREVIEW_ROWS) -> dict[str, Any]:
-    """The first rows of a CSV/TSV/Parquet file: {columns, rows, note}."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-        pf = pq.ParquetFile(path)
-        batch = next(pf.iter_batches(batch_size=rows), None)
-        columns = pf.schema_arrow.names
-        data = batch.to_pylist() if batch is not None else []
-        types = {f.name: str(f.type) for f in pf.schema_arrow}
-        return {"columns": columns, "rows": [[_cell(r.get(c)) for c in columns] for r in data],
-                "total_rows": pf.metadata.num_rows, "types": types}
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        head = f.read(64 * 1024)
-        f.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(head, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-        reader = csv.reader(f, dialect)
-        header = next(reader, [])
-        body = [next(reader, None) for _ in range(rows)]
-    return {"columns": header, "rows": [r for r in body if r is not None], "total_rows": None}
+    """The first rows of a CSV/TSV/Parquet file: {columns, rows, total_rows, types}.
 
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    Read through `tables.Table`, so bounded whatever the agent wrote: a Parquet file's
+    footer first (too large columns are never read), a memory limit per query, cells cut
+    to tables.MAX_CELL characters before they reach Python."""
+    view = Table(path).view(View(limit=rows))
+    return {"columns": view["columns"], "rows": view["rows"], "total_rows": view["total"],
+            "types": view["types"]}
 
 
 def find_report(manifest: dict[str, Any]) -> dict[str, str]:
@@ -126,82 +107,16 @@ def find_report(manifest: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+def zip_name(job_name: str, job_id: str) -> str:
+    """The zip's name (and its top folder): the job's name in safe characters, else the job's id."""
+    job_name = re.sub(r"\.(csv|tsv|txt|xlsx|xlsm|json|jsonl|parquet)$", "", job_name, flags=re.IGNORECASE)
+    name = re.sub(r"[^\w.+-]+", "-", job_name, flags=re.ASCII).strip("-.")[:80]
+    return name or f"job-{job_id}"
 
 
-def render_markdown(text: str, base_path: str, url_for_output) -> str:
-    """Markdown to HTML without any raw HTML; relative links and images point at our outputs."""
-    tokens = _markdown.parse(text)
-    base_dir = posixpath.dirname(base_path)
-
-    def rewrite(url: str) -> str:
-        if url.startswith("#"):   # the report's own contents: its headings' ids, below
-            return "#" + HEADING_ID_PREFIX + url[1:]
-        if not url or url.startswith("/") or ":" in url.split("/")[0]:
-            return url
-        target = posixpath.normpath(posixpath.join(base_dir, url.split("#")[0]))
-        return url if target.startswith("..") else url_for_output(target)
-
-    def walk(tokens):
-        for tok in tokens:
-            if tok.type == "image":
-                tok.attrSet("src", rewrite(tok.attrGet("src") or ""))
-            elif tok.type == "link_open":
-                tok.attrSet("href", rewrite(tok.attrGet("href") or ""))
-            if tok.children:
-                walk(tok.children)
-
-    walk(tokens)
-    used: dict[str, int] = {}
-    for heading, inline in zip(tokens, tokens[1:]):
-        if heading.type == "heading_open":
-            # GitHub's anchors (a report's table of contents links to them), prefixed so
-            # they cannot clash with the page's own ids; repeats get -1, -2, ...
-            anchor = slug(inline.content)
-            n = used[anchor] = used.get(anchor, -1) + 1
-            heading.attrSet("id", HEADING_ID_PREFIX + anchor + (f"-{n}" if n else ""))
-    return _markdown.renderer.render(tokens, _markdown.options, {})
-
-
-_IMG_SRC = re.compile(r"""(<img\b[^>]*?\bsrc\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
-PHONE_STYLE = ("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-               "<style>img{max-width:100%;height:auto}table{display:block;overflow-x:auto;max-width:100%}"
-               "pre{white-space:pre-wrap;overflow-wrap:anywhere}</style>")
-MAX_EMBED_BYTES = 20 * 1024 * 1024
-
-
-def self_contained_html(results: Path, manifest: dict[str, Any], path: str, max_image_bytes: int) -> bytes:
-    """An agent-written HTML page with its images embedded (data: URLs) and a phone viewport.
-
-    It is served sandboxed (an opaque origin that sends no cookies), so images by
-    relative path could not load; embedded, the page also works once downloaded.
-    Only images the manifest lists, each under `max_image_bytes`, are embedded.
-    """
-    full = listed_file(results, manifest, path)
-    text = full.read_text(encoding="utf-8", errors="replace")
-    base = posixpath.dirname(path)
-    budget = [MAX_EMBED_BYTES]
-
-    def embed(match: re.Match) -> str:
-        src = html.unescape(match.group(3))
-        if not src or ":" in src.split("/")[0] or src.startswith(("/", "#")):
-            return match.group(0)
-        target = posixpath.normpath(posixpath.join(base, src.split("#")[0].split("?")[0]))
-        image = listed_file(results, manifest, target) if not target.startswith("..") else None
-        if (image is None or not target.lower().endswith(IMAGE_TYPES)
-                or image.stat().st_size > min(max_image_bytes, budget[0])):
-            return match.group(0)
-        data = image.read_bytes()
-        budget[0] -= len(data)
-        kind = content_type(target).split(";")[0]
-        return f"{match.group(1)}{match.group(2)}data:{kind};base64,{base64.b64encode(data).decode()}{match.group(2)}"
-
-    text = _IMG_SRC.sub(embed, text)
-    if not re.search(r"<meta[^>]+name\s*=\s*[\"']?viewport", text, re.IGNORECASE):
-        head = re.search(r"<head[^>]*>", text, re.IGNORECASE)
-        at = head.end() if head else 0
-        text = text[:at] + PHONE_STYLE + text[at:]
-    return text.encode("utf-8")
+def attachment(filename: str) -> str:
+    """A Content-Disposition for `filename` (ASCII already: zip_name)."""
+    return f'attachment; filename="{filename}"'
 
 
 class _ZipSink:

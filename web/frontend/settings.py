@@ -25,7 +25,17 @@ from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import DEFAULT_MY_FILES
 from frontend.guard import Networks, socket_budget
 
-REPO = Path(__file__).resolve().parents[2]  # the repository (this file is web/frontend/settings.py)
+KB = 1024
+
+
+def kilobytes(raw: str) -> int:
+    """a number of kilobytes"""  # (the error message says "expected <this docstring>")
+    return int(float(raw) * KB)
+
+
+# Relative to the folder the server starts in (the repository's root for `make run`).
+SAMPLE_FILE = Path("samples") / "plate_reader.csv"
+ROLES = ("all", "web", "runner")  # what one process does: see `python -m frontend --help`
 
 
 def load_env_file(path: Path) -> None:
@@ -46,15 +56,23 @@ def _absolute(path: Path) -> Path:
 
 
 def _secret_key(path: Path) -> str:
-    """A random key kept in a file (mode 600) so sessions survive restarts."""
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+    """A random key kept in a file (mode 600) so sessions survive restarts.
+
+    Processes starting at once on one (shared) data folder agree on one key: each writes its
+    own, and the first hard link to the key's name wins (atomic, even on NFS)."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mine = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(mine, path)
+        except FileExistsError:
+            pass  # another process was first: its key is the one
+        finally:
+            os.unlink(mine)
+    return path.read_text().strip()
 
 
 @dataclass
@@ -64,8 +82,16 @@ class Settings:
     data_dir: Path = setting("APP_DATA_DIR", Path("outputs"),
                              "the app's folder: the database, `uploaded_files/<job>/` and `results/<job>/` "
                              "(`APP_OUTPUTS` is its deprecated name)", old=("APP_OUTPUTS",))
-    database: Path | None = setting("APP_DATABASE", None, "SQLite file holding jobs and their events",
-                                    shown="`<APP_DATA_DIR>/jobs.sqlite3`")
+    database: Path | None = setting("APP_DATABASE", None, "SQLite file holding jobs and their events "
+                                    "(unless APP_DATABASE_URL is set)", shown="`<APP_DATA_DIR>/jobs.sqlite3`")
+    database_url: str = setting("APP_DATABASE_URL", "", "the job store on PostgreSQL, e.g. "
+                                "`postgresql://app:secret@db.internal/jobs`, shared by any number of web and "
+                                "runner processes on any number of hosts (see \"Past one machine\")",
+                                shown="SQLite (APP_DATABASE)")
+    database_connections: int = setting("APP_DATABASE_CONNECTIONS", 8, "PostgreSQL connections one process "
+                                        "opens at most (plus one that listens for notices)", above=0)
+    role: str = setting("APP_ROLE", "all", "`web`: pages, API and event streams; `runner`: runs jobs (no "
+                        "port); `all`: both in one process (`--role` overrides)")
     my_files: Path | None = setting("APP_MY_FILES", DEFAULT_MY_FILES, "folder copied into every workspace",
                                     also=("AGENT_SANDBOX_MY_FILES",), shown="$AGENT_SANDBOX_MY_FILES or ./my_files")
     backends: list[str] = setting("APP_BACKENDS", ["local"], "comma-separated backends users may pick")
@@ -76,13 +102,11 @@ class Settings:
                                    shown="first of APP_BACKENDS")
     default_model: str = setting("APP_DEFAULT_MODEL", "", "model used when the request names none",
                                  shown="first of APP_MODELS")
-    run_jobs: bool = setting("APP_RUN_JOBS", True, "1: this process runs jobs when it holds the database's "
-                                                   "runner lease (one process per database does; the others "
-                                                   "wait for it); 0: it only serves pages, API and streams")
+    run_jobs: bool = setting("APP_RUN_JOBS", True, "0: a process of role `all` runs no jobs (as `--role web`)")
     runner_lease_seconds: float = setting(
-        "APP_RUNNER_LEASE_SECONDS", 15.0, "how long the runner lease lasts after its holder's last heartbeat "
-        "(renewed every third of it); a process waiting for it takes over a runner's jobs once it expires, "
-        "at once when that runner was a process of this machine that is gone", above=0)
+        "APP_RUNNER_LEASE_SECONDS", 15.0, "how long a running job's lease lasts after its runner's last "
+        "heartbeat (renewed every third of it); then another runner takes the job over and records it "
+        "interrupted (at once when that runner was a process of this machine that is gone)", above=0)
     workers: int = setting("APP_WORKERS", 2, "jobs running at once (sandboxes); the rest wait in the queue")
     stop_seconds: float = setting("APP_STOP_SECONDS", 15.0, "on SIGTERM, how long running sandboxes may take to "
                                   "stop (outputs collected) before they are ended by id, their outputs lost")
@@ -107,7 +131,8 @@ class Settings:
                                            shown="`<APP_DATA_DIR>/secret_key`")
     trusted_user_header: str = setting("APP_TRUSTED_USER_HEADER", "",
                                        "header set by an authenticating proxy naming the user, e.g. "
-                                       "X-Forwarded-User; only behind such a proxy", shown="off")
+                                       "X-Forwarded-User; honoured only from APP_TRUSTED_PROXIES (required "
+                                       "with it)", shown="off")
     trusted_proxies: list[str] = setting(
         "APP_TRUSTED_PROXIES", [], "addresses or networks of reverse proxies in front of the app (e.g. "
         "127.0.0.1 or 10.0.0.0/8): a request from one of them is from the last address in its "
@@ -132,12 +157,38 @@ class Settings:
                                   "server threads started up front (the pool grows on demand)")
     server_max_threads: int = setting("APP_SERVER_MAX_THREADS", 1000,
                                       "most server threads, one per request in progress (event streams hold none)")
+    max_streams_per_link: int = setting("APP_MAX_STREAMS_PER_LINK", 20,
+                                        "live logs open through one share link, by all its viewers together "
+                                        "(each also counts against its address); beyond it 429", above=0)
+    max_body_bytes: int = setting("APP_MAX_BODY_KB", 1024 * KB, "largest request body other than an upload "
+                                  "(JSON, forms) in KB (413 beyond, before it is read)", parse=kilobytes,
+                                  shown="`1024`", above=0)
+    max_events_per_job: int = setting("APP_MAX_EVENTS_PER_JOB", 20000,
+                                      "events of one run stored (the live log); the rest are counted, not "
+                                      "stored, and the log says so", above=0)
+    max_event_bytes_per_job: int = setting("APP_MAX_EVENT_MB_PER_JOB", 32 * MB,
+                                           "MB of events of one run stored; the rest are counted, not stored, "
+                                           "and the log says so", parse=megabytes, shown="`32`", above=0)
+    max_storage_per_owner: int = setting(
+        "APP_MAX_STORAGE_MB_PER_OWNER", 10240 * MB, "MB of uploads and results one owner's jobs may hold on "
+        "disk, counted by real size (0: no quota); past it a new job gets 507, and a job's results are cut "
+        "to what is left when it is queued", parse=megabytes, shown="`10240`")
+    retention_days: float = setting("APP_RETENTION_DAYS", 0.0, "days a finished job (its log, uploads and "
+                                    "results) is kept, then removed as if its owner deleted it (0: for ever)")
+    render_max_bytes: int = setting("APP_RENDER_MAX_MB", 2 * MB, "largest report.html or Markdown file "
+                                    "rendered for the page; a larger one is offered raw", parse=megabytes,
+                                    shown="`2`", above=0)
+    render_seconds: float = setting("APP_RENDER_SECONDS", 10.0, "seconds one report may take to render "
+                                    "(in a process of its own, once; then kept); past it it is offered raw",
+                                    above=0)
+    render_processes: int = setting("APP_RENDER_PROCESSES", 2, "reports rendered at once (each in a process "
+                                    "of its own); more views wait for one", above=0)
     heartbeat_seconds: float = setting("APP_HEARTBEAT_SECONDS", 15.0, "comment line sent on idle event streams")
     sandbox_network: bool = setting("APP_SANDBOX_NETWORK", False, "1: the agent's commands get outbound "
                                     "network (e.g. pip install); never the host's or private addresses")
     poll_seconds: float = setting("APP_POLL_SECONDS", 0.5, "how often the database is checked for work of "
                                                           "other processes (events, queued jobs)")
-    sample_file: Path | None = setting("APP_SAMPLE_FILE", REPO / "samples" / "plate_reader.csv",
+    sample_file: Path | None = setting("APP_SAMPLE_FILE", SAMPLE_FILE,
                                        "dataset the start page's \"try it with sample data\" button runs "
                                        "(empty: no button)", shown="`samples/plate_reader.csv`", blank=None)
     log_level: str = setting("APP_LOG_LEVEL", "INFO", "server log level: DEBUG, INFO, WARNING or ERROR")
@@ -148,6 +199,16 @@ class Settings:
         """(connections in all, event streams in all), under this process's open-files limit."""
         total = self.max_connections or socket_budget(self.server_max_threads)
         return total, min(total, self.max_streams or total * 9 // 10)
+
+    def runs_jobs(self) -> bool:
+        return self.role != "web" and self.run_jobs
+
+    def serves_pages(self) -> bool:
+        return self.role != "runner"
+
+    def store_target(self) -> str | Path:
+        """Where the job store is: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.database
 
     def results_dir(self, job_id: str) -> Path:
         return self.data_dir / "results" / job_id
@@ -185,8 +246,18 @@ class Settings:
             raise SettingError(f"default backend {self.default_backend!r} is not in APP_BACKENDS {self.backends}")
         if self.default_model not in self.models:
             raise SettingError(f"default model {self.default_model!r} is not in APP_MODELS {self.models}")
+        if self.role not in ROLES:
+            raise SettingError(f"APP_ROLE={self.role!r} is not valid: expected {', '.join(ROLES)}")
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise SettingError("APP_DATABASE_URL is not valid: expected postgresql://user:password@host/database")
         if self.workers < 1:
             raise SettingError("APP_WORKERS must be at least 1")
+        if self.trusted_user_header and not self.trusted_proxies:
+            raise SettingError(f"APP_TRUSTED_USER_HEADER={self.trusted_user_header} needs APP_TRUSTED_PROXIES: "
+                               "the header is honoured only from the proxies listed there (any client "
+                               "could send it)")
+        if self.retention_days < 0 or self.max_storage_per_owner < 0:
+            raise SettingError("APP_RETENTION_DAYS and APP_MAX_STORAGE_MB_PER_OWNER must be 0 (none) or more")
         try:
             Networks(self.trusted_proxies)
         except ValueError as exc:

@@ -4,6 +4,10 @@ Werkzeug parses the multipart body in chunks and asks the request for a file
 object per part; `UploadRequest` hands it a temporary file that refuses to
 grow past the per-file limit, so a file is never held whole in memory and an
 oversized one is stopped as soon as it crosses the limit.
+
+Every other body (JSON, a form) has a limit of its own, APP_MAX_BODY_KB:
+`limit_body` reads it before the view does, and refuses it with a 413 naming that
+limit as soon as it is over (before a byte is read when its length is declared).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import Request
+from flask import Request, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from agent_sandbox.workspace import add_upload, copy_my_files
@@ -44,6 +48,24 @@ class UploadRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         return CappedTempFile(self.max_file_bytes, filename, self.tmp_dir)
+
+
+UPLOAD_ENDPOINTS = frozenset({"api.create_job"})   # the only views that take files
+
+
+def limit_body() -> None:
+    """Before every request: a body that is not an upload is read now, within APP_MAX_BODY_KB."""
+    if request.endpoint in UPLOAD_ENDPOINTS or request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    limit = current_app.config["SETTINGS"].max_body_bytes
+    request.max_content_length = limit
+    try:
+        request.get_data(parse_form_data=True)   # kept: the view's get_json / form use it
+        request.stream.read(1)   # a chunked body stops at the limit: one more byte says if there is more
+    except RequestEntityTooLarge:
+        size = f" ({_mb(request.content_length)})" if request.content_length else ""
+        raise RequestEntityTooLarge(f"the request body{size} is larger than the limit of {limit // 1024} KB "
+                                    "for anything but an upload (APP_MAX_BODY_KB)") from None
 
 
 class UploadError(ValueError):

@@ -42,6 +42,7 @@ class Action:
     status: str = "succeeded"  # FINISH
     call_id: str = ""          # tool-call id, for LLMs that need it echoed back
     planned_steps: int = 0     # the model's estimate of the run's steps, shown as "step 3 of 12" (0: unknown)
+    free: bool = False         # a step the agent takes on its own (not counted against the model's max_steps)
 
     def __post_init__(self) -> None:
         if self.kind not in ACTION_KINDS:
@@ -59,10 +60,13 @@ class Action:
 @dataclass
 class Observation:
     exit_code: int | None
-    output: str                # stdout and stderr, interleaved, capped
-    truncated: bool = False
+    output: str                # stdout and stderr, interleaved: the head and the tail when long
+    truncated: bool = False    # characters were elided between the head and the tail
     timed_out: bool = False
     duration: float = 0.0
+    elided: int = 0            # characters left out of `output`
+    total_chars: int = 0       # characters the command printed
+    full_output: str = ""      # the file in the sandbox holding all of it ("" when there is none)
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Task:
     max_steps: int = 40        # actions the model may take before the run is stopped
     network: bool = False      # the agent's commands have outbound network
     previous: str = ""         # a follow-up job: what the previous job did (results in /workspace/previous)
+    steps_left: int = 0        # the model's steps left, this one included (kept current by the agent)
 
 
 @dataclass
@@ -99,9 +104,22 @@ MODELS: dict[str, str] = {
 }
 
 
-# Host settings an LLM agent reads inside the sandbox (never keys): the SDK's
-# retries and its timeout per model call. The CLI and the web app pass them on.
-AGENT_MODEL_SETTINGS = ("AGENT_SANDBOX_MODEL_RETRIES", "AGENT_SANDBOX_MODEL_TIMEOUT")
+# Environment variables the host passes to the agent for its model: none any more. The model's
+# retries and timeout are Limits (spec.py), checked on the host and passed as arguments; the
+# name stays for the callers that still read it.
+AGENT_MODEL_SETTINGS: tuple[str, ...] = ()
+
+# What the user is told when an API model is chosen (the CLI prints it, the web start page shows it).
+PROVIDER_NOTICE = ("With an AI model, excerpts of your files and the outputs of the commands the agent runs "
+                   "are sent to the model's provider ({provider}); the sandbox itself has no network.")
+PROVIDERS_SHOWN = {"openai": "OpenAI, or the OpenAI-compatible server set by OPENAI_BASE_URL",
+                   "anthropic": "Anthropic, or the server set by ANTHROPIC_BASE_URL"}
+
+
+def provider_notice(model: str) -> str:
+    """The notice for `model` ("" for a model that runs inside the sandbox, e.g. offline)."""
+    prefix = model.partition(":")[0]
+    return PROVIDER_NOTICE.format(provider=PROVIDERS_SHOWN[prefix]) if prefix in PROVIDERS_SHOWN else ""
 
 
 class UnknownModel(ValueError):

@@ -10,8 +10,9 @@ from typing import Any
 
 import anthropic
 
-from agent_sandbox.agent.models.llm import (MAX_RESPONSE_TOKENS, TOOLS, Entry, LLMModel, ModelError, ToolCall,
-                                      describe_api_error)
+from agent_sandbox.agent.models import FINISH
+from agent_sandbox.agent.models.llm import (LENGTH, MAX_RESPONSE_TOKENS, REFUSAL, TOOLS, Entry, LLMModel, Reply,
+                                            ToolCall, model_error)
 from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
 
 ANTHROPIC_TOOLS = [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
@@ -43,13 +44,16 @@ class AnthropicModel(LLMModel):
         return anthropic.Anthropic(api_key=PLACEHOLDER_KEY, base_url=RELAY_BASE_URL, max_retries=self.retries,
                                    timeout=self.timeout, http_client=relay_http_client(channel))
 
-    def call(self, system: str, entries: list[Entry]) -> tuple[str, list[ToolCall]]:
+    def call(self, system: str, entries: list[Entry], force_finish: bool = False) -> Reply:
+        only_finish = {"tool_choice": {"type": "tool", "name": FINISH}} if force_finish else {}
         try:
             response = self.client.messages.create(model=self.name, system=system, messages=messages(entries),
-                                                   tools=ANTHROPIC_TOOLS, max_tokens=MAX_RESPONSE_TOKENS)
+                                                   tools=ANTHROPIC_TOOLS, max_tokens=MAX_RESPONSE_TOKENS,
+                                                   **only_finish)
         except anthropic.AnthropicError as exc:
-            raise ModelError(describe_api_error(anthropic, exc, self.name)) from None
+            raise model_error(anthropic, exc, self.name, self.timeout) from None
         text = "\n".join(b.text for b in response.content if b.type == "text" and b.text)
         calls = [ToolCall(b.id, b.name, dict(b.input) if isinstance(b.input, dict) else {"__malformed__": b.input})
                  for b in response.content if b.type == "tool_use"]
-        return text, calls
+        stop = {"refusal": REFUSAL, "max_tokens": LENGTH}.get(response.stop_reason or "", "")
+        return Reply(text, calls, stop)

@@ -8,7 +8,8 @@ shows what ran and the results can be reproduced from scripts/ without the agent
 
 Files copied from my_files (Task.files entries with `reference`) are the lab's
 reference material: they are not analysed, they are listed in the report, and
-each analysis may use them (a plate map joins the plate). Each action is tagged
+each analysis may use them (a plate map joins the plate). An upload named like a
+plate map (plate_map.csv, layout.xlsx) is analysed and serves the other uploads too. Each action is tagged
 with its plan step (`call_id` "step-N"), so observations are read against the
 step that caused them.
 
@@ -32,6 +33,7 @@ from agent_sandbox.agent.playbook.scripts.common import snake_case
 BIG_FILE = 100 * 1024 * 1024  # before a file this large, write a first report in case it runs out of time
 TAG = "step-"
 MAP_EXTENSIONS = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")  # reference files that may be plate maps
+PLATE_MAP_NAME = re.compile(r"plate[ _-]?(map|layout)|(^|[ _-])(layout|platemap)([ _-]|$)", re.IGNORECASE)
 DROP_DUPLICATES = re.compile(r"\b(drop|remove|delete|discard|exclude|dedupe|de-?duplicate)\w*\b.{0,40}\bduplicat"
                              r"|\bde-?duplicate", re.IGNORECASE | re.DOTALL)
 
@@ -44,8 +46,14 @@ class Step:
     preliminary: bool = False                  # report
 
 
+PREVIOUS_RESULTS = re.compile(r"^previous(_\d+)?/")  # a follow-up's copy of the previous job's results
+
+
 def uploads(task: Task) -> list[dict]:
-    return [f for f in task.files if not f.get("reference")]
+    """The files to analyse: not my_files' reference material, nor (in a follow-up) the results
+    of the previous job, which are not new data."""
+    return [f for f in task.files if not f.get("reference")
+            and not (task.previous and PREVIOUS_RESULTS.match(f["path"]))]
 
 
 def references(task: Task) -> list[dict]:
@@ -164,14 +172,16 @@ class OfflinePlaybook:
 
     def analyze(self, task: Task, step: Step, warning: str) -> Action:
         scripts = f"{task.outputs}/scripts"
-        extra = [arg for f in references(task) if f["path"].lower().endswith(MAP_EXTENSIONS)
-                 for arg in ("--reference", shlex.quote(f"{task.workspace}/{f['path']}"))]
-        if drop_duplicates(task):
-            extra.append("--drop-duplicates")
+        maps = [f for f in uploads(task) if PLATE_MAP_NAME.search(PurePosixPath(f["path"]).stem)
+                and f["path"].lower().endswith(MAP_EXTENSIONS)]  # an uploaded plate map serves the other uploads
+        maps += [f for f in references(task) if f["path"].lower().endswith(MAP_EXTENSIONS)]
+        extra = ["--drop-duplicates"] if drop_duplicates(task) else []
         commands = [
             " ".join(["python", shlex.quote(f"{scripts}/analyze_table.py"),
                       shlex.quote(f"{task.workspace}/{f['path']}"), "--out", shlex.quote(task.outputs),
-                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])] + extra)
+                      "--name", shlex.quote(f["name"]), "--label", shlex.quote(f["path"])]
+                     + [arg for m in maps if m["path"] != f["path"]
+                        for arg in ("--reference", shlex.quote(f"{task.workspace}/{m['path']}"))] + extra)
             for f in step.files]
         if len(commands) == 1:
             command = commands[0]
@@ -179,8 +189,8 @@ class OfflinePlaybook:
         else:  # many files: one command for several, still reporting each one's failure
             command = "status=0; " + " ".join(f"{c} || status=1;" for c in commands) + " exit $status"
             what = f"{len(commands)} files: " + ", ".join(f["path"] for f in step.files)
-        thought = (f"Analyse {what}: detect its format and layout, clean it with an audit, profile it, "
-                   f"look for findings, plot it.")
+        thought = (f"Analyse {what}: detect its format and layout, clean it with an audit, profile it, find the "
+                   f"blanks and fit each well's growth if it is a plate read over time, look for findings, plot it.")
         return Action(SHELL, thought=(warning + " " + thought).strip(), command=command)
 
     def report(self, task: Task, step: Step, done: list[tuple[Step, Turn]], warning: str) -> Action:
@@ -190,6 +200,10 @@ class OfflinePlaybook:
             args += ["--failed", shlex.quote(path), shlex.quote(reason)]
         for f in references(task):
             args += ["--reference", shlex.quote(f["path"])]
+        if unapplied := unapplied_instructions(task):  # the report says so, as the job's page does
+            args += ["--note", shlex.quote(f"Instructions given to this job were not applied: “{unapplied[:500]}”. "
+                                           "The offline playbook cannot follow written instructions; it ran its "
+                                           "standard analysis.")]
         thought = ("Write a first report now: the next file is large, and if it runs out of time the "
                    "results so far are still described." if step.preliminary
                    else "Write report.md and report.html from the profiles, findings, audits and plots.")
@@ -232,9 +246,9 @@ class OfflinePlaybook:
             parts.append("Failed: " + "; ".join(f"{p} ({r})" for p, r in failed.items()) + ".")
         if references(task):
             parts.append(f"{len(references(task))} reference file(s) from my_files listed, not analysed.")
-        parts.append("See report.md / report.html (findings first); cleaned CSV and Parquet, profile JSON with "
-                     "findings, plots and the cleaning audit are in one folder per table; scripts/ reproduces "
-                     "everything." if report_ok else "The report could not be written: "
+        parts.append("See report.md / report.html (a summary and the findings first); cleaned CSV and Parquet, "
+                     "profile JSON with findings, plots and the cleaning audit (and growth_parameters.csv for a "
+                     "kinetic plate read) are in one folder per table; scripts/ reproduces everything." if report_ok else "The report could not be written: "
                      + (last_line(report_turn.observation.output) if report_turn and report_turn.observation
                         else "no report step"))
         return Action(FINISH, thought="Done.", message=" ".join(parts), status="succeeded")
@@ -284,6 +298,14 @@ class OfflinePlaybook:
 def min_steps() -> int:
     """Write every script, analyse all files in one step, report, finish."""
     return len(SCRIPT_NAMES) + 3
+
+
+def unapplied_instructions(task: Task) -> str:
+    """The instruction lines the playbook does not follow (those asking to remove duplicates it does)."""
+    if not task.instructions or task.instructions.strip() == DEFAULT_INSTRUCTIONS:
+        return ""
+    return " ".join(line.strip() for line in task.instructions.splitlines()
+                    if line.strip() and not DROP_DUPLICATES.search(line))
 
 
 def drop_duplicates(task: Task) -> bool:

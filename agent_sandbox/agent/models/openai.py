@@ -12,7 +12,9 @@ from typing import Any
 
 import openai
 
-from agent_sandbox.agent.models.llm import TOOLS, Entry, LLMModel, ModelError, ToolCall, describe_api_error
+from agent_sandbox.agent.models import FINISH
+from agent_sandbox.agent.models.llm import (LENGTH, MAX_RESPONSE_TOKENS, REFUSAL, TOOLS, Entry, LLMModel, ModelError,
+                                            Reply, ToolCall, model_error)
 from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
 
 OPENAI_TOOLS = [{"type": "function", "function": tool} for tool in TOOLS]
@@ -24,7 +26,7 @@ def messages(system: str, entries: list[Entry]) -> list[dict[str, Any]]:
         if e.role == "user":
             out.append({"role": "user", "content": e.text})
         elif e.role == "assistant":
-            msg: dict[str, Any] = {"role": "assistant", "content": e.text or None}
+            msg: dict[str, Any] = {"role": "assistant", "content": e.text or (None if e.calls else "(no answer)")}
             if e.calls:
                 msg["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": c.raw or json.dumps(c.args)}}
@@ -57,13 +59,18 @@ class OpenAIModel(LLMModel):
         return openai.OpenAI(api_key=PLACEHOLDER_KEY, base_url=RELAY_BASE_URL, max_retries=self.retries,
                              timeout=self.timeout, http_client=relay_http_client(channel))
 
-    def call(self, system: str, entries: list[Entry]) -> tuple[str, list[ToolCall]]:
+    def call(self, system: str, entries: list[Entry], force_finish: bool = False) -> Reply:
+        only_finish = {"tool_choice": {"type": "function", "function": {"name": FINISH}}} if force_finish else {}
         try:
             response = self.client.chat.completions.create(model=self.name, messages=messages(system, entries),
-                                                           tools=OPENAI_TOOLS)
+                                                           tools=OPENAI_TOOLS, **only_finish,
+                                                           max_completion_tokens=MAX_RESPONSE_TOKENS)
         except openai.OpenAIError as exc:
-            raise ModelError(describe_api_error(openai, exc, self.name)) from None
+            raise model_error(openai, exc, self.name, self.timeout) from None
         if not response.choices:
             raise ModelError("the model endpoint returned no answer")
-        message = response.choices[0].message
-        return message.content or "", tool_calls(message)
+        choice = response.choices[0]
+        refusal = getattr(choice.message, "refusal", None) or ""
+        stop = REFUSAL if refusal or choice.finish_reason == "content_filter" else \
+            LENGTH if choice.finish_reason == "length" else ""
+        return Reply(choice.message.content or "", tool_calls(choice.message), stop, refusal)

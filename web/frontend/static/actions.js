@@ -45,8 +45,10 @@
     window.location.href = data.urls.page;
   }));
 
+  // The job's read-only link: the one already given out (links to one table view or plot use it
+  // too), or a new one; "Revoke link" ends it and every view shared with it.
   document.getElementById("share").addEventListener("click", guard(async () => {
-    const data = await call("POST", actions.dataset.share);
+    const data = await call("POST", actions.dataset.share, { reuse: true });
     shareUrl.value = data.url;
     shareBox.hidden = false;
     shareUrl.select();

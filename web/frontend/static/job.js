@@ -18,6 +18,8 @@
   const STATUSES = JSON.parse(job.dataset.statuses);  // {active, final, tones}: from agent_sandbox.events
   const FINAL = STATUSES.final;
   const PHASES = ["queued", "starting", "running", "collecting", "done"];
+  const OUTCOMES = JSON.parse(job.dataset.outcomes || "{}");   // how the last phase reads for each end
+  const reached = new Set(["queued"]);   // phases the job went through: only these get a ✓
   const FOLD_LINES = 12;
   const inputs = JSON.parse(job.dataset.files || "[]");
   let started = Number(job.dataset.started) || null;
@@ -58,12 +60,31 @@
   function setPhase(next) {
     if (next === phase) return;
     phase = next;
-    const at = PHASES.indexOf(next);
-    document.querySelectorAll("#phases li").forEach((li, i) => {
-      li.className = i < at ? "past" : i === at ? "current" : "";
-      if (i === at) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
-    });
+    reached.add(next);
+    if (next === "collecting" || next === "running") reached.add("starting");
+    drawPhases();
     if (next !== "done") say(document.querySelector(`#phases li[data-phase="${next}"]`).textContent);
+  }
+  // Passed phases get a ✓; those a cancelled or failed job never reached are marked skipped,
+  // and the last one says how it ended.
+  function drawPhases(status) {
+    const at = PHASES.indexOf(phase);
+    const bad = status && status !== "succeeded";
+    if (status === "succeeded") PHASES.forEach(p => reached.add(p));
+    document.querySelectorAll("#phases li").forEach((li, i) => {
+      const p = li.dataset.phase;
+      li.className = i === at ? "current" + (bad && p === "done" ? " bad" : "")
+        : i < at ? (reached.has(p) ? "past" : "skipped") : "";
+      if (i === at) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+      if (p === "done" && status) li.textContent = OUTCOMES[status] || "Done";
+    });
+  }
+  // At the end: a file still being analysed was stopped (or, after a success, nothing is claimed).
+  function settleFiles(status) {
+    document.querySelectorAll('#file-progress li[data-state="working"]').forEach(li => {
+      if (status === "succeeded") { delete li.dataset.state; li.querySelector(".fstate").textContent = ""; }
+      else { li.dataset.state = "stopped"; li.querySelector(".fstate").textContent = "stopped"; }
+    });
   }
   function setFile(name, state, label) {
     const li = document.querySelector(`#file-progress li[data-file="${CSS.escape(name)}"]`);
@@ -97,7 +118,7 @@
     if (status !== "queued") queue.textContent = "";
     if (status === "queued") setPhase("queued");
     else if (status === "running" && (!phase || phase === "queued")) setPhase("starting");
-    if (!active) { setPhase("done"); say("Finished: " + status); }
+    if (!active) { setPhase("done"); drawPhases(status); settleFiles(status); say("Finished: " + status); }
   }
 
   // -- the log ---------------------------------------------------------------

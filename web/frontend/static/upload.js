@@ -1,5 +1,8 @@
-// Upload page: choose (button or drop) files, check the limits, send them with progress and
-// a cancel, then go to the job's live page. The sample button runs the bundled dataset.
+// Upload page: choose (button or drop) files, check the limits and that each file is a table a
+// reader handles (the server checks again), send them with progress and a cancel, then go to the
+// job's live page. The model choice shows what it does with instructions: the offline analysis
+// gets its options as checkboxes, an AI model the instructions box and what goes to its provider.
+// The sample button runs the bundled dataset.
 (function () {
   const form = document.getElementById("upload-form");
   if (!form) return;
@@ -15,8 +18,12 @@
   const token = document.querySelector('meta[name="csrf-token"]').content;
   const limits = { files: Number(form.dataset.maxFiles), file: Number(form.dataset.maxFileBytes),
                    total: Number(form.dataset.maxRequestBytes) };
+  const accepted = JSON.parse(form.dataset.accepted || "[]");
+  const refused = JSON.parse(form.dataset.refused || "{}");
+  const following = JSON.parse(form.dataset.following || "[]");
   let files = [];
   let xhr = null;
+  const why = new WeakMap();   // file -> why no reader handles it ("" when one does)
 
   function human(n) {
     const units = ["B", "KB", "MB", "GB"]; let i = 0;
@@ -32,8 +39,48 @@
     status.textContent = text;
   }
 
+  // Which files a reader handles: the same rules as the server's frontend/readable.py.
+  function extension(name) {
+    const base = name.split("/").pop().toLowerCase();
+    const dot = base.lastIndexOf(".");
+    return dot > 0 ? base.slice(dot) : "";
+  }
+  function looksTabular(text) {
+    let lines = text.split(/\r?\n/).slice(0, 40).filter(l => l.trim());
+    if (lines.length > 1 && !/\n$/.test(text)) lines = lines.slice(0, -1);
+    if (!lines.length) return false;
+    for (const d of [",", "\t", ";", "|"]) {
+      const counts = lines.map(l => l.split(d).length - 1);
+      const tally = {};
+      counts.forEach(c => { tally[c] = (tally[c] || 0) + 1; });
+      const common = Number(Object.keys(tally).sort((a, b) => tally[b] - tally[a])[0]);
+      if (common > 0 && tally[common] >= Math.max(1, 0.6 * lines.length)) return lines.length > 1 || d !== ",";
+    }
+    const numbers = /^\s*[-+]?\d[\d.eE+-]*(\s+[-+]?\d[\d.eE+-]*)+\s*$/;
+    return lines.filter(l => numbers.test(l)).length >= Math.max(1, 0.6 * lines.length);
+  }
+  async function refusal(file) {
+    const ext = extension(file.name);
+    if (refused[ext]) return refused[ext];
+    if (!accepted.includes(ext) && ext !== "") return `a ${ext} file, a format the analysis does not read`;
+    if (ext === ".txt" || ext === "") {
+      const text = await file.slice(0, 65536).text();
+      if (text.includes("\u0000")) return "binary data, not text";
+      if (text.trim() && !looksTabular(text)) return "text, not a table (no columns in its lines)";
+    }
+    return "";
+  }
+  function unreadable() {
+    const bad = files.filter(f => why.get(f));
+    if (!bad.length) return "";
+    return `${bad.length === 1 ? "This file" : "These files"} cannot be analysed: ` +
+      bad.map(f => `${f.name} (${why.get(f)})`).join("; ") + `. Upload ${form.dataset.acceptedWords}.`;
+  }
+
   // The limits the server enforces, checked before anything is sent.
   function limitProblem() {
+    const bad = unreadable();
+    if (bad) return bad;
     if (files.length > limits.files) return `At most ${limits.files} files per job; remove ${files.length - limits.files}.`;
     const big = files.find(f => f.size > limits.file);
     if (big) return `${big.name} is ${human(big.size)}, over the limit of ${human(limits.file)} per file.`;
@@ -47,6 +94,7 @@
       const li = document.createElement("li");
       const name = document.createElement("span"); name.className = "name"; name.textContent = f.name;
       const size = document.createElement("span"); size.className = "size"; size.textContent = human(f.size);
+      if (why.get(f)) { li.className = "refused"; size.textContent += " · cannot be analysed"; }
       const rm = document.createElement("button"); rm.type = "button"; rm.className = "link remove";
       rm.textContent = "remove"; rm.setAttribute("aria-label", "Remove " + f.name);
       rm.onclick = () => { files.splice(i, 1); render(); zone.focus(); };
@@ -56,7 +104,25 @@
     submit.disabled = files.length === 0 || Boolean(problem) || xhr !== null;
     say(problem, Boolean(problem));
   }
-  function add(newFiles) { files = files.concat(Array.from(newFiles)); render(); }
+  async function add(newFiles) {
+    const added = Array.from(newFiles);
+    await Promise.all(added.map(async f => { why.set(f, await refusal(f)); }));
+    files = files.concat(added); render();
+  }
+
+  // What the chosen model does with instructions.
+  const model = form.querySelector("select[name=model]");
+  const options = document.getElementById("offline-options");
+  const box = document.getElementById("instructions-box");
+  function showModel() {
+    if (!model) return;
+    const follows = following.includes(model.value);
+    options.hidden = options.disabled = follows;
+    box.hidden = !follows;
+    document.getElementById("instructions").disabled = !follows;
+    document.querySelectorAll("#instructions-box .provider-notice").forEach(p => { p.hidden = p.dataset.model !== model.value; });
+  }
+  if (model) { model.addEventListener("change", showModel); showModel(); }
 
   zone.addEventListener("click", () => input.click());
   input.addEventListener("change", () => { add(input.files); input.value = ""; });

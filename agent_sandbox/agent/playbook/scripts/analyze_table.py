@@ -39,6 +39,8 @@ from findings import find_all  # noqa: E402
 from plot_table import plot_table  # noqa: E402
 from profile_table import profile_table  # noqa: E402
 from read_table import NotATable, open_tables  # noqa: E402
+from roles import time_axis  # noqa: E402
+from units import read_units_file, reading_unit  # noqa: E402
 
 IN_MEMORY_BYTES = 128 * MB  # inputs up to this size are worked on in memory (a few times their size)
 
@@ -66,7 +68,8 @@ def table_name(out: Path, base: str, sheet: str | None) -> str:
     return candidate
 
 
-FORMATS = {"csv": "FORMAT CSV, HEADER", "parquet": "FORMAT PARQUET, COMPRESSION ZSTD"}
+# ZSTD at level 1: a Parquet file a third larger than at the default level 3, for a seventh less CPU
+FORMATS = {"csv": "FORMAT CSV, HEADER", "parquet": "FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL 1"}
 
 
 def write_table(con, out: Path, name: str, kind: str) -> dict:
@@ -87,8 +90,60 @@ def size_notes(files: dict, max_file_bytes: int) -> list[str]:
     return notes
 
 
+READING_KEYS = {"wells", "well", "reading", "readings", "od", "absorbance"}  # a units table's name for the plate's readings
+
+
+def apply_units(profile: dict, reader: dict, unit_table: dict[str, str]) -> None:
+    """Units the lab gave (my_files/units.csv) win; a plate reader's readings (well columns, a
+    table of wells' values) without a unit take the one the file's header lines name (OD600)."""
+    by_name = {snake_case(k): v for k, v in unit_table.items()}
+    reading, source = next((v for k, v in by_name.items() if k in READING_KEYS), None), "units table"
+    if reading is None:
+        reading, source = reading_unit(reader.get("metadata", []) + [g["label"] for g in reader.get("grids", [])]), \
+            "file header"
+    plate_table = reader.get("layout") == "plate grid"
+    for c in profile["column_profiles"]:
+        given = unit_table.get(c.get("original") or "") or by_name.get(c["name"])
+        if given:
+            c["unit"], c["unit_source"] = given, "units table"
+        elif reading and not c.get("unit") and (c["role"] == "well" or (plate_table and c["role"] == "measure")):
+            c["unit"], c["unit_source"] = reading, source
+
+
+def growth_or_blanks(con, profile: dict, reader: dict, folder: Path, notes: list[str]) -> None:
+    """A kinetic read gets its growth analysis (profile["growth"]), a table of wells its blanks
+    (profile["blanks"]); a failure is a note, the rest of the analysis goes on."""
+    try:
+        axis = time_axis(profile["column_profiles"])
+        if axis is not None and any(c["role"] == "well" or c["name"] == "well" for c in profile["column_profiles"]):
+            import growth
+
+            shape = growth.kinetic_shape(profile, axis)
+            if shape is not None:
+                started = time.perf_counter()
+                found = growth.analyse(con, "clean", profile, axis, shape, reader.get("plate_map") or {},
+                                       reader.get("plate_map_source") or "", folder)
+                if found:
+                    profile["growth"] = dict(found, seconds=round(time.perf_counter() - started, 3))
+                    print(f"[{folder.name}] growth of {len(found['wells'])} wells x {found['reads']} reads: blanks "
+                          f"{len(found['blanks']['wells'])} ({found['blanks']['kind']}), "
+                          f"{sum(p['grew'] for p in found['parameters'] if p['role'] == 'sample')} grew", flush=True)
+                    return
+        plate_table = reader.get("layout") == "plate grid"
+        well = next((c for c in profile["column_profiles"] if c["name"] == "well" and c["type"] == "text"), None)
+        if plate_table or (well and (well.get("distinct") or 0) >= max(6, 0.9 * profile["rows"])):
+            from blanks import endpoint_blanks
+
+            found = endpoint_blanks(con, "clean", profile["column_profiles"], reader.get("plate_map_columns") or [],
+                                    reader.get("plate_map_source") or "", plate_table)
+            if found:
+                profile["blanks"] = found
+    except Exception as exc:  # the table is still read, cleaned, profiled and plotted
+        notes.append(f"the growth and blank analysis failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
 def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_bytes: int,
-                drop_duplicates: bool = False) -> dict:
+                drop_duplicates: bool = False, unit_table: dict | None = None) -> dict:
     started = time.time()
     name = table_name(out, base, spec["sheet"])
     (out / name).mkdir(parents=True)
@@ -117,6 +172,7 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
     writers[0].start()
     drawn: dict = {}
     drawer = None
+    early_notes: list[str] = []
     try:
         profile = profile_table(con, "clean", cleaned["columns"], plate_table=reader.get("layout") == "plate grid")
         plate_map = reader.get("plate_map") or {}
@@ -125,12 +181,16 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
                       if c["role"] == "well" and c["name"].upper() in m}
             if labels:
                 c["plate_map"] = labels
+        apply_units(profile, reader, unit_table or {})
+        growth_or_blanks(con, profile, reader, out / name, early_notes)
         drawer = threading.Thread(target=in_thread, args=(drawn, plot_table, con.cursor(), "clean", profile, out,
                                                            name, source))
         drawer.start()
         writers[1].start()
         if not drop_duplicates:
-            cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]])
+            cleaned["duplicates"] = find_duplicates(con, "clean", [c["name"] for c in cleaned["columns"]],
+                                                    {c["name"]: c["distinct"] for c in profile["column_profiles"]},
+                                                    profile["rows"])
             cleaned["duplicate_rows"] = cleaned["duplicates"]["count"]
         findings = find_all(con, "clean", profile, cleaned, plate_map)
     finally:
@@ -141,7 +201,7 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
         if "error" in box:
             raise RuntimeError(f"the cleaned {kind.upper()} could not be written: {box['error']}")
     files = {kind: box["result"] for kind, box in saved.items()}
-    notes = size_notes(files, max_file_bytes)
+    notes = early_notes + size_notes(files, max_file_bytes)
     if "error" in drawn:
         notes.append(f"the plots could not be drawn: {drawn['error']}")
     plots = drawn.get("result", [])
@@ -163,6 +223,7 @@ def analyze_one(con, spec: dict, source: str, out: Path, base: str, max_file_byt
         "duplicate_rows_dropped": cleaned["duplicates_dropped"],
         "approximate": profile["approximate"], "columns": profile["column_profiles"],
         "findings": findings, "audit": cleaned["audit"], "plots": plots,
+        **{k: profile[k] for k in ("growth", "blanks") if k in profile},
         "files": files, "notes": notes, "seconds": round(time.time() - started, 2),
     }
     profile_path = out / name / f"{name}.profile.json"
@@ -215,11 +276,14 @@ def start_plot_import() -> None:
 def analyze_tables(con, path: Path, scratch: Path, record: dict, out: Path, base: str,
                    max_file_bytes: int, options: dict, references: list[Path], drop_duplicates: bool) -> None:
     specs = open_tables(con, path, scratch, plate_maps=references, **options)
+    unit_table = {}
+    for ref in references:
+        unit_table.update(read_units_file(ref))
     for spec in specs:
         if not spec.get("skipped"):
             try:
                 record["tables"].append(analyze_one(con, spec, record["file"], out, base, max_file_bytes,
-                                                    drop_duplicates)["table"])
+                                                    drop_duplicates, unit_table)["table"])
                 continue
             except EmptyTable as exc:
                 spec["skipped"] = str(exc)

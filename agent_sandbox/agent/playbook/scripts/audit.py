@@ -59,7 +59,7 @@ class ColumnAudit:
                           detail="markers: " + ", ".join(self._markers_seen(i, f"x{i}", table)))
         if kind in NUMERIC_KINDS and high + low:
             self._range_markers(table, i, name)
-        junk = self._unparsed(table, i, kind)
+        junk = self._unparsed(table, i, kind) if found else None  # no raw cell left over: nothing to look for
         if parsed == 0:
             self._note("dropped empty column", name, detail=f"{self.original[i]!r} had no values")
             return None, unit
@@ -150,12 +150,21 @@ def group_routine(entries: list[dict]) -> list[dict]:
 NOT_LOOKED = {"count": 0, "rows": [], "first_of": [], "rows_sql": "SELECT NULL LIMIT 0"}
 
 
-def find_duplicates(con, table: str, cols: list[str]) -> dict:
+def find_duplicates(con, table: str, cols: list[str], distinct: dict[str, int] | None = None,
+                    rows: int | None = None) -> dict:
     """Rows identical to an earlier row: their count, the first row numbers, and a SQL list of
     all their rowids. Rows are first compared by a hash in one narrow GROUP BY; only rows
-    whose hash repeats are compared column by column."""
+    whose hash repeats are compared column by column. With the columns' `distinct` counts
+    (the profile's) the first hash covers only the two most varied columns when they tell
+    most rows apart (identical rows agree there too): hashing every column of every row
+    costs more than checking the few candidates in full."""
     idents = ", ".join(sql_ident(c) for c in cols)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({idents}) AS h FROM {table} "
+    key = idents
+    if distinct and rows:
+        varied = sorted(cols, key=lambda c: -(distinct.get(c) or 0))[:2]
+        if len(varied) < len(cols) and (distinct.get(varied[0]) or 0) >= 0.5 * rows:
+            key = ", ".join(sql_ident(c) for c in varied)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_hashes AS SELECT hash({key}) AS h FROM {table} "
                 "GROUP BY 1 HAVING count(*) > 1")
     empty = dict(NOT_LOOKED)
     if not con.execute("SELECT count(*) FROM dup_hashes").fetchone()[0]:
@@ -163,7 +172,7 @@ def find_duplicates(con, table: str, cols: list[str]) -> dict:
         return empty
     con.execute(f"CREATE OR REPLACE TEMP TABLE dup_rows AS SELECT rowid AS r, "
                 f"first_value(rowid) OVER (PARTITION BY {idents} ORDER BY rowid) AS f FROM {table} "
-                f"WHERE hash({idents}) IN (SELECT h FROM dup_hashes)")
+                f"WHERE hash({key}) IN (SELECT h FROM dup_hashes)")
     count, rows, firsts = con.execute("SELECT count(*), list(r + 1 ORDER BY r)[1:20], list(f + 1 ORDER BY r)[1:20] "
                                       "FROM dup_rows WHERE r <> f").fetchone()
     con.execute("DROP TABLE dup_hashes")

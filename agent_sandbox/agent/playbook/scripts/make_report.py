@@ -3,9 +3,12 @@
     python make_report.py --out RESULTS [--failed FILE REASON ...] [--reference FILE ...]
 
 It reads RESULTS/inputs/*.json (one per input file) and each table's
-<table>/<table>.profile.json. The report opens with a table of contents and
-the findings of every table, most important first; then each table's reading,
-columns (with units), cleaning audit and plots. The report is built once as a
+<table>/<table>.profile.json. The report opens with a few sentences per table
+(what it is, what stands out), then the findings grouped per table, most
+important first (instrument problems, then the data's, then information; the
+table with the most important finding first); then each table: its plots (full
+width, each a link to the full-size image), the growth parameters of a kinetic
+read, how it was read, its columns (with units) and the cleaning audit. The report is built once as a
 list of blocks and rendered twice, so the Markdown and the HTML always say the
 same thing. The HTML is static (no JavaScript) and refers to the plots by
 relative path. --failed adds files whose analysis crashed before it could
@@ -21,17 +24,20 @@ import html
 import json
 import re
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
 MB = 1024 * 1024
 STAT_FIELDS = ("min", "max", "mean", "std", "median")
-# Findings, most important first (the order of findings.KINDS), with the words the report uses.
-FINDING_TITLES = {"duplicate_rows": "identical rows", "constant_column": "constant column",
-                  "mostly_missing": "nearly all missing", "missing_together": "missing together",
-                  "outliers": "outliers", "negative_values": "negative values", "saturated": "saturated readings",
-                  "below_detection": "below detection", "blank_signal": "blank with signal",
-                  "replicate_cv": "replicates disagree"}
+# The words the report uses for each kind of finding (findings.RANKING orders them by rank).
+FINDING_TITLES = {"saturated": "saturated readings", "negative_values": "negative values", "no_growth": "did not grow",
+                  "blank_signal": "blank with signal", "below_blank": "below the blanks",
+                  "below_detection": "below detection", "replicate_cv": "replicates disagree",
+                  "duplicate_rows": "identical rows", "missing_times": "missing time points", "outliers": "outliers",
+                  "missing_together": "missing together", "mostly_missing": "nearly all missing",
+                  "constant_column": "constant column", "long_tail": "long tail", "blanks": "blanks"}
+GROWTH_COLUMNS = ["well", "role", "max_od", "growth_rate_per_h", "doubling_time_h", "lag_h", "auc", "grew"]
 
 
 # ---------------------------------------------------------------- blocks
@@ -62,6 +68,7 @@ def table(header: list[str], rows: list[list]) -> tuple:
 
 
 def img(path: str, alt: str) -> tuple:
+    """A plot, full width, that links to itself so it opens full size."""
     return ("img", path, alt)
 
 
@@ -89,7 +96,7 @@ def to_markdown(blocks: list[tuple]) -> str:
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b[2]]
             out.append("\n".join(lines))
         elif b[0] == "img":
-            out.append(f"![{b[2]}]({b[1]})")
+            out.append(f"[![{b[2]}]({b[1]})]({b[1]})")
         elif b[0] == "code":
             out.append("```\n" + b[1] + "\n```")
     return "\n\n".join(out) + "\n"
@@ -97,7 +104,8 @@ def to_markdown(blocks: list[tuple]) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}img{max-width:48%;margin:.3em;border:1px solid #eee}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
+th{background:#f3f3f3}figure{margin:1em 0}img{width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
 h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}"""
 
 
@@ -122,7 +130,8 @@ def to_html(blocks: list[tuple], title: str) -> str:
                            for row in b[2])
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif b[0] == "img":
-            out.append(f"<img src=\"{e(b[1], quote=True)}\" alt=\"{e(b[2], quote=True)}\" loading=\"lazy\">")
+            out.append(f"<figure><a href=\"{e(b[1], quote=True)}\" title=\"open full size\"><img src=\"{e(b[1], quote=True)}\" "
+                       f"alt=\"{e(b[2], quote=True)}\" loading=\"lazy\"></a><figcaption>{e(b[2])}</figcaption></figure>")
         elif b[0] == "code":
             out.append(f"<pre>{e(b[1])}</pre>")
     out.append("</body></html>")
@@ -159,9 +168,10 @@ def where(profile: dict) -> str:
     return profile["source"] + (f", sheet {profile['sheet']!r}" if profile.get("sheet") else "")
 
 
-def table_blocks(profile: dict) -> list[tuple]:
+def reading_blocks(profile: dict) -> list[tuple]:
+    """How the table was read: options, metadata, footer, rows and columns before and after."""
     name = profile["table"]
-    blocks = [h(3, f"{name} (from {where(profile)})")]
+    blocks = [h(4, f"Reading and cleaning {name}")]
     reader = profile["reader"]
     if reader.get("format") in ("delimited", "excel"):
         how = [f"delimiter {reader['delimiter']!r}" if reader["format"] == "delimited" else "Excel sheet",
@@ -189,8 +199,26 @@ def table_blocks(profile: dict) -> list[tuple]:
     facts.append(f"Cleaned data: {files['csv']['path']} ({files['csv']['size'] / MB:.2f} MB), "
                  f"{files['parquet']['path']} ({files['parquet']['size'] / MB:.2f} MB); "
                  f"profile and audit: {name}/{name}.profile.json.")
+    if profile.get("growth"):
+        g = profile["growth"]["files"]
+        facts.append(f"Growth analysis: {g['parameters']} (one row per well) and {g['curves']} (long format: "
+                     f"well, time_h, od, od_blank_corrected).")
     facts += [n[0].upper() + n[1:] + "." for n in profile.get("notes", [])]
     blocks.append(ul(facts))
+    return blocks
+
+
+def table_blocks(profile: dict) -> list[tuple]:
+    """One table: what it is, its plots, its growth parameters, how it was read, columns, audit."""
+    name = profile["table"]
+    blocks = [h(3, f"{name} (from {where(profile)})"), p(describe(profile))]
+    if profile["plots"]:
+        blocks.append(h(4, f"Plots of {name}"))
+        blocks.append(p(f"Drawn by scripts/plot_{name}.py (edit and rerun it); select a plot to open it full size."))
+        blocks += [img(pl["path"], f"{pl['title']} ({pl['kind'].replace('_', ' ')})") for pl in profile["plots"]]
+    if profile.get("growth"):
+        blocks += growth_blocks(profile)
+    blocks += reading_blocks(profile)
     blocks.append(h(4, f"Columns of {name}"))
     blocks.append(table(["column", "unit", "type", "role", "missing", "missing %", "distinct", "summary"],
                         column_rows(profile)))
@@ -201,25 +229,111 @@ def table_blocks(profile: dict) -> list[tuple]:
                               fmt(a["rows"]), fmt(a["cells"]), a["detail"]] for a in profile["audit"]]))
     else:
         blocks.append(p("Nothing needed changing."))
-    if profile["plots"]:
-        blocks.append(h(4, f"Plots of {name}"))
-        blocks.append(p(f"Drawn by scripts/plot_{name}.py (edit and rerun it); each plot's kind and columns are in "
-                        f"the profile's plots."))
-        blocks += [img(pl["path"], f"{pl['title']} ({pl['kind'].replace('_', ' ')})") for pl in profile["plots"]]
     return blocks
 
 
+def growth_blocks(profile: dict) -> list[tuple]:
+    g = profile["growth"]
+    unit = g.get("unit") or "OD"
+    rows = [[prm[c] if c != "grew" else ("yes" if prm[c] else "no") for c in GROWTH_COLUMNS] for prm in g["parameters"]]
+    return [h(4, f"Growth parameters of {profile['table']}"),
+            p(f"Per well, on the {unit} minus the blank: max_od the highest value; growth_rate_per_h the maximum "
+              f"specific growth rate (steepest slope of ln {unit} over {g['window']} consecutive reads); "
+              f"doubling_time_h = ln 2 / growth rate; lag_h where the tangent at the steepest point meets the "
+              f"starting level; auc the area under the curve ({unit} x h). Also in {g['files']['parameters']}."
+              + (f" Note: {g['time_note']}." if g.get("time_note") else "")),
+            table(GROWTH_COLUMNS, rows)]
+
+
+def _span(values: list[float], digits: str = ".3g") -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "none"
+    lo, hi, med = min(values), max(values), statistics.median(values)
+    return f"{lo:{digits}} to {hi:{digits}} (median {med:{digits}})"
+
+
+def describe(profile: dict) -> str:
+    """A few sentences: what the table is, and what stands out."""
+    cols, rows = profile["columns"], profile["rows_after"]
+    g = profile.get("growth")
+    if g:
+        unit = g.get("unit") or "reading"
+        samples = [prm for prm in g["parameters"] if prm["role"] == "sample"]
+        grew = [prm for prm in samples if prm["grew"]]
+        text = (f"A kinetic plate read: {len(g['wells'])} wells x {g['reads']} reads over {g['hours']:g} h "
+                f"({unit}, every {g['interval_h'] * 60:.3g} min). ")
+        blanks = g["blanks"]
+        text += (f"Blanks {wells_text(blanks['wells'])}: {blanks['rule']}. " if blanks["wells"] else
+                 f"Blanks: {blanks['rule']}. ")
+        text += (f"{len(grew)} of {len(samples)} sample wells grew: growth rate "
+                 f"{_span([prm['growth_rate_per_h'] for prm in grew])} per h, doubling time "
+                 f"{_span([prm['doubling_time_h'] for prm in grew])} h, lag {_span([prm['lag_h'] for prm in grew])} h, "
+                 f"max {unit} above the blank {_span([prm['max_od'] for prm in grew])}.")
+    elif profile["reader"].get("layout") == "plate grid":
+        wells = next((c.get("distinct") for c in cols if c["name"] == "well"), rows)
+        readings = [c["name"] + (f" ({c['unit']})" if c.get("unit") else "") for c in cols if c.get("role") == "measure"]
+        text = f"A plate of {wells} wells, one reading per well: {', '.join(readings) or 'no readings'}."
+        if profile.get("blanks", {}).get("wells"):
+            b = profile["blanks"]
+            text += f" Blanks {wells_text(b['wells'])}: {b['rule']}; they read {b['level']:g}."
+    else:
+        roles: dict[str, list[str]] = {}
+        for c in cols:
+            roles.setdefault(c.get("role", "text"), []).append(c["name"])
+        parts = [f"{len(roles[r])} {words} ({', '.join(roles[r][:4])}{', ...' if len(roles[r]) > 4 else ''})"
+                 for r, words in (("time", "time axis"), ("id", "identifier"), ("factor", "grouping column(s)"),
+                                  ("measure", "measurement(s)"), ("well", "well column(s)"), ("binary", "0/1 column(s)"))
+                 if roles.get(r)]
+        text = f"{rows:,} rows x {len(cols)} columns: " + ("; ".join(parts) or "text columns") + "."
+    top = [f for f in sorted(profile.get("findings", []), key=rank) if f["kind"] != "blanks"][:3]
+    if top:
+        text += " Stands out: " + "; ".join(short(f) for f in top) + "."
+    else:
+        text += " Nothing stood out."
+    return text
+
+
+def wells_text(wells: list[str]) -> str:
+    """'A12-H12 (8 wells)' for one plate column or row, else the wells named (10 at most)."""
+    rows = {w.rstrip("0123456789") for w in wells}
+    cols = {w[len(w.rstrip("0123456789")):] for w in wells}
+    if len(wells) >= 3 and (len(rows) == 1 or len(cols) == 1):
+        return f"{wells[0]}-{wells[-1]} ({len(wells)} wells)"
+    return ", ".join(wells[:10]) + (f" and {len(wells) - 10} more" if len(wells) > 10 else "")
+
+
+def rank(f: dict) -> int:
+    return f.get("rank", 10 ** 6)
+
+
+def short(f: dict) -> str:
+    """A finding in a few words: 'saturated readings: D6 at 15 h'."""
+    what = FINDING_TITLES.get(f["kind"], f["kind"].replace("_", " "))
+    if f.get("column") and f["kind"] not in ("no_growth", "blank_signal", "below_blank"):
+        what += f" in {f['column']}"
+    named = f.get("labels") or []
+    if named:
+        what += ": " + ", ".join(named[:4]) + (f" and {len(named) - 4 + (f.get('more') or 0)} more"
+                                              if len(named) > 4 or f.get("more") else "")
+    return what
+
+
 def finding_blocks(profiles: list[dict]) -> list[tuple]:
-    order = list(FINDING_TITLES)
-    found = [(order.index(f["kind"]) if f["kind"] in order else len(order), pr["table"], f)
-             for pr in profiles for f in pr.get("findings", [])]
-    if not found:
+    """The findings grouped per table, most important first; the table with the most important first."""
+    tables = [(min((rank(f) for f in pr.get("findings", [])), default=10 ** 7), k, pr) for k, pr in enumerate(profiles)]
+    blocks = []
+    for _, _, pr in sorted(tables, key=lambda x: (x[0], x[1])):
+        found = sorted(pr.get("findings", []), key=rank)
+        if not found:
+            continue
+        blocks.append(p(f"{pr['table']} (from {where(pr)}):"))
+        blocks.append(ul([f"{FINDING_TITLES.get(f['kind'], f['kind'])}" + (f" in {f['column']}" if f.get("column") else "")
+                          + f" [{f.get('severity', 'data')}]: {f['detail']}" for f in found]))
+    if not blocks:
         return [p("Nothing stood out: no identical rows, constant or nearly empty columns, outliers, out-of-range "
                   "readings or disagreeing replicates.")]
-    items = [f"{table_}: {FINDING_TITLES.get(f['kind'], f['kind'])}"
-             + (f" in {f['column']}" if f.get("column") else "") + f": {f['detail']}"
-             for _, table_, f in sorted(found, key=lambda x: (x[0], x[1]))]
-    return [ul(items)]
+    return blocks
 
 
 def reference_blocks(references: list[str], profiles: list[dict]) -> list[tuple]:
@@ -233,7 +347,7 @@ def reference_blocks(references: list[str], profiles: list[dict]) -> list[tuple]
     return [p("Reference files from my_files, the lab's material copied into every job:"), ul(items)]
 
 
-def build(out: Path, failed: dict[str, str], references: list[str] = ()) -> tuple[list[tuple], dict]:
+def build(out: Path, failed: dict[str, str], references: list[str] = (), notes_first: list[str] = ()) -> tuple[list[tuple], dict]:
     records = []
     for path in sorted((out / "inputs").glob("*.json")):
         records.append(json.loads(path.read_text(encoding="utf-8")))
@@ -254,13 +368,17 @@ def build(out: Path, failed: dict[str, str], references: list[str] = ()) -> tupl
     notes += [f"{r['file']}: FAILED, {r['reason']}" for r in bad]
     notes += [f"{r['file']}: sheet {s['sheet']!r} skipped, {s['reason']}"
               for r in records for s in r.get("skipped_sheets", [])]
-    sections = [(2, "Findings"), (2, "Tables")] + [(3, f"{pr['table']} (from {where(pr)})") for pr in profiles]
+    sections = [(2, "Summary"), (2, "Findings"), (2, "Tables")]
+    sections += [(3, f"{pr['table']} (from {where(pr)})") for pr in profiles]
     sections += ([(2, "Files not analysed")] if notes else []) + ([(2, "Reference material")] if references else [])
     sections.append((2, "Reproduce"))
     blocks = [h(1, "Data report"),
               p(f"{len(records)} input file(s): {len(ok)} analysed into {len(profiles)} table(s), "
                 f"{len(skipped)} skipped, {len(bad)} failed. Generated {now} by the offline playbook."),
-              toc(sections), h(2, "Findings")] + finding_blocks(profiles) + [h(2, "Tables")]
+              *[p(n) for n in notes_first], toc(sections), h(2, "Summary")]
+    blocks += [p(f"{pr['table']} (from {where(pr)}): {describe(pr)}") for pr in profiles] or \
+        [p("No table could be read from the uploaded files.")]
+    blocks += [h(2, "Findings")] + finding_blocks(profiles) + [h(2, "Tables")]
     if profiles:
         blocks.append(table(["table", "source", "rows before", "rows after", "columns before", "columns after",
                              "identical rows (kept)", "findings", "audit entries", "plots"],
@@ -298,10 +416,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a file whose analysis crashed without recording anything")
     parser.add_argument("--reference", action="append", default=[], metavar="FILE",
                         help="a reference file the job had (my_files), listed in the report")
+    parser.add_argument("--note", action="append", default=[], help="a sentence the report opens with")
     args = parser.parse_args(argv)
     failed = dict(args.failed)
     shutil.rmtree(args.out / ".scratch", ignore_errors=True)  # left by an analysis that was killed
-    blocks, summary = build(args.out, failed, args.reference)
+    blocks, summary = build(args.out, failed, args.reference, args.note)
     (args.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (args.out / "report.html").write_text(to_html(blocks, "Data report"), encoding="utf-8")
     print(f"wrote report.md and report.html: {summary['tables'] and len(summary['tables'])} table(s), "

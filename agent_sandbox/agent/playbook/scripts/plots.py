@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from common import sql_ident as q, sql_str  # noqa: E402
 
@@ -37,6 +38,10 @@ def open_table(parquet: Path, table: str = "clean"):
 
     con = duckdb.connect()
     con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_str(str(parquet))})")
+    for name in ("growth_parameters", "growth_curves"):  # written by the growth analysis of a kinetic read
+        path = Path(parquet).parent / f"{name}.csv"
+        if path.is_file():
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_csv_auto({sql_str(str(path))}, header=true)")
     return con
 
 
@@ -273,21 +278,54 @@ def correlation_heatmap(con, table, columns: list[str], title: str):
     return fig
 
 
-def _series(con, table, time: str, columns: list[str], numeric_time: bool):
-    """[(time, mean of each column)] ordered by time; averaged per interval when there are many time points."""
+INTERVALS = [("minute", 60, "per-minute"), ("hour", 3600, "hourly"), ("day", 86400, "daily"),
+             ("week", 604800, "weekly"), ("month", 2629800, "monthly"), ("year", 31557600, "yearly")]
+
+
+def _bins(con, table, time: str, numeric_time: bool, unit: str | None) -> tuple[str, str, str]:
+    """(SQL key of a row's interval, SQL x of an interval, words) to average a long series over intervals.
+
+    Intervals start at the first time point and are whole days, weeks, ... (or equal numeric steps);
+    a last interval shorter than half of one joins the one before, so no edge point stands alone
+    (a lone last sample used to draw a false drop at the end of long series)."""
     t = q(time)
-    lo, hi, distinct = con.execute(f"SELECT min({t}), max({t}), approx_count_distinct({t}) FROM {table}").fetchone()
+    lo, hi = con.execute(f"SELECT min({t}), max({t}) FROM {table}").fetchone()
+    if numeric_time:
+        step = (hi - lo) / MAX_POINTS or 1
+        count = MAX_POINTS
+        key = f"least(floor(({t} - {lo!r}) / {step!r}), {count - 1})"
+        return key, f"avg({t})", f"mean per {step:.3g}{' ' + unit if unit else ''} interval"
+    span = (hi - lo).total_seconds() if hasattr(hi - lo, "total_seconds") else (hi - lo).days * 86400
+    name, size, words = next((i for i in INTERVALS if span / i[1] <= MAX_POINTS), INTERVALS[-1])
+    count = max(1, round(span / size))
+    e = f"epoch(CAST({t} AS TIMESTAMP))"
+    first = f"epoch(CAST({sql_str(str(lo))} AS TIMESTAMP))"
+    key = f"least(floor(({e} - {first}) / {size}), {count - 1})"
+    return key, f"make_timestamp(CAST(avg(epoch_us(CAST({t} AS TIMESTAMP))) AS BIGINT))", f"{words} mean"
+
+
+def _series(con, table, time: str, columns: list[str], numeric_time: bool, group: str | None = None,
+            unit: str | None = None):
+    """({group: [(x, mean, min, max) per column]}, words): the values over time, per group; the
+    mean (with min and max) per time point when several rows share one, per interval when there
+    are too many time points to draw; `words` says which ("" for the values themselves)."""
+    t = q(time)
+    distinct, rows = con.execute(f"SELECT approx_count_distinct({t}), count({t}) FROM {table}").fetchone()
+    g = q(group) if group else "NULL"
     if distinct > MAX_POINTS:
-        if numeric_time:
-            step = (hi - lo) / MAX_POINTS or 1
-            t = f"{lo!r} + floor(({t} - {lo!r}) / {step!r}) * {step!r}"
-        else:
-            span = (hi - lo).total_seconds() if hasattr(hi - lo, "total_seconds") else (hi - lo).days * 86400
-            unit = next((u for u, s in (("minute", 60), ("hour", 3600), ("day", 86400), ("week", 604800),
-                                        ("month", 2629800)) if span / s <= MAX_POINTS), "year")
-            t = f"date_trunc('{unit}', {t})"
-    return con.execute(f"SELECT {t} AS t, {', '.join(f'avg({q(c)})' for c in columns)} FROM {table} "
-                       f"WHERE {q(time)} IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
+        key, x, words = _bins(con, table, time, numeric_time, unit)
+    else:
+        key, x = t, t
+        repeated = con.execute(f"SELECT max(n) FROM (SELECT count(*) AS n FROM {table} WHERE {t} IS NOT NULL "
+                               f"GROUP BY {t}, {g})").fetchone()[0] or 1
+        words = f"mean per {time}" if repeated > 1 else ""
+    aggs = ", ".join(f"avg({q(c)}), min({q(c)}), max({q(c)})" for c in columns)
+    found = con.execute(f"SELECT {g} AS g, {key} AS k, {x} AS x, {aggs} FROM {table} WHERE {t} IS NOT NULL "
+                        + (f"AND {g} IS NOT NULL " if group else "") + "GROUP BY 1, 2 ORDER BY 1, 3").fetchall()
+    out: dict = {}
+    for r in found:
+        out.setdefault(r[0], []).append(r[2:])
+    return out, words
 
 
 def _break_gaps(times: list, values: list) -> tuple[list, list]:
@@ -310,27 +348,43 @@ def _break_gaps(times: list, values: list) -> tuple[list, list]:
 
 @plot
 def timeseries(con, table, time: str, columns: list[str], title: str, log_scale: list[str] = (),
-               units: dict | None = None):
-    """Each measurement over time (mean per time point), one panel each; long gaps are not bridged."""
+               units: dict | None = None, group: str | None = None):
+    """Each measurement over time, one panel each, one line per level of `group` (groups are never
+    averaged together). Where several rows share a time point, or there are too many points to
+    draw, the line is their mean over a band from min to max, and the axis and title say so.
+    Long gaps are not bridged."""
     numeric_time = con.execute(f"SELECT typeof({q(time)}) FROM {table} LIMIT 1").fetchone()[0] in (
         "DOUBLE", "BIGINT", "INTEGER", "FLOAT", "DECIMAL")
-    fig, axes = panels(len(columns), width=7.0, height=1.9, max_cols=1, sharex=True, left=1.0, hspace=0.25)
-    series = _series(con, table, time, columns, numeric_time)
+    fig, axes = panels(len(columns), width=7.0, height=1.9 if not group else 2.3, max_cols=1, sharex=True, left=1.0,
+                       hspace=0.25, right=1.6 if group else 0.25)
+    series, words = _series(con, table, time, columns, numeric_time, group, (units or {}).get(time))
     for k, (ax, col) in enumerate(zip(axes, columns)):
-        data = [(r[0], r[k + 1]) for r in series if r[k + 1] is not None]
-        if not data:
-            continue
-        xs, ys = _break_gaps([t for t, _ in data], [v for _, v in data])
-        ax.plot(xs, ys, marker="o" if len(data) <= 60 else None, markersize=3, linewidth=1.2, color=COLORS[0])
+        for n, (level, points) in enumerate(series.items()):
+            data = [(r[0], r[1 + 3 * k], r[2 + 3 * k], r[3 + 3 * k]) for r in points if r[1 + 3 * k] is not None]
+            if not data:
+                continue
+            colour = COLORS[n % len(COLORS)]
+            xs, ys = _break_gaps([d[0] for d in data], [d[1] for d in data])
+            ax.plot(xs, ys, marker="o" if len(data) <= 60 else None, markersize=3, linewidth=1.2, color=colour,
+                    label=str(level) if group else None)
+            if words:
+                bx, lows = _break_gaps([d[0] for d in data], [d[2] for d in data])
+                _, highs = _break_gaps([d[0] for d in data], [d[3] for d in data])
+                ax.fill_between(bx, lows, highs, color=colour, alpha=0.15, linewidth=0)
         if col in log_scale:
             ax.set_yscale("log")
-        ax.set_ylabel(label(col, units), fontsize=8)
+        ax.set_ylabel((f"{words} of\n" if words else "") + label(col, units), fontsize=8)
+        if group and k == 0:
+            ax.legend(title=group, fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if not numeric_time:
         locator = AutoDateLocator()
         axes[-1].xaxis.set_major_locator(locator)
         axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    elif all(isinstance(r[0], int) for points in series.values() for r in points):  # years, cycles: whole ticks
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[-1].ticklabel_format(axis="x", useOffset=False, style="plain")
     axes[-1].set_xlabel(label(time, units))
-    fig.suptitle(title)
+    fig.suptitle(title + (f" ({words}; band: min to max)" if words else ""))
     return fig
 
 
@@ -339,6 +393,13 @@ def _wells_over_time(con, table, time: str, wells: list[str]):
                        f"WHERE {q(time)} IS NOT NULL ORDER BY 1").fetchall()
     times = [r[0] for r in rows]
     return times, {w: [r[k + 1] for r in rows] for k, w in enumerate(wells)}
+
+
+def _well(text) -> str | None:
+    """'A01', ' a1' -> 'A1'; None for anything that is not a well."""
+    import re
+    match = re.match(r"^\s*([A-Za-z]{1,2})0*([1-9][0-9]?)\s*$", str(text or ""))
+    return f"{match.group(1).upper()}{match.group(2)}" if match else None
 
 
 def _plate_row(well: str) -> str:
@@ -381,37 +442,196 @@ def _positive(values: list) -> list:
     return [v if v is not None and v > 0 else math.nan for v in values]
 
 
+def _text_colour(rgba) -> str:
+    """Black or white, whichever contrasts more with the cell (WCAG relative luminance): at least
+    4.5:1 on any colour, so every value is readable (white on yellow was not)."""
+    def channel(x: float) -> float:
+        return x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4
+    lum = sum(w * channel(x) for w, x in zip((0.2126, 0.7152, 0.0722), rgba[:3]))
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
+
+
+def _plate_axes(wells, cell: float = 0.45, right: float = 1.6):
+    letters = sorted({_plate_row(w) for w in wells}, key=lambda r: (len(r), r))
+    numbers = sorted({int(w[len(_plate_row(w)):]) for w in wells})
+    cell = cell if len(numbers) <= 12 else 0.3
+    fig, ax = single(2.1 + cell * len(numbers), 1.5 + cell * len(letters), left=0.45, bottom=0.55, top=0.85,
+                     right=right)
+    return fig, ax, letters, numbers
+
+
+def draw_plate(cells: dict, title: str, colour_label: str, flags: dict | None = None, notes: dict | None = None,
+               blanks=(), fmt: str = "{:.3g}", cmap: str = "viridis", footnote: str = ""):
+    """A plate as a grid of wells coloured by value. Wells with a range marker (`flags`: OVER) are
+    hatched and labelled with it; wells without a value may say why (`notes`: blank, no growth);
+    `blanks` get a dashed outline; every value is written in a colour readable on its cell."""
+    from matplotlib.patches import Rectangle
+
+    flags, notes = flags or {}, notes or {}
+    fig, ax, letters, numbers = _plate_axes(list(cells) + list(flags) + list(notes))
+    grid = [[cells.get(f"{r}{c}") for c in numbers] for r in letters]
+    masked = [[math.nan if v is None else v for v in row] for row in grid]
+    image = ax.imshow(masked, cmap=cmap, aspect="auto")
+    ax.set_facecolor("#f2f2f2")
+    ax.set_xticks(range(len(numbers)), numbers, fontsize=7)
+    ax.set_yticks(range(len(letters)), letters, fontsize=7)
+    ax.xaxis.tick_top()
+    write = len(letters) * len(numbers) <= 96
+    for i, r in enumerate(letters):
+        for j, c in enumerate(numbers):
+            well, v = f"{r}{c}", grid[i][j]
+            if well in flags:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#d9d9d9", edgecolor="#333333",
+                                       hatch="////", linewidth=0.6))
+                ax.text(j, i, str(flags[well])[:6], ha="center", va="center", fontsize=5.5, color="black",
+                        fontweight="bold", bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "linewidth": 0})
+            elif v is not None and write:
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                        color=_text_colour(image.cmap(image.norm(v))))
+            elif v is None and well in notes and write:
+                ax.text(j, i, notes[well], ha="center", va="center", fontsize=5, color="#444444")
+            if well in blanks:  # outlined in the colour that stands out on the cell
+                edge = _text_colour(image.cmap(image.norm(v))) if v is not None else "black"
+                ax.add_patch(Rectangle((j - 0.42, i - 0.42), 0.84, 0.84, fill=False, edgecolor=edge,
+                                       linestyle=(0, (2, 1.5)), linewidth=0.9))
+    fig.colorbar(image, ax=ax, shrink=0.9, label=colour_label)
+    ax.set_title(title, fontsize=10, pad=18)
+    if footnote:
+        import textwrap
+        width = int(fig.get_size_inches()[0] * 15)
+        fig.text(0.01, 0.01, textwrap.fill(footnote, width), fontsize=7, color="#444444", va="bottom")
+    return fig
+
+
 @plot
 def plate_heatmap(con, table, value: str, title: str, wells: list[str] | None = None, time: str | None = None,
-                  units: dict | None = None):
-    """The plate as a grid of wells coloured by `value` (a table of wells), or by the last
-    reading of each well column (`wells`, ordered by `time`)."""
+                  units: dict | None = None, blanks: list[str] = (), blank_rule: str = ""):
+    """The plate as a grid of wells coloured by `value` (a table of wells; its `<value>_flag`
+    markers such as OVER hatched and labelled), or by the last reading of each well column
+    (`wells`, ordered by `time`). `blanks` are outlined."""
+    flags: dict = {}
     if wells:
         last = con.execute(f"SELECT {', '.join(q(w) for w in wells)} FROM {table} ORDER BY {q(time)} DESC NULLS LAST "
                            f"LIMIT 1").fetchone()
         cells = {w.upper(): v for w, v in zip(wells, last)}
     else:
         first_plate = " WHERE plate = (SELECT min(plate) FROM {t})".format(t=table) if _has(con, table, "plate") else ""
-        cells = {w: v for w, v in con.execute(f"SELECT well, {q(value)} FROM {table}{first_plate}").fetchall()}
-    letters = sorted({_plate_row(w) for w in cells}, key=lambda r: (len(r), r))
-    numbers = sorted({int(w[len(_plate_row(w)):]) for w in cells})
-    grid = [[cells.get(f"{r}{c}") for c in numbers] for r in letters]
-    masked = [[math.nan if v is None else v for v in row] for row in grid]
-    cell = 0.45 if len(numbers) <= 12 else 0.3
-    fig, ax = single(2.1 + cell * len(numbers), 1.1 + cell * len(letters), left=0.45, bottom=0.15, top=0.85,
-                     right=1.6)
-    image = ax.imshow(masked, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(numbers)), numbers, fontsize=7)
-    ax.set_yticks(range(len(letters)), letters, fontsize=7)
+        flag = f"{value}_flag" if _has(con, table, f"{value}_flag") else "NULL"
+        found = con.execute(f"SELECT well, {q(value)}, {q(flag) if flag != 'NULL' else flag} FROM {table}{first_plate}"
+                            ).fetchall()
+        found = [(_well(w), v, f) for w, v, f in found if _well(w)]
+        cells = {w: v for w, v, _ in found}
+        flags = {w: f for w, _, f in found if f}
+    footnote = []
+    if flags:
+        footnote.append(f"hatched: {len(flags)} well(s) out of the reader's range ({', '.join(sorted(set(flags.values())))})")
+    if blanks:
+        footnote.append("dashed outline: blanks" + (f" ({blank_rule})" if blank_rule else ""))
+    return draw_plate(cells, title, label(value, units), flags=flags, blanks=blanks, footnote="; ".join(footnote))
+
+
+@plot
+def growth_heatmap(con, table, value: str, title: str, colour_label: str = "", parameters: str = "growth_parameters"):
+    """One growth parameter per well on the plate (growth rate, max OD), from the growth analysis;
+    blanks and wells that did not grow say so instead of a value."""
+    found = con.execute(f"SELECT well, {q(value)}, role, grew FROM {parameters}").fetchall()
+    cells = {w: v for w, v, _, _ in found if v is not None}
+    notes = {w: ("blank" if role == "blank" else "no growth" if not grew else "") for w, v, role, grew in found
+             if v is None}
+    blanks = [w for w, _, role, _ in found if role == "blank"]
+    return draw_plate(cells, title, colour_label or value, notes=notes, blanks=blanks,
+                      fmt="{:.2f}" if value != "max_od" else "{:.3g}",
+                      footnote="dashed outline: blank wells; empty cells: blanks and wells that did not grow have no rate")
+
+
+def _cell_layout(n: int, max_cols: int = 8) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return math.ceil(n / cols), cols
+
+
+@plot
+def growth_plate(con, table, title: str, log: bool = False, unit: str = "", by: str = "well",
+                 curves: str = "growth_curves", parameters: str = "growth_parameters", names: dict | None = None):
+    """Blank-corrected growth curves as small multiples: one cell per well in plate layout
+    (`by`="well"), or one cell per sample of the plate map with its replicate wells (`by`="sample",
+    `names` {well: sample}). Every cell shares one scale, said in the axis labels; blanks are
+    grey, wells that did not grow red. Drawn as one line collection: fast at 96 or 384 wells."""
+    from matplotlib.collections import LineCollection
+
+    rows = con.execute(f"SELECT well, time_h, od_blank_corrected FROM {curves} "
+                       f"WHERE od_blank_corrected IS NOT NULL ORDER BY well, time_h").fetchall()
+    status = {w: (role, grew) for w, role, grew in con.execute(f"SELECT well, role, grew FROM {parameters}").fetchall()}
+    series: dict = {}
+    for w, t, v in rows:
+        series.setdefault(w, ([], []))
+        series[w][0].append(t)
+        series[w][1].append(v)
+    if not series:
+        return None
+    t0, t1 = min(r[1] for r in rows), max(r[1] for r in rows)
+    hi = max(r[2] for r in rows)
+    lo = 0.0 if not log else hi / 300
+    if log:
+        lo_l, hi_l = math.log10(lo), math.log10(hi)
+    if by == "sample" and names:
+        groups = sorted({names[w] for w in series if w in names}, key=_natural)
+        members = {g: [w for w in series if names.get(w) == g] for g in groups}
+        nrows, ncols = _cell_layout(len(groups))
+        place = {g: divmod(k, ncols) for k, g in enumerate(groups)}
+        cell_of = {w: place[names[w]] for w in series if w in names}
+        heads = {g: f"{g} ({len(members[g])})" for g in groups}
+        row_ticks, col_ticks = [], []
+    else:
+        letters = sorted({_plate_row(w) for w in series}, key=lambda r: (len(r), r))
+        numbers = sorted({int(w[len(_plate_row(w)):]) for w in series})
+        nrows, ncols = len(letters), len(numbers)
+        cell_of = {w: (letters.index(_plate_row(w)), numbers.index(int(w[len(_plate_row(w)):]))) for w in series}
+        # the ticks name rows and columns; a cell says only its sample (text is most of the drawing time)
+        heads = {w: names[w][:10] for w in series if names and names.get(w)}
+        place = {w: cell_of[w] for w in series}
+        row_ticks, col_ticks = letters, numbers
+    segments, colours = [], []
+    for w, (ts, vs) in series.items():
+        if w not in cell_of:
+            continue
+        i, j = cell_of[w]
+        xs = [j + 0.06 + 0.88 * (t - t0) / ((t1 - t0) or 1) for t in ts]
+        if log:
+            ys = [nrows - 1 - i + 0.06 + 0.72 * (math.log10(max(v, lo)) - lo_l) / ((hi_l - lo_l) or 1) for v in vs]
+        else:
+            ys = [nrows - 1 - i + 0.06 + 0.72 * (v - lo) / ((hi - lo) or 1) for v in vs]
+        segments.append(list(zip(xs, ys)))
+        role, grew = status.get(w, ("sample", True))
+        colours.append("#9a9a9a" if role == "blank" else COLORS[0] if grew else "#d62728")
+    width = min(16.0, 1.0 + 1.05 * ncols)
+    fig, ax = single(width, 0.9 + 0.8 * nrows, left=0.5, bottom=0.55, top=0.6, right=0.2)
+    ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.9))
+    for key, (i, j) in place.items():
+        if heads.get(key):
+            ax.text(j + 0.05, nrows - 1 - i + 0.95, heads[key], fontsize=5.5 if ncols > 8 else 7, va="top",
+                    ha="left", color="#333333")
+    ax.set_xlim(0, ncols)
+    ax.set_ylim(0, nrows)
+    ax.set_xticks([j + 0.5 for j in range(len(col_ticks))], col_ticks, fontsize=7)
+    ax.set_yticks([nrows - 1 - i + 0.5 for i in range(len(row_ticks))], row_ticks, fontsize=7)
     ax.xaxis.tick_top()
-    if len(letters) * len(numbers) <= 96:
-        for i, row in enumerate(grid):
-            for j, v in enumerate(row):
-                if v is not None:
-                    ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=6, color="white")
-    fig.colorbar(image, ax=ax, shrink=0.9, label=label(value, units))
-    ax.set_title(title, fontsize=10, pad=18)
+    ax.tick_params(length=0)
+    for k in range(1, ncols):
+        ax.axvline(k, color="#cccccc", linewidth=0.6)
+    for k in range(1, nrows):
+        ax.axhline(k, color="#cccccc", linewidth=0.6)
+    what = unit or "reading"
+    scale = (f"log scale, {lo:.2g} to {hi:.2g}" if log else f"0 to {hi:.2g}")
+    ax.set_xlabel(f"each cell: time 0 to {t1 - t0:.3g} h", fontsize=8)
+    ax.set_ylabel(f"each cell: {what} minus blank ({scale})", fontsize=8)
+    ax.set_title(title, fontsize=10, pad=16)
+    fig.text(0.99, 0.005, "blue: grew; red: did not grow; grey: blank", fontsize=7, ha="right", color="#444444")
     return fig
+
+
+def _natural(text: str) -> list:
+    import re
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
 
 
 def _has(con, table, column: str) -> bool:

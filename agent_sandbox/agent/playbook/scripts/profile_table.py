@@ -14,7 +14,7 @@ Self-contained: depends on duckdb and the sibling common.py, roles.py.
 from __future__ import annotations
 
 from common import plain, sql_ident
-from roles import assign_roles
+from roles import assign_roles, identifier
 
 APPROX_ROWS = 1_000_000
 TOP_VALUES = 5          # listed in the profile
@@ -32,7 +32,10 @@ def profile_table(con, table: str, columns: list[dict], plate_table: bool = Fals
         fields = ["missing", "distinct"]
         aggs += [f"count_if({col} IS NULL)",
                  f"approx_count_distinct({col})" if approx else f"count(DISTINCT {col})"]
-        if c["type"] in ("integer", "number"):
+        if c["type"] in ("integer", "number") and identifier(c["name"], c["type"]):
+            aggs += [f"min({col})", f"max({col})"]  # an identifier's quartiles mean nothing and cost a sort
+            fields += ["min", "max"]
+        elif c["type"] in ("integer", "number"):
             q = f"quantile_cont({col}, [0.25, 0.5, 0.75])"  # exact, and cheaper than a t-digest here
             aggs += [f"min({col})", f"max({col})", f"avg({col})", f"stddev_samp({col})", q, f"count_if({col} < 0)"]
             fields += ["min", "max", "mean", "std", "quartiles", "negative"]

@@ -25,7 +25,7 @@ FACTOR_WORDS = ["species", "treatment", "strain", "diagnosis", "genotype", "cond
                 "sex", "gender", "site", "origin", "island", "region", "batch", "phase", "cylinders", "replicate", "rep"]
 FACTOR_NAME = re.compile("|".join(FACTOR_WORDS))
 FREE_TEXT_NAME = re.compile(r"comment|note|remark|description|memo")
-OUTCOME_NAME = re.compile(r"(^|_)(y|target|response|outcome|yield|result|score|growth|rate|activity|efficiency|survival"
+OUTCOME_NAME = re.compile(r"(^|_)(y|target|response|outcome|yield|result|score|growth|rate|activity|efficiency|survival|loss"
                           r"|mpg|miles_per_gallon|price|progression|quality|output|effect|inhibition|viability)($|_)")
 # Quantities that are zero or more: optical density, concentrations, counts, sizes.
 NONNEGATIVE_NAME = re.compile(r"(^|_)(od|od\d{3}|a\d{3}|abs|absorbance|optical_density|conc|concentration|count|counts|cfu"
@@ -88,6 +88,13 @@ def role_of(c: dict, rows: int, plate_table: bool, wide_plate: bool) -> str:
             and not FREE_TEXT_NAME.search(name):
         return "factor"
     return "text"
+
+
+def identifier(name: str, type_: str) -> bool:
+    """An integer column named like an ID (sample_id, run_no) that is not a time, a year or a well:
+    role_of makes it an identifier whatever its values, so the profile skips its quartiles."""
+    return type_ == "integer" and bool(ID_NAME.search(name)) and not (TIME_NAME.search(name) or YEAR_NAME.search(name)
+                                                                       or well_id(name))
 
 
 def time_axis(columns: list[dict]) -> dict | None:

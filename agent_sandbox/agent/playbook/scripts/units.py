@@ -78,3 +78,63 @@ def unit_row(cells: list[str], numeric_below: list[bool]) -> list[str] | None:
     if over_numbers == 0 or over_numbers < len(filled) / 2:
         return None
     return [canonical(c.strip("()[] ")) if c else "" for c in cells[: len(numeric_below)]]
+
+
+# ---------------------------------------------------------------- units of a plate reader's readings
+
+_OD_TOKEN = re.compile(r"\b(OD|A)\s?(\d{3})\b")
+_GEN5_READ = re.compile(r"^Read\s*\d*\s*:\s*(\d{3})\s*$", re.IGNORECASE)
+_WAVELENGTH = re.compile(r"(wavelength|wavelengths)\s*[:;,\t ]\s*(\d{3})\b", re.IGNORECASE)
+_OTHER_MODES = re.compile(r"fluorescen|luminescen|\bRFU\b|\bRLU\b", re.IGNORECASE)
+
+
+def absorbance_unit(wavelength: str) -> str:
+    """OD600 for turbidity (540-700 nm), A260, A450 ... for absorbance at other wavelengths."""
+    return f"OD{wavelength}" if 540 <= int(wavelength) <= 700 else f"A{wavelength}"
+
+
+def reading_unit(lines: list[str]) -> str | None:
+    """The unit of a plate reader's readings from the file's header lines: `OD600` or `Read,OD600`
+    named outright, Gen5's `Read 1:600`, or Tecan's `Measurement Wavelength;600;nm` in absorbance mode."""
+    text = "\n".join(lines)
+    named = _OD_TOKEN.search(text)
+    if named and named.group(1) == "OD":
+        return f"OD{named.group(2)}"
+    if _OTHER_MODES.search(text):
+        return None
+    for line in lines:
+        cells = [c.strip() for c in re.split(r"[\t;,]", line) if c.strip()]
+        match = _GEN5_READ.match(" ".join(cells))
+        if match:
+            return absorbance_unit(match.group(1))
+    match = _WAVELENGTH.search(text.replace("Measurement Wavelength", "wavelength"))
+    if match and re.search(r"absorbance", text, re.IGNORECASE):
+        return absorbance_unit(match.group(2))
+    return None
+
+
+def read_units_file(path) -> dict[str, str]:
+    """A lab's units table (my_files/units.csv): a `column` (or variable, quantity, name) column and a `unit`
+    (or units) column. {column name as written: unit}; empty when the file is not one."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt") or path.stat().st_size > 1024 * 1024:
+        return {}
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        rows = list(csv.reader(text.splitlines(), dialect))
+    except csv.Error:
+        rows = list(csv.reader(text.splitlines()))
+    if len(rows) < 2:
+        return {}
+    header = [h.strip().lower() for h in rows[0]]
+    name = next((header.index(h) for h in ("column", "variable", "quantity", "name", "field", "measurement")
+                 if h in header), None)
+    unit = next((header.index(h) for h in ("unit", "units") if h in header), None)
+    if name is None or unit is None:
+        return {}
+    return {r[name].strip(): canonical(r[unit]) for r in rows[1:]
+            if len(r) > max(name, unit) and r[name].strip() and r[unit].strip()}
