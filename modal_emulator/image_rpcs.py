@@ -34,9 +34,9 @@ class ImageRPCs:
 
     async def ImageFromId(self, request):
         record = self.state.images.by_id[request.image_id]   # unknown: NOT_FOUND
-        build = self.state.images.build(record, self.state.runtime)
-        if not build.done.is_set() or build.error:
+        if not any(build.done.is_set() and not build.error for build in record.builds.values()):
             raise KeyError(request.image_id)   # as on Modal: only a built image can be looked up
+        # (A sandbox waits for its build for the runtime that runs it, as after a runtime switch.)
         return api_pb2.ImageFromIdResponse(image_id=record.image_id, metadata=images.metadata())
 
     async def ImageJoinStreaming(self, request):
