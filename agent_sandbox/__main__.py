@@ -17,7 +17,10 @@ Ctrl-C or SIGTERM cancels the run: the sandbox is stopped and the partial
 outputs are collected, the manifest's "run" saying "cancelled" (a second
 signal stops at once, without collecting). As soon as the sandbox exists the
 manifest says "running" with its sandbox id, so a folder left by a CLI that
-was killed tells which sandbox to end.
+was killed tells which sandbox to end. The run's workspace (a copy of the
+inputs and my_files) is removed when the run ends, however it ends.
+
+This module is option parsing and printing: the run itself is agent_sandbox.jobs.
 """
 
 from __future__ import annotations
@@ -36,19 +39,14 @@ from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox import settings, tree
+from agent_sandbox.agent.models import MODELS, UnknownModel, check_model, provider_notice
 from agent_sandbox.backends import BACKENDS, UnknownBackend, get_backend
-from agent_sandbox.followup import add_previous, load_manifest, previous_summary, record_run
-from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS, MODELS, UnknownModel, check_model, provider_notice
-from agent_sandbox.outputs import MANIFEST, write_manifest
-from agent_sandbox.relay.host import ModelAccess
+from agent_sandbox.backends.contract import Backend
+from agent_sandbox.jobs import Job, continue_from, run_job
+from agent_sandbox.manifest import MANIFEST, load_manifest, run_record
 from agent_sandbox.settings import SettingError, setting
-from agent_sandbox.spec import Limits, RunSpec
-from agent_sandbox.workspace import DEFAULT_MY_FILES, prepare_workspace
-
-
-# Settings the agent reads inside the sandbox (never keys): the scripted test model's
-# actions, the SDK's retries and timeout per model call.
-AGENT_SETTINGS = ("AGENT_SCRIPT", *AGENT_MODEL_SETTINGS)
+from agent_sandbox.spec import Limits
+from agent_sandbox.workspace import DEFAULT_MY_FILES, add_files, fill_workspace, job_workspace, remove_workspace
 
 
 @dataclass
@@ -127,86 +125,112 @@ class CliError(Exception):
     """A one-line reason to stop before the sandbox starts."""
 
 
+@dataclass
+class Checked:
+    """What the options say, every part checked before anything is prepared."""
+
+    args: argparse.Namespace
+    limits: Limits
+    my_files: Path | None
+    output: Path
+    backend: Backend
+
+
+def check(argv: list[str] | None) -> Checked:
+    defaults = settings.load(CliSettings)
+    args = parse_args(argv, defaults)
+    given = {"run_timeout": args.run_timeout, "command_timeout": args.command_timeout,
+             "idle_timeout": args.idle_timeout, "max_steps": args.max_steps, "max_tokens": args.max_tokens}
+    limits = Limits.from_env(**{name: value for name, value in given.items() if value is not None})
+    check_model(args.model)
+    backend = get_backend(args.backend)
+    my_files = chosen_my_files(args.my_files, defaults.my_files)
+    if args.follow_up and Path(args.follow_up).resolve() == Path(args.output).resolve():
+        raise CliError("--output names the folder --follow-up continues from; choose a new one for its results")
+    return Checked(args, limits, my_files, output_folder(Path(args.output), args.force), backend)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        defaults = settings.load(CliSettings)
-        args = parse_args(argv, defaults)
-        given = {"run_timeout": args.run_timeout, "command_timeout": args.command_timeout,
-                 "idle_timeout": args.idle_timeout, "max_steps": args.max_steps, "max_tokens": args.max_tokens}
-        limits = Limits.from_env(**{name: value for name, value in given.items() if value is not None})
-        check_model(args.model)
-        backend = get_backend(args.backend)
-        my_files = chosen_my_files(args.my_files, defaults.my_files)
-        if args.follow_up and Path(args.follow_up).resolve() == Path(args.output).resolve():
-            raise CliError("--output names the folder --follow-up continues from; choose a new one for its results")
-        output = output_folder(Path(args.output), args.force)
+        checked = check(argv)
     except (SettingError, UnknownModel, UnknownBackend, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    job_id = secrets.token_hex(8)
-    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="agent-sandbox-"))
+    stopping = Stopping(checked.output)
+    # The workspace is a copy of the inputs and my_files: it goes when the run ends, however it ends.
+    workdir = Path(checked.args.workdir) if checked.args.workdir else None
+    root = workdir or Path(tempfile.mkdtemp(prefix="agent-sandbox-"))
+    workspace = job_workspace(root, secrets.token_hex(8))
+    try:
+        return run(checked, workspace, stopping)
+    except KeyboardInterrupt:   # a second signal: the sandbox is stopped on the way out
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    finally:   # the run is over, however it ended: nothing may cut its clean-up short
+        stopping.ignore()
+        remove_workspace(root if workdir is None else workspace)
+
+
+class Stopping:
+    """Ctrl-C or SIGTERM: the first cancels the run (its partial outputs are collected),
+    a second stops at once."""
+
+    def __init__(self, output: Path):
+        self.output, self.cancel, self.signalled = output, threading.Event(), []
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGTERM, self.on_signal)
+
+    def on_signal(self, signum: int, frame) -> None:
+        if self.signalled:   # a second one: stop at once (the sandbox is still stopped on the way out)
+            self.ignore()    # and nothing cuts that short
+            raise KeyboardInterrupt
+        self.signalled.append(signum)
+        self.cancel.set()
+        print(f"{signal.Signals(signum).name}: stopping the sandbox; partial outputs go to {self.output}",
+              file=sys.stderr, flush=True)
+
+    def ignore(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def run(checked: Checked, workspace: Path, stopping: Stopping) -> int:
+    args = checked.args
     files = [str(Path(f).resolve()) for f in args.files]
-    summary = ""
     notes: list[str] = []
+    summary = ""
     try:
         if args.follow_up:
             previous = load_manifest(Path(args.follow_up))
             if previous is None:
-                raise FileNotFoundError(f"{args.follow_up} is not a results folder (no manifest.json)")
-            files = files or list((previous.get("run") or {}).get("inputs") or [])
-        workspace = prepare_workspace(root, job_id, files, my_files, notes)
+                raise FileNotFoundError(f"{args.follow_up} is not a results folder (no {MANIFEST})")
+            files = files or list(run_record(previous).get("inputs") or [])
+        fill_workspace(workspace, lambda ws: add_files(ws, files), checked.my_files, notes)
         if args.follow_up:
-            summary = previous_summary(Path(args.follow_up), add_previous(workspace, Path(args.follow_up)))
+            summary = continue_from(workspace, Path(args.follow_up))
     except (FileNotFoundError, ValueError) as exc:  # ValueError: UnsafePath, a name clash
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for note in notes + [provider_notice(args.model)]:
         if note:
             print(f"note: {note}", file=sys.stderr)
-    env = {k: os.environ[k] for k in AGENT_SETTINGS if os.environ.get(k)}
-    spec = RunSpec(job_id=job_id, workspace=workspace, results=output, instructions=args.instructions,
-                   model=args.model, limits=limits, env=env, network=args.network,
-                   model_access=ModelAccess.from_env(args.model, dict(os.environ)), previous_summary=summary)
+    # The scripted test model's actions come from this process's environment too.
+    env = {"AGENT_SCRIPT": os.environ["AGENT_SCRIPT"]} if os.environ.get("AGENT_SCRIPT") else {}
+    job = Job(id=workspace.name, workspace=workspace, results=checked.output, backend=args.backend,
+              model=args.model, instructions=args.instructions, env=env, limits=checked.limits,
+              network=args.network, previous_summary=summary,
+              record={"inputs": files, "previous": str(Path(args.follow_up).resolve()) if args.follow_up else ""})
 
     def on_event(event: dict) -> None:
-        sandbox_id = event["data"].get("sandbox_id") if event["type"] == ev.STATUS else None
-        if sandbox_id:
-            output.mkdir(parents=True, exist_ok=True)
-            write_manifest(output, {"files": [], "skipped": [], "run": {
-                "status": "running", "reason": "", "backend": args.backend, "sandbox_id": sandbox_id}})
-        line = ev.encode(event) if args.json else ev.render(event)
-        print(line, flush=True)
+        print(ev.encode(event) if args.json else ev.render(event), flush=True)
 
-    cancel = threading.Event()
-    signalled: list[int] = []
-
-    def on_signal(signum: int, frame) -> None:
-        if signalled:   # a second one: stop at once (the sandbox is still stopped on the way out)
-            raise KeyboardInterrupt
-        signalled.append(signum)
-        cancel.set()
-        print(f"{signal.Signals(signum).name}: stopping the sandbox; partial outputs go to {output}",
-              file=sys.stderr, flush=True)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        result = backend.run(spec, on_event, cancel)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    if result.sandbox_id and "run" not in result.manifest:   # it ended before any output was collected
-        write_manifest(output, {**result.manifest, "run": {"status": str(result.status), "reason": result.reason,
-                                                           "backend": args.backend, "sandbox_id": result.sandbox_id}})
-    record_run(output, {"instructions": args.instructions, "model": args.model, "status": result.status,
-                        "reason": result.reason, "summary": result.summary, "usage": result.usage,
-                        "inputs": files, "previous": str(Path(args.follow_up).resolve()) if args.follow_up else ""})
+    result = run_job(job, on_event, stopping.cancel, backend=checked.backend, mark=True)
     if result.ok:
-        print(f"results in {output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
+        print(f"results in {checked.output} ({len(result.manifest['files'])} files, manifest.json)", file=sys.stderr)
         return 0
     print(f"error: run {result.status}: {result.reason}", file=sys.stderr)
-    return 128 + signalled[0] if signalled else 1
+    return 128 + stopping.signalled[0] if stopping.signalled else 1
 
 
 def chosen_my_files(option: str | None, default: Path | None) -> Path | None:

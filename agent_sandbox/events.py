@@ -46,7 +46,7 @@ HOST_TYPES = frozenset({RAW, STATUS, RESULT, USAGE})
 ALL_TYPES = AGENT_TYPES | HOST_TYPES
 
 class Status(StrEnum):
-    """Every status a run or a job can have: the one list (web pages and scripts get it as data)."""
+    """Every status a run or a job can have: the one list."""
 
     QUEUED = "queued"                    # web: waiting for a free sandbox
     RUNNING = "running"                  # web: a worker runs it
@@ -68,20 +68,11 @@ ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
 RUN_END = frozenset({Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT, Status.COMMAND_TIMEOUT,
                      Status.IDLE_TIMEOUT, Status.CANCELLED, Status.ERROR})
 FINAL = RUN_END | {Status.INTERRUPTED}
-# How a status looks on the page (app.css has one class per tone).
-TONES = {Status.QUEUED: "waiting", Status.STARTING: "waiting", Status.COLLECTING: "waiting",
-         Status.RUNNING: "busy", Status.SUCCEEDED: "ok", Status.CANCELLED: "warn",
-         **{s: "bad" for s in FINAL - {Status.SUCCEEDED, Status.CANCELLED}}}
 
 # Short names, as the agent and the backends use them.
 SUCCEEDED, FAILED, TIMEOUT = Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT
 COMMAND_TIMEOUT, IDLE_TIMEOUT, CANCELLED = Status.COMMAND_TIMEOUT, Status.IDLE_TIMEOUT, Status.CANCELLED
 ERROR_STATUS = Status.ERROR
-
-
-def statuses_for_pages() -> dict[str, Any]:
-    """The statuses as plain data, for templates and the page's JavaScript."""
-    return {"active": sorted(ACTIVE), "final": sorted(FINAL), "tones": {str(s): t for s, t in TONES.items()}}
 
 
 def make_event(type: str, data: dict[str, Any] | None = None, *, seq: int = 0,

@@ -1,7 +1,7 @@
 """Follow-up jobs: continue a finished job with a new instruction.
 
-After a run, `record_run` adds what happened (instructions, model, status,
-the agent's summary, token usage, the input files) to the results'
+After a run, `manifest.record_run` adds what happened (instructions, model,
+status, the agent's summary, token usage, the input files) to the results'
 manifest.json under "run". A follow-up is a new job whose workspace holds the
 same inputs plus the previous job's results in `previous/` (and, when that one
 was a follow-up too, the results of the jobs before it in `previous-2/`,
@@ -12,7 +12,6 @@ web app and the CLI (`--follow-up DIR`) share this.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,7 +19,8 @@ import stat
 from pathlib import Path
 from typing import Any, Callable
 
-from agent_sandbox.outputs import MANIFEST, DirectorySource, write_manifest
+from agent_sandbox.manifest import MANIFEST, load_manifest, run_record
+from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.paths import PREVIOUS_SUMMARY, UnsafePath, safe_join
 
 PREVIOUS = "previous"   # folder of the workspace holding the previous job's results
@@ -29,28 +29,10 @@ MAX_CHAIN = 8           # earlier jobs of a chain of follow-ups whose results ar
 MAX_SUMMARY_CHARS = 50_000   # of one job's summary in the summary file
 
 
-def load_manifest(results: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((Path(results) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
-def record_run(results: Path, run: dict[str, Any]) -> None:
-    """Add `run` (instructions, model, status, summary, usage, inputs, ...) to manifest.json."""
-    manifest = load_manifest(results)
-    if manifest is None:
-        return
-    # Added to what the backend recorded (its name, the sandbox's id).
-    manifest["run"] = {**(manifest.get("run") or {}), **run}
-    write_manifest(Path(results), manifest)
-
-
 def previous_summary(results: Path, folder: str = PREVIOUS) -> str:
     """What the previous job did, for the follow-up's model."""
     manifest = load_manifest(results) or {}
-    run = manifest.get("run") or {}
+    run = run_record(manifest)
     files = [f["path"] for f in manifest.get("files", [])]
     listed = ", ".join(files[:MAX_LISTED]) + (f" and {len(files) - MAX_LISTED} more" if len(files) > MAX_LISTED else "")
     summary = str(run.get('summary') or '(none)')
@@ -89,7 +71,7 @@ def add_previous(workspace: Path, results: Path, resolve: Callable[[str], Path |
         folders.append(copy_results(workspace, current, manifest, PREVIOUS if back == 1 else f"{PREVIOUS}-{back}"))
         title = "The job this one continues" if back == 1 else f"The job before that ({back} back)"
         sections.append(f"## {title}\n{previous_summary(current, folders[-1])}")
-        previous = (manifest.get("run") or {}).get("previous")
+        previous = run_record(manifest).get("previous")
         try:
             current = resolve(str(previous)) if previous else None
         except (ValueError, OSError):   # a record naming nothing this host can find

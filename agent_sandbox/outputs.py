@@ -2,11 +2,7 @@
 
 Every backend lists what the sandbox left in /outputs as `OutputEntry`s (path,
 kind, size) through an `OutputSource`; `collect_outputs` decides what comes
-back and writes `manifest.json`:
-
-    {"files":   [{"path", "size", "sha256"}, ...],
-     "skipped": [{"path", "size", "reason"}, ...],
-     "run":     {"status", "reason", "backend", "sandbox_id"}}
+back and writes `manifest.json` (agent_sandbox.manifest).
 
 Only regular files are copied. Symlinks and special files (FIFOs, sockets,
 devices) are never followed or opened; files over the per-file limit, past the
@@ -24,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import re
 import stat
@@ -33,11 +28,11 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Protocol
 
 from agent_sandbox import tree
+from agent_sandbox.manifest import MANIFEST, write_manifest
 from agent_sandbox.paths import UnsafePath, safe_join
 from agent_sandbox.spec import Limits
 from agent_sandbox.tree import DIR, FILE, SPECIAL, SYMLINK  # noqa: F401 (the kinds, as backends import them)
 
-MANIFEST = "manifest.json"
 CHUNK = 1024 * 1024
 MAX_DEPTH = 64          # folders nested deeper than this do not come back
 MAX_LISTED = 100_000    # entries listed from one sandbox's outputs
@@ -158,13 +153,6 @@ def collect_outputs(source: OutputSource, results: Path, limits: Limits,
     return manifest
 
 
-def write_manifest(results: Path, manifest: dict) -> None:
-    """Write manifest.json whole or not at all (a reader never sees half of it)."""
-    tmp = Path(results) / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(Path(results) / MANIFEST)
-
-
 def _collect_order(entry: OutputEntry, limits: Limits) -> tuple:
     """Small files in path order, then large ones: Parquet and compressed first, smallest first."""
     if entry.size <= limits.preview_bytes:
@@ -192,6 +180,11 @@ def _skip(entry: OutputEntry, reason: str) -> dict:
     return {"path": entry.path, "size": entry.size, "reason": reason}
 
 
+# Runs of zeros come back as holes: a sparse file takes on the host what it took in the
+# sandbox's capped disk, not its logical size (it is still brought back whole).
+ZEROS = bytes(CHUNK)
+
+
 def _copy(source: OutputSource, entry: OutputEntry, results: Path, max_bytes: int) -> dict | None:
     dest = safe_join(results, entry.path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +200,11 @@ def _copy(source: OutputSource, entry: OutputEntry, results: Path, max_bytes: in
                     tmp.unlink()
                     return None
                 digest.update(chunk)
-                out.write(chunk)
+                if chunk == ZEROS[:len(chunk)]:   # a hole (or zeros): stays one, the host's disk holds no more
+                    out.seek(len(chunk), os.SEEK_CUR)
+                else:
+                    out.write(chunk)
+            out.truncate(size)
     except BaseException:   # a read that failed half-way (a download) leaves no half file behind
         tmp.unlink(missing_ok=True)
         raise

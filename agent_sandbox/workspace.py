@@ -2,7 +2,10 @@
 
 The folder `<root>/uploaded_files/<job_id>/` becomes /workspace in the
 sandbox. Upload names come from users, so each is reduced to a safe relative
-path; a name that would escape the folder is refused.
+path; a name that would escape the folder is refused. `fill_workspace` makes
+one whatever its files come from (uploads, local files, a rerun's, a
+follow-up's) and leaves nothing behind when that fails; `remove_workspace`
+removes it once the run or the job is over: it is a copy of someone's data.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
-from typing import BinaryIO, Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Callable, Iterable, TypeVar
 
 from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, safe_name, short_name
+from agent_sandbox.tree import remove_tree
 
 # Relative to the working directory (the repository's my_files/ when run from its root, as
 # `make run` and `make demo` do): the library names no folder of its own checkout.
 DEFAULT_MY_FILES = Path("my_files")
+AGENT_PACKAGE = "agent_sandbox"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+T = TypeVar("T")
 
 
 def job_workspace(root: Path, job_id: str) -> Path:
@@ -30,6 +36,11 @@ def job_workspace(root: Path, job_id: str) -> Path:
 def add_upload(workspace: Path, name: str, data: BinaryIO, max_bytes: int | None = None) -> Path:
     """Stream one upload into the workspace; returns its path. Never overwrites."""
     rel = safe_name(name)
+    if PurePosixPath(rel).parts[0].partition(".")[0] == AGENT_PACKAGE:
+        # The agent never imports from /workspace (it starts with `python -I`), and no
+        # command run there should find a package of that name either.
+        raise UnsafePath(f"refused file name {short_name(rel)}: the agent's own package name "
+                         f"({AGENT_PACKAGE}) is reserved; rename it")
     dest = workspace / rel
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -99,16 +110,42 @@ def _note(notes: list[str] | None, text: str) -> None:
         notes.append(text)
 
 
+def fill_workspace(workspace: Path, fill: Callable[[Path], T], my_files: Path | None,
+                   notes: list[str] | None = None) -> T:
+    """Create `workspace`, let `fill` put the job's own files in it, then add `my_files/`
+    (an upload of the same name wins; `notes` says so). Returns what `fill` returned.
+    On any failure the workspace is removed: nothing is left behind."""
+    workspace.mkdir(parents=True)
+    try:
+        filled = fill(workspace)
+        copy_my_files(workspace, my_files, notes)
+        return filled
+    except BaseException:
+        remove_workspace(workspace)
+        raise
+
+
+def add_files(workspace: Path, paths: Iterable[Path | str]) -> list[dict[str, Any]]:
+    """Local files into the workspace (the CLI's inputs); [{name, size}]."""
+    files = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"not a file: {path}")
+        with open(path, "rb") as data:
+            dest = add_upload(workspace, path.name, data)
+        files.append({"name": dest.relative_to(workspace).as_posix(), "size": dest.stat().st_size})
+    return files
+
+
+def remove_workspace(workspace: Path) -> None:
+    """A job's workspace, once nothing needs it (never a link: only the folder itself goes)."""
+    if workspace.is_dir() and not workspace.is_symlink():
+        remove_tree(workspace)
+
+
 def prepare_workspace(root: Path, job_id: str, files: Iterable[Path | str],
                       my_files: Path | None = DEFAULT_MY_FILES, notes: list[str] | None = None) -> Path:
-    """Create `<root>/uploaded_files/<job_id>/` from local files plus my_files/ (CLI use)."""
+    """Create `<root>/uploaded_files/<job_id>/` from local files plus my_files/."""
     workspace = job_workspace(root, job_id)
-    workspace.mkdir(parents=True, exist_ok=False)
-    for f in files:
-        f = Path(f)
-        if not f.is_file():
-            raise FileNotFoundError(f"not a file: {f}")
-        with open(f, "rb") as data:
-            add_upload(workspace, f.name, data)
-    copy_my_files(workspace, my_files, notes)
+    fill_workspace(workspace, lambda ws: add_files(ws, files), my_files, notes)
     return workspace

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "web"))
 
-from agent_sandbox.backends.monitor import RunMonitor  # noqa: E402
-from agent_sandbox.backends.sandbox import ProcessSandbox, Streams  # noqa: E402
+from agent_sandbox.backends.contract import RunMonitor, Streams, drive  # noqa: E402
+from agent_sandbox.backends.process import ProcessSandbox  # noqa: E402
 from agent_sandbox.outputs import DirectorySource  # noqa: E402
 from agent_sandbox.relay.host import ModelAccess  # noqa: E402
 from agent_sandbox.spec import Limits, RunSpec  # noqa: E402
@@ -98,8 +98,7 @@ def relayed_calls(fake: FakeLLM, n: int) -> list[float]:
                        limits=Limits(max_tokens=0),
                        model_access=ModelAccess("openai", "bench", fake.base_url, "sk-bench"))
         lines: list[str] = []
-        RunMonitor(spec, lambda e: lines.append(e["data"].get("text", "")), None).run(
-            CallerSandbox(n, Path(tmp)))
+        drive(CallerSandbox(n, Path(tmp)), RunMonitor(spec, lambda e: lines.append(e["data"].get("text", "")), None))
     return parse_times("\n".join(lines))
 
 

@@ -76,8 +76,8 @@ def test_the_workdir_variable_and_its_deprecated_name(tmp_path):
                                str(tmp_path / f"out-{variable}"), str(data)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        [job] = (workdir / "uploaded_files").iterdir()
-        assert (job / "d.csv").read_text() == "x\n"
+        # The workspace was made there, and went when the run ended (a copy of the inputs).
+        assert (workdir / "uploaded_files").is_dir() and not any((workdir / "uploaded_files").iterdir())
         assert ("AGENT_SANDBOX_OUTPUTS is deprecated; set AGENT_SANDBOX_WORKDIR instead" in proc.stderr) == warned
 
 
@@ -264,3 +264,63 @@ def _comm(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
+
+
+# -- what a run leaves behind -----------------------------------------------------
+
+def own_tmpdir(tmp_path) -> tuple[Path, dict]:
+    """A TMPDIR of the test's own (other sessions make such folders in /tmp concurrently), and
+    the CLI's environment using it for its workspace and the sandbox's scratch space."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    return tmpdir, {**os.environ, "TMPDIR": str(tmpdir), "AGENT_SANDBOX_DISK_MB": "256"}
+
+
+def cli_in(env: dict, *args, script=None):
+    env = {**env, "AGENT_SCRIPT": json.dumps(script or [])}
+    return subprocess.Popen([sys.executable, "-m", "agent_sandbox", "run", "--json", "--model", "scripted", *args],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def until_ready(proc) -> None:
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "output" and "ready" in event["data"]["text"]:
+            return
+    raise AssertionError(f"the agent never got ready: {proc.stderr.read()}")
+
+
+WAIT = [{"kind": "shell", "command": "echo ready; sleep 300"}]
+
+
+@pytest.mark.parametrize("ending", ["success", "failure", "cancel", "sigterm", "second-signal",
+                                    "missing-input", "sandbox-cannot-start"])
+def test_a_cli_run_leaves_no_copy_of_its_inputs_whatever_its_ending(tmp_path, ending):
+    """Every run copies its inputs and my_files into a workspace under TMPDIR: it goes when the
+    run ends, however it ends (nothing is left in TMPDIR: no workspace, no scratch space)."""
+    tmpdir, env = own_tmpdir(tmp_path)
+    data = tmp_path / "d.csv"
+    data.write_text("x\n")
+    out = ["--output", str(tmp_path / "out")]
+    before = sorted(os.listdir(tmpdir))
+    script = {"success": [{"kind": "finish", "message": "done"}],
+              "failure": [{"kind": "finish", "status": "failed", "message": "bad data"}]}.get(ending, WAIT)
+    if ending == "missing-input":
+        proc = cli_in(env, *out, str(data), str(tmp_path / "missing.csv"))
+    elif ending == "sandbox-cannot-start":   # a docker CLI that fails: the run ends before any sandbox
+        proc = cli_in({**env, "AGENT_SANDBOX_DOCKER_CLI": "/bin/false"}, "--backend", "docker", *out, str(data))
+    else:
+        proc = cli_in(env, *out, str(data), script=script)
+    if ending in ("cancel", "sigterm", "second-signal"):
+        until_ready(proc)
+        assert len(os.listdir(tmpdir)) > len(before), "the run's workspace is in this TMPDIR while it runs"
+        proc.send_signal(signal.SIGTERM if ending == "sigterm" else signal.SIGINT)
+        if ending == "second-signal":
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    expected = {"success": 0, "failure": 1, "cancel": 128 + signal.SIGINT, "sigterm": 128 + signal.SIGTERM,
+                "second-signal": (130, 128 + signal.SIGINT), "missing-input": 2, "sandbox-cannot-start": 1}[ending]
+    assert proc.returncode in (expected if isinstance(expected, tuple) else (expected,)), err
+    assert sorted(os.listdir(tmpdir)) == before, f"{ending}: left {sorted(set(os.listdir(tmpdir)) - set(before))}"

@@ -89,13 +89,14 @@ def root_only():
 
 
 def test_as_root_the_jail_is_the_sandbox_user_in_its_own_cgroup(tmp_path, recorder):
-    """What the host sees of a running jail: uid 10001, no groups, no capabilities,
-    in the run's cgroups with the run's limits; all of it gone after the run."""
+    """What the host sees of a running jail: a uid of its own from AGENT_SANDBOX_UIDS, no groups,
+    no capabilities, in the run's cgroups with the run's limits; all of it gone after the run."""
     import os
     import time
     from pathlib import Path
 
-    from agent_sandbox.isolation.jail import SANDBOX_UID
+    from agent_sandbox.backends.local import LocalConfig
+    from agent_sandbox.isolation.uids import parse_range
     from agent_sandbox.spec import Limits
     root_only()
     token = f"{7 + os.getpid() % 1000 / 1000:.3f}"
@@ -127,7 +128,9 @@ def test_as_root_the_jail_is_the_sandbox_user_in_its_own_cgroup(tmp_path, record
     result = get_backend("local").run(spec, on_event)
     assert result.status == ev.SUCCEEDED, result.reason
     status = dict(line.split(":", 1) for line in seen["status"].splitlines())
-    assert status["Uid"].split() == [str(SANDBOX_UID)] * 4 and status["Gid"].split() == [str(SANDBOX_UID)] * 4
+    uid = status["Uid"].split()[0]
+    assert int(uid) in parse_range(LocalConfig().uids)
+    assert status["Uid"].split() == [uid] * 4 and status["Gid"].split() == [uid] * 4
     assert status["Groups"].strip() == "" and status["CapEff"].strip() == status["CapBnd"].strip() == "0" * 16
     assert status["NoNewPrivs"].strip() == "1"
     assert "/agent-sandbox/" in str(seen["memory"]) and str(seen["memory"]).endswith(seen["pids"].name)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent_sandbox import events as ev
-from tests.conformance.test_containment import FORK_BOMB
+from agent_sandbox.testing.containment import FORK_BOMB
 from tests.conftest import REPO
 
 USER = 10002

@@ -1,27 +1,20 @@
 """Host-side backends: each starts one sandbox per run and streams its events.
 
 A backend is looked up by name and imported only when used, so the `modal` and
-`docker` SDKs load only for their own backend.
+`docker` SDKs load only for their own backend. What a backend is, and how a
+run goes, is the contract (contract.py):
 
     backend = get_backend("local")
     result = backend.run(spec, on_event, cancel=threading.Event())
-
-`run` blocks until the sandbox is gone. It calls `on_event(event)` for every
-event as it happens (agent events, raw lines, host status events), enforces
-spec.limits (whole run, no output), collects outputs into spec.results with
-manifest.json, and always cleans up. Setting `cancel` stops the sandbox for
-real and the run ends with status "cancelled".
 """
 
 from __future__ import annotations
 
 import importlib
-import threading
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any
 
-from agent_sandbox.spec import RunResult, RunSpec
-
-EventCallback = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    from agent_sandbox.backends.contract import Backend
 
 # name -> "module:Class"; built-in backends use the same registry as plugins would.
 BACKENDS: dict[str, str] = {
@@ -29,23 +22,6 @@ BACKENDS: dict[str, str] = {
     "docker": "agent_sandbox.backends.docker:DockerBackend",
     "modal": "agent_sandbox.backends.modal:ModalBackend",
 }
-
-
-class Backend(Protocol):
-    name: str
-
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult: ...
-
-    def sweep_orphans(self) -> int:
-        """Stop sandboxes a crashed process left behind; returns how many."""
-        ...
-
-    def end_sandbox(self, sandbox_id: str) -> bool:
-        """End one sandbox by the id its run reported (status event "sandbox_id");
-        True if it was still there. For cancel, shutdown and recovery when its
-        starter is gone; never raises for a sandbox that has already ended."""
-        ...
 
 
 class UnknownBackend(ValueError):

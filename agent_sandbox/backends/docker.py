@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass
 
 from agent_sandbox import settings
-from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation import netjail, uids
 from agent_sandbox.isolation.owners import process_alive, this_process
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
-from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
+from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams, agent_command
+from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.events import Status
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
@@ -41,6 +41,7 @@ from agent_sandbox.spec import RunSpec
 LABEL = "agent-sandbox"  # label prefix: agent-sandbox.app, .job, .owner
 CLI_TIMEOUT = 60.0       # seconds for one docker CLI call other than `run`
 AGENT_LOG = "agent.log"  # the agent mirrors its events there when it runs in Docker
+IMAGE_PACKAGE_ROOT = "/opt/agent"   # where docker/Dockerfile puts the agent_sandbox package
 
 
 @dataclass
@@ -52,8 +53,9 @@ class DockerConfig:
     image: str = setting("AGENT_SANDBOX_DOCKER_IMAGE", "agent-sandbox:latest",
                          "image to run (and to build); the emulator's Docker runtime and the tests use it too")
     app: str = setting("AGENT_SANDBOX_DOCKER_APP", "agent-sandbox", "label value that marks our containers")
-    user: str = setting("AGENT_SANDBOX_DOCKER_USER", "10001:10001",
-                        "container user when the host runs as root (else the host's uid)")
+    user: str = setting("AGENT_SANDBOX_DOCKER_USER", "", "container user (uid:gid) when the host runs as root "
+                        "(else the host's uid)", shown="a uid of its own per run, from `AGENT_SANDBOX_UIDS`")
+    uids: str = setting("AGENT_SANDBOX_UIDS", "2000000-2065535")  # doc: LocalConfig
     tmp_mb: int = setting("AGENT_SANDBOX_DOCKER_TMP_MB", 512, "size of the `/tmp` tmpfs in MB when not root "
                           "(counts as memory); as root `/tmp` shares the run's `AGENT_SANDBOX_DISK_MB`")
     scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir)  # doc: LocalConfig
@@ -64,7 +66,7 @@ class DockerUnavailable(SandboxError, RuntimeError):
     pass
 
 
-class DockerBackend(SandboxBackend):
+class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, **config):
@@ -131,18 +133,20 @@ class DockerBackend(SandboxBackend):
 
     # -- one run ----------------------------------------------------------
 
-    def command(self, spec: RunSpec, name: str, space: RunSpace) -> list[str]:
+    def command(self, spec: RunSpec, name: str, space: RunSpace, user: str) -> list[str]:
         """The full argv: `docker run` around `python -m agent_sandbox.agent`."""
         limits = spec.limits
-        args = [self.config.docker, "run", "-i", "--rm", "--init", "--pull", "never", "--name", name,
+        # No --init: the agent is PID 1 (not dumpable), so no command can open its stdout, the
+        # host channel, through /proc/1/fd/1; and no log: that channel is not kept on the host's disk.
+        args = [self.config.docker, "run", "-i", "--rm", "--log-driver", "none", "--pull", "never", "--name", name,
                 "--label", f"{LABEL}.app={self.config.app}", "--label", f"{LABEL}.job={spec.job_id}",
                 "--label", f"{LABEL}.owner={self.owner}",
-                "--user", self.user(), "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--user", user, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                 "--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m",
                 "--cpus", f"{limits.cpu:g}", "--pids-limit", str(limits.max_processes),
                 "--mount", f"type=bind,src={spec.workspace.resolve()},dst=/workspace,readonly",
                 "--mount", f"type=bind,src={space.outputs},dst=/outputs",
-                "--workdir", "/workspace"]
+                "--workdir", "/"]   # the agent's; its commands run in /workspace
         if space.image is not None:   # the capped filesystem holds /tmp too
             args += ["--mount", f"type=bind,src={space.tmp},dst=/tmp"]
         else:
@@ -155,11 +159,18 @@ class DockerBackend(SandboxBackend):
             args += ["--mount", f"type=bind,src={netjail.resolv_conf()},dst=/etc/resolv.conf,readonly"]
         for key, value in spec.env.items():  # non-secret settings only: secrets go on stdin
             args += ["--env", f"{key}={value}"]
-        return args + [self.config.image, "python", "-m", "agent_sandbox.agent",
-                       *spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"]
+        return args + [self.config.image, *agent_command(
+            "python", IMAGE_PACKAGE_ROOT, [*spec.agent_args(enforced=self.enforcement(space)), "--secrets-from-stdin"])]
 
-    def user(self) -> str:
-        return self.config.user if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    def user(self) -> tuple[str, uids.RunUid | None]:
+        """The container's user, and the uid it holds: as root a uid of its own per run (the
+        kernel's per-uid limits are then the run's), unless AGENT_SANDBOX_DOCKER_USER names one."""
+        if os.geteuid() != 0:
+            return f"{os.getuid()}:{os.getgid()}", None
+        if self.config.user:
+            return self.config.user, None
+        held = uids.take(self.config.uids)
+        return f"{held.uid}:{held.uid}", held
 
     def enforcement(self, space: RunSpace) -> dict[str, str]:
         disk = space.enforcement if space.image is not None else (
@@ -178,11 +189,16 @@ class DockerSandbox(ProcessSandbox):
         self.backend, self.config, self.spec = backend, backend.config, spec
         self.space: RunSpace | None = None
         self.network: netjail.UserNetwork | None = None
+        self.user, self.uid = "", None
         self.name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
 
     def create(self, run: RunMonitor) -> None:
         self.backend.check_image()
-        uid, _, gid = self.backend.user().partition(":")  # the container's user owns /outputs and /tmp
+        try:
+            self.user, self.uid = self.backend.user()
+        except uids.NoUid as exc:
+            raise SandboxError(str(exc)) from exc
+        uid, _, gid = self.user.partition(":")  # the container's user owns /outputs and /tmp
         try:
             self.space = RunSpace.create(self.config.scratch_root, f"agent-{self.spec.job_id}-",
                                          self.spec.limits.disk_mb, (int(uid), int(gid or uid)),
@@ -195,7 +211,7 @@ class DockerSandbox(ProcessSandbox):
                    sandbox_id=self.name)
 
     def start(self, run: RunMonitor) -> Streams:
-        streams = self.spawn(self.backend.command(self.spec, self.name, self.space), self.backend.cli_env())
+        streams = self.spawn(self.backend.command(self.spec, self.name, self.space, self.user), self.backend.cli_env())
         if self.spec.needs_network:
             self.connect()
         return streams
@@ -238,14 +254,15 @@ class DockerSandbox(ProcessSandbox):
         return DirectorySource(self.space.outputs)
 
     def close(self) -> None:
-        if self.space is None:
-            return
-        if self.network is not None:
-            self.network.stop()
-        self.backend.remove(self.name)  # --rm covers a normal exit; this covers everything else
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        self.space.remove()
+        if self.space is not None:
+            if self.network is not None:
+                self.network.stop()
+            self.backend.remove(self.name)  # --rm covers a normal exit; this covers everything else
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+            self.space.remove()
+        if self.uid is not None:   # the container is gone: its uid is free
+            self.uid.release()
 
 
 def _cli_problem(args: tuple[str, ...], stderr: str) -> str:

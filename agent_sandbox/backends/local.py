@@ -26,12 +26,12 @@ from pathlib import Path
 
 from agent_sandbox import settings
 from agent_sandbox import events as ev
-from agent_sandbox.isolation import cgroups, netjail
-from agent_sandbox.backends.monitor import RunMonitor, SandboxBackend
-from agent_sandbox.backends.sandbox import ProcessSandbox, SandboxError, Streams
+from agent_sandbox.isolation import cgroups, netjail, uids
+from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams, agent_command
+from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.events import Status
-from agent_sandbox.isolation.jail import (SANDBOX_GID, SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
+from agent_sandbox.isolation.jail import (SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
                                 remove_stage)
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.process_group import end_group
@@ -59,6 +59,10 @@ class LocalConfig:
     scratch_root: str = setting("AGENT_SANDBOX_SCRATCH", factory=tempfile.gettempdir, shown="system temp",
                                 doc="where the local and Docker backends keep each run's `/outputs` and `/tmp`")
     kill_grace: float = setting(None, 2.0, "seconds between SIGTERM and SIGKILL when stopping")
+    uids: str = setting("AGENT_SANDBOX_UIDS", "2000000-2065535",
+                        "host uids (and gids) the local and Docker sandboxes run as when started by root, "
+                        "one of its own per running sandbox (the kernel's per-uid limits are then per run); "
+                        "a range no user or /etc/subuid entry of the host has")
 
 
 def sweep_run_leftovers(scratch_root: str) -> int:
@@ -77,7 +81,7 @@ def sweep_run_leftovers(scratch_root: str) -> int:
     return ended
 
 
-class LocalBackend(SandboxBackend):
+class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, **config):
@@ -97,9 +101,10 @@ class LocalBackend(SandboxBackend):
         group = RunCgroup.named(sandbox_id)
         return group.remove() if group is not None else False
 
-    def jail(self, spec: RunSpec, space: RunSpace, cgroup: RunCgroup | None, stage: Path | None) -> Jail:
-        jail = Jail(env=self.environment(spec), workdir="/workspace", network=spec.needs_network,
-                    cgroup=cgroup, stage=stage).system()
+    def jail(self, spec: RunSpec, space: RunSpace, cgroup: RunCgroup | None, stage: Path | None,
+             uid: int = SANDBOX_UID) -> Jail:
+        jail = Jail(env=self.environment(spec), workdir="/", network=spec.needs_network,
+                    cgroup=cgroup, stage=stage, uid=uid).system()
         # /tmp before the Python: a Python environment under /tmp (a clone there)
         # must be bound on top of the jail's /tmp, not hidden by it.
         jail.bind(space.tmp, "/tmp", writable=True).python(self.config.python)
@@ -109,8 +114,9 @@ class LocalBackend(SandboxBackend):
 
     def agent_command(self, spec: RunSpec, enforcement: dict[str, str], outputs: str = "/outputs",
                       workspace: str = "/workspace") -> list[str]:
-        argv = [self.config.python, "-m", "agent_sandbox.agent",
-                *spec.agent_args(workspace, outputs, enforcement), "--secrets-from-stdin"]
+        root = AGENT_ROOT if self.config.bwrap else str(PACKAGE_DIR.parent)
+        argv = agent_command(self.config.python, root,
+                             [*spec.agent_args(workspace, outputs, enforcement), "--secrets-from-stdin"])
         if enforcement["max_processes"] == RLIMIT_NPROC_NOTE:
             argv += ["--max-processes", str(spec.limits.max_processes)]
         return argv
@@ -154,6 +160,7 @@ class LocalSandbox(ProcessSandbox):
         self.enforcement: dict[str, str] = {}
         self.run: RunMonitor | None = None
         self.fence: netjail.JailNetwork | None = None
+        self.uid: uids.RunUid | None = None
 
     def create(self, run: RunMonitor) -> None:
         self.run = run
@@ -164,10 +171,15 @@ class LocalSandbox(ProcessSandbox):
         if not sandboxed and privileged():
             raise SandboxError("bubblewrap (bwrap) is not installed, and running without a sandbox as root "
                                "would give the agent's commands the host: install bubblewrap")
-        owner = (SANDBOX_UID, SANDBOX_GID) if sandboxed and privileged() else None
+        owner = None
         try:
+            if sandboxed and privileged():   # a uid of its own: the kernel's per-uid limits are this run's
+                self.uid = uids.take(self.config.uids)
+                owner = (self.uid.uid, self.uid.uid)
             self.space = RunSpace.create(self.config.scratch_root, f"agent-{self.spec.job_id}-",
                                          self.spec.limits.disk_mb, owner)
+        except uids.NoUid as exc:
+            raise SandboxError(str(exc)) from exc
         except (DiskUnavailable, OSError) as exc:
             raise SandboxError(f"could not prepare the sandbox's disk: {exc}") from exc
         self.enforcement, self.cgroup = self.backend.limits_enforced(self.spec, self.space, sandboxed)
@@ -183,7 +195,7 @@ class LocalSandbox(ProcessSandbox):
             return self.spawn(backend.agent_command(spec, self.enforcement, str(self.space.outputs),
                                                     str(spec.workspace)), backend.environment(spec))
         self.stage = make_stage() if privileged() else None
-        jail = backend.jail(spec, self.space, self.cgroup, self.stage)
+        jail = backend.jail(spec, self.space, self.cgroup, self.stage, self.uid.uid if self.uid else SANDBOX_UID)
         args_fd = jail.write_options()
         self.fence = jail.fence
         try:  # the jail's options go in on a descriptor: its environment is in them, not in bwrap's
@@ -224,3 +236,5 @@ class LocalSandbox(ProcessSandbox):
         remove_stage(self.stage)
         if self.space is not None:
             self.space.remove()
+        if self.uid is not None:   # once nothing of the run is left
+            self.uid.release()

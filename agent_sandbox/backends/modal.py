@@ -12,11 +12,11 @@ import modal
 import modal.exception as mexc
 
 from agent_sandbox import settings
-from agent_sandbox.backends import EventCallback, modal_image
+from agent_sandbox.backends import modal_image
+from agent_sandbox.backends.contract import Backend, EventCallback, Sandbox
 from agent_sandbox.backends.modal_calls import MODAL_ERRORS, TRANSIENT_ERRORS, describe_error, wait_for_end
 from agent_sandbox.backends.modal_run import modal_seconds
 from agent_sandbox.backends.modal_runner import ModalRunner
-from agent_sandbox.backends.monitor import SandboxBackend
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.owners import process_alive, this_process
 from agent_sandbox.settings import setting
@@ -87,7 +87,7 @@ class ModalConfig:
         return settings.load(cls, **overrides)
 
 
-class ModalBackend(SandboxBackend):
+class ModalBackend(Backend):
     name = "modal"
     enforcement = ENFORCEMENT
 
@@ -103,6 +103,10 @@ class ModalBackend(SandboxBackend):
 
     def run(self, spec: RunSpec, on_event: EventCallback, cancel=None) -> RunResult:
         return self.submit(spec, on_event, cancel).result()
+
+    def sandbox(self, spec: RunSpec) -> Sandbox:
+        """Not the threaded lifecycle (`contract.drive`): a Modal run is a coroutine on the runner."""
+        raise NotImplementedError("Modal runs go through ModalBackend.run or submit (modal_run.py)")
 
     def submit(self, spec: RunSpec, on_event: EventCallback, cancel=None):
         """Start the run on the process's Modal runner without holding a thread for it;

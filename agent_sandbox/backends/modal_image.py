@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import modal
 from modal._output.manager import DisabledOutputManager, OutputManager
@@ -29,10 +29,18 @@ from modal._output.manager import DisabledOutputManager, OutputManager
 from agent_sandbox.backends import packages
 
 if TYPE_CHECKING:
-    from agent_sandbox.backends.modal import ModalConfig
     from agent_sandbox.spec import RunSpec
 
 log = logging.getLogger(__name__)
+
+
+class ModalConfig(Protocol):
+    """What the recipe reads of the Modal backend's settings (modal.ModalConfig), named
+    here so this module need not import the backend that imports it."""
+
+    python_version: str
+    extra_packages: list[str]
+
 
 _images: dict[tuple, tuple[modal.Image, modal.Image]] = {}
 _built: dict[tuple, str] = {}   # the id of each recipe's image once built (or found) in this process

@@ -24,7 +24,6 @@ The runner's ticker (not this run) checks the limits and sets `stop_due`.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Iterator
@@ -32,13 +31,11 @@ from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Itera
 import modal
 import modal.exception as mexc
 
-from agent_sandbox import events as ev
 from agent_sandbox.backends import modal_image
 from agent_sandbox.backends.modal_calls import (MODAL_ERRORS, TRANSIENT_ERRORS, describe_error, poll_quietly,
                                                 terminate_quietly, wait_for_end)
 from agent_sandbox.backends.modal_volume import VolumeSource, settled_listing
-from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox.backends.sandbox import MAX_LINE, SandboxError, SandboxLost
+from agent_sandbox.backends.contract import MAX_LINE, RunMonitor, SandboxError, SandboxLost, agent_command, finish
 from agent_sandbox.events import Status
 from agent_sandbox.spec import RunResult
 
@@ -102,6 +99,8 @@ class ModalRun(RunMonitor):
     async def run_async(self) -> RunResult:
         if not self.spec.workspace.is_dir():
             return self.fail(f"workspace {self.spec.workspace} does not exist")
+        if self.relay is not None and (problem := self.relay.access.problem()):
+            return self.fail(problem)   # a missing key or a malformed endpoint: before any sandbox
         try:
             try:
                 await self.create()
@@ -161,8 +160,7 @@ class ModalRun(RunMonitor):
                 if attempt == attempts or self.stop_due.is_set():
                     raise SandboxError(f"could not {what} after {attempt} attempts: "
                                        f"{describe_error(exc)}") from exc
-                self.emit(ev.WARNING, {"message": f"could not {what} ({describe_error(exc)}); "
-                                                  f"retrying in {delay:g}s"})
+                self.warn(f"could not {what} ({describe_error(exc)}); retrying in {delay:g}s")
                 await asyncio.sleep(delay)
                 delay *= 2
             except mexc.Error as exc:
@@ -173,11 +171,10 @@ class ModalRun(RunMonitor):
         """Exec the agent; Modal answers once the sandbox is scheduled, so the run's stop races it."""
         self.phase = STARTING
         spec = self.spec
-        # add_local_python_source puts the package in /root; say so rather than rely on the image.
-        env = {**spec.env, "PYTHONPATH": "/root"}
+        # add_local_python_source puts the package in /root: the agent starts from it, isolated.
+        args = [*spec.agent_args(enforced=self.modal.enforcement), "--hold-limits", "--secrets-from-stdin"]
         starting = asyncio.ensure_future(self.sandbox.exec.aio(
-            "python", "-m", "agent_sandbox.agent", *spec.agent_args(enforced=self.modal.enforcement),
-            "--hold-limits", "--secrets-from-stdin", text=False, env=env,
+            *agent_command("python", "/root", args), workdir="/", text=False, env=dict(spec.env),
             timeout=modal_seconds(spec.limits.run_timeout + self.config.timeout_margin)))
         if await self.stopped_first(starting):
             starting.cancel()   # the sandbox itself is terminated by end()
@@ -201,30 +198,18 @@ class ModalRun(RunMonitor):
         self.phase = RUNNING
         self.stdin_open = True
         writer = asyncio.ensure_future(self.write_stdin())
-        self.send(json.dumps(self.spec.secrets))
-        if self.relay is not None:   # the relay's replies follow, one line each
-            self.relay.attach(lambda line: self.send(line.rstrip("\n")))
-        else:
-            self.close_input()   # nothing more to say to the agent
+        self.open_input(self.process.stdin)   # the secrets, then the relay's replies (`send`, queued)
         readers = [asyncio.ensure_future(self.read(self.process.stdout, "stdout")),
                    asyncio.ensure_future(self.read(self.process.stderr, "stderr"))]
         try:
             if await self.stopped_first(asyncio.ensure_future(asyncio.wait(readers))):
                 await self.stop_sandbox()
         finally:
-            if self.relay is not None:
-                self.relay.close()
-            self.close_input()
+            self.end_input()
         await asyncio.wait(readers, timeout=READER_GRACE)
         for task in (*readers, writer):
             task.cancel()
-        if self.final is None and self.cancel.is_set():
-            # Ended unfinished while a cancel stood: the host's doing, not the agent's.
-            self.stop(Status.CANCELLED, "cancelled by the user")
-        # A broken stream or a lost exit status is not the verdict yet: the sandbox may have
-        # ended under the agent, which `outcome` asks it once it is over.
-        if self.stream_errors:
-            self.lost = f"lost the agent's output stream: {describe_error(self.stream_errors[0])}"
+        self.streams_ended(describe_error)
         try:
             return await self.exit_status()
         except SandboxLost as exc:
@@ -322,7 +307,7 @@ class ModalRun(RunMonitor):
             except MODAL_ERRORS as exc:
                 outputs = _Unlisted(exc)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.runner.downloads, self.finish, _Outputs(outputs),
+        return await loop.run_in_executor(self.runner.downloads, finish, _Outputs(outputs), self,
                                           status, reason, exit_code)
 
     async def close(self) -> None:
@@ -333,7 +318,7 @@ class ModalRun(RunMonitor):
             await self.end()
             await self.resources.aclose()   # the ephemeral volume goes away
         except MODAL_ERRORS as exc:   # the run has its result: say so, do not undo it
-            self.emit(ev.WARNING, {"message": f"could not clean up the sandbox: {describe_error(exc)}"})
+            self.warn(f"could not clean up the sandbox: {describe_error(exc)}")
 
     async def close_late(self) -> None:
         """A creation the run gave up on has come (or failed): end its sandbox, drop its volume."""
@@ -352,9 +337,9 @@ class ModalRun(RunMonitor):
         except mexc.NotFoundError:
             pass
         except MODAL_ERRORS as exc:
-            self.emit(ev.WARNING, {"message": f"could not terminate the sandbox: {describe_error(exc)}"})
+            self.warn(f"could not terminate the sandbox: {describe_error(exc)}")
         if wait and await wait_for_end(self.sandbox, self.config.terminate_wait) is None:
-            self.emit(ev.WARNING, {"message": "the sandbox did not end in time; outputs may be incomplete"})
+            self.warn("the sandbox did not end in time; outputs may be incomplete")
 
 
 class LineCutter:
@@ -393,7 +378,7 @@ class LineCutter:
 
 
 class _Outputs:
-    """What RunMonitor.finish asks of a sandbox: its outputs, its errors, how to say them."""
+    """What contract.finish asks of a sandbox: its outputs, its errors, how to say them."""
 
     errors = MODAL_ERRORS
 

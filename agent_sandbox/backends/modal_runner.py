@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from modal._utils.async_utils import synchronizer
 
-from agent_sandbox.backends import EventCallback
+from agent_sandbox.backends.contract import EventCallback
 from agent_sandbox.spec import RunResult, RunSpec
 
 if TYPE_CHECKING:

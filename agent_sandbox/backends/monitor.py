@@ -1,19 +1,10 @@
-"""One run, whatever the sandbox: the lifecycle every backend shares.
+"""One run's bookkeeping, whatever the sandbox: `RunMonitor`.
 
-A backend says only what is particular to it, as a `Sandbox` (one per run,
-see sandbox.py), and makes one per run (`SandboxBackend.sandbox`).
-`RunMonitor.run(sandbox)` does the rest, the same way on every backend:
-
-- fail early: a missing workspace, or the sandbox failing to be created or to
-  start the agent, ends the run with an `error` event, then a `result` event
-  (status "error");
-- stream: one reader thread per stream turns each line into an event (a
-  host event type coming from the sandbox is forged: it is kept as raw text);
-- wait: until the agent exits or its streams end, checking the cancel flag
-  and the whole-run and no-output limits; when one of them says so, stop
-  the sandbox with that status and reason;
-- finish: end the sandbox, decide the final status, collect the outputs into
-  spec.results with manifest.json, send the `result` event, return a RunResult.
+`Backend.run` (contract.py) drives a backend's `Sandbox` through the one
+lifecycle and hands every hook this monitor: the run's spec, its cancel flag
+and limits (`stop_requested`), its events (`emit`, `status`, `feed` for each
+line the agent writes), the agent's stdin, and at the end the verdict
+(`outcome`), the outputs collected (`collect`) and the result (`result`).
 
 Where the sandbox gives the agent's stdin, its first line is the secrets
 (never in an environment or a command line); `send` writes further lines while
@@ -24,57 +15,25 @@ the event log, stdin stays open, and the relay's replies go in with `send`.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
 import signal
 import threading
 import time
-from typing import IO, Any, Iterable
+from typing import IO, Any, Callable
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends import EventCallback
-from agent_sandbox.backends.sandbox import MAX_LINE, Sandbox, SandboxError, SandboxLost, Streams
 from agent_sandbox.events import Status
-from agent_sandbox.outputs import collect_outputs
+from agent_sandbox.outputs import OutputSource, collect_outputs
 from agent_sandbox.relay.host import ModelAccess, ModelRelay
 from agent_sandbox.spec import RunResult, RunSpec
 
 log = logging.getLogger(__name__)
+EventCallback = Callable[[dict[str, Any]], None]
 STDERR_TAIL = 20
 POLL = 0.025            # seconds between checks of the limits while the agent runs
 READER_GRACE = 10.0     # seconds the streams may take to end once the agent has
-
-
-class SandboxBackend:
-    """A backend whose runs all follow the one lifecycle: it only makes the Sandbox."""
-
-    name = ""
-
-    def sandbox(self, spec: RunSpec) -> Sandbox:
-        raise NotImplementedError
-
-    def run(self, spec: RunSpec, on_event: EventCallback,
-            cancel: threading.Event | None = None) -> RunResult:
-        return RunMonitor(spec, on_event, cancel, self.name).run(self.sandbox(spec))
-
-    def submit(self, spec: RunSpec, on_event: EventCallback,
-               cancel: threading.Event | None = None) -> concurrent.futures.Future[RunResult] | None:
-        """Start the run without holding the caller's thread: a future of its RunResult. None
-        (the default): this backend's runs hold a thread each, and the caller uses `run`."""
-        return None
-
-    def sweep_orphans(self) -> int:
-        return 0
-
-    def prepare(self) -> None:
-        """At start-up: what is slow and done once for every run (Modal builds its image)."""
-
-    def end_sandbox(self, sandbox_id: str) -> bool:
-        """End a sandbox of this backend by the id its run reported (after its starter died);
-        True if it was still there."""
-        return False
 
 
 class RunMonitor:
@@ -113,6 +72,12 @@ class RunMonitor:
             self.sandbox_id = data["sandbox_id"] = sandbox_id
         self.emit(ev.STATUS, data)
 
+    def warn(self, message: str) -> None:
+        self.emit(ev.WARNING, {"message": message})
+
+    def error(self, message: str) -> None:
+        self.emit(ev.ERROR, {"message": message})
+
     def forward(self, event: dict[str, Any]) -> None:
         with self._lock:  # stdout and stderr readers call in from two threads
             self.on_event(event)
@@ -136,6 +101,24 @@ class RunMonitor:
         self.forward(event)
 
     # -- the agent's stdin --------------------------------------------------------
+
+    def open_input(self, stdin: IO[bytes] | None) -> None:
+        """The agent's stdin, once it runs: its first line is the secrets, then the relay's
+        replies while it lasts. None: the backend handed the secrets over itself."""
+        self._stdin = stdin
+        if stdin is None:
+            return
+        self.send(json.dumps(self.spec.secrets))
+        if self.relay is not None:   # the relay's replies follow, one line each
+            self.relay.attach(lambda line: self.send(line.rstrip("\n")))
+        else:
+            self.close_input()  # nothing more to say to the agent
+
+    def end_input(self) -> None:
+        """The agent has stopped (or is being stopped): no more model calls, stdin closed."""
+        if self.relay is not None:
+            self.relay.close()
+        self.close_input()
 
     def send(self, line: str) -> bool:
         """Write one line to the agent's stdin; False when it is closed or gone."""
@@ -178,95 +161,25 @@ class RunMonitor:
         if self.stopped is None:
             self.stopped = (status, reason)
 
-    # -- the lifecycle --------------------------------------------------------------
+    # -- the verdict ------------------------------------------------------------------
 
-    def run(self, sandbox: Sandbox) -> RunResult:
-        if not self.spec.workspace.is_dir():
-            return self.fail(f"workspace {self.spec.workspace} does not exist")
-        if self.relay is not None and (problem := self.relay.access.problem()):
-            return self.fail(problem)   # a missing key or a malformed endpoint: before any sandbox
-        try:
-            try:
-                sandbox.create(self)
-                self.last_output = time.monotonic()   # idleness counts from when the agent starts
-                streams = None
-                if why := self.stop_requested():  # cancelled while it was being created
-                    self.stop(*why)
-                else:
-                    streams = sandbox.start(self)
-            except SandboxError as exc:
-                return self.fail(str(exc))
-            except sandbox.errors as exc:
-                return self.fail(sandbox.describe(exc))
-            exit_code = self.supervise(sandbox, streams) if streams else None
-            sandbox.end()
-            status, reason = self.outcome(exit_code, sandbox.why_ended())
-            return self.finish(sandbox, status, reason, exit_code)
-        finally:
-            try:
-                sandbox.close()
-            except sandbox.errors as exc:  # the run has its result: say so, do not undo it
-                self.emit(ev.WARNING, {"message": f"could not clean up the sandbox: {sandbox.describe(exc)}"})
-
-    def fail(self, reason: str) -> RunResult:
-        """End the run before the agent ran: an error event, then the result."""
-        self.emit(ev.ERROR, {"message": reason})
-        self.result_event(Status.ERROR, reason, {})
-        return RunResult(status=Status.ERROR, reason=reason, duration=self.duration, sandbox_id=self.sandbox_id)
-
-    def supervise(self, sandbox: Sandbox, streams: Streams) -> int | None:
-        """Give the agent its secrets, read its streams, stop it when told; its exit code."""
-        self._stdin = streams.stdin
-        if streams.stdin is not None:
-            self.send(json.dumps(self.spec.secrets))
-            if self.relay is not None:   # the relay's replies follow, one line each
-                self.relay.attach(lambda line: self.send(line.rstrip("\n")))
-            else:
-                self.close_input()  # nothing more to say to the agent
-        readers = [self._reader(streams.stdout, "stdout"), self._reader(streams.stderr, "stderr")]
-        try:
-            while any(r.is_alive() for r in readers) and sandbox.poll() is None:
-                if why := self.stop_requested():
-                    self.stop(*why)
-                    sandbox.stop()
-                    break
-                for reader in readers:  # returns early when a stream ends
-                    reader.join(POLL)
-        except BaseException:  # an exception (or KeyboardInterrupt) must not leave a sandbox behind
-            sandbox.stop()
-            raise
-        finally:
-            if self.relay is not None:
-                self.relay.close()
-            self.close_input()
-        for reader in readers:
-            reader.join(READER_GRACE)
+    def streams_ended(self, describe: Callable[[BaseException], str]) -> None:
+        """The agent's streams are over: note what a cancel or a broken stream means."""
         if self.final is None and self.cancel.is_set():
             # Ended unfinished while a cancel stood: the host's doing (e.g. its sandbox ended by
-            # id at shutdown before this loop saw the flag), not the agent's.
+            # id at shutdown before the lifecycle saw the flag), not the agent's.
             self.stop(Status.CANCELLED, "cancelled by the user")
         # A broken stream or a lost exit status is not the verdict yet: the sandbox may
         # have ended under the agent (its time limit, someone else), which `outcome` asks
         # it once it is over. Either way the run goes on to the normal finish.
         if self.stream_errors:
-            self.lost = f"lost the agent's output stream: {sandbox.describe(self.stream_errors[0])}"
-        try:
-            return sandbox.wait()
-        except SandboxLost as exc:
-            self.lost = self.lost or str(exc)
-            return None
+            self.lost = f"lost the agent's output stream: {describe(self.stream_errors[0])}"
 
-    def _reader(self, lines: Iterable[str | bytes], stream: str) -> threading.Thread:
-        def read() -> None:
-            try:
-                for line in lines:
-                    self.feed(line[:MAX_LINE], stream)  # a runaway line must not fill the host's memory
-            except Exception as exc:  # a broken stream: `outcome` decides what it means
-                self.stream_errors.append(exc)
-
-        reader = threading.Thread(target=read, name=f"{self.spec.job_id}-{stream}", daemon=True)
-        reader.start()
-        return reader
+    def fail(self, reason: str) -> RunResult:
+        """End the run before the agent ran: an error event, then the result."""
+        self.error(reason)
+        self.result_event(Status.ERROR, reason, {})
+        return RunResult(status=Status.ERROR, reason=reason, duration=self.duration, sandbox_id=self.sandbox_id)
 
     def outcome(self, exit_code: int | None, ended: tuple[str, str] | None = None) -> tuple[str, str]:
         """The final (status, reason) once the sandbox is gone."""
@@ -293,24 +206,16 @@ class RunMonitor:
         return Status.ERROR, (f"the agent exited with code {exit_code} without finishing"
                               + (f": {tail}" if tail else ""))
 
-    def finish(self, sandbox: Sandbox, status: str, reason: str, exit_code: int | None) -> RunResult:
-        """Collect the outputs, send the result event; the RunResult."""
-        self.status(Status.COLLECTING, "collecting outputs")
-        try:
-            manifest = collect_outputs(sandbox.outputs(), self.spec.results, self.spec.limits,
-                                       run=self.record(status, reason))
-        except (OSError, *sandbox.errors) as exc:
-            problem = f"could not read the outputs: {sandbox.describe(exc)}"
-            if status == Status.SUCCEEDED:
-                status, reason = Status.ERROR, problem
-            manifest = collect_outputs(_NoOutputs(), self.spec.results, self.spec.limits,
-                                       run=self.record(status, reason))
-            self.emit(ev.ERROR, {"message": problem})
+    def collect(self, source: OutputSource, status: str, reason: str) -> dict[str, Any]:
+        """Bring the outputs back into spec.results; the manifest (its "run" says how it ended)."""
+        return collect_outputs(source, self.spec.results, self.spec.limits, run=self.record(status, reason))
+
+    def result(self, status: str, reason: str, exit_code: int | None, manifest: dict[str, Any]) -> RunResult:
+        """The result event, and the RunResult, once the outputs are collected."""
         self.check_nothing_lost(manifest)
         self.result_event(status, reason, manifest)
-        return RunResult(status=status, reason=reason, exit_code=exit_code,
-                         duration=self.duration, manifest=manifest, usage=self.usage, summary=self.summary,
-                         sandbox_id=self.sandbox_id)
+        return RunResult(status=status, reason=reason, exit_code=exit_code, duration=self.duration,
+                         manifest=manifest, usage=self.usage, summary=self.summary, sandbox_id=self.sandbox_id)
 
     def record(self, status: str, reason: str = "") -> dict[str, str]:
         """The manifest's "run": how the run ended (partial outputs say so), on which sandbox."""
@@ -332,7 +237,7 @@ class RunMonitor:
                    f"storage held {'none' if found == 0 else f'only {found}'} when the outputs were collected: "
                    f"{lost} {'are' if lost > 1 else 'is'} lost")
         log.warning("job %s: %s", self.spec.job_id, message)
-        self.emit(ev.WARNING, {"message": message})
+        self.warn(message)
 
     @property
     def duration(self) -> float:
@@ -367,13 +272,3 @@ def killed_by(exit_code: int | None) -> str:
         return signal.Signals(number).name if number else ""
     except ValueError:
         return f"signal {number}"
-
-
-class _NoOutputs:
-    """What is left when the outputs cannot be read: nothing."""
-
-    def entries(self) -> list:
-        return []
-
-    def open(self, path: str):
-        raise OSError(path)

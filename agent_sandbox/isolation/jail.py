@@ -36,13 +36,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation import hostfiles, netjail
 from agent_sandbox.isolation.owners import process_alive
 from agent_sandbox.isolation.cgroups import RunCgroup
 
 SANDBOX_UID = SANDBOX_GID = 10001   # the Docker image's user too
 LAUNCHER = Path(__file__).with_name("launch.py")
-STAGE_ROOTS = ("/run/agent-sandbox", os.path.join(tempfile.gettempdir(), "agent-sandbox-stage"))
 # Read-only system paths Python and the tools need; absent ones are skipped.
 SYSTEM_PATHS = ["/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
                 "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/fonts", "/usr/share/fonts"]
@@ -84,6 +83,7 @@ class Jail:
     hostname: str = "sandbox"
     cgroup: RunCgroup | None = None    # joined before the jail starts (root only)
     stage: Path | None = None          # from make_stage(); required as root
+    uid: int = SANDBOX_UID             # as root: the host uid (and gid) the jail runs as
     binds: list[Bind] = field(default_factory=list)
     fence: "netjail.JailNetwork | None" = None   # the opt-in network (made when `network`)
 
@@ -117,8 +117,9 @@ class Jail:
     # -- starting it ----------------------------------------------------------
     def options(self) -> list[str]:
         """bubblewrap's options, for --args."""
+        # --disable-userns: no user namespace inside (their count is the kernel's, per uid and shared).
         opts = ["--die-with-parent", "--new-session", "--as-pid-1",
-                "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+                "--unshare-user", "--disable-userns", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
                 "--unshare-net", "--cap-drop", "ALL", "--hostname", self.hostname,
                 "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--clearenv"]
         if self.fence is not None:
@@ -145,7 +146,7 @@ class Jail:
         bwrap = [bwrap_path(), "--args", str(args_fd), "--", *argv]
         if not privileged():
             return bwrap
-        plan = {"uid": SANDBOX_UID, "gid": SANDBOX_GID, "parent": os.getpid(),
+        plan = {"uid": self.uid, "gid": self.uid, "parent": os.getpid(),
                 "cgroups": self.cgroup.procs_files() if self.cgroup else [],
                 "stage": [[b.source, str(self._staged_path(i))] for i, b in enumerate(self.binds)
                           if self._is_staged(b) and os.path.exists(b.source)]}
@@ -183,24 +184,16 @@ def make_stage() -> Path:
 
     The binds onto it exist only in each launcher's own mount namespace: on the
     host it stays a tree of empty folders (remove it with remove_stage)."""
-    for root in STAGE_ROOTS:
-        try:
-            os.makedirs(root, mode=0o711, exist_ok=True)
-            st = os.lstat(root)
-            if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(root) or os.path.islink(root):
-                continue   # not ours alone: someone else could swap what the jail sees
-            stage = Path(tempfile.mkdtemp(prefix=f"stage-{os.getpid()}-", dir=root))
-            os.chmod(stage, 0o711)
-            return stage
-        except OSError:
-            continue
-    raise OSError(f"no private folder for the jail's stage in {', '.join(STAGE_ROOTS)}")
+    # In a folder that is ours alone: someone else could swap what the jail sees.
+    stage = Path(tempfile.mkdtemp(prefix=f"stage-{os.getpid()}-", dir=hostfiles.private_root()))
+    os.chmod(stage, 0o711)
+    return stage
 
 
 def leftover_stages() -> list[Path]:
     """Stages of processes that are gone (named stage-<pid>-...)."""
     found = []
-    for root in STAGE_ROOTS:
+    for root in hostfiles.ROOTS:
         try:
             names = os.listdir(root)
         except OSError:

@@ -20,15 +20,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
-# Never reachable from a sandbox: private (RFC 1918, CGNAT), loopback, link-local,
-# "this network", benchmarking, multicast and reserved ranges; the host's own
-# addresses and its gateways are added at run time.
+from agent_sandbox.isolation.hostfiles import write_private
+
+# Never reachable from a sandbox: private (RFC 1918, CGNAT), loopback, link-local (every
+# cloud's metadata service at 169.254.169.254 and the like), "this network", benchmarking,
+# multicast and reserved ranges, and the cloud host agents at public addresses (Azure's
+# wireserver, 168.63.129.16); the host's own addresses and its gateways are added at run time.
 BLOCKED = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-           "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")
+           "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+           "168.63.129.16/32")
 SLIRP_DNS = "10.0.2.3"
 RESOLV_CONF = f"nameserver {SLIRP_DNS}\n"
 READY_TIMEOUT = 10.0
@@ -64,14 +67,9 @@ def public_ranges() -> list[str]:
 
 
 def resolv_conf() -> Path:
-    """A resolv.conf naming slirp's resolver, to bind at /etc/resolv.conf in the sandbox."""
-    path = Path(tempfile.gettempdir()) / "agent-sandbox-resolv.conf"
-    if not path.is_file() or path.read_text() != RESOLV_CONF:
-        tmp = path.with_suffix(f".{os.getpid()}")
-        tmp.write_text(RESOLV_CONF)
-        tmp.chmod(0o644)
-        tmp.replace(path)
-    return path
+    """A resolv.conf naming slirp's resolver, to bind at /etc/resolv.conf in the sandbox (written
+    where no other user can plant a link: hostfiles)."""
+    return write_private("resolv.conf", RESOLV_CONF)
 
 
 def available() -> str:

@@ -4,7 +4,7 @@ A model request travels from the agent to the host as `model_request` events
 on the agent's stdout; the reply comes back as `{"relay": 1, ...}` lines on its
 stdin. A message of any size up to MAX_MESSAGE_BYTES is cut into frames of at
 most CHUNK_CHARS characters of its (ASCII) JSON, so no line comes near the
-host's 1 MiB line limit (agent_sandbox.backends.sandbox.MAX_LINE) even once
+host's 1 MiB line limit (agent_sandbox.backends.contract.MAX_LINE) even once
 escaped again inside the frame:
 
     agent -> host  {"v":1,"type":"model_request","data":{"id":7,"part":0,"parts":3,"chunk":"{\\"method\\"..."}}

@@ -1,67 +1,33 @@
-"""Every backend must pass the conformance suite. A backend joins by adding
-its name -> fixture name here and defining that fixture (it may start
-services, e.g. the Modal emulator, and must clean them up)."""
+"""Every backend must pass the conformance suite (agent_sandbox.testing, collected
+here by the import below), each in turn: `backend` is each of tests/backends.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent_sandbox.backends import get_backend
+from agent_sandbox.testing import *  # noqa: F403 (the suite is collected in this folder; its fixtures)
+from agent_sandbox.testing.fixtures import default_leftovers
+from tests import backends
+from tests.backends import *  # noqa: F403 (`backend`: each backend in turn)
 
-# backend name -> (fixture that yields a ready backend, environment the agent must report)
-BACKENDS = {
-    "local": ("local_backend", "local"),
-    "docker": ("docker_backend", "docker"),
-    "modal": ("modal_backend", "modal"),
-    "modal-docker": ("modal_docker_backend", "modal"),
-}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request):
-    fixture, _ = BACKENDS[request.param]
-    return request.getfixturevalue(fixture)
+# Not overridden: `unenforced_limits` and `platform_limits` keep their defaults (none, nothing to do)
+# on every backend. Modal takes no process count or disk size for Sandboxes, but the agent holds them
+# (agent/command_limits.py), with the emulator's own generous limits giving no help.
 
 
 @pytest.fixture
 def expected_environment(request, backend) -> str:
-    return BACKENDS[backend.name][1]
+    return backends.BACKENDS[backend.name][1]
 
 
 @pytest.fixture
-def local_backend():
-    return get_backend("local")
-
-
-@pytest.fixture
-def docker_backend():
-    from tests.docker_engine import require_docker
-    return require_docker()
-
-
-@pytest.fixture
-def modal_backend():
-    """The Modal backend, through the real `modal` client, against our local
-    Modal API emulator (one per session, see tests/modal_support.py)."""
+def host_leftovers(backend):
+    """What a run may leave on the host; on Modal, the emulator's folders of all its sandboxes
+    (only this session uses it)."""
+    if backend.name != "modal":
+        return default_leftovers
     from tests.modal_support import shared_emulator
 
-    emulator = shared_emulator()
-    yield get_backend("modal")
-    left = emulator.running_sandboxes()
-    assert not left, f"sandboxes left running: {left}"
-
-
-@pytest.fixture
-def modal_docker_backend():
-    """The same, with the emulator running sandboxes as Docker containers."""
-    from tests.modal_support import require_docker_runtime, shared_emulator
-
-    emulator = shared_emulator()
-    require_docker_runtime()
-    emulator.use_runtime("docker")
-    try:
-        yield get_backend("modal")
-    finally:
-        emulator.use_runtime("bwrap")
-    left = emulator.running_sandboxes()
-    assert not left, f"sandboxes left running: {left}"
+    root = shared_emulator().folder / "state" / "sandboxes"
+    return lambda job_id: {str(p) for p in root.iterdir()} | {
+        line.split()[1] for line in open("/proc/mounts").read().splitlines() if f"{root}/" in line}

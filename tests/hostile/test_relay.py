@@ -19,7 +19,8 @@ from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends.monitor import RunMonitor
-from agent_sandbox.backends.sandbox import ProcessSandbox
+from agent_sandbox.backends.contract import drive
+from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.relay import wire
 from agent_sandbox.relay.host import ModelAccess
@@ -147,7 +148,7 @@ class DeepSandbox(ProcessSandbox):
 def test_f21_any_json_depth_leaves_the_reader_standing(tmp_path, recorder):
     spec = RunSpec(job_id="deep", workspace=tmp_path, results=tmp_path / "results",
                    limits=Limits(run_timeout=60, idle_timeout=60))
-    result = RunMonitor(spec, recorder, None).run(DeepSandbox(tmp_path / "out"))
+    result = drive(DeepSandbox(tmp_path / "out"), RunMonitor(spec, recorder, None))
     assert result.status == ev.SUCCEEDED and result.summary == "still here"
     raw = recorder.of_type(ev.RAW)
     assert len(raw) == 2 and raw[0]["data"]["text"].startswith('{"v":1,"type":"message"')
@@ -155,8 +156,8 @@ def test_f21_any_json_depth_leaves_the_reader_standing(tmp_path, recorder):
 
 
 def test_f21_a_follow_ups_summary_travels_as_a_file_not_in_argv(tmp_path):
-    from agent_sandbox.followup import add_previous, record_run
-    from agent_sandbox.outputs import write_manifest
+    from agent_sandbox.followup import add_previous
+    from agent_sandbox.manifest import record_run, write_manifest
     results = tmp_path / "r1"
     results.mkdir()
     write_manifest(results, {"files": [], "skipped": []})

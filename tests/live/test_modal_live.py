@@ -132,7 +132,7 @@ def test_a_sandbox_past_its_memory_limit_ends_whole():
 
 
 def test_the_agent_keeps_a_greedy_command_below_the_limit(backend, tmp_path, recorder):
-    from tests.conformance.test_containment import test_memory_past_the_limit_is_killed_and_said as check
+    from agent_sandbox.testing.containment import test_memory_past_the_limit_is_killed_and_said as check
     check(backend, tmp_path, recorder)
 
 
@@ -204,6 +204,6 @@ def test_dns_and_https_under_the_opt_in_networks_allowlist(tmp_path, recorder, a
                                    "test_a_fork_bomb_stops_at_the_process_limit",
                                    "test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back"])
 def test_containment_on_modal(backend, tmp_path, recorder, check):
-    from tests.conformance import test_containment
+    from agent_sandbox.testing import containment as test_containment
 
     getattr(test_containment, check)(backend, tmp_path, recorder)

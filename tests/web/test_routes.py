@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from agent_sandbox.events import FINAL, Status, statuses_for_pages
+from agent_sandbox.events import FINAL, Status
+from frontend.statuses import statuses_for_pages
 from frontend.app import create_app
 from frontend.settings import Settings
 from web_helpers import StandInBackend
@@ -197,3 +198,45 @@ def test_live_log_places_are_capped_and_given_back_on_the_plain_wsgi_path(make_a
     assert again.status_code == 200 and again.get_data(as_text=True).endswith('"succeeded"}\n\n')
     again.close()  # as every WSGI server does
     assert app.extensions["jobs"].streams.total == 0
+
+
+def test_a_job_stored_by_an_older_version_still_serves_its_outputs(app, monkeypatch):
+    """Stored limits are rebuilt with Limits.restore: a field renamed since, or one that is gone,
+    does not break the job's output routes (Limits(**stored) raised TypeError: a 500)."""
+    from agent_sandbox.spec import Limits
+    alice = Visitor(app)
+    job = alice.run()
+    store = app.extensions["jobs"].store
+    stored = store.get_job(job["id"])["limits"]
+    monkeypatch.setattr(Limits, "RENAMED", {"preview_size": "preview_bytes"})
+    old = {**{k: v for k, v in stored.items() if k != "preview_bytes"}, "preview_size": 10, "gone_setting": 1}
+    store.update_job(job["id"], limits=old)
+    assert alice.get(f"/api/jobs/{job['id']}/outputs/clean.csv").status_code == 200
+    page = alice.get(f"/jobs/{job['id']}/view/report.md")
+    assert page.status_code == 200 and "Findings" not in page.text, "over the old 10-byte preview limit: not rendered"
+
+
+def test_a_web_jobs_workspace_goes_with_the_job_and_a_refused_one_leaves_nothing(make_app):
+    """Issue 19.4 on the web side: every way to make a job (upload, rerun, follow-up) prepares its
+    workspace in one place; a refused request leaves no folder, a deleted job takes its own."""
+    app = make_app()
+    app.config["SETTINGS"].models.append("openai:gpt-test")   # a follow-up needs a model that reads instructions
+    workspaces = app.config["SETTINGS"].data_dir / "uploaded_files"
+    alice = Visitor(app)
+    job = alice.run()
+    assert sorted(p.name for p in workspaces.iterdir()) == [job["id"]]
+    assert alice.submit([], files={"../../escape": b"x"}).status_code == 400
+    assert alice.post(f"/api/jobs/{job['id']}/follow-up", data={"instructions": ""}).status_code == 400
+    assert sorted(p.name for p in workspaces.iterdir()) == [job["id"]], "refused: nothing left"
+    rerun = alice.post(f"/api/jobs/{job['id']}/rerun")
+    follow = alice.post(f"/api/jobs/{job['id']}/follow-up", data={"instructions": "more", "model": "openai:gpt-test"})
+    assert rerun.status_code == 201 and follow.status_code == 201
+    assert (workspaces / follow.json["id"] / "previous" / "clean.csv").is_file(), "the follow-up got the results"
+    for new in (rerun.json, follow.json):
+        deadline = time.monotonic() + 30
+        while alice.get(f"/api/jobs/{new['id']}").json["status"] not in FINAL:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    for made in (job, rerun.json, follow.json):
+        assert alice.http.delete(f"/api/jobs/{made['id']}", headers={"X-CSRF-Token": alice.csrf}).status_code == 204
+    assert list(workspaces.iterdir()) == [], "each deleted job took its workspace"

@@ -24,8 +24,7 @@ import requests
 
 from agent_sandbox import events as ev
 from agent_sandbox.events import ACTIVE
-from agent_sandbox.backends.monitor import SandboxBackend
-from agent_sandbox.backends.sandbox import Sandbox, Streams
+from agent_sandbox.backends.contract import Backend, Sandbox, Streams
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.spec import RunSpec
 
@@ -291,7 +290,7 @@ class StandInSandbox(Sandbox):
         return DirectorySource(self.folder)
 
 
-class StandInBackend(SandboxBackend):
+class StandInBackend(Backend):
     name = "stand-in"
 
     def __init__(self, scratch: Path):

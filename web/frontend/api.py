@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-import shutil
 import time
 from typing import Any, Iterable, Iterator
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
-from werkzeug.exceptions import BadRequest, HTTPException, NotFound, ServiceUnavailable, TooManyRequests
+from werkzeug.exceptions import BadRequest, NotFound, ServiceUnavailable, TooManyRequests
 
 from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
-from agent_sandbox.workspace import job_workspace
 from frontend import reports
 from frontend import results as res
 from frontend.choices import UnknownOption, instructions_applied, with_options
@@ -22,16 +19,12 @@ from frontend.guard import RETRY_AFTER, QuietLog
 from frontend.identity import client_address, csrf_token, current_owner, job_owner, shared_token
 from frontend.readable import Unreadable, check_uploads
 from frontend.sse import SSE_HEADERS
-from frontend.storage import InsufficientStorage, disk_bytes, storage
+from frontend.storage import InsufficientStorage, storage
+from frontend.submission import TooManyJobs, submit_job
 from frontend.uploads import UploadError, save_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
 quiet = QuietLog(logging.getLogger(__name__))
-
-
-class TooManyJobs(HTTPException):
-    code = 429
-    description = "too many jobs"
 
 
 def services():
@@ -89,8 +82,9 @@ def job_usage(job: dict[str, Any]) -> dict[str, int] | None:
 
 
 def job_limits(job: dict[str, Any]) -> Limits:
-    """The limits the job ran (or will run) with."""
-    return Limits(**job["limits"]) if job["limits"] else current_app.config["SETTINGS"].limits
+    """The limits the job ran (or will run) with (stored maybe by an older version: see Limits.restore)."""
+    defaults = current_app.config["SETTINGS"].limits
+    return Limits.restore(job["limits"], defaults) if job["limits"] else defaults
 
 
 def display_name(job: dict[str, Any]) -> str:
@@ -145,25 +139,14 @@ def create_job():
     env = {}
     if model.partition(":")[0] == "scripted" and form.get("script"):
         env["AGENT_SCRIPT"] = _script(form["script"])
-    job_id = secrets.token_urlsafe(16)
-    workspace = job_workspace(s.data_dir, job_id)
-    notes: list[str] = []
-    try:
-        files = save_uploads(request.files.getlist("files"), workspace, s.my_files, s.max_files,
-                             s.max_file_bytes, notes)
-        limits = storage().job_limits(owner, disk_bytes(workspace))   # results cut to what the quota leaves
-    except UploadError as exc:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise BadRequest(str(exc)) from None
-    except BaseException:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise
-    job = svc.executor.submit({"id": job_id, "owner": owner, "address": address, "backend": backend, "model": model,
-                               "instructions": instructions,
-                               "files": files, "limits": limits, "env": env}, notes)
-    if job is None:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
+
+    def fill(workspace):
+        try:
+            return save_uploads(request.files.getlist("files"), workspace, s.max_files, s.max_file_bytes)
+        except UploadError as exc:
+            raise BadRequest(str(exc)) from None
+
+    job = submit_job({"backend": backend, "model": model, "instructions": instructions, "env": env}, fill)
     return jsonify(job_json(job)), 201
 
 

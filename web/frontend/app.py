@@ -19,7 +19,7 @@ from datetime import timedelta
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from agent_sandbox.events import statuses_for_pages
+from frontend.statuses import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
 from frontend.explore import explore

@@ -31,7 +31,6 @@ job interrupted.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -39,10 +38,8 @@ from typing import Any, Callable, Sequence
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.events import Status
-from agent_sandbox.followup import record_run
-from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
-from agent_sandbox.relay.host import ModelAccess
-from agent_sandbox.spec import Limits, RunSpec
+from agent_sandbox.jobs import Job, run_job, submit_job
+from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend.eventcap import EventBudget
 from frontend.feed import FeedHub
@@ -132,9 +129,7 @@ class JobExecutor:
         (Modal builds its image, its build log in ours); jobs meanwhile wait for the same work."""
         for name in self.settings.backends:
             try:
-                prepare = getattr(self.backend_factory(name), "prepare", None)
-                if prepare is not None:
-                    prepare()
+                self.backend_factory(name).prepare()
             except Exception as exc:  # the jobs will say what is wrong; the app must still start
                 log.warning("could not prepare the %s backend: %s", name, exc)
 
@@ -352,30 +347,30 @@ class JobExecutor:
             job = self.store.get_job(job_id)
             self.emit(job_id, ev.make_event(ev.STATUS, {"status": Status.RUNNING,
                                                         "message": "a worker picked up the job"}))
-            spec = self.build_spec(job)
+
+            def on_sandbox(sandbox_id: str) -> None:
+                if self._ours(job_id):  # stored before anyone sees it: whoever finds the job running can end it
+                    self.store.update_job(job_id, sandbox_id=sandbox_id)
+                    with self._lock:
+                        self._sandboxes[job_id] = (job["backend"], sandbox_id)
 
             def on_event(event: dict[str, Any]) -> None:
                 if not self._ours(job_id):  # its lease, and so the job, went to another runner
                     return
-                if event["type"] == ev.STATUS and event["data"].get("sandbox_id"):
-                    # Stored before anyone sees it: whoever finds the job running can end its sandbox.
-                    self.store.update_job(job_id, sandbox_id=event["data"]["sandbox_id"])
-                    with self._lock:
-                        self._sandboxes[job_id] = (job["backend"], event["data"]["sandbox_id"])
                 for stored in budget.admit(event):   # past the cap per job, counted, not stored
                     self.emit(job_id, stored)
 
+            run = self.job(job), on_event, cancel
             backend = self.backend_factory(job["backend"])
-            future = backend.submit(spec, on_event, cancel)
-            if future is not None:   # runs without this thread (Modal): it ends in a callback
-                future.add_done_callback(
-                    lambda f: self._run_ended(job_id, budget, *self._ran(job_id, job, spec, f.result)))
+            future = submit_job(*run, backend=backend, on_sandbox=on_sandbox)
+            if future is not None:   # runs without this thread (Modal's runner): it ends in a callback
+                future.add_done_callback(lambda f: self._run_ended(job_id, budget, *self._ran(job_id, f.result)))
                 handed_off = True
                 return
             self._hold_worker(True)
             try:
-                status, reason, exit_code, error = self._ran(job_id, job, spec,
-                                                             lambda: backend.run(spec, on_event, cancel))
+                status, reason, exit_code, error = self._ran(
+                    job_id, lambda: run_job(*run, backend=backend, on_sandbox=on_sandbox))
             finally:
                 self._hold_worker(False)
         except Exception as exc:
@@ -387,16 +382,10 @@ class JobExecutor:
             if not handed_off:
                 self._run_ended(job_id, budget, status, reason, exit_code, error)
 
-    def _ran(self, job_id: str, job: dict[str, Any], spec: RunSpec,
-             result_of: Callable[[], Any]) -> tuple[str, str, int | None, str]:
-        """(status, reason, exit code, error) of a run, from its result; what a follow-up of the
-        job is told about it is recorded."""
+    def _ran(self, job_id: str, result_of: Callable[[], Any]) -> tuple[str, str, int | None, str]:
+        """(status, reason, exit code, error) of a run, from its result."""
         try:
             result = result_of()
-            # What a follow-up of this job is told about it.
-            record_run(spec.results, {"instructions": job["instructions"], "model": job["model"],
-                                      "status": result.status, "reason": result.reason, "summary": result.summary,
-                                      "usage": result.usage, "previous": job["parent"]})
             return result.status, result.reason, result.exit_code, ""
         except Exception as exc:
             error, reason = f"{type(exc).__name__}: {exc}", "the sandbox could not be run"
@@ -481,16 +470,13 @@ class JobExecutor:
         except Exception:
             log.exception("job %s: could not store an event", job_id)
 
-    def build_spec(self, job: dict[str, Any]) -> RunSpec:
-        env = {k: os.environ[k] for k in AGENT_MODEL_SETTINGS if os.environ.get(k)}
-        env.update(job["env"])
+    def job(self, job: dict[str, Any]) -> Job:
+        """The stored job as the library's request for its run."""
         # Stored when the job was queued, maybe by an older version: fields added since
         # take today's defaults, renamed ones their new names.
         limits = Limits.restore(job["limits"], self.settings.limits) if job["limits"] else self.settings.limits
-        # The model's key stays in this process: the sandbox reaches the model through the relay.
-        return RunSpec(job_id=job["id"], workspace=job_workspace(self.settings.data_dir, job["id"]),
-                       results=self.settings.results_dir(job["id"]), instructions=job["instructions"],
-                       model=job["model"], env=env, limits=limits, network=self.settings.sandbox_network,
-                       model_access=ModelAccess.from_env(job["model"], dict(os.environ)),
-                       previous_summary=job["previous_summary"])
-
+        return Job(id=job["id"], workspace=job_workspace(self.settings.data_dir, job["id"]),
+                   results=self.settings.results_dir(job["id"]), backend=job["backend"], model=job["model"],
+                   instructions=job["instructions"], env=job["env"], limits=limits,
+                   network=self.settings.sandbox_network, previous_summary=job["previous_summary"],
+                   record={"previous": job["parent"]})

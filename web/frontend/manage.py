@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from agent_sandbox.followup import PREVIOUS, add_previous, copy_inputs, load_manifest, previous_summary
+from agent_sandbox.followup import PREVIOUS, copy_inputs
+from agent_sandbox.jobs import continue_from
+from agent_sandbox.manifest import load_manifest
 from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
-from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace
-from frontend.api import TooManyJobs, display_name, job_json, services
+from agent_sandbox.workspace import add_upload, job_workspace
+from frontend.api import display_name, job_json, services
 from frontend.choices import follows_instructions
-from frontend.identity import client_address, current_owner, job_owner
-from frontend.storage import disk_bytes, storage
+from frontend.identity import current_owner
+from frontend.storage import storage
+from frontend.submission import submit_job
 
 manage = Blueprint("manage", __name__, url_prefix="/api")
 
@@ -116,8 +118,8 @@ def follow_up(job_id):
         # The parent's own previous/ is not carried along: its summary says what was in it.
         copy_inputs(job_workspace(s.data_dir, parent["id"]), workspace, skip=PREVIOUS if parent["parent"] else "")
         # The whole chain's results: a record's "previous" is its parent job's id.
-        folder = add_previous(workspace, results, lambda parent: s.results_dir(parent) if parent.isalnum() else None)
-        fields["previous_summary"] = previous_summary(results, folder)
+        fields["previous_summary"] = continue_from(
+            workspace, results, lambda parent: s.results_dir(parent) if parent.isalnum() else None)
         return parent["files"]
 
     return jsonify(job_json(submit_job(fields, fill))), 201
@@ -138,43 +140,6 @@ def sample_job():
     new = submit_job({"backend": s.default_backend, "model": s.default_model, "instructions": "",
                       "env": {}, "name": f"Sample: {sample.name}"}, fill)
     return jsonify(job_json(new)), 201
-
-
-def submit_job(fields: dict[str, Any], fill) -> dict[str, Any]:
-    """Queue a job whose workspace `fill(workspace)` prepares (returns the files' [{name, size}])."""
-    s = current_app.config["SETTINGS"]
-    svc = services()
-    check_allowed(fields["backend"], fields["model"])
-    owner, address = job_owner(), client_address()
-    if reason := svc.executor.admission_error(owner, address):
-        raise TooManyJobs(reason)
-    job_id = secrets.token_urlsafe(16)
-    workspace = job_workspace(s.data_dir, job_id)
-    workspace.mkdir(parents=True)
-    try:
-        files = fill(workspace)   # may add to `fields` (a follow-up's summary)
-        notes: list[str] = []
-        copy_my_files(workspace, s.my_files, notes)
-        limits = storage().job_limits(owner, disk_bytes(workspace))   # results cut to what the quota leaves
-        job = svc.executor.submit({**fields, "id": job_id, "owner": owner, "address": address, "files": files,
-                                   "limits": limits}, notes)
-    except BaseException:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise
-    if job is None:
-        shutil.rmtree(workspace, ignore_errors=True)
-        raise TooManyJobs(svc.executor.admission_error(owner, address) or "too many jobs; try again shortly")
-    return job
-
-
-def check_allowed(backend: str, model: str) -> None:
-    """The server's allow-lists as they are now: a job run again, or followed up, may have been
-    made when the operator allowed more."""
-    s = current_app.config["SETTINGS"]
-    if backend not in s.backends:
-        raise BadRequest(f"backend {backend!r} is not allowed here any more; this server runs {', '.join(s.backends)}")
-    if model not in s.models:
-        raise BadRequest(f"model {model!r} is not allowed here any more; choose one of {', '.join(s.models)}")
 
 
 def _link_or_copy(src: Path, workspace: Path, name: str) -> dict:

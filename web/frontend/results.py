@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from agent_sandbox.outputs import MANIFEST
+from agent_sandbox.manifest import MANIFEST, load_manifest  # noqa: F401 (load_manifest: the pages read it here)
 from agent_sandbox.paths import safe_join
 from frontend.tables import Table, View
 
@@ -36,13 +36,6 @@ SAFE_TYPES = {**TEXT_TYPES, ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": 
               ".webp": "image/webp", ".svg": "image/svg+xml", ".html": "text/html", ".htm": "text/html"}
 DOWNLOAD = "application/octet-stream"
 CSP_SANDBOX = "sandbox"
-
-
-def load_manifest(results: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((results / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def is_internal(path: str) -> bool:

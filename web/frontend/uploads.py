@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Request, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from agent_sandbox.workspace import add_upload, copy_my_files
+from agent_sandbox.workspace import add_upload
 
 
 class CappedTempFile:
@@ -72,17 +72,13 @@ class UploadError(ValueError):
     pass
 
 
-def save_uploads(files: list, workspace: Path, my_files: Path | None, max_files: int,
-                 max_file_bytes: int, notes: list[str] | None = None) -> list[dict]:
-    """Move the request's files into `workspace` (created here); returns [{name, size}].
-
-    `notes` gets what the job's log should say (an upload that hides a my_files/ file)."""
+def save_uploads(files: list, workspace: Path, max_files: int, max_file_bytes: int) -> list[dict]:
+    """Move the request's files into `workspace`; returns [{name, size}]."""
     files = [f for f in files if f and f.filename]
     if not files:
         raise UploadError("no files were uploaded; choose at least one file")
     if len(files) > max_files:
         raise UploadError(f"too many files: {len(files)} (the limit is {max_files} per job)")
-    workspace.mkdir(parents=True, exist_ok=False)
     saved = []
     for f in files:
         try:
@@ -92,7 +88,6 @@ def save_uploads(files: list, workspace: Path, my_files: Path | None, max_files:
         finally:
             f.stream.close()
         saved.append({"name": dest.relative_to(workspace).as_posix(), "size": dest.stat().st_size})
-    copy_my_files(workspace, my_files, notes)
     return saved
 
 

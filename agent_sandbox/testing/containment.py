@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from agent_sandbox import events as ev
 from agent_sandbox.spec import Limits
-from tests.conftest import make_spec
+from agent_sandbox.testing.support import make_spec, python, shell
 
 SECRET = "sk-containment-93b1f4d2c8a7"
-
-
-def shell(command: str) -> dict:
-    return {"kind": "shell", "command": command}
-
-
-def python(code: str) -> dict:
-    return {"kind": "python", "code": code}
 
 
 def outputs_text(recorder) -> str:
@@ -211,6 +201,48 @@ def test_secrets_are_not_readable_from_any_process(backend, tmp_path, recorder):
     assert SECRET not in recorder.text()
 
 
+# -- the host channel ------------------------------------------------------------
+
+# Writes a forged agent event and a model request to every stdout and stderr of the sandbox's
+# processes it can open (but its own): the host channel must not be one of them.
+CHANNEL_PROBE = r'''
+import json, os
+own = {(s.st_dev, s.st_ino) for s in (os.fstat(1), os.fstat(2))}
+forged = json.dumps({"v": 1, "seq": 1, "ts": 1, "type": "message", "data": {"text": "FORGED-" + "CHANNEL"}})
+request = json.dumps({"v": 1, "seq": 2, "ts": 1, "type": "model_request",
+                      "data": {"id": 900001, "method": "POST", "path": "/chat/completions", "headers": {},
+                               "body": {"model": "test-model", "max_tokens": 4000,
+                                        "messages": [{"role": "user", "content": "hi"}]}}})
+opened = []
+for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+    for fd in ("1", "2"):
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            if (os.stat(path).st_dev, os.stat(path).st_ino) in own:
+                continue
+            with open(path, "w") as channel:
+                channel.write(forged + "\n" + request + "\n")
+            opened.append(path)
+        except OSError:
+            pass
+print("CHANNELS", json.dumps(opened))
+'''
+
+
+def forged_events(recorder) -> list[dict]:
+    return [e for e in recorder.events if "FORGED-CHANNEL" in json.dumps(e)]
+
+
+def test_no_command_can_write_to_the_host_channel(backend, tmp_path, recorder):
+    """What the agent writes on its stdout is the host's channel (events, model requests): a
+    command writing to every /proc/*/fd/1 and fd/2 it can open produces no event."""
+    spec = make_spec(tmp_path, [python(CHANNEL_PROBE), {"kind": "finish", "message": "done"}], limits=limits())
+    result = backend.run(spec, recorder)
+    assert result.status == ev.SUCCEEDED, result.reason
+    probe_result(recorder, "CHANNELS")   # the probe ran
+    assert forged_events(recorder) == []
+
+
 # -- limits --------------------------------------------------------------------
 
 FORK_BOMB = r'''
@@ -234,17 +266,19 @@ print("FORKS", json.dumps({"started": len(children), "error": error}))
 '''
 
 
-def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder):
-    # On Modal (which takes no process limit) the agent holds it, the emulator giving no help.
+def test_a_fork_bomb_stops_at_the_process_limit(backend, tmp_path, recorder, platform_limits, unenforced_limits):
     run_limits = limits(max_processes=48)
+    platform_limits(run_limits)
     spec = make_spec(tmp_path, [python(FORK_BOMB), shell("echo still-running")], limits=run_limits)
     result = backend.run(spec, recorder)
     forks = probe_result(recorder, "FORKS")
     assert forks["error"] == "EAGAIN" and 0 < forks["started"] < 48
     assert result.status == ev.SUCCEEDED, result.reason   # the run goes on
     assert "still-running" in outputs_text(recorder)
-    assert not enforced(recorder)["max_processes"].startswith("not enforced")
-    assert any("process limit reached" in e["data"]["message"] for e in recorder.of_type(ev.WARNING))
+    how = enforced(recorder)["max_processes"]
+    assert how.startswith("not enforced") == ("max_processes" in unenforced_limits), how
+    if not how.startswith("not enforced"):
+        assert any("process limit reached" in e["data"]["message"] for e in recorder.of_type(ev.WARNING))
 
 
 ALLOCATE = r'''
@@ -269,9 +303,10 @@ def test_memory_past_the_limit_is_killed_and_said(backend, tmp_path, recorder):
     assert not enforced(recorder)["memory_mb"].startswith("not enforced")
 
 
-def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tmp_path, recorder):
-    # On Modal (which takes no disk size) the agent holds it, the emulator giving no help.
+def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tmp_path, recorder, platform_limits,
+                                                                     unenforced_limits):
     run_limits = limits(disk_mb=64)
+    platform_limits(run_limits)
     spec = make_spec(tmp_path, [
         shell("echo kept > /outputs/kept.txt"),
         shell("head -c 200000000 /dev/zero > /outputs/fill.bin; echo exit=$?"),
@@ -280,14 +315,16 @@ def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tm
     result = backend.run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     text = outputs_text(recorder)
-    # A full filesystem, or (held by the agent) a file size limit at the room left.
+    # A full filesystem, or (a limit the agent holds, on Modal) a file size limit at the room left.
     assert ("No space left on device" in text or "File too large" in text) and "exit=1" in text
     assert (spec.results / "kept.txt").read_text() == "kept\n"
     fill = [f for f in result.manifest["files"] + result.manifest["skipped"] if f["path"] == "fill.bin"]
     assert fill and fill[0]["size"] <= 64 * 1024 * 1024   # stopped at the cap: the host's disk took no more
     assert (spec.results / "manifest.json").exists()
-    assert not enforced(recorder)["disk_mb"].startswith("not enforced")
-    assert "tmp-full" in text    # /outputs and /tmp share the one cap
+    how = enforced(recorder)["disk_mb"]
+    assert how.startswith("not enforced") == ("disk_mb" in unenforced_limits), how
+    if "disk_mb" not in unenforced_limits:    # /outputs and /tmp share the one cap
+        assert "tmp-full" in text
 
 
 # -- hostile trees ---------------------------------------------------------------
@@ -309,10 +346,10 @@ print("built")
 '''
 
 
-def test_a_tree_ten_thousand_folders_deep_is_collected_and_removed(backend, tmp_path, recorder):
+def test_a_tree_ten_thousand_folders_deep_is_collected_and_removed(backend, tmp_path, recorder, host_leftovers):
     spec = make_spec(tmp_path, [{"kind": "write_file", "path": "report.md", "content": "# done\n"},
                                 python(DEEP_TREE)], limits=limits())
-    before = leftovers(backend, spec.job_id)
+    before = host_leftovers(spec.job_id)
     result = backend.run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     assert "built" in outputs_text(recorder)
@@ -323,29 +360,10 @@ def test_a_tree_ten_thousand_folders_deep_is_collected_and_removed(backend, tmp_
     assert len(deep) == 1 and "nested deeper than 64 folders" in deep[0]["reason"]
     assert json.loads((spec.results / "manifest.json").read_text()) == result.manifest
     # Nothing of the run is left on the host: no folder, no mount, no cgroup.
-    deadline = time.monotonic() + 20   # the emulator removes a sandbox's folder just after it ended
-    while leftovers(backend, spec.job_id) - before and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20   # a platform may remove a sandbox's folder just after it ended
+    while host_leftovers(spec.job_id) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert leftovers(backend, spec.job_id) - before == set()
-
-
-def leftovers(backend, job_id: str) -> set[str]:
-    """The host folders, mounts and cgroups a run of this job may leave (the emulator's:
-    all of its sandboxes', as only this session uses it)."""
-    if backend.name == "modal":
-        from tests.modal_support import shared_emulator
-
-        root = str(shared_emulator().folder / "state" / "sandboxes")
-        mark = root + "/"
-    else:
-        root, mark = tempfile.gettempdir(), f"/agent-{job_id}-"
-    found = {f"{root}/{name}" for name in os.listdir(root) if f"/{name}".startswith(mark) or mark == root + "/"}
-    found |= {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if mark in line}
-    for controller in ("memory", "pids"):
-        folder = Path("/sys/fs/cgroup", controller, "agent-sandbox")
-        if folder.is_dir():
-            found |= {str(p) for p in folder.iterdir() if job_id[:40] in p.name}
-    return found
+    assert host_leftovers(spec.job_id) - before == set()
 
 
 # -- statuses and instructions -----------------------------------------------------
