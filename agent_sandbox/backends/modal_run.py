@@ -115,7 +115,7 @@ class ModalRun(RunMonitor):
             self.phase = ENDING
             await self.end()
             status, reason = self.outcome(exit_code, self.why_ended())
-            return await self.collect(status, reason, exit_code)
+            return await self.outputs_back(status, reason, exit_code)
         finally:
             self.phase = ENDING
             await self.close()
@@ -296,7 +296,7 @@ class ModalRun(RunMonitor):
                                   "Modal when it ran out of memory)")
         return Status.ERROR, f"the sandbox ended under the agent (return code {code})"
 
-    async def collect(self, status: str, reason: str, exit_code: int | None) -> RunResult:
+    async def outputs_back(self, status: str, reason: str, exit_code: int | None) -> RunResult:
         """The outputs once the volume is in sync, downloaded in a download thread."""
         outputs: Any = _Unlisted(None)   # no sandbox ever ran: nothing to bring back
         if self.sandbox is not None:
