@@ -30,13 +30,14 @@ def folders():
     base.chmod(0o755)
     (base / "ws").mkdir()
     (base / "ws" / "in.csv").write_text("a\n1\n")
+    (base / "tmp").mkdir()   # the agent's /tmp: this machine's is shared with others' files
     yield base / "ws", base / "out"
     shutil.rmtree(base, ignore_errors=True)
 
 
 def run_agent(folders, script, *extra, env=None):
     ws, out = folders
-    environ = dict(os.environ, AGENT_SCRIPT=json.dumps(script), **(env or {}))
+    environ = dict(os.environ, AGENT_SCRIPT=json.dumps(script), TMPDIR=str(ws.parent / "tmp"), **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "agent_sandbox.agent", "--workspace", str(ws), "--outputs", str(out),
                            "--model", "scripted", "--limits", json.dumps(LIMITS), *extra],
                           capture_output=True, text=True, env=environ, timeout=120)
@@ -54,7 +55,7 @@ def test_as_root_commands_run_as_an_unprivileged_user_with_nothing_to_regain(fol
     events, text, _ = run_agent(folders, [
         {"kind": "write_file", "path": "notes.txt", "content": "by the agent\n"},
         {"kind": "shell", "command": "id -u; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status; "
-                                     "echo more >> /tmp/../" + str(folders[1]).lstrip("/") + "/notes.txt && echo appended"},
+                                     "echo more >> " + str(folders[1] / "notes.txt") + " && echo appended"},
     ], "--hold-limits")
     lines = text.split("\n")
     assert lines[0] == "65534"   # nobody

@@ -31,6 +31,7 @@ import resource
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +66,12 @@ class CommandLimits:
     @classmethod
     def start(cls, limits: dict[str, Any], workspace: str, outputs: str) -> CommandLimits:
         """From the sandbox's limits (memory_mb, max_processes, disk_mb), at the agent's start."""
+        tmp = tempfile.gettempdir()   # /tmp in a sandbox
         held = cls(int(limits.get("memory_mb") or 0), int(limits.get("max_processes") or 0),
-                   int(limits.get("disk_mb") or 0), ["/tmp", outputs, workspace])
+                   int(limits.get("disk_mb") or 0), [tmp, outputs, workspace])
         if os.geteuid() == 0:
             held.user = unprivileged_user()
-            os.chmod("/tmp", 0o1777)
+            os.chmod(tmp, 0o1777)
             held.hand_over()
         held.baseline = disk_used(held.folders)
         return held
@@ -97,7 +99,7 @@ class CommandLimits:
         """A command's environment: a home of its own it may write to, when it is another user."""
         if self.user is None:
             return environ
-        home = Path("/tmp/home")
+        home = Path(self.folders[0], "home")
         home.mkdir(exist_ok=True)
         os.chown(home, *self.user)
         return {**environ, "HOME": str(home), "USER": COMMAND_USER}
