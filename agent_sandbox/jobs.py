@@ -16,6 +16,7 @@ results folder), and records the run in the manifest for a follow-up.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -80,7 +81,34 @@ def run_job(job: Job, on_event: EventCallback, cancel=None, *, backend: Backend 
     says it (whoever stores it can end the sandbox if this process dies); with `mark` the
     results folder says "running" with it until the run ends. The run is recorded in the
     manifest for a follow-up."""
-    spec = build_spec(job)
+    spec, hook, marked = _started(job, on_event, on_sandbox, mark)
+    return _recorded(job, marked, (backend or get_backend(job.backend)).run(spec, hook, cancel))
+
+
+def submit_job(job: Job, on_event: EventCallback, cancel=None, *, backend: Backend | None = None,
+               on_sandbox: Callable[[str], None] | None = None,
+               mark: bool = False) -> concurrent.futures.Future[RunResult] | None:
+    """`run_job` without holding the caller's thread, where the backend can run so (Modal's
+    runner): a future of the result, recorded as run_job records it; None where it cannot."""
+    spec, hook, marked = _started(job, on_event, on_sandbox, mark)
+    running = (backend or get_backend(job.backend)).submit(spec, hook, cancel)
+    if running is None:
+        return None
+    done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
+
+    def ended(future: concurrent.futures.Future) -> None:
+        try:
+            done.set_result(_recorded(job, marked, future.result()))
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    running.add_done_callback(ended)
+    return done
+
+
+def _started(job: Job, on_event: EventCallback, on_sandbox: Callable[[str], None] | None,
+             mark: bool) -> tuple[RunSpec, EventCallback, list[str]]:
+    """A run's spec, and its event hook (the sandbox's id heard first)."""
     marked: list[str] = []
 
     def hook(event: dict[str, Any]) -> None:
@@ -93,7 +121,11 @@ def run_job(job: Job, on_event: EventCallback, cancel=None, *, backend: Backend 
                 marked.append(sandbox_id)
         on_event(event)
 
-    result = (backend or get_backend(job.backend)).run(spec, hook, cancel)
+    return build_spec(job), hook, marked
+
+
+def _recorded(job: Job, marked: list[str], result: RunResult) -> RunResult:
+    """The run recorded in the manifest for a follow-up."""
     if marked and "run" not in result.manifest:   # it ended before any output was collected
         record_run(job.results, {"status": str(result.status), "reason": result.reason, "backend": job.backend,
                                  "sandbox_id": result.sandbox_id}, create=True)

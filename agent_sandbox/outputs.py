@@ -191,18 +191,22 @@ def _copy(source: OutputSource, entry: OutputEntry, results: Path, max_bytes: in
     digest = hashlib.sha256()
     size = 0
     tmp = dest.with_name(dest.name + ".partial")
-    with source.open(entry.path) as src, open(tmp, "wb") as out:
-        while chunk := src.read(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:  # the file grew after it was listed
-                out.close()
-                tmp.unlink()
-                return None
-            digest.update(chunk)
-            if chunk == ZEROS[:len(chunk)]:   # a hole (or zeros): stays one, the host's disk holds no more
-                out.seek(len(chunk), os.SEEK_CUR)
-            else:
-                out.write(chunk)
-        out.truncate(size)
+    try:
+        with source.open(entry.path) as src, open(tmp, "wb") as out:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:  # the file grew after it was listed
+                    out.close()
+                    tmp.unlink()
+                    return None
+                digest.update(chunk)
+                if chunk == ZEROS[:len(chunk)]:   # a hole (or zeros): stays one, the host's disk holds no more
+                    out.seek(len(chunk), os.SEEK_CUR)
+                else:
+                    out.write(chunk)
+            out.truncate(size)
+    except BaseException:   # a read that failed half-way (a download) leaves no half file behind
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(dest)
     return {"path": entry.path, "size": size, "sha256": digest.hexdigest()}

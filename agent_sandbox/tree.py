@@ -192,11 +192,14 @@ def _retry_permission(fd: int, action) -> None:
         action()
 
 
-def copy_tree(src: str | Path, dst: str | Path, max_depth: int, max_entries: int) -> list[str]:
+def copy_tree(src: str | Path, dst: str | Path, max_depth: int, max_entries: int,
+              max_bytes: int | None = None) -> list[str]:
     """Copy `src` into `dst` (created) keeping symlinks and FIFOs as what they
-    are; returns what was left out (too deep, too many, unreadable)."""
+    are, and sparse files sparse; returns what was left out (too deep, too many,
+    unreadable, or files past `max_bytes` of data copied in all)."""
     os.makedirs(dst, exist_ok=True)
     left_out: list[str] = []
+    budget = [max_bytes if max_bytes is not None else -1]   # bytes of data still allowed (-1: no cap)
     targets = [os.open(dst, OPEN_DIR)]   # targets[d] is the copy of the folder at depth d
     try:
         for found in walk(src, max_depth, max_entries):
@@ -217,8 +220,8 @@ def copy_tree(src: str | Path, dst: str | Path, max_depth: int, max_entries: int
                 continue
             if found.kind == SYMLINK:
                 os.symlink(os.readlink(found.name, dir_fd=found.parent_fd), found.name, dir_fd=parent)
-            elif found.kind == FILE:
-                _copy_file(found, parent)
+            elif found.kind == FILE and not _copy_file(found, parent, budget):
+                left_out.append(f"{found.path}: past the {max_bytes} bytes a copy may take")
             elif stat.S_ISFIFO(os.stat(found.name, dir_fd=found.parent_fd, follow_symlinks=False).st_mode):
                 os.mkfifo(found.name, dir_fd=parent)
     finally:
@@ -227,16 +230,44 @@ def copy_tree(src: str | Path, dst: str | Path, max_depth: int, max_entries: int
     return left_out
 
 
-def _copy_file(found: Found, target_dir: int) -> None:
+def _copy_file(found: Found, target_dir: int, budget: list[int]) -> bool:
+    """Copy one file's data, holes left as holes (a sparse file takes on the copy what it
+    holds, not its length); False, and no copy, when its data is past the budget."""
     src = os.open(found.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=found.parent_fd)
     try:
         out = os.open(found.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=target_dir)
         try:
-            while chunk := os.read(src, CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view):]
+            copied = _copy_data(src, out, budget)
         finally:
             os.close(out)
+        if not copied:
+            os.unlink(found.name, dir_fd=target_dir)
+        return copied
     finally:
         os.close(src)
+
+
+def _copy_data(src: int, out: int, budget: list[int]) -> bool:
+    size = os.fstat(src).st_size
+    os.ftruncate(out, size)
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(src, offset, os.SEEK_DATA)
+        except OSError:   # ENXIO: a hole to the end
+            break
+        end = os.lseek(src, start, os.SEEK_HOLE)
+        while start < end:
+            chunk = os.pread(src, min(CHUNK, end - start), start)
+            if not chunk:   # shrank while being copied
+                return True
+            if budget[0] >= 0:
+                if len(chunk) > budget[0]:
+                    return False
+                budget[0] -= len(chunk)
+            written = 0
+            while written < len(chunk):
+                written += os.pwrite(out, chunk[written:], start + written)
+            start += len(chunk)
+        offset = end
+    return True

@@ -5,6 +5,7 @@ local backend, same trivial job.
 
     .venv/bin/python bench/bench_modal.py [N]
     .venv/bin/python bench/bench_modal.py --concurrent 100 [--ticks 20]
+    .venv/bin/python bench/bench_modal.py --concurrent 1000 --runtime replay
 
 The job: the scripted model runs one `echo` and finishes, so what is measured
 is the backend's overhead (image definition, mounts upload, sandbox creation,
@@ -13,7 +14,9 @@ work. The first Modal run is reported apart: it uploads the agent package and
 defines the image; later runs reuse both.
 
 --concurrent N: one web process (APP_WORKERS=N) runs N Modal jobs at once
-through the emulator (bubblewrap sandboxes: the cheapest honest runtime here;
+through the emulator (bubblewrap sandboxes: the cheapest runtime that runs them;
+with --runtime replay, one recorded agent run played in every sandbox, so a
+thousand fit on this machine;
 each agent prints a tick a second for --ticks seconds, so the machine is not
 the limit once they run), with one live SSE viewer per job. Prints whether
 every job succeeded and every event arrived once and in order, submit -> the
@@ -68,10 +71,13 @@ def main() -> None:
     parser.add_argument("runs", nargs="?", type=int, default=10, help="runs per backend")
     parser.add_argument("--concurrent", type=int, default=0, help="N Modal jobs at once through one web process")
     parser.add_argument("--ticks", type=int, default=20, help="with --concurrent: seconds each agent prints")
+    parser.add_argument("--runtime", choices=("bwrap", "replay"), default="bwrap",
+                        help="with --concurrent: the emulator's runtime (replay: a recorded agent run in each "
+                             "sandbox, no process started)")
     args = parser.parse_args()
     if args.concurrent:
         from modal_scale import run_concurrent
-        return run_concurrent(args.concurrent, args.ticks)
+        return run_concurrent(args.concurrent, args.ticks, args.runtime)
     emulator = shared_emulator()
     local, modal = get_backend("local"), get_backend("modal")
     cold = one_run(modal)

@@ -1,10 +1,14 @@
 """N Modal jobs at once through one web process (bench_modal.py --concurrent N).
 
 The emulator runs the sandboxes as bubblewrap jails (the cheapest runtime
-that still runs every job in a sandbox of its own, with the real `modal`
-client and the real web server in between). Each job's agent prints a tick a
-second; one SSE viewer per job (non-blocking sockets on one epoll loop, in a
-process of its own) checks it gets every event once, in order, and the end.
+that still runs every job in a sandbox of its own), or, with `--runtime
+replay`, runs nothing and plays one recorded run of the agent in every
+sandbox (recorded here first, from the real agent), so the client and web
+side can be measured at a thousand jobs on this machine; the real `modal`
+client and the real web server are in between either way. Each job's agent
+prints a tick a second; one SSE viewer per job (non-blocking sockets on one
+epoll loop, in a process of its own) checks it gets every event once, in
+order, and the end.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -77,16 +82,33 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
 
 
-def run_concurrent(n: int, ticks: int) -> None:
+def record_ticks(root: Path, ticks: int) -> Path:
+    """One real run of the agent printing `ticks` ticks a second apart, recorded for the replay runtime."""
+    workspace, outputs, recording = root / "recorded-ws", root / "recorded-out", root / "ticks.jsonl"
+    workspace.mkdir(parents=True)
+    (workspace / "data.csv").write_text("a,b\n1,2\n")
+    script = [{"kind": "shell", "command": f"echo hello > {outputs}/hello.txt; "
+                                           f"for i in $(seq 1 {ticks}); do echo tick $i; sleep 1; done"}]
+    env = {**os.environ, "AGENT_SCRIPT": json.dumps(script), "MODAL_TASK_ID": "ta-recorded"}   # as on Modal
+    subprocess.run([sys.executable, "-m", "modal_emulator.replay", "record", str(recording), "--outputs",
+                    str(outputs), "--", sys.executable, "-m", "agent_sandbox.agent", "--workspace", str(workspace),
+                    "--outputs", str(outputs), "--model", "scripted"], cwd=REPO, env=env, check=True,
+                   capture_output=True, timeout=ticks + 120)
+    return recording
+
+
+def run_concurrent(n: int, ticks: int, runtime: str = "bwrap") -> None:
     root = Path(mkdtemp(prefix="bench-modal-scale-"))
-    # Small disks: each sandbox's is reserved up front on the host.
-    emulator = EmulatorProcess("bwrap", "--sandbox-disk-mb", "64", verbose=False)
+    if runtime == "replay":
+        emulator = EmulatorProcess("replay", "--replay", str(record_ticks(root, ticks)), verbose=False)
+    else:   # small disks: each sandbox's is reserved up front on the host
+        emulator = EmulatorProcess("bwrap", "--sandbox-disk-mb", "64", verbose=False)
     server = Server(root, {**emulator.env(), "APP_BACKENDS": "modal", "APP_MODELS": "scripted",
                            "APP_WORKERS": str(n), "APP_MAX_ACTIVE_JOBS": str(2 * n),
-                           "APP_MAX_ACTIVE_PER_OWNER": str(2 * n), "APP_SERVER_THREADS": "64",
+                           "APP_MAX_ACTIVE_PER_OWNER": str(2 * n), "APP_SERVER_THREADS": "16", "APP_SERVER_MAX_THREADS": "48",
                            # one visitor from one address watches every job: its caps are not measured
                            "APP_MAX_ACTIVE_PER_ADDRESS": str(2 * n), "APP_MAX_STREAMS_PER_OWNER": str(2 * n),
-                           "APP_MAX_STREAMS_PER_ADDRESS": str(2 * n),
+                           "APP_MAX_STREAMS_PER_ADDRESS": str(2 * n), "APP_MAX_CONNECTIONS_PER_ADDRESS": "0",
                            "APP_HEARTBEAT_SECONDS": "15", "APP_LOG_LEVEL": "WARNING",
                            "AGENT_SANDBOX_MEMORY_MB": "256", "AGENT_SANDBOX_CPU": "0.5"}).start()
     try:
@@ -123,8 +145,10 @@ def run_concurrent(n: int, ticks: int) -> None:
         wall = time.time() - t0
         web_cpu, (emu_cpu, sandboxes_cpu) = cpu_seconds(pid)[0], cpu_seconds(emulator.proc.pid)
         cpu = (web_cpu - cpu_before[0], emu_cpu - cpu_before[1][0], sandboxes_cpu - cpu_before[1][1])
-        report(n, ticks, jobs, seen, client, peaks, (start_rss, start_threads), submitted_s, wall, load_before)
-        print(f"  CPU over the run: web process {cpu[0]:.1f}s, emulator {cpu[1]:.1f}s, sandboxes {cpu[2]:.1f}s "
+        report(n, ticks, jobs, seen, client, peaks, (start_rss, start_threads), submitted_s, wall, load_before,
+               runtime)
+        print(f"  CPU over the run: web process (with the runner) {cpu[0]:.1f}s = {cpu[0] / n * 1000:.0f} ms per job, "
+              f"emulator {cpu[1]:.1f}s, sandboxes {cpu[2]:.1f}s "
               f"(of {wall * (os.cpu_count() or 1):.0f} CPU-seconds; load {os.getloadavg()[0]:.1f} at the end)")
     finally:
         server.stop()
@@ -133,7 +157,7 @@ def run_concurrent(n: int, ticks: int) -> None:
         shutil.rmtree(emulator.folder, ignore_errors=True)
 
 
-def report(n, ticks, jobs, seen, client, peaks, start, submitted_s, wall, load_before) -> None:
+def report(n, ticks, jobs, seen, client, peaks, start, submitted_s, wall, load_before, runtime) -> None:
     statuses, first, waits, lost, stages = {}, [], [], 0, []
     for job_id, submitted, _ in jobs:
         info = client.get(f"/api/jobs/{job_id}").json()
@@ -154,8 +178,9 @@ def report(n, ticks, jobs, seen, client, peaks, start, submitted_s, wall, load_b
     all_started = max(got["first"] for got in seen.values())
     latencies = [recv - ts for got in seen.values() for ts, recv in got["ticks"]]
     steady = [recv - ts for got in seen.values() for ts, recv in got["ticks"] if ts > all_started]
-    print(f"{n} Modal jobs at once through one web process (APP_WORKERS={n}), emulator with bubblewrap "
-          f"sandboxes, {ticks} ticks 1 s apart each, one live viewer per job; {os.cpu_count()} CPUs "
+    sandboxes = "a recorded agent run replayed in each sandbox" if runtime == "replay" else "bubblewrap sandboxes"
+    print(f"{n} Modal jobs at once through one web process (APP_WORKERS={n}), emulator with {sandboxes}, "
+          f"{ticks} ticks 1 s apart each, one live viewer per job; {os.cpu_count()} CPUs "
           f"(load {load_before:.1f} before); submitted in {submitted_s:.1f}s, all over in {wall:.1f}s")
     print(f"  outcome: {statuses}; jobs with a lost, repeated or missing event: {lost}")
     print(f"  submit -> the agent's first event at its viewer: p50 {pct(first, .5):.2f}s  p99 {pct(first, .99):.2f}s")
@@ -168,7 +193,6 @@ def report(n, ticks, jobs, seen, client, peaks, start, submitted_s, wall, load_b
     print(f"  ... once every job was running ({len(steady)} ticks): p50 {pct(steady, .5) * 1000:.0f} ms  "
           f"p99 {pct(steady, .99) * 1000:.0f} ms")
     running = [count for at, count in peaks["series"] if all_started < at < all_started + ticks / 2]
-    print(f"  web process: RSS {start[0]:.0f} MB at start, peak {peaks['rss']:.0f} MB; threads {start[1]} at start "
-          f"(the {n} workers and the server's pool), peak {peaks['threads']} while sandboxes were created "
-          f"(the client hashes each workspace in a pool of its own), {max(running, default=0)} once all ran "
-          f"({(max(running, default=start[1]) - start[1]) / n:.1f} per running job)")
+    print(f"  web process (web + runner): RSS {start[0]:.0f} MB at start, peak {peaks['rss']:.0f} MB; threads "
+          f"{start[1]} at start, peak {peaks['threads']} (while sandboxes were created: the client hashes each "
+          f"workspace in a pool of its own), {max(running, default=0)} once all ran")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +29,7 @@ from modal_emulator import images
 from modal_emulator.docker_runtime import DockerRuntime
 from modal_emulator.image_rpcs import ImageRPCs
 from modal_emulator.jail import SYSTEM_DIRS, BwrapRuntime, JailLayout, SandboxLimits
+from modal_emulator.replay import ReplayRuntime
 from modal_emulator.sandbox import Runtime, Sandbox
 from modal_emulator.state import EmulatorState, MountRecord, fake_jwt, network_policy, new_id
 from modal_emulator.volumes import MAX_TREE_DEPTH, copy_tree
@@ -36,6 +39,17 @@ log = logging.getLogger("modal_emulator")
 BLOCK_SIZE = 8 * 1024 * 1024      # modal/_utils/blob_utils.py BLOCK_SIZE
 MAX_TIMEOUT_SECS = 24 * 3600      # Modal's limit for a sandbox's lifetime
 LIST_PAGE_SIZE = 100
+SPACE_FOLDERS = ("fs", "tmp", "volumes")   # a sandbox's writable folders: image mounts, /tmp, volume copies
+
+
+def plain_space(scratch_root: Path, prefix: str, disk_mb: int, owner: tuple[int, int] | None,
+                folders: tuple[str, ...]) -> RunSpace:
+    """A sandbox's folder without a filesystem of its own (the replay runtime: nothing writes but us)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_root))
+    space = RunSpace(folder, folder / "data", enforcement="not enforced: nothing runs (replay)")
+    for name in folders:
+        (space.data / name).mkdir(parents=True)
+    return space
 
 
 def give_to_sandbox_user(folder: Path) -> None:
@@ -176,7 +190,8 @@ class ControlPlane(ImageRPCs):
         length = request.len or max(size - start, 0)
         length = max(0, min(length, size - start))
         blocks = range(start // BLOCK_SIZE, -(-(start + length) // BLOCK_SIZE)) if length else range(0)
-        rel = path.relative_to(volume.root).as_posix()
+        # Quoted: a name with "?", "#" or "%" is a path, not a query or a fragment (Modal's URLs are opaque).
+        rel = urllib.parse.quote(path.relative_to(volume.root).as_posix())
         urls = [f"{self.state.http_url}/volumes/{volume.volume_id}/blocks/{i}/{rel}" for i in blocks]
         return api_pb2.VolumeGetFile2Response(get_urls=urls, size=size, start=start, len=length)
 
@@ -196,17 +211,23 @@ class ControlPlane(ImageRPCs):
                             [api_pb2.RPCRetryPolicy(retry_after_secs=wait)])
         sandbox_id = f"sb-{uuid.uuid4().hex}"            # not the 22-char V1 shape -> V2
         task_id = f"ta-{uuid.uuid4().hex[:21]}V"          # "V" marks a V2 task for the client
-        mounts = [self.state.mounts[m] for m in definition.mount_ids]
+        # What `COPY . <dest>` layers put in the image, then the mounts (/root must stay writable, so
+        # even the Docker runtime binds it: the copied files are laid out with the mounts').
+        copies = [(record.copies_to, self.state.mounts[record.context_mount_id])
+                  for record in self.state.images.layers(definition.image_id) if record.copies_to]
+        mounts = copies + [("/", self.state.mounts[m]) for m in definition.mount_ids]
         volume_mounts = {vm.mount_path: self.state.volumes.get(vm.volume_id) for vm in definition.volume_mounts}
         limits = self._limits(definition)
+        replay = runtime == "replay"   # nothing runs: a plain folder, no image mounts
         try:
-            space = await asyncio.to_thread(RunSpace.create, self.state.folder / "sandboxes", f"{sandbox_id}-",
-                                            limits.disk_mb, (SANDBOX_UID, SANDBOX_GID) if privileged() else None,
-                                            ("fs", "tmp", "volumes"))
+            space = await asyncio.to_thread(plain_space if replay else RunSpace.create, self.state.folder / "sandboxes",
+                                            f"{sandbox_id}-", limits.disk_mb,
+                                            (SANDBOX_UID, SANDBOX_GID) if privileged() else None, SPACE_FOLDERS)
         except DiskUnavailable as exc:
             raise GRPCError(Status.RESOURCE_EXHAUSTED, f"no room for the sandbox's disk: {exc}") from None
         try:
-            layout = await asyncio.to_thread(self._prepare_folder, space, mounts, volume_mounts)
+            layout = await asyncio.to_thread(self._prepare_folder, space, [] if replay else mounts, volume_mounts,
+                                             not replay)
         except BaseException:
             await asyncio.to_thread(space.remove)
             raise
@@ -222,7 +243,8 @@ class ControlPlane(ImageRPCs):
             sandbox_id=sandbox_id, task_id=task_id, app_id=request.app_id, definition=definition,
             tags={t.tag_name: t.tag_value for t in request.tags}, env=env, space=space,
             layout=layout, runtime=self._runtime(runtime, layout, sandbox_id, limits, build.docker_tag),
-            volume_mounts=volume_mounts, faults=self.state.faults)
+            volume_mounts=volume_mounts, faults=self.state.faults, schedule_delay=self.state.schedule_delay,
+            commit_delay=self.state.commit_delay, disk_mb=limits.disk_mb)
         self.state.sandboxes[sandbox_id] = sandbox
         self.state.by_task[task_id] = sandbox
         sandbox.start()
@@ -233,13 +255,15 @@ class ControlPlane(ImageRPCs):
             log.warning("sandbox %s: outbound allowlists are not enforced here; it reaches the internet "
                         "(never the host or private addresses)", sandbox_id)
         return api_pb2.SandboxCreateV2Response(
-            sandbox_id=sandbox_id, task_id=task_id,
+            sandbox_id=sandbox_id, task_id="" if sandbox.schedule_delay else task_id,   # not scheduled yet
             command_router_access=api_pb2.CommandRouterAccess(
                 url=self.state.grpc_url, jwt=fake_jwt(task_id=task_id)),
             metadata=api_pb2.SandboxHandleMetadata(app_id=request.app_id))
 
     def _runtime(self, runtime: str, layout: JailLayout, sandbox_id: str, limits: SandboxLimits,
                  docker_tag: str) -> Runtime:
+        if runtime == "replay":
+            return ReplayRuntime(self.state.recording, layout.volumes.get("/outputs"))
         if runtime == "docker":   # the image built from the definition, unless a test names one
             return DockerRuntime(layout, self.state.docker_image or docker_tag, f"modal-emulator-{sandbox_id}",
                                  limits)
@@ -277,13 +301,15 @@ class ControlPlane(ImageRPCs):
         if self.state.runtime == "bwrap" and not bwrap_path():
             raise GRPCError(Status.FAILED_PRECONDITION, "the emulator needs bubblewrap (bwrap) to run sandboxes")
 
-    def _prepare_folder(self, space: RunSpace, mounts: list[MountRecord], volume_mounts: dict) -> JailLayout:
-        """Materialise the image's mounts and copy the volumes in (runs in a thread)."""
+    def _prepare_folder(self, space: RunSpace, mounts: list[tuple[str, MountRecord]], volume_mounts: dict,
+                        for_processes: bool = True) -> JailLayout:
+        """Materialise the image's mounts and copy the volumes in (runs in a thread); given to the
+        sandbox user when processes will run there."""
         layout = JailLayout(root_dirs=space.data / "fs", tmp=space.data / "tmp")
         (layout.root_dirs / "root").mkdir()
-        for mount in mounts:
+        for destination, mount in mounts:
             for filename, sha, mode in mount.files:
-                parts = PurePosixPath(filename).parts[1:]
+                parts = PurePosixPath(destination, filename.lstrip("/")).parts[1:]
                 if len(parts) < 2 or ".." in parts or parts[0] in SYSTEM_DIRS or parts[0] in ("proc", "dev", "tmp"):
                     log.warning("mount file %s is outside what the emulator maps; skipped", filename)
                     continue
@@ -297,7 +323,7 @@ class ControlPlane(ImageRPCs):
             private = space.data / "volumes" / str(index)
             copy_tree(volume.root, private)
             layout.volumes[mount_path] = private
-        if privileged():   # the sandbox user may write its whole filesystem, as root may in a Modal container
+        if privileged() and for_processes:   # the sandbox user may write its whole filesystem, as root may on Modal
             give_to_sandbox_user(space.data)
         return layout
 
@@ -305,6 +331,8 @@ class ControlPlane(ImageRPCs):
         sandbox = self.state.sandboxes[request.sandbox_id]
         if not sandbox.running and sandbox.result is not None:
             return api_pb2.SandboxGetTaskIdResponse(task_result=sandbox.result)
+        if not sandbox.scheduled:   # no worker yet: the client asks again
+            return api_pb2.SandboxGetTaskIdResponse()
         return api_pb2.SandboxGetTaskIdResponse(task_id=sandbox.task_id)
 
     async def SandboxGetCommandRouterAccess(self, request):

@@ -25,6 +25,7 @@ import logging
 import os
 import shlex
 import shutil
+from pathlib import Path
 
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.jail import SANDBOX_GID, SANDBOX_UID
@@ -106,6 +107,7 @@ class DockerRuntime:
         self.layout, self.image, self.container, self.limits = layout, image, container, limits
         self.env: dict[str, str] = {}
         self.network: netjail.UserNetwork | None = None
+        self.memory_events: tuple[Path, str] | None = None   # where the container's OOM kills are counted
 
     async def start(self, env: dict[str, str]) -> None:
         limits = self.limits
@@ -132,8 +134,10 @@ class DockerRuntime:
         code, err = await _run(argv, {})
         if code != 0:
             raise ContainerStartError(f"docker could not start the container: {err.strip()}")
+        code, found = await _output([docker_path(), "inspect", "--format", "{{.Id}} {{.State.Pid}}", self.container])
+        container_id, _, pid = found.strip().partition(" ")
+        self.memory_events = memory_events_file(container_id)
         if not self.layout.block_network:
-            code, pid = await _output([docker_path(), "inspect", "--format", "{{.State.Pid}}", self.container])
             try:
                 self.network = netjail.UserNetwork(int(pid.strip()))
                 await asyncio.to_thread(self.network.start)
@@ -172,6 +176,34 @@ class DockerRuntime:
 
     async def release(self) -> None:
         """The engine held the cgroup; nothing is left once the container is gone."""
+
+    def oom_kills(self) -> int:
+        if self.memory_events is None:
+            return 0
+        path, key = self.memory_events
+        try:
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
+def memory_events_file(container_id: str) -> tuple[Path, str] | None:
+    """The file (and key) of the container's memory cgroup that counts its OOM kills."""
+    if not container_id:
+        return None
+    for folder in (f"memory/docker/{container_id}", f"memory/system.slice/docker-{container_id}.scope"):
+        if (Path("/sys/fs/cgroup", folder, "memory.oom_control")).exists():   # cgroup v1
+            return Path("/sys/fs/cgroup", folder, "memory.oom_control"), "oom_kill"
+    for folder in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"):
+        if (Path("/sys/fs/cgroup", folder, "memory.events")).exists():   # cgroup v2
+            return Path("/sys/fs/cgroup", folder, "memory.events"), "oom_kill"
+    log.warning("container %s: its memory cgroup was not found; running out of memory will not end "
+                "the sandbox", container_id[:12])
+    return None
 
 
 def cli_env() -> dict[str, str]:

@@ -13,12 +13,15 @@ plus the emulator's admin endpoints.
     POST /emulator/runtime                    {"runtime": "bwrap"|"docker", "docker_image"} for new sandboxes
                                               (docker_image: run it instead of each definition's build; "" none)
     POST /emulator/behaviour                  {"ended_task": "close"|"not_found"|"unreachable"}: what exec
-                                              streams and calls get once their sandbox ended (command_router)
+                                              streams and calls get once their sandbox ended (command_router);
+                                              {"fail_read": GLOB}: block downloads of matching volume files
+                                              fail (HTTP 500); {"schedule_delay": s, "commit_delay": s}
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hashlib
 
 from aiohttp import web
@@ -49,9 +52,11 @@ def make_app(state: EmulatorState) -> web.Application:
     async def get_block(request: web.Request) -> web.Response:
         try:
             volume = state.volumes.get(request.match_info["volume_id"])
-            path = volume.regular_file(request.match_info["path"])
+            path = volume.regular_file(request.match_info["path"])   # unquoted by aiohttp
         except KeyError:
             raise web.HTTPNotFound() from None
+        if state.fail_read and fnmatch.fnmatchcase(request.match_info["path"], state.fail_read):
+            raise web.HTTPInternalServerError(text="injected failure (--fail-read)")
         index = int(request.match_info["index"])
         data = await asyncio.to_thread(_read_block, path, index)
         return web.Response(body=data, content_type="application/octet-stream")
@@ -99,13 +104,12 @@ def make_app(state: EmulatorState) -> web.Application:
     async def set_behaviour(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            ended_task = body.get("ended_task", state.ended_task)
+            changes = _behaviour(body, state)
         except (ValueError, TypeError, AttributeError) as exc:
             raise web.HTTPBadRequest(text=f"bad behaviour request: {exc}") from None
-        if ended_task not in ENDED_TASK_MODES:
-            raise web.HTTPBadRequest(text=f"unknown ended_task {ended_task!r}; use one of {ENDED_TASK_MODES}")
-        state.ended_task = ended_task
-        return web.json_response({"ended_task": state.ended_task})
+        for name, value in changes.items():
+            setattr(state, name, value)
+        return web.json_response(state.behaviour())
 
     async def clear_faults(request: web.Request) -> web.Response:
         state.faults.clear()
@@ -124,7 +128,27 @@ def make_app(state: EmulatorState) -> web.Application:
     return app
 
 
+def _behaviour(body: dict, state: EmulatorState) -> dict:
+    """The behaviour changes a request asks for, checked: {attribute: value}."""
+    changes = {}
+    if "ended_task" in body:
+        if body["ended_task"] not in ENDED_TASK_MODES:
+            raise ValueError(f"unknown ended_task {body['ended_task']!r}; use one of {ENDED_TASK_MODES}")
+        changes["ended_task"] = body["ended_task"]
+    if "fail_read" in body:
+        if not isinstance(body["fail_read"], str):
+            raise ValueError("fail_read is a glob (\"\" for none)")
+        changes["fail_read"] = body["fail_read"]
+    for name in ("schedule_delay", "commit_delay"):
+        if name in body:
+            if float(body[name]) < 0:
+                raise ValueError(f"{name} must be 0 or more")
+            changes[name] = float(body[name])
+    return changes
+
+
 def _read_block(path, index: int) -> bytes:
+    """One block, its trailing zero bytes left out as Modal does (the client pads them back)."""
     with open(path, "rb") as f:
         f.seek(index * BLOCK_SIZE)
-        return f.read(BLOCK_SIZE)
+        return f.read(BLOCK_SIZE).rstrip(b"\0")

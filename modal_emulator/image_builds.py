@@ -10,8 +10,10 @@ here, so a local stand-in built from the same Debian release takes its place
 Debian and PyPI mirrors: a package the recipe lacks is missing in the
 sandbox, as on Modal.
 
-Layers are tagged by content (their base image's id and their commands), so
-a definition is built once per machine; later builds are a lookup.
+A `COPY . <dest>` layer (the client's `add_local_*(copy=True)`) is built with
+its context mount's files in the build context. Layers are tagged by content
+(their base image's id, their commands and the files they copy), so a
+definition is built once per machine; later builds are a lookup.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from modal_emulator.docker_runtime import cli_env, docker_path
@@ -41,10 +44,12 @@ class DockerBuilder:
         self.python_slim = python_slim
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def build_layer(self, record, parent_tag: str, say: Callable[[str], None]) -> str:
-        """Build (or find) the layer `record` on `parent_tag` ("" for a root layer); its tag."""
+    async def build_layer(self, record, parent_tag: str, say: Callable[[str], None],
+                          context: list[tuple[str, Path, int]] = ()) -> str:
+        """Build (or find) the layer `record` on `parent_tag` ("" for a root layer); its tag.
+        `context`: the files its `COPY . <dest>` copies, as (absolute filename, content, mode)."""
         if record.context_files:
-            raise ImageBuildFailed("layers with context files (COPY of local files) are not supported here")
+            raise ImageBuildFailed("layers with inline context files are not supported here")
         commands = [c.strip() for c in record.commands if c.strip()]
         if parent_tag:
             if not commands or commands[0] != "FROM base":
@@ -53,14 +58,15 @@ class DockerBuilder:
         else:
             commands[0] = f"FROM {await self._stand_in(commands[0] if commands else '', say)}"
         base_id = await _image_id(commands[0].split(None, 1)[1])
-        digest = hashlib.sha256("\n".join([base_id, *commands[1:]]).encode()).hexdigest()[:16]
+        copied = [f"{name} {path.name} {mode:o}" for name, path, mode in sorted(context)]   # content-addressed names
+        digest = hashlib.sha256("\n".join([base_id, *commands[1:], *copied]).encode()).hexdigest()[:16]
         tag = f"{TAG_REPO}:{digest}"
         async with self._locks.setdefault(tag, asyncio.Lock()):
             if await _image_id(tag):
                 say(f"=> {tag}: built before, nothing to do")
                 return tag
             say(f"=> building layer {record.image_id} as {tag}")
-            await _docker_build(commands, tag, say)
+            await _docker_build(commands, tag, say, context)
         return tag
 
     async def _stand_in(self, first: str, say: Callable[[str], None]) -> str:
@@ -76,6 +82,18 @@ class DockerBuilder:
         return local
 
 
+def _write_context(context: Path, files: list[tuple[str, Path, int]]) -> None:
+    """The files a `COPY . <dest>` layer copies, laid out as the mount has them."""
+    for name, content, mode in files:
+        parts = PurePosixPath(name).parts[1:]
+        if not parts or ".." in parts:
+            raise ImageBuildFailed(f"a context file outside the context: {name!r}")
+        target = context.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(content, target)
+        target.chmod((mode & 0o7777) or 0o644)
+
+
 async def _image_id(name: str) -> str:
     process = await asyncio.create_subprocess_exec(
         docker_path(), "image", "inspect", "--format", "{{.Id}}", name,
@@ -84,9 +102,12 @@ async def _image_id(name: str) -> str:
     return out.decode().strip() if process.returncode == 0 else ""
 
 
-async def _docker_build(commands: list[str], tag: str, say: Callable[[str], None]) -> None:
+async def _docker_build(commands: list[str], tag: str, say: Callable[[str], None],
+                        files: list[tuple[str, Path, int]] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix="modal-emulator-build-") as context:
+        await asyncio.to_thread(_write_context, Path(context), files)
         Path(context, "Dockerfile").write_text("\n".join(commands) + "\n")
+        Path(context, ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
         # The classic builder needs no buildx plugin and prints plain lines.
         process = await asyncio.create_subprocess_exec(
             docker_path(), "build", "--label", "modal-emulator.layer=1", "-t", tag, context,

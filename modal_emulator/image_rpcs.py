@@ -32,6 +32,13 @@ class ImageRPCs:
                                                     metadata=images.metadata())
         return api_pb2.ImageGetOrCreateResponse(image_id=record.image_id)   # building: join it
 
+    async def ImageFromId(self, request):
+        record = self.state.images.by_id[request.image_id]   # unknown: NOT_FOUND
+        if not any(build.done.is_set() and not build.error for build in record.builds.values()):
+            raise KeyError(request.image_id)   # as on Modal: only a built image can be looked up
+        # (A sandbox waits for its build for the runtime that runs it, as after a runtime switch.)
+        return api_pb2.ImageFromIdResponse(image_id=record.image_id, metadata=images.metadata())
+
     async def ImageJoinStreaming(self, request):
         record = self.state.images.by_id[request.image_id]
         build = self.state.images.build(record, self.state.runtime)

@@ -32,6 +32,7 @@ from modal_proto import api_pb2
 _PIP = re.compile(r"^RUN\s+(?:\S*/)?(?:uv\s+)?(?:python3?\s+-m\s+)?pip\s+install\s+(?P<args>.*)$")
 _REQ = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?:==([^,;\s]+))?")
 _FROM_PYTHON = re.compile(r"^FROM\s+python:(\d+)\.(\d+)")
+_COPY_CONTEXT = re.compile(r"^COPY\s+\.\s+(/\S*)$")   # the client's copy of a context mount: COPY . <dest>
 IMAGE_BUILDER_VERSION = "2025.06"
 log = logging.getLogger("modal_emulator")
 
@@ -71,7 +72,17 @@ class ImageRecord:
     commands: list[str]
     base_image_ids: list[str] = field(default_factory=list)
     context_files: int = 0
+    context_mount_id: str = ""     # the local files a `COPY . <dest>` layer copies (add_local_*(copy=True))
     builds: dict[str, Build] = field(default_factory=dict)   # runtime -> its build
+
+    @property
+    def copies_to(self) -> str:
+        """Where this layer copies its context mount ("" when it copies none)."""
+        for command in self.commands:
+            match = _COPY_CONTEXT.match(command.strip())
+            if match and self.context_mount_id:
+                return match.group(1)
+        return ""
 
 
 class ImageRegistry:
@@ -81,6 +92,7 @@ class ImageRegistry:
         self.by_id: dict[str, ImageRecord] = {}
         self._by_key: dict[str, str] = {}
         self.docker_builder = None   # image_builds.DockerBuilder, set by the server
+        self.mount_files = lambda mount_id: []   # a mount's (filename, content path, mode): set by the server
 
     def get_or_create(self, image: api_pb2.Image) -> ImageRecord:
         key = hashlib.sha256(image.SerializeToString(deterministic=True)).hexdigest()
@@ -88,10 +100,18 @@ class ImageRegistry:
             return self.by_id[self._by_key[key]]
         record = ImageRecord(image_id=f"im-{uuid.uuid4().hex[:22]}", commands=list(image.dockerfile_commands),
                              base_image_ids=[b.image_id for b in image.base_images],
-                             context_files=len(image.context_files))
+                             context_files=len(image.context_files), context_mount_id=image.context_mount_id)
         self.by_id[record.image_id] = record
         self._by_key[key] = record.image_id
         return record
+
+    def layers(self, image_id: str) -> list[ImageRecord]:
+        """The image and the layers it is built on, base first."""
+        chain, record = [], self.by_id.get(image_id)
+        while record is not None:
+            chain.append(record)
+            record = self.by_id.get(record.base_image_ids[0]) if record.base_image_ids else None
+        return chain[::-1]
 
     def build(self, record: ImageRecord, runtime: str) -> Build:
         """The definition's build for `runtime`, started if it was not."""
@@ -117,7 +137,8 @@ class ImageRegistry:
                 if parent_build.error:
                     return build.finish(f"its base image failed to build: {parent_build.error}")
                 parent = parent_build.docker_tag
-            build.docker_tag = await self.docker_builder.build_layer(record, parent, build.say)
+            context = self.mount_files(record.context_mount_id) if record.context_mount_id else []
+            build.docker_tag = await self.docker_builder.build_layer(record, parent, build.say, context)
             build.finish()
         except Exception as exc:   # ImageBuildFailed, or docker itself
             build.finish(str(exc))

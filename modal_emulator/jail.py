@@ -131,6 +131,9 @@ class BwrapRuntime:
         if self.cgroup is not None:
             await asyncio.to_thread(self.cgroup.kill)
 
+    def oom_kills(self) -> int:
+        return self.cgroup.counters()["oom_kills"] if self.cgroup is not None else 0
+
     async def release(self) -> None:
         """Once its processes are gone: remove the cgroup and the stage."""
         if self.cgroup is not None:
@@ -144,6 +147,6 @@ async def _close_after(process: asyncio.subprocess.Process, fence: "netjail.Jail
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:  # started in its own session: its group holds everything it started
+    if process.returncode is None and process.pid > 0:  # its own session: its group holds all it started
         signal_group(process.pid, signal.SIGKILL)
 

@@ -36,7 +36,8 @@ def main() -> int:
 
             backend = ModalBackend()
             backend.prepare()                                           # the agent's image
-            modal.Image.debian_slim().build(backend.lookup_app())       # what the emulator's tests use
+            app = modal.App.lookup(backend.config.app_name, create_if_missing=True)
+            modal.Image.debian_slim().build(app)                        # what the emulator's tests use
         finally:
             emulator.terminate()
             emulator.wait(30)

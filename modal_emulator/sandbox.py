@@ -2,10 +2,16 @@
 
 A sandbox starts with its image's mounts materialised in a private folder and
 private copies of its volumes; `exec` runs commands in the jail (jail.py).
-It ends at most once, by terminate, its lifetime timeout, its idle timeout or
-its entrypoint exiting: every process is killed, the volumes are committed
-(volumes.commit), then the result is published, so `wait` returning means the
-volumes are in sync. After that, exec fails with NOT_FOUND, as on Modal.
+It is scheduled `schedule_delay` seconds after its creation (Modal answers
+create before it has a worker: no task id meanwhile, and an exec waits). It
+ends at most once, by terminate, its lifetime timeout, its idle timeout, its
+entrypoint exiting or memory: a process killed for memory ends the whole
+sandbox, as gVisor does on Modal. Every process is killed, the volumes are
+committed (volumes.commit), then the result is published, so `wait`
+returning means the volumes are in sync; unless `commit_delay` is set, and
+then the commit comes that long after the result (Modal syncs a v2 volume at
+termination "with no promise of timing"). After that, exec fails with
+NOT_FOUND, as on Modal.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ log = logging.getLogger("modal_emulator")
 STATUS = api_pb2.GenericResult
 STDOUT, STDERR = 1, 2
 IDLE_CHECK_SECONDS = 1.0
+MEMORY_CHECK_SECONDS = 0.25
+OOM_EXIT_CODE = 137   # what the sandbox's processes got: SIGKILL
 
 
 class Runtime(Protocol):
@@ -47,6 +55,9 @@ class Runtime(Protocol):
 
     async def release(self) -> None:
         """Free what the runtime holds once the sandbox's processes are gone."""
+
+    def oom_kills(self) -> int:
+        """Processes of the sandbox the kernel killed for memory so far (0 where nobody counts)."""
 
 
 class StdinError(Exception):
@@ -152,6 +163,9 @@ class Sandbox:
     runtime: Runtime                    # runs the processes: bubblewrap jails or a Docker container
     volume_mounts: dict[str, volumes_mod.Volume]   # mount path -> volume
     faults: FaultInjector | None = None
+    schedule_delay: float = 0.0         # seconds before it is scheduled (a task id, a worker)
+    commit_delay: float = 0.0           # seconds its volume commit lags its end
+    disk_mb: int = 0                    # its disk: no commit takes more of the host than that
     created_at: float = field(default_factory=time.time)
     execs: dict[str, Exec] = field(default_factory=dict)
     result: api_pb2.GenericResult | None = None
@@ -161,6 +175,7 @@ class Sandbox:
     _timers: list[asyncio.Handle | asyncio.Task] = field(default_factory=list)
     _end_task: asyncio.Task | None = None   # keeps a scheduled end alive until it ran
     ended_at: float | None = None           # monotonic time the result was published
+    scheduled: bool = False                 # has a worker (and so a task id the client may know)
     _boot: asyncio.Task | None = None
 
     @property
@@ -175,6 +190,8 @@ class Sandbox:
                 f"Sandbox timed out after {self.definition.timeout_secs}s"))
         if self.definition.idle_timeout_secs:
             self._timers.append(asyncio.create_task(self._watch_idle(self.definition.idle_timeout_secs)))
+        self._timers.append(asyncio.create_task(self._watch_memory()))
+        self.scheduled = not self.schedule_delay
         self._boot = asyncio.create_task(self._boot_runtime())
         if self.definition.entrypoint_args:
             self._timers.append(asyncio.create_task(self._run_entrypoint(list(self.definition.entrypoint_args))))
@@ -182,6 +199,9 @@ class Sandbox:
     async def _boot_runtime(self) -> None:
         # As on Modal, create returns before the container is up; a container that
         # fails to start ends the sandbox, and the first exec then finds it gone.
+        if self.schedule_delay:
+            await asyncio.sleep(self.schedule_delay)   # waiting for a worker: ended here, nothing to stop
+        self.scheduled = True
         try:
             await self.runtime.start(self.image_env())
         except Exception as exc:
@@ -242,6 +262,8 @@ class Sandbox:
             return
         self._ending = True
         current = asyncio.current_task()
+        if self._boot is not None and not self.scheduled:
+            self._boot.cancel()   # still waiting to be scheduled: nothing has started
         if self._boot is not None and self._boot is not current:
             await asyncio.gather(self._boot, return_exceptions=True)   # never stop a half-started container
         for timer in self._timers:
@@ -256,20 +278,38 @@ class Sandbox:
         if commit and self.faults and self.faults.take("VolumeCommit", SKIPPED_COMMIT):
             log.info("injected fault: sandbox %s ends without committing its volumes", self.sandbox_id)
             commit = False
-        for mount_path, volume in self.volume_mounts.items() if commit else ():
-            try:
-                await asyncio.to_thread(volumes_mod.commit, volume, self.layout.volumes[mount_path])
-            except OSError:
-                log.exception("sandbox %s: could not commit volume %s", self.sandbox_id, volume.volume_id)
+        if commit and not self.commit_delay:
+            await self._commit()
         self.result = api_pb2.GenericResult(status=status, exitcode=exitcode, exception=reason)
         self.ended_at = time.monotonic()
         self.finished.set()
         log.info("sandbox %s ended: %s %s", self.sandbox_id, STATUS.GenericStatus.Name(status), reason)
+        if commit and self.commit_delay:   # the end is known before its volumes are in sync
+            await asyncio.sleep(self.commit_delay)
+            await self._commit()
         await self.runtime.release()
         try:
             await asyncio.to_thread(self.space.remove)
         except OSError:
             log.exception("sandbox %s: could not remove its folder %s", self.sandbox_id, self.space.folder)
+
+    async def _commit(self) -> None:
+        for mount_path, volume in self.volume_mounts.items():
+            try:
+                await asyncio.to_thread(volumes_mod.commit, volume, self.layout.volumes[mount_path],
+                                        self.disk_mb * 1024 * 1024 if self.disk_mb else None)
+            except OSError:
+                log.exception("sandbox %s: could not commit volume %s", self.sandbox_id, volume.volume_id)
+
+    async def _watch_memory(self) -> None:
+        """A process killed for memory ends the whole sandbox, as on Modal (gVisor): not only
+        the greedy command, but the agent and every other process with it."""
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_SECONDS)
+            if self.runtime.oom_kills():
+                await self.end(STATUS.GENERIC_STATUS_KERNEL_OOM_KILL, OOM_EXIT_CODE,
+                               "Sandbox ran out of memory: the kernel killed a process (OOM)")
+                return
 
     async def _watch_idle(self, idle_timeout: int) -> None:
         # Modal's idle: no exec running (and no stdin/connection activity, not modelled).

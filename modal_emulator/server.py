@@ -35,8 +35,8 @@ ENDED_SANDBOX_KEPT = 600      # an ended sandbox stays queryable this long, then
 async def choose_runtime(requested: str, python_slim: str, docker_image: str = "") -> str:
     """"auto": Docker when an engine answers and has what images are built on (the
     stand-in for python:3.11-slim-bookworm, or the image named instead), else bubblewrap."""
-    if requested not in ("auto", "bwrap", "docker"):
-        raise ValueError(f"unknown runtime {requested!r}; use auto, bwrap or docker")
+    if requested not in ("auto", "bwrap", "docker", "replay"):
+        raise ValueError(f"unknown runtime {requested!r}; use auto, bwrap, docker or replay")
     if requested != "auto":
         return requested
     base = docker_image or python_slim.format(series=f"{sys.version_info[0]}.{sys.version_info[1]}",
@@ -54,6 +54,7 @@ class Emulator:
         self.state.create_rate.set_rate(create_rate)
         self.state.docker_image = docker_image
         self.state.images.docker_builder = DockerBuilder(python_slim)
+        self.state.images.mount_files = self.state.mount_files
         self.requested_runtime = runtime
         for fault in parse_faults(faults):
             self.state.faults.add(fault)

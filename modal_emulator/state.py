@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modal_emulator.faults import FaultInjector
 from modal_emulator.images import ImageRegistry
@@ -50,6 +51,10 @@ class EmulatorState:
     runtime: str = "bwrap"              # what runs new sandboxes: "bwrap" or "docker"
     ended_task: str = CLOSE             # what exec streams and calls get once their sandbox ended
     docker_image: str = ""              # with docker: run this image instead of each definition's build (tests)
+    fail_read: str = ""                 # volume files (a glob of their paths) whose block downloads fail
+    schedule_delay: float = 0.0         # seconds a new sandbox waits to be scheduled (no task id meanwhile)
+    commit_delay: float = 0.0           # seconds a volume's commit at termination lags the sandbox's end
+    recording: Any = None               # the replay runtime's recorded agent run (replay.Recording)
     # Each sandbox's own limits where Modal's API sets none (memory: when no hard limit is asked for).
     sandbox_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(
         memory_mb=8192, cpu=0.0, max_processes=4096, disk_mb=4096))
@@ -66,6 +71,10 @@ class EmulatorState:
         self.volumes = VolumeStore(self.folder)
         (self.folder / "sandboxes").mkdir(parents=True, exist_ok=True)
 
+    def mount_files(self, mount_id: str) -> list[tuple[str, Path, int]]:
+        """A mount's files: (absolute filename in the container, its content here, mode)."""
+        return [(name, self.content.file_path(sha), mode) for name, sha, mode in self.mounts[mount_id].files]
+
     def forget_ended(self, max_age: float) -> list[str]:
         """Drop sandboxes (and their kept output) that ended more than `max_age` s ago."""
         now = time.monotonic()
@@ -81,7 +90,8 @@ class EmulatorState:
             "apps": {name: app_id for (_, name), app_id in self.apps.items()},
             "sandboxes": [
                 {"sandbox_id": sb.sandbox_id, "app_id": sb.app_id, "tags": sb.tags,
-                 "running": sb.running, "network": network_policy(sb), "runtime": sb.runtime.name,
+                 "running": sb.running, "scheduled": sb.scheduled, "network": network_policy(sb),
+                 "runtime": sb.runtime.name,
                  "volumes": {path: {"id": v.volume_id, "version": v.version} for path, v in sb.volume_mounts.items()},
                  "status": (sb.result and api_status_name(sb.result.status)) or "RUNNING"}
                 for sb in self.sandboxes.values()],
@@ -92,7 +102,13 @@ class EmulatorState:
             "sandbox_limits": asdict(self.sandbox_limits),
             "runtime": self.runtime,
             "ended_task": self.ended_task,
+            "behaviour": self.behaviour(),
         }
+
+    def behaviour(self) -> dict:
+        """What the emulator does where Modal's timing or failures are not ours to choose."""
+        return {"ended_task": self.ended_task, "fail_read": self.fail_read,
+                "schedule_delay": self.schedule_delay, "commit_delay": self.commit_delay}
 
 
 def api_status_name(status: int) -> str:

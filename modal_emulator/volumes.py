@@ -8,6 +8,9 @@ volume empty instead of passing by accident.
 
 Symlinks, FIFOs and sockets are copied as what they are (never followed) and
 listed with their own types, so the client sees what the sandbox left. A
+sparse file stays sparse, and a commit copies at most the sandbox's disk of
+data: a 2 GB file with nothing in it costs the host nothing, and no sandbox
+puts more on the host than it had. A
 hostile tree is walked without recursion (agent_sandbox.tree); what lies
 deeper than MAX_TREE_DEPTH folders, or past MAX_TREE_ENTRIES entries, is not
 committed (logged): unlike Modal, the emulator keeps only that much.
@@ -137,20 +140,25 @@ class VolumeStore:
         return stale
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    """Copy `src` into `dst` (created), keeping symlinks and FIFOs as such.
+def copy_tree(src: Path, dst: Path, max_bytes: int | None = None) -> None:
+    """Copy `src` into `dst` (created), keeping symlinks and FIFOs as such and sparse files
+    sparse, at most `max_bytes` of data (what is past it is left out, logged).
 
     Devices are skipped: a jail cannot create them and a volume never holds them.
     """
-    for left_out in tree.copy_tree(src, dst, MAX_TREE_DEPTH, MAX_TREE_ENTRIES)[:10]:
-        log.warning("copying %s: left out %s", src, left_out)
+    left_out = tree.copy_tree(src, dst, MAX_TREE_DEPTH, MAX_TREE_ENTRIES, max_bytes)
+    for item in left_out[:10]:
+        log.warning("copying %s: left out %s", src, item)
+    if len(left_out) > 10:
+        log.warning("copying %s: left out %d more", src, len(left_out) - 10)
 
 
-def commit(volume: Volume, private: Path) -> None:
-    """Replace the volume's contents with what the sandbox left in `private`."""
+def commit(volume: Volume, private: Path, max_bytes: int | None = None) -> None:
+    """Replace the volume's contents with what the sandbox left in `private`: what it holds,
+    never more of the host's disk than the sandbox had (`max_bytes`)."""
     staging = volume.root.with_name(volume.root.name + ".commit")
     tree.remove_tree(staging)
-    copy_tree(private, staging)
+    copy_tree(private, staging, max_bytes)
     old = volume.root.with_name(volume.root.name + ".old")
     volume.root.rename(old)
     staging.rename(volume.root)

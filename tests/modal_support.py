@@ -9,6 +9,7 @@ throwaway tokens.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -74,6 +75,16 @@ class EmulatorProcess:
     def set_ended_task(self, mode: str) -> None:
         """What exec streams and calls get once their sandbox ended: "close", "not_found" or "unreachable"."""
         self.admin("POST", "/emulator/behaviour", {"ended_task": mode})
+
+    @contextlib.contextmanager
+    def behaving(self, **changes):
+        """The emulator with these behaviours (fail_read, schedule_delay, commit_delay) for a while."""
+        before = self.state()["behaviour"]
+        self.admin("POST", "/emulator/behaviour", changes)
+        try:
+            yield self
+        finally:
+            self.admin("POST", "/emulator/behaviour", {name: before[name] for name in changes})
 
     def clear_faults(self) -> None:
         self.admin("DELETE", "/emulator/faults")

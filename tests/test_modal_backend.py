@@ -167,7 +167,7 @@ def test_invalid_request_is_not_retried(backend, emulator, tmp_path, recorder):
 
 
 def test_rejected_credentials_are_not_retried(backend, emulator, tmp_path, recorder):
-    emulator.inject("AppGetOrCreate", "UNAUTHENTICATED")
+    emulator.inject("VolumeGetOrCreate", "UNAUTHENTICATED")   # every run's first call (the app is looked up once)
     result = backend.run(make_spec(tmp_path, TRIVIAL), recorder)
     assert result.status == ev.ERROR_STATUS and "refused the credentials" in result.reason
     assert not recorder.of_type(ev.WARNING)

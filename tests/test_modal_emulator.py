@@ -391,3 +391,79 @@ def test_no_variables_a_modal_container_would_not_have(sandboxes):
     names = set(run(sandboxes(), "sh", "-c", "env | cut -d= -f1")[1].split())
     assert {"MODAL_TASK_ID", "MODAL_IMAGE_ID", "MODAL_REGION", "MODAL_CLOUD_PROVIDER", "HOME", "PATH"} <= names
     assert not names & {"PYTHONPATH", "PYTHONUNBUFFERED", "MODAL_ENVIRONMENT"}
+
+
+# -- where Modal's timing and failures are not ours to choose ------------------------------------
+
+def test_a_sandbox_waits_to_be_scheduled_and_ends_at_once_if_terminated_meanwhile(sandboxes, emulator):
+    import time
+
+    with emulator.behaving(schedule_delay=3):
+        started = time.monotonic()
+        sandbox = sandboxes()
+        assert time.monotonic() - started < 2, "create answers before a worker is found"
+        assert run(sandbox, "echo", "scheduled")[1] == "scheduled\n"
+        assert time.monotonic() - started >= 3, "an exec waits for the sandbox to be scheduled"
+        waiting = sandboxes()
+        ended = time.monotonic()
+        waiting.terminate()
+        waiting.wait(raise_on_termination=False)
+        assert waiting.returncode == 137 and time.monotonic() - ended < 2
+        with pytest.raises((mexc.NotFoundError, mexc.ConflictError)):
+            waiting.exec("true")
+
+
+def test_a_volume_may_sync_after_its_sandbox_ended(sandboxes, emulator):
+    import time
+
+    with emulator.behaving(commit_delay=2), modal.Volume.ephemeral(version=2) as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        assert run(sandbox, "sh", "-c", "echo hi > /outputs/a.txt")[0] == 0
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        assert list(volume.listdir("/")) == [], "ended, not yet in sync"
+        deadline = time.monotonic() + 10
+        while not list(volume.listdir("/")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [e.path for e in volume.listdir("/")] == ["a.txt"]
+
+
+def test_reads_of_chosen_files_fail_as_modal_reports_them(sandboxes, emulator):
+    with emulator.behaving(fail_read="*broken*"), modal.Volume.ephemeral(version=2) as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        run(sandbox, "sh", "-c", "echo ok > /outputs/good.txt; echo no > /outputs/broken.txt")
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        assert b"".join(volume.read_file("good.txt")) == b"ok\n"
+        with pytest.raises(mexc.ExecutionError, match="500"):
+            b"".join(volume.read_file("broken.txt"))
+
+
+def test_file_names_with_url_characters_are_served(sandboxes):
+    names = ["what?.txt", "a#b.txt", "100%.txt", "two words.txt", "%41.txt"]
+    with modal.Volume.ephemeral(version=2) as volume:
+        sandbox = sandboxes(volumes={"/outputs": volume})
+        script = "; ".join(f"printf '{i}' > '/outputs/{name}'" for i, name in enumerate(names))
+        assert run(sandbox, "sh", "-c", script)[0] == 0
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        assert [b"".join(volume.read_file(name)) for name in names] == [str(i).encode() for i in range(len(names))]
+
+
+MEMORY_HOG = "import time; hog = bytearray(600 << 20); hog[::4096] = b'x' * len(hog[::4096]); time.sleep(30)"
+
+
+def test_running_out_of_memory_ends_the_whole_sandbox(sandboxes):
+    """As gVisor does on Modal: not only the greedy process dies, everything does."""
+    import time
+
+    sandbox = sandboxes(memory=(256, 256))
+    bystander = sandbox.exec("sleep", "60")
+    started = time.monotonic()
+    sandbox.exec("python3", "-c", MEMORY_HOG)
+    sandbox.wait(raise_on_termination=False)
+    assert sandbox.returncode == 137 and time.monotonic() - started < 20
+    with pytest.raises(mexc.NotFoundError, match="ended with its sandbox"):
+        bystander.poll()   # the bystander went with it
+    with pytest.raises(mexc.NotFoundError):
+        sandbox.exec("true")

@@ -174,3 +174,21 @@ def test_an_open_network_reaches_the_internet_never_the_host(app, emulator):
         assert container(sandbox)["HostConfig"]["NetworkMode"] == "none"
     finally:
         end(sandbox)
+
+
+def test_running_out_of_memory_ends_the_whole_container(app):
+    """As gVisor does on Modal: the container's OOM kill ends the sandbox, not only the greedy process."""
+    from tests.test_modal_emulator import MEMORY_HOG
+
+    sandbox = modal.Sandbox.create(app=app, image=modal.Image.debian_slim(), timeout=60, memory=(256, 256))
+    try:
+        bystander = sandbox.exec("sleep", "60")
+        started = time.monotonic()
+        sandbox.exec("python3", "-c", MEMORY_HOG)
+        sandbox.wait(raise_on_termination=False)
+        assert sandbox.returncode == 137 and time.monotonic() - started < 30
+        with pytest.raises(mexc.NotFoundError, match="ended with its sandbox"):
+            bystander.poll()
+    finally:
+        end(sandbox)
+    assert container(sandbox) is None

@@ -27,7 +27,9 @@ from pathlib import Path
 from agent_sandbox import events as ev
 from agent_sandbox import tree
 from agent_sandbox.agent import lifeline, limit_watch
-from agent_sandbox.agent.environment import DOCKER, detect_environment, environment_details
+from agent_sandbox.agent.command_limits import CommandLimits
+from agent_sandbox.agent.environment import DOCKER, MODAL, detect_environment, environment_details
+from agent_sandbox.agent.outputs_sync import sync_outputs
 from agent_sandbox.agent.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
                                   Model, Observation, Task, Turn, UnknownModel, get_model)
 from agent_sandbox.paths import UnsafePath, safe_join
@@ -83,6 +85,7 @@ class Agent:
         self.history: list[Turn] = []
         self.summary = ""               # the model's closing message
         self.channel = None             # the model relay (API models), told the current step
+        self.command_limits: CommandLimits | None = None   # held by the agent itself (--hold-limits)
 
     def run(self) -> tuple[str, str]:
         """Returns (status, reason). Only the model's steps count against max_steps; the
@@ -170,8 +173,10 @@ class Agent:
         counters = limit_watch.read_counters()
         obs = run_command(argv, cwd=self.task.workspace, timeout=timeout,
                           max_chars=self.max_output_chars, on_output=on_output, stop=self.stop,
-                          full_output=Path(tempfile.gettempdir(), OUTPUT_FILES, f"step-{step}.txt"))
-        for note in limit_watch.explain(counters, limit_watch.read_counters(), self.limits):
+                          full_output=Path(tempfile.gettempdir(), OUTPUT_FILES, f"step-{step}.txt"),
+                          limits=self.command_limits)
+        held = self.command_limits.notes(obs.exit_code, obs.output) if self.command_limits else []
+        for note in limit_watch.explain(counters, limit_watch.read_counters(), self.limits) + held:
             self.writer.emit(ev.WARNING, {"message": note}, step=step)
             obs.output += f"\n[{note}]"
         if obs.truncated:
@@ -244,6 +249,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="JSON: for each sandbox limit, what enforces it (or 'not enforced: why')")
     p.add_argument("--limits", default="{}", type=json.loads,
                    help="JSON: the sandbox's limits (memory_mb, max_processes, disk_mb, cpu)")
+    p.add_argument("--hold-limits", action="store_true",
+                   help="hold each command to the sandbox's memory, process and disk limits (command_limits.py)")
     p.add_argument("--max-processes", type=int, default=0,
                    help="cap processes with RLIMIT_NPROC (only where that count is the sandbox's own)")
     return p.parse_args(argv)
@@ -344,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
 
     agent = Agent(model, task, writer, max_steps=args.max_steps, command_timeout=args.command_timeout,
                   max_output_chars=args.max_output_chars, limits=limits)
+    if args.hold_limits:   # before anything runs: the platform holds none of these for us
+        agent.command_limits = CommandLimits.start(args.limits, task.workspace, task.outputs)
     if getattr(model, "needs_relay", False):
         # Model calls go to the host as events; its replies come back on our stdin.
         from agent_sandbox.relay.agent import RelayChannel
@@ -351,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         model.connect(agent.channel, args.max_context_chars, args.model_retries, args.model_timeout)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     status, reason = agent.run()
+    if environment == MODAL and (problem := sync_outputs(str(outputs))):   # v2 volumes sync at the end, or now
+        writer.emit(ev.WARNING, {"message": problem})
     # How many files it leaves, so the host can tell when they did not come back.
     left = count_files(outputs, leave_out="agent.log" if mirror else "")
     writer.emit(ev.RUN_FINISHED, {"status": status, "reason": reason, "steps": len(agent.history),

@@ -15,9 +15,12 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from agent_sandbox.agent.models import Observation
+
+if TYPE_CHECKING:
+    from agent_sandbox.agent.command_limits import CommandLimits
 from agent_sandbox.process_group import signal_group
 
 FULL_OUTPUT_BYTES = 64 * 1024 * 1024   # of one command's output kept in its file for the model
@@ -251,14 +254,17 @@ def run_command(argv: list[str], *, cwd: str, timeout: float, max_chars: int,
                 env: dict[str, str] | None = None,
                 on_output: OutputCallback | None = None,
                 stop: threading.Event | None = None,
-                full_output: Path | None = None) -> Observation:
+                full_output: Path | None = None, limits: CommandLimits | None = None) -> Observation:
     """Run argv; stream its output; kill its whole tree at `timeout` or when `stop` is set.
-    The whole output goes to the file `full_output` (when given)."""
+    The whole output goes to the file `full_output` (when given); with `limits`
+    (command_limits.py), the command runs under the limits the agent holds commands to."""
     started = time.monotonic()
     capture = _Capture(max_chars, on_output, full_output)
-    proc = subprocess.Popen(argv, cwd=cwd, env=command_env(env), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    held = limits.prepare_command() if limits else {}
+    proc = subprocess.Popen(argv, cwd=cwd, env=limits.env(command_env(env)) if limits else command_env(env),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, **held)
+    watch = limits.watch(proc) if limits else None
     pumps = [threading.Thread(target=_pump, args=(proc.stdout, "stdout", capture), daemon=True),
              threading.Thread(target=_pump, args=(proc.stderr, "stderr", capture), daemon=True)]
     for t in pumps:
@@ -272,6 +278,8 @@ def run_command(argv: list[str], *, cwd: str, timeout: float, max_chars: int,
             break
         time.sleep(0.05)
     proc.wait()
+    if watch is not None:
+        watch.stop()
     # A background child may still hold the pipes open: give it a moment, then kill it.
     for t in pumps:
         t.join(timeout=max(0.0, min(2.0, deadline - time.monotonic())))

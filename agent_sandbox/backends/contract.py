@@ -28,6 +28,7 @@ conformance suite (`agent_sandbox.testing`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import threading
 import time
@@ -156,6 +157,12 @@ class Backend(ABC):
 
     def run(self, spec: RunSpec, on_event: EventCallback, cancel: threading.Event | None = None) -> RunResult:
         return drive(self.sandbox(spec), RunMonitor(spec, on_event, cancel, self.name))
+
+    def submit(self, spec: RunSpec, on_event: EventCallback,
+               cancel: threading.Event | None = None) -> concurrent.futures.Future[RunResult] | None:
+        """Start the run without holding the caller's thread: a future of its RunResult. None
+        (the default): this backend's runs hold a thread each, and the caller uses `run`."""
+        return None
 
     def prepare(self) -> None:
         """At start-up: what is slow and done once for every run (Modal builds its image)."""

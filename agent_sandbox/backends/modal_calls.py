@@ -1,87 +1,48 @@
-"""Modal calls that must not hold a run up: each bounded in time, or watched.
+"""Modal calls that must not hold a run up, on the runner's event loop.
 
-The client blocks its caller: an image build, a rate limit it waits out, a
-sandbox that will not say it ended. The helpers here run such calls where
-the run can walk away from them (`watched`, `wait_for_end`), or swallow what
-cannot matter any more (`poll_quietly`, `terminate_quietly`); and
-`describe_error` turns any Modal failure into one line for the user.
+The client can block for long: an image build, a rate limit it waits out,
+a sandbox that will not say it ended. Each helper here is bounded in time
+(`wait_for_end`) or swallows what cannot matter any more (`poll_quietly`,
+`terminate_quietly`); `describe_error` turns any Modal failure into one
+line for the user. Everything is awaited on the `.aio` API: no thread.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Callable
+import asyncio
 
 import modal
 import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
-from agent_sandbox.backends.monitor import POLL
-
-if TYPE_CHECKING:
-    from agent_sandbox.backends.monitor import RunMonitor
-
-
-def watched(create: Callable[[], modal.Sandbox], run: RunMonitor) -> modal.Sandbox | None:
-    """`create()` in a thread of its own, so that cancel and the run's limits still act
-    while it waits (an image build, Modal's rate limits); None when the run stopped
-    first. A sandbox that comes after all is terminated."""
-    done, outcome = threading.Event(), {}
-    abandoned = threading.Event()
-
-    def work() -> None:
-        try:
-            outcome["sandbox"] = create()
-        except BaseException as exc:   # handed to the run, unless it has moved on
-            outcome["error"] = exc
-        done.set()
-        if abandoned.is_set() and "sandbox" in outcome:
-            terminate_quietly(outcome["sandbox"])
-
-    threading.Thread(target=work, name=f"{run.spec.job_id}-create", daemon=True).start()
-    while not done.wait(POLL):
-        if run.stop_requested(idle=False):   # a long build is no idleness of the agent
-            abandoned.set()
-            if not done.is_set():
-                return None   # `work` ends what it makes
-            break
-    if abandoned.is_set():   # it finished as the run stopped: end it here (twice is harmless)
-        if "sandbox" in outcome:
-            terminate_quietly(outcome["sandbox"])
-        return None
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["sandbox"]
+# Failures worth another try: Modal busy, rate limited or briefly unreachable.
+TRANSIENT_ERRORS = (mexc.ServiceError, mexc.InternalError, mexc.ResourceExhaustedError,
+                    mexc.TimeoutError, mexc.ConnectionError, ConnectionError, OSError,
+                    StreamTerminatedError)
+# Whatever a Modal call may raise besides a bug of ours.
+MODAL_ERRORS = TRANSIENT_ERRORS + (mexc.Error, asyncio.TimeoutError)
 
 
-def terminate_quietly(sandbox: modal.Sandbox) -> None:
+async def terminate_quietly(sandbox: modal.Sandbox) -> None:
     try:
-        sandbox.terminate()
-    except (mexc.Error, OSError):
+        await sandbox.terminate.aio()
+    except MODAL_ERRORS:
         pass   # Modal's own timeout ends it
 
 
-def wait_for_end(sandbox: modal.Sandbox, timeout: float) -> int | None:
+async def wait_for_end(sandbox: modal.Sandbox, timeout: float) -> int | None:
     """The sandbox's return code once it has ended; None if it has not within `timeout`."""
-    ended = threading.Event()
-
-    def wait() -> None:   # a long poll: returns as soon as the sandbox has ended
-        try:
-            sandbox.wait(raise_on_termination=False)
-        except (mexc.Error, OSError):   # ended by its own time limit, or Modal unreachable
-            pass
-        finally:
-            ended.set()
-
-    threading.Thread(target=wait, daemon=True).start()
-    ended.wait(timeout)
-    return poll_quietly(sandbox)
+    try:   # a long poll: returns as soon as the sandbox has ended
+        await asyncio.wait_for(sandbox.wait.aio(raise_on_termination=False), timeout)
+    except MODAL_ERRORS:   # not in time, ended by its own time limit, or Modal unreachable
+        pass
+    return await poll_quietly(sandbox)
 
 
-def poll_quietly(sandbox: modal.Sandbox) -> int | None:
+async def poll_quietly(sandbox: modal.Sandbox) -> int | None:
     try:
-        return sandbox.poll()
-    except (mexc.Error, OSError):
+        return await sandbox.poll.aio()
+    except MODAL_ERRORS:
         return None
 
 
@@ -96,6 +57,7 @@ def describe_error(exc: BaseException) -> str:
         (mexc.SandboxTimeoutError, "the sandbox hit its time limit"),
         (mexc.SandboxTerminatedError, "the sandbox was terminated"),
         ((mexc.ServiceError, mexc.InternalError), "Modal had a service error"),
+        (asyncio.TimeoutError, "Modal did not answer in time"),
         ((ConnectionError, OSError, mexc.ConnectionError, StreamTerminatedError), "could not reach Modal"),
     ]
     detail = " ".join(str(exc).split())[:500] or type(exc).__name__   # one line, however Modal wraps it

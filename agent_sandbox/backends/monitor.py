@@ -225,10 +225,17 @@ class RunMonitor:
         """Say so when the agent left files but none were there to collect (e.g. a Modal
         volume that did not sync), rather than return nothing without a word."""
         left = (self.final or {}).get("output_files")
-        if not isinstance(left, int) or left <= 0 or manifest.get("files") or manifest.get("skipped"):
+        if not isinstance(left, int) or left <= 0:
+            return
+        # Only what is not accounted for: a file skipped (over a limit, a failed download) is listed.
+        found = len(manifest.get("files", [])) + sum(1 for s in manifest.get("skipped", [])
+                                                      if not s.get("reason", "").startswith(("symlink", "not a regular")))
+        lost = left - found
+        if lost <= 0:
             return
         message = (f"the agent left {left} file{'s' if left > 1 else ''} in /outputs, but the sandbox's "
-                   "storage held none when the outputs were collected: they are lost")
+                   f"storage held {'none' if found == 0 else f'only {found}'} when the outputs were collected: "
+                   f"{lost} {'are' if lost > 1 else 'is'} lost")
         log.warning("job %s: %s", self.spec.job_id, message)
         self.warn(message)
 

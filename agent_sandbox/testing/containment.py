@@ -315,7 +315,8 @@ def test_disk_filling_stops_at_the_cap_and_earlier_outputs_come_back(backend, tm
     result = backend.run(spec, recorder)
     assert result.status == ev.SUCCEEDED, result.reason
     text = outputs_text(recorder)
-    assert "No space left on device" in text and "exit=1" in text
+    # A full filesystem, or (a limit the agent holds, on Modal) a file size limit at the room left.
+    assert ("No space left on device" in text or "File too large" in text) and "exit=1" in text
     assert (spec.results / "kept.txt").read_text() == "kept\n"
     fill = [f for f in result.manifest["files"] + result.manifest["skipped"] if f["path"] == "fill.bin"]
     assert fill and fill[0]["size"] <= 64 * 1024 * 1024   # stopped at the cap: the host's disk took no more

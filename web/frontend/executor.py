@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
 from agent_sandbox.events import Status
-from agent_sandbox.jobs import Job, run_job
+from agent_sandbox.jobs import Job, run_job, submit_job
 from agent_sandbox.spec import Limits
 from agent_sandbox.workspace import job_workspace
 from frontend.eventcap import EventBudget
@@ -68,9 +68,13 @@ class JobExecutor:
         self._unwritten: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.leases = JobLeases(store, settings.runner_lease_seconds, on_lost=self._leases_lost)
-        self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
-                         for i in range(settings.workers)]
-        self._threads.append(threading.Thread(target=self._keep_leases, name="job-leases", daemon=True))
+        # Workers are started as jobs need them: a job that holds its thread (local, Docker) leaves
+        # one free to claim the next; a Modal job is handed to the Modal runner and holds none.
+        self._workers = [threading.Thread(target=self._work, name="job-worker-0", daemon=True)]
+        self._busy = 0   # workers holding a job
+        self._threads = [*self._workers,
+                         threading.Thread(target=self._keep_leases, name="job-leases", daemon=True),
+                         threading.Thread(target=self._watch_cancels, name="cancel-watch", daemon=True)]
 
     def start(self) -> None:
         """Run jobs in this process, alongside any other runners of the database (see lease.py):
@@ -147,9 +151,13 @@ class JobExecutor:
                 self._emit_quietly(job["id"], ev.make_event(ev.STATUS, {"status": Status.QUEUED,
                                                                        "message": STAYS_QUEUED}))
         deadline = time.monotonic() + (self.settings.stop_seconds if timeout is None else timeout)
-        for t in self._threads:
+        with self._lock:
+            threads = [*self._threads, *self._workers[1:]]
+        for t in threads:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
+        while self._running() and time.monotonic() < deadline:   # handed-off runs hold no thread
+            time.sleep(0.05)
         with self._lock:
             left = [job_id for job_id in self._cancels if job_id not in self._recorded]
         for job_id in left:   # its run did not end in time: end its sandbox by id
@@ -278,6 +286,10 @@ class JobExecutor:
         # Jobs are claimed from the database, so jobs submitted by any process run here.
         while not self._stopping.is_set():
             try:
+                if self._running() >= self.settings.workers:   # APP_WORKERS jobs run already
+                    self._wake.wait(self.settings.poll_seconds)
+                    self._wake.clear()
+                    continue
                 job_id = self.leases.claim()
                 if job_id is None:
                     self._wake.wait(self.settings.poll_seconds)
@@ -288,15 +300,35 @@ class JobExecutor:
                 log.exception("job worker error")
                 time.sleep(1)
 
-    def _watch_cancel(self, job_id: str, cancel: threading.Event, done: threading.Event) -> None:
-        while not done.wait(0.5):
-            job = self.store.get_job(job_id)
-            if job is None or job["cancel_requested"]:
-                cancel.set()
+    def _running(self) -> int:
+        with self._lock:
+            return len(self._cancels)
+
+    def _hold_worker(self, held: bool) -> None:
+        """A job takes (or gives back) this worker thread: while it holds it, another worker
+        claims the next job, up to APP_WORKERS threads."""
+        with self._lock:
+            self._busy += 1 if held else -1
+            if not held or self._busy < len(self._workers) or len(self._workers) >= self.settings.workers:
                 return
+            worker = threading.Thread(target=self._work, name=f"job-worker-{len(self._workers)}", daemon=True)
+            self._workers.append(worker)
+        worker.start()
+
+    def _watch_cancels(self) -> None:
+        """One thread for every running job: a cancel asked through another process stops its
+        run here within a second."""
+        while not self._stopping.wait(0.5):
+            try:
+                with self._lock:
+                    flags = dict(self._cancels)
+                for job_id in self.store.cancels_requested() & flags.keys() if flags else ():
+                    flags[job_id].set()
+            except Exception:   # the database is busy for a moment: look again next time
+                log.exception("cancel watch: could not read the jobs")
 
     def _run(self, job_id: str) -> None:
-        cancel, done = threading.Event(), threading.Event()
+        cancel = threading.Event()
         with self._lock:
             stopping = self._stopping.is_set()
             if not stopping:
@@ -308,8 +340,8 @@ class JobExecutor:
                                                                      "message": STAYS_QUEUED}))
             self.leases.release(job_id)
             return
-        threading.Thread(target=self._watch_cancel, args=(job_id, cancel, done), daemon=True).start()
         status, reason, exit_code, error = Status.ERROR, "", None, ""
+        handed_off = False
         budget = EventBudget(job_id, self.settings.max_events_per_job, self.settings.max_event_bytes_per_job)
         try:
             job = self.store.get_job(job_id)
@@ -328,16 +360,43 @@ class JobExecutor:
                 for stored in budget.admit(event):   # past the cap per job, counted, not stored
                     self.emit(job_id, stored)
 
-            result = run_job(self.job(job), on_event, cancel, backend=self.backend_factory(job["backend"]),
-                             on_sandbox=on_sandbox)
-            status, reason, exit_code = result.status, result.reason, result.exit_code
+            run = self.job(job), on_event, cancel
+            backend = self.backend_factory(job["backend"])
+            future = submit_job(*run, backend=backend, on_sandbox=on_sandbox)
+            if future is not None:   # runs without this thread (Modal's runner): it ends in a callback
+                future.add_done_callback(lambda f: self._run_ended(job_id, budget, *self._ran(job_id, f.result)))
+                handed_off = True
+                return
+            self._hold_worker(True)
+            try:
+                status, reason, exit_code, error = self._ran(
+                    job_id, lambda: run_job(*run, backend=backend, on_sandbox=on_sandbox))
+            finally:
+                self._hold_worker(False)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             reason = "the sandbox could not be run"
             self._emit_quietly(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
             log.exception("job %s: the sandbox could not be run", job_id)
         finally:
-            done.set()
+            if not handed_off:
+                self._run_ended(job_id, budget, status, reason, exit_code, error)
+
+    def _ran(self, job_id: str, result_of: Callable[[], Any]) -> tuple[str, str, int | None, str]:
+        """(status, reason, exit code, error) of a run, from its result."""
+        try:
+            result = result_of()
+            return result.status, result.reason, result.exit_code, ""
+        except Exception as exc:
+            error, reason = f"{type(exc).__name__}: {exc}", "the sandbox could not be run"
+            self._emit_quietly(job_id, ev.make_event(ev.ERROR, {"message": f"{reason}: {error}"}))
+            log.exception("job %s: the sandbox could not be run", job_id)
+            return Status.ERROR, reason, None, error
+
+    def _run_ended(self, job_id: str, budget: EventBudget, status: str, reason: str, exit_code: int | None,
+                   error: str) -> None:
+        """Record how a run ended (on its worker, or in the callback of a handed-off run)."""
+        try:
             if status not in ev.RUN_END:
                 status = Status.ERROR
             if status == Status.CANCELLED and self._stopping.is_set() and not self._cancel_requested(job_id):
@@ -349,10 +408,12 @@ class JobExecutor:
             else:  # the runner that took it over records the job's end
                 log.warning("job %s: its end is left to the runner that took its lease over", job_id)
                 self.leases.release(job_id)
+        finally:
             with self._lock:
                 self._cancels.pop(job_id, None)
                 self._sandboxes.pop(job_id, None)
                 self._recorded.discard(job_id)
+            self._wake.set()   # room for the next job
 
     def _finish(self, job_id: str, status: str, reason: str, exit_code: int | None = None,
                 error: str = "") -> None:

@@ -333,6 +333,10 @@ class JobStore:
                         "ORDER BY seq DESC LIMIT 1", (job_id,))
         return (json.loads(row[0]).get("data") or {}).get("text", "") if row else ""
 
+    def cancels_requested(self) -> set[str]:
+        """Running jobs whose cancel was asked for (through any process): one small query for all."""
+        return {row[0] for row in self._rows("SELECT id FROM jobs WHERE status=? AND cancel_requested=1", (RUNNING,))}
+
     def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
         rows = self._rows(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created", statuses)
