@@ -48,6 +48,7 @@ from frontend.settings import Settings
 from frontend.store import ANONYMOUS, QUEUE, JobStore
 
 log = logging.getLogger(__name__)
+RECHECK_SECONDS = 0.2   # a queued job was there but its row was held: claim again this soon
 STAYS_QUEUED = "the server is stopping: this job stays queued and runs when the server is back"
 
 
@@ -292,7 +293,10 @@ class JobExecutor:
                     continue
                 job_id = self.leases.claim()
                 if job_id is None:
-                    self._wake.wait(self.settings.poll_seconds)
+                    # PostgreSQL's SKIP LOCKED also passes over a queued job whose row another
+                    # transaction holds for a moment (its web process storing its first events):
+                    # then look again shortly; a notice already came and none may follow.
+                    self._wake.wait(RECHECK_SECONDS if self.store.any_queued() else self.settings.poll_seconds)
                     self._wake.clear()
                     continue
                 self._run(job_id)

@@ -150,11 +150,15 @@ class FeedHub:
     def subscribe(self, job_id: str) -> JobFeed:
         with self._lock:
             feed = self.feeds.get(job_id)
+            created = feed is None
             if feed is None:
                 last_seq, status = self.store.progress([job_id])[job_id]
                 feed = self.feeds[job_id] = JobFeed(job_id, last_seq, status)
             feed.viewers += 1
-            return feed
+        if created:   # a notice heard while progress was read found no feed and was dropped:
+            self._dirty.set()   # read once more now rather than at the next poll (a minute
+            self._wake()        # on PostgreSQL, where notices stand in for polling)
+        return feed
 
     def unsubscribe(self, feed: JobFeed) -> None:
         with self._lock:

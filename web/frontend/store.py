@@ -337,6 +337,10 @@ class JobStore:
         """Running jobs whose cancel was asked for (through any process): one small query for all."""
         return {row[0] for row in self._rows("SELECT id FROM jobs WHERE status=? AND cancel_requested=1", (RUNNING,))}
 
+    def any_queued(self) -> bool:
+        """Is a job queued? (Read without locks: it sees a queued row a claim skipped as locked.)"""
+        return self._row("SELECT EXISTS (SELECT 1 FROM jobs WHERE status=?)", (QUEUED,))[0] == 1
+
     def jobs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
         rows = self._rows(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created", statuses)
