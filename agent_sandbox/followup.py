@@ -16,8 +16,9 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agent_sandbox.manifest import MANIFEST, load_manifest, run_record
 from agent_sandbox.outputs import DirectorySource

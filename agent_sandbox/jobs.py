@@ -19,9 +19,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agent_sandbox import events as ev
 from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS

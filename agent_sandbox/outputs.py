@@ -23,9 +23,10 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
 from agent_sandbox import tree
 from agent_sandbox.manifest import MANIFEST, write_manifest

@@ -55,12 +55,12 @@ class Limits:
                                    "all, its retries included (at most 600)", above=0)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "Limits":
+    def from_env(cls, **overrides: Any) -> Limits:
         """The limits from AGENT_SANDBOX_* variables; `overrides` win."""
         return settings.load(cls, **overrides)
 
     @classmethod
-    def restore(cls, stored: dict[str, Any], defaults: "Limits") -> "Limits":
+    def restore(cls, stored: dict[str, Any], defaults: Limits) -> Limits:
         """Limits stored with a job (maybe by an older version) on top of `defaults`."""
         return settings.restore(cls, stored, defaults)
 

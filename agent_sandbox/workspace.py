@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterable, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, safe_name, short_name
 from agent_sandbox.tree import remove_tree

@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "web"))
 
+from web_helpers import Server  # noqa: E402
+
 from agent_sandbox.backends.contract import RunMonitor, Streams, drive  # noqa: E402
 from agent_sandbox.backends.process import ProcessSandbox  # noqa: E402
 from agent_sandbox.outputs import DirectorySource  # noqa: E402
@@ -38,7 +40,6 @@ from agent_sandbox.relay.host import ModelAccess  # noqa: E402
 from agent_sandbox.spec import Limits, RunSpec  # noqa: E402
 from tests.fake_llm import FakeLLM, call, finish  # noqa: E402
 from tests.llm_support import CSV  # noqa: E402
-from web_helpers import Server  # noqa: E402
 
 # The caller: N timed SDK calls, directly (argv[2] = base URL) or through the relay.
 CALLER = r'''

@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "web"), str(REPO / "bench")]
 import requests  # noqa: E402
 from bench_web_fanout import Stream, cpu_seconds, read_streams, rss_mb, share_cookie, subscriber_address  # noqa: E402
-from tests.postgres import PostgresCluster  # noqa: E402
 from web_helpers import Runner, Server  # noqa: E402
+
+from tests.postgres import PostgresCluster  # noqa: E402
 
 QUICK = [{"kind": "write_file", "path": "ran.txt", "content": "once"}]
 # Every run reserves its disk up front (4 GB by default): 64 MB each, as other engineers' runs share the disk.

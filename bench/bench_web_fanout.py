@@ -31,9 +31,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import re
 import selectors
 import socket
-import re
 import sys
 import threading
 import time
@@ -42,7 +42,6 @@ from tempfile import mkdtemp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "web"))
 from web_helpers import Server, SlowClients  # noqa: E402
-
 
 FRAME = re.compile(rb"id: (\d+)\nevent: (\w+)\ndata: ([^\n]*)")
 TS = re.compile(rb'"ts":([0-9.]+)')

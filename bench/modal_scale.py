@@ -33,7 +33,6 @@ from web_helpers import Client, Server  # noqa: E402
 from tests.modal_support import EmulatorProcess  # noqa: E402
 
 
-
 class Viewer(Stream):
     """One live viewer of one job: what it received, and when."""
 

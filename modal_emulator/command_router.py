@@ -18,7 +18,6 @@ the client retries; TaskExecWait it retries until the exec's deadline).
 from __future__ import annotations
 
 from grpclib import GRPCError, Status
-
 from modal_proto import task_command_router_pb2 as sr_pb2
 
 from modal_emulator.grpc_service import client_streaming

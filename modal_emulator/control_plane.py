@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 
 from google.protobuf import empty_pb2
 from grpclib import GRPCError, Status
-
 from modal_proto import api_pb2
 
 from agent_sandbox.isolation.jail import SANDBOX_GID, SANDBOX_UID, bwrap_path, privileged
@@ -348,7 +347,7 @@ class ControlPlane(ImageRPCs):
         if request.timeout > 0:
             try:
                 await asyncio.wait_for(sandbox.finished.wait(), request.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return api_pb2.SandboxWaitResponse(
             result=sandbox.result if sandbox.finished.is_set() else api_pb2.GenericResult(),

@@ -61,7 +61,7 @@ async def image_available(image: str) -> bool:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         return await asyncio.wait_for(process.wait(), 20) == 0
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         return False
 

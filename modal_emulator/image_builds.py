@@ -23,8 +23,8 @@ import hashlib
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from modal_emulator.docker_runtime import cli_env, docker_path
 

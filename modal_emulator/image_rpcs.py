@@ -59,5 +59,5 @@ class ImageRPCs:
                 return
             try:
                 await asyncio.wait_for(build.changed.wait(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return   # the client joins again from the last entry it got

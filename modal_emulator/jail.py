@@ -141,7 +141,7 @@ class BwrapRuntime:
         remove_stage(self.stage)
 
 
-async def _close_after(process: asyncio.subprocess.Process, fence: "netjail.JailNetwork") -> None:
+async def _close_after(process: asyncio.subprocess.Process, fence: netjail.JailNetwork) -> None:
     await process.wait()
     await asyncio.to_thread(fence.close)
 

@@ -118,7 +118,7 @@ class Exec:
                  asyncio.create_task(self._pump(self.process.stderr, STDERR))]
         try:
             await asyncio.wait_for(self.process.wait(), timeout)
-        except asyncio.TimeoutError:   # the exec's own timeout: kill its whole process tree
+        except TimeoutError:   # the exec's own timeout: kill its whole process tree
             await self.runtime.kill(self.exec_id, self.process)
             await self.process.wait()
         await asyncio.gather(*pumps)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from aiohttp import web
 from grpclib.server import Server
-
 from modal._utils.grpc_utils import custom_detail_codec
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 
@@ -20,9 +19,9 @@ from agent_sandbox.isolation.scratch import leftovers as leftover_spaces
 from modal_emulator.command_router import CommandRouter
 from modal_emulator.control_plane import ControlPlane
 from modal_emulator.docker_runtime import image_available, remove_orphans
-from modal_emulator.image_builds import DEFAULT_PYTHON_SLIM, DockerBuilder
 from modal_emulator.faults import parse_faults
 from modal_emulator.grpc_service import build_service
+from modal_emulator.image_builds import DEFAULT_PYTHON_SLIM, DockerBuilder
 from modal_emulator.state import EmulatorState
 
 log = logging.getLogger("modal_emulator")
@@ -117,12 +116,12 @@ class Emulator:
         for volume_id in [v.volume_id for v in self.state.volumes.by_id.values() if v.ephemeral]:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.state.volumes.delete, volume_id), STOP_SECONDS)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 log.warning("ephemeral volume %s not removed at shutdown", volume_id)
         if self._grpc:
             try:
                 await asyncio.wait_for(self._grpc.wait_closed(), STOP_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self._http:
             await self._http.cleanup()

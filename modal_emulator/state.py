@@ -18,7 +18,6 @@ from modal_emulator.sandbox import Sandbox
 from modal_emulator.storage import ContentStore
 from modal_emulator.volumes import VolumeStore
 
-
 # What the worker says about a sandbox that has ended (see command_router).
 CLOSE, NOT_FOUND, UNREACHABLE = "close", "not_found", "unreachable"
 ENDED_TASK_MODES = (CLOSE, NOT_FOUND, UNREACHABLE)

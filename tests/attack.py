@@ -70,7 +70,7 @@ class Bystander:
         self._started_at: float | None = None   # of the request in flight
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Bystander":
+    def __enter__(self) -> Bystander:
         self._thread.start()
         return self
 

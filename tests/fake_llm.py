@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 def call(name: str, text: str = "", usage: tuple[int, int] = (100, 20), **args: Any) -> dict:
@@ -100,7 +101,7 @@ class FakeLLM:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> FakeLLM:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -67,7 +67,7 @@ class PostgresCluster:
         prefix = ["runuser", "-u", "postgres", "--"] if self.as_root else []
         return subprocess.run([*prefix, *argv], capture_output=True, text=True, check=True, timeout=120, **kw)
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         base = Path(tempfile.gettempdir())
         if self.as_root and not _reachable_by_others(base):
             base = Path("/tmp")  # the postgres user must reach its folder
@@ -114,7 +114,7 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
-    def __enter__(self) -> "PostgresCluster":
+    def __enter__(self) -> PostgresCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

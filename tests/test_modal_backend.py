@@ -17,8 +17,8 @@ import pytest
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend
-from agent_sandbox.isolation.owners import this_process
 from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, PROCESS_TAG, ModalBackend, ModalConfig
+from agent_sandbox.isolation.owners import this_process
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO, make_spec

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from agent_sandbox import events as ev
+from agent_sandbox.backends.contract import MAX_LINE
 from agent_sandbox.backends.modal import JOB_TAG, ModalBackend
 from agent_sandbox.backends.modal_run import LineCutter
 from agent_sandbox.backends.modal_runner import ModalRunner
-from agent_sandbox.backends.contract import MAX_LINE
 from agent_sandbox.spec import Limits
 from tests.conftest import make_spec
 from tests.modal_support import shared_emulator

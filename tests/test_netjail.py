@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from agent_sandbox import events as ev
-from agent_sandbox.isolation import netjail
 from agent_sandbox.backends import get_backend
+from agent_sandbox.isolation import netjail
 from tests.conftest import make_spec
 
 PROBE = """

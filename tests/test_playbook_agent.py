@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent_sandbox.events import parse_line
 from agent_sandbox.agent.models import FINISH, SHELL, WRITE_FILE, Action, Observation, Task, Turn
 from agent_sandbox.agent.models.offline import OfflinePlaybook, min_steps, plan, table_base_names
 from agent_sandbox.agent.playbook import SCRIPT_NAMES
+from agent_sandbox.events import parse_line
 from agent_sandbox.workspace import prepare_workspace
 from tests import lab_files
 from tests.conftest import REPO

@@ -2,9 +2,8 @@ import io
 
 import pytest
 
-from agent_sandbox.paths import UnsafePath
+from agent_sandbox.paths import REFERENCE_LIST, UnsafePath, reference_paths, safe_name
 from agent_sandbox.workspace import add_upload, copy_my_files, job_workspace, prepare_workspace
-from agent_sandbox.paths import REFERENCE_LIST, reference_paths, safe_name
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "/etc/passwd", "a/../../b", "..", "", "  "])

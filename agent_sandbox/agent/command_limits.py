@@ -61,7 +61,7 @@ class CommandLimits:
     user: tuple[int, int] | None = None   # (uid, gid) commands run as, when the agent is root
     baseline: int = 0                     # bytes the folders held when the agent started
     command_room: int = 0                 # bytes the current command may write
-    last: "CommandWatch | None" = field(default=None, repr=False)
+    last: CommandWatch | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, limits: dict[str, Any], workspace: str, outputs: str) -> CommandLimits:

@@ -29,13 +29,24 @@ from agent_sandbox import tree
 from agent_sandbox.agent import lifeline, limit_watch
 from agent_sandbox.agent.command_limits import CommandLimits
 from agent_sandbox.agent.environment import DOCKER, MODAL, detect_environment, environment_details
+from agent_sandbox.agent.models import (
+    DEFAULT_INSTRUCTIONS,
+    FINISH,
+    READ_FILE,
+    SHELL,
+    WRITE_FILE,
+    Action,
+    Model,
+    Observation,
+    Task,
+    Turn,
+    UnknownModel,
+    get_model,
+)
 from agent_sandbox.agent.outputs_sync import sync_outputs
-from agent_sandbox.agent.models import (DEFAULT_INSTRUCTIONS, FINISH, READ_FILE, SHELL, WRITE_FILE, Action,
-                                  Model, Observation, Task, Turn, UnknownModel, get_model)
-from agent_sandbox.paths import UnsafePath, safe_join
-from agent_sandbox.spec import Limits
 from agent_sandbox.agent.tools import become_subreaper, run_command
-from agent_sandbox.paths import PREVIOUS_SUMMARY, REFERENCE_LIST, reference_paths
+from agent_sandbox.paths import PREVIOUS_SUMMARY, REFERENCE_LIST, UnsafePath, reference_paths, safe_join
+from agent_sandbox.spec import Limits
 
 MAX_LISTED_FILES = 500
 MAX_READ_CHARS = 20000   # most characters one read_file returns

@@ -33,9 +33,10 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, ClassVar, Iterable, Iterator
+from typing import IO, ClassVar
 
 from agent_sandbox.backends.monitor import POLL, READER_GRACE, EventCallback, RunMonitor
 from agent_sandbox.events import Status

@@ -28,13 +28,13 @@ import time
 from dataclasses import dataclass
 
 from agent_sandbox import settings
-from agent_sandbox.isolation import netjail, uids
-from agent_sandbox.isolation.owners import process_alive, this_process
 from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams, agent_command
 from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.events import Status
-from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.isolation import netjail, uids
+from agent_sandbox.isolation.owners import process_alive, this_process
 from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
+from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 

@@ -24,19 +24,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_sandbox import settings
 from agent_sandbox import events as ev
-from agent_sandbox.isolation import cgroups, netjail, uids
+from agent_sandbox import settings
 from agent_sandbox.backends.contract import Backend, RunMonitor, SandboxError, Streams, agent_command
 from agent_sandbox.backends.process import ProcessSandbox
-from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
 from agent_sandbox.events import Status
-from agent_sandbox.isolation.jail import (SANDBOX_UID, Jail, leftover_stages, make_stage, privileged,
-                                remove_stage)
-from agent_sandbox.outputs import DirectorySource
-from agent_sandbox.process_group import end_group
+from agent_sandbox.isolation import cgroups, netjail, uids
+from agent_sandbox.isolation.cgroups import CgroupUnavailable, RunCgroup
+from agent_sandbox.isolation.jail import SANDBOX_UID, Jail, leftover_stages, make_stage, privileged, remove_stage
 from agent_sandbox.isolation.scratch import DiskUnavailable, RunSpace
 from agent_sandbox.isolation.scratch import leftovers as leftover_spaces
+from agent_sandbox.outputs import DirectorySource
+from agent_sandbox.process_group import end_group
 from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunSpec
 

@@ -83,7 +83,7 @@ class ModalConfig:
                                  "did not say how many files it left")
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "ModalConfig":
+    def from_env(cls, **overrides: Any) -> ModalConfig:
         return settings.load(cls, **overrides)
 
 

@@ -25,17 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import modal
 import modal.exception as mexc
 
 from agent_sandbox.backends import modal_image
-from agent_sandbox.backends.modal_calls import (MODAL_ERRORS, TRANSIENT_ERRORS, describe_error, poll_quietly,
-                                                terminate_quietly, wait_for_end)
-from agent_sandbox.backends.modal_volume import VolumeSource, settled_listing
 from agent_sandbox.backends.contract import MAX_LINE, RunMonitor, SandboxError, SandboxLost, agent_command, finish
+from agent_sandbox.backends.modal_calls import (
+    MODAL_ERRORS,
+    TRANSIENT_ERRORS,
+    describe_error,
+    poll_quietly,
+    terminate_quietly,
+    wait_for_end,
+)
+from agent_sandbox.backends.modal_volume import VolumeSource, settled_listing
 from agent_sandbox.events import Status
 from agent_sandbox.spec import RunResult
 

@@ -38,7 +38,8 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from modal._utils.async_utils import synchronizer
 

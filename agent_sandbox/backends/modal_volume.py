@@ -16,7 +16,8 @@ import asyncio
 import errno
 import io
 import time
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import modal
 

@@ -21,7 +21,8 @@ import os
 import signal
 import threading
 import time
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from agent_sandbox import events as ev
 from agent_sandbox.events import Status

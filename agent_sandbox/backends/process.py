@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from agent_sandbox.backends.contract import MAX_LINE, Sandbox, Streams
 

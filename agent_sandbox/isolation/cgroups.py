@@ -48,7 +48,7 @@ class RunCgroup:
     paths: dict[str, Path] = field(default_factory=dict)   # controller -> this run's folder
 
     @classmethod
-    def create(cls, label: str, memory_mb: int, max_processes: int, cpu: float) -> "RunCgroup":
+    def create(cls, label: str, memory_mb: int, max_processes: int, cpu: float) -> RunCgroup:
         """A new cgroup in every controller, limits set; raises CgroupUnavailable."""
         if os.geteuid() != 0:
             raise CgroupUnavailable("needs root (cgroups)")
@@ -80,7 +80,7 @@ class RunCgroup:
         return group
 
     @classmethod
-    def named(cls, name: str) -> "RunCgroup | None":
+    def named(cls, name: str) -> RunCgroup | None:
         """The existing cgroup of that name (a run's sandbox id), or None."""
         if not re.fullmatch(r"[0-9]+-[A-Za-z0-9_.-]+", name):
             return None

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sandbox.isolation import hostfiles, netjail
-from agent_sandbox.isolation.owners import process_alive
 from agent_sandbox.isolation.cgroups import RunCgroup
+from agent_sandbox.isolation.owners import process_alive
 
 SANDBOX_UID = SANDBOX_GID = 10001   # the Docker image's user too
 LAUNCHER = Path(__file__).with_name("launch.py")
@@ -85,17 +85,17 @@ class Jail:
     stage: Path | None = None          # from make_stage(); required as root
     uid: int = SANDBOX_UID             # as root: the host uid (and gid) the jail runs as
     binds: list[Bind] = field(default_factory=list)
-    fence: "netjail.JailNetwork | None" = None   # the opt-in network (made when `network`)
+    fence: netjail.JailNetwork | None = None   # the opt-in network (made when `network`)
 
     def __post_init__(self) -> None:
         if self.network:
             self.fence = netjail.JailNetwork()
 
-    def bind(self, source: str | Path, dest: str, writable: bool = False, optional: bool = False) -> "Jail":
+    def bind(self, source: str | Path, dest: str, writable: bool = False, optional: bool = False) -> Jail:
         self.binds.append(Bind(str(source), dest, writable, optional))
         return self
 
-    def system(self) -> "Jail":
+    def system(self) -> Jail:
         """The read-only system: /usr, /bin & co (links kept as links), the /etc files Python needs."""
         for top in TOP_DIRS:
             path = "/" + top
@@ -109,7 +109,7 @@ class Jail:
             self.binds.append(Bind(str(netjail.resolv_conf()), "/etc/resolv.conf", staged=False))
         return self
 
-    def python(self, python: str = sys.executable) -> "Jail":
+    def python(self, python: str = sys.executable) -> Jail:
         for prefix in python_prefixes(python):
             self.bind(prefix, prefix, optional=True)
         return self

@@ -59,7 +59,7 @@ class RunSpace:
 
     @classmethod
     def create(cls, scratch_root: str | Path, prefix: str, disk_mb: int,
-               owner: tuple[int, int] | None = None, folders: tuple[str, ...] = ("outputs", "tmp")) -> "RunSpace":
+               owner: tuple[int, int] | None = None, folders: tuple[str, ...] = ("outputs", "tmp")) -> RunSpace:
         """The run's folder with `folders` in its writable space, owned by `owner` (uid, gid)."""
         folder = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_root))
         (folder / OWNER).write_text(this_process())

@@ -30,8 +30,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from agent_sandbox import events as ev
@@ -98,7 +99,7 @@ class ModelAccess:
     api_key: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, model: str, environ: dict[str, str]) -> "ModelAccess | None":
+    def from_env(cls, model: str, environ: dict[str, str]) -> ModelAccess | None:
         """For "openai:<name>" / "anthropic:<name>": key and endpoint from the host's
         environment (OPENAI_API_KEY, OPENAI_BASE_URL, ...); None for other models."""
         prefix, _, name = model.partition(":")

@@ -17,8 +17,9 @@ frames out of order, a message over the limit, more parts than it said.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 MODEL_REQUEST = "model_request"   # the event type of a request frame (agent_sandbox.events.MODEL_REQUEST)
 REPLY_MARK = "relay"              # a reply line has {"relay": 1}

@@ -35,8 +35,14 @@ import pytest
 pytest.register_assert_rewrite("agent_sandbox.testing.conformance", "agent_sandbox.testing.containment",
                             "agent_sandbox.testing.support")
 
-from agent_sandbox.testing.fixtures import (expected_environment, host_leftovers, platform_limits,  # noqa: E402
-                                            pytest_collect_file, recorder, unenforced_limits)
+from agent_sandbox.testing.fixtures import (  # noqa: E402
+                            expected_environment,
+                            host_leftovers,
+                            platform_limits,
+                            pytest_collect_file,
+                            recorder,
+                            unenforced_limits,
+)
 
 __all__ = ["expected_environment", "host_leftovers", "platform_limits", "pytest_collect_file", "recorder",
            "unenforced_limits"]

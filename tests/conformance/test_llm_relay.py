@@ -12,8 +12,7 @@ import json
 
 from agent_sandbox import events as ev
 from tests.fake_llm import FakeLLM, call, calls, error, finish
-from tests.llm_support import (all_text_under, key_hash, llm_spec, new_key, probe_commands, probe_hits,
-                               reach_command)
+from tests.llm_support import all_text_under, key_hash, llm_spec, new_key, probe_commands, probe_hits, reach_command
 
 FIT = """import csv, statistics
 rows = list(csv.DictReader(open('/workspace/plate.csv')))

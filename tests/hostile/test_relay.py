@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from agent_sandbox import events as ev
-from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.backends.contract import drive
+from agent_sandbox.backends.monitor import RunMonitor
 from agent_sandbox.backends.process import ProcessSandbox
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.relay import wire

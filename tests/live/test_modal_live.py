@@ -25,8 +25,8 @@ import modal
 import pytest
 
 from agent_sandbox import events as ev
-from agent_sandbox.isolation.owners import this_process
 from agent_sandbox.backends.modal import JOB_TAG, OWNER_TAG, PROCESS_TAG
+from agent_sandbox.isolation.owners import this_process
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO, make_spec
 from tests.live.conftest import APP_NAME

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import palmerpenguins
 from playwright.sync_api import expect
-
 from web_helpers import REPO, sandbox_processes
 
 PENGUINS = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"

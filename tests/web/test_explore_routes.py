@@ -12,12 +12,12 @@ import json
 import re
 
 import pytest
+from test_routes import Visitor
+from web_helpers import StandInBackend
 
 from frontend.app import create_app
 from frontend.choices import OFFLINE_OPTIONS
 from frontend.settings import Settings
-from test_routes import Visitor
-from web_helpers import StandInBackend
 
 ROWS = "\n".join(f"{i},{'ctrl' if i % 2 else 'drug'},{i * 1.5 if i % 5 else ''}" for i in range(1, 121))
 TABLE = [{"kind": "write_file", "path": "t/t.csv", "content": "id,group,value\n" + ROWS + "\n"},

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import expect
-
 from web_helpers import REPO, Client, wait_finished
 
 PORT = 5000

@@ -4,9 +4,8 @@ import io
 import json
 import zipfile
 
-from frontend import render
+from frontend import render, results_page
 from frontend import results as res
-from frontend import results_page
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 100
 

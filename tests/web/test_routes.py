@@ -12,12 +12,12 @@ import re
 import time
 
 import pytest
+from web_helpers import StandInBackend
 
 from agent_sandbox.events import FINAL, Status
-from frontend.statuses import statuses_for_pages
 from frontend.app import create_app
 from frontend.settings import Settings
-from web_helpers import StandInBackend
+from frontend.statuses import statuses_for_pages
 
 SCRIPT = [{"kind": "shell", "command": "ls /workspace"},
           {"kind": "write_file", "path": "clean.csv", "content": "sample,value\nA,1.5\n"},

@@ -17,10 +17,10 @@ import sys
 import time
 
 import pytest
+from web_helpers import Runner, only_events, sandbox_processes, wait_finished
 
 from agent_sandbox.events import FINAL
 from frontend.store import JobStore
-from web_helpers import Runner, only_events, sandbox_processes, wait_finished
 
 SLOW = [{"kind": "shell", "command": "echo started; sleep 4; echo finished"}]
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]

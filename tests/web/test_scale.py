@@ -17,10 +17,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from web_helpers import Runner, free_port, only_events, wait_finished
 
 from agent_sandbox.events import FINAL
 from frontend.store import JobStore
-from web_helpers import Runner, free_port, only_events, wait_finished
 
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]
 WRITE = [{"kind": "write_file", "path": "ran.txt", "content": "once"}]

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from web_helpers import StandInBackend
 
 from agent_sandbox.events import FINAL
 from frontend.app import create_app
 from frontend.settings import Settings
 from frontend.store import EVENTS, MIGRATIONS, QUEUE, JobStore
 from tests.leftovers import wait_until
-from web_helpers import StandInBackend
 
 
 def new_job(store: JobStore, job_id: str, owner: str = "o", **fields) -> dict | None:
@@ -143,7 +143,7 @@ def test_notices_reach_other_processes_on_postgresql(database):
     """PostgreSQL tells every listening process of a job's new events and of new jobs (delivered at
     commit); SQLite has no notices (its readers poll)."""
     listener, writer = JobStore(database), JobStore(database)
-    heard: "queue.Queue[tuple[str, str | None]]" = queue.Queue()
+    heard: queue.Queue[tuple[str, str | None]] = queue.Queue()
     listens = [listener.on_notice(channel, lambda payload, c=channel: heard.put((c, payload)))
                for channel in (EVENTS, QUEUE)]
     if isinstance(database, Path):
@@ -256,7 +256,7 @@ def test_a_listener_cut_off_listens_again_and_says_so(postgres_cluster):
 
     url = postgres_cluster.new_database()
     listener, writer = JobStore(url), JobStore(url)
-    heard: "queue.Queue[str | None]" = queue.Queue()
+    heard: queue.Queue[str | None] = queue.Queue()
     listener.on_notice(EVENTS, heard.put)
     assert heard.get(timeout=10) is None
     new_job(writer, "job1")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from web_helpers import Client, SlowClients, SourceAddress
 
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]

@@ -9,7 +9,6 @@ import time
 import zipfile
 
 import requests
-
 from web_helpers import only_events, sandbox_processes
 
 PLOT_CODE = """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import requests
-
 from web_helpers import only_events
 
 SLEEP = [{"kind": "shell", "command": "echo started; sleep 300"}]

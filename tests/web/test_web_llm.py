@@ -10,10 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from web_helpers import only_events  # noqa: E402
+
 from frontend.settings import Settings  # noqa: E402
 from tests.fake_llm import FakeLLM, call, finish  # noqa: E402
 from tests.llm_support import CSV, new_key  # noqa: E402
-from web_helpers import only_events  # noqa: E402
 
 
 def test_llm_job_then_a_follow_up(start_server):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
-from frontend.store import JobStore
 from web_helpers import only_events, sandbox_processes
+
+from frontend.store import JobStore
 
 
 def test_a_clean_shutdown_stops_running_sandboxes_and_records_it(start_server):

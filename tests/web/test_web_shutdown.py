@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from web_helpers import wait_finished
 
 from frontend.executor import STAYS_QUEUED
 from frontend.store import JobStore
 from tests.leftovers import container_named, containers, in_cgroup, in_namespaces, pid_namespaces, wait_until
-from web_helpers import wait_finished
 
 SLEEPER = [{"kind": "shell", "command": "echo started; sleep 30"}]
 TAIL = [{"kind": "shell", "command": "sleep 3; echo tail done"}]

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import expect
+from web_helpers import REPO, browser_context, wait_finished
 
 from agent_sandbox.agent.playbook import SCRIPT_NAMES
-from web_helpers import REPO, browser_context, wait_finished
 
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}

@@ -18,9 +18,8 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
-
 from big_table import ROWS, TABLE, TRUE_MAX, write_action
+from playwright.sync_api import expect
 from web_helpers import REPO, Server, browser_context, wait_finished
 
 DESKTOP = {"width": 1366, "height": 900}

@@ -23,8 +23,8 @@ from pathlib import Path
 import requests
 
 from agent_sandbox import events as ev
-from agent_sandbox.events import ACTIVE
 from agent_sandbox.backends.contract import Backend, Sandbox, Streams
+from agent_sandbox.events import ACTIVE
 from agent_sandbox.outputs import DirectorySource
 from agent_sandbox.spec import RunSpec
 
@@ -48,7 +48,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.root.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "APP_DATA_DIR": str(self.root / "outputs"),
                "APP_DATABASE": str(self.root / "outputs" / "jobs.sqlite3"),
@@ -89,14 +89,14 @@ class Server:
     def _limit_open_files(self) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
-    def restart_on_same_data(self) -> "Server":
+    def restart_on_same_data(self) -> Server:
         again = type(self)(self.root, self.env)
         return again.start()
 
     def read_log(self) -> str:
         return (self.root / f"server-{self.port}.log").read_text(errors="replace")
 
-    def client(self, source: str | None = None, **headers) -> "Client":
+    def client(self, source: str | None = None, **headers) -> Client:
         return Client(self.base, headers, source)
 
 
@@ -104,7 +104,7 @@ class Runner(Server):
     """`python -m frontend --role runner` in the same kind of folder: it runs jobs and has no port
     (`port` only names its log); ready once it says so in its log."""
 
-    def start(self) -> "Runner":
+    def start(self) -> Runner:
         self.root.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "APP_DATA_DIR": str(self.root / "outputs"),
                "APP_DATABASE": str(self.root / "outputs" / "jobs.sqlite3"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, NotFound, ServiceUnavailable, TooManyRequests

@@ -19,7 +19,6 @@ from datetime import timedelta
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from frontend.statuses import statuses_for_pages
 from frontend.api import api
 from frontend.executor import JobExecutor
 from frontend.explore import explore
@@ -30,6 +29,7 @@ from frontend.identity import check_csrf, csrf_token
 from frontend.manage import manage
 from frontend.pages import pages
 from frontend.settings import Settings
+from frontend.statuses import statuses_for_pages
 from frontend.storage import Storage
 from frontend.store import JobStore
 from frontend.uploads import UploadRequest, limit_body, too_large

@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from agent_sandbox import events as ev
 from agent_sandbox.backends import get_backend

@@ -26,7 +26,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from agent_sandbox.events import ACTIVE
 from frontend.guard import QuietLog
@@ -101,7 +101,7 @@ class FeedHub:
         self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._arrivals: "queue.SimpleQueue[tuple[str, int, socket.socket, Callable]]" = queue.SimpleQueue()
+        self._arrivals: queue.SimpleQueue[tuple[str, int, socket.socket, Callable]] = queue.SimpleQueue()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)

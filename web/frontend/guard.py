@@ -26,7 +26,8 @@ import resource
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 RETRY_AFTER = 10  # seconds, sent with every refusal here
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 SPACE = "\t\n\f\r "
 # Elements whose content is text up to their end tag (no tags inside).

@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from agent_sandbox.isolation.owners import process_alive, this_process
 from frontend.store import JobStore

@@ -8,8 +8,9 @@ outputs folded, `RESULT {json}` lines as a readable summary.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from agent_sandbox.events import ACTIVE, Status
 
@@ -156,7 +157,7 @@ def clock(ts: float | None) -> str:
     """A timestamp readable without JavaScript (UTC, stated)."""
     if not ts:
         return "–"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def duration(seconds: float | None) -> str:
@@ -172,7 +173,7 @@ def duration(seconds: float | None) -> str:
 
 
 def iso(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else ""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""
 
 
 PHASES = (Status.QUEUED, Status.STARTING, Status.RUNNING, Status.COLLECTING, "done")

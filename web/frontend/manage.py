@@ -25,10 +25,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
+from agent_sandbox.events import ACTIVE
 from agent_sandbox.followup import PREVIOUS, copy_inputs
 from agent_sandbox.jobs import continue_from
 from agent_sandbox.manifest import load_manifest
-from agent_sandbox.events import ACTIVE
 from agent_sandbox.paths import safe_join
 from agent_sandbox.workspace import add_upload, job_workspace
 from frontend.api import display_name, job_json, services

@@ -13,9 +13,8 @@ from werkzeug.exceptions import NotFound
 from agent_sandbox.events import Status
 from agent_sandbox.paths import reference_paths
 from agent_sandbox.workspace import job_workspace
-from frontend import choices, logview, reports
+from frontend import choices, logview, reports, results_page
 from frontend import results as res
-from frontend import results_page
 from frontend.api import job_json, job_limits, owned_job, services
 from frontend.explore import JobLinks, links_for, shared_job
 from frontend.identity import current_owner

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import IO, Iterable
+from collections.abc import Iterable
+from typing import IO
 
 SNIFF_BYTES = 64 * 1024
 TEXT = (".csv", ".tsv", ".tab", ".psv", ".dat", ".asc", ".prn")

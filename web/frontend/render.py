@@ -16,8 +16,9 @@ import mimetypes
 import posixpath
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agent_sandbox.paths import UnsafePath, safe_join
 from frontend.htmltags import start_tags

@@ -19,9 +19,10 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from flask import current_app
 from werkzeug.exceptions import ServiceUnavailable

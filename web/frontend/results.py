@@ -14,8 +14,9 @@ import json
 import posixpath
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from agent_sandbox.manifest import MANIFEST, load_manifest  # noqa: F401 (load_manifest: the pages read it here)
 from agent_sandbox.paths import safe_join

@@ -40,7 +40,8 @@ import socket
 import threading
 import time
 
-from cheroot import connections, server as cheroot_server, wsgi
+from cheroot import connections, wsgi
+from cheroot import server as cheroot_server
 
 from frontend.feed import FeedHub
 from frontend.guard import RETRY_AFTER, ConnectionLimits, Networks, QuietLog

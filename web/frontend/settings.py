@@ -214,7 +214,7 @@ class Settings:
         return self.data_dir / "results" / job_id
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         load_env_file(Path(os.environ.get("APP_ENV_FILE") or ".env"))
         s = settings.load(cls, **{"limits": Limits.from_env(), **overrides})
         s.resolve()

@@ -120,7 +120,7 @@ class Storage:
         with self._lock:
             self._finished.pop(job_id, None)
 
-    def start_retention(self) -> "Storage":
+    def start_retention(self) -> Storage:
         """Remove expired jobs from now on, every tenth of the retention period (1 s to 1 h)."""
         if self.settings.retention_days > 0:
             threading.Thread(target=self._keep_removing, name="retention", daemon=True).start()

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from agent_sandbox.events import ACTIVE, Status
 from frontend.database import ADMISSION_LOCK, open_database

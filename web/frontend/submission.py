@@ -10,8 +10,9 @@ The run itself is agent_sandbox.jobs, driven by the executor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app
 from werkzeug.exceptions import BadRequest, HTTPException

@@ -28,9 +28,10 @@ import posixpath
 import queue
 import struct
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 
@@ -110,7 +111,7 @@ class View:
     filters: tuple[Filter, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any], columns: list[str]) -> "View":
+    def from_args(cls, args: Mapping[str, Any], columns: list[str]) -> View:
         """The view `args` (a request's query string, a MultiDict or a dict) ask for, checked
         against the table's `columns`; a ViewError says what is wrong in one line."""
         get = args.get
@@ -356,7 +357,7 @@ class _Connections:
         self._free: queue.LifoQueue = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
-    def take(self, tmp_dir: Path | None) -> "duckdb.DuckDBPyConnection":
+    def take(self, tmp_dir: Path | None) -> duckdb.DuckDBPyConnection:
         if not self._slots.acquire(timeout=WAIT_SECONDS):
             raise TableBusy("the server is busy with other table views; try again in a moment")
         try:

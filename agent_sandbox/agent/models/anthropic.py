@@ -11,8 +11,17 @@ from typing import Any
 import anthropic
 
 from agent_sandbox.agent.models import FINISH
-from agent_sandbox.agent.models.llm import (LENGTH, MAX_RESPONSE_TOKENS, REFUSAL, TOOLS, Entry, LLMModel, Reply,
-                                            ToolCall, model_error)
+from agent_sandbox.agent.models.llm import (
+    LENGTH,
+    MAX_RESPONSE_TOKENS,
+    REFUSAL,
+    TOOLS,
+    Entry,
+    LLMModel,
+    Reply,
+    ToolCall,
+    model_error,
+)
 from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
 
 ANTHROPIC_TOOLS = [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}

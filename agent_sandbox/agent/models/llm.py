@@ -32,8 +32,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent_sandbox.agent.models import (DEFAULT_INSTRUCTIONS, FINISH, PYTHON, READ_FILE, SHELL, WRITE_FILE, Action,
-                                        Observation, Task, Turn, UnknownModel)
+from agent_sandbox.agent.models import (
+    DEFAULT_INSTRUCTIONS,
+    FINISH,
+    PYTHON,
+    READ_FILE,
+    SHELL,
+    WRITE_FILE,
+    Action,
+    Observation,
+    Task,
+    Turn,
+    UnknownModel,
+)
 
 MAX_RESPONSE_TOKENS = 8192    # the output cap each call asks for (the host's relay may lower it)
 DEFAULT_RETRIES = 4           # the SDK's own retries (429, 5xx, timeouts, lost connections)
@@ -65,7 +76,7 @@ LENGTH, REFUSAL = "length", "refusal"   # Reply.stop: cut by the output cap; ref
 class Reply:
     """One model answer, provider-neutral."""
     text: str = ""
-    calls: list["ToolCall"] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
     stop: str = ""                     # "" (done or tool calls) | LENGTH | REFUSAL
     refusal: str = ""                  # the provider's refusal message, if it gave one
 

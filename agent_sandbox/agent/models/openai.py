@@ -13,8 +13,18 @@ from typing import Any
 import openai
 
 from agent_sandbox.agent.models import FINISH
-from agent_sandbox.agent.models.llm import (LENGTH, MAX_RESPONSE_TOKENS, REFUSAL, TOOLS, Entry, LLMModel, ModelError,
-                                            Reply, ToolCall, model_error)
+from agent_sandbox.agent.models.llm import (
+    LENGTH,
+    MAX_RESPONSE_TOKENS,
+    REFUSAL,
+    TOOLS,
+    Entry,
+    LLMModel,
+    ModelError,
+    Reply,
+    ToolCall,
+    model_error,
+)
 from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
 
 OPENAI_TOOLS = [{"type": "function", "function": tool} for tool in TOOLS]

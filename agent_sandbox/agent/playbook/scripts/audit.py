@@ -11,7 +11,7 @@ Self-contained: depends on duckdb and the sibling common.py, parse.py.
 from __future__ import annotations
 
 from common import row_list, sql_ident
-from parse import (HIGH_RE, LOW_RE, NUM_COMMA_RE, NUM_RE, NUMERIC_KINDS, RANGE_RE, is_marker, matches, trim)
+from parse import HIGH_RE, LOW_RE, NUM_COMMA_RE, NUM_RE, NUMERIC_KINDS, RANGE_RE, is_marker, matches, trim
 
 PARSE_SHARE = 0.95          # a column is converted when this share of its values parses
 MOSTLY_NUMBERS = 0.5        # a text column this much numeric gets a "kept as text" audit entry

@@ -22,9 +22,26 @@ from __future__ import annotations
 
 from audit import NOT_LOOKED, PARSE_SHARE, SHOWN_ROWS, ColumnAudit, find_duplicates, group_routine
 from common import row_list, sql_ident, sql_str, unique_snake_names
-from parse import (DATE_FORMATS, DATE_LIKE, ELAPSED_RE, HIGH_RE, INT_RE, ISO, LOW_RE, NUM_COMMA_RE, NUM_RE,
-                   NUMERIC_KINDS, RANGE_RE, YMD_RE, is_marker, matches, parse, swap_day_month, trim,
-                   trim_once)
+from parse import (
+    DATE_FORMATS,
+    DATE_LIKE,
+    ELAPSED_RE,
+    HIGH_RE,
+    INT_RE,
+    ISO,
+    LOW_RE,
+    NUM_COMMA_RE,
+    NUM_RE,
+    NUMERIC_KINDS,
+    RANGE_RE,
+    YMD_RE,
+    is_marker,
+    matches,
+    parse,
+    swap_day_month,
+    trim,
+    trim_once,
+)
 from units import header_unit, name_unit
 
 SAMPLE_ROWS = 20000

@@ -405,7 +405,7 @@ def grid_time(grid: dict, k: int) -> str:
     """The time of grid point k, as the report writes it."""
     if not grid["seconds"]:
         return _fmt_time(float(grid["lo"] + k * grid["step"]), grid["unit"])
-    start = dt.datetime.fromtimestamp(grid["lo"], dt.timezone.utc).replace(tzinfo=None)
+    start = dt.datetime.fromtimestamp(grid["lo"], dt.UTC).replace(tzinfo=None)
     if grid["months"]:
         month = start.month - 1 + k * grid["months"]
         start = start.replace(year=start.year + month // 12, month=month % 12 + 1, day=min(start.day, 28))

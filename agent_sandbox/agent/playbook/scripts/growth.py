@@ -34,7 +34,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from blanks import find_blanks, is_blank_name, plate_sort_key
 from common import sql_ident, sql_str
 from layout import well_id

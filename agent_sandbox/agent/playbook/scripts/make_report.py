@@ -363,7 +363,7 @@ def build(out: Path, failed: dict[str, str], references: list[str] = (), notes_f
     ok = [r for r in records if r["status"] == "ok"]
     skipped = [r for r in records if r["status"] == "skipped"]
     bad = [r for r in records if r["status"] == "failed"]
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     notes = [f"{r['file']}: skipped, {r['reason']}" for r in skipped]
     notes += [f"{r['file']}: FAILED, {r['reason']}" for r in bad]
     notes += [f"{r['file']}: sheet {s['sheet']!r} skipped, {s['reason']}"

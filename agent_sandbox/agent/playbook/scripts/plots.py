@@ -19,11 +19,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+from common import sql_ident as q  # noqa: E402
+from common import sql_str
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from common import sql_ident as q, sql_str  # noqa: E402
 
 RAW_ROWS = 20000        # up to this many rows are drawn point by point; above, from binned aggregates
 MAX_POINTS = 600        # time points in a time series before it is averaged per interval
@@ -515,7 +515,7 @@ def plate_heatmap(con, table, value: str, title: str, wells: list[str] | None = 
                            f"LIMIT 1").fetchone()
         cells = {w.upper(): v for w, v in zip(wells, last)}
     else:
-        first_plate = " WHERE plate = (SELECT min(plate) FROM {t})".format(t=table) if _has(con, table, "plate") else ""
+        first_plate = f" WHERE plate = (SELECT min(plate) FROM {table})" if _has(con, table, "plate") else ""
         flag = f"{value}_flag" if _has(con, table, f"{value}_flag") else "NULL"
         found = con.execute(f"SELECT well, {q(value)}, {q(flag) if flag != 'NULL' else flag} FROM {table}{first_plate}"
                             ).fetchall()

@@ -47,7 +47,7 @@ def header_names(info: dict) -> list[str]:
 
 def transcode_to_utf8(path: Path, codec: str, dest: Path) -> Path:
     """Stream a file DuckDB cannot decode (UTF-16) into UTF-8, 1 MB at a time."""
-    with open(path, "r", encoding=codec, newline="") as src, open(dest, "w", encoding="utf-8", newline="") as out:
+    with open(path, encoding=codec, newline="") as src, open(dest, "w", encoding="utf-8", newline="") as out:
         while chunk := src.read(1024 * 1024):
             out.write(chunk)
     return dest
