@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, ClassVar
+from typing import IO, ClassVar, Protocol
 
 from agent_sandbox.backends.monitor import POLL, READER_GRACE, EventCallback, RunMonitor
 from agent_sandbox.events import Status
@@ -165,8 +165,8 @@ class Backend(ABC):
         (the default): this backend's runs hold a thread each, and the caller uses `run`."""
         return None
 
-    def prepare(self) -> None:
-        """At start-up: what is slow and done once for every run (Modal builds its image)."""
+    def prepare(self) -> str | None:
+        """At start-up: what is slow and done once for every run (Modal builds its image: its id)."""
         return None  # nothing, by default
 
     def sweep_orphans(self) -> int:
@@ -266,7 +266,16 @@ def read_lines(lines: Iterable[str | bytes], stream: str, run: RunMonitor) -> th
     return reader
 
 
-def finish(sandbox: Sandbox, run: RunMonitor, status: str, reason: str, exit_code: int | None) -> RunResult:
+class HasOutputs(Protocol):
+    """What `finish` asks of a sandbox (a Sandbox, or Modal's stand-in for one)."""
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]: ...
+    def outputs(self) -> OutputSource: ...
+    def describe(self, exc: BaseException) -> str: ...
+
+
+def finish(sandbox: HasOutputs, run: RunMonitor, status: str, reason: str, exit_code: int | None) -> RunResult:
     """Collect the outputs, send the result event; the RunResult."""
     run.status(Status.COLLECTING, "collecting outputs")
     try:

@@ -189,7 +189,8 @@ class DockerSandbox(ProcessSandbox):
         self.backend, self.config, self.spec = backend, backend.config, spec
         self.space: RunSpace | None = None
         self.network: netjail.UserNetwork | None = None
-        self.user, self.uid = "", None
+        self.user = ""
+        self.uid: uids.RunUid | None = None
         self.name = f"agent-{re.sub(r'[^a-zA-Z0-9_.-]', '-', spec.job_id)[:40]}-{random.token_hex(4)}"
 
     def create(self, run: RunMonitor) -> None:
@@ -211,6 +212,7 @@ class DockerSandbox(ProcessSandbox):
                    sandbox_id=self.name)
 
     def start(self, run: RunMonitor) -> Streams:
+        assert self.space is not None   # (create made it)
         streams = self.spawn(self.backend.command(self.spec, self.name, self.space, self.user), self.backend.cli_env())
         if self.spec.needs_network:
             self.connect()
@@ -219,6 +221,7 @@ class DockerSandbox(ProcessSandbox):
     def connect(self) -> None:
         """The opt-in network: user-mode networking for the container's namespace once it
         runs (the agent waits for its route before it starts)."""
+        assert self.proc is not None   # (start spawned it)
         deadline = time.monotonic() + 30
         pid = 0
         while not pid and self.proc.poll() is None and time.monotonic() < deadline:
@@ -236,6 +239,7 @@ class DockerSandbox(ProcessSandbox):
 
     def stop(self) -> None:
         """SIGTERM to the agent (it stops its command and reports), SIGKILL after the grace."""
+        assert self.proc is not None   # (only a started agent is stopped)
         self.backend.cli("stop", "--time", str(self.config.stop_grace), self.name, check=False)
         try:
             self.proc.wait(timeout=10)
@@ -246,6 +250,7 @@ class DockerSandbox(ProcessSandbox):
         self.backend.remove(self.name)  # nothing may still write to /outputs while we collect it
 
     def outputs(self) -> DirectorySource:
+        assert self.space is not None   # (outputs are read only after create)
         log = self.space.outputs / AGENT_LOG
         if log.is_symlink() or log.is_file():
             # The agent's own copy of its events: every line already reached us live,

@@ -190,6 +190,7 @@ class LocalSandbox(ProcessSandbox):
 
     def start(self, run: RunMonitor) -> Streams:
         backend, spec = self.backend, self.spec
+        assert self.space is not None   # (create made it)
         if not self.config.bwrap:
             return self.spawn(backend.agent_command(spec, self.enforcement, str(self.space.outputs),
                                                     str(spec.workspace)), backend.environment(spec))
@@ -211,6 +212,7 @@ class LocalSandbox(ProcessSandbox):
 
     def stop(self) -> None:
         """SIGTERM the group, then SIGKILL; the PID namespace takes every child with it."""
+        assert self.proc is not None   # (only a started agent is stopped)
         end_group(self.proc, self.config.kill_grace)
 
     def why_ended(self) -> tuple[str, str] | None:
@@ -219,10 +221,12 @@ class LocalSandbox(ProcessSandbox):
         # The agent itself was the one killed: say so, the agent could not.
         reason = (f"out of memory: the sandbox reached its memory limit ({self.spec.limits.memory_mb} MB) "
                   "and the kernel killed the agent")
+        assert self.run is not None   # (create keeps it)
         self.run.emit(ev.ERROR, {"message": reason})
         return Status.FAILED, reason
 
     def outputs(self) -> DirectorySource:
+        assert self.space is not None   # (outputs are read only after create)
         return DirectorySource(self.space.outputs)
 
     def close(self) -> None:

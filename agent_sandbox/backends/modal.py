@@ -6,7 +6,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import modal
 import modal.exception as mexc
@@ -34,6 +34,12 @@ ENFORCEMENT = {
 }
 log = logging.getLogger(__name__)
 _apps: dict[tuple[str, str], asyncio.Future] = {}   # looked up once per process, on the runner's loop
+
+
+class ModalEnvironment(TypedDict, total=False):
+    """The keyword arguments that pick the Modal environment (none: the client's default)."""
+
+    environment_name: str
 
 
 @dataclass
@@ -180,7 +186,7 @@ class ModalBackend(Backend):
             log.warning("could not end sandbox %s: %s", sandbox_id, describe_error(exc))
             return False
 
-    def env_kwargs(self) -> dict[str, str]:
+    def env_kwargs(self) -> ModalEnvironment:
         return {"environment_name": self.config.environment} if self.config.environment else {}
 
     async def create_sandbox(self, spec: RunSpec, app: modal.App, image: modal.Image,

@@ -48,7 +48,7 @@ async def poll_quietly(sandbox: modal.Sandbox) -> int | None:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line, user-facing description of a Modal or connection failure."""
-    kinds = [
+    kinds: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
         (mexc.ImageBuildError, "the sandbox image could not be built"),
         (mexc.AuthError, "Modal refused the credentials (check MODAL_TOKEN_ID / MODAL_TOKEN_SECRET)"),
         (mexc.ResourceExhaustedError, "Modal is out of capacity or rate limiting"),

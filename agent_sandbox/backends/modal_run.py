@@ -138,8 +138,8 @@ class ModalRun(RunMonitor):
 
     async def make_sandbox(self) -> modal.Sandbox:
         # v2 explicitly: Modal's default is still v1, which this code is not tested against.
-        volume = modal.Volume.ephemeral(version=VOLUME_VERSION, **self.modal.env_kwargs())
-        self.volume = await self.resources.enter_async_context(volume)
+        ephemeral = modal.Volume.ephemeral(version=VOLUME_VERSION, **self.modal.env_kwargs())
+        self.volume = volume = await self.resources.enter_async_context(ephemeral)
         app = await self.retrying(self.modal.lookup_app, "look up the app")
         image_id = await self.retrying(lambda: modal_image.built_image_id(self.config, app), "build the image")
         # The job's workspace goes up as the sandbox is created: loading the image a second
@@ -152,7 +152,7 @@ class ModalRun(RunMonitor):
             attempts += 1
             if attempts > 1:  # a lost reply may hide a sandbox that was created after all
                 await _end_job_sandboxes(app, self.spec.job_id)
-            return await self.modal.create_sandbox(self.spec, app, image, self.volume)
+            return await self.modal.create_sandbox(self.spec, app, image, volume)
 
         async with self.runner.create_slots:
             return await self.retrying(create, "create the sandbox")
@@ -178,6 +178,7 @@ class ModalRun(RunMonitor):
         """Exec the agent; Modal answers once the sandbox is scheduled, so the run's stop races it."""
         self.phase = STARTING
         spec = self.spec
+        assert self.sandbox is not None   # (run_async starts only a created sandbox)
         # add_local_python_source puts the package in /root: the agent starts from it, isolated.
         args = [*spec.agent_args(enforced=self.modal.enforcement), "--hold-limits", "--secrets-from-stdin"]
         starting = asyncio.ensure_future(self.sandbox.exec.aio(
@@ -260,6 +261,7 @@ class ModalRun(RunMonitor):
         unreachable, until the exec's deadline (the whole run). So: nothing to ask
         once the sandbox has ended, and otherwise polls, bounded.
         """
+        assert self.sandbox is not None   # (only an agent that started has an exit status)
         if self.stopped_sandbox or await poll_quietly(self.sandbox) is not None:
             return None
         deadline = time.monotonic() + EXIT_STATUS_WAIT
@@ -307,6 +309,7 @@ class ModalRun(RunMonitor):
         """The outputs once the volume is in sync, downloaded in a download thread."""
         outputs: Any = _Unlisted(None)   # no sandbox ever ran: nothing to bring back
         if self.sandbox is not None:
+            assert self.volume is not None   # (made before the sandbox)
             try:
                 listing = await settled_listing(self.volume, (self.final or {}).get("output_files"),
                                                 self.config.sync_wait, self.config.sync_settle)
@@ -330,6 +333,7 @@ class ModalRun(RunMonitor):
     async def close_late(self) -> None:
         """A creation the run gave up on has come (or failed): end its sandbox, drop its volume."""
         self.runner.own()
+        assert self.creating is not None   # (`close` waits only for a creation)
         if not self.creating.cancelled() and self.creating.exception() is None:
             await terminate_quietly(self.creating.result())
         try:
@@ -339,6 +343,7 @@ class ModalRun(RunMonitor):
 
     async def terminate(self, wait: bool) -> None:
         """Stop the sandbox; with `wait`, until it has ended (its volume then is in sync)."""
+        assert self.sandbox is not None   # (called only once it was created)
         try:
             await self.sandbox.terminate.aio()
         except mexc.NotFoundError:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import logging
 import queue
 import threading
@@ -123,7 +124,7 @@ class ModalRunner:
         try:
             job = ModalRun(self, backend, spec, on_event, cancel)
         except BaseException as exc:
-            self._deliveries.put(lambda error=exc: result.set_exception(error))
+            self._deliveries.put(functools.partial(result.set_exception, exc))
             return
         self.jobs.add(job)
         try:
@@ -131,7 +132,7 @@ class ModalRunner:
             self._deliveries.put(lambda: result.set_result(outcome))
         except BaseException as exc:   # a bug of ours: the caller hears of it, the loop goes on
             log.exception("Modal job %s failed", spec.job_id)
-            self._deliveries.put(lambda error=exc: result.set_exception(error))
+            self._deliveries.put(functools.partial(result.set_exception, exc))
         finally:
             self.jobs.discard(job)
 
@@ -145,6 +146,7 @@ class ModalRunner:
     def own(self) -> None:
         """The running task is ours: ended with the runner."""
         task = asyncio.current_task()
+        assert task is not None   # (called from a coroutine on the loop)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -16,16 +16,16 @@ import asyncio
 import errno
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import modal
+from modal.types import FileEntryType
 
 from agent_sandbox.backends.modal_calls import describe_error
 from agent_sandbox.outputs import DIR, FILE, SPECIAL, SYMLINK, OutputEntry
 
-KINDS = {modal.volume.FileEntryType.FILE: FILE, modal.volume.FileEntryType.DIRECTORY: DIR,
-         modal.volume.FileEntryType.SYMLINK: SYMLINK}
+KINDS = {FileEntryType.FILE: FILE, FileEntryType.DIRECTORY: DIR, FileEntryType.SYMLINK: SYMLINK}
 READ_TIMEOUT = 300.0      # seconds one chunk (a volume block) may take to come
 FIRST_RELIST = 0.2        # seconds before the first listing is checked again, doubling
 
@@ -81,7 +81,7 @@ class _ChunkReader(io.RawIOBase):
 
     def __init__(self, read_file, path: str, loop: asyncio.AbstractEventLoop):
         self._read_file, self._path, self._loop = read_file, path, loop
-        self._chunks: AsyncIterator[bytes] | None = None
+        self._chunks: AsyncGenerator[bytes, None] | None = None
         self._pending = b""
 
     def readable(self) -> bool:

@@ -66,7 +66,8 @@ class RelayChannel:
 
     def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one request; the reply dict, or an error dict on timeout or a closed channel."""
-        done, box = threading.Event(), []
+        done = threading.Event()
+        box: list[dict[str, Any]] = []   # the reply, once the reader has it
         with self._lock:
             if self._closed:
                 return {"error": "connect", "message": self._closed}

@@ -182,7 +182,11 @@ def count_tokens(provider: str, body: Any) -> dict[str, int] | None:
     usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return None
-    num = lambda k: usage.get(k) if isinstance(usage.get(k), int) and usage.get(k) > 0 else 0  # noqa: E731
+
+    def num(k: str) -> int:
+        n = usage.get(k)
+        return n if isinstance(n, int) and n > 0 else 0
+
     if provider == "anthropic":
         return {"input_tokens": num("input_tokens") + num("cache_creation_input_tokens")
                 + num("cache_read_input_tokens"), "output_tokens": num("output_tokens")}
@@ -221,13 +225,13 @@ class ModelRelay:
         self.turned_away = 0             # requests refused because one was in flight
         self.in_flight = False
         self._frames = wire.Assembler()
-        self._write: Callable[[str], None] | None = None
+        self._write: Callable[[str], object] | None = None
         self._attached = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
 
     # -- wiring -------------------------------------------------------------
-    def attach(self, write_line: Callable[[str], None]) -> None:
+    def attach(self, write_line: Callable[[str], object]) -> None:
         """The backend's way to write one line to the agent's stdin."""
         self._write = write_line
         self._attached.set()
@@ -242,7 +246,8 @@ class ModelRelay:
 
     def handle(self, event: dict[str, Any]) -> None:
         """A `model_request` frame from the agent (called from a stream reader: never waits for a call)."""
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
         try:
             done = self._frames.add(data)
         except wire.FrameError as exc:
@@ -374,7 +379,7 @@ class ModelRelay:
         except (ValueError, RecursionError):
             tokens = None
         estimated = tokens is None
-        if estimated:   # a server that reports no usage still spends the budget: ~4 bytes a token
+        if tokens is None:   # a server that reports no usage still spends the budget: ~4 bytes a token
             tokens = {"input_tokens": sent // 4, "output_tokens": len(text.encode()) // 4}
         with self._lock:
             if self._closed:
