@@ -13,14 +13,8 @@ APT_PACKAGES := bubblewrap chromium e2fsprogs postgresql python3 slirp4netns
 # The test lanes (tests/conftest.py marks each test): test-fast runs neither Docker, Modal nor
 # Chromium, nor whole agent runs, nor installs.
 FAST := not docker and not modal and not browser and not agent and not dist
-# Lint switched on once the tree is converted (`make lint-strict` shows what is left): ruff's
-# import sorting and pyupgrade, and mypy on every module pyproject.toml names (the backends and
-# the relay are being rewritten: they join when that lands); until then the modules already clean.
-RUFF_STRICT := I,UP
-MYPY_NOW := agent_sandbox/spec.py agent_sandbox/events.py agent_sandbox/settings.py \
-	agent_sandbox/backends/__init__.py agent_sandbox/backends/packages.py agent_sandbox/relay/__init__.py
 
-.PHONY: install system-packages docker-engine run demo lint lint-strict docs lock test test-fast test-live \
+.PHONY: install system-packages docker-engine run demo lint docs lock test test-fast test-live \
 	test-modal-live bench clean
 
 install: system-packages $(STAMP)
@@ -63,14 +57,9 @@ demo: install
 # and the README's settings tables against their declarations.
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m mypy $(MYPY_NOW)
+	$(PY) -m mypy
 	$(PY) scripts/sandbox_requirements.py --check
 	$(PY) -m agent_sandbox.settings --check README.md
-
-# What is not yet in `make lint`: the RUFF_STRICT rules on the whole tree, mypy on all its modules.
-lint-strict: install
-	$(PY) -m ruff check --extend-select $(RUFF_STRICT) .
-	$(PY) -m mypy
 
 # Regenerate the README's settings tables from the declarations in the code.
 docs: install
