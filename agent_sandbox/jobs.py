@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from agent_sandbox import events as ev
-from agent_sandbox.agent.models import AGENT_MODEL_SETTINGS
 from agent_sandbox.backends import get_backend
 from agent_sandbox.backends.contract import Backend, EventCallback
 from agent_sandbox.followup import add_previous, previous_summary, results_path
@@ -66,12 +65,10 @@ def continue_from(workspace: Path, results: Path,
 # -- the run ------------------------------------------------------------------------
 
 def build_spec(job: Job) -> RunSpec:
-    """The run of `job`: the agent's model settings from this process's environment, then the
-    job's own; the model's key stays in this process (the sandbox reaches it through the relay)."""
-    env = {k: os.environ[k] for k in AGENT_MODEL_SETTINGS if os.environ.get(k)}
-    env.update(job.env)
+    """The run of `job`; the model's settings are its Limits, and its key stays in this
+    process (the sandbox reaches the model through the relay)."""
     return RunSpec(job_id=job.id, workspace=job.workspace, results=job.results, instructions=job.instructions,
-                   model=job.model, env=env, limits=job.limits, network=job.network,
+                   model=job.model, env=dict(job.env), limits=job.limits, network=job.network,
                    model_access=ModelAccess.from_env(job.model, dict(os.environ)),
                    previous_summary=job.previous_summary)
 

@@ -72,7 +72,8 @@ def test_runs_in_the_configured_app_tagged_and_reports_modal(emulator, tmp_path,
 
 
 def test_network_blocked_for_every_model_and_fenced_with_the_opt_in(emulator, tmp_path, recorder):
-    llm = make_spec(tmp_path / "a", TRIVIAL, model="openai:gpt-test", env={"AGENT_SANDBOX_MODEL_RETRIES": "0"},
+    no_retries = Limits(run_timeout=120, command_timeout=60, idle_timeout=60, disk_mb=1024, model_retries=0)
+    llm = make_spec(tmp_path / "a", TRIVIAL, model="openai:gpt-test", limits=no_retries,
                     model_access=ModelAccess("openai", "gpt-test", "http://127.0.0.1:9", ""))
     opted = make_spec(tmp_path / "b", TRIVIAL, network=True)
     listed = make_spec(tmp_path / "c", TRIVIAL, network=True)

@@ -104,11 +104,6 @@ MODELS: dict[str, str] = {
 }
 
 
-# Environment variables the host passes to the agent for its model: none any more. The model's
-# retries and timeout are Limits (spec.py), checked on the host and passed as arguments; the
-# name stays for the callers that still read it.
-AGENT_MODEL_SETTINGS: tuple[str, ...] = ()
-
 # What the user is told when an API model is chosen (the CLI prints it, the web start page shows it).
 PROVIDER_NOTICE = ("With an AI model, excerpts of your files and the outputs of the commands the agent runs "
                    "are sent to the model's provider ({provider}); the sandbox itself has no network.")
