@@ -277,7 +277,7 @@ def test_what_a_killed_process_left_is_swept(tmp_path):
 def test_the_jail_ends_when_its_host_stops_reading_even_with_its_parent_alive(tmp_path, recorder):
     """The host may die in ways parent-death signals miss (before bubblewrap asked for one):
     the agent watches its stdout and ends, with every process of its jail, once nobody reads it."""
-    from agent_sandbox.agent.tools import descendants
+    from agent_sandbox.agent.process_tree import descendants
     from agent_sandbox.backends.monitor import RunMonitor
     from tests.leftovers import in_namespaces, pid_namespaces, wait_until
     spec = make_spec(tmp_path, [shell("echo ready; sleep 300")])

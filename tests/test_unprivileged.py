@@ -90,7 +90,7 @@ def test_a_normal_user_may_still_run_without_a_sandbox_when_allowed(home):
 def test_sigkill_of_a_normal_users_cli_leaves_no_process(home, sandboxed):
     """No cgroup to kill here: the jail dies with bubblewrap's parent-death signal and the
     agent's lifeline; without bubblewrap the lifeline alone ends the agent and its commands."""
-    from agent_sandbox.agent.tools import descendants
+    from agent_sandbox.agent.process_tree import descendants
     from tests.leftovers import in_namespaces, pid_namespaces, wait_until
     env = {} if sandboxed else {"PATH": "/nonexistent", "AGENT_SANDBOX_ALLOW_UNSANDBOXED": "1"}
     argv, environ = cli_command(home, "killed", [{"kind": "shell", "command": "echo ready; sleep 300"}], **env)

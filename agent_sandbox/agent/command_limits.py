@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_sandbox.agent.tools import descendants, kill_tree
+from agent_sandbox.agent.process_tree import descendants, kill_tree
 
 MB = 1024 * 1024
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24

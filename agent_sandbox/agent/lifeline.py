@@ -24,7 +24,7 @@ import signal
 import stat
 import threading
 
-from agent_sandbox.agent.tools import descendants
+from agent_sandbox.agent.process_tree import descendants
 
 GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 

@@ -44,7 +44,8 @@ from agent_sandbox.agent.models import (
     get_model,
 )
 from agent_sandbox.agent.outputs_sync import sync_outputs
-from agent_sandbox.agent.tools import become_subreaper, run_command
+from agent_sandbox.agent.process_tree import become_subreaper
+from agent_sandbox.agent.tools import run_command
 from agent_sandbox.paths import PREVIOUS_SUMMARY, REFERENCE_LIST, UnsafePath, reference_paths, safe_join
 from agent_sandbox.spec import Limits
 

@@ -5,10 +5,8 @@ kills the whole process tree, and an environment without secrets.
 from __future__ import annotations
 
 import codecs
-import ctypes
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +20,7 @@ from agent_sandbox.agent.models import Observation
 
 if TYPE_CHECKING:
     from agent_sandbox.agent.command_limits import CommandLimits
-from agent_sandbox.process_group import signal_group
+from agent_sandbox.agent.process_tree import kill_tree
 
 FULL_OUTPUT_BYTES = 64 * 1024 * 1024   # of one command's output kept in its file for the model
 SECRET_PATTERN = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -50,56 +48,6 @@ def command_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     # Scripts often live in the outputs folder: no __pycache__ among the results.
     environ["PYTHONDONTWRITEBYTECODE"] = "1"
     return environ
-
-
-_subreaper = False
-
-
-def become_subreaper() -> None:
-    """Orphans of our commands get re-parented to us, so a timeout can find and
-    kill a grandchild that detached itself with setsid or a double fork.
-    Only the agent process does this: it runs one command at a time, so every
-    descendant it has is that command's."""
-    global _subreaper
-    try:
-        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        _subreaper = False
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid`, found through /proc (children first listed last)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the command, its process group and its descendants (as subreaper:
-    also the orphans it left, which are now our children)."""
-    victims = descendants(proc.pid)
-    signal_group(proc.pid, signal.SIGKILL)
-    if _subreaper:
-        victims += descendants(os.getpid())
-    for pid in [proc.pid] + victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class _Tail:

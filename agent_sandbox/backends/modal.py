@@ -2,27 +2,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import sys
 import time
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 import modal
 import modal.exception as mexc
 
-from agent_sandbox import settings
 from agent_sandbox.backends import modal_image
 from agent_sandbox.backends.contract import Backend, EventCallback, Sandbox
-from agent_sandbox.backends.modal_calls import MODAL_ERRORS, TRANSIENT_ERRORS, describe_error, wait_for_end
+from agent_sandbox.backends.modal_calls import (
+    JOB_TAG,
+    MODAL_ERRORS,
+    OWNER_TAG,
+    PROCESS_TAG,
+    TRANSIENT_ERRORS,
+    describe_error,
+    wait_for_end,
+)
+from agent_sandbox.backends.modal_config import ModalConfig, ModalEnvironment
 from agent_sandbox.backends.modal_run import modal_seconds
 from agent_sandbox.backends.modal_runner import ModalRunner
 from agent_sandbox.isolation import netjail
 from agent_sandbox.isolation.owners import process_alive, this_process
-from agent_sandbox.settings import setting
 from agent_sandbox.spec import RunResult, RunSpec
 
-JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
 END_BY_ID_WAIT = 10.0     # seconds end_sandbox waits for a terminated sandbox to have ended
 # What holds each sandbox limit on Modal (reported in run_started): Modal takes no process
 # count or disk size for Sandboxes, and past its memory limit it ends the whole sandbox.
@@ -34,63 +37,6 @@ ENFORCEMENT = {
 }
 log = logging.getLogger(__name__)
 _apps: dict[tuple[str, str], asyncio.Future] = {}   # looked up once per process, on the runner's loop
-
-
-class ModalEnvironment(TypedDict, total=False):
-    """The keyword arguments that pick the Modal environment (none: the client's default)."""
-
-    environment_name: str
-
-
-@dataclass
-class ModalConfig:
-    """Settings of the Modal backend: each reads AGENT_SANDBOX_MODAL_<FIELD>."""
-
-    app_name: str = setting("AGENT_SANDBOX_MODAL_APP_NAME", "sandbox-environment",
-                            "Modal app the sandboxes run under")
-    environment: str = setting("AGENT_SANDBOX_MODAL_ENVIRONMENT", "", "Modal environment",
-                               shown="client default")
-    python_version: str = setting("AGENT_SANDBOX_MODAL_PYTHON_VERSION",
-                                  f"{sys.version_info.major}.{sys.version_info.minor}",
-                                  "Python of the image", shown="host's (3.11)")
-    extra_packages: list[str] = setting("AGENT_SANDBOX_MODAL_EXTRA_PACKAGES", [],
-                                        "extra pip packages (comma or space separated)", shown="none")
-    outbound_domains: list[str] = setting("AGENT_SANDBOX_MODAL_OUTBOUND_DOMAINS", [],
-                                          "domain allowlist when the opt-in network is on (without it: "
-                                          "every public IPv4 range, no private ones)",
-                                          shown="none (public ranges)")
-    timeout_margin: float = setting("AGENT_SANDBOX_MODAL_TIMEOUT_MARGIN", 60.0,
-                                    "seconds Modal's own limits exceed ours, so ours fire first")
-    create_attempts: int = setting("AGENT_SANDBOX_MODAL_CREATE_ATTEMPTS", 4,
-                                   "tries to create the sandbox on transient errors")
-    retry_delay: float = setting("AGENT_SANDBOX_MODAL_RETRY_DELAY", 1.0,
-                                 "first backoff in seconds, doubling")
-    terminate_wait: float = setting("AGENT_SANDBOX_MODAL_TERMINATE_WAIT", 60.0,
-                                    "seconds to wait for the sandbox (and volume sync) to end")
-    owner: str = setting("AGENT_SANDBOX_MODAL_OWNER", factory=socket.gethostname, shown="hostname",
-                         doc="owner tag; `sweep_orphans()` only touches its own sandboxes")
-    max_throttle_wait: int = setting("AGENT_SANDBOX_MODAL_MAX_THROTTLE_WAIT", 60,
-                                     "seconds the client may wait out Modal's rate limits in one call before "
-                                     "it gives up and our retries take over (sets `MODAL_MAX_THROTTLE_WAIT` "
-                                     "unless that is set)")
-
-    create_concurrency: int = setting("AGENT_SANDBOX_MODAL_CREATE_CONCURRENCY", 8,
-                                      "sandboxes being created at once by one process, each uploading its job's "
-                                      "workspace (the client hashes it in a pool of its own); the rest wait",
-                                      above=0)
-    download_concurrency: int = setting("AGENT_SANDBOX_MODAL_DOWNLOAD_CONCURRENCY", 8,
-                                        "jobs whose outputs are being downloaded at once (one thread each)",
-                                        above=0)
-    sync_wait: float = setting("AGENT_SANDBOX_MODAL_SYNC_WAIT", 60.0,
-                               "seconds the volume may take to show the outputs once the sandbox ended "
-                               "(Modal syncs at termination, with no promise of timing)")
-    sync_settle: float = setting("AGENT_SANDBOX_MODAL_SYNC_SETTLE", 2.0,
-                                 "seconds the listing must stay unchanged to count as synced when the agent "
-                                 "did not say how many files it left")
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> ModalConfig:
-        return settings.load(cls, **overrides)
 
 
 class ModalBackend(Backend):

@@ -15,6 +15,9 @@ import modal
 import modal.exception as mexc
 from grpclib.exceptions import StreamTerminatedError
 
+# The tags each of our sandboxes carries: its job, the host that made it (owner), the process.
+JOB_TAG, OWNER_TAG, PROCESS_TAG = "agent_sandbox_job", "agent_sandbox_owner", "agent_sandbox_process"
+
 # Failures worth another try: Modal busy, rate limited or briefly unreachable.
 TRANSIENT_ERRORS = (mexc.ServiceError, mexc.InternalError, mexc.ResourceExhaustedError,
                     mexc.TimeoutError, mexc.ConnectionError, ConnectionError, OSError,

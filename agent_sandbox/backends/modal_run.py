@@ -24,17 +24,27 @@ The runner's ticker (not this run) checks the limits and sets `stop_due`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import modal
 import modal.exception as mexc
 
 from agent_sandbox.backends import modal_image
-from agent_sandbox.backends.contract import MAX_LINE, RunMonitor, SandboxError, SandboxLost, agent_command, finish
+from agent_sandbox.backends.contract import (
+    MAX_LINE,
+    EventCallback,
+    RunMonitor,
+    SandboxError,
+    SandboxLost,
+    agent_command,
+    finish,
+)
 from agent_sandbox.backends.modal_calls import (
+    JOB_TAG,
     MODAL_ERRORS,
     TRANSIENT_ERRORS,
     describe_error,
@@ -42,13 +52,37 @@ from agent_sandbox.backends.modal_calls import (
     terminate_quietly,
     wait_for_end,
 )
+from agent_sandbox.backends.modal_config import ModalConfig, ModalEnvironment
 from agent_sandbox.backends.modal_volume import VolumeSource, settled_listing
 from agent_sandbox.events import Status
-from agent_sandbox.spec import RunResult
+from agent_sandbox.spec import RunResult, RunSpec
 
-if TYPE_CHECKING:
-    from agent_sandbox.backends.modal import ModalBackend
-    from agent_sandbox.backends.modal_runner import ModalRunner
+
+class ModalMaker(Protocol):
+    """What a run asks of its backend (modal.ModalBackend), named here so that this module
+    need not import the backend that starts it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> ModalConfig: ...
+    @property
+    def enforcement(self) -> dict[str, str]: ...
+    def env_kwargs(self) -> ModalEnvironment: ...
+    async def lookup_app(self) -> modal.App: ...
+    async def create_sandbox(self, spec: RunSpec, app: modal.App, image: modal.Image,
+                             volume: modal.Volume) -> modal.Sandbox: ...
+
+
+class RunnerLink(Protocol):
+    """What a run asks of the runner it runs on (modal_runner.ModalRunner)."""
+
+    loop: asyncio.AbstractEventLoop
+    create_slots: asyncio.Semaphore
+    downloads: concurrent.futures.ThreadPoolExecutor
+
+    def deliver(self, on_event: EventCallback, event: dict[str, Any]) -> None: ...
+    def own(self) -> None: ...
 
 VOLUME_VERSION = 2        # VolumeFS v2 (the client passes it as api_pb2.VOLUME_FS_VERSION_V2 == 2)
 MAX_MODAL_TIMEOUT = 24 * 3600
@@ -61,7 +95,7 @@ CREATING, STARTING, RUNNING, ENDING = "creating", "starting", "running", "ending
 class ModalRun(RunMonitor):
     """One run: a Modal Sandbox with an ephemeral volume at /outputs, the agent as its exec."""
 
-    def __init__(self, runner: ModalRunner, backend: ModalBackend, spec, on_event, cancel):
+    def __init__(self, runner: RunnerLink, backend: ModalMaker, spec, on_event, cancel):
         super().__init__(spec, on_event, cancel, backend.name)
         self.runner, self.modal, self.config = runner, backend, backend.config
         self.phase = CREATING
@@ -420,7 +454,6 @@ class _Unlisted:
 
 
 async def _end_job_sandboxes(app: modal.App, job_id: str) -> None:
-    from agent_sandbox.backends.modal import JOB_TAG
     try:
         async for sandbox in modal.Sandbox.list.aio(app_id=app.app_id, tags={JOB_TAG: job_id}):
             await terminate_quietly(sandbox)

@@ -40,16 +40,14 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modal._utils.async_utils import synchronizer
 
 from agent_sandbox.backends.contract import EventCallback
+from agent_sandbox.backends.modal_config import ModalConfig
+from agent_sandbox.backends.modal_run import ModalMaker, ModalRun
 from agent_sandbox.spec import RunResult, RunSpec
-
-if TYPE_CHECKING:
-    from agent_sandbox.backends.modal import ModalBackend, ModalConfig
-    from agent_sandbox.backends.modal_run import ModalRun
 
 log = logging.getLogger(__name__)
 TICK = 0.2   # seconds between checks of every job's cancel flag and limits
@@ -96,7 +94,7 @@ class ModalRunner:
 
     # -- from any thread -------------------------------------------------------------
 
-    def submit(self, backend: ModalBackend, spec: RunSpec, on_event: EventCallback,
+    def submit(self, backend: ModalMaker, spec: RunSpec, on_event: EventCallback,
                cancel: threading.Event | None = None) -> concurrent.futures.Future[RunResult]:
         """Run one job; its result once every event of it has been handed to `on_event`."""
         result: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
@@ -116,9 +114,8 @@ class ModalRunner:
 
     # -- on the loop -------------------------------------------------------------------
 
-    async def _run(self, backend: ModalBackend, spec: RunSpec, on_event: EventCallback,
+    async def _run(self, backend: ModalMaker, spec: RunSpec, on_event: EventCallback,
                    cancel: threading.Event | None, result: concurrent.futures.Future) -> None:
-        from agent_sandbox.backends.modal_run import ModalRun
 
         self.own()
         try:
