@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 APT_PACKAGES := bubblewrap chromium e2fsprogs postgresql python3 slirp4netns
 # The test lanes (tests/conftest.py marks each test): test-fast runs neither Docker, Modal nor
 # Chromium, nor whole agent runs, nor installs.
-FAST := not docker and not modal and not browser and not agent and not dist
+FAST := not docker and not modal and not browser and not agent and not dist and not hostile and not postgres
 
 .PHONY: install system-packages docker-engine run demo lint docs lock test test-fast test-live \
 	test-modal-live bench clean

@@ -18,14 +18,18 @@ LANES = {   # lane: (words, fixtures)
     "docker": (("docker",), {"docker_backend", "modal_docker_backend"}),
     "modal": (("modal", "emulator"), {"modal_backend", "modal_docker_backend"}),
     "browser": (("browser",), {"browser"}),
-    "agent": (("playbook", "llm_agent"), set()),   # whole agent runs on real datasets or SDKs
+    # whole agent runs on real datasets, or through the real model SDKs
+    "agent": (("playbook", "llm_agent", "llm_loop", "llm_relay", "agent_bench"), set()),
     "dist": (("distribution",), set()),            # installs the distributions into new venvs
+    "hostile": (("hostile", "abuse"), set()),      # the attack suite: floods, slow clients, big files
+    "postgres": (("postgres", "scale"), {"postgres_cluster"}),   # a PostgreSQL cluster, several processes
 }
 
 
 def lanes_of(item: pytest.Item) -> set[str]:
     """The lanes a collected test belongs to (none: the fast lane)."""
-    words = {Path(str(item.fspath)).stem.lower()}
+    path = Path(str(item.fspath))
+    words = {path.stem.lower(), path.parent.name.lower()}   # the folder too: tests/hostile/
     callspec = getattr(item, "callspec", None)
     words |= {str(value).lower() for value in (callspec.params.values() if callspec else ())}
     fixtures = set(getattr(item, "fixturenames", ()))
