@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 
 from agent_sandbox.isolation import netjail
+from agent_sandbox.isolation.cgroups import field_count
 from agent_sandbox.isolation.jail import SANDBOX_GID, SANDBOX_UID
 from modal_emulator.jail import JailLayout, SandboxLimits, kill_group
 from modal_emulator.sandbox import SandboxFinished
@@ -178,17 +179,7 @@ class DockerRuntime:
         """The engine held the cgroup; nothing is left once the container is gone."""
 
     def oom_kills(self) -> int:
-        if self.memory_events is None:
-            return 0
-        path, key = self.memory_events
-        try:
-            for line in path.read_text().splitlines():
-                name, _, value = line.partition(" ")
-                if name == key:
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return 0 if self.memory_events is None else field_count(*self.memory_events)
 
 
 def memory_events_file(container_id: str) -> tuple[Path, str] | None:

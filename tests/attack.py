@@ -36,6 +36,7 @@ def cpu_seconds(pid: int) -> float:
 
 def disk_bytes(*folders: Path) -> int:
     """Bytes the folders really take on disk (allocated blocks: a sparse file counts as what it holds)."""
+    # Not frontend.storage.disk_bytes on purpose: the quota tests check the app's own count against this one.
     total = 0
     for folder in folders:
         for root, _dirs, files in os.walk(folder):
@@ -98,20 +99,6 @@ class Bystander:
                 self.times.append(time.monotonic() - self._started_at)
             self._started_at = None
             self._stop.wait(self.every)
-
-
-def open_stream(port: int, path: str, cookie: str, source: str = "127.0.0.1") -> tuple[socket.socket, int]:
-    """GET an event stream on a raw socket from `source`: (the socket, the response's status)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    text = head.decode(errors="replace")
-    return sock, int(text.split(" ", 2)[1]) if text.startswith("HTTP/") else 0
 
 
 def send_body(port: int, head: str, size: int, chunked: bool = False, step: int = 1 << 20) -> tuple[int, str, int]:

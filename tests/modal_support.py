@@ -16,8 +16,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30
@@ -176,3 +179,17 @@ def shared_emulator() -> EmulatorProcess:
             os.environ.update(_shared.env())
             atexit.register(_shared.stop)
         return _shared
+
+
+def fast_retrying_backend(emulator: EmulatorProcess, settle: float = 0.0) -> Iterator[Any]:
+    """A `backend` fixture's body: a Modal backend that retries at once; afterwards the emulator's
+    faults are cleared and no sandbox may be left running (after up to `settle` seconds, for a
+    sandbox a test abandoned while it was being scheduled: it is ended once it comes)."""
+    from agent_sandbox.backends.modal import ModalBackend
+
+    yield ModalBackend(retry_delay=0.01, create_attempts=3)
+    emulator.clear_faults()
+    deadline = time.monotonic() + settle
+    while emulator.running_sandboxes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not emulator.running_sandboxes(), "a sandbox was left running"

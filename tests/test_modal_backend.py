@@ -22,7 +22,7 @@ from agent_sandbox.isolation.owners import this_process
 from agent_sandbox.relay.host import ModelAccess
 from agent_sandbox.spec import Limits
 from tests.conftest import REPO, make_spec
-from tests.modal_support import shared_emulator
+from tests.modal_support import fast_retrying_backend, shared_emulator
 
 TRIVIAL = [{"kind": "shell", "command": "echo hello"}]
 
@@ -34,9 +34,7 @@ def emulator():
 
 @pytest.fixture
 def backend(emulator):
-    yield ModalBackend(retry_delay=0.01, create_attempts=3)
-    emulator.clear_faults()
-    assert not emulator.running_sandboxes(), "a sandbox was left running"
+    yield from fast_retrying_backend(emulator)
 
 
 def sandbox_of(emulator, job_id: str) -> dict:

@@ -17,7 +17,7 @@ from agent_sandbox.backends.modal_run import LineCutter
 from agent_sandbox.backends.modal_runner import ModalRunner
 from agent_sandbox.spec import Limits
 from tests.conftest import make_spec
-from tests.modal_support import shared_emulator
+from tests.modal_support import fast_retrying_backend, shared_emulator
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,7 @@ def emulator():
 
 @pytest.fixture
 def backend(emulator):
-    yield ModalBackend(retry_delay=0.01, create_attempts=3)
-    emulator.clear_faults()
-    deadline = time.monotonic() + 20   # a sandbox abandoned while scheduled is ended once it comes
-    while emulator.running_sandboxes() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not emulator.running_sandboxes(), "a sandbox was left running"
+    yield from fast_retrying_backend(emulator, settle=20)
 
 
 def test_a_failed_download_loses_that_file_only(backend, emulator, tmp_path, recorder):

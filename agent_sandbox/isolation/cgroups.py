@@ -150,11 +150,13 @@ def _write(path: Path, value: int) -> None:
 
 
 def _field(folder: Path | None, filename: str, key: str) -> int:
+    return 0 if folder is None else field_count(folder / filename, key)
+
+
+def field_count(path: Path, key: str) -> int:
     """The number after `key` in a cgroup file of "key value" lines (0 if absent)."""
-    if folder is None:
-        return 0
     try:
-        for line in (folder / filename).read_text().splitlines():
+        for line in path.read_text().splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 return int(value)

@@ -137,3 +137,9 @@ def out_of_time(request: httpx2.Request) -> httpx2.Response:
 
 def relay_http_client(channel: RelayChannel) -> httpx2.Client:
     return httpx2.Client(transport=RelayTransport(channel), base_url=RELAY_BASE_URL)
+
+
+def relay_client_options(channel: RelayChannel, retries: int, timeout: float) -> dict[str, Any]:
+    """The keyword arguments both SDK clients (anthropic, openai) take to talk through the relay."""
+    return {"api_key": PLACEHOLDER_KEY, "base_url": RELAY_BASE_URL, "max_retries": retries, "timeout": timeout,
+            "http_client": relay_http_client(channel)}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.attack import figure, open_stream
+from tests.attack import figure
+from tests.web.web_helpers import open_stream
 
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]
 
@@ -26,11 +27,11 @@ def test_f19_share_link_viewers_are_capped_per_link_and_per_address(start_server
     try:
         for n, (viewer, source) in enumerate(zip(viewers, ("127.0.0.3", "127.0.0.4"))):
             for _ in range(40 if n == 0 else 10):
-                sock, status = open_stream(server.port, path, viewer, source)
+                sock, status, _ = open_stream(server.port, path, viewer, source)
                 statuses[status] = statuses.get(status, 0) + 1
                 (opened.append(sock) if status == 200 else sock.close())
         owner_cookie = "; ".join(f"{k}={v}" for k, v in owner.http.cookies.items())
-        sock, owners = open_stream(server.port, path, owner_cookie, "127.0.0.5")
+        sock, owners, _ = open_stream(server.port, path, owner_cookie, "127.0.0.5")
         sock.close()
         figure("F19", f"50 live logs through one share link (40 from one address, 10 from another), "
                       f"link cap 20: answers {statuses}; the owner's own stream then: {owners}")

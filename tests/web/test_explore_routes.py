@@ -27,18 +27,6 @@ TABLE = [{"kind": "write_file", "path": "t/t.csv", "content": "id,group,value\n"
          {"kind": "finish", "message": "done"}]
 
 
-def ended(visitor: Visitor, job_id: str) -> dict:
-    """The job once it has ended."""
-    import time
-
-    from agent_sandbox.events import FINAL
-    deadline = time.monotonic() + 30
-    while (job := visitor.get(f"/api/jobs/{job_id}").json)["status"] not in FINAL:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
-    return job
-
-
 @pytest.fixture
 def app(tmp_path):
     settings = Settings(data_dir=tmp_path / "app", models=["scripted", "offline", "openai:test-model"],
@@ -163,7 +151,7 @@ def test_instructions_the_model_cannot_follow_are_said_not_applied(app):
     assert option["instructions"] == OFFLINE_OPTIONS["drop_duplicates"].instruction
     bad = alice.post("/api/jobs", data=form(model="offline", option="sing"), content_type="multipart/form-data")
     assert bad.status_code == 400 and "unknown option" in bad.json["error"]
-    end = ended(alice, free["id"])
+    end = alice.ended(free["id"])
     page = alice.get(f"/jobs/{free['id']}").data.decode()
     assert 'id="instructions-note"' in page and "were not applied" in page
     assert 'id="follow-up-open"' in page, ("an AI model is on offer: the job can be continued with it", end)

@@ -49,8 +49,12 @@ class Visitor:
     def run(self, actions=SCRIPT) -> dict:
         resp = self.submit(actions)
         assert resp.status_code == 201, resp.json
+        return self.ended(resp.json["id"])
+
+    def ended(self, job_id: str) -> dict:
+        """The job once it has ended."""
         deadline = time.monotonic() + 30
-        while (job := self.get(f"/api/jobs/{resp.json['id']}").json)["status"] not in FINAL:
+        while (job := self.get(f"/api/jobs/{job_id}").json)["status"] not in FINAL:
             assert time.monotonic() < deadline, job
             time.sleep(0.02)
         return job

@@ -13,28 +13,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from web_helpers import Client, SlowClients, SourceAddress
+from web_helpers import Client, SlowClients, SourceAddress, open_stream
 
 HANG = [{"kind": "shell", "command": "echo started; sleep 300"}]
 
 
 def cookie_header(client) -> str:
     return "; ".join(f"{k}={v}" for k, v in client.http.cookies.items())
-
-
-def open_stream(port: int, path: str, cookie: str, source: str) -> tuple[socket.socket, int, str]:
-    """GET an event stream on a raw socket from `source`; returns (socket, status, response head)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    text = head.decode(errors="replace")
-    status = int(text.split(" ", 2)[1]) if text.startswith("HTTP/") else 0
-    return sock, status, text
 
 
 def open_streams(port: int, path: str, cookie: str, source: str, n: int) -> tuple[list[socket.socket], list[str]]:

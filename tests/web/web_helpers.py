@@ -138,6 +138,21 @@ class SourceAddress(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+def open_stream(port: int, path: str, cookie: str, source: str) -> tuple[socket.socket, int, str]:
+    """GET an event stream on a raw socket from `source`; returns (socket, status, response head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    text = head.decode(errors="replace")
+    status = int(text.split(" ", 2)[1]) if text.startswith("HTTP/") else 0
+    return sock, status, text
+
+
 class Client:
     """One visitor: its own cookie jar (so its own identity) and CSRF token; `source`: its address."""
 

@@ -22,7 +22,7 @@ from agent_sandbox.agent.models.llm import (
     ToolCall,
     model_error,
 )
-from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
+from agent_sandbox.relay.agent import relay_client_options
 
 ANTHROPIC_TOOLS = [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
                    for t in TOOLS]
@@ -50,8 +50,7 @@ class AnthropicModel(LLMModel):
     provider = "anthropic"
 
     def make_client(self, channel: Any) -> anthropic.Anthropic:
-        return anthropic.Anthropic(api_key=PLACEHOLDER_KEY, base_url=RELAY_BASE_URL, max_retries=self.retries,
-                                   timeout=self.timeout, http_client=relay_http_client(channel))
+        return anthropic.Anthropic(**relay_client_options(channel, self.retries, self.timeout))
 
     def call(self, system: str, entries: list[Entry], force_finish: bool = False) -> Reply:
         only_finish = {"tool_choice": {"type": "tool", "name": FINISH}} if force_finish else {}

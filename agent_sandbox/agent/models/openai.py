@@ -25,7 +25,7 @@ from agent_sandbox.agent.models.llm import (
     ToolCall,
     model_error,
 )
-from agent_sandbox.relay.agent import PLACEHOLDER_KEY, RELAY_BASE_URL, relay_http_client
+from agent_sandbox.relay.agent import relay_client_options
 
 OPENAI_TOOLS = [{"type": "function", "function": tool} for tool in TOOLS]
 
@@ -66,8 +66,7 @@ class OpenAIModel(LLMModel):
     provider = "openai"
 
     def make_client(self, channel: Any) -> openai.OpenAI:
-        return openai.OpenAI(api_key=PLACEHOLDER_KEY, base_url=RELAY_BASE_URL, max_retries=self.retries,
-                             timeout=self.timeout, http_client=relay_http_client(channel))
+        return openai.OpenAI(**relay_client_options(channel, self.retries, self.timeout))
 
     def call(self, system: str, entries: list[Entry], force_finish: bool = False) -> Reply:
         only_finish = {"tool_choice": {"type": "function", "function": {"name": FINISH}}} if force_finish else {}
