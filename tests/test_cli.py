@@ -174,8 +174,10 @@ def start_cli(tmp_path, script):
     data = tmp_path / "d.csv"
     data.write_text("x\n")
     env = {**os.environ, "AGENT_SCRIPT": json.dumps(script)}
+    # --workdir: a CLI killed with SIGKILL cannot remove its workspace; it stays in tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "run", "--json", "--model", "scripted",
-                             "--output", str(tmp_path / "out"), str(data)], cwd=REPO, env=env,
+                             "--workdir", str(tmp_path / "work"), "--output", str(tmp_path / "out"), str(data)],
+                            cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in proc.stdout:
         event = json.loads(line)
@@ -245,7 +247,8 @@ def test_a_cli_killed_while_its_jail_starts_leaves_no_agent(tmp_path):
     env = {**os.environ, "AGENT_SCRIPT": json.dumps([{"kind": "shell", "command": "echo ready; sleep 300"}])}
     for n, delay in enumerate((0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25, 0.4)):
         proc = subprocess.Popen([sys.executable, "-m", "agent_sandbox", "run", "--json", "--model", "scripted",
-                                 "--output", str(tmp_path / f"out{n}"), str(data)], cwd=REPO, env=env,
+                                 "--workdir", str(tmp_path / "work"), "--output", str(tmp_path / f"out{n}"),
+                                 str(data)], cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         sandbox_id = next(json.loads(line)["data"]["sandbox_id"] for line in proc.stdout
                           if '"sandbox_id"' in line)
