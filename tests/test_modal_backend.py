@@ -99,8 +99,9 @@ def test_cpu_and_memory_are_hard_limits_not_requests(backend, tmp_path, recorder
 def test_files_the_agent_left_but_the_volume_lost_are_reported(backend, emulator, tmp_path, recorder, caplog):
     emulator.inject("VolumeCommit", kind="skipped_commit")   # the sandbox ends; its volume never syncs
     spec = make_spec(tmp_path, [{"kind": "shell", "command": "echo a > /outputs/a.txt; echo b > /outputs/b.txt"}])
+    never_synced = ModalBackend(retry_delay=0.01, create_attempts=3, sync_wait=2)   # not the default minute
     with caplog.at_level("WARNING", logger="agent_sandbox.backends.monitor"):
-        result = backend.run(spec, recorder)
+        result = never_synced.run(spec, recorder)
     assert result.status == ev.SUCCEEDED and result.manifest["files"] == []
     assert recorder.of_type(ev.RUN_FINISHED)[0]["data"]["output_files"] == 2
     [warning] = [e["data"]["message"] for e in recorder.of_type(ev.WARNING) if "lost" in e["data"]["message"]]

@@ -262,7 +262,8 @@ def test_a_listener_cut_off_listens_again_and_says_so(postgres_cluster):
     new_job(writer, "job1")
     with psycopg.connect(url, autocommit=True) as admin:
         cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = 'agent-sandbox-web listener'").fetchall()
+                            "WHERE application_name = 'agent-sandbox-web listener' "
+                            "AND datname = current_database()").fetchall()   # the cluster serves other tests too
     assert cut == [(True,)]
     assert heard.get(timeout=10) is None, "listening again, and told so"
     writer.append_event("job1", {"type": "raw"})
