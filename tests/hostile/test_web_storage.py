@@ -41,7 +41,7 @@ def test_f9_an_owner_stores_at_most_their_quota(start_server):
 
 
 def test_f9_results_past_the_retention_period_are_removed(start_server):
-    server = start_server(APP_RETENTION_DAYS=0.0002)   # 17 s
+    server = start_server(APP_RETENTION_DAYS=0.0001)   # 8.6 s
     owner = server.client()
     job = owner.submit(writes(20)).json()
     wait_finished(owner, job["id"], timeout=180)
@@ -51,7 +51,7 @@ def test_f9_results_past_the_retention_period_are_removed(start_server):
         time.sleep(0.5)
     left = owner_bytes(server, [job["id"]])
     answer = owner.get(f"/api/jobs/{job['id']}").status_code
-    figure("F9", f"retention 17 s: a finished job held {held / MB:.1f} MB; after at most 60 s "
+    figure("F9", f"retention 8.6 s: a finished job held {held / MB:.1f} MB; after at most 60 s "
                  f"{left / MB:.1f} MB, and the job answers {answer}")
     assert answer == 404
     assert left == 0 and held > 20 * MB
