@@ -35,14 +35,11 @@ def source(tmp_path: Path) -> Path:
 
 
 def new_venv(folder: Path, *requirements: str) -> Path:
-    """A venv in `folder` with `requirements` installed from the package index as a user would
-    (by the lock's uv when make install put it beside us: the same resolution, a fraction of
-    pip's time; else by pip); its python."""
-    venv.create(folder, with_pip=not UV.exists())
+    """A venv in `folder` with `requirements` pip-installed; its python."""
+    venv.create(folder, with_pip=True)
     python = folder / "bin" / "python"
-    installer = ([str(UV), "pip", "install", "-q", "--python", str(python)] if UV.exists()
-                 else [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"])
-    install = subprocess.run([*installer, *requirements], capture_output=True, text=True, timeout=900)
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              *requirements], capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
     return python
 
