@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent_sandbox.tree import remove_tree
+
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30
 
@@ -49,7 +51,7 @@ class EmulatorProcess:
 
         threading.Thread(target=read_ready_line, daemon=True).start()
         if not ready.wait(READY_TIMEOUT) or not self.grpc_url:
-            self.stop()
+            self.stop(keep_folder=True)
             raise RuntimeError(f"the emulator did not start; log:\n{self.log_text()}")
 
     def env(self) -> dict[str, str]:
@@ -99,10 +101,12 @@ class EmulatorProcess:
         return [sb for sb in self.state()["sandboxes"] if sb["running"]]
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, keep_folder: bool = False) -> None:
+        """End the emulator, then remove its folder (state and log) unless the test looks at it."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -111,6 +115,9 @@ class EmulatorProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if not keep_folder:
+            with contextlib.suppress(OSError):   # a mount a killed sandbox left: the folder stays
+                remove_tree(self.folder)
 
 
 def _die_with_parent() -> None:

@@ -78,7 +78,7 @@ def test_sigterm_ends_the_emulator_within_seconds_and_leaves_nothing(runtime):
     finally:
         client.kill()
         client.wait()
-        emulator.stop()
+        emulator.stop(keep_folder=True)   # its state is looked at below
     assert took < 15, f"the emulator took {took:.1f}s to stop"
     deadline = time.monotonic() + 10   # SIGKILLed processes may take a moment to be reaped
     while processes_with(token) and time.monotonic() < deadline:
